@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/migrations"
+	"github.com/incidentfox/orchestrator-edge/server"
+	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serve runs the server until ctx ends (SIGTERM/SIGINT in production), then
+// shuts down within the configured bound.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	start := time.Now()
+	fs := newFlagSet("serve", "serve [--dev] [--addr ADDR] [--data-dir DIR]", stdout)
+	dev := fs.Bool("dev", false, "dev mode: built-in peer fakes and seeded demo data (also ORCHESTRATOR_DEV=1)")
+	addr := fs.String("addr", "", "listen address (ORCHESTRATOR_LISTEN_ADDR, default :8070)")
+	dataDir := fs.String("data-dir", "", "data directory (ORCHESTRATOR_DATA_DIR, default ./data)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	flags := map[string]string{}
+	if *dev {
+		flags["ORCHESTRATOR_DEV"] = "1"
+	}
+	if *addr != "" {
+		flags["ORCHESTRATOR_LISTEN_ADDR"] = *addr
+	}
+	if *dataDir != "" {
+		flags["ORCHESTRATOR_DATA_DIR"] = *dataDir
+	}
+	cfg, err := config.Load(overlay(getenv, flags))
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	lock, err := store.AcquireInstanceLock(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+
+	db, err := store.Open(ctx, store.Options{Path: cfg.DatabasePath, Migrations: migrations.FS, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	srv, err := server.New(server.Options{
+		Addr:     cfg.ListenAddr,
+		Logger:   logger,
+		Registry: prometheus.NewRegistry(),
+		Store:    db,
+		Version:  version,
+		Dev:      cfg.Dev,
+	})
+	if err != nil {
+		return err
+	}
+	// Listen before migrating: /health answers at once, /ready says 503
+	// until the schema is in place.
+	if err := srv.Open(); err != nil {
+		return err
+	}
+	logger.Info("listening", "addr", srv.Addr(), "version", version, "data_dir", cfg.DataDir,
+		"database", cfg.DatabasePath, "lock", lock.Path(), "dev", cfg.Dev)
+	if cfg.Dev {
+		logger.Warn("dev mode: not for production")
+	}
+
+	if cfg.AutoCreateTables {
+		applied, err := db.Migrate(ctx)
+		if err != nil {
+			shutdown(srv, cfg.ShutdownTimeout, logger)
+			return err
+		}
+		logger.Info("migrations applied", "versions", fmt.Sprint(applied))
+	} else if err := db.Ready(ctx); err != nil {
+		logger.Warn("database not ready; /ready answers 503 until `orchestrator migrate up` has run",
+			"error", err.Error())
+	}
+	logger.Info("started", "startup_ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+
+	<-ctx.Done()
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	return shutdown(srv, cfg.ShutdownTimeout, logger)
+}
+
+func shutdown(srv *server.Server, timeout time.Duration, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("shutdown cut in-flight requests", "error", err)
+		return nil
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -1,0 +1,309 @@
+// Package config turns the process environment into a typed, validated
+// Config. It is the one place that knows the name of every environment
+// variable of SPEC §2; a bad value stops start-up with one line naming the
+// variable (and never echoing a secret).
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sources are the webhook sources, in the order they are documented.
+var Sources = [...]string{"slack", "github", "pagerduty", "incidentio", "coralogix"}
+
+// Secret is a configured credential. It prints, logs and marshals as
+// "[redacted]" so that it cannot leak by accident; Reveal returns the value.
+type Secret string
+
+// String redacts the secret.
+func (s Secret) String() string { return "[redacted]" }
+
+// GoString redacts the secret in %#v.
+func (s Secret) GoString() string { return `"[redacted]"` }
+
+// MarshalText redacts the secret in JSON and slog output.
+func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the secret's value for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// AgentLimits bound one agent call made for a webhook source.
+type AgentLimits struct {
+	Timeout  time.Duration
+	MaxTurns int
+}
+
+// Config is the validated configuration of one orchestrator process.
+type Config struct {
+	ListenAddr string
+	DataDir    string
+	// DatabasePath is the SQLite file named by DATABASE_URL.
+	DatabasePath string
+	Dev          bool
+	LogLevel     slog.Level
+
+	ConfigServiceURL string
+	AIPipelineURL    string
+	AgentURL         string
+
+	InternalToken      Secret
+	InternalAdminToken Secret
+	DevAdminToken      Secret
+
+	AutoCreateTables  bool
+	AdminAuthCacheTTL time.Duration
+	RequireAdminStar  bool
+	TeamLockTimeout   time.Duration
+	IdempotencyKeyTTL time.Duration
+	ShutdownTimeout   time.Duration
+
+	// AgentLimits holds the timeout and max turns per webhook source.
+	AgentLimits map[string]AgentLimits
+
+	Namespace                string
+	AIPipelineImage          string
+	AIPipelineServiceAccount string
+	AgentImage               string
+	AgentServiceAccount      string
+
+	// WebhookSecrets holds each source's accepted secrets (several during a
+	// rotation); an empty list makes that source answer 401.
+	WebhookSecrets map[string][]Secret
+
+	WebhookRateLimit      float64
+	WebhookBurst          int
+	TeamDispatchPerMinute int
+	MaxBodyBytes          int64
+	DispatchWorkers       int
+	EventBodyRetention    time.Duration
+	ReconcileInterval     time.Duration
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+func Load(getenv func(string) string) (*Config, error) {
+	p := &parser{getenv: getenv}
+	c := &Config{
+		ListenAddr: p.addr("ORCHESTRATOR_LISTEN_ADDR", ":8070"),
+		DataDir:    p.str("ORCHESTRATOR_DATA_DIR", "./data"),
+		Dev:        p.bool("ORCHESTRATOR_DEV", false),
+		LogLevel:   p.logLevel("ORCHESTRATOR_LOG_LEVEL"),
+
+		InternalToken:      p.secret("ORCHESTRATOR_INTERNAL_TOKEN"),
+		InternalAdminToken: p.secret("ORCHESTRATOR_INTERNAL_ADMIN_TOKEN"),
+		DevAdminToken:      p.secret("ORCHESTRATOR_DEV_ADMIN_TOKEN"),
+
+		AutoCreateTables:  p.bool("ORCHESTRATOR_AUTO_CREATE_TABLES", true),
+		AdminAuthCacheTTL: p.seconds("ORCHESTRATOR_ADMIN_AUTH_CACHE_TTL_SECONDS", 15, 0, 3600),
+		RequireAdminStar:  p.bool("ORCHESTRATOR_REQUIRE_ADMIN_STAR", true),
+		TeamLockTimeout:   p.seconds("ORCHESTRATOR_TEAM_LOCK_TIMEOUT_SECONDS", 30, 1, 600),
+		IdempotencyKeyTTL: time.Duration(p.int("ORCHESTRATOR_IDEMPOTENCY_KEY_TTL_HOURS", 24, 24, 24*365)) * time.Hour,
+		ShutdownTimeout:   p.seconds("ORCHESTRATOR_SHUTDOWN_TIMEOUT_SECONDS", 20, 1, 600),
+
+		Namespace:                p.dnsLabel("K8S_NAMESPACE"),
+		AIPipelineImage:          p.str("AI_PIPELINE_IMAGE", "incidentfox/ai-pipeline:latest"),
+		AIPipelineServiceAccount: p.str("AI_PIPELINE_SERVICE_ACCOUNT", "ai-pipeline"),
+		AgentImage:               p.str("AGENT_IMAGE", "incidentfox/agent:latest"),
+		AgentServiceAccount:      p.str("AGENT_SERVICE_ACCOUNT", "agent"),
+
+		WebhookRateLimit:      float64(p.int("ORCHESTRATOR_WEBHOOK_RATE_LIMIT", 100, 0, 1_000_000)),
+		WebhookBurst:          p.int("ORCHESTRATOR_WEBHOOK_RATE_LIMIT_BURST", 200, 1, 1_000_000),
+		TeamDispatchPerMinute: p.int("ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE", 60, 1, 1_000_000),
+		MaxBodyBytes:          int64(p.int("ORCHESTRATOR_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
+		DispatchWorkers:       p.int("ORCHESTRATOR_DISPATCH_WORKERS", 8, 1, 256),
+		EventBodyRetention:    time.Duration(p.int("ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS", 7, 1, 3650)) * 24 * time.Hour,
+		ReconcileInterval:     p.seconds("ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS", 300, 10, 86400),
+	}
+	c.DatabasePath = p.database("DATABASE_URL", c.DataDir)
+
+	// Peer services are required in production; dev mode brings its own fakes.
+	c.ConfigServiceURL = p.url("CONFIG_SERVICE_URL", !c.Dev)
+	c.AIPipelineURL = p.url("AI_PIPELINE_API_URL", !c.Dev)
+	c.AgentURL = p.url("AGENT_API_URL", !c.Dev)
+
+	c.AgentLimits = make(map[string]AgentLimits, len(Sources))
+	for _, src := range Sources {
+		prefix := "ORCHESTRATOR_" + strings.ToUpper(src) + "_AGENT_"
+		c.AgentLimits[src] = AgentLimits{
+			Timeout:  p.seconds(prefix+"TIMEOUT_SECONDS", 300, 1, 3600),
+			MaxTurns: p.int(prefix+"MAX_TURNS", 50, 1, 1000),
+		}
+	}
+
+	c.WebhookSecrets = map[string][]Secret{
+		"slack":  p.secrets("SLACK_SIGNING_SECRET"),
+		"github": p.secrets("GITHUB_WEBHOOK_SECRET"),
+		// PAGERDUTY_WEBHOOK_SECRET is the reference implementation's name.
+		"pagerduty":  append(p.secrets("PAGERDUTY_WEBHOOK_SECRETS"), p.secrets("PAGERDUTY_WEBHOOK_SECRET")...),
+		"incidentio": p.standardWebhookSecrets("INCIDENTIO_WEBHOOK_SECRET"),
+		"coralogix":  p.secrets("CORALOGIX_WEBHOOK_TOKEN"),
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return c, nil
+}
+
+// parser reads variables and keeps the first error, so Load stays a flat list.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	if p.err == nil {
+		p.err = fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+}
+
+func (p *parser) raw(name string) string { return strings.TrimSpace(p.getenv(name)) }
+
+func (p *parser) str(name, def string) string {
+	if v := p.raw(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) int(name string, def, lo, hi int) int {
+	v := p.raw(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		p.fail(name, "%q is not a whole number", v)
+		return def
+	}
+	if n < lo || n > hi {
+		p.fail(name, "%d is out of range [%d, %d]", n, lo, hi)
+		return def
+	}
+	return n
+}
+
+func (p *parser) seconds(name string, def, lo, hi int) time.Duration {
+	return time.Duration(p.int(name, def, lo, hi)) * time.Second
+}
+
+func (p *parser) bool(name string, def bool) bool {
+	switch v := strings.ToLower(p.raw(name)); v {
+	case "":
+		return def
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	default:
+		p.fail(name, "%q is not a boolean (use 1 or 0)", v)
+		return def
+	}
+}
+
+func (p *parser) logLevel(name string) slog.Level {
+	var l slog.Level
+	if v := p.raw(name); v != "" {
+		if err := l.UnmarshalText([]byte(v)); err != nil {
+			p.fail(name, "%q is not a log level (debug, info, warn, error)", v)
+		}
+	}
+	return l
+}
+
+func (p *parser) addr(name, def string) string {
+	v := p.str(name, def)
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		p.fail(name, "%q is not host:port (%v)", v, err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.fail(name, "%q has an invalid port", v)
+	}
+	return v
+}
+
+func (p *parser) url(name string, required bool) string {
+	v := p.raw(name)
+	if v == "" {
+		if required {
+			p.fail(name, "is required (or start with --dev to use the built-in fakes)")
+		}
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(name, "%q is not an absolute http(s) URL", v)
+		return ""
+	}
+	return strings.TrimRight(v, "/")
+}
+
+// dnsLabel reads a Kubernetes namespace name; empty means "the pod's own".
+func (p *parser) dnsLabel(name string) string {
+	v := p.raw(name)
+	if v != "" && !isDNSLabel(v) {
+		p.fail(name, "%q is not a valid namespace name (lowercase letters, digits and '-', at most 63)", v)
+	}
+	return v
+}
+
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *parser) secret(name string) Secret { return Secret(p.raw(name)) }
+
+// secrets reads a comma-separated list of secrets (several during a rotation).
+func (p *parser) secrets(name string) []Secret {
+	var out []Secret
+	for _, part := range strings.Split(p.raw(name), ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, Secret(part))
+		}
+	}
+	return out
+}
+
+// standardWebhookSecrets reads Standard Webhooks secrets: "whsec_" followed by
+// the base64 of the signing key.
+func (p *parser) standardWebhookSecrets(name string) []Secret {
+	out := p.secrets(name)
+	for i, s := range out {
+		key, ok := strings.CutPrefix(s.Reveal(), "whsec_")
+		if _, err := base64.StdEncoding.DecodeString(key); !ok || err != nil || key == "" {
+			p.fail(name, "entry %d is not of the form whsec_<base64 key>", i+1)
+		}
+	}
+	return out
+}
+
+// database resolves DATABASE_URL to the SQLite file it names.
+func (p *parser) database(name, dataDir string) string {
+	v := p.raw(name)
+	if v == "" {
+		return filepath.Join(dataDir, "orchestrator.db")
+	}
+	scheme, rest, ok := strings.Cut(v, "://")
+	switch {
+	case ok && scheme == "sqlite" && rest != "" && !strings.ContainsAny(rest, "?#"):
+		return rest
+	case ok && (scheme == "postgres" || scheme == "postgresql"):
+		p.fail(name, "PostgreSQL is the scale-out path and not supported by this build yet; unset it to use the embedded SQLite")
+	default:
+		p.fail(name, "must look like sqlite:///path/to/orchestrator.db")
+	}
+	return ""
+}

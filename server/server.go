@@ -1,0 +1,146 @@
+// Package server is the product: its HTTP face and the workflows behind it.
+// Every route is registered in routes.go; every error becomes a status in
+// writeError (http.go).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Readier reports whether the database can take writes with the schema
+// applied (store.DB implements it).
+type Readier interface {
+	Ready(ctx context.Context) error
+}
+
+// Options configure a Server. Logger, Registry and Store are required.
+type Options struct {
+	// Addr is the listen address; ":0" picks a free port (see Server.Addr).
+	Addr     string
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Store    Readier
+	Version  string
+	Dev      bool
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Logger == nil:
+		return errors.New("server: no logger")
+	case o.Registry == nil:
+		return errors.New("server: no metrics registry")
+	case o.Store == nil:
+		return errors.New("server: no store")
+	}
+	return nil
+}
+
+// Server serves the orchestrator's HTTP surface.
+type Server struct {
+	opts     Options
+	logger   *slog.Logger
+	router   *httprouter.Router
+	metrics  *httpMetrics
+	http     *http.Server
+	listener net.Listener
+	draining atomic.Bool
+	done     sync.WaitGroup
+}
+
+// New builds a Server and registers its metrics (with the Go and process
+// collectors) on opts.Registry.
+func New(opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Registry.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("server: register go collector: %w", err)
+	}
+	if err := opts.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("server: register process collector: %w", err)
+	}
+	m, err := newHTTPMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    opts,
+		logger:  opts.Logger.With("component", "http"),
+		metrics: m,
+		router: &httprouter.Router{
+			// Redirects would turn bad paths (traversal in ids, stray
+			// slashes) into 3xx; a clear 404 is the answer instead.
+			RedirectTrailingSlash:  false,
+			RedirectFixedPath:      false,
+			HandleMethodNotAllowed: true,
+		},
+	}
+	s.routes()
+	s.http = &http.Server{
+		Handler: s.router,
+		// Slow clients may not hold connections open: headers must arrive
+		// quickly, bodies (capped at 1 MiB) soon after.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Long routes (the agent proxy) extend their own write deadline.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(opts.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// ServeHTTP lets tests drive the server without a listener.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Open binds the listener (errors come back here) and serves in the
+// background.
+func (s *Server) Open() error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.opts.Addr, err)
+	}
+	s.listener = ln
+	s.done.Add(1)
+	go func() {
+		defer s.done.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("serve failed", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the bound address once Open has succeeded.
+func (s *Server) Addr() string {
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
+
+// Shutdown stops intake: /ready turns 503 at once, the listener closes, and
+// in-flight requests get until ctx ends to finish; then connections are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.http.Close())
+	}
+	s.done.Wait()
+	return err
+}
