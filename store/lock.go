@@ -177,7 +177,7 @@ func (l *Locks) lockFile(ctx context.Context, key string) (*os.File, error) {
 
 func (l *Locks) waitErr(ctx context.Context, key string) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w after %s: %s", ErrLockTimeout, l.wait, key)
+		return fmt.Errorf("%w: %s", ErrLockTimeout, key)
 	}
 	return ctx.Err()
 }

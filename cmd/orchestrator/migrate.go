@@ -20,12 +20,15 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	action := "up"
-	switch fs.NArg() {
-	case 0:
-	case 1:
+	if fs.NArg() > 0 {
+		// The action may come before flags: "migrate status --data-dir x".
 		action = fs.Arg(0)
-	default:
-		return &usageError{msg: "migrate: takes one action, up or status"}
+		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return &usageError{msg: "migrate: takes one action, up or status"}
+		}
 	}
 	if action != "up" && action != "status" {
 		return &usageError{msg: fmt.Sprintf("migrate: unknown action %q (want up or status)", action)}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// With ORCHESTRATOR_TEST_MAIN=1 the test binary is the orchestrator binary,
+// so process-level behaviour (exit codes, signals, locks held by another
+// process) is tested without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("ORCHESTRATOR_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func envOf(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+// lineWaiter is an io.Writer that remembers output and lets a test wait for
+// a log line with a given message.
+type lineWaiter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines []map[string]any
+	cond  *sync.Cond
+}
+
+func newLineWaiter() *lineWaiter {
+	w := &lineWaiter{}
+	w.cond = sync.NewCond(&w.mu)
+	return w
+}
+
+func (w *lineWaiter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for _, l := range bytes.Split(bytes.TrimSpace(p), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(l, &m) == nil {
+			w.lines = append(w.lines, m)
+		}
+	}
+	w.cond.Broadcast()
+	return len(p), nil
+}
+
+// wait blocks until a line with msg is written, or done is closed.
+func (w *lineWaiter) wait(msg string, done <-chan struct{}) (map[string]any, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		for _, l := range w.lines {
+			if l["msg"] == msg {
+				return l, true
+			}
+		}
+		select {
+		case <-done:
+			return nil, false
+		default:
+		}
+		w.cond.Wait()
+	}
+}
+
+func (w *lineWaiter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServe_DevModeAnswersHealthReadyMetrics(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newLineWaiter()
+	exited := make(chan struct{})
+	var runErr error
+	start := time.Now()
+	go func() {
+		// Wake waiters only after exited is closed, so they see it.
+		defer logs.cond.Broadcast()
+		defer close(exited)
+		runErr = run(ctx, []string{"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir}, envOf(nil), io.Discard, logs)
+	}()
+	listening, ok := logs.wait("listening", exited)
+	if !ok {
+		t.Fatalf("serve exited: %v\n%s", runErr, logs)
+	}
+	if _, ok := logs.wait("started", exited); !ok {
+		t.Fatalf("serve exited: %v\n%s", runErr, logs)
+	}
+	base := "http://" + listening["addr"].(string)
+	if code, body := get(t, base+"/health"); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Fatalf("/health = %d %s", code, body)
+	}
+	if code, body := get(t, base+"/ready"); code != 200 {
+		t.Fatalf("/ready = %d %s", code, body)
+	}
+	code, body := get(t, base+"/metrics")
+	if code != 200 || !strings.Contains(body, "orchestrator_http_requests_total") || !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_start_time_seconds") {
+		t.Fatalf("/metrics = %d, missing families", code)
+	}
+	t.Logf("start to ready answers: %v", time.Since(start))
+	if _, err := os.Stat(filepath.Join(dir, "orchestrator.db")); err != nil {
+		t.Fatalf("database not in the data dir: %v", err)
+	}
+
+	cancel()
+	<-exited
+	if runErr != nil {
+		t.Fatalf("serve returned %v after cancel", runErr)
+	}
+	if _, ok := logs.wait("stopped", exited); !ok {
+		t.Fatal("no 'stopped' line after shutdown")
+	}
+}
+
+func TestServe_WithoutAutoMigrateStaysUnreadyUntilMigrate(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := newLineWaiter()
+	exited := make(chan struct{})
+	env := envOf(map[string]string{"ORCHESTRATOR_AUTO_CREATE_TABLES": "0"})
+	go func() {
+		defer logs.cond.Broadcast()
+		defer close(exited)
+		_ = run(ctx, []string{"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir}, env, io.Discard, logs)
+	}()
+	listening, ok := logs.wait("listening", exited)
+	if !ok {
+		t.Fatalf("serve exited:\n%s", logs)
+	}
+	logs.wait("started", exited)
+	if code, body := get(t, "http://"+listening["addr"].(string)+"/ready"); code != 503 || !strings.Contains(body, "not_ready") {
+		t.Fatalf("/ready without migrations = %d %s", code, body)
+	}
+	cancel()
+	<-exited
+}
+
+func TestServe_BadConfigIsOneLineNamingTheVariable(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir()},
+		envOf(map[string]string{"ORCHESTRATOR_DEV": "1", "ORCHESTRATOR_DISPATCH_WORKERS": "many"}), io.Discard, &stderr)
+	if err == nil {
+		t.Fatal("serve started with a bad value")
+	}
+	if code := exitCode(err, &stderr); code != 1 {
+		t.Fatalf("exit code %d", code)
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Count(out, "\n") != 0 || !strings.Contains(out, "ORCHESTRATOR_DISPATCH_WORKERS") {
+		t.Fatalf("stderr = %q, want one line naming the variable", out)
+	}
+}
+
+func TestServe_ProductionNeedsPeerURLs(t *testing.T) {
+	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir()}, envOf(nil), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "CONFIG_SERVICE_URL") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// child starts the test binary as the orchestrator with args.
+func child(t *testing.T, env []string, args ...string) (*exec.Cmd, *bufio.Reader, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), append(env, "ORCHESTRATOR_TEST_MAIN=1")...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd, bufio.NewReader(stderr), &stdout
+}
+
+// waitLine reads JSON log lines until one has msg.
+func waitLine(t *testing.T, r *bufio.Reader, msg string) map[string]any {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no %q line: %v", msg, err)
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			return m
+		}
+	}
+}
+
+func TestServe_SecondInstanceOnSameDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	first, firstLog, _ := child(t, nil, "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	waitLine(t, firstLog, "started")
+
+	start := time.Now()
+	second := exec.Command(os.Args[0], "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	second.Env = append(os.Environ(), "ORCHESTRATOR_TEST_MAIN=1")
+	out, err := second.CombinedOutput()
+	elapsed := time.Since(start)
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() == 0 {
+		t.Fatalf("second instance: err=%v output=%s", err, out)
+	}
+	lockPath, _ := filepath.Abs(filepath.Join(dir, "orchestrator.lock"))
+	msg := string(out)
+	if !strings.Contains(msg, lockPath) || !strings.Contains(msg, fmt.Sprintf("pid %d", first.Process.Pid)) {
+		t.Fatalf("second instance said %q; want the lock file %s and pid %d", msg, lockPath, first.Process.Pid)
+	}
+	t.Logf("second instance refused in %v: %s", elapsed, strings.TrimSpace(msg))
+}
+
+func TestServe_SIGTERMShutsDownCleanly(t *testing.T) {
+	dir := t.TempDir()
+	cmd, logs, _ := child(t, []string{"ORCHESTRATOR_SHUTDOWN_TIMEOUT_SECONDS=5"}, "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	listening := waitLine(t, logs, "listening")
+	waitLine(t, logs, "started")
+	if code, _ := get(t, "http://"+listening["addr"].(string)+"/ready"); code != 200 {
+		t.Fatalf("/ready = %d", code)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, logs, "stopped")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	// The lock went with the process: the data dir can be served again.
+	next, nextLogs, _ := child(t, nil, "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	waitLine(t, nextLogs, "started")
+	_ = next.Process.Signal(syscall.SIGTERM)
+	_ = next.Wait()
+}
+
+func TestMigrate_UpThenStatus(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "status", "--data-dir", dir}, envOf(nil), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "00001_initial.sql  pending") {
+		t.Fatalf("status before up:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"migrate", "--data-dir", dir}, envOf(nil), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "applied 00001") {
+		t.Fatalf("up:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"migrate", "up", "--data-dir", dir}, envOf(nil), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "up to date") {
+		t.Fatalf("second up:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"migrate", "status", "--data-dir", dir}, envOf(nil), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "00001_initial.sql  applied") {
+		t.Fatalf("status after up:\n%s", out.String())
+	}
+}
+
+func TestCLI_HelpAndUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"version", "--help"}, {"serve", "-h"}} {
+		var out bytes.Buffer
+		err := run(context.Background(), args, envOf(nil), &out, io.Discard)
+		if exitCode(err, io.Discard) != 0 || !strings.Contains(out.String(), "Usage") {
+			t.Errorf("%v: err=%v out=%q", args, err, out.String())
+		}
+	}
+	for _, args := range [][]string{{}, {"frobnicate"}, {"serve", "--nope"}, {"migrate", "sideways"}, {"migrate", "up", "status"}} {
+		err := run(context.Background(), args, envOf(nil), io.Discard, io.Discard)
+		if code := exitCode(err, io.Discard); code != 2 {
+			t.Errorf("%v: exit code %d (err %v), want 2", args, code, err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, envOf(nil), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "orchestrator ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+}
