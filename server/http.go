@@ -156,22 +156,6 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// kindStatus maps the error vocabulary to HTTP statuses: the only such map.
-var kindStatus = map[apperr.Kind]int{
-	apperr.Internal:        http.StatusInternalServerError,
-	apperr.Invalid:         http.StatusBadRequest,
-	apperr.Unauthenticated: http.StatusUnauthorized,
-	apperr.Forbidden:       http.StatusForbidden,
-	apperr.NotFound:        http.StatusNotFound,
-	apperr.Conflict:        http.StatusConflict,
-	apperr.TooLarge:        http.StatusRequestEntityTooLarge,
-	apperr.Unprocessable:   http.StatusUnprocessableEntity,
-	apperr.RateLimited:     http.StatusTooManyRequests,
-	apperr.BadGateway:      http.StatusBadGateway,
-	apperr.Unavailable:     http.StatusServiceUnavailable,
-	apperr.GatewayTimeout:  http.StatusGatewayTimeout,
-}
-
 // classify turns any error into the product's vocabulary.
 func classify(err error) *apperr.Error {
 	if e, ok := apperr.As(err); ok {
@@ -200,10 +184,7 @@ func classify(err error) *apperr.Error {
 // already in the access log.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(err)
-	status, ok := kindStatus[e.Kind]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status := e.Kind.Status()
 	detail := e.Detail
 	if status >= 500 {
 		id := RequestID(r.Context())

@@ -6,6 +6,7 @@ package apperr
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Kind classifies an error by what the caller can do about it.
@@ -26,6 +27,31 @@ const (
 	Unavailable                 // a dependency is down: 503
 	GatewayTimeout              // a peer did not answer in time: 504
 )
+
+// kindStatus is the one map from error kinds to HTTP statuses.
+var kindStatus = map[Kind]int{
+	Internal:        http.StatusInternalServerError,
+	Invalid:         http.StatusBadRequest,
+	Unauthenticated: http.StatusUnauthorized,
+	Forbidden:       http.StatusForbidden,
+	NotFound:        http.StatusNotFound,
+	Conflict:        http.StatusConflict,
+	TooLarge:        http.StatusRequestEntityTooLarge,
+	Unprocessable:   http.StatusUnprocessableEntity,
+	RateLimited:     http.StatusTooManyRequests,
+	BadGateway:      http.StatusBadGateway,
+	Unavailable:     http.StatusServiceUnavailable,
+	GatewayTimeout:  http.StatusGatewayTimeout,
+}
+
+// Status is the HTTP status of the kind. Workflows that store a response for
+// later replay (provisioning runs) use it too, so there is still one map.
+func (k Kind) Status() int {
+	if s, ok := kindStatus[k]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
 
 // Error is an error with a kind, a stable code and a human detail.
 type Error struct {
