@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: build run test lint clean
+.PHONY: build run test lint clean kube-assets
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -20,10 +20,16 @@ build:
 run: build
 	./$(BIN) serve --dev --data-dir ./data
 
-## test: lint, then every test (PostgreSQL required), with a short summary
-test: lint
-	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 -timeout 30m -json $(PKGS) 2>&1 \
-		| $(GO) run ./internal/testsum
+## test: lint, then every test with a short summary. Needs PostgreSQL 15 and
+## etcd (Debian packages; .ci/run installs them); builds kube-apiserver once.
+test: lint kube-assets
+	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
+	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 \
+		$(GO) test -race -count=1 -timeout 30m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
+
+## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
+kube-assets:
+	@hack/kube-apiserver.sh >/dev/null
 
 ## lint: gofmt, go vet, staticcheck
 lint:

@@ -40,7 +40,10 @@ if [ ! -x "$ASSETS/kube-apiserver" ]; then
 		for m in $staging; do echo "replace k8s.io/$m => k8s.io/$m $STAGING_VERSION"; done
 	} >go.mod
 	echo "building kube-apiserver v$K8S_VERSION (a few minutes, once)..." >&2
-	go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" >&2
+	go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" >"$work/get.log" 2>&1 || {
+		cat "$work/get.log" >&2
+		exit 1
+	}
 	minor=${K8S_VERSION#1.}
 	minor=${minor%%.*}
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w \
