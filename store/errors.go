@@ -1,6 +1,11 @@
 package store
 
-import "errors"
+import (
+	"errors"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
 
 // The store's error vocabulary. Methods wrap these with detail; the server
 // maps them to HTTP statuses in one place.
@@ -16,3 +21,13 @@ var (
 	// ErrLockTimeout: a file lock was not free within the bounded wait.
 	ErrLockTimeout = errors.New("lock wait timed out")
 )
+
+// isUniqueViolation matches SQLite's unique and primary key constraint
+// errors by code, not message.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}

@@ -1,0 +1,113 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Schedule types of SPEC §8.
+const (
+	ScheduleIngestion   = "ingestion"
+	ScheduleGapAnalysis = "gap_analysis"
+	ScheduleEval        = "eval"
+)
+
+// Schedule is a pipeline schedule row: what the cluster's CronJob should be.
+type Schedule struct {
+	ID             string
+	OrgID          string
+	TeamNodeID     string
+	Type           string
+	CronExpression string
+	CronJobName    string
+	Enabled        bool
+	LastRunAt      *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+const scheduleColumns = `id, org_id, team_node_id, schedule_type, cron_expression, k8s_cronjob_name,
+	enabled, last_run_at, created_at, updated_at`
+
+func scanSchedule(row interface{ Scan(...any) error }) (Schedule, error) {
+	var s Schedule
+	var last, created, updated nullTime
+	err := row.Scan(&s.ID, &s.OrgID, &s.TeamNodeID, &s.Type, &s.CronExpression, &s.CronJobName,
+		&s.Enabled, &last, &created, &updated)
+	s.LastRunAt, s.CreatedAt, s.UpdatedAt = last.ptr(), created.Time, updated.Time
+	return s, err
+}
+
+// GetSchedule returns the team's schedule of a type.
+func (db *DB) GetSchedule(ctx context.Context, org, team, typ string) (Schedule, error) {
+	s, err := scanSchedule(db.read.QueryRowContext(ctx, `SELECT `+scheduleColumns+`
+		FROM orchestrator_pipeline_schedules WHERE org_id = ? AND team_node_id = ? AND schedule_type = ?`, org, team, typ))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Schedule{}, fmt.Errorf("%w: schedule %s/%s/%s", ErrNotFound, org, team, typ)
+	}
+	return s, err
+}
+
+// UpsertSchedule creates the team's schedule of s.Type or updates its
+// expression, CronJob name and enabled flag. It returns the stored row.
+func (db *DB) UpsertSchedule(ctx context.Context, s Schedule) (Schedule, error) {
+	now := formatTime(s.UpdatedAt)
+	_, err := db.write.ExecContext(ctx, `INSERT INTO orchestrator_pipeline_schedules
+		(id, org_id, team_node_id, schedule_type, cron_expression, k8s_cronjob_name, enabled, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (org_id, team_node_id, schedule_type) DO UPDATE SET
+			cron_expression = excluded.cron_expression,
+			k8s_cronjob_name = excluded.k8s_cronjob_name,
+			enabled = excluded.enabled,
+			updated_at = excluded.updated_at`,
+		s.ID, s.OrgID, s.TeamNodeID, s.Type, s.CronExpression, s.CronJobName, s.Enabled, now, now)
+	if err != nil {
+		if isUniqueViolation(err) {
+			return Schedule{}, fmt.Errorf("%w: CronJob name %s belongs to another schedule", ErrConflict, s.CronJobName)
+		}
+		return Schedule{}, err
+	}
+	return db.GetSchedule(ctx, s.OrgID, s.TeamNodeID, s.Type)
+}
+
+// DeleteSchedule removes the team's schedule of a type (used to undo a row
+// a failed run created).
+func (db *DB) DeleteSchedule(ctx context.Context, org, team, typ string) error {
+	_, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_pipeline_schedules
+		WHERE org_id = ? AND team_node_id = ? AND schedule_type = ?`, org, team, typ)
+	return err
+}
+
+// DisableTeamSchedules turns off every schedule of a team and returns how
+// many it changed.
+func (db *DB) DisableTeamSchedules(ctx context.Context, org, team string, at time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_pipeline_schedules SET enabled = ?, updated_at = ?
+		WHERE org_id = ? AND team_node_id = ? AND enabled = ?`, false, formatTime(at), org, team, true)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// TeamSchedules lists a team's schedules.
+func (db *DB) TeamSchedules(ctx context.Context, org, team string) ([]Schedule, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+scheduleColumns+` FROM orchestrator_pipeline_schedules
+		WHERE org_id = ? AND team_node_id = ? ORDER BY schedule_type`, org, team)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Schedule
+	for rows.Next() {
+		s, err := scanSchedule(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
