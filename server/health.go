@@ -16,6 +16,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 // handleReady is readiness: migrations applied and the database writable,
 // and the process not shutting down.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !s.serving.Load() && !s.draining.Load() {
+		s.writeError(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
+		return
+	}
 	if s.draining.Load() {
 		s.writeError(w, r, apperr.New(apperr.Unavailable, "shutting_down", "the server is shutting down"))
 		return

@@ -26,9 +26,21 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// handle registers h for method and route with the middleware every route
-// gets. The route template is the metrics label.
+// handle registers an API route: h with the middleware every route gets,
+// answering 503 not_ready until the server is serving. The route template
+// is the metrics label.
 func (s *Server) handle(method, route string, h http.HandlerFunc) {
+	s.router.Handler(method, route, s.instrument(route, func(w http.ResponseWriter, r *http.Request) {
+		if !s.serving.Load() {
+			s.writeError(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
+			return
+		}
+		h(w, r)
+	}))
+}
+
+// handleProbe registers a route that answers even while starting.
+func (s *Server) handleProbe(method, route string, h http.HandlerFunc) {
 	s.router.Handler(method, route, s.instrument(route, h))
 }
 

@@ -9,10 +9,19 @@ import (
 
 // routes registers every route of the HTTP surface (SPEC §3).
 func (s *Server) routes() {
-	s.handle(http.MethodGet, "/health", s.handleHealth)
-	s.handle(http.MethodGet, "/ready", s.handleReady)
+	s.handleProbe(http.MethodGet, "/health", s.handleHealth)
+	s.handleProbe(http.MethodGet, "/ready", s.handleReady)
 	s.router.Handler(http.MethodGet, "/metrics", s.instrument("/metrics",
 		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}).ServeHTTP))
+
+	if s.opts.Provision != nil {
+		s.handle(http.MethodPost, "/api/v1/admin/provision/team", s.handleProvision)
+		s.handle(http.MethodPost, "/api/v1/admin/deprovision/team", s.handleDeprovision)
+	}
+	if s.opts.Runs != nil {
+		s.handle(http.MethodGet, "/api/v1/admin/provision/runs", s.handleListRuns)
+		s.handle(http.MethodGet, "/api/v1/admin/provision/runs/:id", s.handleGetRun)
+	}
 
 	s.router.NotFound = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apperr.New(apperr.NotFound, "not_found", "no route for %s", r.URL.Path))

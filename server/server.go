@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,6 +37,21 @@ type Options struct {
 	Store    Readier
 	Version  string
 	Dev      bool
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+
+	// Auth checks admin tokens; admin routes answer 503 without it.
+	Auth *auth.Authenticator
+	// Runs reads provisioning runs for the admin API.
+	Runs RunReader
+	// Provision runs the provisioning workflows.
+	Provision *provision.Service
+}
+
+// RunReader reads provisioning runs (store.DB implements it).
+type RunReader interface {
+	GetRun(ctx context.Context, id string) (store.Run, error)
+	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error)
 }
 
 func (o *Options) validate() error {
@@ -44,6 +62,9 @@ func (o *Options) validate() error {
 		return errors.New("server: no metrics registry")
 	case o.Store == nil:
 		return errors.New("server: no store")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
 	}
 	return nil
 }
@@ -57,6 +78,9 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 	draining atomic.Bool
+	// serving gates the API routes until start-up work (migrations, run
+	// recovery) is done; /health, /ready and /metrics answer regardless.
+	serving  atomic.Bool
 	done     sync.WaitGroup
 }
 
@@ -103,6 +127,9 @@ func New(opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetServing opens (or closes) the API routes.
+func (s *Server) SetServing(on bool) { s.serving.Store(on) }
 
 // ServeHTTP lets tests drive the server without a listener.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }

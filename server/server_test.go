@@ -65,6 +65,7 @@ func testServer(t *testing.T, migrate bool) (*Server, *store.DB, *syncBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SetServing(true)
 	return s, db, logs
 }
 
@@ -119,6 +120,25 @@ func TestReady_503WhenDatabaseUnwritable(t *testing.T) {
 	rec := do(t, s, "GET", "/ready", nil)
 	if rec.Code != 503 {
 		t.Fatalf("ready with a closed database = %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestAPIRoutesWaitForStartup(t *testing.T) {
+	s, _, _ := testServer(t, true)
+	s.SetServing(false)
+	s.handle("GET", "/api/thing", func(w http.ResponseWriter, r *http.Request) { s.writeJSON(w, r, 200, "ok") })
+	if rec := do(t, s, "GET", "/api/thing", nil); rec.Code != 503 || decodeError(t, rec).Error != "not_ready" {
+		t.Fatalf("API before serving = %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, s, "GET", "/ready", nil); rec.Code != 503 {
+		t.Fatalf("ready before serving = %d", rec.Code)
+	}
+	if rec := do(t, s, "GET", "/health", nil); rec.Code != 200 {
+		t.Fatalf("health before serving = %d", rec.Code)
+	}
+	s.SetServing(true)
+	if rec := do(t, s, "GET", "/api/thing", nil); rec.Code != 200 {
+		t.Fatalf("API when serving = %d", rec.Code)
 	}
 }
 

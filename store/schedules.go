@@ -81,16 +81,17 @@ func (db *DB) DeleteSchedule(ctx context.Context, org, team, typ string) error {
 	return err
 }
 
-// DisableTeamSchedules turns off every schedule of a team and returns how
-// many it changed.
-func (db *DB) DisableTeamSchedules(ctx context.Context, org, team string, at time.Time) (int, error) {
+// SetScheduleEnabled turns one of the team's schedules on or off.
+func (db *DB) SetScheduleEnabled(ctx context.Context, org, team, typ string, enabled bool, at time.Time) error {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_pipeline_schedules SET enabled = ?, updated_at = ?
-		WHERE org_id = ? AND team_node_id = ? AND enabled = ?`, false, formatTime(at), org, team, true)
+		WHERE org_id = ? AND team_node_id = ? AND schedule_type = ?`, enabled, formatTime(at), org, team, typ)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: schedule %s/%s/%s", ErrNotFound, org, team, typ)
+	}
+	return nil
 }
 
 // TeamSchedules lists a team's schedules.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -117,4 +119,10 @@ func vcsSuffix() string {
 		return ""
 	}
 	return ", commit " + strings.TrimSpace(rev[:min(12, len(rev))]) + dirty
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

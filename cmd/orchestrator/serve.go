@@ -54,13 +54,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer db.Close()
 
+	reg := prometheus.NewRegistry()
+	deps, err := wire(ctx, cfg, db, reg, logger, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	defer deps.close()
+
 	srv, err := server.New(server.Options{
-		Addr:     cfg.ListenAddr,
-		Logger:   logger,
-		Registry: prometheus.NewRegistry(),
-		Store:    db,
-		Version:  version,
-		Dev:      cfg.Dev,
+		Addr:         cfg.ListenAddr,
+		Logger:       logger,
+		Registry:     reg,
+		Store:        db,
+		Version:      version,
+		Dev:          cfg.Dev,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Auth:         deps.auth,
+		Runs:         db,
+		Provision:    deps.provision,
 	})
 	if err != nil {
 		return err
@@ -87,6 +98,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		logger.Warn("database not ready; /ready answers 503 until `orchestrator migrate up` has run",
 			"error", err.Error())
 	}
+	if n, err := deps.provision.Recover(ctx); err != nil {
+		logger.Error("recovering interrupted runs failed", "error", err)
+	} else if n > 0 {
+		logger.Warn("runs interrupted by the last stop were marked failed", "count", n)
+	}
+	srv.SetServing(true)
 	logger.Info("started", "startup_ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 
 	<-ctx.Done()

@@ -21,6 +21,7 @@ const (
 	NotFound                    // 404
 	Conflict                    // state conflict, e.g. a busy team: 409
 	TooLarge                    // request body over the cap: 413
+	Unsupported                 // wrong Content-Type: 415
 	Unprocessable               // well-formed but refused, e.g. key reuse: 422
 	RateLimited                 // 429
 	BadGateway                  // a peer failed or refused: 502
@@ -37,6 +38,7 @@ var kindStatus = map[Kind]int{
 	NotFound:        http.StatusNotFound,
 	Conflict:        http.StatusConflict,
 	TooLarge:        http.StatusRequestEntityTooLarge,
+	Unsupported:     http.StatusUnsupportedMediaType,
 	Unprocessable:   http.StatusUnprocessableEntity,
 	RateLimited:     http.StatusTooManyRequests,
 	BadGateway:      http.StatusBadGateway,

@@ -18,7 +18,12 @@ type Fault struct {
 	Status int           // answer with this status (and an error body)
 	Delay  time.Duration // wait this long first (then answer normally unless Status is set)
 	Hang   bool          // wait until the caller gives up
+	// Until, if set, holds the call until the channel is closed (then the
+	// call goes on normally unless Status or Close say otherwise).
+	Until <-chan struct{}
 	Close  bool          // close the connection without an answer
+	// Skip lets this many calls through before the fault applies.
+	Skip int
 	// Times is how many calls fail; 0 means every call until cleared.
 	Times int
 }
@@ -84,6 +89,10 @@ func (fs *faults) record(c Call) *Fault {
 	if f == nil {
 		return nil
 	}
+	if f.Skip > 0 {
+		f.Skip--
+		return nil
+	}
 	applied := *f
 	if f.Times > 0 {
 		if f.Times--; f.Times == 0 {
@@ -101,6 +110,13 @@ func apply(f *Fault, w http.ResponseWriter, r *http.Request) bool {
 	if f.Hang {
 		<-r.Context().Done()
 		return true
+	}
+	if f.Until != nil {
+		select {
+		case <-f.Until:
+		case <-r.Context().Done():
+			return true
+		}
 	}
 	if f.Delay > 0 {
 		select {

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// deps are the parts the server is built from.
+type deps struct {
+	auth      *auth.Authenticator
+	provision *provision.Service
+	closers   []func()
+}
+
+func (d *deps) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// wire builds the peer clients (or, in dev mode, the built-in fakes), the
+// cluster client and the workflows.
+func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus.Registry, logger *slog.Logger,
+	getenv func(string) string, stdout io.Writer) (*deps, error) {
+	d := &deps{}
+	if cfg.Dev {
+		if err := d.startDevPeers(cfg, logger, stdout); err != nil {
+			return nil, err
+		}
+	}
+	peerMetric, err := peers.NewRequestsMetric(reg)
+	if err != nil {
+		return nil, err
+	}
+	cs := peers.NewConfigService(peers.Options{BaseURL: cfg.ConfigServiceURL, Requests: peerMetric})
+	pipeline := peers.NewAIPipeline(peers.Options{BaseURL: cfg.AIPipelineURL, Requests: peerMetric})
+
+	var cluster provision.Cluster
+	ns := kube.Namespace(cfg.Namespace)
+	restCfg, clusterErr := kube.Config(getenv)
+	if clusterErr == nil {
+		restCfg.Timeout = 30 * time.Second
+		c, err := kube.NewForConfig(restCfg, ns)
+		if err != nil {
+			clusterErr = err
+		} else {
+			cluster = c
+		}
+	}
+	if clusterErr != nil {
+		logger.Warn("no Kubernetes cluster: provisioning steps that need one answer 503 kubernetes_not_available",
+			"reason", clusterErr.Error())
+	} else {
+		logger.Info("kubernetes", "host", restCfg.Host, "namespace", ns)
+	}
+
+	locks, err := store.NewLocks(cfg.DataDir, cfg.TeamLockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	d.auth = auth.New(auth.Options{Checker: cs, TTL: cfg.AdminAuthCacheTTL, RequireStar: cfg.RequireAdminStar})
+	d.provision, err = provision.New(provision.Options{
+		Store: db, Locks: locks, Config: cs, Pipeline: pipeline,
+		Cluster: cluster, ClusterErr: clusterErr,
+		Workloads: provision.Workloads{
+			PipelineImage: cfg.AIPipelineImage, PipelineServiceAccount: cfg.AIPipelineServiceAccount,
+			AgentImage: cfg.AgentImage, AgentServiceAccount: cfg.AgentServiceAccount,
+			ConfigServiceURL: cfg.ConfigServiceURL,
+		},
+		KeyTTL:        cfg.IdempotencyKeyTTL,
+		RecoveryToken: cfg.InternalAdminToken.Reveal(),
+		Logger:        logger,
+		Registry:      reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// startDevPeers serves the built-in fakes on loopback for every peer URL
+// left unset, seeded as SPEC §11 says, and prints the dev admin token.
+func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.Writer) error {
+	token := cfg.DevAdminToken.Reveal()
+	if token == "" {
+		token = "dev-admin-" + randomHex(12)
+	}
+	fakes := []struct {
+		url *string
+		h   http.Handler
+		env string
+	}{
+		{&cfg.ConfigServiceURL, peerstest.NewDevConfigService(token), "CONFIG_SERVICE_URL"},
+		{&cfg.AIPipelineURL, peerstest.NewAIPipeline(), "AI_PIPELINE_API_URL"},
+	}
+	for _, f := range fakes {
+		if *f.url != "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("dev peers: %w", err)
+		}
+		srv := &http.Server{Handler: f.h, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("dev peer stopped", "error", err)
+			}
+		}()
+		d.closers = append(d.closers, func() { srv.Close() })
+		*f.url = "http://" + ln.Addr().String()
+		logger.Info("dev mode: built-in fake", "peer", f.env, "url", *f.url)
+	}
+	fmt.Fprintf(stdout, "dev mode: admin token %s (org %s, team %s)\n", token, peerstest.DevOrg, peerstest.DevTeam)
+	return nil
+}

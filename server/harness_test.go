@@ -1,0 +1,255 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
+	"github.com/incidentfox/orchestrator-edge/migrations"
+	"github.com/incidentfox/orchestrator-edge/server"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/store"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var cluster *kubetest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &cluster)) }
+
+// The admin tokens every harness knows.
+const (
+	adminToken  = "admin-star-token"
+	scopedToken = "admin-scoped-token" // admin:provision only
+	orgToken    = "admin-org-token"    // admin:* but confined to org "acme"
+	viewerToken = "viewer-token"       // role viewer
+)
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is a whole orchestrator on a real SQLite file, the peer fakes, and —
+// when the test asks for it — a fresh namespace of the real API server.
+type env struct {
+	t       *testing.T
+	srv     *server.Server
+	db      *store.DB
+	cs      *peerstest.ConfigService
+	pipe    *peerstest.AIPipeline
+	kube    *kube.Client
+	faulty  *faultyCluster
+	prov    *provision.Service
+	logs    *lockedBuffer
+	dataDir string
+	reg     *prometheus.Registry
+}
+
+type envOptions struct {
+	withCluster bool
+	cluster     provision.Cluster // overrides the real one (e.g. unreachable)
+	requireStar bool
+	lockWait    time.Duration
+	peerTimeout time.Duration
+	authTTL     time.Duration
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if o.lockWait == 0 {
+		o.lockWait = 30 * time.Second
+	}
+	if o.peerTimeout == 0 {
+		o.peerTimeout = 10 * time.Second
+	}
+	e := &env{t: t, logs: &lockedBuffer{}, dataDir: t.TempDir(), reg: prometheus.NewRegistry()}
+	var err error
+	e.db, err = store.Open(context.Background(), store.Options{Path: filepath.Join(e.dataDir, "orchestrator.db"), Migrations: migrations.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.db.Close() })
+	if _, err := e.db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	e.cs = peerstest.NewConfigService()
+	e.cs.AddAdmin(adminToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, Subject: "alice"})
+	e.cs.AddAdmin(scopedToken, peers.Identity{Role: "admin", Permissions: []string{"admin:provision", "admin:provision:read"}})
+	e.cs.AddAdmin(orgToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "acme"})
+	e.cs.AddAdmin(viewerToken, peers.Identity{Role: "viewer", Permissions: []string{"admin:*"}})
+	e.cs.AddOrg("acme")
+	e.cs.AddOrg("globex")
+	e.pipe = peerstest.NewAIPipeline()
+	csSrv, pipeSrv := httptest.NewServer(e.cs), httptest.NewServer(e.pipe)
+	t.Cleanup(csSrv.Close)
+	t.Cleanup(pipeSrv.Close)
+
+	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
+	cs := peers.NewConfigService(peers.Options{BaseURL: csSrv.URL, Timeout: o.peerTimeout})
+	pipe := peers.NewAIPipeline(peers.Options{BaseURL: pipeSrv.URL, Timeout: o.peerTimeout})
+
+	var cl provision.Cluster
+	if o.withCluster {
+		kubetest.Require(t, cluster)
+		e.kube = kube.New(cluster.Clientset, cluster.Namespace(t))
+		e.faulty = &faultyCluster{Client: e.kube, fail: map[string]error{}}
+		cl = e.faulty
+	}
+	if o.cluster != nil {
+		cl = o.cluster
+	}
+	locks, err := store.NewLocks(e.dataDir, o.lockWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.prov, err = provision.New(provision.Options{
+		Store: e.db, Locks: locks, Config: cs, Pipeline: pipe, Cluster: cl,
+		Workloads: provision.Workloads{PipelineImage: "registry.local/ai-pipeline:1", PipelineServiceAccount: "ai-pipeline",
+			AgentImage: "registry.local/agent:1", AgentServiceAccount: "agent", ConfigServiceURL: "http://config-service:8080"},
+		RecoveryToken: adminToken, Logger: logger, Registry: e.reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv, err = server.New(server.Options{
+		Logger: logger, Registry: e.reg, Store: e.db,
+		Auth:      auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar}),
+		Runs:      e.db,
+		Provision: e.prov,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetServing(true)
+	return e
+}
+
+// response is a recorded answer with its JSON decoded.
+type response struct {
+	code   int
+	header http.Header
+	raw    string
+	body   map[string]any
+}
+
+func (e *env) do(method, path, token string, body any, header ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		js, _ := json.Marshal(b)
+		rd = bytes.NewReader(js)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, req)
+	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
+	return r
+}
+
+// steps returns name → status of a run body's steps.
+func steps(body map[string]any) map[string]string {
+	out := map[string]string{}
+	list, _ := body["steps"].([]any)
+	for _, s := range list {
+		m := s.(map[string]any)
+		out[m["name"].(string)] = m["status"].(string)
+	}
+	return out
+}
+
+func stepField(body map[string]any, name, field string) string {
+	list, _ := body["steps"].([]any)
+	for _, s := range list {
+		m := s.(map[string]any)
+		if m["name"] == name {
+			v, _ := m[field].(string)
+			return v
+		}
+	}
+	return ""
+}
+
+// faultyCluster is the real API server with one operation made to fail.
+type faultyCluster struct {
+	*kube.Client
+	mu   sync.Mutex
+	fail map[string]error
+}
+
+func (f *faultyCluster) failOn(op string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[op] = err
+}
+
+func (f *faultyCluster) err(op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fail[op]
+}
+
+func (f *faultyCluster) ApplyCronJob(ctx context.Context, cj *batchv1.CronJob) (bool, error) {
+	if err := f.err("ApplyCronJob"); err != nil {
+		return false, err
+	}
+	return f.Client.ApplyCronJob(ctx, cj)
+}
+
+func (f *faultyCluster) ApplyDeployment(ctx context.Context, d *appsv1.Deployment) (bool, error) {
+	if err := f.err("ApplyDeployment"); err != nil {
+		return false, err
+	}
+	return f.Client.ApplyDeployment(ctx, d)
+}
+
+func (f *faultyCluster) ApplyService(ctx context.Context, s *corev1.Service) (bool, error) {
+	if err := f.err("ApplyService"); err != nil {
+		return false, err
+	}
+	return f.Client.ApplyService(ctx, s)
+}

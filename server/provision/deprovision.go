@@ -1,0 +1,231 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// Deprovisioning step names.
+const (
+	StepDiscover         = "discover"
+	StepDeleteResources  = "delete_k8s_resources"
+	StepRevokeTokens     = "revoke_tokens"
+	StepClearRouting     = "clear_routing"
+	StepDisableSchedules = "disable_schedules"
+)
+
+// DeprovisionRequest is the body of POST /api/v1/admin/deprovision/team.
+type DeprovisionRequest struct {
+	OrgID      string `json:"org_id"`
+	TeamNodeID string `json:"team_node_id"`
+	// DeleteK8sResources defaults to true.
+	DeleteK8sResources *bool `json:"delete_k8s_resources,omitempty"`
+	RevokeTokens       bool  `json:"revoke_tokens"`
+	ClearRouting       bool  `json:"clear_routing"`
+	DryRun             bool  `json:"dry_run"`
+}
+
+// Normalize validates the request and fills defaults.
+func (r *DeprovisionRequest) Normalize() error {
+	if err := checkIDs(r.OrgID, r.TeamNodeID); err != nil {
+		return err
+	}
+	if r.DeleteK8sResources == nil {
+		t := true
+		r.DeleteK8sResources = &t
+	}
+	return nil
+}
+
+// Action is one entry of a deprovisioning plan.
+type Action struct {
+	Action       string `json:"action"` // delete | revoke_token | clear_routing | disable_schedule
+	Kind         string `json:"kind,omitempty"`
+	Name         string `json:"name,omitempty"`
+	TokenID      string `json:"token_id,omitempty"`
+	ScheduleType string `json:"schedule_type,omitempty"`
+}
+
+// DeprovisionResponse is the body of a deprovisioning answer (SPEC §5).
+type DeprovisionResponse struct {
+	ProvisioningRunID string   `json:"provisioning_run_id"`
+	OK                bool     `json:"ok"`
+	DryRun            bool     `json:"dry_run"`
+	Plan              []Action `json:"plan"`
+	// Deleted is what was carried out, in plan order.
+	Deleted []Action `json:"deleted"`
+	Errors  []string `json:"errors"`
+	Steps   []Step   `json:"steps"`
+}
+
+// Deprovision removes a team's resources, or with DryRun only plans it.
+// Repeating it is harmless: what is gone is simply not in the next plan.
+func (s *Service) Deprovision(ctx context.Context, caller Caller, req DeprovisionRequest) (Result, error) {
+	now := s.now()
+	record := store.Run{ID: newID(), Kind: store.RunKindDeprovision, OrgID: req.OrgID, TeamNodeID: req.TeamNodeID,
+		Status: store.RunRunning, Actor: caller.Actor, CreatedAt: now, UpdatedAt: now}
+	tl := newTimeline(s.now, StepDiscover, StepDeleteResources, StepRevokeTokens, StepClearRouting, StepDisableSchedules)
+	record.Steps, _ = json.Marshal(tl.steps)
+	if _, err := s.opts.Store.StartRun(ctx, record, now); err != nil {
+		return Result{}, err
+	}
+	resp := DeprovisionResponse{ProvisioningRunID: record.ID, DryRun: req.DryRun, Plan: []Action{}, Deleted: []Action{}, Errors: []string{}}
+	var firstErr error
+	fail := func(err error) {
+		resp.Errors = append(resp.Errors, errorText(err))
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+
+	release, err := s.lock(ctx, req.OrgID, req.TeamNodeID)
+	if err != nil {
+		fail(err)
+	} else {
+		defer release()
+		step := tl.start(StepDiscover)
+		resp.Plan, err = s.plan(ctx, caller, req)
+		if err != nil {
+			tl.fail(step, err)
+			fail(err)
+		} else {
+			tl.finish(step, StepSucceeded, planSummary(resp.Plan, req.DryRun))
+			if !req.DryRun {
+				s.progress(ctx, record, tl.steps)
+				s.carryOut(ctx, caller, req, resp.Plan, tl, &resp.Deleted, fail)
+			}
+		}
+	}
+	tl.skipRest()
+	resp.Steps, resp.OK = tl.steps, firstErr == nil
+	status, httpStatus := store.RunSucceeded, http.StatusOK
+	if firstErr != nil {
+		status, httpStatus = store.RunFailed, classify(firstErr).Kind.Status()
+	}
+	if err := s.finish(ctx, record, tl.steps, status, httpStatus, resp, firstErr); err != nil {
+		return Result{}, err
+	}
+	return Result{HTTPStatus: httpStatus, RunID: record.ID, Body: resp}, nil
+}
+
+// plan lists what deprovisioning would do, found from the cluster (by
+// label), the Config Service and the schedule rows.
+func (s *Service) plan(ctx context.Context, caller Caller, req DeprovisionRequest) ([]Action, error) {
+	plan := []Action{}
+	if *req.DeleteK8sResources {
+		if err := s.requireCluster(ctx); err != nil {
+			return nil, err
+		}
+		objs, err := s.opts.Cluster.TeamObjects(ctx, req.OrgID, req.TeamNodeID)
+		if err != nil {
+			return nil, clusterError(err)
+		}
+		for _, o := range objs {
+			plan = append(plan, Action{Action: "delete", Kind: o.Kind, Name: o.Name})
+		}
+	}
+	if req.RevokeTokens {
+		tokens, err := s.opts.Config.ListTokens(ctx, caller.Token, req.OrgID, req.TeamNodeID)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tokens {
+			if t.Active() {
+				plan = append(plan, Action{Action: "revoke_token", TokenID: t.TokenID})
+			}
+		}
+	}
+	if req.ClearRouting {
+		plan = append(plan, Action{Action: "clear_routing"})
+	}
+	schedules, err := s.opts.Store.TeamSchedules(ctx, req.OrgID, req.TeamNodeID)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range schedules {
+		if sc.Enabled {
+			plan = append(plan, Action{Action: "disable_schedule", ScheduleType: sc.Type})
+		}
+	}
+	return plan, nil
+}
+
+func planSummary(plan []Action, dry bool) string {
+	verb := "planned"
+	if dry {
+		verb = "dry run: planned"
+	}
+	return verb + " " + itoa(len(plan)) + " action(s)"
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// carryOut executes the plan, step by step, going on past errors so that
+// as much as possible is removed; each error is reported.
+func (s *Service) carryOut(ctx context.Context, caller Caller, req DeprovisionRequest, plan []Action, tl *timeline, done *[]Action, fail func(error)) {
+	byStep := map[string][]Action{}
+	for _, a := range plan {
+		switch a.Action {
+		case "delete":
+			byStep[StepDeleteResources] = append(byStep[StepDeleteResources], a)
+		case "revoke_token":
+			byStep[StepRevokeTokens] = append(byStep[StepRevokeTokens], a)
+		case "clear_routing":
+			byStep[StepClearRouting] = append(byStep[StepClearRouting], a)
+		case "disable_schedule":
+			byStep[StepDisableSchedules] = append(byStep[StepDisableSchedules], a)
+		}
+	}
+	for _, name := range []string{StepDeleteResources, StepRevokeTokens, StepClearRouting, StepDisableSchedules} {
+		actions := byStep[name]
+		if len(actions) == 0 {
+			continue
+		}
+		step := tl.start(name)
+		var stepErr error
+		for _, a := range actions {
+			if err := s.do(ctx, caller, req, a); err != nil {
+				fail(err)
+				step.Error = joinErr(step.Error, errorText(err))
+				if stepErr == nil {
+					stepErr = err
+				}
+				continue
+			}
+			*done = append(*done, a)
+		}
+		if stepErr != nil {
+			tl.finish(step, StepFailed, "")
+		} else {
+			tl.finish(step, StepSucceeded, itoa(len(actions))+" done")
+		}
+	}
+}
+
+// do carries out one action.
+func (s *Service) do(ctx context.Context, caller Caller, req DeprovisionRequest, a Action) error {
+	switch a.Action {
+	case "delete":
+		if _, err := s.opts.Cluster.Delete(ctx, kube.Object{Kind: a.Kind, Name: a.Name}); err != nil {
+			return clusterError(err)
+		}
+		return nil
+	case "revoke_token":
+		return s.opts.Config.RevokeToken(ctx, caller.Token, req.OrgID, req.TeamNodeID, a.TokenID)
+	case "clear_routing":
+		empty := &Routing{}
+		for _, l := range empty.lists() {
+			*l.list = []string{}
+		}
+		return s.opts.Config.PatchConfig(ctx, caller.Token, req.OrgID, req.TeamNodeID, map[string]any{"routing": empty.patch()})
+	case "disable_schedule":
+		return s.opts.Store.SetScheduleEnabled(ctx, req.OrgID, req.TeamNodeID, a.ScheduleType, false, s.now())
+	}
+	return apperr.New(apperr.Internal, "internal_error", "unknown action %q", a.Action)
+}
