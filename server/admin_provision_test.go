@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -251,7 +252,7 @@ func TestProvision_CompensationIsRecordedInTheSteps(t *testing.T) {
 }
 
 func TestProvision_ClusterUnreachableIs503BeforeAnyPeerCall(t *testing.T) {
-	e := newEnv(t, envOptions{withCluster: true})
+	kubetest.Require(t, cluster)
 	cfg := *cluster.Config
 	cfg.Host = "https://127.0.0.1:1"
 	cfg.Timeout = 2 * time.Second
@@ -259,7 +260,7 @@ func TestProvision_ClusterUnreachableIs503BeforeAnyPeerCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = newEnv(t, envOptions{cluster: down})
+	e := newEnv(t, envOptions{cluster: down})
 	r := e.do("POST", provisionPath, adminToken, fullRequest("acme", "unreachable"))
 	if r.code != 503 || r.body["error"] != "kubernetes_not_available" {
 		t.Fatalf("provision = %d %s", r.code, r.raw)

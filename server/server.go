@@ -80,8 +80,8 @@ type Server struct {
 	draining atomic.Bool
 	// serving gates the API routes until start-up work (migrations, run
 	// recovery) is done; /health, /ready and /metrics answer regardless.
-	serving  atomic.Bool
-	done     sync.WaitGroup
+	serving atomic.Bool
+	done    sync.WaitGroup
 }
 
 // New builds a Server and registers its metrics (with the Go and process

@@ -60,10 +60,3 @@ func (n nullTime) ptr() *time.Time {
 	t := n.Time
 	return &t
 }
-
-func timePtrValue(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return formatTime(*t)
-}

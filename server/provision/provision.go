@@ -31,13 +31,13 @@ type undo struct {
 
 // provisionRun is the state of one provisioning run while it executes.
 type provisionRun struct {
-	s       *Service
-	req     Request
-	caller  Caller
-	record  store.Run
-	tl      *timeline
-	undos   []undo
-	token   string // the team token issued by this run, if any
+	s      *Service
+	req    Request
+	caller Caller
+	record store.Run
+	tl     *timeline
+	undos  []undo
+	token  string // the team token issued by this run, if any
 }
 
 // compensationTimeout bounds the undoing of a failed run.

@@ -99,7 +99,9 @@ func NewConfigService() *ConfigService {
 // ServeHTTP serves the fake's API.
 func (f *ConfigService) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeHTTP(w, r) }
 
-func (f *ConfigService) handle(route string, h http.HandlerFunc) { f.mux.HandleFunc(route, f.wrap(route, h)) }
+func (f *ConfigService) handle(route string, h http.HandlerFunc) {
+	f.mux.HandleFunc(route, f.wrap(route, h))
+}
 
 // AddAdmin makes token an admin token with the identity.
 func (f *ConfigService) AddAdmin(token string, id peers.Identity) {

@@ -21,7 +21,7 @@ type Fault struct {
 	// Until, if set, holds the call until the channel is closed (then the
 	// call goes on normally unless Status or Close say otherwise).
 	Until <-chan struct{}
-	Close  bool          // close the connection without an answer
+	Close bool // close the connection without an answer
 	// Skip lets this many calls through before the fault applies.
 	Skip int
 	// Times is how many calls fail; 0 means every call until cleared.
@@ -39,10 +39,9 @@ type Call struct {
 
 // faults is the fault table and call log every fake shares.
 type faults struct {
-	mu     sync.Mutex
-	byOp   map[string]*Fault
-	calls  []Call
-	served map[string]int
+	mu    sync.Mutex
+	byOp  map[string]*Fault
+	calls []Call
 }
 
 // Fail makes route fail as f says (replacing any fault set before).
