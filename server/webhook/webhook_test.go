@@ -1,0 +1,233 @@
+package webhook
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+var now = time.Unix(1764000000, 0)
+
+const (
+	secret    = "8f742231b10e8888abcd99yyyzzz85a5"
+	secret2   = "second-secret-during-rotation"
+	whsec     = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	whsecNext = "whsec_c2Vjb25kIGtleSBmb3Igcm90YXRpb24="
+)
+
+func secretFor(source string) (string, string) {
+	if source == IncidentIO {
+		return whsec, whsecNext
+	}
+	return secret, secret2
+}
+
+func verifierFor(source string, secrets ...string) Verifier {
+	return Verifiers(map[string][]string{source: secrets})[source]
+}
+
+func TestVerify_EverySource(t *testing.T) {
+	for _, src := range []string{Slack, GitHub, PagerDuty, IncidentIO, Coralogix} {
+		t.Run(src, func(t *testing.T) {
+			s1, s2 := secretFor(src)
+			body := Sample(src, "abc123", now)
+			v := verifierFor(src, s1)
+
+			ev, err := v.Verify(body, Sign(src, s1, body, now, "del-1"), now)
+			if err != nil {
+				t.Fatalf("valid: %v", err)
+			}
+			if ev.DeliveryID == "" || ev.Source != src || len(ev.Identifiers) == 0 || ev.Ignore != "" {
+				t.Fatalf("event = %+v", ev)
+			}
+
+			// Tampered body.
+			tampered := append([]byte{}, body...)
+			tampered[len(tampered)-2] ^= 1
+			if src != Coralogix { // Coralogix does not sign bodies
+				if _, err := v.Verify(tampered, Sign(src, s1, body, now, "del-1"), now); !errors.Is(err, ErrSignature) {
+					t.Errorf("tampered body: %v", err)
+				}
+			}
+			// Wrong secret.
+			if _, err := v.Verify(body, Sign(src, s2, body, now, "del-1"), now); !errors.Is(err, ErrSignature) {
+				t.Errorf("wrong secret: %v", err)
+			}
+			// Missing headers.
+			if _, err := v.Verify(body, http.Header{}, now); !errors.Is(err, ErrSignature) {
+				t.Errorf("no headers: %v", err)
+			}
+			// Rotation: the second configured secret verifies.
+			rot := verifierFor(src, s2, s1)
+			if _, err := rot.Verify(body, Sign(src, s1, body, now, "del-1"), now); err != nil {
+				t.Errorf("second secret of a rotation list: %v", err)
+			}
+			// No secret configured: nothing verifies.
+			if _, err := verifierFor(src).Verify(body, Sign(src, s1, body, now, "del-1"), now); !errors.Is(err, ErrNoSecret) {
+				t.Errorf("no secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestVerify_TimestampWindow(t *testing.T) {
+	for _, src := range []string{Slack, IncidentIO} {
+		s1, _ := secretFor(src)
+		v := verifierFor(src, s1)
+		body := Sample(src, "ts", now)
+		for _, skew := range []time.Duration{-6 * time.Minute, 6 * time.Minute} {
+			h := Sign(src, s1, body, now.Add(skew), "del-1")
+			if _, err := v.Verify(body, h, now); !errors.Is(err, ErrSignature) {
+				t.Errorf("%s signed %v away: %v", src, skew, err)
+			}
+		}
+		for _, skew := range []time.Duration{-4 * time.Minute, 4 * time.Minute} {
+			if _, err := v.Verify(body, Sign(src, s1, body, now.Add(skew), "del-1"), now); err != nil {
+				t.Errorf("%s signed %v away (inside the window): %v", src, skew, err)
+			}
+		}
+	}
+}
+
+func TestSlack_URLVerificationBotsAndOtherEvents(t *testing.T) {
+	v := verifierFor(Slack, secret)
+	check := func(body string) (Event, error) {
+		return v.Verify([]byte(body), Sign(Slack, secret, []byte(body), now, ""), now)
+	}
+	ev, err := check(`{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`)
+	if err != nil || ev.Challenge != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {
+		t.Fatalf("url_verification = %+v %v", ev, err)
+	}
+	ev, err = check(`{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention","bot_id":"B1","channel":"C1","text":"hi"}}`)
+	if err != nil || ev.Ignore == "" {
+		t.Fatalf("bot mention = %+v %v", ev, err)
+	}
+	ev, err = check(`{"type":"event_callback","event_id":"Ev2","event":{"type":"message","channel":"C1","text":"hi"}}`)
+	if err != nil || ev.Ignore == "" || ev.EventType != "message" {
+		t.Fatalf("plain message = %+v %v", ev, err)
+	}
+	if _, err := check(`{"type":"event_callback","event":{"type":"app_mention"}}`); !errors.Is(err, ErrPayload) {
+		t.Fatalf("no event_id: %v", err)
+	}
+}
+
+func TestGitHub_PingIsIgnored(t *testing.T) {
+	v := verifierFor(GitHub, secret)
+	body := []byte(`{"zen":"Design for failure.","hook_id":1,"repository":{"full_name":"acme/payments"}}`)
+	h := Sign(GitHub, secret, body, now, "d-1")
+	h.Set("X-GitHub-Event", "ping")
+	ev, err := v.Verify(body, h, now)
+	if err != nil || ev.Ignore == "" || ev.DeliveryID != "d-1" {
+		t.Fatalf("ping = %+v %v", ev, err)
+	}
+}
+
+func TestPagerDuty_MultipleSignaturesAndV2Body(t *testing.T) {
+	v := verifierFor(PagerDuty, secret)
+	body := Sample(PagerDuty, "x", now)
+	good := Sign(PagerDuty, secret, body, now, "").Get("X-PagerDuty-Signature")
+	other := Sign(PagerDuty, secret2, body, now, "").Get("X-PagerDuty-Signature")
+	h := http.Header{"X-Pagerduty-Signature": {other + "," + good}}
+	if _, err := v.Verify(body, h, now); err != nil {
+		t.Fatalf("signature list with one match: %v", err)
+	}
+	v2 := []byte(`{"messages":[{"id":"bb8b8fe0-e8d5-11e2-9c1e-22000afd16cf","event":"incident.trigger","created_on":"2013-07-09T20:25:44Z","incident":{"id":"PIJ90N7","service":{"id":"PF9KMXH","name":"payments"},"title":"disk full"}}]}`)
+	ev, err := v.Verify(v2, Sign(PagerDuty, secret, v2, now, ""), now)
+	if err != nil || ev.DeliveryID != "bb8b8fe0-e8d5-11e2-9c1e-22000afd16cf" || ev.Identifiers["pagerduty_service_id"] != "PF9KMXH" {
+		t.Fatalf("v2 body = %+v %v", ev, err)
+	}
+}
+
+func TestCoralogix_TokenHeadersAndDeliveryID(t *testing.T) {
+	v := verifierFor(Coralogix, secret)
+	body := Sample(Coralogix, "u-1", now)
+	ev, err := v.Verify(body, http.Header{"X-Webhook-Token": {secret}}, now)
+	if err != nil || ev.Identifiers["coralogix_team_name"] != "acme" {
+		t.Fatalf("X-Webhook-Token = %+v %v", ev, err)
+	}
+	// The same alert at the same time is one delivery; without an id, the body hash.
+	ev2, _ := v.Verify(body, http.Header{"Authorization": {"Bearer " + secret}}, now)
+	if ev2.DeliveryID != ev.DeliveryID {
+		t.Fatal("same alert, different delivery ids")
+	}
+	anon, err := v.Verify([]byte(`{"alert_name":"x"}`), http.Header{"X-Webhook-Token": {secret}}, now)
+	if err != nil || len(anon.DeliveryID) < 10 {
+		t.Fatalf("no id = %+v %v", anon, err)
+	}
+}
+
+func TestDescribe_GivesAMessagePerSource(t *testing.T) {
+	want := map[string]string{
+		Slack:      "why is checkout latency up?",
+		GitHub:     "GitHub issues.opened on acme/payments: Checkout returns 500 for EU cards (m)",
+		PagerDuty:  "PagerDuty incident.triggered: Checkout error rate above 5%",
+		IncidentIO: "incident.io public_alert.alert_created_v1: Payments degraded",
+		Coralogix:  "Coralogix alert: payments 5xx rate",
+	}
+	types := map[string]string{Slack: "app_mention", GitHub: "issues.opened", PagerDuty: "incident.triggered", IncidentIO: "public_alert.alert_created_v1", Coralogix: "alert.trigger"}
+	for src, w := range want {
+		msg, meta := Describe(src, types[src], Sample(src, "m", now))
+		if msg != w || meta["event_type"] != types[src] {
+			t.Errorf("%s: %q %v, want %q", src, msg, meta, w)
+		}
+	}
+	if msg, _ := Describe(Slack, "x", []byte("not json")); msg == "" {
+		t.Error("no message for an odd body")
+	}
+}
+
+// fuzzVerify checks that a verifier never panics, never accepts a body
+// signed with another secret, and always accepts what was signed correctly
+// (or reports an unreadable payload).
+func fuzzVerify(f *testing.F, src string) {
+	s1, s2 := secretFor(src)
+	f.Add(Sample(src, "seed", now), int64(0), "d-1")
+	f.Add([]byte(`{}`), int64(30), "")
+	f.Add([]byte(`{"type":"event_callback","event_id":"E","event":{"type":"app_mention","channel":"C"}}`), int64(-30), "x")
+	f.Add([]byte(`{"messages":[{"id":"1","incident":{"service":{"id":"P"}}}]}`), int64(1), "y")
+	f.Add([]byte("\xff\x00garbage"), int64(400), "z")
+	v := verifierFor(src, s1)
+	f.Fuzz(func(t *testing.T, body []byte, skew int64, delivery string) {
+		at := now.Add(time.Duration(skew%600) * time.Second)
+		if delivery == "" {
+			delivery = "d"
+		}
+		ev, err := v.Verify(body, Sign(src, s1, body, at, delivery), now)
+		inWindow := skew%600 <= 300 && skew%600 >= -300
+		timed := src == Slack || src == IncidentIO
+		badID := src == IncidentIO && len(delivery) > 255
+		if err != nil && !errors.Is(err, ErrPayload) && !(errors.Is(err, ErrSignature) && ((timed && !inWindow) || badID)) {
+			t.Fatalf("correctly signed body refused: %v", err)
+		}
+		if err == nil && ev.Challenge == "" && ev.DeliveryID == "" {
+			t.Fatal("accepted event without a delivery id")
+		}
+		if src != Coralogix {
+			if _, err := v.Verify(body, Sign(src, s2, body, at, delivery), now); err == nil {
+				t.Fatal("accepted a body signed with another secret")
+			}
+		}
+		// Arbitrary headers never panic.
+		_, _ = v.Verify(body, http.Header{"X-Slack-Signature": {string(body)}, "X-Slack-Request-Timestamp": {strconv.FormatInt(skew, 10)},
+			"Webhook-Signature": {"v1," + string(body)}, "X-Pagerduty-Signature": {string(body)}, "Authorization": {string(body)}}, now)
+	})
+}
+
+func FuzzSlack(f *testing.F)      { fuzzVerify(f, Slack) }
+func FuzzGitHub(f *testing.F)     { fuzzVerify(f, GitHub) }
+func FuzzPagerDuty(f *testing.F)  { fuzzVerify(f, PagerDuty) }
+func FuzzIncidentIO(f *testing.F) { fuzzVerify(f, IncidentIO) }
+func FuzzCoralogix(f *testing.F)  { fuzzVerify(f, Coralogix) }
+
+func FuzzDescribe(f *testing.F) {
+	for _, src := range []string{Slack, GitHub, PagerDuty, IncidentIO, Coralogix} {
+		f.Add(src, Sample(src, "seed", now))
+	}
+	f.Fuzz(func(t *testing.T, src string, body []byte) {
+		if msg, _ := Describe(src, "t", body); msg == "" {
+			t.Fatal("empty message")
+		}
+	})
+}
