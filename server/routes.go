@@ -23,6 +23,20 @@ func (s *Server) routes() {
 		s.handle(http.MethodGet, "/api/v1/admin/provision/runs/:id", s.handleGetRun)
 	}
 
+	if s.opts.Events != nil && s.opts.Webhooks != nil {
+		for src, path := range webhookPaths {
+			if s.opts.Webhooks[src] != nil {
+				s.handle(http.MethodPost, path, s.handleWebhook(src))
+			}
+		}
+		s.handle(http.MethodGet, "/api/v1/admin/events", s.handleListEvents)
+		s.handle(http.MethodGet, "/api/v1/admin/events/:id", s.handleGetEvent)
+		s.handle(http.MethodPost, "/api/v1/admin/events/:id/redrive", s.handleRedrive)
+		if s.opts.InternalToken != "" {
+			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.handleSlackTrigger)
+		}
+	}
+
 	s.router.NotFound = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apperr.New(apperr.NotFound, "not_found", "no route for %s", r.URL.Path))
 	})

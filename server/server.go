@@ -16,10 +16,12 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/time/rate"
 )
 
 // Readier reports whether the database can take writes with the schema
@@ -46,6 +48,19 @@ type Options struct {
 	Runs RunReader
 	// Provision runs the provisioning workflows.
 	Provision *provision.Service
+
+	// Webhooks verifies each source; with Events, it enables /webhooks/*.
+	Webhooks map[string]webhook.Verifier
+	Events   EventStore
+	// Notify wakes the dispatcher after an event is stored.
+	Notify func()
+	// WebhookRate and WebhookBurst limit each source (events/s; 0 = none).
+	WebhookRate  float64
+	WebhookBurst int
+	// InternalToken enables /api/v1/internal/* when set.
+	InternalToken string
+	// Now is the clock (tests move it).
+	Now func() time.Time
 }
 
 // RunReader reads provisioning runs (store.DB implements it).
@@ -66,6 +81,9 @@ func (o *Options) validate() error {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return nil
 }
 
@@ -75,6 +93,8 @@ type Server struct {
 	logger   *slog.Logger
 	router   *httprouter.Router
 	metrics  *httpMetrics
+	ingest   *ingestMetrics
+	limiters map[string]*rate.Limiter
 	http     *http.Server
 	listener net.Listener
 	draining atomic.Bool
@@ -100,10 +120,16 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	im, err := newIngestMetrics(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("server: register metrics: %w", err)
+	}
 	s := &Server{
-		opts:    opts,
-		logger:  opts.Logger.With("component", "http"),
-		metrics: m,
+		opts:     opts,
+		logger:   opts.Logger.With("component", "http"),
+		metrics:  m,
+		ingest:   im,
+		limiters: newLimiters(opts.WebhookRate, opts.WebhookBurst),
 		router: &httprouter.Router{
 			// Redirects would turn bad paths (traversal in ids, stray
 			// slashes) into 3xx; a clear 404 is the answer instead.
@@ -127,6 +153,8 @@ func New(opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+func (s *Server) now() time.Time { return s.opts.Now().UTC() }
 
 // SetServing opens (or closes) the API routes.
 func (s *Server) SetServing(on bool) { s.serving.Store(on) }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,13 @@ type DB struct {
 	goose    *goose.Provider
 	logger   *slog.Logger
 	migrated atomic.Bool
+
+	// Group commit of new webhook events (events.go).
+	inserts       chan insertReq
+	closing       chan struct{}
+	committerDone chan struct{}
+	closeOnce     sync.Once
+	batches       atomic.Int64
 }
 
 // Open opens (creating if needed) the database at opts.Path and checks that
@@ -100,6 +108,10 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
+	db.inserts = make(chan insertReq, 4*maxBatch)
+	db.closing = make(chan struct{})
+	db.committerDone = make(chan struct{})
+	go db.groupCommit()
 	return db, nil
 }
 
@@ -126,8 +138,14 @@ func dsn(path string, readOnly bool) string {
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close closes both pools.
+// Close stops the event writer and closes both pools.
 func (db *DB) Close() error {
+	if db.closing != nil {
+		db.closeOnce.Do(func() {
+			close(db.closing)
+			<-db.committerDone
+		})
+	}
 	var errs []error
 	if db.read != nil {
 		errs = append(errs, db.read.Close())

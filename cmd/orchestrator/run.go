@@ -22,6 +22,7 @@ Usage:
   orchestrator serve [--dev] [--addr ADDR] [--data-dir DIR]   run the server
   orchestrator migrate [up|status] [--data-dir DIR]          apply or list migrations
   orchestrator version                                       print the version
+  orchestrator send-sample SOURCE [--url URL] [--dev]        sign and send a sample webhook
 
 Configuration comes from the environment (see README.md); flags override it.
 Run "orchestrator COMMAND --help" for a command's flags.
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return printVersion(rest, stdout, stderr)
+	case "send-sample":
+		return sendSample(ctx, rest, getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, mainUsage)
 		return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -69,9 +70,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Version:      version,
 		Dev:          cfg.Dev,
 		MaxBodyBytes: cfg.MaxBodyBytes,
-		Auth:         deps.auth,
-		Runs:         db,
-		Provision:    deps.provision,
+		Auth:          deps.auth,
+		Runs:          db,
+		Provision:     deps.provision,
+		Webhooks:      deps.webhooks,
+		Events:        db,
+		Notify:        deps.dispatcher.Notify,
+		WebhookRate:   cfg.WebhookRateLimit,
+		WebhookBurst:  cfg.WebhookBurst,
+		InternalToken: cfg.InternalToken.Reveal(),
 	})
 	if err != nil {
 		return err
@@ -103,21 +110,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else if n > 0 {
 		logger.Warn("runs interrupted by the last stop were marked failed", "count", n)
 	}
+	if err := deps.dispatcher.Start(ctx); err != nil {
+		shutdown(srv, cfg.ShutdownTimeout, logger)
+		return err
+	}
+	retention, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
+	go dispatch.RunRetention(retention, db, cfg.EventBodyRetention, time.Hour, time.Now, logger)
+	defer stopRetention()
 	srv.SetServing(true)
 	logger.Info("started", "startup_ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 
 	<-ctx.Done()
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	return shutdown(srv, cfg.ShutdownTimeout, logger)
+	// Stop intake first, then let in-flight dispatches finish (or return
+	// them to the queue), within one bound.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown cut in-flight requests", "error", err)
+	}
+	deps.dispatcher.Stop(sctx)
+	logger.Info("stopped")
+	return nil
 }
 
-func shutdown(srv *server.Server, timeout time.Duration, logger *slog.Logger) error {
+func shutdown(srv *server.Server, timeout time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("shutdown cut in-flight requests", "error", err)
-		return nil
 	}
-	logger.Info("stopped")
-	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,18 +14,22 @@ import (
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // deps are the parts the server is built from.
 type deps struct {
-	auth      *auth.Authenticator
-	provision *provision.Service
-	closers   []func()
+	auth       *auth.Authenticator
+	provision  *provision.Service
+	dispatcher *dispatch.Dispatcher
+	webhooks   map[string]webhook.Verifier
+	closers    []func()
 }
 
 func (d *deps) close() {
@@ -49,6 +54,33 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	cs := peers.NewConfigService(peers.Options{BaseURL: cfg.ConfigServiceURL, Requests: peerMetric})
 	pipeline := peers.NewAIPipeline(peers.Options{BaseURL: cfg.AIPipelineURL, Requests: peerMetric})
+	agent := peers.NewAgent(peers.Options{BaseURL: cfg.AgentURL, Requests: peerMetric})
+
+	secrets := map[string][]string{}
+	for src, list := range cfg.WebhookSecrets {
+		for _, sec := range list {
+			secrets[src] = append(secrets[src], sec.Reveal())
+		}
+		if len(list) == 0 {
+			logger.Warn("no webhook secret configured: this source answers 401", "source", src)
+		}
+	}
+	d.webhooks = webhook.Verifiers(secrets)
+	limits := map[string]dispatch.Limits{}
+	for src, l := range cfg.AgentLimits {
+		limits[src] = dispatch.Limits{Timeout: l.Timeout, MaxTurns: l.MaxTurns}
+	}
+	if cfg.InternalAdminToken == "" {
+		logger.Warn("ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook events are stored but not dispatched")
+	}
+	d.dispatcher, err = dispatch.New(dispatch.Options{
+		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(),
+		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
 
 	var cluster provision.Cluster
 	ns := kube.Namespace(cfg.Namespace)
@@ -100,6 +132,10 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 	if token == "" {
 		token = "dev-admin-" + randomHex(12)
 	}
+	// Webhook dispatch needs an admin token; in dev mode it is the seeded one.
+	if cfg.InternalAdminToken == "" {
+		cfg.InternalAdminToken = config.Secret(token)
+	}
 	fakes := []struct {
 		url *string
 		h   http.Handler
@@ -107,6 +143,7 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 	}{
 		{&cfg.ConfigServiceURL, peerstest.NewDevConfigService(token), "CONFIG_SERVICE_URL"},
 		{&cfg.AIPipelineURL, peerstest.NewAIPipeline(), "AI_PIPELINE_API_URL"},
+		{&cfg.AgentURL, peerstest.NewAgent(), "AGENT_API_URL"},
 	}
 	for _, f := range fakes {
 		if *f.url != "" {
@@ -127,5 +164,23 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 		logger.Info("dev mode: built-in fake", "peer", f.env, "url", *f.url)
 	}
 	fmt.Fprintf(stdout, "dev mode: admin token %s (org %s, team %s)\n", token, peerstest.DevOrg, peerstest.DevTeam)
+	// Unset webhook secrets get printed dev values, so samples can be sent.
+	for _, src := range config.Sources {
+		if len(cfg.WebhookSecrets[src]) > 0 {
+			continue
+		}
+		secret := devSecret(src)
+		cfg.WebhookSecrets[src] = []config.Secret{config.Secret(secret)}
+		fmt.Fprintf(stdout, "dev mode: %s webhook secret %s\n", src, secret)
+	}
 	return nil
+}
+
+// devSecret is the fixed dev-mode secret of a source (incident.io wants the
+// Standard Webhooks form).
+func devSecret(source string) string {
+	if source == webhook.IncidentIO {
+		return "whsec_" + base64.StdEncoding.EncodeToString([]byte("dev-incidentio-secret"))
+	}
+	return "dev-" + source + "-secret"
 }

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+// eventView is an event as the admin API shows it.
+type eventView struct {
+	ID            string            `json:"id"`
+	Source        string            `json:"source"`
+	DeliveryID    string            `json:"delivery_id"`
+	EventType     string            `json:"event_type"`
+	Status        string            `json:"status"`
+	Identifiers   map[string]string `json:"routing_identifiers,omitempty"`
+	OrgID         string            `json:"org_id,omitempty"`
+	TeamNodeID    string            `json:"team_node_id,omitempty"`
+	MatchedBy     string            `json:"matched_by,omitempty"`
+	Attempts      int               `json:"attempts"`
+	NextAttemptAt *time.Time        `json:"next_attempt_at,omitempty"`
+	LastError     string            `json:"last_error,omitempty"`
+	ReceivedAt    time.Time         `json:"received_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
+	FinishedAt    *time.Time        `json:"finished_at,omitempty"`
+	// Detail only.
+	Headers      map[string]string `json:"headers,omitempty"`
+	Body         *string           `json:"body,omitempty"`
+	BodyEncoding string            `json:"body_encoding,omitempty"`
+	BodyPurgedAt *time.Time        `json:"body_purged_at,omitempty"`
+	AgentRuns    []agentRunView    `json:"agent_runs,omitempty"`
+}
+
+type agentRunView struct {
+	ID             string    `json:"id"`
+	AgentName      string    `json:"agent_name"`
+	Status         string    `json:"status"`
+	UpstreamStatus int       `json:"upstream_status,omitempty"`
+	Error          string    `json:"error,omitempty"`
+	DurationMS     int64     `json:"duration_ms"`
+	StartedAt      time.Time `json:"started_at"`
+}
+
+func viewEvent(e store.Event) eventView {
+	v := eventView{ID: e.ID, Source: e.Source, DeliveryID: e.DeliveryID, EventType: e.EventType, Status: e.Status,
+		Identifiers: e.Identifiers, OrgID: e.OrgID, TeamNodeID: e.TeamNodeID, MatchedBy: e.MatchedBy,
+		Attempts: e.Attempts, LastError: e.LastError, ReceivedAt: e.ReceivedAt, UpdatedAt: e.UpdatedAt,
+		FinishedAt: e.FinishedAt, BodyPurgedAt: e.BodyPurgedAt}
+	if e.Status == store.EventQueued && !e.NextAttemptAt.IsZero() {
+		t := e.NextAttemptAt
+		v.NextAttemptAt = &t
+	}
+	return v
+}
+
+var eventStatuses = map[string]bool{store.EventQueued: true, store.EventDispatching: true, store.EventDelivered: true,
+	store.EventIgnored: true, store.EventUnrouted: true, store.EventFailed: true, store.EventDead: true}
+
+func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermEventsRead)
+	if a == nil {
+		return
+	}
+	q := r.URL.Query()
+	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
+		TeamNodeID: q.Get("team_node_id"), Cursor: q.Get("cursor"), Limit: 50}
+	var err error
+	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
+		err = queryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
+	}
+	if f.Status != "" && !eventStatuses[f.Status] {
+		err = queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
+	}
+	if (f.OrgID != "" && !provision.ValidID(f.OrgID)) || (f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID)) {
+		err = queryError("org_id/team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+	}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, perr := time.Parse(time.RFC3339, v)
+			if perr != nil {
+				err = queryError(name, "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z")
+			}
+			*dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 1 || n > 200 {
+			err = queryError("limit", "must be a whole number from 1 to 200")
+		}
+		f.Limit = n
+	}
+	if err == nil && a.Identity.OrgID != "" {
+		if f.OrgID == "" {
+			f.OrgID = a.Identity.OrgID
+		}
+		err = a.CanActOn(f.OrgID)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	events, next, err := s.opts.Events.ListEvents(r.Context(), f)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			err = queryError("cursor", "is not a cursor this API returned")
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	views := make([]eventView, 0, len(events))
+	for _, e := range events {
+		views = append(views, viewEvent(e))
+	}
+	s.writeJSON(w, r, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
+}
+
+// event loads the path's event for an admin, answering 404 itself.
+func (s *Server) event(w http.ResponseWriter, r *http.Request, a *auth.Admin) (store.Event, bool) {
+	id := httprouter.ParamsFromContext(r.Context()).ByName("id")
+	notFound := apperr.New(apperr.NotFound, "event_not_found", "no webhook event %q", id)
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		s.writeError(w, r, notFound)
+		return store.Event{}, false
+	}
+	e, err := s.opts.Events.GetEvent(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.Identity.OrgID != "" && a.Identity.OrgID != e.OrgID) {
+		s.writeError(w, r, notFound)
+		return store.Event{}, false
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return store.Event{}, false
+	}
+	return e, true
+}
+
+func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermEventsRead)
+	if a == nil {
+		return
+	}
+	e, ok := s.event(w, r, a)
+	if !ok {
+		return
+	}
+	v := viewEvent(e)
+	v.Headers = e.Headers
+	if e.Body != nil {
+		body, enc := string(e.Body), "utf-8"
+		if !utf8.Valid(e.Body) {
+			body, enc = base64.StdEncoding.EncodeToString(e.Body), "base64"
+		}
+		v.Body, v.BodyEncoding = &body, enc
+	}
+	runs, err := s.opts.Events.EventAgentRuns(r.Context(), e.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	for _, run := range runs {
+		v.AgentRuns = append(v.AgentRuns, agentRunView{ID: run.ID, AgentName: run.AgentName, Status: run.Status,
+			UpstreamStatus: run.UpstreamStatus, Error: run.Error, DurationMS: run.Duration.Milliseconds(), StartedAt: run.StartedAt})
+	}
+	s.writeJSON(w, r, http.StatusOK, v)
+}
+
+func (s *Server) handleRedrive(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermEventsRedrive)
+	if a == nil {
+		return
+	}
+	e, ok := s.event(w, r, a)
+	if !ok {
+		return
+	}
+	e, err := s.opts.Events.Redrive(r.Context(), e.ID, s.now())
+	switch {
+	case errors.Is(err, store.ErrBodyPurged):
+		err = apperr.Wrap(err, apperr.Conflict, "body_purged", "the event's body was purged by retention; it cannot be dispatched again")
+	case errors.Is(err, store.ErrConflict):
+		err = apperr.Wrap(err, apperr.Conflict, "not_redrivable", "only unrouted, failed and dead events can be redriven")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if s.opts.Notify != nil {
+		s.opts.Notify()
+	}
+	s.logger.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
+	s.writeJSON(w, r, http.StatusOK, viewEvent(e))
+}

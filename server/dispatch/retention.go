@@ -1,0 +1,29 @@
+package dispatch
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// RunRetention purges raw webhook bodies older than retention every
+// interval (and once at start) until ctx ends. Metadata is kept.
+func RunRetention(ctx context.Context, db *store.DB, retention, interval time.Duration, now func() time.Time, log *slog.Logger) {
+	for {
+		t := now().UTC()
+		n, err := db.PurgeBodies(ctx, t.Add(-retention), t)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("purging old webhook bodies failed", "error", err)
+		case n > 0:
+			log.Info("purged old webhook bodies", "count", n, "retention", retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}

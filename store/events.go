@@ -1,0 +1,484 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Webhook event statuses (SPEC §6): queued → dispatching → delivered |
+// ignored | unrouted | failed | dead.
+const (
+	EventQueued      = "queued"
+	EventDispatching = "dispatching"
+	EventDelivered   = "delivered"
+	EventIgnored     = "ignored"
+	EventUnrouted    = "unrouted"
+	EventFailed      = "failed"
+	EventDead        = "dead"
+)
+
+// ErrBodyPurged: the event's body was purged by retention, so it cannot be
+// dispatched again.
+var ErrBodyPurged = errors.New("event body purged by retention")
+
+// Event is a stored webhook event.
+type Event struct {
+	ID            string
+	Source        string
+	DeliveryID    string
+	EventType     string
+	Status        string
+	Identifiers   map[string]string
+	OrgID         string
+	TeamNodeID    string
+	MatchedBy     string
+	Attempts      int
+	NextAttemptAt time.Time
+	LastError     string
+	Headers       map[string]string
+	Body          []byte
+	BodyPurgedAt  *time.Time
+	ReceivedAt    time.Time
+	UpdatedAt     time.Time
+	FinishedAt    *time.Time
+}
+
+const eventColumns = `id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
+	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at`
+
+func scanEvent(row interface{ Scan(...any) error }) (Event, error) {
+	var e Event
+	var idents, org, team, matched, lastErr, headers sql.NullString
+	var next, purged, received, updated, finished nullTime
+	err := row.Scan(&e.ID, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
+		&matched, &e.Attempts, &next, &lastErr, &headers, &e.Body, &purged, &received, &updated, &finished)
+	if err != nil {
+		return Event{}, err
+	}
+	e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError = org.String, team.String, matched.String, lastErr.String
+	if idents.Valid {
+		_ = json.Unmarshal([]byte(idents.String), &e.Identifiers)
+	}
+	if headers.Valid {
+		_ = json.Unmarshal([]byte(headers.String), &e.Headers)
+	}
+	e.NextAttemptAt, e.BodyPurgedAt, e.ReceivedAt, e.UpdatedAt, e.FinishedAt = next.Time, purged.ptr(), received.Time, updated.Time, finished.ptr()
+	return e, nil
+}
+
+func jsonText(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil || string(b) == "null" {
+		return nil
+	}
+	return string(b)
+}
+
+// insertEvent is one event in a group commit: it reports the stored id and
+// whether the (source, delivery id) was already there.
+func insertEvent(ctx context.Context, tx *sql.Tx, e Event) (string, bool, error) {
+	at := formatTime(e.ReceivedAt)
+	var finished any
+	if e.Status != EventQueued {
+		finished = at
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO orchestrator_webhook_events
+		(id, source, delivery_id, event_type, status, routing_identifiers, attempts, next_attempt_at, last_error,
+		 headers, body, body_sha256, received_at, updated_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (source, delivery_id) DO NOTHING`,
+		e.ID, e.Source, e.DeliveryID, e.EventType, e.Status, jsonText(e.Identifiers), at, nullIfEmpty(e.LastError),
+		jsonText(e.Headers), e.Body, nil, at, at, finished)
+	if err != nil {
+		return "", false, err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return e.ID, false, nil
+	}
+	var id string
+	err = tx.QueryRowContext(ctx, `SELECT id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`,
+		e.Source, e.DeliveryID).Scan(&id)
+	return id, true, err
+}
+
+// InsertResult is the outcome of InsertEvent.
+type InsertResult struct {
+	ID        string
+	Duplicate bool
+}
+
+type insertReq struct {
+	ev   Event
+	done chan insertDone
+}
+
+type insertDone struct {
+	res InsertResult
+	err error
+}
+
+// maxBatch bounds one group commit.
+const maxBatch = 256
+
+// InsertEvent stores a new event durably — it returns only after the
+// transaction holding it has committed (and, with synchronous=FULL, been
+// fsynced) — or reports a duplicate of (source, delivery id). Concurrent
+// calls are batched into one transaction by a single writer goroutine, so
+// that durability costs one fsync per batch, not per event.
+func (db *DB) InsertEvent(ctx context.Context, e Event) (InsertResult, error) {
+	if e.ID == "" || e.Source == "" || e.DeliveryID == "" || e.Status == "" {
+		return InsertResult{}, fmt.Errorf("%w: event needs id, source, delivery id and status", ErrInvalid)
+	}
+	req := insertReq{ev: e, done: make(chan insertDone, 1)}
+	select {
+	case db.inserts <- req:
+	case <-db.closing:
+		return InsertResult{}, errors.New("store: closed")
+	case <-ctx.Done():
+		return InsertResult{}, ctx.Err()
+	}
+	select {
+	case d := <-req.done:
+		return d.res, d.err
+	case <-db.committerDone:
+		select {
+		case d := <-req.done:
+			return d.res, d.err
+		default:
+			return InsertResult{}, errors.New("store: closed")
+		}
+	case <-ctx.Done():
+		// The event may still be committed; a vendor retry is then a duplicate.
+		return InsertResult{}, ctx.Err()
+	}
+}
+
+// groupCommit is the single writer of new events.
+func (db *DB) groupCommit() {
+	defer close(db.committerDone)
+	for {
+		var batch []insertReq
+		select {
+		case r := <-db.inserts:
+			batch = append(batch, r)
+		case <-db.closing:
+			// Commit what was handed over before the close.
+			for {
+				select {
+				case r := <-db.inserts:
+					db.commitBatch([]insertReq{r})
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.inserts:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+func (db *DB) commitBatch(batch []insertReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results := make([]insertDone, len(batch))
+	err := func() error {
+		tx, err := db.write.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for i, r := range batch {
+			id, dup, err := insertEvent(ctx, tx, r.ev)
+			results[i] = insertDone{res: InsertResult{ID: id, Duplicate: dup}, err: err}
+		}
+		return tx.Commit()
+	}()
+	for i, r := range batch {
+		if err != nil {
+			results[i] = insertDone{err: fmt.Errorf("store: commit events: %w", err)}
+		}
+		r.done <- results[i]
+	}
+	db.batches.Add(1)
+}
+
+// CommitBatches is how many group commits have run (for benchmarks).
+func (db *DB) CommitBatches() int64 { return db.batches.Load() }
+
+// ClaimEvents moves up to limit due queued events to dispatching and
+// returns them, oldest due first.
+func (db *DB) ClaimEvents(ctx context.Context, now time.Time, limit int) ([]Event, error) {
+	at := formatTime(now)
+	rows, err := db.write.QueryContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
+		WHERE id IN (SELECT id FROM orchestrator_webhook_events WHERE status = ? AND next_attempt_at <= ?
+			ORDER BY next_attempt_at, id LIMIT ?)
+		RETURNING `+eventColumns, EventDispatching, at, EventQueued, at, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// NextDue returns when the earliest queued event is due, or false if none is queued.
+func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var next nullTime
+	err := db.read.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM orchestrator_webhook_events WHERE status = ?`, EventQueued).Scan(&next)
+	return next.Time, next.Valid, err
+}
+
+// RequeueDispatching returns events a crash left dispatching to the queue.
+func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, next_attempt_at = ?, updated_at = ?
+		WHERE status = ?`, EventQueued, formatTime(now), formatTime(now), EventDispatching)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// Outcome is the result of one dispatch attempt.
+type Outcome struct {
+	ID            string
+	Status        string
+	Attempts      int
+	NextAttemptAt time.Time // for a retry (status queued)
+	LastError     string
+	OrgID         string
+	TeamNodeID    string
+	MatchedBy     string
+	At            time.Time
+}
+
+// RecordOutcome writes what a dispatch attempt came to.
+func (db *DB) RecordOutcome(ctx context.Context, o Outcome) error {
+	var finished any
+	switch o.Status {
+	case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead:
+		finished = formatTime(o.At)
+	}
+	next := o.NextAttemptAt
+	if next.IsZero() {
+		next = o.At
+	}
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
+		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
+		updated_at = ?, finished_at = ? WHERE id = ?`,
+		o.Status, o.Attempts, formatTime(next), nullIfEmpty(o.LastError), nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID),
+		nullIfEmpty(o.MatchedBy), formatTime(o.At), finished, o.ID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: event %s", ErrNotFound, o.ID)
+	}
+	return nil
+}
+
+// GetEvent returns one event.
+func (db *DB) GetEvent(ctx context.Context, id string) (Event, error) {
+	e, err := scanEvent(db.read.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
+	}
+	return e, err
+}
+
+// EventFilter selects events; empty fields do not filter.
+type EventFilter struct {
+	Source, Status, OrgID, TeamNodeID string
+	Since, Until                      time.Time
+	Limit                             int
+	Cursor                            string
+}
+
+// ListEvents returns events newest first and the next page's cursor.
+func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, val string }{
+		{"source", f.Source}, {"status", f.Status}, {"org_id", f.OrgID}, {"team_node_id", f.TeamNodeID},
+	} {
+		if c.val != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.val)
+		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "received_at >= ?")
+		args = append(args, formatTime(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "received_at < ?")
+		args = append(args, formatTime(f.Until))
+	}
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		where = append(where, "(received_at < ? OR (received_at = ? AND id < ?))")
+		args = append(args, at, at, id)
+	}
+	// The list leaves bodies out: they can be large, and the detail has them.
+	cols := strings.Replace(eventColumns, " body,", " NULL,", 1)
+	q := `SELECT ` + cols + ` FROM orchestrator_webhook_events`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY received_at DESC, id DESC LIMIT ?"
+	args = append(args, f.Limit+1)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[len(out)-1]
+		next = encodeCursor(last.ReceivedAt, last.ID)
+	}
+	return out, next, nil
+}
+
+// Redrive puts an unrouted, failed or dead event back in the queue with a
+// fresh attempt budget.
+func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, error) {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return Event{}, err
+	}
+	defer tx.Rollback()
+	e, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE id = ?`, id))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
+	case err != nil:
+		return Event{}, err
+	case e.Status != EventUnrouted && e.Status != EventFailed && e.Status != EventDead:
+		return Event{}, fmt.Errorf("%w: event %s is %s; only unrouted, failed and dead events can be redriven", ErrConflict, id, e.Status)
+	case e.BodyPurgedAt != nil:
+		return Event{}, fmt.Errorf("%w: event %s", ErrBodyPurged, id)
+	}
+	at := formatTime(now)
+	if _, err := tx.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
+		updated_at = ?, finished_at = NULL WHERE id = ?`, EventQueued, at, at, id); err != nil {
+		return Event{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Event{}, err
+	}
+	e.Status, e.Attempts, e.NextAttemptAt, e.FinishedAt = EventQueued, 0, now, nil
+	return e, nil
+}
+
+// PurgeBodies drops the raw bodies of events received before cutoff that
+// are not waiting in the queue; their metadata stays.
+func (db *DB) PurgeBodies(ctx context.Context, cutoff, now time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET body = NULL, body_purged_at = ?
+		WHERE received_at < ? AND body IS NOT NULL AND status NOT IN (?, ?)`,
+		formatTime(now), formatTime(cutoff), EventQueued, EventDispatching)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// QueueDepth counts events waiting for or in dispatch.
+func (db *DB) QueueDepth(ctx context.Context) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE status IN (?, ?)`,
+		EventQueued, EventDispatching).Scan(&n)
+	return n, err
+}
+
+// AgentRun is one agent call, admin-triggered or dispatched for an event.
+type AgentRun struct {
+	ID             string
+	TriggerSource  string
+	WebhookEventID string
+	Actor          string
+	OrgID          string
+	TeamNodeID     string
+	AgentName      string
+	Status         string
+	UpstreamStatus int
+	Error          string
+	CorrelationID  string
+	Duration       time.Duration
+	StartedAt      time.Time
+}
+
+// InsertAgentRun records an agent call.
+func (db *DB) InsertAgentRun(ctx context.Context, r AgentRun) error {
+	_, err := db.write.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
+		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
+		 correlation_id, duration_ms, started_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
+		r.Status, nullInt(r.UpstreamStatus), nullIfEmpty(r.Error), nullIfEmpty(r.CorrelationID), r.Duration.Milliseconds(),
+		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)))
+	return err
+}
+
+// EventAgentRuns lists the agent calls made for an event, oldest first.
+func (db *DB) EventAgentRuns(ctx context.Context, eventID string) ([]AgentRun, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, trigger_source, org_id, team_node_id, agent_name, status,
+		upstream_status, error, correlation_id, duration_ms, started_at FROM orchestrator_agent_runs
+		WHERE webhook_event_id = ? ORDER BY started_at, id`, eventID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AgentRun
+	for rows.Next() {
+		var r AgentRun
+		var upstream sql.NullInt64
+		var errText, corr sql.NullString
+		var ms int64
+		var started nullTime
+		if err := rows.Scan(&r.ID, &r.TriggerSource, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
+			&upstream, &errText, &corr, &ms, &started); err != nil {
+			return nil, err
+		}
+		r.WebhookEventID, r.UpstreamStatus, r.Error, r.CorrelationID = eventID, int(upstream.Int64), errText.String, corr.String
+		r.Duration, r.StartedAt = time.Duration(ms)*time.Millisecond, started.Time
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
