@@ -332,9 +332,7 @@ func TestProvision_TwoRequestsWithOneKeyGiveOne409(t *testing.T) {
 	req := map[string]any{"org_id": "acme", "team_node_id": "busy", "idempotency_key": "same"}
 	first := make(chan response, 1)
 	go func() { first <- e.do("POST", provisionPath, adminToken, req) }()
-	for len(e.pipe.CallsTo(peerstest.RouteBootstrap)) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the bootstrap call", func() bool { return len(e.pipe.CallsTo(peerstest.RouteBootstrap)) > 0 })
 	second := e.do("POST", provisionPath, adminToken, req)
 	if second.code != 409 || second.body["error"] != "idempotency_key_in_use" {
 		t.Fatalf("second = %d %s", second.code, second.raw)
@@ -359,21 +357,16 @@ func TestProvision_ConcurrentRequestsForOneTeamSerialize(t *testing.T) {
 	go func() {
 		results <- e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "ser", "idempotency_key": "a"})
 	}()
-	for len(e.pipe.CallsTo(peerstest.RouteBootstrap)) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the bootstrap call", func() bool { return len(e.pipe.CallsTo(peerstest.RouteBootstrap)) > 0 })
 	go func() {
 		results <- e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "ser", "idempotency_key": "b"})
 	}()
 	// Wait until the second run is recorded (it then waits on the lock), and
 	// give a broken lock a moment to show itself before releasing the first.
-	for {
+	waitFor(t, "the second run's record", func() bool {
 		runs, _, _ := e.db.ListRuns(context.Background(), store.RunFilter{TeamNodeID: "ser", Limit: 5})
-		if len(runs) == 2 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return len(runs) == 2
+	})
 	time.Sleep(50 * time.Millisecond)
 	close(hold)
 	r1, r2 := <-results, <-results

@@ -20,9 +20,11 @@ import (
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
@@ -73,6 +75,42 @@ type env struct {
 	logs    *lockedBuffer
 	dataDir string
 	reg     *prometheus.Registry
+	agent   *peerstest.Agent
+	disp    *dispatch.Dispatcher
+	clock   *clock
+}
+
+// clock is a test clock that only moves when told.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Webhook secrets every harness configures.
+const (
+	slackSecret      = "slack-test-secret"
+	githubSecret     = "github-test-secret"
+	pagerdutySecret  = "pagerduty-test-secret"
+	incidentioSecret = "whsec_aW5jaWRlbnRpby10ZXN0LXNlY3JldA=="
+	coralogixToken   = "coralogix-test-token"
+	internalToken    = "internal-test-token"
+)
+
+var secrets = map[string]string{
+	webhook.Slack: slackSecret, webhook.GitHub: githubSecret, webhook.PagerDuty: pagerdutySecret,
+	webhook.IncidentIO: incidentioSecret, webhook.Coralogix: coralogixToken,
 }
 
 type envOptions struct {
@@ -82,6 +120,17 @@ type envOptions struct {
 	lockWait    time.Duration
 	peerTimeout time.Duration
 	authTTL     time.Duration
+
+	// webhooks turns on ingest and dispatch (dispatch started unless noDispatch).
+	webhooks      bool
+	noDispatch    bool
+	rate          float64
+	burst         int
+	maxAttempts   int
+	teamPerMinute int
+	fakeClock     bool
+	extraSecrets  map[string]string // a second secret per source (rotation)
+	noInternal    bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -142,17 +191,113 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv, err = server.New(server.Options{
+	opts := server.Options{
 		Logger: logger, Registry: e.reg, Store: e.db,
 		Auth:      auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar}),
 		Runs:      e.db,
 		Provision: e.prov,
-	})
+	}
+	if o.webhooks {
+		e.setupWebhooks(&opts, o, logger, csSrv.URL)
+	}
+	e.srv, err = server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.srv.SetServing(true)
+	if e.disp != nil && !o.noDispatch {
+		if err := e.disp.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.disp.Stop(context.Background()) })
+	}
 	return e
+}
+
+// setupWebhooks adds the verifiers, the event store, the agent fake and a
+// dispatcher, with the dev team's routing in the Config Service fake.
+func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Logger, csURL string) {
+	e.cs.AddTeam(peerstest.DevOrg, peerstest.DevTeam, map[string]any{"routing": peerstest.DevRouting})
+	e.agent = peerstest.NewAgent()
+	agentSrv := httptest.NewServer(e.agent)
+	e.t.Cleanup(agentSrv.Close)
+	list := map[string][]string{}
+	for src, sec := range secrets {
+		list[src] = []string{sec}
+		if extra := o.extraSecrets[src]; extra != "" {
+			list[src] = []string{extra, sec}
+		}
+	}
+	now := time.Now
+	if o.fakeClock {
+		e.clock = &clock{t: time.Now().UTC()}
+		now = e.clock.Now
+	}
+	var err error
+	e.disp, err = dispatch.New(dispatch.Options{
+		Store:              e.db,
+		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),
+		Agent:              peers.NewAgent(peers.Options{BaseURL: agentSrv.URL}),
+		InternalAdminToken: adminToken,
+		Workers:            4,
+		TeamPerMinute:      o.teamPerMinute,
+		MaxAttempts:        o.maxAttempts,
+		BaseBackoff:        time.Millisecond,
+		MaxBackoff:         5 * time.Millisecond,
+		Poll:               5 * time.Millisecond,
+		Limits:             map[string]dispatch.Limits{webhook.Slack: {Timeout: 30 * time.Second, MaxTurns: 7}},
+		Logger:             logger,
+		Registry:           e.reg,
+		Now:                now,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	opts.Webhooks = webhook.Verifiers(list)
+	opts.Events = e.db
+	opts.Notify = e.disp.Notify
+	opts.WebhookRate, opts.WebhookBurst = o.rate, o.burst
+	if !o.noInternal {
+		opts.InternalToken = internalToken
+	}
+	opts.Now = now
+}
+
+// send posts a signed sample (or body) of a source; headers override.
+func (e *env) send(source string, body []byte, header http.Header) response {
+	e.t.Helper()
+	path := map[string]string{webhook.Slack: "/webhooks/slack/events", webhook.GitHub: "/webhooks/github",
+		webhook.PagerDuty: "/webhooks/pagerduty", webhook.IncidentIO: "/webhooks/incidentio", webhook.Coralogix: "/webhooks/coralogix"}[source]
+	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, req)
+	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
+	return r
+}
+
+// waitStatus waits until the event reaches one of the statuses. The bound
+// is generous: it only stops a broken build from hanging.
+func (e *env) waitStatus(id string, want ...string) store.Event {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ev, err := e.db.GetEvent(context.Background(), id)
+		if err == nil {
+			for _, w := range want {
+				if ev.Status == w {
+					return ev
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("event %s is %q (err %v), want one of %v", id, ev.Status, err, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // response is a recorded answer with its JSON decoded.
@@ -252,4 +397,17 @@ func (f *faultyCluster) ApplyService(ctx context.Context, s *corev1.Service) (bo
 		return false, err
 	}
 	return f.Client.ApplyService(ctx, s)
+}
+
+// waitFor polls cond until it holds. The 30 s bound only keeps a broken
+// build from hanging the suite; passing never depends on it.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -1,0 +1,475 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+var sources = []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix}
+
+// signed returns a sample body of the source and its correctly signed headers.
+func signed(source, id string, secret string, at time.Time) ([]byte, http.Header) {
+	body := webhook.Sample(source, id, at)
+	return body, webhook.Sign(source, secret, body, at, "delivery-"+id)
+}
+
+func TestWebhook_EverySourceVerifiesStoresAndDispatches(t *testing.T) {
+	for _, src := range sources {
+		t.Run(src, func(t *testing.T) {
+			e := newEnv(t, envOptions{webhooks: true, extraSecrets: map[string]string{src: rotationSecret(src)}})
+			now := time.Now()
+			body, h := signed(src, "ok1", secrets[src], now)
+			r := e.send(src, body, h)
+			if r.code != 200 || r.body["ok"] != true || r.body["event_id"] == nil {
+				t.Fatalf("valid = %d %s", r.code, r.raw)
+			}
+			ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+			if ev.OrgID != peerstest.DevOrg || ev.TeamNodeID != peerstest.DevTeam || ev.Attempts != 0 {
+				t.Fatalf("delivered event = %+v", ev)
+			}
+			call := e.agent.CallsTo(peerstest.RouteAgentRun)
+			if len(call) != 1 || call[0].Header.Get("X-Correlation-ID") != ev.ID || call[0].Header.Get("X-IncidentFox-Team-Token") == "" {
+				t.Fatalf("agent calls = %d", len(call))
+			}
+			if !strings.Contains(string(call[0].Body), `"trigger_source":"`+src+`"`) || !strings.Contains(string(call[0].Body), `"metadata":{"`+src+`"`) {
+				t.Fatalf("agent body = %s", call[0].Body)
+			}
+
+			tamperedBody := append([]byte{}, body...)
+			tamperedBody[len(tamperedBody)-3] ^= 1
+			_, other := signed(src, "ok1", rotationSecret(src)+"x", now)
+			if src == webhook.IncidentIO {
+				_, other = signed(src, "ok1", "whsec_b3RoZXIta2V5", now)
+			}
+			cases := map[string]struct {
+				body []byte
+				h    http.Header
+			}{
+				"wrong secret":    {body, other},
+				"missing headers": {body, http.Header{}},
+			}
+			if src != webhook.Coralogix {
+				cases["tampered body"] = struct {
+					body []byte
+					h    http.Header
+				}{tamperedBody, h}
+			}
+			if src == webhook.Slack || src == webhook.IncidentIO {
+				_, stale := signed(src, "ok1", secrets[src], now.Add(-6*time.Minute))
+				_, future := signed(src, "ok1", secrets[src], now.Add(6*time.Minute))
+				cases["stale timestamp"] = struct {
+					body []byte
+					h    http.Header
+				}{body, stale}
+				cases["future timestamp"] = struct {
+					body []byte
+					h    http.Header
+				}{body, future}
+			}
+			for name, c := range cases {
+				if r := e.send(src, c.body, c.h); r.code != 401 || r.body["error"] != "signature_verification_failed" {
+					t.Errorf("%s = %d %s", name, r.code, r.raw)
+				}
+			}
+			// The second secret of a rotation list verifies.
+			b2, h2 := signed(src, "rot", rotationSecret(src), now)
+			if r := e.send(src, b2, h2); r.code != 200 {
+				t.Errorf("rotation secret = %d %s", r.code, r.raw)
+			}
+			// Redelivery: 200 duplicate, no second agent call.
+			if src == webhook.Slack {
+				h.Set("X-Slack-Retry-Num", "1")
+				h.Set("X-Slack-Retry-Reason", "http_timeout")
+			}
+			dup := e.send(src, body, h)
+			if dup.code != 200 || dup.body["duplicate"] != true || dup.body["event_id"] != ev.ID {
+				t.Fatalf("redelivery = %d %s", dup.code, dup.raw)
+			}
+			e.waitStatus(b2IDs(t, e, src), store.EventDelivered)
+			if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 2 { // the first event and the rotation one
+				t.Fatalf("agent calls after a redelivery = %d, want 2", got)
+			}
+			// Oversize: 413.
+			big := append([]byte(`{"pad":"`), make([]byte, 1<<20)...)
+			if r := e.send(src, big, h); r.code != 413 || r.body["error"] != "body_too_large" {
+				t.Errorf("oversize = %d %s", r.code, r.raw)
+			}
+			for _, line := range []string{
+				`orchestrator_webhook_events_total{outcome="duplicate",source="` + src + `"} 1`,
+				`orchestrator_webhook_events_total{outcome="accepted",source="` + src + `"} 2`,
+				`orchestrator_webhook_events_total{outcome="too_large",source="` + src + `"} 1`,
+				`orchestrator_webhook_ack_seconds_count{source="` + src + `"}`,
+				`orchestrator_dispatch_total{outcome="delivered",source="` + src + `"} 2`,
+			} {
+				if !e.metric(line) {
+					t.Errorf("metrics lack %s", line)
+				}
+			}
+		})
+	}
+}
+
+func rotationSecret(src string) string {
+	if src == webhook.IncidentIO {
+		return "whsec_cm90YXRpb24tc2Vjb25k"
+	}
+	return "rotation-" + src
+}
+
+// b2IDs finds the id of the rotation event (delivery "…rot").
+func b2IDs(t *testing.T, e *env, src string) string {
+	t.Helper()
+	evs, _, err := e.db.ListEvents(context.Background(), store.EventFilter{Source: src, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if strings.Contains(ev.DeliveryID, "rot") {
+			return ev.ID
+		}
+	}
+	t.Fatalf("no rotation event among %d", len(evs))
+	return ""
+}
+
+// metric reports whether /metrics has a line starting with prefix.
+func (e *env) metric(line string) bool {
+	return strings.Contains(e.do("GET", "/metrics", "", nil).raw, line)
+}
+
+func TestSlack_URLVerificationNeedsAValidSignature(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	body := []byte(`{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`)
+	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+	if r.code != 200 || r.body["challenge"] != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {
+		t.Fatalf("challenge = %d %s", r.code, r.raw)
+	}
+	r = e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, "not-the-secret", body, time.Now(), ""))
+	if r.code != 401 || strings.Contains(r.raw, "3eZbrw1aBm2") {
+		t.Fatalf("unsigned challenge = %d %s", r.code, r.raw)
+	}
+	if evs, _, _ := e.db.ListEvents(context.Background(), store.EventFilter{Limit: 5}); len(evs) != 0 {
+		t.Fatal("url_verification was stored")
+	}
+}
+
+func TestWebhook_RateLimitAnswers429WithRetryAfter(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, rate: 1, burst: 2, noDispatch: true})
+	codes := []int{}
+	var last response
+	for i := range 3 {
+		body, h := signed(webhook.GitHub, fmt.Sprint("rl", i), githubSecret, time.Now())
+		last = e.send(webhook.GitHub, body, h)
+		codes = append(codes, last.code)
+	}
+	if fmt.Sprint(codes) != "[200 200 429]" || last.header.Get("Retry-After") != "1" || last.body["error"] != "rate_limited" {
+		t.Fatalf("codes = %v, last = %s Retry-After=%q", codes, last.raw, last.header.Get("Retry-After"))
+	}
+	// Other sources have their own bucket.
+	body, h := signed(webhook.PagerDuty, "rl", pagerdutySecret, time.Now())
+	if r := e.send(webhook.PagerDuty, body, h); r.code != 200 {
+		t.Fatalf("other source = %d", r.code)
+	}
+	if evs, _, _ := e.db.ListEvents(context.Background(), store.EventFilter{Source: webhook.GitHub, Limit: 5}); len(evs) != 2 {
+		t.Fatalf("%d github events stored, want 2", len(evs))
+	}
+}
+
+func TestDispatch_TwoFailuresThenSuccessIsDelivered(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 502, Times: 2})
+	body, h := signed(webhook.Slack, "retry", slackSecret, time.Now())
+	r := e.send(webhook.Slack, body, h)
+	ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 3 {
+		t.Fatalf("agent called %d times, want 3", got)
+	}
+	if ev.Attempts != 2 {
+		t.Fatalf("attempts = %d, want 2 failed attempts counted", ev.Attempts)
+	}
+	detail := e.do("GET", "/api/v1/admin/events/"+ev.ID, adminToken, nil)
+	if runs := detail.body["agent_runs"].([]any); len(runs) != 3 {
+		t.Fatalf("agent runs recorded = %d", len(runs))
+	}
+}
+
+func TestDispatch_AlwaysFailingAgentEndsDead(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, maxAttempts: 4})
+	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 503})
+	body, h := signed(webhook.PagerDuty, "dead", pagerdutySecret, time.Now())
+	r := e.send(webhook.PagerDuty, body, h)
+	ev := e.waitStatus(r.body["event_id"].(string), store.EventDead)
+	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 4 || ev.Attempts != 4 || !strings.Contains(ev.LastError, "503") {
+		t.Fatalf("calls %d, event %+v", got, ev)
+	}
+}
+
+func TestDispatch_Agent4xxFailsWithoutRetry(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 400})
+	body, h := signed(webhook.GitHub, "bad", githubSecret, time.Now())
+	r := e.send(webhook.GitHub, body, h)
+	ev := e.waitStatus(r.body["event_id"].(string), store.EventFailed)
+	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 1 || ev.Attempts != 0 {
+		t.Fatalf("calls %d, attempts %d", got, ev.Attempts)
+	}
+}
+
+func TestDispatch_UnroutedWaitsAndIsRedrivenAfterRoutingIsFixed(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	body := []byte(`{"type":"event_callback","event_id":"EvUnrouted","event":{"type":"app_mention","channel":"C0NOBODY","text":"<@U1> help"}}`)
+	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+	id := r.body["event_id"].(string)
+	ev := e.waitStatus(id, store.EventUnrouted)
+	if len(e.agent.Calls()) != 0 || !strings.Contains(ev.LastError, "C0NOBODY") {
+		t.Fatalf("unrouted event %+v, agent calls %d", ev, len(e.agent.Calls()))
+	}
+	// Redrive before the fix: unrouted again.
+	if rr := e.do("POST", "/api/v1/admin/events/"+id+"/redrive", adminToken, nil); rr.code != 200 || rr.body["status"] != "queued" {
+		t.Fatalf("redrive = %d %s", rr.code, rr.raw)
+	}
+	e.waitStatus(id, store.EventUnrouted)
+	// Fix the routing, redrive: delivered to the team.
+	e.cs.AddTeam("acme", "late-team", map[string]any{"routing": map[string]any{"slack_channel_ids": []any{"C0NOBODY"}}})
+	e.do("POST", "/api/v1/admin/events/"+id+"/redrive", adminToken, nil)
+	ev = e.waitStatus(id, store.EventDelivered)
+	if ev.TeamNodeID != "late-team" || len(e.agent.Calls()) != 1 {
+		t.Fatalf("after fix: %+v, agent calls %d", ev, len(e.agent.Calls()))
+	}
+	// A delivered event is not redrivable; unknown ids are 404.
+	if rr := e.do("POST", "/api/v1/admin/events/"+id+"/redrive", adminToken, nil); rr.code != 409 || rr.body["error"] != "not_redrivable" {
+		t.Fatalf("redrive delivered = %d %s", rr.code, rr.raw)
+	}
+	if rr := e.do("POST", "/api/v1/admin/events/nope/redrive", adminToken, nil); rr.code != 404 || rr.body["error"] != "event_not_found" {
+		t.Fatalf("redrive unknown = %d %s", rr.code, rr.raw)
+	}
+}
+
+// The ack never waits for routing or the agent: with the agent held, the
+// ack has already come back and the event sits in dispatch.
+func TestWebhook_AckDoesNotWaitForTheAgent(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	hold := make(chan struct{})
+	defer close(hold)
+	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Until: hold})
+	var slowest time.Duration
+	var ids []string
+	for i := range 20 {
+		body, h := signed(webhook.Slack, fmt.Sprint("fast", i), slackSecret, time.Now())
+		start := time.Now()
+		r := e.send(webhook.Slack, body, h)
+		if d := time.Since(start); d > slowest {
+			slowest = d
+		}
+		if r.code != 200 {
+			t.Fatalf("ack = %d %s", r.code, r.raw)
+		}
+		ids = append(ids, r.body["event_id"].(string))
+	}
+	waitFor(t, "the agent call", func() bool { return len(e.agent.CallsTo(peerstest.RouteAgentRun)) > 0 })
+	if ev, _ := e.db.GetEvent(context.Background(), ids[0]); ev.Status == store.EventDelivered {
+		t.Fatal("delivered while the agent was held")
+	}
+	t.Logf("slowest of 20 acks with the agent held: %v", slowest)
+}
+
+func TestSlack_BotMessagesAndOtherEventsAreIgnored(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	for i, inner := range []string{
+		`{"type":"app_mention","bot_id":"B01","channel":"C0A4967KRBM","text":"<@U1> loop?"}`,
+		`{"type":"message","subtype":"bot_message","channel":"C0A4967KRBM","text":"hi"}`,
+		`{"type":"reaction_added","user":"U1","reaction":"eyes"}`,
+	} {
+		body := []byte(fmt.Sprintf(`{"type":"event_callback","event_id":"EvIgn%d","event":%s}`, i, inner))
+		r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+		if r.code != 200 {
+			t.Fatalf("ack = %d %s", r.code, r.raw)
+		}
+		if ev, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string)); ev.Status != store.EventIgnored {
+			t.Fatalf("event %d status %q", i, ev.Status)
+		}
+	}
+	// GitHub's ping too.
+	body := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
+	h := webhook.Sign(webhook.GitHub, githubSecret, body, time.Now(), "ping-1")
+	h.Set("X-GitHub-Event", "ping")
+	if r := e.send(webhook.GitHub, body, h); r.code != 200 {
+		t.Fatalf("ping = %d", r.code)
+	}
+	// Let a queued event through to prove the queue runs, then check the
+	// ignored ones never reached the agent.
+	b, hh := signed(webhook.Slack, "after", slackSecret, time.Now())
+	e.waitStatus(e.send(webhook.Slack, b, hh).body["event_id"].(string), store.EventDelivered)
+	if got := len(e.agent.Calls()); got != 1 {
+		t.Fatalf("agent calls = %d, want 1", got)
+	}
+}
+
+// The per-team limit delays dispatch and never drops an event.
+func TestDispatch_TeamLimitDelaysNeverDrops(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, teamPerMinute: 2, fakeClock: true})
+	var ids []string
+	for i := range 5 {
+		body, h := signed(webhook.GitHub, fmt.Sprint("lim", i), githubSecret, time.Now())
+		ids = append(ids, e.send(webhook.GitHub, body, h).body["event_id"].(string))
+	}
+	delivered := func() int {
+		n := 0
+		for _, id := range ids {
+			if ev, _ := e.db.GetEvent(context.Background(), id); ev.Status == store.EventDelivered {
+				n++
+			}
+		}
+		return n
+	}
+	// Two go at once (the burst); the other three are tried, delayed with a
+	// reason, and wait in the queue.
+	delayed := func() int {
+		n := 0
+		for _, id := range ids {
+			if ev, _ := e.db.GetEvent(context.Background(), id); ev.Status == store.EventQueued && strings.Contains(ev.LastError, "team dispatch limit") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "two delivered and three delayed", func() bool { return delivered() == 2 && delayed() == 3 })
+	if got := delivered(); got != 2 {
+		t.Fatalf("%d delivered within the burst of 2", got)
+	}
+	// Time passes: every event gets through, none is dropped.
+	waitFor(t, "all five delivered", func() bool {
+		e.clock.Add(30 * time.Second)
+		e.disp.Notify()
+		time.Sleep(5 * time.Millisecond)
+		return delivered() == 5
+	})
+	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 5 {
+		t.Fatalf("agent calls = %d, want 5", got)
+	}
+}
+
+func TestInternalSlackTrigger(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	body := map[string]any{"channel_id": "C0A4967KRBM", "text": "check the payments error budget", "event_id": "job-17"}
+	if r := e.do("POST", "/api/v1/internal/slack/trigger", "wrong", body); r.code != 401 {
+		t.Fatalf("wrong token = %d", r.code)
+	}
+	if r := e.do("POST", "/api/v1/internal/slack/trigger", "", body); r.code != 401 {
+		t.Fatalf("no token = %d", r.code)
+	}
+	r := e.do("POST", "/api/v1/internal/slack/trigger", "", body, "X-Internal-Token", internalToken)
+	if r.code != 202 || r.body["event_id"] == nil {
+		t.Fatalf("trigger = %d %s", r.code, r.raw)
+	}
+	ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+	if ev.Source != "slack" || ev.TeamNodeID != peerstest.DevTeam || !strings.Contains(string(e.agent.Calls()[0].Body), "check the payments error budget") {
+		t.Fatalf("event = %+v", ev)
+	}
+	if r := e.do("POST", "/api/v1/internal/slack/trigger", internalToken, body); r.code != 200 || r.body["duplicate"] != true {
+		t.Fatalf("same event_id = %d %s", r.code, r.raw)
+	}
+	if r := e.do("POST", "/api/v1/internal/slack/trigger", internalToken, map[string]any{"channel_id": "C1"}); r.code != 400 || r.body["error"] != "invalid_text" {
+		t.Fatalf("no text = %d %s", r.code, r.raw)
+	}
+	off := newEnv(t, envOptions{webhooks: true, noInternal: true})
+	if r := off.do("POST", "/api/v1/internal/slack/trigger", internalToken, body); r.code != 404 {
+		t.Fatalf("with the token unset the endpoint is off: %d", r.code)
+	}
+}
+
+func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	ids := map[string]string{}
+	for _, src := range sources {
+		body, h := signed(src, "api", secrets[src], time.Now())
+		ids[src] = e.send(src, body, h).body["event_id"].(string)
+		e.waitStatus(ids[src], store.EventDelivered)
+	}
+	list := e.do("GET", "/api/v1/admin/events?source=coralogix&status=delivered", adminToken, nil)
+	if list.code != 200 || len(list.body["events"].([]any)) != 1 {
+		t.Fatalf("filtered list = %d %s", list.code, list.raw)
+	}
+	page := e.do("GET", "/api/v1/admin/events?limit=3", adminToken, nil)
+	next, _ := page.body["next_cursor"].(string)
+	rest := e.do("GET", "/api/v1/admin/events?limit=3&cursor="+next, adminToken, nil)
+	if len(page.body["events"].([]any)) != 3 || len(rest.body["events"].([]any)) != 2 {
+		t.Fatalf("pages = %s / %s", page.raw, rest.raw)
+	}
+	if r := e.do("GET", "/api/v1/admin/events?since="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), adminToken, nil); len(r.body["events"].([]any)) != 0 {
+		t.Fatalf("since the future = %s", r.raw)
+	}
+	for _, q := range []string{"source=smtp", "status=lost", "since=yesterday", "limit=0", "cursor=abc"} {
+		if r := e.do("GET", "/api/v1/admin/events?"+q, adminToken, nil); r.code != 400 {
+			t.Errorf("%s = %d", q, r.code)
+		}
+	}
+	d := e.do("GET", "/api/v1/admin/events/"+ids[webhook.Coralogix], adminToken, nil)
+	headers := d.body["headers"].(map[string]any)
+	if d.code != 200 || headers["authorization"] != "[redacted]" || strings.Contains(d.raw, coralogixToken) || d.body["body"] == nil {
+		t.Fatalf("detail = %d %s", d.code, d.raw)
+	}
+	if r := e.do("GET", "/api/v1/admin/events/"+ids[webhook.Slack], "", nil); r.code != 401 {
+		t.Fatalf("no token = %d", r.code)
+	}
+
+	// Retention purges bodies, keeps metadata; a purged event is not redrivable.
+	n, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now())
+	if err != nil || n != 5 {
+		t.Fatalf("purged %d %v", n, err)
+	}
+	d = e.do("GET", "/api/v1/admin/events/"+ids[webhook.Slack], adminToken, nil)
+	if d.body["body"] != nil || d.body["body_purged_at"] == nil || d.body["status"] != "delivered" {
+		t.Fatalf("after purge = %s", d.raw)
+	}
+	unrouted := []byte(`{"type":"event_callback","event_id":"EvOld","event":{"type":"app_mention","channel":"C0NONE","text":"x"}}`)
+	uid := e.send(webhook.Slack, unrouted, webhook.Sign(webhook.Slack, slackSecret, unrouted, time.Now(), "")).body["event_id"].(string)
+	e.waitStatus(uid, store.EventUnrouted)
+	if _, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("POST", "/api/v1/admin/events/"+uid+"/redrive", adminToken, nil); r.code != 409 || r.body["error"] != "body_purged" {
+		t.Fatalf("redrive purged = %d %s", r.code, r.raw)
+	}
+}
+
+// Shutdown that runs out of time returns in-flight events to the queue
+// without using an attempt; the next start delivers them.
+func TestDispatch_ShutdownReturnsInFlightEventsToTheQueue(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	hold := make(chan struct{})
+	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Until: hold, Times: 1})
+	body, h := signed(webhook.Slack, "inflight", slackSecret, time.Now())
+	id := e.send(webhook.Slack, body, h).body["event_id"].(string)
+	waitFor(t, "the agent call", func() bool { return len(e.agent.Calls()) > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	e.disp.Stop(ctx)
+	close(hold)
+	ev, _ := e.db.GetEvent(context.Background(), id)
+	if ev.Status != store.EventQueued || ev.Attempts != 0 {
+		t.Fatalf("after shutdown: %+v", ev)
+	}
+	if err := e.disp.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(id, store.EventDelivered)
+}
+
+// A store that cannot write answers 503, never 200.
+func TestWebhook_StoreFailureIs503(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
+	e.db.Close()
+	body, h := signed(webhook.Slack, "closed", slackSecret, time.Now())
+	if r := e.send(webhook.Slack, body, h); r.code != 503 || r.body["error"] != "store_unavailable" {
+		t.Fatalf("closed store = %d %s", r.code, r.raw)
+	}
+}
