@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: build run test lint clean kube-assets
+.PHONY: build run test lint clean kube-assets fuzz bench
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -20,12 +20,27 @@ build:
 run: build
 	./$(BIN) serve --dev --data-dir ./data
 
-## test: lint, then every test with a short summary. Needs PostgreSQL 15 and
-## etcd (Debian packages; .ci/run installs them); builds kube-apiserver once.
-test: lint kube-assets
+## test: lint, a short fuzz run, then every test with a short summary.
+## Needs PostgreSQL 15 and etcd (Debian packages; .ci/run installs them);
+## builds kube-apiserver once.
+test: lint kube-assets fuzz
 	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 \
-		$(GO) test -race -count=1 -timeout 30m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
+		$(GO) test -race -count=1 -timeout 20m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
+
+## fuzz: each fuzz target for FUZZTIME (default 5s); new crashers land in testdata/fuzz
+FUZZTIME ?= 5s
+FUZZ_TARGETS := FuzzSlack FuzzGitHub FuzzPagerDuty FuzzIncidentIO FuzzCoralogix FuzzDescribe
+fuzz:
+	@for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./server/webhook/ >/tmp/fuzz-$$f.log 2>&1 \
+			|| { cat /tmp/fuzz-$$f.log; exit 1; }; \
+		echo "fuzz $$f: $(FUZZTIME) ok"; \
+	done
+
+## bench: ingest vs a bare net/http handler (prints events/s, p50/p99, ratio)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|Benchmark)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
 kube-assets:

@@ -64,7 +64,7 @@ func (b *lockedBuffer) String() string {
 // env is a whole orchestrator on a real SQLite file, the peer fakes, and —
 // when the test asks for it — a fresh namespace of the real API server.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *server.Server
 	db      *store.DB
 	cs      *peerstest.ConfigService
@@ -133,7 +133,7 @@ type envOptions struct {
 	noInternal    bool
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.lockWait == 0 {
 		o.lockWait = 30 * time.Second
@@ -410,4 +410,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// newBenchEnv is a webhook env for benchmarks: real SQLite file, no rate
+// limit, dispatch off (it would compete with ingest for the CPU).
+func newBenchEnv(b *testing.B) *env {
+	return newEnv(b, envOptions{webhooks: true, noDispatch: true})
 }

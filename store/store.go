@@ -51,6 +51,8 @@ type DB struct {
 	committerDone chan struct{}
 	closeOnce     sync.Once
 	batches       atomic.Int64
+	// Prepared on first use by the group commit goroutine only.
+	insertStmt, findStmt *sql.Stmt
 }
 
 // Open opens (creating if needed) the database at opts.Path and checks that

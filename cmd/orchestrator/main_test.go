@@ -145,25 +145,31 @@ func TestServe_DevModeAnswersHealthReadyMetrics(t *testing.T) {
 	}
 }
 
-func TestServe_WithoutAutoMigrateStaysUnreadyUntilMigrate(t *testing.T) {
+func TestServe_WithoutAutoMigrateNeedsMigrateUpFirst(t *testing.T) {
 	dir := t.TempDir()
+	env := envOf(map[string]string{"ORCHESTRATOR_AUTO_CREATE_TABLES": "0"})
+	args := []string{"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir}
+	err := run(context.Background(), args, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "orchestrator migrate up") {
+		t.Fatalf("serve on an unmigrated database = %v", err)
+	}
+	if err := run(context.Background(), []string{"migrate", "up", "--data-dir", dir}, env, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	logs := newLineWaiter()
 	exited := make(chan struct{})
-	env := envOf(map[string]string{"ORCHESTRATOR_AUTO_CREATE_TABLES": "0"})
 	go func() {
 		defer logs.cond.Broadcast()
 		defer close(exited)
-		_ = run(ctx, []string{"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir}, env, io.Discard, logs)
+		_ = run(ctx, args, env, io.Discard, logs)
 	}()
-	listening, ok := logs.wait("listening", exited)
-	if !ok {
-		t.Fatalf("serve exited:\n%s", logs)
+	if _, ok := logs.wait("started", exited); !ok {
+		t.Fatalf("serve after migrate up exited:\n%s", logs)
 	}
-	logs.wait("started", exited)
-	if code, body := get(t, "http://"+listening["addr"].(string)+"/ready"); code != 503 || !strings.Contains(body, "not_ready") {
-		t.Fatalf("/ready without migrations = %d %s", code, body)
+	l, _ := logs.wait("listening", exited)
+	if code, _ := get(t, "http://"+l["addr"].(string)+"/ready"); code != 200 {
+		t.Fatalf("/ready after migrate up = %d", code)
 	}
 	cancel()
 	<-exited

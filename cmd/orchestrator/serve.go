@@ -63,13 +63,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer deps.close()
 
 	srv, err := server.New(server.Options{
-		Addr:         cfg.ListenAddr,
-		Logger:       logger,
-		Registry:     reg,
-		Store:        db,
-		Version:      version,
-		Dev:          cfg.Dev,
-		MaxBodyBytes: cfg.MaxBodyBytes,
+		Addr:          cfg.ListenAddr,
+		Logger:        logger,
+		Registry:      reg,
+		Store:         db,
+		Version:       version,
+		Dev:           cfg.Dev,
+		MaxBodyBytes:  cfg.MaxBodyBytes,
 		Auth:          deps.auth,
 		Runs:          db,
 		Provision:     deps.provision,
@@ -102,8 +102,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		logger.Info("migrations applied", "versions", fmt.Sprint(applied))
 	} else if err := db.Ready(ctx); err != nil {
-		logger.Warn("database not ready; /ready answers 503 until `orchestrator migrate up` has run",
-			"error", err.Error())
+		// Nothing can run on an old schema, and `migrate` needs the data
+		// directory to itself: say what to do and stop.
+		shutdown(srv, cfg.ShutdownTimeout, logger)
+		return fmt.Errorf("%w: with ORCHESTRATOR_AUTO_CREATE_TABLES=0 run `orchestrator migrate up` first", err)
 	}
 	if n, err := deps.provision.Recover(ctx); err != nil {
 		logger.Error("recovering interrupted runs failed", "error", err)
