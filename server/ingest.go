@@ -139,7 +139,7 @@ func (s *Server) handleWebhook(source string) http.HandlerFunc {
 			s.writeJSON(w, r, http.StatusOK, map[string]string{"challenge": ev.Challenge})
 			return
 		}
-		if limiter != nil && !limiter.Allow() {
+		if limiter != nil && !limiter.AllowN(s.now(), 1) {
 			outcome = "rate_limited"
 			retry := int(math.Ceil(1 / float64(limiter.Limit())))
 			s.writeError(w, r, &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
