@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -73,7 +72,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
-		TeamNodeID: q.Get("team_node_id"), Cursor: q.Get("cursor"), Limit: 50}
+		TeamNodeID: q.Get("team_node_id"), Cursor: q.Get("cursor")}
 	var err error
 	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
 		err = queryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
@@ -81,8 +80,8 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	if f.Status != "" && !eventStatuses[f.Status] {
 		err = queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
 	}
-	if (f.OrgID != "" && !provision.ValidID(f.OrgID)) || (f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID)) {
-		err = queryError("org_id/team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+	if f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID) {
+		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(name); v != "" {
@@ -93,18 +92,8 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 			*dst = t
 		}
 	}
-	if v := q.Get("limit"); v != "" {
-		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 1 || n > 200 {
-			err = queryError("limit", "must be a whole number from 1 to 200")
-		}
-		f.Limit = n
-	}
-	if err == nil && a.Identity.OrgID != "" {
-		if f.OrgID == "" {
-			f.OrgID = a.Identity.OrgID
-		}
-		err = a.CanActOn(f.OrgID)
+	if err == nil {
+		f.Limit, err = listQuery(r, a, &f.OrgID)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -112,10 +101,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	events, next, err := s.opts.Events.ListEvents(r.Context(), f)
 	if err != nil {
-		if errors.Is(err, store.ErrInvalid) {
-			err = queryError("cursor", "is not a cursor this API returned")
-		}
-		s.writeError(w, r, err)
+		s.writeError(w, r, cursorError(err))
 		return
 	}
 	views := make([]eventView, 0, len(events))

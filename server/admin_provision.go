@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -128,30 +127,17 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := store.RunFilter{OrgID: q.Get("org_id"), TeamNodeID: q.Get("team_node_id"), Status: q.Get("status"),
-		Kind: q.Get("kind"), Cursor: q.Get("cursor"), Limit: 50}
+		Kind: q.Get("kind"), Cursor: q.Get("cursor")}
 	var err error
 	switch {
-	case f.OrgID != "" && !provision.ValidID(f.OrgID):
-		err = queryError("org_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	case f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID):
 		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	case f.Status != "" && !runStatuses[f.Status]:
 		err = queryError("status", "must be running, succeeded or failed")
 	case f.Kind != "" && !runKinds[f.Kind]:
 		err = queryError("kind", "must be provision or deprovision")
-	}
-	if v := q.Get("limit"); v != "" && err == nil {
-		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 1 || n > 200 {
-			err = queryError("limit", "must be a whole number from 1 to 200")
-		}
-		f.Limit = n
-	}
-	if err == nil && a.Identity.OrgID != "" {
-		if f.OrgID == "" {
-			f.OrgID = a.Identity.OrgID
-		}
-		err = a.CanActOn(f.OrgID)
+	default:
+		f.Limit, err = listQuery(r, a, &f.OrgID)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -159,10 +145,7 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	runs, next, err := s.opts.Runs.ListRuns(r.Context(), f)
 	if err != nil {
-		if errors.Is(err, store.ErrInvalid) {
-			err = queryError("cursor", "is not a cursor this API returned")
-		}
-		s.writeError(w, r, err)
+		s.writeError(w, r, cursorError(err))
 		return
 	}
 	views := make([]runView, 0, len(runs))

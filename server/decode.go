@@ -8,10 +8,14 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // maxJSONDepth bounds nesting in request bodies.
@@ -136,4 +140,38 @@ func checkJSONShape(raw []byte) error {
 // queryError is a 400 for a bad query parameter.
 func queryError(name, format string, args ...any) error {
 	return apperr.New(apperr.Invalid, "invalid_query", "%s: %s", name, fmt.Sprintf(format, args...))
+}
+
+// listQuery checks what every list endpoint shares: the limit (1–200,
+// default 50) and the org scope of an org-bound admin, who lists its own org
+// by default and may not name another.
+func listQuery(r *http.Request, a *auth.Admin, org *string) (int, error) {
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			return 0, queryError("limit", "must be a whole number from 1 to 200")
+		}
+		limit = n
+	}
+	if *org != "" && !provision.ValidID(*org) {
+		return 0, queryError("org_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+	}
+	if a.Identity.OrgID != "" {
+		if *org == "" {
+			*org = a.Identity.OrgID
+		}
+		if err := a.CanActOn(*org); err != nil {
+			return 0, err
+		}
+	}
+	return limit, nil
+}
+
+// cursorError turns the store's refusal of a cursor into a 400.
+func cursorError(err error) error {
+	if errors.Is(err, store.ErrInvalid) {
+		return queryError("cursor", "is not a cursor this API returned")
+	}
+	return err
 }

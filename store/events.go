@@ -51,7 +51,7 @@ type Event struct {
 const eventColumns = `id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
 	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at`
 
-func scanEvent(row interface{ Scan(...any) error }) (Event, error) {
+func scanEvent(row rowScanner) (Event, error) {
 	var e Event
 	var idents, org, team, matched, lastErr, headers sql.NullString
 	var next, purged, received, updated, finished nullTime
@@ -242,16 +242,7 @@ func (db *DB) ClaimEvents(ctx context.Context, now time.Time, limit int) ([]Even
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return collect(rows, scanEvent)
 }
 
 // NextDue returns when the earliest queued event is due, or false if none is queued.
@@ -327,65 +318,23 @@ type EventFilter struct {
 	Cursor                            string
 }
 
-// ListEvents returns events newest first and the next page's cursor.
+// ListEvents returns events newest first and the next page's cursor. The
+// list leaves bodies out: they can be large, and the detail has them.
 func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, error) {
-	var where []string
-	var args []any
-	for _, c := range []struct{ col, val string }{
-		{"source", f.Source}, {"status", f.Status}, {"org_id", f.OrgID}, {"team_node_id", f.TeamNodeID},
-	} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
+	var w filter
+	w.eq("source", f.Source)
+	w.eq("status", f.Status)
+	w.eq("org_id", f.OrgID)
+	w.eq("team_node_id", f.TeamNodeID)
 	if !f.Since.IsZero() {
-		where = append(where, "received_at >= ?")
-		args = append(args, formatTime(f.Since))
+		w.add("received_at >= ?", formatTime(f.Since))
 	}
 	if !f.Until.IsZero() {
-		where = append(where, "received_at < ?")
-		args = append(args, formatTime(f.Until))
+		w.add("received_at < ?", formatTime(f.Until))
 	}
-	if f.Cursor != "" {
-		at, id, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		where = append(where, "(received_at < ? OR (received_at = ? AND id < ?))")
-		args = append(args, at, at, id)
-	}
-	// The list leaves bodies out: they can be large, and the detail has them.
-	cols := strings.Replace(eventColumns, " body,", " NULL,", 1)
-	q := `SELECT ` + cols + ` FROM orchestrator_webhook_events`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY received_at DESC, id DESC LIMIT ?"
-	args = append(args, f.Limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = encodeCursor(last.ReceivedAt, last.ID)
-	}
-	return out, next, nil
+	return page[Event]{table: "orchestrator_webhook_events", columns: strings.Replace(eventColumns, " body,", " NULL,", 1),
+		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, scan: scanEvent,
+		key: func(e Event) (time.Time, string) { return e.ReceivedAt, e.ID }}.run(ctx, db.read, w)
 }
 
 // Redrive puts an unrouted, failed or dead event back in the queue with a

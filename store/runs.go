@@ -43,7 +43,7 @@ type Run struct {
 const runColumns = `id, kind, org_id, team_node_id, idempotency_key, request_fingerprint, status,
 	steps, response, http_status, error, actor, created_at, updated_at`
 
-func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+func scanRun(row rowScanner) (Run, error) {
 	var r Run
 	var key, fp, resp, errText, actor sql.NullString
 	var steps string
@@ -169,53 +169,14 @@ type RunFilter struct {
 // ListRuns returns runs newest first, at most f.Limit, and the cursor of the
 // next page ("" when this is the last).
 func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]Run, string, error) {
-	var where []string
-	var args []any
-	for _, c := range []struct{ col, val string }{
-		{"org_id", f.OrgID}, {"team_node_id", f.TeamNodeID}, {"status", f.Status}, {"kind", f.Kind},
-	} {
-		if c.val != "" {
-			where = append(where, c.col+" = ?")
-			args = append(args, c.val)
-		}
-	}
-	if f.Cursor != "" {
-		at, id, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		where = append(where, "(created_at < ? OR (created_at = ? AND id < ?))")
-		args = append(args, at, at, id)
-	}
-	q := `SELECT ` + runColumns + ` FROM orchestrator_provisioning_runs`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
-	args = append(args, f.Limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = encodeCursor(last.CreatedAt, last.ID)
-	}
-	return out, next, nil
+	var w filter
+	w.eq("org_id", f.OrgID)
+	w.eq("team_node_id", f.TeamNodeID)
+	w.eq("status", f.Status)
+	w.eq("kind", f.Kind)
+	return page[Run]{table: "orchestrator_provisioning_runs", columns: runColumns, timeCol: "created_at",
+		limit: f.Limit, cursor: f.Cursor, scan: scanRun,
+		key: func(r Run) (time.Time, string) { return r.CreatedAt, r.ID }}.run(ctx, db.read, w)
 }
 
 // RunsWithStatus returns every run in a status (used at start to find runs a
@@ -225,16 +186,7 @@ func (db *DB) RunsWithStatus(ctx context.Context, status string) ([]Run, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, scanRun)
 }
 
 // encodeCursor makes an opaque keyset cursor of (time, id).

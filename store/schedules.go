@@ -32,7 +32,7 @@ type Schedule struct {
 const scheduleColumns = `id, org_id, team_node_id, schedule_type, cron_expression, k8s_cronjob_name,
 	enabled, last_run_at, created_at, updated_at`
 
-func scanSchedule(row interface{ Scan(...any) error }) (Schedule, error) {
+func scanSchedule(row rowScanner) (Schedule, error) {
 	var s Schedule
 	var last, created, updated nullTime
 	err := row.Scan(&s.ID, &s.OrgID, &s.TeamNodeID, &s.Type, &s.CronExpression, &s.CronJobName,
@@ -101,14 +101,5 @@ func (db *DB) TeamSchedules(ctx context.Context, org, team string) ([]Schedule, 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Schedule
-	for rows.Next() {
-		s, err := scanSchedule(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return collect(rows, scanSchedule)
 }

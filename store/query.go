@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+)
+
+// rowScanner is *sql.Row or *sql.Rows.
+type rowScanner interface{ Scan(...any) error }
+
+// collect scans every row with scan.
+func collect[T any](rows *sql.Rows, scan func(rowScanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// filter builds a WHERE clause from equality conditions (empty values do
+// not filter) plus any extra conditions.
+type filter struct {
+	where []string
+	args  []any
+}
+
+func (f *filter) eq(col, val string) {
+	if val != "" {
+		f.where = append(f.where, col+" = ?")
+		f.args = append(f.args, val)
+	}
+}
+
+func (f *filter) add(cond string, args ...any) {
+	f.where = append(f.where, cond)
+	f.args = append(f.args, args...)
+}
+
+// page is a newest-first keyset page over (timeCol, id).
+type page[T any] struct {
+	table, columns, timeCol string
+	limit                   int
+	cursor                  string
+	scan                    func(rowScanner) (T, error)
+	key                     func(T) (time.Time, string)
+}
+
+// run queries one page and returns it with the next page's cursor ("" at the end).
+func (p page[T]) run(ctx context.Context, db *sql.DB, f filter) ([]T, string, error) {
+	if p.cursor != "" {
+		at, id, err := decodeCursor(p.cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		f.add("("+p.timeCol+" < ? OR ("+p.timeCol+" = ? AND id < ?))", at, at, id)
+	}
+	q := `SELECT ` + p.columns + ` FROM ` + p.table
+	if len(f.where) > 0 {
+		q += " WHERE " + strings.Join(f.where, " AND ")
+	}
+	q += " ORDER BY " + p.timeCol + " DESC, id DESC LIMIT ?"
+	rows, err := db.QueryContext(ctx, q, append(f.args, p.limit+1)...)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := collect(rows, p.scan)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > p.limit {
+		out = out[:p.limit]
+		at, id := p.key(out[len(out)-1])
+		next = encodeCursor(at, id)
+	}
+	return out, next, nil
+}
