@@ -292,13 +292,7 @@ func (db *DB) RecordOutcome(ctx context.Context, o Outcome) error {
 		updated_at = ?, finished_at = ? WHERE id = ?`,
 		o.Status, o.Attempts, formatTime(next), nullIfEmpty(o.LastError), nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID),
 		nullIfEmpty(o.MatchedBy), formatTime(o.At), finished, o.ID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: event %s", ErrNotFound, o.ID)
-	}
-	return nil
+	return affected(res, err, "event "+o.ID)
 }
 
 // GetEvent returns one event.

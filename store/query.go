@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -81,4 +82,15 @@ func (p page[T]) run(ctx context.Context, db *sql.DB, f filter) ([]T, string, er
 		next = encodeCursor(at, id)
 	}
 	return out, next, nil
+}
+
+// affected turns "no row changed" into ErrNotFound naming what was missing.
+func affected(res sql.Result, err error, what string) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	return nil
 }

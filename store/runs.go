@@ -140,13 +140,7 @@ func (db *DB) SaveRun(ctx context.Context, r Run) error {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_provisioning_runs
 		SET status = ?, steps = ?, response = ?, http_status = ?, error = ?, updated_at = ? WHERE id = ?`,
 		r.Status, string(r.Steps), jsonOrNull(r.Response), nullInt(r.HTTPStatus), nullIfEmpty(r.Error), formatTime(r.UpdatedAt), r.ID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: run %s", ErrNotFound, r.ID)
-	}
-	return nil
+	return affected(res, err, "run "+r.ID)
 }
 
 // GetRun returns one run.

@@ -85,13 +85,7 @@ func (db *DB) DeleteSchedule(ctx context.Context, org, team, typ string) error {
 func (db *DB) SetScheduleEnabled(ctx context.Context, org, team, typ string, enabled bool, at time.Time) error {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_pipeline_schedules SET enabled = ?, updated_at = ?
 		WHERE org_id = ? AND team_node_id = ? AND schedule_type = ?`, enabled, formatTime(at), org, team, typ)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: schedule %s/%s/%s", ErrNotFound, org, team, typ)
-	}
-	return nil
+	return affected(res, err, "schedule "+org+"/"+team+"/"+typ)
 }
 
 // TeamSchedules lists a team's schedules.
