@@ -302,3 +302,17 @@ func (c *Client) TeamObjects(ctx context.Context, org, team string) ([]Object, e
 func owns(ann map[string]string, org, team string) bool {
 	return ann[AnnotationOrg] == org && ann[AnnotationTeam] == team
 }
+
+// GetDeployment returns a Deployment, or (nil, nil) if it does not exist.
+func (c *Client) GetDeployment(ctx context.Context, name string) (*appsv1.Deployment, error) {
+	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, name, getOpts)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return d, wrap(err)
+}
+
+// DependencyDiscoveryCommand is the dependency discovery command.
+func DependencyDiscoveryCommand(org, team string) []string {
+	return []string{"python", "-m", "ai_learning_pipeline", "discover-dependencies", "--team-id", team, "--org-id", org}
+}

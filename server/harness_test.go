@@ -24,6 +24,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,20 +65,22 @@ func (b *lockedBuffer) String() string {
 // env is a whole orchestrator on a real SQLite file, the peer fakes, and —
 // when the test asks for it — a fresh namespace of the real API server.
 type env struct {
-	t       testing.TB
-	srv     *server.Server
-	db      *store.DB
-	cs      *peerstest.ConfigService
-	pipe    *peerstest.AIPipeline
-	kube    *kube.Client
-	faulty  *faultyCluster
-	prov    *provision.Service
-	logs    *lockedBuffer
-	dataDir string
-	reg     *prometheus.Registry
-	agent   *peerstest.Agent
-	disp    *dispatch.Dispatcher
-	clock   *clock
+	t        testing.TB
+	srv      *server.Server
+	db       *store.DB
+	cs       *peerstest.ConfigService
+	pipe     *peerstest.AIPipeline
+	kube     *kube.Client
+	faulty   *faultyCluster
+	prov     *provision.Service
+	logs     *lockedBuffer
+	dataDir  string
+	reg      *prometheus.Registry
+	agent    *peerstest.Agent
+	agentURL string
+	sched    *schedules.Service
+	disp     *dispatch.Dispatcher
+	clock    *clock
 }
 
 // clock is a test clock that only moves when told.
@@ -191,11 +194,30 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.agent = peerstest.NewAgent()
+	agentSrv := httptest.NewServer(e.agent)
+	t.Cleanup(agentSrv.Close)
+	e.agentURL = agentSrv.URL
+	var sc schedules.Cluster
+	if cl != nil {
+		sc = cl.(schedules.Cluster)
+	}
+	e.sched, err = schedules.New(schedules.Options{Store: e.db, Locks: locks, Cluster: sc, Config: cs,
+		Workloads: provision.Workloads{PipelineImage: "registry.local/ai-pipeline:1", PipelineServiceAccount: "ai-pipeline",
+			ConfigServiceURL: "http://config-service:8080"},
+		Logger: logger, Registry: e.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := server.Options{
 		Logger: logger, Registry: e.reg, Store: e.db,
-		Auth:      auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar}),
-		Runs:      e.db,
-		Provision: e.prov,
+		Auth:           auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar}),
+		Runs:           e.db,
+		Provision:      e.prov,
+		Schedules:      e.sched,
+		PipelineRunner: pipe,
+		Agents: &server.AgentProxy{Config: cs,
+			Agent: peers.NewAgent(peers.Options{BaseURL: agentSrv.URL}), Audit: e.db},
 	}
 	if o.webhooks {
 		e.setupWebhooks(&opts, o, logger, csSrv.URL)
@@ -218,9 +240,6 @@ func newEnv(t testing.TB, o envOptions) *env {
 // dispatcher, with the dev team's routing in the Config Service fake.
 func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Logger, csURL string) {
 	e.cs.AddTeam(peerstest.DevOrg, peerstest.DevTeam, map[string]any{"routing": peerstest.DevRouting})
-	e.agent = peerstest.NewAgent()
-	agentSrv := httptest.NewServer(e.agent)
-	e.t.Cleanup(agentSrv.Close)
 	list := map[string][]string{}
 	for src, sec := range secrets {
 		list[src] = []string{sec}
@@ -237,7 +256,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	e.disp, err = dispatch.New(dispatch.Options{
 		Store:              e.db,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),
-		Agent:              peers.NewAgent(peers.Options{BaseURL: agentSrv.URL}),
+		Agent:              peers.NewAgent(peers.Options{BaseURL: e.agentURL}),
 		InternalAdminToken: adminToken,
 		Workers:            4,
 		TeamPerMinute:      o.teamPerMinute,

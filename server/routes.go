@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -35,6 +36,20 @@ func (s *Server) routes() {
 		if s.opts.InternalToken != "" {
 			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.handleSlackTrigger)
 		}
+	}
+
+	if s.opts.Schedules != nil {
+		s.handle(http.MethodGet, "/api/v1/admin/schedules", s.handleListSchedules)
+		s.handle(http.MethodPatch, "/api/v1/admin/schedules/:id", s.handlePatchSchedule)
+		s.handle(http.MethodPost, "/api/v1/admin/teams/sync-cronjobs", s.handleSyncCronJobs)
+		s.handle(http.MethodGet, "/api/v1/admin/teams/:org/:team/deployment", s.handleTeamStatus(auth.PermDeploymentRead, true))
+		s.handle(http.MethodGet, "/api/v1/admin/teams/:org/:team/pipeline", s.handleTeamStatus(auth.PermPipelineRead, false))
+	}
+	if s.opts.PipelineRunner != nil {
+		s.handle(http.MethodPost, "/api/v1/admin/pipeline/trigger", s.handlePipelineTrigger)
+	}
+	if s.opts.Agents != nil {
+		s.handle(http.MethodPost, "/api/v1/admin/agents/run", s.handleAgentRun)
 	}
 
 	s.router.NotFound = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {

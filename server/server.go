@@ -16,6 +16,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -57,6 +58,12 @@ type Options struct {
 	// WebhookRate and WebhookBurst limit each source (events/s; 0 = none).
 	WebhookRate  float64
 	WebhookBurst int
+	// Schedules enables the schedule, sync and team status routes.
+	Schedules *schedules.Service
+	// PipelineRunner enables the pipeline trigger.
+	PipelineRunner PipelineRunner
+	// Agents enables the agent run proxy when set.
+	Agents *AgentProxy
 	// InternalToken enables /api/v1/internal/* when set.
 	InternalToken string
 	// Now is the clock (tests move it).

@@ -412,29 +412,38 @@ func (db *DB) InsertAgentRun(ctx context.Context, r AgentRun) error {
 	return err
 }
 
+const agentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
+	upstream_status, error, correlation_id, duration_ms, started_at`
+
+func scanAgentRun(row rowScanner) (AgentRun, error) {
+	var r AgentRun
+	var event, actor, errText, corr sql.NullString
+	var upstream sql.NullInt64
+	var ms int64
+	var started nullTime
+	err := row.Scan(&r.ID, &r.TriggerSource, &event, &actor, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
+		&upstream, &errText, &corr, &ms, &started)
+	r.WebhookEventID, r.Actor, r.Error, r.CorrelationID = event.String, actor.String, errText.String, corr.String
+	r.UpstreamStatus, r.Duration, r.StartedAt = int(upstream.Int64), time.Duration(ms)*time.Millisecond, started.Time
+	return r, err
+}
+
 // EventAgentRuns lists the agent calls made for an event, oldest first.
 func (db *DB) EventAgentRuns(ctx context.Context, eventID string) ([]AgentRun, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT id, trigger_source, org_id, team_node_id, agent_name, status,
-		upstream_status, error, correlation_id, duration_ms, started_at FROM orchestrator_agent_runs
+	rows, err := db.read.QueryContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
 		WHERE webhook_event_id = ? ORDER BY started_at, id`, eventID)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []AgentRun
-	for rows.Next() {
-		var r AgentRun
-		var upstream sql.NullInt64
-		var errText, corr sql.NullString
-		var ms int64
-		var started nullTime
-		if err := rows.Scan(&r.ID, &r.TriggerSource, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
-			&upstream, &errText, &corr, &ms, &started); err != nil {
-			return nil, err
-		}
-		r.WebhookEventID, r.UpstreamStatus, r.Error, r.CorrelationID = eventID, int(upstream.Int64), errText.String, corr.String
-		r.Duration, r.StartedAt = time.Duration(ms)*time.Millisecond, started.Time
-		out = append(out, r)
+	return collect(rows, scanAgentRun)
+}
+
+// TeamAgentRuns lists a team's agent calls, oldest first.
+func (db *DB) TeamAgentRuns(ctx context.Context, org, team string) ([]AgentRun, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
+		WHERE org_id = ? AND team_node_id = ? ORDER BY started_at, id`, org, team)
+	if err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return collect(rows, scanAgentRun)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -13,6 +14,9 @@ const (
 	ScheduleIngestion   = "ingestion"
 	ScheduleGapAnalysis = "gap_analysis"
 	ScheduleEval        = "eval"
+	// ScheduleDependencyDiscovery is the dependency discovery CronJob that
+	// sync-cronjobs manages from the team's config.
+	ScheduleDependencyDiscovery = "dependency_discovery"
 )
 
 // Schedule is a pipeline schedule row: what the cluster's CronJob should be.
@@ -96,4 +100,43 @@ func (db *DB) TeamSchedules(ctx context.Context, org, team string) ([]Schedule, 
 		return nil, err
 	}
 	return collect(rows, scanSchedule)
+}
+
+// GetScheduleByID returns one schedule row.
+func (db *DB) GetScheduleByID(ctx context.Context, id string) (Schedule, error) {
+	s, err := scanSchedule(db.read.QueryRowContext(ctx, `SELECT `+scheduleColumns+` FROM orchestrator_pipeline_schedules WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Schedule{}, fmt.Errorf("%w: schedule %s", ErrNotFound, id)
+	}
+	return s, err
+}
+
+// ListSchedules returns schedule rows, optionally of one org and team,
+// ordered by org, team and type.
+func (db *DB) ListSchedules(ctx context.Context, org, team string) ([]Schedule, error) {
+	var w filter
+	w.eq("org_id", org)
+	w.eq("team_node_id", team)
+	q := `SELECT ` + scheduleColumns + ` FROM orchestrator_pipeline_schedules`
+	if len(w.where) > 0 {
+		q += " WHERE " + strings.Join(w.where, " AND ")
+	}
+	rows, err := db.read.QueryContext(ctx, q+" ORDER BY org_id, team_node_id, schedule_type", w.args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanSchedule)
+}
+
+// UpdateSchedule sets a row's expression and enabled flag.
+func (db *DB) UpdateSchedule(ctx context.Context, id, cron string, enabled bool, at time.Time) error {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_pipeline_schedules SET cron_expression = ?, enabled = ?, updated_at = ?
+		WHERE id = ?`, cron, enabled, formatTime(at), id)
+	return affected(res, err, "schedule "+id)
+}
+
+// SetLastRunAt records when the schedule's CronJob last ran.
+func (db *DB) SetLastRunAt(ctx context.Context, id string, at time.Time) error {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_pipeline_schedules SET last_run_at = ? WHERE id = ?`, formatTime(at), id)
+	return affected(res, err, "schedule "+id)
 }

@@ -63,22 +63,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer deps.close()
 
 	srv, err := server.New(server.Options{
-		Addr:          cfg.ListenAddr,
-		Logger:        logger,
-		Registry:      reg,
-		Store:         db,
-		Version:       version,
-		Dev:           cfg.Dev,
-		MaxBodyBytes:  cfg.MaxBodyBytes,
-		Auth:          deps.auth,
-		Runs:          db,
-		Provision:     deps.provision,
-		Webhooks:      deps.webhooks,
-		Events:        db,
-		Notify:        deps.dispatcher.Notify,
-		WebhookRate:   cfg.WebhookRateLimit,
-		WebhookBurst:  cfg.WebhookBurst,
-		InternalToken: cfg.InternalToken.Reveal(),
+		Addr:           cfg.ListenAddr,
+		Logger:         logger,
+		Registry:       reg,
+		Store:          db,
+		Version:        version,
+		Dev:            cfg.Dev,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Auth:           deps.auth,
+		Runs:           db,
+		Provision:      deps.provision,
+		Webhooks:       deps.webhooks,
+		Events:         db,
+		Notify:         deps.dispatcher.Notify,
+		WebhookRate:    cfg.WebhookRateLimit,
+		WebhookBurst:   cfg.WebhookBurst,
+		InternalToken:  cfg.InternalToken.Reveal(),
+		Schedules:      deps.schedules,
+		PipelineRunner: deps.pipeline,
+		Agents:         deps.agents,
 	})
 	if err != nil {
 		return err
@@ -118,6 +121,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	retention, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
 	go dispatch.RunRetention(retention, db, cfg.EventBodyRetention, time.Hour, time.Now, logger)
+	go deps.schedules.RunReconciler(retention, cfg.ReconcileInterval)
 	defer stopRetention()
 	srv.SetServing(true)
 	logger.Info("started", "startup_ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))

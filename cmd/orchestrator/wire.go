@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +30,9 @@ type deps struct {
 	auth       *auth.Authenticator
 	provision  *provision.Service
 	dispatcher *dispatch.Dispatcher
+	schedules  *schedules.Service
+	pipeline   *peers.AIPipeline
+	agents     *server.AgentProxy
 	webhooks   map[string]webhook.Verifier
 	closers    []func()
 }
@@ -82,7 +87,9 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		return nil, err
 	}
 
+	// Both interfaces stay nil (not a typed nil) without a cluster.
 	var cluster provision.Cluster
+	var schedCluster schedules.Cluster
 	ns := kube.Namespace(cfg.Namespace)
 	restCfg, clusterErr := kube.Config(getenv)
 	if clusterErr == nil {
@@ -91,7 +98,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		if err != nil {
 			clusterErr = err
 		} else {
-			cluster = c
+			cluster, schedCluster = c, c
 		}
 	}
 	if clusterErr != nil {
@@ -122,6 +129,19 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
+	d.schedules, err = schedules.New(schedules.Options{
+		Store: db, Locks: locks, Cluster: schedCluster, ClusterErr: clusterErr, Config: cs,
+		Workloads: provision.Workloads{
+			PipelineImage: cfg.AIPipelineImage, PipelineServiceAccount: cfg.AIPipelineServiceAccount,
+			ConfigServiceURL: cfg.ConfigServiceURL,
+		},
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.pipeline = pipeline
+	d.agents = &server.AgentProxy{Config: cs, Agent: agent, Audit: db}
 	return d, nil
 }
 

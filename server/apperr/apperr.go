@@ -95,3 +95,11 @@ func As(err error) (*Error, bool) {
 	ok := errors.As(err, &e)
 	return e, ok
 }
+
+// Message is the detail of a product error, or the error's text.
+func Message(err error) string {
+	if e, ok := As(err); ok {
+		return e.Detail
+	}
+	return err.Error()
+}

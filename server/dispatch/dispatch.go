@@ -435,12 +435,7 @@ func (d *Dispatcher) forget(org, team string, err error) {
 	}
 }
 
-var (
-	agentNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	// inClusterURL accepts only a Service inside the cluster, so a team's
-	// config cannot point dispatch at an arbitrary host (no SSRF).
-	inClusterURL = regexp.MustCompile(`^http://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.svc(\.cluster\.local)?(:[0-9]{1,5})?/?$`)
-)
+var agentNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // agentTarget reads the team's entrance agent and dedicated URL.
 func (d *Dispatcher) agentTarget(cfg map[string]any, route peers.Route) (string, string) {
@@ -452,17 +447,12 @@ func (d *Dispatcher) agentTarget(cfg map[string]any, route peers.Route) (string,
 			d.log.Warn("team's entrance_agent is not a valid agent name; using planner", "org_id", route.OrgID, "team_node_id", route.TeamNodeID)
 		}
 	}
-	agent, _ := cfg["agent"].(map[string]any)
-	url, _ := agent["dedicated_service_url"].(string)
-	if url == "" {
-		return name, ""
-	}
-	if !inClusterURL.MatchString(url) {
+	url, ok := peers.DedicatedURL(cfg)
+	if !ok {
 		d.log.Warn("team's dedicated_service_url is not an in-cluster Service URL; using the shared agent",
 			"org_id", route.OrgID, "team_node_id", route.TeamNodeID)
-		return name, ""
 	}
-	return name, strings.TrimSuffix(url, "/")
+	return name, url
 }
 
 func describeIdentifiers(ids map[string]string) string {

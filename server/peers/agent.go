@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -35,4 +37,24 @@ func (a *Agent) Run(ctx context.Context, baseURL, agent, teamToken, correlationI
 	var out json.RawMessage
 	err := a.c.callURL(ctx, baseURL+path, path, http.MethodPost, "", h, req, &out, timeout)
 	return out, err
+}
+
+// inClusterURL accepts only a Service inside the cluster, so a team's
+// config cannot point the orchestrator at an arbitrary host (no SSRF).
+var inClusterURL = regexp.MustCompile(`^http://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.svc(\.cluster\.local)?(:[0-9]{1,5})?/?$`)
+
+// DedicatedURL reads agent.dedicated_service_url from a team's effective
+// config. It returns "" when there is none; ok is false when there is one
+// that is not an in-cluster Service URL (the caller then uses the shared
+// agent and warns).
+func DedicatedURL(cfg map[string]any) (url string, ok bool) {
+	agent, _ := cfg["agent"].(map[string]any)
+	u, _ := agent["dedicated_service_url"].(string)
+	if u == "" {
+		return "", true
+	}
+	if !inClusterURL.MatchString(u) {
+		return "", false
+	}
+	return strings.TrimSuffix(u, "/"), true
 }

@@ -148,3 +148,30 @@ func TestAIPipeline_BootstrapAndRun(t *testing.T) {
 		t.Fatalf("run body = %v", c)
 	}
 }
+
+func TestDedicatedURL_OnlyInClusterServices(t *testing.T) {
+	cases := map[string]struct {
+		url string
+		ok  bool
+	}{
+		"http://agent-dedicated-acme-sre.incidentfox.svc.cluster.local:8000": {"http://agent-dedicated-acme-sre.incidentfox.svc.cluster.local:8000", true},
+		"http://agent.ns.svc:8000/":                  {"http://agent.ns.svc:8000", true},
+		"http://agent.ns.svc":                        {"http://agent.ns.svc", true},
+		"http://169.254.169.254/latest/meta-data":    {"", false},
+		"https://agent.ns.svc.cluster.local:8000":    {"", false},
+		"http://agent.ns.svc.cluster.local.evil.com": {"", false},
+		"http://user@agent.ns.svc:8000":              {"", false},
+		"http://agent.ns.svc:8000/../../admin":       {"", false},
+		"http://localhost:8000":                      {"", false},
+		"http://agent.ns.svc.cluster.local:8000?x=1": {"", false},
+	}
+	for in, want := range cases {
+		got, ok := peers.DedicatedURL(map[string]any{"agent": map[string]any{"dedicated_service_url": in}})
+		if got != want.url || ok != want.ok {
+			t.Errorf("%q → %q %v, want %q %v", in, got, ok, want.url, want.ok)
+		}
+	}
+	if got, ok := peers.DedicatedURL(map[string]any{}); got != "" || !ok {
+		t.Error("no dedicated url should be fine")
+	}
+}
