@@ -124,7 +124,7 @@ func (s *Service) plan(ctx context.Context, caller Caller, req DeprovisionReques
 		}
 		objs, err := s.opts.Cluster.TeamObjects(ctx, req.OrgID, req.TeamNodeID)
 		if err != nil {
-			return nil, clusterError(err)
+			return nil, ClusterError(err)
 		}
 		for _, o := range objs {
 			plan = append(plan, Action{Action: "delete", Kind: o.Kind, Name: o.Name})
@@ -213,7 +213,7 @@ func (s *Service) do(ctx context.Context, caller Caller, req DeprovisionRequest,
 	switch a.Action {
 	case "delete":
 		if _, err := s.opts.Cluster.Delete(ctx, kube.Object{Kind: a.Kind, Name: a.Name}); err != nil {
-			return clusterError(err)
+			return ClusterError(err)
 		}
 		return nil
 	case "revoke_token":

@@ -111,7 +111,7 @@ func classify(err error) *apperr.Error {
 		return e
 	}
 	if errors.Is(err, kube.ErrNotAvailable) {
-		return clusterError(err)
+		return ClusterError(err)
 	}
 	return apperr.Wrap(err, apperr.Internal, "internal_error", "%v", err)
 }
@@ -243,7 +243,7 @@ func (p *provisionRun) pipelineCronJob(ctx context.Context, step *Step) error {
 	})
 	created, err := s.opts.Cluster.ApplyCronJob(ctx, cj)
 	if err != nil {
-		return clusterError(err)
+		return ClusterError(err)
 	}
 	if created {
 		p.remember(step, kube.KindCronJob+"/"+name, func(ctx context.Context) error {
@@ -304,7 +304,7 @@ func (p *provisionRun) dedicatedAgent(ctx context.Context, step *Step) error {
 	} {
 		created, err := o.apply()
 		if err != nil {
-			return clusterError(err)
+			return ClusterError(err)
 		}
 		if created {
 			obj := kube.Object{Kind: o.kind, Name: name}

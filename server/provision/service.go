@@ -144,8 +144,9 @@ func newID() string {
 	return id.String()
 }
 
-// clusterError maps a Kubernetes failure to the product's vocabulary.
-func clusterError(err error) *apperr.Error {
+// ClusterError maps a Kubernetes failure to the product's vocabulary:
+// unreachable → 503 kubernetes_not_available, refused → 502 kubernetes_error.
+func ClusterError(err error) *apperr.Error {
 	if e, ok := apperr.As(err); ok {
 		return e
 	}
@@ -155,17 +156,22 @@ func clusterError(err error) *apperr.Error {
 	return apperr.Wrap(err, apperr.BadGateway, "kubernetes_error", "the Kubernetes API refused the change: %v", err)
 }
 
+// NoCluster is the error of a step that needs a cluster when none is
+// configured; reason says why (nil: not configured).
+func NoCluster(reason error) *apperr.Error {
+	if reason == nil {
+		reason = kube.ErrNotAvailable
+	}
+	return apperr.Wrap(reason, apperr.Unavailable, "kubernetes_not_available", "no Kubernetes cluster is available: %v", reason)
+}
+
 // requireCluster answers whether the cluster can be used now.
 func (s *Service) requireCluster(ctx context.Context) error {
 	if s.opts.Cluster == nil {
-		reason := s.opts.ClusterErr
-		if reason == nil {
-			reason = kube.ErrNotAvailable
-		}
-		return apperr.Wrap(reason, apperr.Unavailable, "kubernetes_not_available", "no Kubernetes cluster is available: %v", reason)
+		return NoCluster(s.opts.ClusterErr)
 	}
 	if err := s.opts.Cluster.Ping(ctx); err != nil {
-		return clusterError(err)
+		return ClusterError(err)
 	}
 	return nil
 }
@@ -202,7 +208,13 @@ func (s *Service) progress(ctx context.Context, run store.Run, steps []Step) {
 
 // lock takes the team's lock, bounded; a timeout is 409 team_busy.
 func (s *Service) lock(ctx context.Context, org, team string) (func(), error) {
-	release, err := s.opts.Locks.Acquire(ctx, store.TeamLockKey(org, team))
+	return LockTeam(ctx, s.opts.Locks, org, team)
+}
+
+// LockTeam takes a team's lock within the configured bound; a timeout is
+// 409 team_busy.
+func LockTeam(ctx context.Context, locks *store.Locks, org, team string) (func(), error) {
+	release, err := locks.Acquire(ctx, store.TeamLockKey(org, team))
 	if errors.Is(err, store.ErrLockTimeout) {
 		return nil, apperr.Wrap(err, apperr.Conflict, "team_busy", "another operation on team %s/%s is in progress; retry later", org, team)
 	}

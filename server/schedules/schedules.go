@@ -86,25 +86,11 @@ func New(o Options) (*Service, error) {
 
 func (s *Service) now() time.Time { return s.o.Now().UTC() }
 
-func (s *Service) cluster(ctx context.Context) (Cluster, error) {
+func (s *Service) cluster(context.Context) (Cluster, error) {
 	if s.o.Cluster == nil {
-		reason := s.o.ClusterErr
-		if reason == nil {
-			reason = kube.ErrNotAvailable
-		}
-		return nil, apperr.Wrap(reason, apperr.Unavailable, "kubernetes_not_available", "no Kubernetes cluster is available: %v", reason)
+		return nil, provision.NoCluster(s.o.ClusterErr)
 	}
 	return s.o.Cluster, nil
-}
-
-func clusterError(err error) error {
-	if errors.Is(err, kube.ErrNotAvailable) {
-		return apperr.Wrap(err, apperr.Unavailable, "kubernetes_not_available", "%v", err)
-	}
-	if _, ok := apperr.As(err); ok {
-		return err
-	}
-	return apperr.Wrap(err, apperr.BadGateway, "kubernetes_error", "the Kubernetes API refused the change: %v", err)
 }
 
 // cronJobFor is the CronJob a schedule row stands for.
@@ -224,16 +210,13 @@ func (s *Service) Patch(ctx context.Context, row store.Schedule, enabled *bool, 
 	if err != nil {
 		return View{}, err
 	}
-	release, err := s.o.Locks.Acquire(ctx, store.TeamLockKey(row.OrgID, row.TeamNodeID))
+	release, err := provision.LockTeam(ctx, s.o.Locks, row.OrgID, row.TeamNodeID)
 	if err != nil {
-		if errors.Is(err, store.ErrLockTimeout) {
-			return View{}, apperr.Wrap(err, apperr.Conflict, "team_busy", "another operation on this team is in progress; retry later")
-		}
 		return View{}, err
 	}
 	defer release()
 	if _, err := c.ApplyCronJob(ctx, s.cronJobFor(row)); err != nil {
-		return View{}, clusterError(err)
+		return View{}, provision.ClusterError(err)
 	}
 	if err := s.o.Store.UpdateSchedule(ctx, row.ID, row.CronExpression, row.Enabled, s.now()); err != nil {
 		return View{}, err

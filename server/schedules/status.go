@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
 )
 
 // DeploymentStatus is a team's agent deployment as the cluster has it.
@@ -27,7 +28,7 @@ func (s *Service) Deployment(ctx context.Context, org, team string) (DeploymentS
 	name := kube.DedicatedAgentName(org, team)
 	d, err := c.GetDeployment(ctx, name)
 	if err != nil {
-		return st, clusterError(err)
+		return st, provision.ClusterError(err)
 	}
 	if d == nil || d.DeletionTimestamp != nil {
 		return st, nil

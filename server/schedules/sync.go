@@ -53,11 +53,8 @@ func (s *Service) Sync(ctx context.Context, adminToken, org, team string) (SyncR
 	if err != nil {
 		return res, err
 	}
-	release, err := s.o.Locks.Acquire(ctx, store.TeamLockKey(org, team))
+	release, err := provision.LockTeam(ctx, s.o.Locks, org, team)
 	if err != nil {
-		if errors.Is(err, store.ErrLockTimeout) {
-			return res, apperr.Wrap(err, apperr.Conflict, "team_busy", "another operation on this team is in progress; retry later")
-		}
 		return res, err
 	}
 	defer release()
@@ -78,7 +75,7 @@ func (s *Service) Sync(ctx context.Context, adminToken, org, team string) (SyncR
 			}
 			created, err := c.ApplyCronJob(ctx, s.cronJobFor(row))
 			if err != nil {
-				return res, clusterError(err)
+				return res, provision.ClusterError(err)
 			}
 			act.Action = "updated"
 			if created {
@@ -87,7 +84,7 @@ func (s *Service) Sync(ctx context.Context, adminToken, org, team string) (SyncR
 		} else {
 			existed, err := c.Delete(ctx, kube.Object{Kind: kube.KindCronJob, Name: sec.name})
 			if err != nil {
-				return res, clusterError(err)
+				return res, provision.ClusterError(err)
 			}
 			act.Action = "absent"
 			if existed {
