@@ -9,8 +9,13 @@ BIN     := bin/orchestrator
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS    := ./...
+CACHE   ?= $(HOME)/.cache/orchestrator-edge
+HELM    := $(CACHE)/helm-v3.22.0
+IMAGE   ?= incidentfox/orchestrator-edge
+APP_VERSION   := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/orchestrator/Chart.yaml)
+CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/orchestrator/Chart.yaml)
 
-.PHONY: build run test lint clean kube-assets fuzz bench
+.PHONY: build run test lint clean kube-assets fuzz bench helm image bundle
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -23,10 +28,35 @@ run: build
 ## test: lint, a short fuzz run, then every test with a short summary.
 ## Needs PostgreSQL 15 and etcd (Debian packages; .ci/run installs them);
 ## builds kube-apiserver once.
-test: lint kube-assets fuzz
-	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
-	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 \
+test: lint kube-assets helm fuzz image
+	cd hack/tools && IMAGE_TARBALL=$(CURDIR)/dist/orchestrator-edge-image-$(APP_VERSION).tar $(GO) test -count=1 ./... >/tmp/orchestrator-tools-test.log 2>&1 \
+		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
+	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) \
+	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
 		$(GO) test -race -count=1 -timeout 20m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
+
+## helm: build helm v3.22.0 once into the cache (the chart tests use it)
+helm: $(HELM)
+$(HELM):
+	@mkdir -p $(CACHE)
+	cd hack/tools && CGO_ENABLED=0 $(GO) build -trimpath -o $(HELM) helm.sh/helm/v3/cmd/helm
+
+## image: the OCI image as a docker-archive tarball, built without a Docker daemon
+image: build
+	@mkdir -p dist
+	cd hack/tools && $(GO) run ./image --binary $(CURDIR)/$(BIN) --out $(CURDIR)/dist/orchestrator-edge-image-$(APP_VERSION).tar \
+		--tag $(IMAGE):$(APP_VERSION) --version $(VERSION)
+
+## bundle: image + chart + example values + AIRGAP.md + SHA256SUMS in one archive
+bundle: image helm
+	rm -rf dist/bundle && mkdir -p dist/bundle
+	cp dist/orchestrator-edge-image-$(APP_VERSION).tar dist/bundle/
+	$(HELM) package charts/orchestrator -d dist/bundle >/dev/null
+	cp charts/airgap/AIRGAP.md charts/airgap/values-private-registry.yaml dist/bundle/
+	sed -i 's/CHART_VERSION/$(CHART_VERSION)/g; s/VERSION/$(APP_VERSION)/g' dist/bundle/AIRGAP.md
+	cd dist/bundle && sha256sum orchestrator-edge-image-$(APP_VERSION).tar orchestrator-$(CHART_VERSION).tgz values-private-registry.yaml AIRGAP.md > SHA256SUMS
+	tar -czf dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz -C dist/bundle .
+	@ls -l dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz
 
 ## fuzz: each fuzz target for FUZZTIME (default 5s); new crashers land in testdata/fuzz
 FUZZTIME ?= 5s
@@ -55,4 +85,4 @@ lint:
 
 ## clean: remove the binary and the dev data directory
 clean:
-	rm -rf bin data
+	rm -rf bin data dist

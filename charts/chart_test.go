@@ -1,0 +1,344 @@
+// Package charts tests the Helm chart: helm lint --strict, the values
+// schema, and rendered manifests applied to a real kube-apiserver with a
+// server-side dry run, plus the RBAC rules checked by impersonating the
+// chart's ServiceAccount.
+package charts
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+)
+
+var cluster *kubetest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &cluster)) }
+
+// HelmRequireEnv turns a missing helm binary from a skip into a failure.
+const HelmRequireEnv = "ORCHESTRATOR_TEST_REQUIRE_HELM"
+
+// helm runs the helm binary the Makefile builds (HELM, else the cache).
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		cache, _ := os.UserCacheDir()
+		bin = filepath.Join(cache, "orchestrator-edge", "helm-v3.22.0")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv(HelmRequireEnv) == "1" {
+			t.Fatalf("helm required but missing at %s (make helm)", bin)
+		}
+		t.Skipf("helm not built (make helm): %v", err)
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + errb.String(), err
+	}
+	return out.String(), nil
+}
+
+// allOn switches on every optional part of the chart.
+var allOn = []string{
+	"--set", "ingress.enabled=true", "--set", "ingress.className=nginx",
+	"--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
+	"--set", "persistence.existingClaim=orchestrator-data",
+	"--set", "image.registry=registry.internal:5000", "--set", "imagePullSecrets[0].name=regcred",
+	"--set", "secrets.internalAdminToken=adm", "--set", `secrets.slackSigningSecret=s1\,s2`,
+	"--set", "secrets.incidentioWebhookSecret=whsec_c2VjcmV0",
+	"--set", "config.namespace=teams",
+}
+
+func render(t *testing.T, ns string, extra ...string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", "orch", "./orchestrator", "--namespace", ns}, extra...)...)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs
+}
+
+func TestChart_LintStrict(t *testing.T) {
+	for _, set := range [][]string{nil, allOn} {
+		if out, err := helm(t, append([]string{"lint", "--strict", "./orchestrator"}, set...)...); err != nil {
+			t.Fatalf("helm lint --strict %v: %v\n%s", set, err, out)
+		}
+	}
+}
+
+func TestChart_SchemaRejectsWrongValues(t *testing.T) {
+	for _, set := range []string{
+		"config.dispatchWorkers=many", "service.port=http", "persistence.enabled=yes", "image.pullPolicy=Sometimes",
+		"config.agentURL=agent:8000", "terminationGracePeriodSeconds=5", "secrets.incidentioWebhookSecret=plain",
+		"unknownKey=1", "image.digest=latest",
+	} {
+		out, err := helm(t, "template", "orch", "./orchestrator", "--set", set)
+		if err == nil {
+			t.Errorf("--set %s was accepted", set)
+		} else if !strings.Contains(out, "schema") && !strings.Contains(out, "at '/") {
+			t.Errorf("--set %s failed without naming the schema: %s", set, out)
+		}
+	}
+}
+
+func TestChart_Manifests(t *testing.T) {
+	objs := render(t, "sre")
+	var dep appsv1.Deployment
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			b, _ := yaml.Marshal(o.Object)
+			if err := yaml.Unmarshal(b, &dep); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if o.GetKind() == "Ingress" || o.GetKind() == "ServiceMonitor" || o.GetKind() == "NetworkPolicy" {
+			t.Errorf("%s rendered with default values", o.GetKind())
+		}
+	}
+	pod, c := dep.Spec.Template.Spec, dep.Spec.Template.Spec.Containers[0]
+	checks := map[string]bool{
+		"one replica":           *dep.Spec.Replicas == 1,
+		"Recreate":              dep.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType,
+		"non-root":              *pod.SecurityContext.RunAsNonRoot && *c.SecurityContext.RunAsNonRoot,
+		"uid":                   *pod.SecurityContext.RunAsUser == 65532,
+		"read-only root":        *c.SecurityContext.ReadOnlyRootFilesystem,
+		"no escalation":         !*c.SecurityContext.AllowPrivilegeEscalation,
+		"drop ALL":              len(c.SecurityContext.Capabilities.Drop) == 1 && c.SecurityContext.Capabilities.Drop[0] == "ALL",
+		"seccomp":               pod.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault,
+		"serve":                 len(c.Args) == 1 && c.Args[0] == "serve",
+		"liveness /health":      c.LivenessProbe.HTTPGet.Path == "/health",
+		"readiness /ready":      c.ReadinessProbe.HTTPGet.Path == "/ready",
+		"data at /data":         c.VolumeMounts[0].MountPath == "/data" && pod.Volumes[0].PersistentVolumeClaim != nil,
+		"image from appVersion": c.Image == "incidentfox/orchestrator-edge:0.1.0",
+		"resources":             c.Resources.Limits.Memory().String() == "512Mi",
+	}
+	for name, ok := range checks {
+		if !ok {
+			t.Errorf("deployment: %s wrong", name)
+		}
+	}
+	secretEnv := 0
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			secretEnv++
+		}
+		if strings.Contains(strings.ToLower(e.Name), "secret") && e.Value != "" {
+			t.Errorf("%s carries a literal value", e.Name)
+		}
+	}
+	if secretEnv != 7 {
+		t.Errorf("%d env vars from the Secret, want 7", secretEnv)
+	}
+	// The Ingress exposes /webhooks/ only.
+	for _, o := range render(t, "sre", allOn...) {
+		if o.GetKind() == "Ingress" {
+			b, _ := yaml.Marshal(o.Object["spec"])
+			if strings.Count(string(b), "path:") != 1 || !strings.Contains(string(b), "path: /webhooks/") {
+				t.Errorf("ingress paths: %s", b)
+			}
+		}
+		if o.GetKind() == "PersistentVolumeClaim" {
+			t.Error("a PVC rendered although existingClaim is set")
+		}
+	}
+}
+
+// dryRun sends each object to the real API server with a server-side dry run.
+func dryRun(t *testing.T, cfg *rest.Config, ns string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %v", gvk, err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = dyn.Resource(m.Resource).Namespace(ns)
+		}
+		if _, err := ri.Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("the API server refused %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+func TestChart_RealAPIServerAcceptsTheManifests(t *testing.T) {
+	kubetest.Require(t, cluster)
+	crd := render2(t, "testdata/servicemonitor-crd.yaml")
+	applyReal(t, cluster.Config, "", crd)
+	for name, set := range map[string][]string{"defaults": nil, "everything on": allOn} {
+		t.Run(name, func(t *testing.T) {
+			ns := cluster.Namespace(t)
+			objs := render(t, ns, set...)
+			if len(objs) < 7 {
+				t.Fatalf("%d objects rendered", len(objs))
+			}
+			dryRun(t, cluster.Config, ns, objs)
+		})
+	}
+}
+
+// render2 reads a YAML file of objects.
+func render2(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return []*unstructured.Unstructured{{Object: m}}
+}
+
+// applyReal creates objects for real (RBAC objects, the CRD).
+func applyReal(t *testing.T, cfg *rest.Config, ns string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	dc, _ := discovery.NewDiscoveryClientForConfig(cfg)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	dyn, _ := dynamic.NewForConfig(cfg)
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = dyn.Resource(m.Resource).Namespace(ns)
+		}
+		if _, err := ri.Create(context.Background(), o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("create %s: %v", o.GetName(), err)
+		}
+	}
+}
+
+// The chart's Role lets the orchestrator do its work in its namespace and
+// nothing more: checked by acting as its ServiceAccount.
+func TestChart_RBACIsEnoughAndNoMore(t *testing.T) {
+	kubetest.Require(t, cluster)
+	ctx := context.Background()
+	ns, other := cluster.Namespace(t), cluster.Namespace(t)
+	var rbac []*unstructured.Unstructured
+	sa := ""
+	for _, o := range render(t, ns) {
+		switch o.GetKind() {
+		case "ServiceAccount":
+			sa = o.GetName()
+			rbac = append(rbac, o)
+		case "Role", "RoleBinding":
+			rbac = append(rbac, o)
+		}
+	}
+	applyReal(t, cluster.Config, ns, rbac)
+	as := rest.CopyConfig(cluster.Config)
+	as.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + sa}
+	cs, err := kubernetes.NewForConfig(as)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := metav1.ObjectMeta{Name: "rbac-check"}
+	cj := &batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{Schedule: "0 2 * * *", JobTemplate: batchv1.JobTemplateSpec{
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: "Never",
+			Containers: []corev1.Container{{Name: "c", Image: "x"}}}}}}}}
+	labels := map[string]string{"app": "x"}
+	one := int32(1)
+	dep := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}}}
+	svc := &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 8000}}}}
+
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s as the chart's ServiceAccount: %v", what, err)
+		}
+	}
+	_, err = cs.BatchV1().CronJobs(ns).Create(ctx, cj, metav1.CreateOptions{})
+	must("create CronJob", err)
+	_, err = cs.BatchV1().CronJobs(ns).List(ctx, metav1.ListOptions{})
+	must("list CronJobs", err)
+	got, err := cs.BatchV1().CronJobs(ns).Get(ctx, "rbac-check", metav1.GetOptions{})
+	must("get CronJob", err)
+	if got != nil {
+		got.Spec.Schedule = "0 3 * * *"
+		_, err = cs.BatchV1().CronJobs(ns).Update(ctx, got, metav1.UpdateOptions{})
+		must("update CronJob", err)
+	}
+	must("delete CronJob", cs.BatchV1().CronJobs(ns).Delete(ctx, "rbac-check", metav1.DeleteOptions{}))
+	_, err = cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{})
+	must("create Deployment", err)
+	must("delete Deployment", cs.AppsV1().Deployments(ns).Delete(ctx, "rbac-check", metav1.DeleteOptions{}))
+	_, err = cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	must("create Service", err)
+	must("delete Service", cs.CoreV1().Services(ns).Delete(ctx, "rbac-check", metav1.DeleteOptions{}))
+
+	refused := func(what string, err error) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want Forbidden", what, err)
+		}
+	}
+	_, err = cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	refused("list Secrets", err)
+	_, err = cs.CoreV1().Secrets(ns).Get(ctx, "orch-orchestrator", metav1.GetOptions{})
+	refused("get a Secret", err)
+	_, err = cs.BatchV1().CronJobs(other).Create(ctx, cj, metav1.CreateOptions{})
+	refused("create a CronJob in another namespace", err)
+	_, err = cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	refused("list Pods", err)
+	_, err = cs.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{})
+	refused("list Roles", err)
+	_, err = cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	refused("list Namespaces", err)
+}
