@@ -82,6 +82,7 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	cd hack/tools && $(GO) vet ./...
 
 ## clean: remove the binary and the dev data directory
 clean:
