@@ -84,24 +84,59 @@ func (s *Server) handleAgentRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	timeout, maxTurns := 300*time.Second, 50
-	if req.Timeout != nil {
-		timeout = time.Duration(*req.Timeout) * time.Second
-	}
-	if req.MaxTurns != nil {
-		maxTurns = *req.MaxTurns
-	}
 	// This answer may take as long as the agent: extend the write deadline.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + time.Minute))
-
-	p := s.opts.Agents
-	imp, err := p.Config.ImpersonationToken(r.Context(), a.Token, req.OrgID, req.TeamNodeID)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(req.timeout() + time.Minute))
+	out, err := s.runAgent(r.Context(), a, req)
+	var up *upstreamErr
+	if errors.As(err, &up) {
+		// The agent's own status goes along, so callers can tell a crash from a refusal.
+		s.writeJSON(w, r, http.StatusBadGateway, map[string]any{"error": up.e.Code, "detail": up.e.Detail, "upstream_status": up.status})
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.writeJSON(w, r, http.StatusOK, map[string]any{"team_node_id": req.TeamNodeID, "agent_name": req.AgentName,
+		"agent_result": out.Result, "correlation_id": out.CorrelationID})
+}
+
+func (req *agentRunRequest) timeout() time.Duration {
+	if req.Timeout != nil {
+		return time.Duration(*req.Timeout) * time.Second
+	}
+	return 300 * time.Second
+}
+
+// upstreamErr is an agent failure with the agent's own HTTP status.
+type upstreamErr struct {
+	e      *apperr.Error
+	status int
+}
+
+func (u *upstreamErr) Error() string { return u.e.Error() }
+func (u *upstreamErr) Unwrap() error { return u.e }
+
+// agentOutcome is a successful agent run.
+type agentOutcome struct {
+	Result        json.RawMessage
+	CorrelationID string
+}
+
+// runAgent is the agent proxy behind the API and the page: impersonate with
+// the admin's token, find the team's agent, call it, audit the run.
+func (s *Server) runAgent(ctx context.Context, a *auth.Admin, req agentRunRequest) (agentOutcome, error) {
+	timeout, maxTurns := req.timeout(), 50
+	if req.MaxTurns != nil {
+		maxTurns = *req.MaxTurns
+	}
+	p := s.opts.Agents
+	imp, err := p.Config.ImpersonationToken(ctx, a.Token, req.OrgID, req.TeamNodeID)
+	if err != nil {
+		return agentOutcome{}, err
+	}
 	base := ""
-	if cfg, err := p.Config.ConfigMe(r.Context(), imp.Token); err == nil {
+	if cfg, err := p.Config.ConfigMe(ctx, imp.Token); err == nil {
 		if u, ok := peers.DedicatedURL(cfg); ok {
 			base = u
 		} else {
@@ -117,14 +152,13 @@ func (s *Server) handleAgentRun(w http.ResponseWriter, r *http.Request) {
 	}
 	correlation := uuid.NewString()
 	start := s.now()
-	result, err := p.Agent.Run(r.Context(), base, req.AgentName, imp.Token, correlation, peers.AgentRequest{
+	result, err := p.Agent.Run(ctx, base, req.AgentName, imp.Token, correlation, peers.AgentRequest{
 		Message: req.Message, Context: ctxMap, Timeout: int(timeout / time.Second), MaxTurns: maxTurns, TriggerSource: "admin",
 	}, timeout)
 	run := store.AgentRun{ID: uuid.NewString(), TriggerSource: "admin", Actor: a.Actor, OrgID: req.OrgID,
 		TeamNodeID: req.TeamNodeID, AgentName: req.AgentName, Status: "succeeded", UpstreamStatus: http.StatusOK,
 		CorrelationID: correlation, Duration: s.now().Sub(start), StartedAt: start}
 	var answer error
-	upstream := 0
 	if err != nil {
 		run.Status, run.UpstreamStatus, run.Error = "failed", 0, err.Error()
 		h, _ := peers.AsHTTPError(err)
@@ -133,27 +167,16 @@ func (s *Server) handleAgentRun(w http.ResponseWriter, r *http.Request) {
 			run.Status = "timeout"
 			answer = apperr.Wrap(err, apperr.GatewayTimeout, "agent_timeout", "the agent did not finish within %s", timeout)
 		case h != nil:
-			run.UpstreamStatus, upstream = h.Status, h.Status
-			answer = apperr.Wrap(err, apperr.BadGateway, "agent_upstream_error", "the agent failed: %s", h.Error())
+			run.UpstreamStatus = h.Status
+			answer = &upstreamErr{e: apperr.Wrap(err, apperr.BadGateway, "agent_upstream_error", "the agent failed: %s", h.Error()), status: h.Status}
 		default:
 			answer = err
 		}
 	}
-	if aerr := p.Audit.InsertAgentRun(context.WithoutCancel(r.Context()), run); aerr != nil {
+	if aerr := p.Audit.InsertAgentRun(context.WithoutCancel(ctx), run); aerr != nil {
 		s.logger.Error("auditing an agent run failed", "error", aerr)
 	}
 	s.logger.Info("agent run", "actor", a.Actor, "org_id", req.OrgID, "team_node_id", req.TeamNodeID,
 		"agent", req.AgentName, "status", run.Status, "duration_ms", run.Duration.Milliseconds(), "correlation_id", correlation)
-	switch {
-	case upstream != 0:
-		// The agent's own status goes along, so callers can tell a crash from a refusal.
-		e, _ := apperr.As(answer)
-		s.writeJSON(w, r, http.StatusBadGateway, map[string]any{"error": e.Code, "detail": e.Detail, "upstream_status": upstream})
-		return
-	case answer != nil:
-		s.writeError(w, r, answer)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, map[string]any{"team_node_id": req.TeamNodeID, "agent_name": req.AgentName,
-		"agent_result": result, "correlation_id": correlation})
+	return agentOutcome{Result: result, CorrelationID: correlation}, answer
 }

@@ -52,6 +52,10 @@ func (s *Server) routes() {
 		s.handle(http.MethodPost, "/api/v1/admin/agents/run", s.handleAgentRun)
 	}
 
+	if s.ui != nil {
+		s.uiRoutes()
+	}
+
 	s.router.NotFound = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apperr.New(apperr.NotFound, "not_found", "no route for %s", r.URL.Path))
 	})

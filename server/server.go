@@ -64,6 +64,9 @@ type Options struct {
 	PipelineRunner PipelineRunner
 	// Agents enables the agent run proxy when set.
 	Agents *AgentProxy
+	// UI enables the admin page under /ui/ when set (needs Auth, Runs,
+	// Provision and Events).
+	UI *UIOptions
 	// InternalToken enables /api/v1/internal/* when set.
 	InternalToken string
 	// Now is the clock (tests move it).
@@ -101,6 +104,7 @@ type Server struct {
 	router   *httprouter.Router
 	metrics  *httpMetrics
 	ingest   *ingestMetrics
+	ui       *ui
 	limiters map[string]*rate.Limiter
 	http     *http.Server
 	listener net.Listener
@@ -144,6 +148,14 @@ func New(opts Options) (*Server, error) {
 			RedirectFixedPath:      false,
 			HandleMethodNotAllowed: true,
 		},
+	}
+	if opts.UI != nil {
+		if opts.Auth == nil || opts.Runs == nil || opts.Provision == nil || opts.Events == nil {
+			return nil, errNoUI
+		}
+		if s.ui, err = newUI(*opts.UI); err != nil {
+			return nil, fmt.Errorf("server: admin page: %w", err)
+		}
 	}
 	s.routes()
 	s.http = &http.Server{

@@ -447,3 +447,22 @@ func (db *DB) TeamAgentRuns(ctx context.Context, org, team string) ([]AgentRun, 
 	}
 	return collect(rows, scanAgentRun)
 }
+
+// SourceCount is how many events one source sent.
+type SourceCount struct {
+	Source string
+	Count  int
+}
+
+// CountEventsSince counts events per source received at or after since.
+func (db *DB) CountEventsSince(ctx context.Context, since time.Time) ([]SourceCount, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT source, COUNT(*) FROM orchestrator_webhook_events
+		WHERE received_at >= ? GROUP BY source ORDER BY source`, formatTime(since))
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r rowScanner) (SourceCount, error) {
+		var c SourceCount
+		return c, r.Scan(&c.Source, &c.Count)
+	})
+}

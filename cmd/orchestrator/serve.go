@@ -82,6 +82,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Schedules:      deps.schedules,
 		PipelineRunner: deps.pipeline,
 		Agents:         deps.agents,
+		UI:             deps.ui,
 	})
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type deps struct {
 	schedules  *schedules.Service
 	pipeline   *peers.AIPipeline
 	agents     *server.AgentProxy
+	ui         *server.UIOptions
 	webhooks   map[string]webhook.Verifier
 	closers    []func()
 }
@@ -101,10 +102,21 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 			cluster, schedCluster = c, c
 		}
 	}
+	var pinger interface{ Ping(context.Context) error }
+	if cluster != nil {
+		pinger = cluster
+	}
+	simulated := false
+	if clusterErr != nil && cfg.Dev {
+		// Dev mode without a cluster: an in-memory one, and every page says so.
+		mem := kube.NewMemory(ns)
+		cluster, schedCluster, pinger, simulated, clusterErr = mem, mem, mem, true, nil
+		logger.Warn("dev mode: no cluster answered; using an in-memory simulated cluster (nothing is really deployed)")
+	}
 	if clusterErr != nil {
 		logger.Warn("no Kubernetes cluster: provisioning steps that need one answer 503 kubernetes_not_available",
 			"reason", clusterErr.Error())
-	} else {
+	} else if !simulated {
 		logger.Info("kubernetes", "host", restCfg.Host, "namespace", ns)
 	}
 
@@ -142,6 +154,16 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	d.pipeline = pipeline
 	d.agents = &server.AgentProxy{Config: cs, Agent: agent, Audit: db}
+	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated}
+	d.ui.Cluster = pinger
+	if cfg.Dev {
+		d.ui.DevSecrets = map[string]string{}
+		for src, list := range cfg.WebhookSecrets {
+			if len(list) > 0 {
+				d.ui.DevSecrets[src] = list[0].Reveal()
+			}
+		}
+	}
 	return d, nil
 }
 

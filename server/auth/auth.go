@@ -120,7 +120,7 @@ func (a *Authenticator) Check(ctx context.Context, token, perm string) (*Admin, 
 	}
 	if !a.allowed(id.Permissions, perm) {
 		need := PermAll
-		if !a.opts.RequireStar {
+		if !a.opts.RequireStar && perm != "" {
 			need = perm + " or " + PermAll
 		}
 		return nil, apperr.New(apperr.Forbidden, "insufficient_permissions", "this action needs %s", need)
@@ -132,11 +132,20 @@ func (a *Authenticator) Check(ctx context.Context, token, perm string) (*Admin, 
 	return &Admin{Token: token, Identity: id, Actor: actor}, nil
 }
 
+// allowed: admin:* always; otherwise, without REQUIRE_ADMIN_STAR, the
+// scoped permission — or, for perm "" (logging in to the page), any admin:
+// permission.
 func (a *Authenticator) allowed(perms []string, perm string) bool {
 	if slices.Contains(perms, PermAll) {
 		return true
 	}
-	return !a.opts.RequireStar && slices.Contains(perms, perm)
+	if a.opts.RequireStar {
+		return false
+	}
+	if perm == "" {
+		return slices.ContainsFunc(perms, func(p string) bool { return strings.HasPrefix(p, "admin:") })
+	}
+	return slices.Contains(perms, perm)
 }
 
 func (a *Authenticator) identity(ctx context.Context, token string, key [32]byte) (peers.Identity, error) {

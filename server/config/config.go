@@ -58,7 +58,9 @@ type Config struct {
 	InternalAdminToken Secret
 	DevAdminToken      Secret
 
-	AutoCreateTables  bool
+	AutoCreateTables bool
+	// UISecureCookie marks the admin page's session cookie Secure.
+	UISecureCookie    bool
 	AdminAuthCacheTTL time.Duration
 	RequireAdminStar  bool
 	TeamLockTimeout   time.Duration
@@ -101,6 +103,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		DevAdminToken:      p.secret("ORCHESTRATOR_DEV_ADMIN_TOKEN"),
 
 		AutoCreateTables:  p.bool("ORCHESTRATOR_AUTO_CREATE_TABLES", true),
+		UISecureCookie:    p.bool("ORCHESTRATOR_UI_SECURE_COOKIE", false),
 		AdminAuthCacheTTL: p.seconds("ORCHESTRATOR_ADMIN_AUTH_CACHE_TTL_SECONDS", 15, 0, 3600),
 		RequireAdminStar:  p.bool("ORCHESTRATOR_REQUIRE_ADMIN_STAR", true),
 		TeamLockTimeout:   p.seconds("ORCHESTRATOR_TEAM_LOCK_TIMEOUT_SECONDS", 30, 1, 600),

@@ -1,0 +1,604 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/incidentfox/orchestrator-edge/webui"
+	"github.com/julienschmidt/httprouter"
+)
+
+// The admin page (SPEC §9): server-rendered forms, no script at all, a
+// server-side session per login. The admin token stays on the server.
+
+const (
+	sessionCookie = "orchestrator_session"
+	sessionIdle   = 30 * time.Minute
+	sessionMax    = 12 * time.Hour
+)
+
+// UIOptions configure the admin page.
+type UIOptions struct {
+	// SecureCookie marks the session cookie Secure (behind TLS).
+	SecureCookie bool
+	// SimulatedCluster says the cluster is dev mode's in-memory one.
+	SimulatedCluster bool
+	// Cluster is pinged for the overview; nil means no cluster.
+	Cluster interface {
+		Ping(ctx context.Context) error
+	}
+	// DevSecrets signs the dev-mode sample events (source → secret).
+	DevSecrets map[string]string
+	// Now is the session clock (tests move it).
+	Now func() time.Time
+}
+
+type uiSession struct {
+	id, token, actor string
+	created, seen    time.Time
+	flash            string
+}
+
+type uiSessions struct {
+	mu sync.Mutex
+	m  map[string]*uiSession
+}
+
+// ui is the page's state.
+type ui struct {
+	opts     UIOptions
+	pages    map[string]*template.Template
+	sessions uiSessions
+}
+
+func newUI(o UIOptions) (*ui, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	pages, err := webui.Templates(template.FuncMap{
+		"time": func(v any) string {
+			switch t := v.(type) {
+			case time.Time:
+				return t.UTC().Format("2006-01-02 15:04:05Z")
+			case *time.Time:
+				if t != nil {
+					return t.UTC().Format("2006-01-02 15:04:05Z")
+				}
+			}
+			return ""
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ui{opts: o, pages: pages, sessions: uiSessions{m: map[string]*uiSession{}}}, nil
+}
+
+// page is what every template gets.
+type page struct {
+	Session          *uiSession
+	Nav              string
+	Dev              bool
+	SimulatedCluster bool
+	Error, Notice    string
+	Data             any
+}
+
+func (s *Server) uiRoutes() {
+	st := http.StripPrefix("/ui/static/", http.FileServerFS(webui.Static()))
+	s.handleProbe(http.MethodGet, "/ui/static/*path", func(w http.ResponseWriter, r *http.Request) {
+		uiHeaders(w)
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		st.ServeHTTP(w, r)
+	})
+	get := func(path string, h func(http.ResponseWriter, *http.Request, *uiSession)) {
+		s.handle(http.MethodGet, path, s.uiPage(h))
+	}
+	post := func(path string, h func(http.ResponseWriter, *http.Request, *uiSession)) {
+		s.handle(http.MethodPost, path, s.uiPage(h))
+	}
+	s.handle(http.MethodGet, "/ui/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+	})
+	s.handle(http.MethodGet, "/ui/login", s.uiLoginForm)
+	s.handle(http.MethodPost, "/ui/login", s.uiLogin)
+	post("/ui/logout", s.uiLogout)
+	get("/ui/overview", s.uiOverview)
+	get("/ui/provision", func(w http.ResponseWriter, r *http.Request, se *uiSession) {
+		s.render(w, r, http.StatusOK, "provision", page{Session: se, Nav: "provision", Data: provision.Request{}})
+	})
+	post("/ui/provision", s.uiProvision)
+	get("/ui/runs", s.uiRuns)
+	get("/ui/runs/:id", s.uiRun)
+	get("/ui/events", s.uiEvents)
+	get("/ui/events/:id", s.uiEvent)
+	post("/ui/events/:id/redrive", s.uiRedrive)
+	get("/ui/schedules", s.uiSchedules)
+	post("/ui/schedules/:id", s.uiSchedule)
+	get("/ui/agents", func(w http.ResponseWriter, r *http.Request, se *uiSession) {
+		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Data: agentRunRequest{}})
+	})
+	post("/ui/agents", s.uiAgent)
+	if s.opts.Dev {
+		post("/ui/dev/sample/:source", s.uiSample)
+	}
+}
+
+// uiHeaders are the page's security headers: a strict CSP with no script
+// at all, no framing, no referrer.
+func uiHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	p.Dev, p.SimulatedCluster = s.opts.Dev, s.ui.opts.SimulatedCluster
+	if p.Session != nil && p.Session.flash != "" && p.Notice == "" {
+		p.Notice, p.Session.flash = p.Session.flash, ""
+	}
+	var buf bytes.Buffer
+	if err := s.ui.pages[name].Execute(&buf, p); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	uiHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// sameOrigin refuses cross-site form posts: the Origin (or, failing that,
+// the Referer) must be this host.
+func sameOrigin(r *http.Request) bool {
+	src := r.Header.Get("Origin")
+	if src == "" || src == "null" {
+		src = r.Header.Get("Referer")
+	}
+	u, err := url.Parse(src)
+	return src != "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host == r.Host
+}
+
+// session finds the request's live session, touching it.
+func (s *Server) session(r *http.Request) *uiSession {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil
+	}
+	now := s.ui.opts.Now()
+	ss := &s.ui.sessions
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	se := ss.m[c.Value]
+	if se == nil {
+		return nil
+	}
+	if now.Sub(se.seen) > sessionIdle || now.Sub(se.created) > sessionMax {
+		delete(ss.m, c.Value)
+		return nil
+	}
+	se.seen = now
+	return se
+}
+
+// uiPage wraps a page handler: a live session is required (else the login
+// page), and POSTs must come from this site.
+func (s *Server) uiPage(h func(http.ResponseWriter, *http.Request, *uiSession)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !sameOrigin(r) {
+			s.render(w, r, http.StatusForbidden, "login", page{Error: "This form was not sent from this site."})
+			return
+		}
+		se := s.session(r)
+		if se == nil {
+			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+			return
+		}
+		h(w, r, se)
+	}
+}
+
+// admin checks the session's token for one action, as the API does.
+func (s *Server) uiAdmin(w http.ResponseWriter, r *http.Request, se *uiSession, perm, nav string) *auth.Admin {
+	a, err := s.opts.Auth.Check(r.Context(), se.token, perm)
+	if err != nil {
+		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: nav, Error: apperr.Message(err)})
+		return nil
+	}
+	return a
+}
+
+func (s *Server) uiLoginForm(w http.ResponseWriter, r *http.Request) {
+	if s.session(r) != nil {
+		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, "login", page{})
+}
+
+func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		s.render(w, r, http.StatusForbidden, "login", page{Error: "This form was not sent from this site."})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	a, err := s.opts.Auth.Check(r.Context(), token, "")
+	if err != nil {
+		s.render(w, r, classify(err).Kind.Status(), "login", page{Error: "Login refused: " + apperr.Message(err)})
+		return
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	now := s.ui.opts.Now()
+	se := &uiSession{id: base64.RawURLEncoding.EncodeToString(b[:]), token: a.Token, actor: a.Actor, created: now, seen: now}
+	ss := &s.ui.sessions
+	ss.mu.Lock()
+	for id, old := range ss.m { // forget expired sessions
+		if now.Sub(old.seen) > sessionIdle || now.Sub(old.created) > sessionMax {
+			delete(ss.m, id)
+		}
+	}
+	ss.m[se.id] = se
+	ss.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: se.id, Path: "/ui/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: int(sessionMax / time.Second)})
+	s.logger.Info("admin page login", "actor", a.Actor)
+	http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+}
+
+func (s *Server) uiLogout(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	s.ui.sessions.mu.Lock()
+	delete(s.ui.sessions.m, se.id)
+	s.ui.sessions.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/ui/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: -1})
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+type failure struct {
+	At                        time.Time
+	What, Link, Status, Error string
+}
+
+func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	if s.uiAdmin(w, r, se, auth.PermEventsRead, "overview") == nil {
+		return
+	}
+	ctx := r.Context()
+	d := struct {
+		DB, DBDetail, Cluster, ClusterDetail, Peers, PeersDetail string
+		QueueDepth                                               int
+		PerSource                                                []store.SourceCount
+		Failures                                                 []failure
+		Sources                                                  []string
+	}{DB: "ready", Cluster: "ok", Peers: "ok", Sources: []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix}}
+	if err := s.opts.Store.Ready(ctx); err != nil {
+		d.DB, d.DBDetail = "down", err.Error()
+	}
+	switch {
+	case s.ui.opts.Cluster == nil:
+		d.Cluster, d.ClusterDetail = "down", "no cluster configured"
+	case s.ui.opts.Cluster.Ping(ctx) != nil:
+		d.Cluster, d.ClusterDetail = "down", "the API server does not answer"
+	case s.ui.opts.SimulatedCluster:
+		d.Cluster, d.ClusterDetail = "simulated", "in-memory (dev mode)"
+	}
+	if _, err := s.opts.Auth.Check(ctx, se.token, ""); err != nil {
+		d.Peers, d.PeersDetail = "down", apperr.Message(err)
+	}
+	if db, ok := s.opts.Store.(interface {
+		QueueDepth(context.Context) (int, error)
+		CountEventsSince(context.Context, time.Time) ([]store.SourceCount, error)
+	}); ok {
+		d.QueueDepth, _ = db.QueueDepth(ctx)
+		d.PerSource, _ = db.CountEventsSince(ctx, s.now().Add(-time.Hour))
+	}
+	for _, st := range []string{store.EventDead, store.EventFailed, store.EventUnrouted} {
+		evs, _, _ := s.opts.Events.ListEvents(ctx, store.EventFilter{Status: st, Limit: 5})
+		for _, e := range evs {
+			d.Failures = append(d.Failures, failure{At: e.ReceivedAt, What: e.Source + " event " + e.EventType, Link: "/ui/events/" + e.ID, Status: e.Status, Error: e.LastError})
+		}
+	}
+	runs, _, _ := s.opts.Runs.ListRuns(ctx, store.RunFilter{Status: store.RunFailed, Limit: 5})
+	for _, run := range runs {
+		d.Failures = append(d.Failures, failure{At: run.CreatedAt, What: run.Kind + " " + run.OrgID + "/" + run.TeamNodeID, Link: "/ui/runs/" + run.ID, Status: run.Status, Error: run.Error})
+	}
+	sort.Slice(d.Failures, func(i, j int) bool { return d.Failures[i].At.After(d.Failures[j].At) })
+	s.render(w, r, http.StatusOK, "overview", page{Session: se, Nav: "overview", Data: d})
+}
+
+// splitList reads a comma-separated form field; empty means "leave as is".
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+type runPage struct {
+	Run   store.Run
+	Steps []provision.Step
+	Token string
+}
+
+func (s *Server) uiProvision(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermProvision, "provision")
+	if a == nil {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	req := provision.Request{OrgID: strings.TrimSpace(r.PostFormValue("org_id")), TeamNodeID: strings.TrimSpace(r.PostFormValue("team_node_id")),
+		CreatePipelineSchedule: r.PostFormValue("create_pipeline_schedule") == "1",
+		PipelineSchedule:       strings.TrimSpace(r.PostFormValue("pipeline_schedule")), DeploymentMode: r.PostFormValue("deployment_mode")}
+	routing := &provision.Routing{SlackChannelIDs: splitList(r.PostFormValue("slack_channel_ids")), GitHubRepos: splitList(r.PostFormValue("github_repos")),
+		PagerDutyServiceIDs: splitList(r.PostFormValue("pagerduty_service_ids")), Services: splitList(r.PostFormValue("services"))}
+	if routing.SlackChannelIDs != nil || routing.GitHubRepos != nil || routing.PagerDutyServiceIDs != nil || routing.Services != nil {
+		req.Routing = routing
+	}
+	if !req.CreatePipelineSchedule {
+		req.PipelineSchedule = ""
+	}
+	err := req.Normalize("")
+	if err == nil {
+		err = a.CanActOn(req.OrgID)
+	}
+	if err != nil {
+		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: req})
+		return
+	}
+	res, err := s.opts.Provision.Provision(r.Context(), provision.Caller{Token: a.Token, Actor: a.Actor}, req)
+	if err != nil {
+		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: req})
+		return
+	}
+	run, err := s.opts.Runs.GetRun(r.Context(), res.RunID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p := runPage{Run: run}
+	_ = json.Unmarshal(run.Steps, &p.Steps)
+	// The token is shown in this answer only: it is in the live response
+	// body and nowhere else.
+	if resp, ok := res.Body.(provision.Response); ok {
+		p.Token = resp.TeamToken
+	}
+	s.render(w, r, http.StatusOK, "run", page{Session: se, Nav: "runs", Data: p})
+}
+
+func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermProvisionRead, "runs")
+	if a == nil {
+		return
+	}
+	runs, next, err := s.opts.Runs.ListRuns(r.Context(), store.RunFilter{OrgID: a.Identity.OrgID, Limit: 50, Cursor: r.URL.Query().Get("cursor")})
+	if err != nil {
+		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(cursorError(err))})
+		return
+	}
+	s.render(w, r, http.StatusOK, "runs", page{Session: se, Nav: "runs", Data: struct {
+		Runs []store.Run
+		Next string
+	}{runs, next}})
+}
+
+func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermProvisionRead, "runs")
+	if a == nil {
+		return
+	}
+	id := httprouter.ParamsFromContext(r.Context()).ByName("id")
+	run, err := s.opts.Runs.GetRun(r.Context(), id)
+	if err != nil || a.CanActOn(run.OrgID) != nil {
+		s.render(w, r, http.StatusNotFound, "notfound", page{Session: se, Nav: "runs", Data: "No such run."})
+		return
+	}
+	p := runPage{Run: run}
+	_ = json.Unmarshal(run.Steps, &p.Steps)
+	s.render(w, r, http.StatusOK, "run", page{Session: se, Nav: "runs", Data: p})
+}
+
+func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermEventsRead, "events")
+	if a == nil {
+		return
+	}
+	q := r.URL.Query()
+	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: a.Identity.OrgID, Limit: 50, Cursor: q.Get("cursor")}
+	if _, ok := webhookPaths[f.Source]; !ok {
+		f.Source = ""
+	}
+	if !eventStatuses[f.Status] {
+		f.Status = ""
+	}
+	events, next, err := s.opts.Events.ListEvents(r.Context(), f)
+	if err != nil {
+		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "events", Error: apperr.Message(cursorError(err))})
+		return
+	}
+	s.render(w, r, http.StatusOK, "events", page{Session: se, Nav: "events", Data: struct {
+		Events               []store.Event
+		Next, Source, Status string
+		Sources, Statuses    []string
+	}{events, next, f.Source, f.Status,
+		[]string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix},
+		[]string{store.EventQueued, store.EventDispatching, store.EventDelivered, store.EventIgnored, store.EventUnrouted, store.EventFailed, store.EventDead}}})
+}
+
+// uiEventFor loads the path's event for the session's admin.
+func (s *Server) uiEventFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.Event, bool) {
+	e, err := s.opts.Events.GetEvent(r.Context(), httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err != nil || (a.Identity.OrgID != "" && a.Identity.OrgID != e.OrgID) {
+		s.render(w, r, http.StatusNotFound, "notfound", page{Session: se, Nav: "events", Data: "No such event."})
+		return store.Event{}, false
+	}
+	return e, true
+}
+
+func (s *Server) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermEventsRead, "events")
+	if a == nil {
+		return
+	}
+	e, ok := s.uiEventFor(w, r, se, a)
+	if !ok {
+		return
+	}
+	runs, _ := s.opts.Events.EventAgentRuns(r.Context(), e.ID)
+	redrivable := (e.Status == store.EventUnrouted || e.Status == store.EventFailed || e.Status == store.EventDead) && e.BodyPurgedAt == nil
+	s.render(w, r, http.StatusOK, "event", page{Session: se, Nav: "events", Data: struct {
+		Event      store.Event
+		Runs       []store.AgentRun
+		Redrivable bool
+	}{e, runs, redrivable}})
+}
+
+func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermEventsRedrive, "events")
+	if a == nil {
+		return
+	}
+	e, ok := s.uiEventFor(w, r, se, a)
+	if !ok {
+		return
+	}
+	if _, err := s.opts.Events.Redrive(r.Context(), e.ID, s.now()); err != nil {
+		se.flash = "Not redriven: " + err.Error()
+	} else {
+		se.flash = "Event queued again."
+		s.logger.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
+		if s.opts.Notify != nil {
+			s.opts.Notify()
+		}
+	}
+	http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
+}
+
+func (s *Server) uiSchedules(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermPipelineRead, "schedules")
+	if a == nil {
+		return
+	}
+	var views any = nil
+	errText := ""
+	if s.opts.Schedules != nil {
+		v, err := s.opts.Schedules.List(r.Context(), a.Identity.OrgID, "")
+		if err != nil {
+			errText = apperr.Message(err)
+		}
+		views = v
+	}
+	s.render(w, r, http.StatusOK, "schedules", page{Session: se, Nav: "schedules", Error: errText, Data: struct{ Schedules any }{views}})
+}
+
+func (s *Server) uiSchedule(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermCronJobsSync, "schedules")
+	if a == nil {
+		return
+	}
+	row, err := s.opts.Schedules.Get(r.Context(), httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err == nil && a.CanActOn(row.OrgID) != nil {
+		err = apperr.New(apperr.NotFound, "schedule_not_found", "no such schedule")
+	}
+	if err == nil {
+		enabled := r.PostFormValue("enabled") == "1"
+		_, err = s.opts.Schedules.Patch(r.Context(), row, &enabled, nil)
+		if err == nil {
+			se.flash = row.CronJobName + map[bool]string{true: " resumed.", false: " suspended."}[enabled]
+		}
+	}
+	if err != nil {
+		se.flash = "Not changed: " + apperr.Message(err)
+	}
+	http.Redirect(w, r, "/ui/schedules", http.StatusSeeOther)
+}
+
+func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermAgentRun, "agents")
+	if a == nil {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	req := agentRunRequest{OrgID: strings.TrimSpace(r.PostFormValue("org_id")), TeamNodeID: strings.TrimSpace(r.PostFormValue("team_node_id")),
+		AgentName: strings.TrimSpace(r.PostFormValue("agent_name")), Message: r.PostFormValue("message")}
+	err := req.validate()
+	if err == nil {
+		err = a.CanActOn(req.OrgID)
+	}
+	var out agentOutcome
+	if err == nil {
+		out, err = s.runAgent(r.Context(), a, req)
+	}
+	data := struct {
+		agentRunRequest
+		Result string
+	}{agentRunRequest: req}
+	if err != nil {
+		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Error: apperr.Message(err), Data: data})
+		return
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, out.Result, "", "  ") == nil {
+		data.Result = pretty.String()
+	} else {
+		data.Result = string(out.Result)
+	}
+	s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Notice: "Agent run " + out.CorrelationID + " finished.", Data: data})
+}
+
+// uiSample (dev mode only) signs a sample event with the dev secret and
+// sends it through this server's own webhook route, as the vendor would.
+func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	source := httprouter.ParamsFromContext(r.Context()).ByName("source")
+	path, ok := webhookPaths[source]
+	secret := s.ui.opts.DevSecrets[source]
+	if !ok || secret == "" {
+		se.flash = "No such source, or no dev secret for it."
+		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+		return
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := strings.ToLower(base64.RawURLEncoding.EncodeToString(b[:]))
+	now := time.Now()
+	body := webhook.Sample(source, id, now)
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body)).WithContext(r.Context())
+	req.Header = webhook.Sign(source, secret, body, now, "sample-"+id)
+	rec := httptest.NewRecorder()
+	s.router.ServeHTTP(rec, req)
+	var ack struct {
+		EventID string `json:"event_id"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ack) != nil || ack.EventID == "" {
+		se.flash = "The sample was refused: " + strings.TrimSpace(rec.Body.String())
+		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+		return
+	}
+	se.flash = "Sample " + source + " event accepted."
+	http.Redirect(w, r, "/ui/events/"+ack.EventID, http.StatusSeeOther)
+}
+
+var errNoUI = errors.New("server: the admin page needs Auth, Runs, Provision and Events")
