@@ -15,7 +15,7 @@ IMAGE   ?= incidentfox/orchestrator-edge
 APP_VERSION   := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/orchestrator/Chart.yaml)
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/orchestrator/Chart.yaml)
 
-.PHONY: build run test lint clean kube-assets fuzz bench helm image bundle
+.PHONY: build run test lint clean kube-assets fuzz bench helm image bundle screenshot
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -33,6 +33,7 @@ test: lint kube-assets helm fuzz image
 		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
 	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
+	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 \
 		$(GO) test -race -count=1 -timeout 20m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
 
 ## helm: build helm v3.22.0 once into the cache (the chart tests use it)
@@ -57,6 +58,11 @@ bundle: image helm
 	cd dist/bundle && sha256sum orchestrator-edge-image-$(APP_VERSION).tar orchestrator-$(CHART_VERSION).tgz values-private-registry.yaml AIRGAP.md > SHA256SUMS
 	tar -czf dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz -C dist/bundle .
 	@ls -l dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz
+
+## screenshot: refresh docs/run-detail.png, taken by the browser test
+screenshot:
+	UI_SCREENSHOT=$(CURDIR)/docs/run-detail.png KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
+		$(GO) test -count=1 -run TestUI_InARealBrowser ./server/
 
 ## fuzz: each fuzz target for FUZZTIME (default 5s); new crashers land in testdata/fuzz
 FUZZTIME ?= 5s

@@ -134,6 +134,9 @@ type envOptions struct {
 	fakeClock     bool
 	extraSecrets  map[string]string // a second secret per source (rotation)
 	noInternal    bool
+	// ui turns on the admin page (dev mode, with the sample buttons).
+	ui      bool
+	uiClock func() time.Time
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -221,6 +224,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.webhooks {
 		e.setupWebhooks(&opts, o, logger, csSrv.URL)
+	}
+	if o.ui {
+		opts.Dev, opts.Addr = true, "127.0.0.1:0"
+		opts.UI = &server.UIOptions{DevSecrets: secrets, Now: o.uiClock}
+		if e.kube != nil {
+			opts.UI.Cluster = e.kube
+		}
 	}
 	e.srv, err = server.New(opts)
 	if err != nil {

@@ -56,6 +56,9 @@ type uiSession struct {
 	flash            string
 }
 
+// Actor names the logged-in admin on the page.
+func (s *uiSession) Actor() string { return s.actor }
+
 type uiSessions struct {
 	mu sync.Mutex
 	m  map[string]*uiSession
@@ -133,7 +136,7 @@ func (s *Server) uiRoutes() {
 	get("/ui/schedules", s.uiSchedules)
 	post("/ui/schedules/:id", s.uiSchedule)
 	get("/ui/agents", func(w http.ResponseWriter, r *http.Request, se *uiSession) {
-		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Data: agentRunRequest{}})
+		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Data: agentPage{}})
 	})
 	post("/ui/agents", s.uiAgent)
 	if s.opts.Dev {
@@ -167,9 +170,18 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	_, _ = w.Write(buf.Bytes())
 }
 
-// sameOrigin refuses cross-site form posts: the Origin (or, failing that,
-// the Referer) must be this host.
+// sameOrigin refuses cross-site form posts. Browsers say where a request
+// comes from in Sec-Fetch-Site (with Referrer-Policy: no-referrer they send
+// "Origin: null" on form posts); other clients must send a matching Origin
+// (or Referer).
 func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return true
+	case "":
+	default:
+		return false
+	}
 	src := r.Header.Get("Origin")
 	if src == "" || src == "null" {
 		src = r.Header.Get("Referer")
@@ -552,10 +564,7 @@ func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	if err == nil {
 		out, err = s.runAgent(r.Context(), a, req)
 	}
-	data := struct {
-		agentRunRequest
-		Result string
-	}{agentRunRequest: req}
+	data := agentPage{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID, AgentName: req.AgentName, Message: req.Message}
 	if err != nil {
 		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Error: apperr.Message(err), Data: data})
 		return
@@ -567,6 +576,11 @@ func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 		data.Result = string(out.Result)
 	}
 	s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Notice: "Agent run " + out.CorrelationID + " finished.", Data: data})
+}
+
+// agentPage is the agent form and its result.
+type agentPage struct {
+	OrgID, TeamNodeID, AgentName, Message, Result string
 }
 
 // uiSample (dev mode only) signs a sample event with the dev secret and

@@ -1,0 +1,258 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+)
+
+// uiEnv is an orchestrator with the admin page on a real listener.
+func uiEnv(t *testing.T, o envOptions) (*env, string) {
+	t.Helper()
+	o.ui, o.webhooks = true, true
+	e := newEnv(t, o)
+	if err := e.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
+	return e, "http://" + e.srv.Addr()
+}
+
+// browser starts headless Chromium (Debian's /usr/bin/chromium).
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := "/usr/bin/chromium"
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("ORCHESTRATOR_TEST_REQUIRE_BROWSER") == "1" {
+			t.Fatal("chromium required (apt-get install chromium)")
+		}
+		t.Skip("chromium not installed")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	return ctx
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// reloadUntil reloads the page until sel's text is want.
+func reloadUntil(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	waitFor(t, sel+" = "+want, func() bool {
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(loc), chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+			t.Fatal(err)
+		}
+		return text(t, ctx, sel) == want
+	})
+}
+
+func TestUI_InARealBrowser(t *testing.T) {
+	e, base := uiEnv(t, envOptions{withCluster: true, maxAttempts: 2})
+	ctx := browser(t)
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A wrong token is refused with a message.
+	do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), "not-a-token"), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("error")))
+	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "Login refused") {
+		t.Fatalf("wrong token: %q", msg)
+	}
+	// The admin token logs in.
+	do(chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("health-db")))
+	if got := text(t, ctx, "#health-db"); got != "ready" {
+		t.Fatalf("overview db = %q", got)
+	}
+	if got := text(t, ctx, "#dev-banner"); !strings.Contains(got, "Dev mode") {
+		t.Fatalf("no dev banner: %q", got)
+	}
+
+	// Provision through the form: six steps on the run page, the token once.
+	do(chromedp.Navigate(base+"/ui/provision"), chromedp.WaitVisible(chromedp.ID("org_id")),
+		chromedp.SendKeys(chromedp.ID("org_id"), "acme"), chromedp.SendKeys(chromedp.ID("team_node_id"), "ui-team"),
+		chromedp.SendKeys(chromedp.ID("slack_channel_ids"), "C0UITEAM"),
+		chromedp.Click(chromedp.ID("provision")), chromedp.WaitVisible(chromedp.ID("run-status")))
+	if got := text(t, ctx, "#run-status"); got != "succeeded" {
+		t.Fatalf("run status %q: %s", got, text(t, ctx, "main"))
+	}
+	steps, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("#steps tr.step")))
+	if err != nil || len(steps) != 6 {
+		t.Fatalf("%d steps on the page (%v)", len(steps), err)
+	}
+	token := text(t, ctx, "#team-token")
+	if !strings.HasPrefix(token, e.cs.Tokens("acme", "ui-team")[0].ID+".") {
+		t.Fatalf("token on the page %q", token)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path := os.Getenv("UI_SCREENSHOT"); path != "" {
+		if err := os.WriteFile(path, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same run, opened again, no longer shows the token.
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	runID := text(t, ctx, "h1 code")
+	do(chromedp.Navigate(base+"/ui/runs/"+runID), chromedp.WaitVisible(chromedp.ID("run-status")))
+	if html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html"))); strings.Contains(html, token) {
+		t.Fatalf("the token is shown again on %s", loc)
+	}
+
+	// A sample event reaches delivered.
+	do(chromedp.Navigate(base+"/ui/overview"), chromedp.WaitVisible(chromedp.ID("sample-slack")),
+		chromedp.Click(chromedp.ID("sample-slack")), chromedp.WaitVisible(chromedp.ID("event-status")))
+	reloadUntil(t, ctx, "#event-status", "delivered")
+
+	// A dead event is redriven and delivered.
+	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 503})
+	do(chromedp.Navigate(base+"/ui/overview"), chromedp.WaitVisible(chromedp.ID("sample-github")),
+		chromedp.Click(chromedp.ID("sample-github")), chromedp.WaitVisible(chromedp.ID("event-status")))
+	reloadUntil(t, ctx, "#event-status", "dead")
+	e.agent.Clear()
+	do(chromedp.Click(chromedp.ID("redrive")), chromedp.WaitVisible(chromedp.ID("notice")))
+	if got := text(t, ctx, "#notice"); got != "Event queued again." {
+		t.Fatalf("redrive notice %q", got)
+	}
+	reloadUntil(t, ctx, "#event-status", "delivered")
+
+	// Log out, and the pages are refused.
+	do(chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.Navigate(base+"/ui/events"), chromedp.WaitVisible(chromedp.ID("token")))
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(loc, "/ui/login") {
+		t.Fatalf("after logout /ui/events led to %s", loc)
+	}
+}
+
+// login returns an HTTP client with a session, as a browser would have.
+func login(t *testing.T, base, token string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/ui/overview" {
+		t.Fatalf("login ended at %s (%d)", resp.Request.URL.Path, resp.StatusCode)
+	}
+	return c
+}
+
+var (
+	scriptTag   = regexp.MustCompile(`(?i)<script`)
+	inlineEvent = regexp.MustCompile(`(?i)\son[a-z]+\s*=`)
+	styleAttr   = regexp.MustCompile(`(?i)\sstyle\s*=`)
+	foreignURL  = regexp.MustCompile(`(?i)(href|src|action)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?(https?:)?//|@import`)
+)
+
+// Every page and asset: no script at all, no inline handlers or styles, no
+// URL to another host; the security headers on every page.
+func TestUI_PagesAreSelfContainedAndLockedDown(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	c := login(t, base, adminToken)
+	run := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "pages"})
+	body, h := signed("slack", "pages", slackSecret, time.Now())
+	ev := e.send("slack", body, h)
+	pages := []string{"/ui/login", "/ui/overview", "/ui/provision", "/ui/runs", "/ui/runs/" + run.body["provisioning_run_id"].(string),
+		"/ui/events", "/ui/events?source=slack&status=queued", "/ui/events/" + ev.body["event_id"].(string), "/ui/schedules", "/ui/agents",
+		"/ui/static/app.css"}
+	for _, p := range pages {
+		resp, err := c.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		page := string(b)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s = %d", p, resp.StatusCode)
+		}
+		for name, re := range map[string]*regexp.Regexp{"a script": scriptTag, "an inline handler": inlineEvent, "an inline style": styleAttr, "a URL to another host": foreignURL} {
+			if m := re.FindString(page); m != "" {
+				t.Errorf("%s has %s: %q", p, name, m)
+			}
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "unsafe") {
+			t.Errorf("%s CSP = %q", p, csp)
+		}
+		if resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s headers = %v", p, resp.Header)
+		}
+	}
+}
+
+func TestUI_SessionCookieOriginAndExpiry(t *testing.T) {
+	now := time.Now()
+	clock := &clock{t: now}
+	_, base := uiEnv(t, envOptions{uiClock: clock.Now})
+	c := login(t, base, adminToken)
+	u, _ := url.Parse(base + "/ui/")
+	cookies := c.Jar.Cookies(u)
+	if len(cookies) != 1 || strings.Contains(cookies[0].Value, adminToken) {
+		t.Fatalf("cookies = %v", cookies)
+	}
+	// The cookie's attributes, from the raw header.
+	req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader("token="+adminToken))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := resp.Header.Get("Set-Cookie")
+	if !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "SameSite=Strict") || strings.Contains(set, adminToken) {
+		t.Fatalf("Set-Cookie = %q", set)
+	}
+	// A cross-site POST is refused even with the session.
+	req, _ = http.NewRequest("POST", base+"/ui/provision", strings.NewReader("org_id=acme&team_node_id=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("cross-site POST = %v %v", resp.StatusCode, err)
+	}
+	// Idle for longer than 30 minutes: logged out.
+	clock.Add(31 * time.Minute)
+	resp, err = c.Get(base + "/ui/overview")
+	if err != nil || resp.Request.URL.Path != "/ui/login" {
+		t.Fatalf("after idling: %v %v", resp.Request.URL.Path, err)
+	}
+}
