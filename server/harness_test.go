@@ -78,6 +78,10 @@ type env struct {
 	reg      *prometheus.Registry
 	agent    *peerstest.Agent
 	agentURL string
+	// answers holds every response body the test saw, with its path, for
+	// the secret scan at the end.
+	answersMu sync.Mutex
+	answers   []response
 	sched    *schedules.Service
 	disp     *dispatch.Dispatcher
 	clock    *clock
@@ -148,6 +152,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.peerTimeout = 10 * time.Second
 	}
 	e := &env{t: t, logs: &lockedBuffer{}, dataDir: t.TempDir(), reg: prometheus.NewRegistry()}
+	t.Cleanup(e.scanForSecrets)
 	var err error
 	e.db, err = store.Open(context.Background(), store.Options{Path: filepath.Join(e.dataDir, "orchestrator.db"), Migrations: migrations.FS})
 	if err != nil {
@@ -303,8 +308,9 @@ func (e *env) send(source string, body []byte, header http.Header) response {
 	}
 	rec := httptest.NewRecorder()
 	e.srv.ServeHTTP(rec, req)
-	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String(), path: path}
 	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
+	e.record(r)
 	return r
 }
 
@@ -335,6 +341,7 @@ type response struct {
 	header http.Header
 	raw    string
 	body   map[string]any
+	path   string
 }
 
 func (e *env) do(method, path, token string, body any, header ...string) response {
@@ -360,9 +367,44 @@ func (e *env) do(method, path, token string, body any, header ...string) respons
 	}
 	rec := httptest.NewRecorder()
 	e.srv.ServeHTTP(rec, req)
-	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String(), path: path}
 	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
+	e.record(r)
 	return r
+}
+
+func (e *env) record(r response) {
+	e.answersMu.Lock()
+	defer e.answersMu.Unlock()
+	e.answers = append(e.answers, r)
+}
+
+// scanForSecrets fails the test if any configured secret or issued token
+// appears in a log line, or in an answer other than the one provisioning
+// answer that hands a new team token out.
+func (e *env) scanForSecrets() {
+	secretsList := []string{adminToken, scopedToken, orgToken, viewerToken, "fresh-token", "no-agent-token",
+		slackSecret, githubSecret, pagerdutySecret, incidentioSecret, coralogixToken, internalToken}
+	issued := e.cs.IssuedSecrets()
+	logs := e.logs.String()
+	for _, s := range append(secretsList, issued...) {
+		if strings.Contains(logs, s) {
+			e.t.Errorf("a secret (%.6s…) appears in the logs", s)
+		}
+	}
+	e.answersMu.Lock()
+	defer e.answersMu.Unlock()
+	for _, r := range e.answers {
+		check := secretsList
+		if r.path != "/api/v1/admin/provision/team" {
+			check = append(append([]string{}, secretsList...), issued...)
+		}
+		for _, s := range check {
+			if strings.Contains(r.raw, s) {
+				e.t.Errorf("a secret (%.6s…) appears in the answer to %s", s, r.path)
+			}
+		}
+	}
 }
 
 // steps returns name → status of a run body's steps.

@@ -432,3 +432,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// IssuedSecrets returns every credential the fake handed out (full team
+// tokens and impersonation tokens), for tests that check none leaked.
+func (f *ConfigService) IssuedSecrets() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, list := range f.tokens {
+		for _, t := range list {
+			out = append(out, t.ID+"."+t.Secret)
+		}
+	}
+	for tok := range f.impersonations {
+		out = append(out, tok)
+	}
+	return out
+}
