@@ -141,6 +141,8 @@ type envOptions struct {
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
 	uiClock func() time.Time
+	// dataDir, if set, holds the database (a small tmpfs in fault tests).
+	dataDir string
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -151,7 +153,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.peerTimeout == 0 {
 		o.peerTimeout = 10 * time.Second
 	}
-	e := &env{t: t, logs: &lockedBuffer{}, dataDir: t.TempDir(), reg: prometheus.NewRegistry()}
+	e := &env{t: t, logs: &lockedBuffer{}, dataDir: o.dataDir, reg: prometheus.NewRegistry()}
+	if e.dataDir == "" {
+		e.dataDir = t.TempDir()
+	}
 	t.Cleanup(e.scanForSecrets)
 	var err error
 	e.db, err = store.Open(context.Background(), store.Options{Path: filepath.Join(e.dataDir, "orchestrator.db"), Migrations: migrations.FS})

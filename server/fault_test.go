@@ -1,0 +1,104 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+)
+
+// mount runs mount(8); the fault tests need root for a tmpfs of their own.
+func mount(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mount %v: %v %s", args, err, out)
+	}
+}
+
+// bigAlert is a unique Coralogix alert of about n bytes.
+func bigAlert(i, n int) []byte {
+	return fmt.Appendf(nil, `{"alert_name":"fill %d","team_name":"acme","pad":"%s"}`, i, strings.Repeat("x", n))
+}
+
+// The data disk (a 3 MiB tmpfs) fills up: webhooks answer 503, never 200,
+// for what they could not store; the process stays up; everything
+// acknowledged stays readable; and once the disk grows, intake works again
+// without a restart. (Remounting read-only is refused while the database is
+// open, so that fault is not staged here.)
+func TestFault_DiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	e := newEnv(t, envOptions{webhooks: true, noDispatch: true, dataDir: dir})
+	coral := http.Header{"X-Webhook-Token": {coralogixToken}, "Content-Type": {"application/json"}}
+
+	var acked []string
+	full := false
+	for i := range 40 {
+		r := e.send(webhook.Coralogix, bigAlert(i, 300<<10), coral)
+		switch r.code {
+		case 200:
+			acked = append(acked, r.body["event_id"].(string))
+		case 503:
+			if r.body["error"] != "store_unavailable" {
+				t.Fatalf("disk full answer: %s", r.raw)
+			}
+			full = true
+		default:
+			t.Fatalf("disk full: %d %s", r.code, r.raw)
+		}
+		if full {
+			break
+		}
+	}
+	if !full || len(acked) == 0 {
+		t.Fatalf("the disk never filled (acked %d)", len(acked))
+	}
+	// Small events may still fit; fill what is left until they do not.
+	for i := range 2000 {
+		body, h := signed(webhook.Slack, fmt.Sprint("small", i), slackSecret, time.Now())
+		r := e.send(webhook.Slack, body, h)
+		if r.code == 200 {
+			acked = append(acked, r.body["event_id"].(string))
+			continue
+		}
+		if r.code != 503 {
+			t.Fatalf("small event on a full disk: %d %s", r.code, r.raw)
+		}
+		break
+	}
+	// (/ready may still say 200 here: its probe rewrites one page, which can
+	// fit where an event with its five index entries does not.)
+	if r := e.do("GET", "/health", "", nil); r.code != 200 {
+		t.Fatal("the process stopped answering")
+	}
+	for _, id := range acked {
+		if r := e.do("GET", "/api/v1/admin/events/"+id, adminToken, nil); r.code != 200 {
+			t.Fatalf("acked event %s unreadable on a full disk: %d", id, r.code)
+		}
+	}
+
+	// The disk grows: intake works again, without a restart.
+	mount(t, "-o", "remount,size=64m", dir)
+	body, h := signed(webhook.Slack, "after-full", slackSecret, time.Now())
+	if r := e.send(webhook.Slack, body, h); r.code != 200 {
+		t.Fatalf("after the disk grew: %d %s", r.code, r.raw)
+	}
+
+	for _, id := range acked {
+		if r := e.do("GET", "/api/v1/admin/events/"+id, adminToken, nil); r.code != 200 {
+			t.Fatalf("acked event %s lost: %d", id, r.code)
+		}
+	}
+	t.Logf("%d events acked before the disk filled; all kept; intake recovered after the disk grew", len(acked))
+}
