@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -101,4 +104,53 @@ func TestFault_DiskFull(t *testing.T) {
 		}
 	}
 	t.Logf("%d events acked before the disk filled; all kept; intake recovered after the disk grew", len(acked))
+}
+
+// The kube-apiserver stops in the middle of a provisioning run: the run
+// fails with 503 kubernetes_not_available, the token it issued is revoked,
+// the CronJob it could not delete is reported as left behind, and the
+// process goes on serving.
+func TestFault_APIServerStopsMidProvisioning(t *testing.T) {
+	kubetest.Require(t, cluster)
+	own, err := kubetest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = own.Stop()
+		}
+	}()
+	kc := kube.New(own.Clientset, "default")
+	e := newEnv(t, envOptions{cluster: kc})
+	hold := make(chan struct{})
+	e.pipe.Fail(peerstest.RouteBootstrap, peerstest.Fault{Until: hold, Times: 1})
+	done := make(chan response, 1)
+	go func() { done <- e.do("POST", provisionPath, adminToken, fullRequest("acme", "midway")) }()
+	waitFor(t, "the bootstrap call", func() bool { return len(e.pipe.CallsTo(peerstest.RouteBootstrap)) > 0 })
+	if err := own.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	close(hold)
+	r := <-done
+	if r.code != 503 || r.body["error"] != "kubernetes_not_available" || steps(r.body)["dedicated_agent"] != "failed" {
+		t.Fatalf("provision with the API server gone = %d %s", r.code, r.raw)
+	}
+	for _, tok := range e.cs.Tokens("acme", "midway") {
+		if !tok.Revoked {
+			t.Fatalf("token %s left active", tok.ID)
+		}
+	}
+	if got := steps(r.body)["compensate_pipeline_cronjob"]; got != "failed" || !strings.Contains(stepField(r.body, "compensate_pipeline_cronjob", "error"), "could not undo CronJob/") {
+		t.Fatalf("the orphaned CronJob is not reported: %s", r.raw)
+	}
+	// A team that needs nothing from the cluster is still provisioned.
+	if r := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "no-cluster-needed"}); r.code != 200 {
+		t.Fatalf("shared team without schedule, cluster down = %d %s", r.code, r.raw)
+	}
+	if r := e.do("GET", "/health", "", nil); r.code != 200 {
+		t.Fatal("the process stopped answering")
+	}
 }
