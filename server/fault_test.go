@@ -154,3 +154,43 @@ func TestFault_APIServerStopsMidProvisioning(t *testing.T) {
 		t.Fatal("the process stopped answering")
 	}
 }
+
+// Peer faults during dispatch: transient ones (5xx, closed connections)
+// are retried to delivery; a refusal (401) fails the event without retry;
+// nothing is lost either way.
+func TestFault_PeersDuringDispatch(t *testing.T) {
+	cases := []struct {
+		name   string
+		inject func(e *env)
+		want   string
+		calls  int // agent calls
+	}{
+		{"routing 500 twice", func(e *env) { e.cs.Fail(peerstest.RouteRoutingLookup, peerstest.Fault{Status: 500, Times: 2}) }, "delivered", 1},
+		{"routing closes the connection", func(e *env) { e.cs.Fail(peerstest.RouteRoutingLookup, peerstest.Fault{Close: true, Times: 1}) }, "delivered", 1},
+		{"impersonation 503", func(e *env) { e.cs.Fail(peerstest.RouteImpersonate, peerstest.Fault{Status: 503, Times: 1}) }, "delivered", 1},
+		{"config/me closes", func(e *env) { e.cs.Fail(peerstest.RouteConfigMe, peerstest.Fault{Close: true, Times: 1}) }, "delivered", 1},
+		{"agent closes the connection", func(e *env) { e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Close: true, Times: 1}) }, "delivered", 2},
+		{"agent 429", func(e *env) { e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 429, Times: 1}) }, "delivered", 2},
+		{"routing 401", func(e *env) { e.cs.Fail(peerstest.RouteRoutingLookup, peerstest.Fault{Status: 401}) }, "failed", 0},
+		{"impersonation 403", func(e *env) { e.cs.Fail(peerstest.RouteImpersonate, peerstest.Fault{Status: 403}) }, "failed", 0},
+		{"agent 401", func(e *env) { e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 401}) }, "failed", 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{webhooks: true})
+			tc.inject(e)
+			body, h := signed(webhook.PagerDuty, "fault", pagerdutySecret, time.Now())
+			r := e.send(webhook.PagerDuty, body, h)
+			if r.code != 200 {
+				t.Fatalf("ack = %d", r.code)
+			}
+			ev := e.waitStatus(r.body["event_id"].(string), tc.want)
+			if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != tc.calls {
+				t.Fatalf("agent calls = %d, want %d (event %+v)", got, tc.calls, ev.LastError)
+			}
+			if tc.want == "failed" && ev.LastError == "" {
+				t.Fatal("failed without a reason")
+			}
+		})
+	}
+}
