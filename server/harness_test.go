@@ -82,9 +82,9 @@ type env struct {
 	// the secret scan at the end.
 	answersMu sync.Mutex
 	answers   []response
-	sched    *schedules.Service
-	disp     *dispatch.Dispatcher
-	clock    *clock
+	sched     *schedules.Service
+	disp      *dispatch.Dispatcher
+	clock     *clock
 }
 
 // clock is a test clock that only moves when told.
