@@ -74,9 +74,12 @@ fuzz:
 		echo "fuzz $$f: $(FUZZTIME) ok"; \
 	done
 
-## bench: ingest vs a bare net/http handler (prints events/s, p50/p99, ratio)
+## bench: ingest vs a bare net/http handler (events/s, p50/p99, ratio), then the
+## real binary with BENCH_EVENTS (default 1 000 000) events stored: start to
+## ready, events list times, ack and ack-to-agent latency and RSS at a fixed rate
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|Benchmark)'
+	$(GO) test -run '^$$' -bench BenchmarkProcess -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
 kube-assets:

@@ -35,6 +35,7 @@ type Call struct {
 	Auth   string // the Authorization header
 	Header http.Header
 	Body   []byte
+	At     time.Time // when the call arrived
 }
 
 // faults is the fault table and call log every fake shares.
@@ -144,7 +145,7 @@ func apply(f *Fault, w http.ResponseWriter, r *http.Request) bool {
 func (fs *faults) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		fault := fs.record(Call{Route: route, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), Header: r.Header.Clone(), Body: body})
+		fault := fs.record(Call{Route: route, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), Header: r.Header.Clone(), Body: body, At: time.Now()})
 		if apply(fault, w, r) {
 			return
 		}
