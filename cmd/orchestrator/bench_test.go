@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,16 +107,9 @@ func BenchmarkProcess(b *testing.B) {
 	fi, _ := os.Stat(filepath.Join(dir, "orchestrator.db"))
 	fmt.Printf("seeded %d events in %v (database %.0f MB)\n", n, time.Since(t0).Round(time.Second), float64(fi.Size())/1e6)
 
-	cs := peerstest.NewDevConfigService(admin)
-	agent := peerstest.NewAgent()
-	csSrv, agentSrv, pipeSrv := httptest.NewServer(cs), httptest.NewServer(agent), httptest.NewServer(peerstest.NewAIPipeline())
-	defer csSrv.Close()
-	defer agentSrv.Close()
-	defer pipeSrv.Close()
-	env := []string{"CONFIG_SERVICE_URL=" + csSrv.URL, "AGENT_API_URL=" + agentSrv.URL, "AI_PIPELINE_API_URL=" + pipeSrv.URL,
-		"ORCHESTRATOR_INTERNAL_ADMIN_TOKEN=" + admin, "SLACK_SIGNING_SECRET=" + secret, "ORCHESTRATOR_DATA_DIR=" + dir,
-		"ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0", "KUBECONFIG=/nonexistent", "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=1000000",
-		"ORCHESTRATOR_WEBHOOK_RATE_LIMIT=0"}
+	f := startPeerFakes(b, admin)
+	agent := f.agent
+	env := append(f.env, "SLACK_SIGNING_SECRET="+secret, "ORCHESTRATOR_DATA_DIR="+dir)
 	tStart := time.Now()
 	proc, logs, _ := child(b, env, "serve")
 	base := "http://" + waitLine(b, logs, "listening")["addr"].(string)

@@ -27,22 +27,12 @@ import (
 // agent exactly once.
 func TestCrash_SIGKILLAfterAcksLosesNothingAndDispatchesOnce(t *testing.T) {
 	const secret, admin = "crash-slack-secret", "crash-admin-token"
-	cs := peerstest.NewDevConfigService(admin)
-	agent := peerstest.NewAgent()
-	csSrv, agentSrv, pipeSrv := httptest.NewServer(cs), httptest.NewServer(agent), httptest.NewServer(peerstest.NewAIPipeline())
-	defer csSrv.Close()
-	defer agentSrv.Close()
-	defer pipeSrv.Close()
-
+	f := startPeerFakes(t, admin)
+	cs, agent := f.cs, f.agent
 	hold := make(chan struct{})
 	cs.Fail(peerstest.RouteRoutingLookup, peerstest.Fault{Until: hold})
 	dir := t.TempDir()
-	env := []string{
-		"CONFIG_SERVICE_URL=" + csSrv.URL, "AGENT_API_URL=" + agentSrv.URL, "AI_PIPELINE_API_URL=" + pipeSrv.URL,
-		"ORCHESTRATOR_INTERNAL_ADMIN_TOKEN=" + admin, "SLACK_SIGNING_SECRET=" + secret,
-		"ORCHESTRATOR_DATA_DIR=" + dir, "ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0", "KUBECONFIG=/nonexistent",
-		"ORCHESTRATOR_WEBHOOK_RATE_LIMIT=0", "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=100000",
-	}
+	env := append(f.env, "SLACK_SIGNING_SECRET="+secret, "ORCHESTRATOR_DATA_DIR="+dir)
 	first, logs, _ := child(t, env, "serve")
 	base := "http://" + waitLine(t, logs, "listening")["addr"].(string)
 	waitLine(t, logs, "started")
@@ -101,10 +91,7 @@ func TestCrash_SIGKILLAfterAcksLosesNothingAndDispatchesOnce(t *testing.T) {
 	go drain(logs2)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		calls := map[string]int{}
-		for _, c := range agent.CallsTo(peerstest.RouteAgentRun) {
-			calls[c.Header.Get("X-Correlation-ID")]++
-		}
+		calls := callsPerEvent(agent)
 		done := true
 		for id := range acked {
 			if calls[id] == 0 {
@@ -121,16 +108,43 @@ func TestCrash_SIGKILLAfterAcksLosesNothingAndDispatchesOnce(t *testing.T) {
 	}
 	_ = second.Process.Signal(syscall.SIGTERM)
 	_ = second.Wait()
-	calls := map[string]int{}
-	for _, c := range agent.CallsTo(peerstest.RouteAgentRun) {
-		calls[c.Header.Get("X-Correlation-ID")]++
-	}
+	calls := callsPerEvent(agent)
 	for id := range acked {
 		if calls[id] != 1 {
 			t.Errorf("event %s reached the agent %d times", id, calls[id])
 		}
 	}
 	t.Logf("%d acked events, all delivered exactly once after SIGKILL and restart", len(acked))
+}
+
+// callsPerEvent counts the agent's calls per event (X-Correlation-ID).
+func callsPerEvent(agent *peerstest.Agent) map[string]int {
+	calls := map[string]int{}
+	for _, c := range agent.CallsTo(peerstest.RouteAgentRun) {
+		calls[c.Header.Get("X-Correlation-ID")]++
+	}
+	return calls
+}
+
+// peerFakes serves the three peer fakes on loopback for a child process and
+// returns the environment that points it at them.
+type peerFakes struct {
+	cs    *peerstest.ConfigService
+	agent *peerstest.Agent
+	pipe  *peerstest.AIPipeline
+	env   []string
+}
+
+func startPeerFakes(t testing.TB, admin string) *peerFakes {
+	f := &peerFakes{cs: peerstest.NewDevConfigService(admin), agent: peerstest.NewAgent(), pipe: peerstest.NewAIPipeline()}
+	csSrv, agentSrv, pipeSrv := httptest.NewServer(f.cs), httptest.NewServer(f.agent), httptest.NewServer(f.pipe)
+	t.Cleanup(csSrv.Close)
+	t.Cleanup(agentSrv.Close)
+	t.Cleanup(pipeSrv.Close)
+	f.env = []string{"CONFIG_SERVICE_URL=" + csSrv.URL, "AGENT_API_URL=" + agentSrv.URL, "AI_PIPELINE_API_URL=" + pipeSrv.URL,
+		"ORCHESTRATOR_INTERNAL_ADMIN_TOKEN=" + admin, "KUBECONFIG=/nonexistent", "ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0",
+		"ORCHESTRATOR_WEBHOOK_RATE_LIMIT=0", "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=1000000"}
+	return f
 }
 
 // drain keeps reading a child's log so it never blocks on a full pipe.
@@ -149,23 +163,14 @@ func drain(r interface{ ReadString(byte) (string, error) }) {
 func TestCrash_RandomSIGKILLRoundsUnderLoad(t *testing.T) {
 	const admin = "crash-admin-token"
 	secrets := map[string]string{webhook.Slack: "s-secret", webhook.GitHub: "g-secret", webhook.PagerDuty: "p-secret"}
-	cs := peerstest.NewDevConfigService(admin)
-	agent, pipe := peerstest.NewAgent(), peerstest.NewAIPipeline()
-	csSrv, agentSrv, pipeSrv := httptest.NewServer(cs), httptest.NewServer(agent), httptest.NewServer(pipe)
-	defer csSrv.Close()
-	defer agentSrv.Close()
-	defer pipeSrv.Close()
+	f := startPeerFakes(t, admin)
+	cs, agent, pipe := f.cs, f.agent, f.pipe
 	hold := make(chan struct{})
 	cs.Fail(peerstest.RouteRoutingLookup, peerstest.Fault{Until: hold})
 	pipe.Fail(peerstest.RouteBootstrap, peerstest.Fault{Until: hold})
 	dir := t.TempDir()
-	env := []string{
-		"CONFIG_SERVICE_URL=" + csSrv.URL, "AGENT_API_URL=" + agentSrv.URL, "AI_PIPELINE_API_URL=" + pipeSrv.URL,
-		"ORCHESTRATOR_INTERNAL_ADMIN_TOKEN=" + admin, "SLACK_SIGNING_SECRET=" + secrets[webhook.Slack],
-		"GITHUB_WEBHOOK_SECRET=" + secrets[webhook.GitHub], "PAGERDUTY_WEBHOOK_SECRETS=" + secrets[webhook.PagerDuty],
-		"ORCHESTRATOR_DATA_DIR=" + dir, "ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0", "KUBECONFIG=/nonexistent",
-		"ORCHESTRATOR_WEBHOOK_RATE_LIMIT=0", "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=100000",
-	}
+	env := append(f.env, "SLACK_SIGNING_SECRET="+secrets[webhook.Slack], "GITHUB_WEBHOOK_SECRET="+secrets[webhook.GitHub],
+		"PAGERDUTY_WEBHOOK_SECRETS="+secrets[webhook.PagerDuty], "ORCHESTRATOR_DATA_DIR="+dir)
 	paths := map[string]string{webhook.Slack: "/webhooks/slack/events", webhook.GitHub: "/webhooks/github", webhook.PagerDuty: "/webhooks/pagerduty"}
 	client := &http.Client{Timeout: 5 * time.Second}
 	var mu sync.Mutex
@@ -244,10 +249,7 @@ func TestCrash_RandomSIGKILLRoundsUnderLoad(t *testing.T) {
 	go drain(logs)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		calls := map[string]int{}
-		for _, c := range agent.CallsTo(peerstest.RouteAgentRun) {
-			calls[c.Header.Get("X-Correlation-ID")]++
-		}
+		calls := callsPerEvent(agent)
 		missing := 0
 		for id := range acked {
 			if calls[id] == 0 {
@@ -279,10 +281,7 @@ func TestCrash_RandomSIGKILLRoundsUnderLoad(t *testing.T) {
 	_ = final.Process.Signal(syscall.SIGTERM)
 	_ = final.Wait()
 
-	calls := map[string]int{}
-	for _, c := range agent.CallsTo(peerstest.RouteAgentRun) {
-		calls[c.Header.Get("X-Correlation-ID")]++
-	}
+	calls := callsPerEvent(agent)
 	for id := range acked {
 		if calls[id] != 1 {
 			t.Errorf("event %s reached the agent %d times", id, calls[id])
