@@ -274,6 +274,9 @@ type Outcome struct {
 	TeamNodeID    string
 	MatchedBy     string
 	At            time.Time
+	// Run, if set, is the agent call of this attempt, written in the same
+	// transaction (one commit per attempt, not two).
+	Run *AgentRun
 }
 
 // RecordOutcome writes what a dispatch attempt came to.
@@ -287,12 +290,25 @@ func (db *DB) RecordOutcome(ctx context.Context, o Outcome) error {
 	if next.IsZero() {
 		next = o.At
 	}
-	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ? WHERE id = ?`,
 		o.Status, o.Attempts, formatTime(next), nullIfEmpty(o.LastError), nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID),
 		nullIfEmpty(o.MatchedBy), formatTime(o.At), finished, o.ID)
-	return affected(res, err, "event "+o.ID)
+	if err := affected(res, err, "event "+o.ID); err != nil {
+		return err
+	}
+	if o.Run != nil {
+		if err := insertAgentRun(ctx, tx, *o.Run); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // GetEvent returns one event.
@@ -402,7 +418,13 @@ type AgentRun struct {
 
 // InsertAgentRun records an agent call.
 func (db *DB) InsertAgentRun(ctx context.Context, r AgentRun) error {
-	_, err := db.write.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
+	return insertAgentRun(ctx, db.write, r)
+}
+
+func insertAgentRun(ctx context.Context, x interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, r AgentRun) error {
+	_, err := x.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
 		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
 		 correlation_id, duration_ms, started_at, finished_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

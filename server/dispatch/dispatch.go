@@ -373,9 +373,7 @@ func (d *Dispatcher) attempt(ctx context.Context, e store.Event, o *store.Outcom
 		run.UpstreamStatus = http.StatusOK
 	}
 	if ctx.Err() == nil {
-		if rerr := d.o.Store.InsertAgentRun(context.WithoutCancel(ctx), run); rerr != nil {
-			d.log.Warn("recording an agent run failed", "event_id", e.ID, "error", rerr)
-		}
+		o.Run = &run // written with the outcome, in one transaction
 	}
 	if err != nil {
 		d.forget(route.OrgID, route.TeamNodeID, err)
