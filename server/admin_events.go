@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -62,9 +64,6 @@ func viewEvent(e store.Event) eventView {
 	return v
 }
 
-var eventStatuses = map[string]bool{store.EventQueued: true, store.EventDispatching: true, store.EventDelivered: true,
-	store.EventIgnored: true, store.EventUnrouted: true, store.EventFailed: true, store.EventDead: true}
-
 func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	a := s.admin(w, r, auth.PermEventsRead)
 	if a == nil {
@@ -77,7 +76,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
 		err = queryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
 	}
-	if f.Status != "" && !eventStatuses[f.Status] {
+	if f.Status != "" && !slices.Contains(eventStatuses, f.Status) {
 		err = queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
 	}
 	if f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID) {
@@ -111,19 +110,23 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
 }
 
-// event loads the path's event for an admin, answering 404 itself.
-func (s *Server) event(w http.ResponseWriter, r *http.Request, a *auth.Admin) (store.Event, bool) {
-	id := httprouter.ParamsFromContext(r.Context()).ByName("id")
+// scopedEvent loads an event an admin may see. A malformed id, a missing
+// event and another org's event are all 404 event_not_found.
+func (s *Server) scopedEvent(ctx context.Context, a *auth.Admin, id string) (store.Event, error) {
 	notFound := apperr.New(apperr.NotFound, "event_not_found", "no webhook event %q", id)
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		s.writeError(w, r, notFound)
-		return store.Event{}, false
+		return store.Event{}, notFound
 	}
-	e, err := s.opts.Events.GetEvent(r.Context(), id)
+	e, err := s.opts.Events.GetEvent(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && a.Identity.OrgID != "" && a.Identity.OrgID != e.OrgID) {
-		s.writeError(w, r, notFound)
-		return store.Event{}, false
+		return store.Event{}, notFound
 	}
+	return e, err
+}
+
+// event loads the path's event for an admin, answering the error itself.
+func (s *Server) event(w http.ResponseWriter, r *http.Request, a *auth.Admin) (store.Event, bool) {
+	e, err := s.scopedEvent(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return store.Event{}, false

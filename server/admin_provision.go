@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -155,22 +156,26 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, map[string]any{"runs": views, "next_cursor": next})
 }
 
+// scopedRun loads a run an admin may see. A malformed id, a missing run
+// and another org's run are all 404 run_not_found.
+func (s *Server) scopedRun(ctx context.Context, a *auth.Admin, id string) (store.Run, error) {
+	notFound := apperr.New(apperr.NotFound, "run_not_found", "no provisioning run %q", id)
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return store.Run{}, notFound
+	}
+	run, err := s.opts.Runs.GetRun(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.CanActOn(run.OrgID) != nil) {
+		return store.Run{}, notFound
+	}
+	return run, err
+}
+
 func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) {
 	a := s.admin(w, r, auth.PermProvisionRead)
 	if a == nil {
 		return
 	}
-	id := httprouter.ParamsFromContext(r.Context()).ByName("id")
-	notFound := apperr.New(apperr.NotFound, "run_not_found", "no provisioning run %q", id)
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		s.writeError(w, r, notFound)
-		return
-	}
-	run, err := s.opts.Runs.GetRun(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && a.CanActOn(run.OrgID) != nil) {
-		s.writeError(w, r, notFound)
-		return
-	}
+	run, err := s.scopedRun(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -30,6 +30,13 @@ var webhookPaths = map[string]string{
 	webhook.Coralogix:  "/webhooks/coralogix",
 }
 
+// webhookSources lists the sources in their documented order.
+var webhookSources = []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix}
+
+// eventStatuses lists the event statuses in their lifecycle order.
+var eventStatuses = []string{store.EventQueued, store.EventDispatching, store.EventDelivered, store.EventIgnored,
+	store.EventUnrouted, store.EventFailed, store.EventDead}
+
 // EventStore is the store of webhook events (store.DB implements it).
 type EventStore interface {
 	InsertEvent(ctx context.Context, e store.Event) (store.InsertResult, error)

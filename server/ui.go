@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -303,7 +304,7 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 		PerSource                                                []store.SourceCount
 		Failures                                                 []failure
 		Sources                                                  []string
-	}{DB: "ready", Cluster: "ok", Peers: "ok", Sources: []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix}}
+	}{DB: "ready", Cluster: "ok", Peers: "ok", Sources: webhookSources}
 	if err := s.opts.Store.Ready(ctx); err != nil {
 		d.DB, d.DBDetail = "down", err.Error()
 	}
@@ -422,10 +423,9 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	if a == nil {
 		return
 	}
-	id := httprouter.ParamsFromContext(r.Context()).ByName("id")
-	run, err := s.opts.Runs.GetRun(r.Context(), id)
-	if err != nil || a.CanActOn(run.OrgID) != nil {
-		s.render(w, r, http.StatusNotFound, "notfound", page{Session: se, Nav: "runs", Data: "No such run."})
+	run, err := s.scopedRun(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err != nil {
+		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(err)})
 		return
 	}
 	p := runPage{Run: run}
@@ -443,7 +443,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 	if _, ok := webhookPaths[f.Source]; !ok {
 		f.Source = ""
 	}
-	if !eventStatuses[f.Status] {
+	if !slices.Contains(eventStatuses, f.Status) {
 		f.Status = ""
 	}
 	events, next, err := s.opts.Events.ListEvents(r.Context(), f)
@@ -456,15 +456,14 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		Next, Source, Status string
 		Sources, Statuses    []string
 	}{events, next, f.Source, f.Status,
-		[]string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix},
-		[]string{store.EventQueued, store.EventDispatching, store.EventDelivered, store.EventIgnored, store.EventUnrouted, store.EventFailed, store.EventDead}}})
+		webhookSources, eventStatuses}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
 func (s *Server) uiEventFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.Event, bool) {
-	e, err := s.opts.Events.GetEvent(r.Context(), httprouter.ParamsFromContext(r.Context()).ByName("id"))
-	if err != nil || (a.Identity.OrgID != "" && a.Identity.OrgID != e.OrgID) {
-		s.render(w, r, http.StatusNotFound, "notfound", page{Session: se, Nav: "events", Data: "No such event."})
+	e, err := s.scopedEvent(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err != nil {
+		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
 		return store.Event{}, false
 	}
 	return e, true
@@ -480,7 +479,7 @@ func (s *Server) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 		return
 	}
 	runs, _ := s.opts.Events.EventAgentRuns(r.Context(), e.ID)
-	redrivable := (e.Status == store.EventUnrouted || e.Status == store.EventFailed || e.Status == store.EventDead) && e.BodyPurgedAt == nil
+	redrivable := e.Redrivable() && e.BodyPurgedAt == nil
 	s.render(w, r, http.StatusOK, "event", page{Session: se, Nav: "events", Data: struct {
 		Event      store.Event
 		Runs       []store.AgentRun

@@ -347,6 +347,12 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 		key: func(e Event) (time.Time, string) { return e.ReceivedAt, e.ID }}.run(ctx, db.read, w)
 }
 
+// Redrivable reports whether the event's status allows queueing it again:
+// it ended unrouted, failed or dead. (Redrive also needs its body.)
+func (e Event) Redrivable() bool {
+	return e.Status == EventUnrouted || e.Status == EventFailed || e.Status == EventDead
+}
+
 // Redrive puts an unrouted, failed or dead event back in the queue with a
 // fresh attempt budget.
 func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, error) {
@@ -361,7 +367,7 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
 	case err != nil:
 		return Event{}, err
-	case e.Status != EventUnrouted && e.Status != EventFailed && e.Status != EventDead:
+	case !e.Redrivable():
 		return Event{}, fmt.Errorf("%w: event %s is %s; only unrouted, failed and dead events can be redriven", ErrConflict, id, e.Status)
 	case e.BodyPurgedAt != nil:
 		return Event{}, fmt.Errorf("%w: event %s", ErrBodyPurged, id)
