@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"time"
 	"unicode/utf8"
 
@@ -42,15 +41,13 @@ type agentRunRequest struct {
 	MaxTurns   *int           `json:"max_turns,omitempty"` // 1–1000, default 50
 }
 
-var agentNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 func (req *agentRunRequest) validate() error {
 	switch {
 	case !provision.ValidID(req.OrgID):
 		return apperr.New(apperr.Invalid, "invalid_org_id", "org_id must be 1-128 characters of [A-Za-z0-9._-]")
 	case !provision.ValidID(req.TeamNodeID):
 		return apperr.New(apperr.Invalid, "invalid_team_node_id", "team_node_id must be 1-128 characters of [A-Za-z0-9._-]")
-	case !agentNamePattern.MatchString(req.AgentName):
+	case !peers.ValidAgentName(req.AgentName):
 		return apperr.New(apperr.Invalid, "invalid_agent_name", "agent_name must be 1-64 characters of [A-Za-z0-9_.-]")
 	case req.Message == "" || utf8.RuneCountInString(req.Message) > 20000:
 		return apperr.New(apperr.Invalid, "invalid_message", "message must be 1-20000 characters")

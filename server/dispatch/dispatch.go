@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -433,13 +432,11 @@ func (d *Dispatcher) forget(org, team string, err error) {
 	}
 }
 
-var agentNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // agentTarget reads the team's entrance agent and dedicated URL.
 func (d *Dispatcher) agentTarget(cfg map[string]any, route peers.Route) (string, string) {
 	name := "planner"
 	if s, _ := cfg["entrance_agent"].(string); s != "" {
-		if agentNamePattern.MatchString(s) {
+		if peers.ValidAgentName(s) {
 			name = s
 		} else {
 			d.log.Warn("team's entrance_agent is not a valid agent name; using planner", "org_id", route.OrgID, "team_node_id", route.TeamNodeID)
