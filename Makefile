@@ -69,7 +69,7 @@ FUZZTIME ?= 5s
 FUZZ_TARGETS := FuzzSlack FuzzGitHub FuzzPagerDuty FuzzIncidentIO FuzzCoralogix FuzzDescribe
 fuzz:
 	@for f in $(FUZZ_TARGETS); do \
-		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./server/webhook/ >/tmp/fuzz-$$f.log 2>&1 \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./server/webhook/ >/tmp/fuzz-$$f.log 2>&1 \
 			|| { cat /tmp/fuzz-$$f.log; exit 1; }; \
 		echo "fuzz $$f: $(FUZZTIME) ok"; \
 	done
