@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -88,6 +89,12 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 				"remote", r.RemoteAddr,
 			)
 		}()
+		// A query string that does not parse is refused on every route,
+		// never silently dropped (SPEC §3).
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			s.writeError(rec, r, queryError("query", "does not parse: %v", err))
+			return
+		}
 		h.ServeHTTP(rec, r)
 	})
 }

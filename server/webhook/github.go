@@ -19,26 +19,32 @@ func (v *GitHubVerifier) Verify(body []byte, h http.Header, _ time.Time) (Event,
 	if len(v.Secrets) == 0 {
 		return Event{}, ErrNoSecret
 	}
+	event, delivery := h.Get("X-GitHub-Event"), h.Get("X-GitHub-Delivery")
+	switch {
+	case event == "":
+		return Event{}, missingHeader("X-GitHub-Event")
+	case delivery == "":
+		return Event{}, missingHeader("X-GitHub-Delivery")
+	}
 	sig, ok := strings.CutPrefix(h.Get("X-Hub-Signature-256"), "sha256=")
 	if !ok || !anyHexMatch(v.Secrets, []string{sig}, body) {
 		return Event{}, fmt.Errorf("%w: X-Hub-Signature-256 does not match", ErrSignature)
 	}
-	delivery := h.Get("X-GitHub-Delivery")
-	if delivery == "" || len(delivery) > 255 {
-		return Event{}, fmt.Errorf("%w: missing X-GitHub-Delivery", ErrPayload)
+	if len(delivery) > 255 {
+		return Event{}, fmt.Errorf("%w: X-GitHub-Delivery longer than 255 characters", ErrPayload)
 	}
 	m, err := parseJSON(body)
 	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Source: GitHub, DeliveryID: delivery, EventType: clip(h.Get("X-GitHub-Event"), 64), Identifiers: map[string]string{}}
+	ev := Event{Source: GitHub, DeliveryID: delivery, EventType: clip(event, 64), Identifiers: map[string]string{}}
 	if action := str(m, "action"); action != "" {
 		ev.EventType = clip(ev.EventType+"."+action, 128)
 	}
 	if repo := str(obj(m, "repository"), "full_name"); repo != "" {
 		ev.Identifiers["github_repo"] = clip(repo, 256)
 	}
-	if h.Get("X-GitHub-Event") == "ping" {
+	if event == "ping" {
 		ev.Ignore = "GitHub ping"
 	}
 	return ev, nil

@@ -24,8 +24,13 @@ func (v *IncidentIOVerifier) Verify(body []byte, h http.Header, now time.Time) (
 		return Event{}, ErrNoSecret
 	}
 	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
-	if id == "" || len(id) > 255 {
-		return Event{}, fmt.Errorf("%w: missing webhook-id", ErrSignature)
+	switch {
+	case id == "":
+		return Event{}, missingHeader("webhook-id")
+	case ts == "":
+		return Event{}, missingHeader("webhook-timestamp")
+	case len(id) > 255:
+		return Event{}, fmt.Errorf("%w: webhook-id longer than 255 characters", ErrSignature)
 	}
 	if err := checkTimestamp(ts, now); err != nil {
 		return Event{}, err

@@ -21,6 +21,9 @@ func (v *SlackVerifier) Verify(body []byte, h http.Header, now time.Time) (Event
 		return Event{}, ErrNoSecret
 	}
 	ts := h.Get("X-Slack-Request-Timestamp")
+	if ts == "" {
+		return Event{}, missingHeader("X-Slack-Request-Timestamp")
+	}
 	if err := checkTimestamp(ts, now); err != nil {
 		return Event{}, err
 	}

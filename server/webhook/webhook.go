@@ -39,6 +39,9 @@ var (
 	ErrSignature = errors.New("signature verification failed")
 	// ErrPayload: the request is authentic but not a payload we can read.
 	ErrPayload = errors.New("unreadable payload")
+	// ErrMissingHeader: a header the vendor sends with every delivery is
+	// absent, so the request is not that vendor's delivery at all.
+	ErrMissingHeader = errors.New("missing vendor header")
 )
 
 // Event is what a verified webhook tells the orchestrator.
@@ -95,6 +98,13 @@ func anyHexMatch(secrets []string, sigs []string, msg ...[]byte) bool {
 		}
 	}
 	return ok
+}
+
+// missingHeader is the error for a header the vendor sends with every
+// delivery: without it the request is not that vendor's delivery at all, a
+// 400 rather than a signature failure (SPEC §3).
+func missingHeader(name string) error {
+	return fmt.Errorf("%w: %s", ErrMissingHeader, name)
 }
 
 // checkTimestamp parses unix seconds and checks them against now.
