@@ -39,68 +39,90 @@ func (m *Memory) ServiceURL(name string) string {
 	return fmt.Sprintf("http://%s.%s.svc.cluster.local:%d", name, m.ns, AgentPort)
 }
 
-func put[T any](m *Memory, store map[string]*T, name string, obj *T) bool {
+func put[T any, P object[T]](m *Memory, store map[string]*T, kind string, obj P) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, existed := store[name]
-	store[name] = obj
-	return !existed
+	name := obj.GetName()
+	have, existed := store[name]
+	if t := teamOf(obj); existed && (t.OrgID == "" || !Owns(P(have), t)) {
+		return false, &ConflictError{kind, name}
+	}
+	store[name] = (*T)(obj)
+	return !existed, nil
 }
 
-// ApplyCronJob stores the CronJob; it reports whether it was new.
+// ApplyCronJob stores the CronJob unless the name is another team's; it
+// reports whether it was new.
 func (m *Memory) ApplyCronJob(_ context.Context, cj *batchv1.CronJob) (bool, error) {
-	return put(m, m.cjs, cj.Name, cj.DeepCopy()), nil
+	return put(m, m.cjs, KindCronJob, cj.DeepCopy())
 }
 
-// ApplyDeployment stores the Deployment; it reports whether it was new.
+// ApplyDeployment stores the Deployment unless the name is another team's;
+// it reports whether it was new.
 func (m *Memory) ApplyDeployment(_ context.Context, d *appsv1.Deployment) (bool, error) {
-	return put(m, m.deps, d.Name, d.DeepCopy()), nil
+	return put(m, m.deps, KindDeployment, d.DeepCopy())
 }
 
-// ApplyService stores the Service; it reports whether it was new.
+// ApplyService stores the Service unless the name is another team's; it
+// reports whether it was new.
 func (m *Memory) ApplyService(_ context.Context, s *corev1.Service) (bool, error) {
-	return put(m, m.svcs, s.Name, s.DeepCopy()), nil
+	return put(m, m.svcs, KindService, s.DeepCopy())
 }
 
-// GetCronJob returns a stored CronJob or nil.
-func (m *Memory) GetCronJob(_ context.Context, name string) (*batchv1.CronJob, error) {
+// GetCronJob returns team t's stored CronJob or nil, as Client does.
+func (m *Memory) GetCronJob(_ context.Context, t Team, name string) (*batchv1.CronJob, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if cj := m.cjs[name]; cj != nil {
-		return cj.DeepCopy(), nil
+	cj := m.cjs[name]
+	if cj == nil {
+		return nil, nil
 	}
-	return nil, nil
-}
-
-// GetDeployment returns a stored Deployment or nil.
-func (m *Memory) GetDeployment(_ context.Context, name string) (*appsv1.Deployment, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if d := m.deps[name]; d != nil {
-		return d.DeepCopy(), nil
+	if !Owns(cj, t) {
+		return nil, &ConflictError{KindCronJob, name}
 	}
-	return nil, nil
+	return cj.DeepCopy(), nil
 }
 
-// Delete removes an object; it reports whether it existed.
-func (m *Memory) Delete(_ context.Context, o Object) (bool, error) {
+// GetDeployment returns team t's stored Deployment or nil, as Client does.
+func (m *Memory) GetDeployment(_ context.Context, t Team, name string) (*appsv1.Deployment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var existed bool
+	d := m.deps[name]
+	if d == nil {
+		return nil, nil
+	}
+	if !Owns(d, t) {
+		return nil, &ConflictError{KindDeployment, name}
+	}
+	return d.DeepCopy(), nil
+}
+
+// Delete removes team t's object, as Client does; it reports whether it
+// existed.
+func (m *Memory) Delete(_ context.Context, t Team, o Object) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	switch o.Kind {
 	case KindCronJob:
-		_, existed = m.cjs[o.Name]
-		delete(m.cjs, o.Name)
+		return forget(m.cjs, t, o)
 	case KindDeployment:
-		_, existed = m.deps[o.Name]
-		delete(m.deps, o.Name)
+		return forget(m.deps, t, o)
 	case KindService:
-		_, existed = m.svcs[o.Name]
-		delete(m.svcs, o.Name)
-	default:
-		return false, fmt.Errorf("kube: unknown kind %q", o.Kind)
+		return forget(m.svcs, t, o)
 	}
-	return existed, nil
+	return false, fmt.Errorf("kube: unknown kind %q", o.Kind)
+}
+
+func forget[T any, P object[T]](store map[string]*T, t Team, o Object) (bool, error) {
+	have, existed := store[o.Name]
+	if !existed {
+		return false, nil
+	}
+	if !Owns(P(have), t) {
+		return false, &ConflictError{o.Kind, o.Name}
+	}
+	delete(store, o.Name)
+	return true, nil
 }
 
 // TeamObjects lists the team's objects, as Client does, by label and ids.

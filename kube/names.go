@@ -31,21 +31,43 @@ func TeamHash(org, team string) string {
 	return hex.EncodeToString(sum[:10])
 }
 
+// hashSuffixLen is the length of the hash that ends a hashed name: 16 hex
+// characters (64 bits), so no one can search out another team's suffix.
+const hashSuffixLen = 16
+
 // TeamObjectName is prefix-{org}-{team} made DNS-1123 safe (lowercase
 // letters, digits, '-', starting with a letter) in at most max characters.
-// The plain form is used only when it maps back to exactly one (org, team):
-// nothing was lowercased, replaced or truncated, and the org has no '-' (else
-// "a-b"+"c" and "a"+"b-c" would meet). Otherwise the name ends in a hash of
-// both ids, so two teams never share a name.
+// Two teams never share a name, whatever their ids:
+//   - the plain form is used only when it maps back to exactly one (org,
+//     team): nothing was lowercased, replaced or truncated, and the org has
+//     no '-' (else "a-b"+"c" and "a"+"b-c" would meet);
+//   - every other name ends in '-' and 16 hex characters of a hash of both
+//     ids, and a plain name that happens to end that way is hashed too, so a
+//     plain name can never equal a hashed one (team "corp-sre-<hash>" of org
+//     "big" against org "big-corp", team "sre").
 func TeamObjectName(prefix, org, team string, max int) string {
 	cleanOrg, cleanTeam := sanitize(org), sanitize(team)
 	plain := prefix + "-" + cleanOrg + "-" + cleanTeam
-	if cleanOrg == org && cleanTeam == team && !strings.Contains(org, "-") && len(plain) <= max {
+	if cleanOrg == org && cleanTeam == team && !strings.Contains(org, "-") && len(plain) <= max && !endsInHash(plain) {
 		return plain
 	}
-	suffix := TeamHash(org, team)[:8]
+	suffix := TeamHash(org, team)[:hashSuffixLen]
 	head := strings.TrimRight(plain[:min(len(plain), max-len(suffix)-1)], "-")
 	return head + "-" + suffix
+}
+
+// endsInHash reports whether name ends the way a hashed name does.
+func endsInHash(name string) bool {
+	i := len(name) - hashSuffixLen - 1
+	if i < 0 || name[i] != '-' {
+		return false
+	}
+	for _, c := range name[i+1:] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // CronJobName is the name of a team's pipeline CronJob.

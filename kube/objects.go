@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"sort"
@@ -165,58 +166,144 @@ func (c *Client) ServiceURL(name string) string {
 
 func ptr[T any](v T) *T { return &v }
 
-// typedAPI is the part of a client-go typed client that apply needs.
+// typedAPI is the part of a client-go typed client that apply and remove
+// need.
 type typedAPI[T any] interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*T, error)
 	Create(ctx context.Context, obj *T, opts metav1.CreateOptions) (*T, error)
 	Update(ctx context.Context, obj *T, opts metav1.UpdateOptions) (*T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 }
 
-// apply creates want, or copies what the orchestrator owns of it onto the
-// existing object (keeping what the API server assigned) and updates it. It
-// reports whether it created the object.
-func apply[T any](ctx context.Context, api typedAPI[T], name string, want *T, onto func(have, want *T)) (bool, error) {
+// object is a pointer to a typed Kubernetes object.
+type object[T any] interface {
+	*T
+	metav1.Object
+}
+
+// ErrNameConflict means an object of the name exists and is not the team's:
+// the orchestrator neither updates nor deletes it.
+var ErrNameConflict = errors.New("the name is taken by an object of another owner")
+
+// ConflictError names the object whose name is taken. It never says whose it
+// is: that may be another org's.
+type ConflictError struct{ Kind, Name string }
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s %s already exists and does not belong to this team", e.Kind, e.Name)
+}
+
+// Unwrap makes errors.Is(err, ErrNameConflict) hold.
+func (e *ConflictError) Unwrap() error { return ErrNameConflict }
+
+// Owns reports whether obj is the orchestrator's object of team t: the
+// managed-by label and the exact ids in the annotations (the team-hash
+// label alone could be copied onto anything).
+func Owns(obj metav1.Object, t Team) bool {
+	return obj.GetLabels()[LabelManagedBy] == ManagedBy && owns(obj.GetAnnotations(), t.OrgID, t.TeamNodeID)
+}
+
+// teamOf reads the team an object the orchestrator built belongs to.
+func teamOf(obj metav1.Object) Team {
+	a := obj.GetAnnotations()
+	return Team{OrgID: a[AnnotationOrg], TeamNodeID: a[AnnotationTeam]}
+}
+
+// apply creates want, or — only if the existing object is the same team's —
+// copies what the orchestrator owns of it onto that object (keeping what the
+// API server assigned) and updates it. An object of the name that is not the
+// team's is left alone: *ConflictError. It reports whether it created the
+// object.
+func apply[T any, P object[T]](ctx context.Context, api typedAPI[T], kind string, want P, onto func(have, want *T)) (bool, error) {
+	name := want.GetName()
 	have, err := api.Get(ctx, name, getOpts)
 	if apierrors.IsNotFound(err) {
 		_, err = api.Create(ctx, want, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) { // someone else was faster
+			return false, &ConflictError{kind, name}
+		}
 		return err == nil, wrap(err)
 	}
 	if err != nil {
 		return false, wrap(err)
 	}
+	if t := teamOf(want); t.OrgID == "" || !Owns(P(have), t) {
+		return false, &ConflictError{kind, name}
+	}
 	onto(have, want)
+	// The update carries have's resourceVersion: if the object changed since
+	// the check, the API server refuses it instead of overwriting.
 	_, err = api.Update(ctx, have, metav1.UpdateOptions{})
 	return false, wrap(err)
 }
 
+// remove deletes the named object with foreground propagation, only if it
+// is team t's, and only the very object checked (UID precondition). It
+// reports whether the object existed.
+func remove[T any, P object[T]](ctx context.Context, api typedAPI[T], t Team, kind, name string) (bool, error) {
+	have, err := api.Get(ctx, name, getOpts)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap(err)
+	}
+	if !Owns(P(have), t) {
+		return false, &ConflictError{kind, name}
+	}
+	uid := P(have).GetUID()
+	policy := metav1.DeletePropagationForeground
+	err = api.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case apierrors.IsConflict(err): // replaced since the check
+		return false, &ConflictError{kind, name}
+	}
+	return err == nil, wrap(err)
+}
+
 // ApplyCronJob creates the CronJob or updates its spec, labels and
-// annotations. It reports whether it created it.
+// annotations if it is the same team's. It reports whether it created it.
 func (c *Client) ApplyCronJob(ctx context.Context, want *batchv1.CronJob) (created bool, err error) {
-	return apply(ctx, c.cs.BatchV1().CronJobs(c.ns), want.Name, want, func(have, want *batchv1.CronJob) {
+	return apply(ctx, c.cs.BatchV1().CronJobs(c.ns), KindCronJob, want, func(have, want *batchv1.CronJob) {
 		have.Labels, have.Annotations, have.Spec = want.Labels, want.Annotations, want.Spec
 	})
 }
 
-// GetCronJob returns a CronJob, or (nil, nil) if it does not exist.
-func (c *Client) GetCronJob(ctx context.Context, name string) (*batchv1.CronJob, error) {
-	cj, err := c.cs.BatchV1().CronJobs(c.ns).Get(ctx, name, getOpts)
+// get reads team t's object: (nil, nil) if there is none, *ConflictError
+// if an object of the name is not the team's (nothing of it is returned).
+func get[T any, P object[T]](ctx context.Context, api typedAPI[T], t Team, kind, name string) (P, error) {
+	have, err := api.Get(ctx, name, getOpts)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
-	return cj, wrap(err)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if !Owns(P(have), t) {
+		return nil, &ConflictError{kind, name}
+	}
+	return have, nil
 }
 
-// ApplyDeployment creates the Deployment or updates it.
+// GetCronJob returns team t's CronJob, or (nil, nil) if it does not exist.
+func (c *Client) GetCronJob(ctx context.Context, t Team, name string) (*batchv1.CronJob, error) {
+	return get(ctx, c.cs.BatchV1().CronJobs(c.ns), t, KindCronJob, name)
+}
+
+// ApplyDeployment creates the Deployment or updates it if it is the same
+// team's.
 func (c *Client) ApplyDeployment(ctx context.Context, want *appsv1.Deployment) (created bool, err error) {
-	return apply(ctx, c.cs.AppsV1().Deployments(c.ns), want.Name, want, func(have, want *appsv1.Deployment) {
+	return apply(ctx, c.cs.AppsV1().Deployments(c.ns), KindDeployment, want, func(have, want *appsv1.Deployment) {
 		have.Labels, have.Annotations, have.Spec = want.Labels, want.Annotations, want.Spec
 	})
 }
 
-// ApplyService creates the Service or updates it, keeping the fields the
-// API server assigns (cluster IP).
+// ApplyService creates the Service or updates it if it is the same team's,
+// keeping the fields the API server assigns (cluster IP).
 func (c *Client) ApplyService(ctx context.Context, want *corev1.Service) (created bool, err error) {
-	return apply(ctx, c.cs.CoreV1().Services(c.ns), want.Name, want, func(have, want *corev1.Service) {
+	return apply(ctx, c.cs.CoreV1().Services(c.ns), KindService, want, func(have, want *corev1.Service) {
 		have.Labels, have.Annotations = want.Labels, want.Annotations
 		have.Spec.Selector, have.Spec.Ports = want.Spec.Selector, want.Spec.Ports
 	})
@@ -235,25 +322,20 @@ type Object struct {
 	Name string `json:"name"`
 }
 
-// Delete removes an object with foreground propagation (its Jobs or Pods go
-// first). It reports whether the object existed.
-func (c *Client) Delete(ctx context.Context, o Object) (existed bool, err error) {
-	policy := metav1.DeletePropagationForeground
-	opts := metav1.DeleteOptions{PropagationPolicy: &policy}
+// Delete removes team t's object with foreground propagation (its Jobs or
+// Pods go first), never by name alone: an object of the name that is not the
+// team's is left alone (*ConflictError). It reports whether the object
+// existed.
+func (c *Client) Delete(ctx context.Context, t Team, o Object) (existed bool, err error) {
 	switch o.Kind {
 	case KindCronJob:
-		err = c.cs.BatchV1().CronJobs(c.ns).Delete(ctx, o.Name, opts)
+		return remove(ctx, c.cs.BatchV1().CronJobs(c.ns), t, o.Kind, o.Name)
 	case KindDeployment:
-		err = c.cs.AppsV1().Deployments(c.ns).Delete(ctx, o.Name, opts)
+		return remove(ctx, c.cs.AppsV1().Deployments(c.ns), t, o.Kind, o.Name)
 	case KindService:
-		err = c.cs.CoreV1().Services(c.ns).Delete(ctx, o.Name, opts)
-	default:
-		return false, fmt.Errorf("kube: unknown kind %q", o.Kind)
+		return remove(ctx, c.cs.CoreV1().Services(c.ns), t, o.Kind, o.Name)
 	}
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, wrap(err)
+	return false, fmt.Errorf("kube: unknown kind %q", o.Kind)
 }
 
 // TeamObjects lists the team's CronJobs, Deployments and Services by label
@@ -303,13 +385,10 @@ func owns(ann map[string]string, org, team string) bool {
 	return ann[AnnotationOrg] == org && ann[AnnotationTeam] == team
 }
 
-// GetDeployment returns a Deployment, or (nil, nil) if it does not exist.
-func (c *Client) GetDeployment(ctx context.Context, name string) (*appsv1.Deployment, error) {
-	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, name, getOpts)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	return d, wrap(err)
+// GetDeployment returns team t's Deployment, or (nil, nil) if it does not
+// exist.
+func (c *Client) GetDeployment(ctx context.Context, t Team, name string) (*appsv1.Deployment, error) {
+	return get(ctx, c.cs.AppsV1().Deployments(c.ns), t, KindDeployment, name)
 }
 
 // DependencyDiscoveryCommand is the dependency discovery command.

@@ -77,7 +77,7 @@ func TestProvision_FullRunCreatesEverythingInTheRealCluster(t *testing.T) {
 	}
 
 	// The real API server holds a valid CronJob, Deployment and Service.
-	cj, err := e.kube.GetCronJob(ctx, "ai-pipeline-acme-platform-sre")
+	cj, err := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "platform-sre"}, "ai-pipeline-acme-platform-sre")
 	if err != nil || cj == nil {
 		t.Fatalf("cronjob: %v", err)
 	}
@@ -166,7 +166,7 @@ func TestProvision_LongIDsGiveValidUniqueNames(t *testing.T) {
 			t.Fatalf("cronjob name %q (%d chars) invalid or reused", name, len(name))
 		}
 		names[name] = true
-		if cj, err := e.kube.GetCronJob(context.Background(), name); err != nil || cj == nil {
+		if cj, err := e.kube.GetCronJob(context.Background(), kube.Team{OrgID: req["org_id"].(string), TeamNodeID: req["team_node_id"].(string)}, name); err != nil || cj == nil {
 			t.Fatalf("cronjob %s not in the cluster: %v", name, err)
 		}
 	}

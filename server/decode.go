@@ -143,8 +143,7 @@ func queryError(name, format string, args ...any) error {
 }
 
 // listQuery checks what every list endpoint shares: the limit (1–200,
-// default 50) and the org scope of an org-bound admin, who lists its own org
-// by default and may not name another.
+// default 50) and the org scope (orgScope).
 func listQuery(r *http.Request, a *auth.Admin, org *string) (int, error) {
 	limit := 50
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -157,15 +156,26 @@ func listQuery(r *http.Request, a *auth.Admin, org *string) (int, error) {
 	if *org != "" && !provision.ValidID(*org) {
 		return 0, queryError("org_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
-	if a.Identity.OrgID != "" {
-		if *org == "" {
-			*org = a.Identity.OrgID
-		}
-		if err := a.CanActOn(*org); err != nil {
-			return 0, err
-		}
+	scoped, err := orgScope(a, *org)
+	*org = scoped
+	return limit, err
+}
+
+// orgScope is the one place that decides which org an admin reads: an
+// org-bound admin reads its own org by default and may not name another; an
+// unbound admin reads what it asked for ("" = every org). The API's lists
+// and every page of the admin page ask here.
+func orgScope(a *auth.Admin, asked string) (string, error) {
+	if a.Identity.OrgID == "" {
+		return asked, nil
 	}
-	return limit, nil
+	if asked == "" {
+		return a.Identity.OrgID, nil
+	}
+	if err := a.CanActOn(asked); err != nil {
+		return "", err
+	}
+	return asked, nil
 }
 
 // cursorError turns the store's refusal of a cursor into a 400.

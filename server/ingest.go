@@ -84,8 +84,22 @@ func newLimiters(perSecond float64, burst int) map[string]*rate.Limiter {
 	return out
 }
 
-// redactedHeaders are never stored: they carry credentials.
-var redactedHeaders = map[string]bool{"authorization": true, "x-webhook-token": true, "cookie": true, "x-internal-token": true, "x-admin-token": true}
+// credentialWords mark a header that may carry a credential: any header
+// whose name holds one of them is stored as "[redacted]". A rule, not a list
+// of names, so Proxy-Authorization, X-Api-Key, X-Auth-Token or a vendor's
+// next header are covered too.
+var credentialWords = []string{"authorization", "token", "secret", "key", "password", "passwd", "cookie", "session", "credential"}
+
+// credentialHeader reports whether the (lowercased) header name says it may
+// carry a credential.
+func credentialHeader(name string) bool {
+	for _, w := range credentialWords {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // storedHeaders keeps the request's headers for the audit trail, with
 // credentials redacted and the size bounded.
@@ -95,7 +109,7 @@ func storedHeaders(h http.Header) map[string]string {
 	for k, v := range h {
 		lk := strings.ToLower(k)
 		val := strings.Join(v, ", ")
-		if redactedHeaders[lk] {
+		if credentialHeader(lk) {
 			val = "[redacted]"
 		}
 		if size += len(lk) + len(val); size > 16<<10 {

@@ -472,6 +472,42 @@ func TestDispatch_ShutdownReturnsInFlightEventsToTheQueue(t *testing.T) {
 	e.waitStatus(id, store.EventDelivered)
 }
 
+// Any header whose name says authorization, token, secret, key, password,
+// cookie or session is stored as "[redacted]" — by rule, not by a short list
+// of names (the review found Proxy-Authorization and X-Api-Key stored in
+// the clear); the others are kept for the audit trail.
+func TestWebhook_CredentialHeadersAreRedactedByRule(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
+	body, h := signed(webhook.GitHub, "redact", githubSecret, time.Now())
+	creds := map[string]string{
+		"Proxy-Authorization": "Basic cHJveHk6c2VjcmV0LXZhbHVlLTE=", "X-Api-Key": "secret-value-2",
+		"X-Auth-Token": "secret-value-3", "X-Client-Secret": "secret-value-4", "X-Db-Password": "secret-value-5",
+		"Set-Cookie": "sid=secret-value-6", "X-Session-Id": "secret-value-7", "Api_Key": "secret-value-8",
+		"X-Amz-Security-Token": "secret-value-9", "Cookie": "a=secret-value-10",
+	}
+	for k, v := range creds {
+		h.Set(k, v)
+	}
+	h.Set("X-Trace-Id", "trace-kept")
+	r := e.send(webhook.GitHub, body, h)
+	if r.code != 200 {
+		t.Fatalf("ack = %d %s", r.code, r.raw)
+	}
+	d := e.do("GET", "/api/v1/admin/events/"+r.body["event_id"].(string), adminToken, nil)
+	headers, _ := d.body["headers"].(map[string]any)
+	for k := range creds {
+		if got := headers[strings.ToLower(k)]; got != "[redacted]" {
+			t.Errorf("%s stored as %v", k, got)
+		}
+	}
+	if strings.Contains(d.raw, "secret-value") {
+		t.Fatalf("a credential is in the event: %s", d.raw)
+	}
+	if headers["x-trace-id"] != "trace-kept" || headers["x-github-event"] != "issues" {
+		t.Fatalf("plain headers not kept: %v", headers)
+	}
+}
+
 // A store that cannot write answers 503, never 200.
 func TestWebhook_StoreFailureIs503(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})

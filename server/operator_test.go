@@ -40,11 +40,11 @@ func TestSchedules_SuspendResumeAndRescheduleTheRealCronJob(t *testing.T) {
 		t.Fatalf("list = %d %s", list.code, list.raw)
 	}
 	r := e.do("PATCH", "/api/v1/admin/schedules/"+id, adminToken, map[string]any{"enabled": false})
-	if cj, _ := e.kube.GetCronJob(ctx, name); r.code != 200 || cj.Spec.Suspend == nil || !*cj.Spec.Suspend || r.body["enabled"] != false {
+	if cj, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "sched"}, name); r.code != 200 || cj.Spec.Suspend == nil || !*cj.Spec.Suspend || r.body["enabled"] != false {
 		t.Fatalf("suspend = %d %s", r.code, r.raw)
 	}
 	r = e.do("PATCH", "/api/v1/admin/schedules/"+id, adminToken, map[string]any{"enabled": true, "cron_expression": "*/15 * * * *"})
-	cj, _ := e.kube.GetCronJob(ctx, name)
+	cj, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "sched"}, name)
 	if r.code != 200 || *cj.Spec.Suspend || cj.Spec.Schedule != "*/15 * * * *" {
 		t.Fatalf("resume+reschedule = %d %s (cronjob %v %s)", r.code, r.raw, *cj.Spec.Suspend, cj.Spec.Schedule)
 	}
@@ -68,7 +68,7 @@ func TestSchedules_SuspendResumeAndRescheduleTheRealCronJob(t *testing.T) {
 	if r := e.do("PATCH", "/api/v1/admin/schedules/not-an-id", adminToken, map[string]any{"enabled": true}); r.code != 404 {
 		t.Errorf("unknown id = %d", r.code)
 	}
-	if cj, _ := e.kube.GetCronJob(ctx, name); cj.Spec.Schedule != "*/15 * * * *" {
+	if cj, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "sched"}, name); cj.Spec.Schedule != "*/15 * * * *" {
 		t.Fatal("a refused patch changed the CronJob")
 	}
 }
@@ -101,14 +101,14 @@ func TestReconcile_RepairsDeletedAndEditedCronJobs(t *testing.T) {
 	if err := cs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := e.kube.GetCronJob(ctx, name); got != nil {
+	if got, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "drift"}, name); got != nil {
 		t.Fatal("CronJob still there")
 	}
 	rep, err = e.sched.Reconcile(ctx)
 	if err != nil || len(rep.Repaired) != 1 || !strings.Contains(rep.Repaired[0], "missing") {
 		t.Fatalf("reconcile after delete = %+v %v", rep, err)
 	}
-	if got, _ := e.kube.GetCronJob(ctx, name); got == nil || got.Spec.Schedule != "0 2 * * *" {
+	if got, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "drift"}, name); got == nil || got.Spec.Schedule != "0 2 * * *" {
 		t.Fatal("deleted CronJob not recreated")
 	}
 	// In line: nothing to do; the drift metric counted the three repairs.
@@ -154,8 +154,8 @@ func TestSyncCronJobs_FollowsTheTeamConfigBothWays(t *testing.T) {
 	if r.code != 200 || strings.Count(r.raw, `"action":"created"`) != 2 {
 		t.Fatalf("sync = %d %s", r.code, r.raw)
 	}
-	ing, _ := e.kube.GetCronJob(ctx, kube.CronJobName("acme", "sync"))
-	dep, _ := e.kube.GetCronJob(ctx, kube.DependencyDiscoveryCronJobName("acme", "sync"))
+	ing, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "sync"}, kube.CronJobName("acme", "sync"))
+	dep, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "sync"}, kube.DependencyDiscoveryCronJobName("acme", "sync"))
 	if ing == nil || ing.Spec.Schedule != "0 3 * * *" || dep == nil || dep.Spec.Schedule != "30 4 * * 0" ||
 		!strings.Contains(strings.Join(dep.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Command, " "), "discover-dependencies") {
 		t.Fatalf("cronjobs after sync: %v %v", ing, dep)
@@ -169,7 +169,7 @@ func TestSyncCronJobs_FollowsTheTeamConfigBothWays(t *testing.T) {
 	if r.code != 200 || !strings.Contains(r.raw, `"action":"updated"`) || !strings.Contains(r.raw, `"action":"deleted"`) {
 		t.Fatalf("second sync = %d %s", r.code, r.raw)
 	}
-	if ing, _ := e.kube.GetCronJob(ctx, kube.CronJobName("acme", "sync")); ing.Spec.Schedule != "0 6 * * *" {
+	if ing, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "sync"}, kube.CronJobName("acme", "sync")); ing.Spec.Schedule != "0 6 * * *" {
 		t.Fatalf("ingestion schedule = %s", ing.Spec.Schedule)
 	}
 	if objs, _ := e.kube.TeamObjects(ctx, "acme", "sync"); len(objs) != 1 {

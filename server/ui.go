@@ -293,18 +293,29 @@ type failure struct {
 	What, Link, Status, Error string
 }
 
+// uiOverview shows each admin what the API would show it: health to every
+// admin; queue depth, event counts and failed events only with
+// admin:events:read, failed runs only with admin:provision:read — each of its
+// org alone when the admin is bound to one (orgScope). Unrouted events belong
+// to no org, so an org-bound admin never sees them.
 func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
-	if s.uiAdmin(w, r, se, auth.PermEventsRead, "overview") == nil {
+	a := s.uiAdmin(w, r, se, "", "overview")
+	if a == nil {
 		return
 	}
+	org, _ := orgScope(a, "")
 	ctx := r.Context()
 	d := struct {
 		DB, DBDetail, Cluster, ClusterDetail, Peers, PeersDetail string
+		Org                                                      string
+		Events, Runs, Samples                                    bool
 		QueueDepth                                               int
 		PerSource                                                []store.SourceCount
 		Failures                                                 []failure
 		Sources                                                  []string
-	}{DB: "ready", Cluster: "ok", Peers: "ok", Sources: webhookSources}
+	}{DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhookSources,
+		Events: s.opts.Auth.Permits(a, auth.PermEventsRead), Runs: s.opts.Auth.Permits(a, auth.PermProvisionRead),
+		Samples: s.mayPostSamples(a)}
 	if err := s.opts.Store.Ready(ctx); err != nil {
 		d.DB, d.DBDetail = "down", err.Error()
 	}
@@ -319,22 +330,26 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 	if _, err := s.opts.Auth.Check(ctx, se.token, ""); err != nil {
 		d.Peers, d.PeersDetail = "down", apperr.Message(err)
 	}
-	if db, ok := s.opts.Store.(interface {
-		QueueDepth(context.Context) (int, error)
-		CountEventsSince(context.Context, time.Time) ([]store.SourceCount, error)
-	}); ok {
-		d.QueueDepth, _ = db.QueueDepth(ctx)
-		d.PerSource, _ = db.CountEventsSince(ctx, s.now().Add(-time.Hour))
-	}
-	for _, st := range []string{store.EventDead, store.EventFailed, store.EventUnrouted} {
-		evs, _, _ := s.opts.Events.ListEvents(ctx, store.EventFilter{Status: st, Limit: 5})
-		for _, e := range evs {
-			d.Failures = append(d.Failures, failure{At: e.ReceivedAt, What: e.Source + " event " + e.EventType, Link: "/ui/events/" + e.ID, Status: e.Status, Error: e.LastError})
+	if d.Events {
+		if db, ok := s.opts.Store.(interface {
+			QueueDepth(context.Context, string) (int, error)
+			CountEventsSince(context.Context, time.Time, string) ([]store.SourceCount, error)
+		}); ok {
+			d.QueueDepth, _ = db.QueueDepth(ctx, org)
+			d.PerSource, _ = db.CountEventsSince(ctx, s.now().Add(-time.Hour), org)
+		}
+		for _, st := range []string{store.EventDead, store.EventFailed, store.EventUnrouted} {
+			evs, _, _ := s.opts.Events.ListEvents(ctx, store.EventFilter{Status: st, OrgID: org, Limit: 5})
+			for _, e := range evs {
+				d.Failures = append(d.Failures, failure{At: e.ReceivedAt, What: e.Source + " event " + e.EventType, Link: "/ui/events/" + e.ID, Status: e.Status, Error: e.LastError})
+			}
 		}
 	}
-	runs, _, _ := s.opts.Runs.ListRuns(ctx, store.RunFilter{Status: store.RunFailed, Limit: 5})
-	for _, run := range runs {
-		d.Failures = append(d.Failures, failure{At: run.CreatedAt, What: run.Kind + " " + run.OrgID + "/" + run.TeamNodeID, Link: "/ui/runs/" + run.ID, Status: run.Status, Error: run.Error})
+	if d.Runs {
+		runs, _, _ := s.opts.Runs.ListRuns(ctx, store.RunFilter{Status: store.RunFailed, OrgID: org, Limit: 5})
+		for _, run := range runs {
+			d.Failures = append(d.Failures, failure{At: run.CreatedAt, What: run.Kind + " " + run.OrgID + "/" + run.TeamNodeID, Link: "/ui/runs/" + run.ID, Status: run.Status, Error: run.Error})
+		}
 	}
 	sort.Slice(d.Failures, func(i, j int) bool { return d.Failures[i].At.After(d.Failures[j].At) })
 	s.render(w, r, http.StatusOK, "overview", page{Session: se, Nav: "overview", Data: d})
@@ -407,7 +422,8 @@ func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	if a == nil {
 		return
 	}
-	runs, next, err := s.opts.Runs.ListRuns(r.Context(), store.RunFilter{OrgID: a.Identity.OrgID, Limit: 50, Cursor: r.URL.Query().Get("cursor")})
+	org, _ := orgScope(a, "")
+	runs, next, err := s.opts.Runs.ListRuns(r.Context(), store.RunFilter{OrgID: org, Limit: 50, Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
 		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(cursorError(err))})
 		return
@@ -439,7 +455,8 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		return
 	}
 	q := r.URL.Query()
-	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: a.Identity.OrgID, Limit: 50, Cursor: q.Get("cursor")}
+	org, _ := orgScope(a, "")
+	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: org, Limit: 50, Cursor: q.Get("cursor")}
 	if _, ok := webhookPaths[f.Source]; !ok {
 		f.Source = ""
 	}
@@ -516,7 +533,8 @@ func (s *Server) uiSchedules(w http.ResponseWriter, r *http.Request, se *uiSessi
 	var views any = nil
 	errText := ""
 	if s.opts.Schedules != nil {
-		v, err := s.opts.Schedules.List(r.Context(), a.Identity.OrgID, "")
+		org, _ := orgScope(a, "")
+		v, err := s.opts.Schedules.List(r.Context(), org, "")
 		if err != nil {
 			errText = apperr.Message(err)
 		}
@@ -582,9 +600,25 @@ type agentPage struct {
 	OrgID, TeamNodeID, AgentName, Message, Result string
 }
 
+// mayPostSamples: a dev sample routes to whichever team its identifiers
+// match, in any org, and starts an agent run there; only an admin that may
+// redrive events and is bound to no org may send one.
+func (s *Server) mayPostSamples(a *auth.Admin) bool {
+	return s.opts.Dev && a.Identity.OrgID == "" && s.opts.Auth.Permits(a, auth.PermEventsRedrive)
+}
+
 // uiSample (dev mode only) signs a sample event with the dev secret and
 // sends it through this server's own webhook route, as the vendor would.
 func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermEventsRedrive, "overview")
+	if a == nil {
+		return
+	}
+	if !s.mayPostSamples(a) {
+		s.render(w, r, http.StatusForbidden, "notfound", page{Session: se, Nav: "overview",
+			Error: "Samples route to any org's team: sending one needs an admin bound to no org."})
+		return
+	}
 	source := httprouter.ParamsFromContext(r.Context()).ByName("source")
 	path, ok := webhookPaths[source]
 	secret := s.ui.opts.DevSecrets[source]

@@ -397,11 +397,15 @@ func (db *DB) PurgeBodies(ctx context.Context, cutoff, now time.Time) (int, erro
 	return int(n), nil
 }
 
-// QueueDepth counts events waiting for or in dispatch.
-func (db *DB) QueueDepth(ctx context.Context) (int, error) {
+// QueueDepth counts events waiting for or in dispatch, of one org if org
+// is not "" (events not yet routed belong to no org).
+func (db *DB) QueueDepth(ctx context.Context, org string) (int, error) {
+	q, args := `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE status IN (?, ?)`, []any{EventQueued, EventDispatching}
+	if org != "" {
+		q, args = q+` AND org_id = ?`, append(args, org)
+	}
 	var n int
-	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE status IN (?, ?)`,
-		EventQueued, EventDispatching).Scan(&n)
+	err := db.read.QueryRowContext(ctx, q, args...).Scan(&n)
 	return n, err
 }
 
@@ -482,10 +486,14 @@ type SourceCount struct {
 	Count  int
 }
 
-// CountEventsSince counts events per source received at or after since.
-func (db *DB) CountEventsSince(ctx context.Context, since time.Time) ([]SourceCount, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT source, COUNT(*) FROM orchestrator_webhook_events
-		WHERE received_at >= ? GROUP BY source ORDER BY source`, formatTime(since))
+// CountEventsSince counts events per source received at or after since, of
+// one org if org is not "".
+func (db *DB) CountEventsSince(ctx context.Context, since time.Time, org string) ([]SourceCount, error) {
+	q, args := `SELECT source, COUNT(*) FROM orchestrator_webhook_events WHERE received_at >= ?`, []any{formatTime(since)}
+	if org != "" {
+		q, args = q+` AND org_id = ?`, append(args, org)
+	}
+	rows, err := db.read.QueryContext(ctx, q+` GROUP BY source ORDER BY source`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,16 @@ func (db *DB) GetSchedule(ctx context.Context, org, team, typ string) (Schedule,
 	return s, err
 }
 
+// ScheduleByCronJobName returns the schedule row that names a CronJob.
+func (db *DB) ScheduleByCronJobName(ctx context.Context, name string) (Schedule, error) {
+	s, err := scanSchedule(db.read.QueryRowContext(ctx, `SELECT `+scheduleColumns+`
+		FROM orchestrator_pipeline_schedules WHERE k8s_cronjob_name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Schedule{}, fmt.Errorf("%w: schedule for CronJob %s", ErrNotFound, name)
+	}
+	return s, err
+}
+
 // UpsertSchedule creates the team's schedule of s.Type or updates its
 // expression, CronJob name and enabled flag. It returns the stored row.
 func (db *DB) UpsertSchedule(ctx context.Context, s Schedule) (Schedule, error) {

@@ -132,6 +132,13 @@ func (a *Authenticator) Check(ctx context.Context, token, perm string) (*Admin, 
 	return &Admin{Token: token, Identity: id, Actor: actor}, nil
 }
 
+// Permits reports whether an admin Check has let in also holds perm, by
+// the same rule Check applies (the page uses it to decide which of its
+// sections an admin may see).
+func (a *Authenticator) Permits(adm *Admin, perm string) bool {
+	return adm != nil && adm.Identity.Role == "admin" && a.allowed(adm.Identity.Permissions, perm)
+}
+
 // allowed: admin:* always; otherwise, without REQUIRE_ADMIN_STAR, the
 // scoped permission — or, for perm "" (logging in to the page), any admin:
 // permission.

@@ -220,7 +220,7 @@ func (d *Dispatcher) loop() {
 			}
 			claimed = len(events)
 		}
-		if depth, err := d.o.Store.QueueDepth(d.work); err == nil {
+		if depth, err := d.o.Store.QueueDepth(d.work, ""); err == nil {
 			d.metrics.depth.Set(float64(depth))
 		}
 		if claimed > 0 && claimed == free {

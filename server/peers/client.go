@@ -111,10 +111,17 @@ func newClient(peer string, o Options) client {
 	if o.Timeout <= 0 {
 		o.Timeout = 15 * time.Second
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{}
+	hc := &http.Client{}
+	if o.HTTPClient != nil {
+		copied := *o.HTTPClient
+		hc = &copied
 	}
-	return client{peer: peer, base: strings.TrimRight(o.BaseURL, "/"), http: o.HTTPClient, timeout: o.Timeout, metric: o.Requests}
+	// A peer's redirect is never followed: the URL was checked (a dedicated
+	// agent must be an in-cluster Service), and a 307 elsewhere would carry
+	// the team token and the body to a host nobody checked. The 3xx itself
+	// comes back as the answer, an upstream error.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return client{peer: peer, base: strings.TrimRight(o.BaseURL, "/"), http: hc, timeout: o.Timeout, metric: o.Requests}
 }
 
 // NewRequestsMetric returns orchestrator_peer_requests_total, registered on reg.
@@ -175,6 +182,10 @@ func (c client) callURL(ctx context.Context, url, path, method, token string, he
 		h := &HTTPError{Peer: c.peer, Method: method, Path: path, Status: 0, Err: err}
 		h.Timeout = errors.Is(err, context.DeadlineExceeded)
 		return classify(h)
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return classify(&HTTPError{Peer: c.peer, Method: method, Path: path, Status: resp.StatusCode,
+			Detail: "answered with a redirect, which is never followed"})
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return classify(&HTTPError{Peer: c.peer, Method: method, Path: path, Status: resp.StatusCode, Detail: detailOf(raw)})

@@ -175,3 +175,32 @@ func TestDedicatedURL_OnlyInClusterServices(t *testing.T) {
 		t.Error("no dedicated url should be fine")
 	}
 }
+
+// A peer answering 307 to another host is an upstream error: the request is
+// not repeated there, so the team token and the body never reach a host
+// that was not checked. Same client for dispatch and the admin agent proxy.
+func TestAgent_RedirectsAreNeverFollowed(t *testing.T) {
+	elsewhere := peerstest.NewAgent()
+	other := httptest.NewServer(elsewhere)
+	t.Cleanup(other.Close)
+	agent := peerstest.NewAgent()
+	agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{RedirectTo: other.URL})
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+	for _, hc := range []*http.Client{nil, {Timeout: time.Minute}} {
+		c := peers.NewAgent(peers.Options{BaseURL: srv.URL, HTTPClient: hc})
+		_, err := c.Run(context.Background(), "", "planner", "team-token-secret", "corr-1",
+			peers.AgentRequest{Message: "hi"}, 5*time.Second)
+		e, ok := apperr.As(err)
+		h, _ := peers.AsHTTPError(err)
+		if !ok || e.Code != "peer_rejected" || h == nil || h.Status != http.StatusTemporaryRedirect {
+			t.Fatalf("redirect answer = %v", err)
+		}
+	}
+	if n := len(agent.Calls()); n != 2 {
+		t.Fatalf("the agent got %d calls, want 2", n)
+	}
+	if calls := elsewhere.Calls(); len(calls) != 0 {
+		t.Fatalf("the redirect target received %d requests (token %q)", len(calls), calls[0].Header.Get("X-Incidentfox-Team-Token"))
+	}
+}

@@ -212,7 +212,7 @@ func (s *Service) carryOut(ctx context.Context, caller Caller, req DeprovisionRe
 func (s *Service) do(ctx context.Context, caller Caller, req DeprovisionRequest, a Action) error {
 	switch a.Action {
 	case "delete":
-		if _, err := s.opts.Cluster.Delete(ctx, kube.Object{Kind: a.Kind, Name: a.Name}); err != nil {
+		if _, err := s.opts.Cluster.Delete(ctx, kube.Team{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID}, kube.Object{Kind: a.Kind, Name: a.Name}); err != nil {
 			return ClusterError(err)
 		}
 		return nil

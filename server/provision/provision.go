@@ -234,10 +234,25 @@ func (p *provisionRun) pipelineCronJob(ctx context.Context, step *Step) error {
 		return nil
 	}
 	s, org, team := p.s, p.req.OrgID, p.req.TeamNodeID
+	owner := kube.Team{OrgID: org, TeamNodeID: team}
 	name := kube.CronJobName(org, team)
+	// The schedule row's name is unique: check it before any cluster write,
+	// so a name another team's row holds is refused with nothing changed.
+	if other, err := s.opts.Store.ScheduleByCronJobName(ctx, name); err == nil {
+		if other.OrgID != org || other.TeamNodeID != team || other.Type != store.ScheduleIngestion {
+			return NameConflict(kube.KindCronJob, name)
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	old, err := s.opts.Store.GetSchedule(ctx, org, team, store.ScheduleIngestion)
+	rowExisted := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	w := s.opts.Workloads
 	cj := kube.PipelineCronJob(kube.PipelineCronJobSpec{
-		Team: kube.Team{OrgID: org, TeamNodeID: team}, Name: name, Component: "scheduled-ingestion",
+		Team: owner, Name: name, Component: "scheduled-ingestion",
 		Schedule: p.req.PipelineSchedule, Image: w.PipelineImage, ServiceAccount: w.PipelineServiceAccount,
 		ConfigServiceURL: w.ConfigServiceURL, Command: kube.PipelineCommand(org, team),
 	})
@@ -247,19 +262,17 @@ func (p *provisionRun) pipelineCronJob(ctx context.Context, step *Step) error {
 	}
 	if created {
 		p.remember(step, kube.KindCronJob+"/"+name, func(ctx context.Context) error {
-			_, err := s.opts.Cluster.Delete(ctx, kube.Object{Kind: kube.KindCronJob, Name: name})
+			_, err := s.opts.Cluster.Delete(ctx, owner, kube.Object{Kind: kube.KindCronJob, Name: name})
 			return err
 		})
-	}
-	_, err = s.opts.Store.GetSchedule(ctx, org, team, store.ScheduleIngestion)
-	rowExisted := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
 	}
 	if _, err := s.opts.Store.UpsertSchedule(ctx, store.Schedule{
 		ID: newID(), OrgID: org, TeamNodeID: team, Type: store.ScheduleIngestion,
 		CronExpression: p.req.PipelineSchedule, CronJobName: name, Enabled: true, UpdatedAt: s.now(),
 	}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return NameConflict(kube.KindCronJob, name)
+		}
 		return err
 	}
 	if !rowExisted {
@@ -272,6 +285,14 @@ func (p *provisionRun) pipelineCronJob(ctx context.Context, step *Step) error {
 		verb = "created"
 	}
 	step.Detail = fmt.Sprintf("CronJob %s %s (%s)", name, verb, p.req.PipelineSchedule)
+	// A CronJob named by an earlier release's naming rule is this team's
+	// too: once the new one is in place, the old one goes.
+	if rowExisted && old.CronJobName != name {
+		if _, err := s.opts.Cluster.Delete(ctx, owner, kube.Object{Kind: kube.KindCronJob, Name: old.CronJobName}); err != nil {
+			return ClusterError(err)
+		}
+		step.Detail += "; replaced " + old.CronJobName
+	}
 	return nil
 }
 
@@ -290,9 +311,10 @@ func (p *provisionRun) dedicatedAgent(ctx context.Context, step *Step) error {
 	}
 	s, org, team := p.s, p.req.OrgID, p.req.TeamNodeID
 	w := s.opts.Workloads
+	owner := kube.Team{OrgID: org, TeamNodeID: team}
 	name := kube.DedicatedAgentName(org, team)
 	dep, svc := kube.DedicatedAgent(kube.AgentSpec{
-		Team: kube.Team{OrgID: org, TeamNodeID: team}, Name: name, Image: w.AgentImage,
+		Team: owner, Name: name, Image: w.AgentImage,
 		ServiceAccount: w.AgentServiceAccount, ConfigServiceURL: w.ConfigServiceURL,
 	})
 	for _, o := range []struct {
@@ -309,7 +331,7 @@ func (p *provisionRun) dedicatedAgent(ctx context.Context, step *Step) error {
 		if created {
 			obj := kube.Object{Kind: o.kind, Name: name}
 			p.remember(step, o.kind+"/"+name, func(ctx context.Context) error {
-				_, err := s.opts.Cluster.Delete(ctx, obj)
+				_, err := s.opts.Cluster.Delete(ctx, owner, obj)
 				return err
 			})
 		}

@@ -77,7 +77,7 @@ func (s *Service) undoFor(r store.Run, what string) func(context.Context) error 
 		if err := s.requireCluster(ctx); err != nil {
 			return err
 		}
-		_, err := s.opts.Cluster.Delete(ctx, kube.Object{Kind: kind, Name: name})
+		_, err := s.opts.Cluster.Delete(ctx, kube.Team{OrgID: r.OrgID, TeamNodeID: r.TeamNodeID}, kube.Object{Kind: kind, Name: name})
 		return err
 	}
 }

@@ -43,7 +43,7 @@ type Cluster interface {
 	ApplyCronJob(ctx context.Context, cj *batchv1.CronJob) (bool, error)
 	ApplyDeployment(ctx context.Context, d *appsv1.Deployment) (bool, error)
 	ApplyService(ctx context.Context, s *corev1.Service) (bool, error)
-	Delete(ctx context.Context, o kube.Object) (bool, error)
+	Delete(ctx context.Context, t kube.Team, o kube.Object) (bool, error)
 	TeamObjects(ctx context.Context, org, team string) ([]kube.Object, error)
 }
 
@@ -145,15 +145,27 @@ func newID() string {
 }
 
 // ClusterError maps a Kubernetes failure to the product's vocabulary:
-// unreachable → 503 kubernetes_not_available, refused → 502 kubernetes_error.
+// unreachable → 503 kubernetes_not_available, a name another owner holds →
+// 409 name_conflict, refused → 502 kubernetes_error.
 func ClusterError(err error) *apperr.Error {
 	if e, ok := apperr.As(err); ok {
 		return e
+	}
+	var conflict *kube.ConflictError
+	if errors.As(err, &conflict) {
+		return NameConflict(conflict.Kind, conflict.Name)
 	}
 	if errors.Is(err, kube.ErrNotAvailable) {
 		return apperr.Wrap(err, apperr.Unavailable, "kubernetes_not_available", "%v", err)
 	}
 	return apperr.Wrap(err, apperr.BadGateway, "kubernetes_error", "the Kubernetes API refused the change: %v", err)
+}
+
+// NameConflict is the error of a write refused because the object's name
+// belongs to another owner. It names the object, never the owner.
+func NameConflict(kind, name string) *apperr.Error {
+	return apperr.Wrap(kube.ErrNameConflict, apperr.Conflict, "name_conflict",
+		"%s %s already exists and does not belong to this team; nothing of it was changed", kind, name)
 }
 
 // NoCluster is the error of a step that needs a cluster when none is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/store"
 	batchv1 "k8s.io/api/batch/v1"
 )
@@ -49,7 +50,7 @@ func (s *Service) reconcileRow(ctx context.Context, c Cluster, row store.Schedul
 		return err
 	}
 	defer release()
-	cj, err := c.GetCronJob(ctx, row.CronJobName)
+	cj, err := c.GetCronJob(ctx, kube.Team{OrgID: row.OrgID, TeamNodeID: row.TeamNodeID}, row.CronJobName)
 	if err != nil {
 		return err
 	}

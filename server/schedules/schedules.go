@@ -26,10 +26,10 @@ import (
 // Cluster is what schedules need of Kubernetes (*kube.Client).
 type Cluster interface {
 	Ping(ctx context.Context) error
-	GetCronJob(ctx context.Context, name string) (*batchv1.CronJob, error)
+	GetCronJob(ctx context.Context, t kube.Team, name string) (*batchv1.CronJob, error)
 	ApplyCronJob(ctx context.Context, cj *batchv1.CronJob) (bool, error)
-	Delete(ctx context.Context, o kube.Object) (bool, error)
-	GetDeployment(ctx context.Context, name string) (*appsv1.Deployment, error)
+	Delete(ctx context.Context, t kube.Team, o kube.Object) (bool, error)
+	GetDeployment(ctx context.Context, t kube.Team, name string) (*appsv1.Deployment, error)
 	ServiceURL(name string) string
 }
 
@@ -155,7 +155,7 @@ func (s *Service) view(ctx context.Context, row store.Schedule) View {
 	c, err := s.cluster(ctx)
 	if err == nil {
 		var cj *batchv1.CronJob
-		if cj, err = c.GetCronJob(ctx, row.CronJobName); err == nil {
+		if cj, err = c.GetCronJob(ctx, kube.Team{OrgID: row.OrgID, TeamNodeID: row.TeamNodeID}, row.CronJobName); err == nil {
 			live := liveOf(cj)
 			v.CronJob = &live
 		}

@@ -26,7 +26,7 @@ func (s *Service) Deployment(ctx context.Context, org, team string) (DeploymentS
 		return st, err
 	}
 	name := kube.DedicatedAgentName(org, team)
-	d, err := c.GetDeployment(ctx, name)
+	d, err := c.GetDeployment(ctx, kube.Team{OrgID: org, TeamNodeID: team}, name)
 	if err != nil {
 		return st, provision.ClusterError(err)
 	}

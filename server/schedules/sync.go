@@ -70,6 +70,9 @@ func (s *Service) Sync(ctx context.Context, adminToken, org, team string) (SyncR
 			}
 			row, err := s.o.Store.UpsertSchedule(ctx, store.Schedule{ID: uuid.NewString(), OrgID: org, TeamNodeID: team,
 				Type: sec.typ, CronExpression: schedule, CronJobName: sec.name, Enabled: true, UpdatedAt: s.now()})
+			if errors.Is(err, store.ErrConflict) {
+				return res, provision.NameConflict(kube.KindCronJob, sec.name)
+			}
 			if err != nil {
 				return res, err
 			}
@@ -82,7 +85,7 @@ func (s *Service) Sync(ctx context.Context, adminToken, org, team string) (SyncR
 				act.Action = "created"
 			}
 		} else {
-			existed, err := c.Delete(ctx, kube.Object{Kind: kube.KindCronJob, Name: sec.name})
+			existed, err := c.Delete(ctx, kube.Team{OrgID: org, TeamNodeID: team}, kube.Object{Kind: kube.KindCronJob, Name: sec.name})
 			if err != nil {
 				return res, provision.ClusterError(err)
 			}

@@ -22,6 +22,9 @@ type Fault struct {
 	// call goes on normally unless Status or Close say otherwise).
 	Until <-chan struct{}
 	Close bool // close the connection without an answer
+	// RedirectTo, if set, answers 307 to this base URL plus the request's
+	// path (a peer trying to send the caller elsewhere).
+	RedirectTo string
 	// Skip lets this many calls through before the fault applies.
 	Skip int
 	// Times is how many calls fail; 0 means every call until cleared.
@@ -133,6 +136,11 @@ func apply(f *Fault, w http.ResponseWriter, r *http.Request) bool {
 			}
 		}
 		panic(http.ErrAbortHandler)
+	}
+	if f.RedirectTo != "" {
+		w.Header().Set("Location", f.RedirectTo+r.URL.Path)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return true
 	}
 	if f.Status != 0 {
 		writeJSON(w, f.Status, map[string]string{"detail": "injected failure"})
