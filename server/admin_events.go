@@ -34,12 +34,20 @@ type eventView struct {
 	ReceivedAt    time.Time         `json:"received_at"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 	FinishedAt    *time.Time        `json:"finished_at,omitempty"`
+	// Digest is the agent call this event was folded into with others;
+	// absent for a lone delivery (SPEC §6 Storms).
+	Digest *digestView `json:"digest,omitempty"`
 	// Detail only.
 	Headers      map[string]string `json:"headers,omitempty"`
 	Body         *string           `json:"body,omitempty"`
 	BodyEncoding string            `json:"body_encoding,omitempty"`
 	BodyPurgedAt *time.Time        `json:"body_purged_at,omitempty"`
 	AgentRuns    []agentRunView    `json:"agent_runs,omitempty"`
+}
+
+type digestView struct {
+	AgentRunID string `json:"agent_run_id"`
+	Size       int    `json:"size"`
 }
 
 type agentRunView struct {
@@ -50,6 +58,8 @@ type agentRunView struct {
 	Error          string    `json:"error,omitempty"`
 	DurationMS     int64     `json:"duration_ms"`
 	StartedAt      time.Time `json:"started_at"`
+	TriggerSource  string    `json:"trigger_source"`
+	EventCount     int       `json:"event_count"`
 }
 
 func viewEvent(e store.Event) eventView {
@@ -57,6 +67,9 @@ func viewEvent(e store.Event) eventView {
 		Identifiers: e.Identifiers, OrgID: e.OrgID, TeamNodeID: e.TeamNodeID, MatchedBy: e.MatchedBy,
 		Attempts: e.Attempts, LastError: e.LastError, ReceivedAt: e.ReceivedAt, UpdatedAt: e.UpdatedAt,
 		FinishedAt: e.FinishedAt, BodyPurgedAt: e.BodyPurgedAt}
+	if e.DigestRunID != "" {
+		v.Digest = &digestView{AgentRunID: e.DigestRunID, Size: e.DigestSize}
+	}
 	if e.Status == store.EventQueued && !e.NextAttemptAt.IsZero() {
 		t := e.NextAttemptAt
 		v.NextAttemptAt = &t
@@ -159,7 +172,8 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, run := range runs {
 		v.AgentRuns = append(v.AgentRuns, agentRunView{ID: run.ID, AgentName: run.AgentName, Status: run.Status,
-			UpstreamStatus: run.UpstreamStatus, Error: run.Error, DurationMS: run.Duration.Milliseconds(), StartedAt: run.StartedAt})
+			UpstreamStatus: run.UpstreamStatus, Error: run.Error, DurationMS: run.Duration.Milliseconds(), StartedAt: run.StartedAt,
+			TriggerSource: run.TriggerSource, EventCount: run.EventCount})
 	}
 	s.writeJSON(w, r, http.StatusOK, v)
 }

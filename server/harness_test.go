@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -136,8 +137,13 @@ type envOptions struct {
 	maxAttempts   int
 	teamPerMinute int
 	fakeClock     bool
-	extraSecrets  map[string]string // a second secret per source (rotation)
-	noInternal    bool
+	// coalesce folds these sources into digests; routingTTL caches routing
+	// lookups; workers bounds concurrent agent calls (default 4).
+	coalesce     []string
+	routingTTL   time.Duration
+	workers      int
+	extraSecrets map[string]string // a second secret per source (rotation)
+	noInternal   bool
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
 	uiClock func() time.Time
@@ -278,8 +284,10 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),
 		Agent:              peers.NewAgent(peers.Options{BaseURL: e.agentURL}),
 		InternalAdminToken: adminToken,
-		Workers:            4,
+		Workers:            cmp.Or(o.workers, 4),
 		TeamPerMinute:      o.teamPerMinute,
+		CoalesceSources:    o.coalesce,
+		RoutingCacheTTL:    o.routingTTL,
 		MaxAttempts:        o.maxAttempts,
 		BaseBackoff:        time.Millisecond,
 		MaxBackoff:         5 * time.Millisecond,

@@ -46,20 +46,30 @@ type Event struct {
 	ReceivedAt    time.Time
 	UpdatedAt     time.Time
 	FinishedAt    *time.Time
+	// DigestRunID and DigestSize name the agent call this event was last
+	// folded into with others (SPEC §6 Storms); empty for a lone delivery.
+	DigestRunID string
+	DigestSize  int
+	// Solo: a redriven event goes alone, never folded into a digest.
+	Solo bool
 }
 
 const eventColumns = `id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
-	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at`
+	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at,
+	digest_run_id, digest_size, solo`
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
-	var idents, org, team, matched, lastErr, headers sql.NullString
+	var idents, org, team, matched, lastErr, headers, digest sql.NullString
+	var digestSize sql.NullInt64
 	var next, purged, received, updated, finished nullTime
 	err := row.Scan(&e.ID, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
-		&matched, &e.Attempts, &next, &lastErr, &headers, &e.Body, &purged, &received, &updated, &finished)
+		&matched, &e.Attempts, &next, &lastErr, &headers, &e.Body, &purged, &received, &updated, &finished,
+		&digest, &digestSize, &e.Solo)
 	if err != nil {
 		return Event{}, err
 	}
+	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
 	e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError = org.String, team.String, matched.String, lastErr.String
 	if idents.Valid {
 		_ = json.Unmarshal([]byte(idents.String), &e.Identifiers)
@@ -231,27 +241,6 @@ func (db *DB) commitBatch(batch []insertReq) {
 // CommitBatches is how many group commits have run (for benchmarks).
 func (db *DB) CommitBatches() int64 { return db.batches.Load() }
 
-// ClaimEvents moves up to limit due queued events to dispatching and
-// returns them, oldest due first.
-func (db *DB) ClaimEvents(ctx context.Context, now time.Time, limit int) ([]Event, error) {
-	at := formatTime(now)
-	rows, err := db.write.QueryContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
-		WHERE id IN (SELECT id FROM orchestrator_webhook_events WHERE status = ? AND next_attempt_at <= ?
-			ORDER BY next_attempt_at, id LIMIT ?)
-		RETURNING `+eventColumns, EventDispatching, at, EventQueued, at, limit)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, scanEvent)
-}
-
-// NextDue returns when the earliest queued event is due, or false if none is queued.
-func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
-	var next nullTime
-	err := db.read.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM orchestrator_webhook_events WHERE status = ?`, EventQueued).Scan(&next)
-	return next.Time, next.Valid, err
-}
-
 // RequeueDispatching returns events a crash left dispatching to the queue.
 func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, next_attempt_at = ?, updated_at = ?
@@ -261,54 +250,6 @@ func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil
-}
-
-// Outcome is the result of one dispatch attempt.
-type Outcome struct {
-	ID            string
-	Status        string
-	Attempts      int
-	NextAttemptAt time.Time // for a retry (status queued)
-	LastError     string
-	OrgID         string
-	TeamNodeID    string
-	MatchedBy     string
-	At            time.Time
-	// Run, if set, is the agent call of this attempt, written in the same
-	// transaction (one commit per attempt, not two).
-	Run *AgentRun
-}
-
-// RecordOutcome writes what a dispatch attempt came to.
-func (db *DB) RecordOutcome(ctx context.Context, o Outcome) error {
-	var finished any
-	switch o.Status {
-	case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead:
-		finished = formatTime(o.At)
-	}
-	next := o.NextAttemptAt
-	if next.IsZero() {
-		next = o.At
-	}
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
-		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
-		updated_at = ?, finished_at = ? WHERE id = ?`,
-		o.Status, o.Attempts, formatTime(next), nullIfEmpty(o.LastError), nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID),
-		nullIfEmpty(o.MatchedBy), formatTime(o.At), finished, o.ID)
-	if err := affected(res, err, "event "+o.ID); err != nil {
-		return err
-	}
-	if o.Run != nil {
-		if err := insertAgentRun(ctx, tx, *o.Run); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
 }
 
 // GetEvent returns one event.
@@ -373,14 +314,15 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 		return Event{}, fmt.Errorf("%w: event %s", ErrBodyPurged, id)
 	}
 	at := formatTime(now)
+	// A redriven event goes alone (solo), never folded into a digest.
 	if _, err := tx.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
-		updated_at = ?, finished_at = NULL WHERE id = ?`, EventQueued, at, at, id); err != nil {
+		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL WHERE id = ?`, EventQueued, at, at, true, id); err != nil {
 		return Event{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return Event{}, err
 	}
-	e.Status, e.Attempts, e.NextAttemptAt, e.FinishedAt = EventQueued, 0, now, nil
+	e.Status, e.Attempts, e.NextAttemptAt, e.FinishedAt, e.Solo, e.DigestRunID, e.DigestSize = EventQueued, 0, now, nil, true, "", 0
 	return e, nil
 }
 
@@ -424,6 +366,8 @@ type AgentRun struct {
 	CorrelationID  string
 	Duration       time.Duration
 	StartedAt      time.Time
+	// EventCount is how many events the call carried (1 unless a digest).
+	EventCount int
 }
 
 // InsertAgentRun records an agent call.
@@ -436,16 +380,16 @@ func insertAgentRun(ctx context.Context, x interface {
 }, r AgentRun) error {
 	_, err := x.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
 		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
-		 correlation_id, duration_ms, started_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 correlation_id, duration_ms, started_at, finished_at, event_count)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
 		r.Status, nullInt(r.UpstreamStatus), nullIfEmpty(r.Error), nullIfEmpty(r.CorrelationID), r.Duration.Milliseconds(),
-		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)))
+		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount))
 	return err
 }
 
 const agentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
-	upstream_status, error, correlation_id, duration_ms, started_at`
+	upstream_status, error, correlation_id, duration_ms, started_at, event_count`
 
 func scanAgentRun(row rowScanner) (AgentRun, error) {
 	var r AgentRun
@@ -454,16 +398,18 @@ func scanAgentRun(row rowScanner) (AgentRun, error) {
 	var ms int64
 	var started nullTime
 	err := row.Scan(&r.ID, &r.TriggerSource, &event, &actor, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
-		&upstream, &errText, &corr, &ms, &started)
+		&upstream, &errText, &corr, &ms, &started, &r.EventCount)
 	r.WebhookEventID, r.Actor, r.Error, r.CorrelationID = event.String, actor.String, errText.String, corr.String
 	r.UpstreamStatus, r.Duration, r.StartedAt = int(upstream.Int64), time.Duration(ms)*time.Millisecond, started.Time
 	return r, err
 }
 
-// EventAgentRuns lists the agent calls made for an event, oldest first.
+// EventAgentRuns lists the agent calls made for an event, oldest first:
+// its own calls and the digest it was last folded into.
 func (db *DB) EventAgentRuns(ctx context.Context, eventID string) ([]AgentRun, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
-		WHERE webhook_event_id = ? ORDER BY started_at, id`, eventID)
+		WHERE webhook_event_id = ? OR id = (SELECT digest_run_id FROM orchestrator_webhook_events WHERE id = ?)
+		ORDER BY started_at, id`, eventID, eventID)
 	if err != nil {
 		return nil, err
 	}

@@ -117,11 +117,30 @@ func TestCrash_SIGKILLAfterAcksLosesNothingAndDispatchesOnce(t *testing.T) {
 	t.Logf("%d acked events, all delivered exactly once after SIGKILL and restart", len(acked))
 }
 
-// callsPerEvent counts the agent's calls per event (X-Correlation-ID).
+// callsPerEvent counts the agent's calls per event: a lone event by its
+// X-Correlation-ID, the events of a digest by the ids it lists.
 func callsPerEvent(agent *peerstest.Agent) map[string]int {
 	calls := map[string]int{}
 	for _, c := range agent.CallsTo(peerstest.RouteAgentRun) {
-		calls[c.Header.Get("X-Correlation-ID")]++
+		var body struct {
+			TriggerSource string `json:"trigger_source"`
+			Context       struct {
+				Metadata struct {
+					Events []struct {
+						EventID string `json:"event_id"`
+					} `json:"events"`
+				} `json:"metadata"`
+			} `json:"context"`
+		}
+		_ = json.Unmarshal(c.Body, &body)
+		if body.TriggerSource != "digest" {
+			calls[c.Header.Get("X-Correlation-ID")]++
+			continue
+		}
+		// A digest carries each folded event by id.
+		for _, e := range body.Context.Metadata.Events {
+			calls[e.EventID]++
+		}
 	}
 	return calls
 }

@@ -82,6 +82,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	d.dispatcher, err = dispatch.New(dispatch.Options{
 		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(),
 		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
+		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: cfg.CoalesceSources, CoalesceMax: cfg.CoalesceMax,
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {

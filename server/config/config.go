@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +88,14 @@ type Config struct {
 	DispatchWorkers       int
 	EventBodyRetention    time.Duration
 	ReconcileInterval     time.Duration
+
+	// RoutingCacheTTL: routing lookups (found or not) are reused this long;
+	// 0 = off (SPEC §6 Storms).
+	RoutingCacheTTL time.Duration
+	// CoalesceSources are folded into one agent call per team slot; empty =
+	// off. CoalesceMax bounds one digest.
+	CoalesceSources []string
+	CoalesceMax     int
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -123,6 +132,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		DispatchWorkers:       p.int("ORCHESTRATOR_DISPATCH_WORKERS", 8, 1, 256),
 		EventBodyRetention:    time.Duration(p.int("ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS", 7, 1, 3650)) * 24 * time.Hour,
 		ReconcileInterval:     p.seconds("ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS", 300, 10, 86400),
+		RoutingCacheTTL:       p.seconds("ORCHESTRATOR_ROUTING_CACHE_SECONDS", 30, 0, 3600),
+		CoalesceSources:       p.coalesceSources("ORCHESTRATOR_COALESCE_SOURCES"),
+		CoalesceMax:           p.int("ORCHESTRATOR_COALESCE_MAX", 50, 1, 500),
 	}
 	c.DatabasePath = p.database("DATABASE_URL", c.DataDir)
 
@@ -173,6 +185,37 @@ func (p *parser) str(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// DefaultCoalesceSources are the alert sources folded into digests.
+var DefaultCoalesceSources = []string{"pagerduty", "incidentio", "coralogix", "github"}
+
+// coalesceSources reads a comma-separated list of alert sources. Unset
+// gives the default; "none" (or "off") turns coalescing off — an empty
+// value cannot be told from an unset one through the environment. Slack is
+// refused: a person's question always gets an answer of its own.
+func (p *parser) coalesceSources(name string) []string {
+	v := strings.TrimSpace(p.raw(name))
+	switch strings.ToLower(v) {
+	case "":
+		return DefaultCoalesceSources
+	case "none", "off":
+		return nil
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		s = strings.ToLower(strings.TrimSpace(s))
+		switch {
+		case s == "":
+		case s == "slack":
+			p.fail(name, "slack cannot be coalesced: every mention gets an answer of its own")
+		case !slices.Contains(Sources[:], s):
+			p.fail(name, "%q is not a webhook source (%s)", s, strings.Join(Sources[1:], ", "))
+		case !slices.Contains(out, s):
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (p *parser) int(name string, def, lo, hi int) int {

@@ -1,9 +1,20 @@
 // Package dispatch delivers stored webhook events to the agent, after the
-// ack, from the durable queue: a bounded pool of workers claims due events,
-// finds the team (routing lookup), mints an impersonation token (cached),
-// reads the team's entrance agent and dedicated URL, and calls the agent.
+// ack, from the durable queue, and stays cheap through alert storms (SPEC
+// §6 Storms):
+//
+//   - the router finds each new event's team once (routing lookups cached,
+//     misses too) and writes it back, still queued;
+//   - the team loop is the team gate: it claims a team's due events only
+//     while the team can take a call (its per-minute limit has a token), so
+//     an event held back costs nothing — no claim, lookup or write;
+//   - when a team can take calls, its Slack mentions and redriven events go
+//     first, each alone; its alerts of the coalesced sources go together in
+//     one agent call (a digest, up to CoalesceMax, oldest first); a lone
+//     event still goes alone at once;
+//   - outcomes and agent-run rows are written in batches by the completer.
+//
 // Transient failures retry with exponential backoff and jitter up to a
-// bound, then the event is dead; a per-team limit delays, never drops.
+// bound, then dead; a digest retries as a whole.
 package dispatch
 
 import (
@@ -12,8 +23,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
-	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,26 +70,42 @@ type Options struct {
 	BaseBackoff time.Duration
 	MaxBackoff  time.Duration
 	// Poll is how often the queue is checked without a wake-up (default 1 s).
-	Poll     time.Duration
-	Limits   map[string]Limits
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	Poll time.Duration
+	// RoutingCacheTTL is how long a routing lookup, found or not, is reused;
+	// 0 turns the cache off.
+	RoutingCacheTTL time.Duration
+	// CoalesceSources are the alert sources folded into digests (never
+	// slack); empty turns coalescing off. CoalesceMax bounds a digest
+	// (default 50).
+	CoalesceSources []string
+	CoalesceMax     int
+	// FlushEvery and FlushAt shape the batched outcome writes (defaults
+	// 50 ms and 100 outcomes).
+	FlushEvery time.Duration
+	FlushAt    int
+	Limits     map[string]Limits
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
+	Now        func() time.Time
 }
 
-// Dispatcher runs the queue workers.
+// Dispatcher runs the router, the team loop and the agent calls.
 type Dispatcher struct {
 	o       Options
 	log     *slog.Logger
-	wake    chan struct{}
+	wake    chan struct{} // the router: new events
+	kick    chan struct{} // the team loop: routed events, a redrive
 	metrics metrics
+	routes  *routeCache
+	done    *completer
 
-	mu       sync.Mutex
-	teams    map[string]*rate.Limiter
-	imps     map[string]peers.Impersonation
-	stop     chan struct{}
-	loopDone chan struct{}
-	workers  sync.WaitGroup
+	mu         sync.Mutex
+	teams      map[string]*rate.Limiter
+	tctx       map[string]teamContext
+	stop       chan struct{}
+	loopDone   chan struct{}
+	routerDone chan struct{}
+	workers    sync.WaitGroup
 	// work is canceled when shutdown runs out of time; in-flight calls then
 	// return their events to the queue.
 	work       context.Context
@@ -85,9 +113,10 @@ type Dispatcher struct {
 }
 
 type metrics struct {
-	total   *prometheus.CounterVec
-	latency prometheus.Histogram
-	depth   prometheus.Gauge
+	total     *prometheus.CounterVec
+	coalesced *prometheus.CounterVec
+	latency   prometheus.Histogram
+	depth     prometheus.Gauge
 }
 
 // New returns a Dispatcher and registers its metrics.
@@ -95,23 +124,26 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Store == nil || o.Config == nil || o.Agent == nil {
 		return nil, errors.New("dispatch: store, config service and agent are required")
 	}
-	if o.Workers <= 0 {
-		o.Workers = 8
+	if slices.Contains(o.CoalesceSources, webhook.Slack) {
+		return nil, errors.New("dispatch: Slack mentions are never coalesced")
 	}
-	if o.TeamPerMinute <= 0 {
-		o.TeamPerMinute = 60
+	defaults := []struct {
+		v   *int
+		def int
+	}{{&o.Workers, 8}, {&o.TeamPerMinute, 60}, {&o.MaxAttempts, 6}, {&o.CoalesceMax, 50}, {&o.FlushAt, 100}}
+	for _, x := range defaults {
+		if *x.v <= 0 {
+			*x.v = x.def
+		}
 	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 6
-	}
-	if o.BaseBackoff <= 0 {
-		o.BaseBackoff = 2 * time.Second
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 5 * time.Minute
-	}
-	if o.Poll <= 0 {
-		o.Poll = time.Second
+	durations := []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&o.BaseBackoff, 2 * time.Second}, {&o.MaxBackoff, 5 * time.Minute}, {&o.Poll, time.Second}, {&o.FlushEvery, 50 * time.Millisecond}}
+	for _, x := range durations {
+		if *x.v <= 0 {
+			*x.v = x.def
+		}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -119,13 +151,18 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1),
-		teams: map[string]*rate.Limiter{}, imps: map[string]peers.Impersonation{}}
+	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		teams: map[string]*rate.Limiter{}, tctx: map[string]teamContext{},
+		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_dispatch_total",
-			Help: "Dispatch attempts by source and outcome (delivered, retry, dead, failed, unrouted, ignored, delayed).",
+			Help: "Dispatch attempts by source and outcome (delivered, retry, dead, failed, unrouted, interrupted).",
 		}, []string{"source", "outcome"}),
+		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_dispatch_coalesced_total",
+			Help: "Events folded with others into one agent call (a digest), by source.",
+		}, []string{"source"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orchestrator_dispatch_latency_seconds",
 			Help:    "Time from the ack of an event to its delivery to the agent.",
@@ -137,7 +174,7 @@ func New(o Options) (*Dispatcher, error) {
 		}),
 	}
 	if o.Registry != nil {
-		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.latency, d.metrics.depth} {
+		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.latency, d.metrics.depth} {
 			if err := o.Registry.Register(c); err != nil {
 				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
 			}
@@ -146,16 +183,24 @@ func New(o Options) (*Dispatcher, error) {
 	return d, nil
 }
 
-// Notify wakes the dispatcher: a new event was stored.
+// Notify wakes the dispatcher: a new event was stored, or one redriven.
 func (d *Dispatcher) Notify() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+	d.kickLoop()
+}
+
+func (d *Dispatcher) kickLoop() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Start returns events a crash left in flight to the queue and starts the
-// workers.
+// router, the team loop and the completer.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	n, err := d.o.Store.RequeueDispatching(ctx, d.now())
 	if err != nil {
@@ -164,21 +209,25 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if n > 0 {
 		d.log.Warn("events in flight at the last stop are queued again", "count", n)
 	}
-	d.stop, d.loopDone = make(chan struct{}), make(chan struct{})
+	d.stop, d.loopDone, d.routerDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	d.work, d.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
+	d.done = newCompleter(d.o.Store, d.log, d.o.FlushEvery, d.o.FlushAt)
+	go d.done.run()
+	go d.router()
 	go d.loop()
 	return nil
 }
 
 // Stop stops claiming, lets in-flight calls finish until ctx ends, then
-// cancels them; canceled events go back to the queue without using an
-// attempt.
+// cancels them (their events go back to the queue without using an
+// attempt), and writes every outcome before it returns.
 func (d *Dispatcher) Stop(ctx context.Context) {
 	if d.stop == nil {
 		return
 	}
 	close(d.stop)
 	<-d.loopDone
+	<-d.routerDone
 	done := make(chan struct{})
 	go func() { d.workers.Wait(); close(done) }()
 	select {
@@ -188,50 +237,54 @@ func (d *Dispatcher) Stop(ctx context.Context) {
 		<-done
 	}
 	d.cancelWork()
+	d.done.close()
 }
 
 func (d *Dispatcher) now() time.Time { return d.o.Now().UTC() }
 
-// loop claims due events while workers are free.
+// loop is the team gate: it hands teams that can take a call their due
+// events, people first, alerts folded, while workers are free.
 func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	slots := make(chan struct{}, d.o.Workers)
-	freed := make(chan struct{}, d.o.Workers)
+	freed := make(chan struct{}, 1)
+	var lastDepth time.Time
 	for {
-		free := cap(slots) - len(slots)
-		claimed := 0
-		if free > 0 {
-			events, err := d.o.Store.ClaimEvents(d.work, d.now(), free)
+		wait := d.o.Poll
+		if free := cap(slots) - len(slots); free > 0 {
+			calls, next, err := d.plan(free)
 			if err != nil {
 				d.log.Error("claiming events failed", "error", err)
 			}
-			for _, e := range events {
+			for _, c := range calls {
 				slots <- struct{}{}
 				d.workers.Add(1)
-				go func(e store.Event) {
+				go func(c call) {
 					defer d.workers.Done()
-					d.handle(e)
+					d.deliver(c)
 					<-slots
 					select {
 					case freed <- struct{}{}:
 					default:
 					}
-				}(e)
+				}(c)
 			}
-			claimed = len(events)
+			if next > 0 {
+				wait = min(wait, next)
+			}
 		}
-		if depth, err := d.o.Store.QueueDepth(d.work, ""); err == nil {
-			d.metrics.depth.Set(float64(depth))
+		if now := time.Now(); now.Sub(lastDepth) >= time.Second {
+			lastDepth = now
+			if depth, err := d.o.Store.QueueDepth(d.work, ""); err == nil {
+				d.metrics.depth.Set(float64(depth))
+			}
 		}
-		if claimed > 0 && claimed == free {
-			continue // there may be more due right now
-		}
-		t := time.NewTimer(d.o.Poll)
+		t := time.NewTimer(wait)
 		select {
 		case <-d.stop:
 			t.Stop()
 			return
-		case <-d.wake:
+		case <-d.kick:
 		case <-freed:
 		case <-t.C:
 		}
@@ -239,24 +292,69 @@ func (d *Dispatcher) loop() {
 	}
 }
 
-// attemptError is why an attempt failed and whether to retry.
-type attemptError struct {
-	err       error
-	transient bool
-	status    int // upstream status, if any
+// plan claims the calls of this round for at most free workers. next is
+// how soon a team now held back gets its next slot (0: none is waiting).
+func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
+	now := d.o.Now()
+	teams, err := d.o.Store.TeamsDue(d.work, now.UTC())
+	if err != nil {
+		return nil, 0, err
+	}
+	var calls []call
+	var next time.Duration
+	for _, t := range teams {
+		if free == 0 {
+			break
+		}
+		lim := d.limiter(t)
+		tokens := int(math.Floor(lim.TokensAt(now)))
+		if tokens < 1 {
+			// Held back: not claimed, not looked up, not written.
+			wait := time.Duration((1 - lim.TokensAt(now)) / float64(lim.Limit()) * float64(time.Second))
+			if next == 0 || wait < next {
+				next = max(wait, time.Millisecond)
+			}
+			continue
+		}
+		got, err := d.claimTeam(t, min(free, tokens), now)
+		if len(got) > 0 {
+			lim.AllowN(now, len(got))
+			free -= len(got)
+			calls = append(calls, got...)
+		}
+		if err != nil {
+			return calls, next, err
+		}
+	}
+	return calls, next, nil
 }
 
-func (a *attemptError) Error() string { return a.err.Error() }
-
-// classify sorts a peer failure: 5xx, 429, timeouts and refused connections
-// are transient; other 4xx are not.
-func classify(err error) *attemptError {
-	h, ok := peers.AsHTTPError(err)
-	if !ok {
-		return &attemptError{err: err, transient: true}
+// claimTeam claims up to n calls' worth of one team's due events: its
+// mentions and redriven events first, each alone; then its coalesced alerts,
+// up to CoalesceMax a call; then its other events, each alone.
+func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) ([]call, error) {
+	var calls []call
+	at := now.UTC()
+	people, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{People: true}, n)
+	for _, e := range people {
+		calls = append(calls, call{team: t, events: []store.Event{e}})
 	}
-	transient := h.Status == 0 || h.Timeout || h.Status >= 500 || h.Status == http.StatusTooManyRequests
-	return &attemptError{err: err, transient: transient, status: h.Status}
+	for err == nil && len(calls) < n && len(d.o.CoalesceSources) > 0 {
+		var alerts []store.Event
+		alerts, err = d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
+		if len(alerts) == 0 {
+			break
+		}
+		calls = append(calls, call{team: t, events: alerts})
+	}
+	if err == nil && len(calls) < n {
+		var others []store.Event
+		others, err = d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, n-len(calls))
+		for _, e := range others {
+			calls = append(calls, call{team: t, events: []store.Event{e}})
+		}
+	}
+	return calls, err
 }
 
 // backoff is exponential with jitter: attempt n waits between half and all
@@ -270,191 +368,12 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	return delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
 }
 
-// handle dispatches one claimed event and records the outcome.
-func (d *Dispatcher) handle(e store.Event) {
-	ctx := d.work
-	o := store.Outcome{ID: e.ID, Attempts: e.Attempts, At: d.now()}
-	outcome := d.attempt(ctx, e, &o)
-	if ctx.Err() != nil && o.Status != store.EventDelivered {
-		// Shutdown cut the call: back to the queue, no attempt used.
-		o = store.Outcome{ID: e.ID, Status: store.EventQueued, Attempts: e.Attempts, At: d.now(), LastError: "interrupted by shutdown"}
-		outcome = "interrupted"
-	}
-	o.At = d.now()
-	if err := d.o.Store.RecordOutcome(context.WithoutCancel(ctx), o); err != nil {
-		d.log.Error("recording a dispatch outcome failed; the event will be retried", "event_id", e.ID, "error", err)
-	}
-	d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
-	if o.Status == store.EventDelivered {
-		d.metrics.latency.Observe(o.At.Sub(e.ReceivedAt).Seconds())
-	}
-	d.log.Info("dispatch", "event_id", e.ID, "source", e.Source, "outcome", outcome, "status", o.Status,
-		"attempts", o.Attempts, "org_id", o.OrgID, "team_node_id", o.TeamNodeID, "error", o.LastError)
-}
-
-// attempt runs one dispatch attempt, filling o; it returns the metric outcome.
-func (d *Dispatcher) attempt(ctx context.Context, e store.Event, o *store.Outcome) string {
-	fail := func(err error) string {
-		a := classify(err)
-		o.LastError = errorText(err)
-		if !a.transient {
-			o.Status = store.EventFailed
-			return "failed"
-		}
-		o.Attempts++
-		if o.Attempts >= d.o.MaxAttempts {
-			o.Status = store.EventDead
-			return "dead"
-		}
-		o.Status, o.NextAttemptAt = store.EventQueued, d.now().Add(d.backoff(o.Attempts))
-		return "retry"
-	}
-	if d.o.InternalAdminToken == "" {
-		o.Status, o.LastError = store.EventFailed, "ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook dispatch cannot authenticate"
-		return "failed"
-	}
-	if len(e.Identifiers) == 0 {
-		o.Status, o.LastError = store.EventUnrouted, "the event carries no routing identifier"
-		return "unrouted"
-	}
-	route, err := d.o.Config.RoutingLookup(ctx, d.o.InternalAdminToken, e.Identifiers)
-	if err != nil {
-		return fail(fmt.Errorf("routing lookup: %w", err))
-	}
-	if !route.Found {
-		o.Status, o.LastError = store.EventUnrouted, "no team's routing matches "+describeIdentifiers(e.Identifiers)
-		return "unrouted"
-	}
-	o.OrgID, o.TeamNodeID, o.MatchedBy = route.OrgID, route.TeamNodeID, route.MatchedBy
-
-	if wait := d.teamDelay(route.OrgID, route.TeamNodeID); wait > 0 {
-		o.Status, o.NextAttemptAt = store.EventQueued, d.now().Add(wait)
-		o.LastError = fmt.Sprintf("team dispatch limit (%d/min): delayed %s", d.o.TeamPerMinute, wait.Round(time.Millisecond))
-		return "delayed"
-	}
-
-	imp, err := d.impersonate(ctx, route.OrgID, route.TeamNodeID)
-	if err != nil {
-		return fail(fmt.Errorf("impersonation token: %w", err))
-	}
-	cfg, err := d.o.Config.ConfigMe(ctx, imp)
-	if err != nil {
-		d.forget(route.OrgID, route.TeamNodeID, err)
-		return fail(fmt.Errorf("team config: %w", err))
-	}
-	agentName, agentURL := d.agentTarget(cfg, route)
-
-	limits := d.o.Limits[e.Source]
-	if limits.Timeout <= 0 {
-		limits = Limits{Timeout: 300 * time.Second, MaxTurns: 50}
-	}
-	msg, meta := webhook.Describe(e.Source, e.EventType, e.Body)
-	req := peers.AgentRequest{
-		Message: msg,
-		Context: map[string]any{
-			"metadata": map[string]any{e.Source: meta},
-			"trigger": map[string]any{"source": e.Source, "event_id": e.ID, "delivery_id": e.DeliveryID,
-				"event_type": e.EventType, "org_id": route.OrgID, "team_node_id": route.TeamNodeID},
-		},
-		Timeout: int(limits.Timeout / time.Second), MaxTurns: limits.MaxTurns, TriggerSource: e.Source,
-	}
-	start := d.now()
-	_, err = d.o.Agent.Run(ctx, agentURL, agentName, imp, e.ID, req, limits.Timeout+10*time.Second)
-	run := store.AgentRun{ID: newID(), TriggerSource: e.Source, WebhookEventID: e.ID, OrgID: route.OrgID,
-		TeamNodeID: route.TeamNodeID, AgentName: agentName, Status: "succeeded", CorrelationID: e.ID,
-		Duration: d.now().Sub(start), StartedAt: start}
-	if err != nil {
-		run.Status, run.Error = "failed", errorText(err)
-		if h, ok := peers.AsHTTPError(err); ok {
-			run.UpstreamStatus = h.Status
-		}
-	} else {
-		run.UpstreamStatus = http.StatusOK
-	}
-	if ctx.Err() == nil {
-		o.Run = &run // written with the outcome, in one transaction
-	}
-	if err != nil {
-		d.forget(route.OrgID, route.TeamNodeID, err)
-		return fail(fmt.Errorf("agent %s: %w", agentName, err))
-	}
-	o.Status, o.LastError = store.EventDelivered, ""
-	return "delivered"
-}
-
-// teamDelay takes a dispatch slot of the team, or says how long to wait.
-func (d *Dispatcher) teamDelay(org, team string) time.Duration {
-	d.mu.Lock()
-	lim := d.teams[org+"|"+team]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(float64(d.o.TeamPerMinute)/60), d.o.TeamPerMinute)
-		d.teams[org+"|"+team] = lim
-	}
-	d.mu.Unlock()
-	now := d.o.Now()
-	r := lim.ReserveN(now, 1)
-	if wait := r.DelayFrom(now); wait > 0 {
-		r.CancelAt(now)
-		return wait
-	}
-	return 0
-}
-
-// impersonate returns a cached impersonation token, minting one when there
-// is none or it expires within a minute.
-func (d *Dispatcher) impersonate(ctx context.Context, org, team string) (string, error) {
-	key := org + "|" + team
-	d.mu.Lock()
-	imp, ok := d.imps[key]
-	d.mu.Unlock()
-	if ok && d.o.Now().Add(time.Minute).Before(imp.ExpiresAt) {
-		return imp.Token, nil
-	}
-	imp, err := d.o.Config.ImpersonationToken(ctx, d.o.InternalAdminToken, org, team)
-	if err != nil {
-		return "", err
-	}
-	if imp.ExpiresAt.IsZero() {
-		imp.ExpiresAt = d.o.Now().Add(5 * time.Minute)
-	}
-	d.mu.Lock()
-	d.imps[key] = imp
-	d.mu.Unlock()
-	return imp.Token, nil
-}
-
-// forget drops a cached token the peer refused.
-func (d *Dispatcher) forget(org, team string, err error) {
-	if h, ok := peers.AsHTTPError(err); ok && (h.Status == http.StatusUnauthorized || h.Status == http.StatusForbidden) {
-		d.mu.Lock()
-		delete(d.imps, org+"|"+team)
-		d.mu.Unlock()
-	}
-}
-
-// agentTarget reads the team's entrance agent and dedicated URL.
-func (d *Dispatcher) agentTarget(cfg map[string]any, route peers.Route) (string, string) {
-	name := "planner"
-	if s, _ := cfg["entrance_agent"].(string); s != "" {
-		if peers.ValidAgentName(s) {
-			name = s
-		} else {
-			d.log.Warn("team's entrance_agent is not a valid agent name; using planner", "org_id", route.OrgID, "team_node_id", route.TeamNodeID)
-		}
-	}
-	url, ok := peers.DedicatedURL(cfg)
-	if !ok {
-		d.log.Warn("team's dedicated_service_url is not an in-cluster Service URL; using the shared agent",
-			"org_id", route.OrgID, "team_node_id", route.TeamNodeID)
-	}
-	return name, url
-}
-
 func describeIdentifiers(ids map[string]string) string {
 	parts := make([]string, 0, len(ids))
 	for k, v := range ids {
 		parts = append(parts, k+"="+v)
 	}
+	slices.Sort(parts)
 	return strings.Join(parts, ", ")
 }
 

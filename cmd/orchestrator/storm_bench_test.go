@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+)
+
+// BenchmarkStorm is the alert storm of SPEC §6 against the real binary with
+// the default dispatch settings (team limit 60/min, coalescing, routing
+// cache): PagerDuty alerts for one team at 1,000/s for 3 s, with 20 Slack
+// mentions for the same team mixed in. It prints the ack latencies during
+// the storm, the time until the backlog is delivered, agent and Config
+// Service calls, digests and their sizes, and peak RSS. Run with
+// `make bench`; the figures are printed, not asserted.
+func BenchmarkStorm(b *testing.B) {
+	const admin, pdSecret, slackSecret = "storm-admin", "storm-pd", "storm-slack"
+	const rate, seconds, mentions = 1000, 3, 20
+	f := startPeerFakes(b, admin)
+	dir := b.TempDir()
+	env := []string{"PAGERDUTY_WEBHOOK_SECRETS=" + pdSecret, "SLACK_SIGNING_SECRET=" + slackSecret, "ORCHESTRATOR_DATA_DIR=" + dir}
+	for _, kv := range f.env {
+		// The storm runs at the defaults an operator gets.
+		if kv != "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=1000000" {
+			env = append(env, kv)
+		}
+	}
+	proc, logs, _ := child(b, env, "serve")
+	base := "http://" + waitLine(b, logs, "listening")["addr"].(string)
+	go drain(logs)
+	waitReady(b, base)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 10 * time.Second}
+	var mu sync.Mutex
+	var acks []time.Duration
+	failed := 0
+	send := func(path string, body []byte, h http.Header) {
+		req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
+		req.Header = h
+		t := time.Now()
+		resp, err := client.Do(req)
+		d := time.Since(t)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed++
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			failed++
+			return
+		}
+		acks = append(acks, d)
+	}
+	var wg sync.WaitGroup
+	peak := 0
+	tick := time.NewTicker(time.Second / rate)
+	start := time.Now()
+	total := rate * seconds
+	for i := 0; i < total; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			body := webhook.Sample(webhook.PagerDuty, fmt.Sprintf("storm%05d", i), time.Now())
+			send("/webhooks/pagerduty", body, webhook.Sign(webhook.PagerDuty, pdSecret, body, time.Now(), ""))
+		}(i)
+		if i%(total/mentions) == total/mentions/2 {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				body := webhook.Sample(webhook.Slack, fmt.Sprintf("stormmention%05d", i), time.Now())
+				send("/webhooks/slack/events", body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+			}(i)
+		}
+		if i%100 == 0 {
+			peak = max(peak, rssKB(proc.Process.Pid, "VmRSS"))
+		}
+	}
+	tick.Stop()
+	wg.Wait()
+	stormEnd := time.Now()
+
+	// Delivered: every event the agent received, alone or in a digest.
+	type body struct {
+		TriggerSource string `json:"trigger_source"`
+		Context       struct {
+			Metadata struct {
+				Events []json.RawMessage `json:"events"`
+			} `json:"metadata"`
+		} `json:"context"`
+	}
+	var delivered, alone, alerts int
+	var sizes []int
+	count := func() {
+		delivered, alone, alerts, sizes = 0, 0, 0, sizes[:0]
+		for _, c := range f.agent.CallsTo(peerstest.RouteAgentRun) {
+			var bd body
+			_ = json.Unmarshal(c.Body, &bd)
+			switch {
+			case bd.TriggerSource == "digest":
+				sizes = append(sizes, len(bd.Context.Metadata.Events))
+				delivered += len(bd.Context.Metadata.Events)
+				alerts += len(bd.Context.Metadata.Events)
+			case bd.TriggerSource == webhook.Slack:
+				alone++
+				delivered++
+			default:
+				sizes = append(sizes, 1)
+				delivered++
+				alerts++
+			}
+		}
+	}
+	deadline := start.Add(5 * time.Minute)
+	for count(); delivered < len(acks) && time.Now().Before(deadline); count() {
+		time.Sleep(100 * time.Millisecond)
+		peak = max(peak, rssKB(proc.Process.Pid, "VmRSS"))
+	}
+	drained := time.Since(start)
+	calls := len(f.agent.CallsTo(peerstest.RouteAgentRun))
+	cs := len(f.cs.CallsTo(peerstest.RouteRoutingLookup)) + len(f.cs.CallsTo(peerstest.RouteImpersonate)) + len(f.cs.CallsTo(peerstest.RouteConfigMe))
+	slices.Sort(sizes)
+	digests := 0
+	for _, s := range sizes {
+		if s > 1 {
+			digests++
+		}
+	}
+	slices.Sort(acks)
+	fmt.Printf("storm: offered %d alerts (%d/s for %ds) + %d mentions for one team; acked %d, refused %d; ack p50 %v p99 %v max %v\n",
+		total, rate, seconds, mentions, len(acks), failed, pctl(acks, .5).Round(time.Microsecond), pctl(acks, .99).Round(time.Microsecond),
+		acks[len(acks)-1].Round(time.Microsecond))
+	fmt.Printf("storm: %d of %d delivered %v after the storm began (storm lasted %v); %d mentions delivered alone\n",
+		delivered, len(acks), drained.Round(100*time.Millisecond), stormEnd.Sub(start).Round(100*time.Millisecond), alone)
+	fmt.Printf("storm: %d agent calls for %d alerts (%.3f per alert); %d digests, sizes min %d median %d max %d; %d Config Service calls (%.2f per agent call)\n",
+		calls, alerts, float64(calls-alone)/float64(max(1, alerts)), digests, sizes[0], sizes[len(sizes)/2], sizes[len(sizes)-1], cs, float64(cs)/float64(max(1, calls)))
+	fmt.Printf("storm: peak RSS %d MiB sampled, VmHWM %d MiB\n", peak/1024, rssKB(proc.Process.Pid, "VmHWM")/1024)
+	_ = proc.Process.Signal(syscall.SIGTERM)
+	_ = proc.Wait()
+}
+
+// waitReady polls /ready until it answers 200.
+func waitReady(b *testing.B, base string) {
+	for range 10000 {
+		resp, err := http.Get(base + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.Fatal("never ready")
+}

@@ -1,0 +1,231 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// failed fills o for a failed attempt: 5xx, 429, timeouts and refused
+// connections retry with backoff until MaxAttempts (then dead); other
+// failures end failed. It returns o and the metric outcome.
+func (d *Dispatcher) failed(o store.Outcome, attempts int, err error) (store.Outcome, string) {
+	o.LastError = errorText(err)
+	if !transient(err) {
+		o.Status = store.EventFailed
+		return o, "failed"
+	}
+	o.Attempts = attempts + 1
+	if o.Attempts >= d.o.MaxAttempts {
+		o.Status = store.EventDead
+		return o, "dead"
+	}
+	o.Status, o.NextAttemptAt = store.EventQueued, d.now().Add(d.backoff(o.Attempts))
+	return o, "retry"
+}
+
+// transient: a peer's 5xx, 429, timeout or refused connection, or any
+// failure that is not a peer's answer.
+func transient(err error) bool {
+	h, ok := peers.AsHTTPError(err)
+	if !ok {
+		return true
+	}
+	return h.Status == 0 || h.Timeout || h.Status >= 500 || h.Status == http.StatusTooManyRequests
+}
+
+// call is one agent call for a team: one event, or several folded into a
+// digest.
+type call struct {
+	team   store.TeamKey
+	events []store.Event
+}
+
+// deliver makes one agent call and hands every event's outcome, and the
+// call's agent-run row, to the completer. A digest succeeds or fails as a
+// whole: each folded event follows it.
+func (d *Dispatcher) deliver(c call) {
+	ctx := d.work
+	now := d.now()
+	outs := make([]store.Outcome, len(c.events))
+	for i, e := range c.events {
+		outs[i] = store.Outcome{ID: e.ID, Attempts: e.Attempts, At: now, OrgID: c.team.OrgID, TeamNodeID: c.team.TeamNodeID}
+	}
+	run, err := d.callAgent(ctx, c)
+	outcome := "delivered"
+	if err != nil {
+		d.forget(c.team.OrgID, c.team.TeamNodeID, err)
+		// One backoff for the whole digest, so it is retried as a whole.
+		most := 0
+		for _, e := range c.events {
+			most = max(most, e.Attempts)
+		}
+		retryAt := time.Time{}
+		for i, e := range c.events {
+			o, oc := d.failed(outs[i], e.Attempts, err)
+			if oc == "retry" {
+				if retryAt.IsZero() {
+					retryAt = d.now().Add(d.backoff(most + 1))
+				}
+				o.NextAttemptAt = retryAt
+			}
+			outs[i], outcome = o, oc
+		}
+	} else {
+		for i := range outs {
+			outs[i].Status = store.EventDelivered
+		}
+	}
+	if ctx.Err() != nil && err != nil {
+		// Shutdown cut the call: back to the queue, no attempt used.
+		for i, e := range c.events {
+			outs[i] = store.Outcome{ID: e.ID, Status: store.EventQueued, Attempts: e.Attempts, At: d.now(), LastError: "interrupted by shutdown"}
+		}
+		outcome, run = "interrupted", nil
+	}
+	digest := len(c.events) > 1
+	at := d.now()
+	for i, e := range c.events {
+		outs[i].At = at
+		if digest && run != nil {
+			outs[i].DigestRunID, outs[i].DigestSize = run.ID, len(c.events)
+		}
+		d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
+		if digest {
+			d.metrics.coalesced.WithLabelValues(e.Source).Inc()
+		}
+		if outs[i].Status == store.EventDelivered {
+			d.metrics.latency.Observe(at.Sub(e.ReceivedAt).Seconds())
+		}
+	}
+	d.log.Info("dispatch", "events", len(c.events), "first_event_id", c.events[0].ID, "outcome", outcome,
+		"status", outs[0].Status, "org_id", c.team.OrgID, "team_node_id", c.team.TeamNodeID, "error", outs[0].LastError)
+	d.done.add(outs, run)
+}
+
+// callAgent reads the team's context and calls its agent; it returns the
+// agent-run row (nil if no call was made) and the failure, if any.
+func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, error) {
+	tc, err := d.context(ctx, c.team.OrgID, c.team.TeamNodeID)
+	if err != nil {
+		return nil, err
+	}
+	agentName, agentURL := d.agentTarget(tc.cfg, c.team)
+	req, correlation, runID := d.request(c)
+	limits := Limits{}
+	for _, e := range c.events {
+		l := d.o.Limits[e.Source]
+		if l.Timeout <= 0 {
+			l = Limits{Timeout: 300 * time.Second, MaxTurns: 50}
+		}
+		limits.Timeout, limits.MaxTurns = max(limits.Timeout, l.Timeout), max(limits.MaxTurns, l.MaxTurns)
+	}
+	req.Timeout, req.MaxTurns = int(limits.Timeout/time.Second), limits.MaxTurns
+	start := d.now()
+	_, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
+	run := &store.AgentRun{ID: runID, TriggerSource: req.TriggerSource, OrgID: c.team.OrgID,
+		TeamNodeID: c.team.TeamNodeID, AgentName: agentName, Status: "succeeded", CorrelationID: correlation,
+		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK}
+	if len(c.events) == 1 {
+		run.WebhookEventID = c.events[0].ID
+	}
+	if err != nil {
+		run.Status, run.Error, run.UpstreamStatus = "failed", errorText(err), 0
+		if h, ok := peers.AsHTTPError(err); ok {
+			run.UpstreamStatus = h.Status
+		}
+		return run, fmt.Errorf("agent %s: %w", agentName, err)
+	}
+	return run, nil
+}
+
+// request builds the agent request of a call. A lone event is described as
+// itself, with its id as correlation id. A digest opens with a count line,
+// then one line per event, oldest first; its correlation id is the digest's
+// (= its agent run's) id.
+func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
+	trigger := map[string]any{"org_id": c.team.OrgID, "team_node_id": c.team.TeamNodeID}
+	if len(c.events) == 1 {
+		e := c.events[0]
+		msg, meta := webhook.Describe(e.Source, e.EventType, e.Body)
+		trigger["source"], trigger["event_id"], trigger["delivery_id"], trigger["event_type"] = e.Source, e.ID, e.DeliveryID, e.EventType
+		return peers.AgentRequest{Message: msg, TriggerSource: e.Source,
+			Context: map[string]any{"metadata": map[string]any{e.Source: meta}, "trigger": trigger}}, e.ID, newID()
+	}
+	id := newID()
+	lines := make([]string, 0, len(c.events)+1)
+	listed := make([]map[string]any, 0, len(c.events))
+	type group struct {
+		n        int
+		subjects []string
+	}
+	groups := map[string]*group{}
+	var order []string
+	for _, e := range c.events {
+		msg, meta := webhook.Describe(e.Source, e.EventType, e.Body)
+		lines = append(lines, "- "+msg)
+		listed = append(listed, map[string]any{"source": e.Source, "event_id": e.ID, "delivery_id": e.DeliveryID,
+			"event_type": e.EventType, "summary": msg})
+		k := e.Source + " " + e.EventType
+		g := groups[k]
+		if g == nil {
+			g = &group{}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.n++
+		if s := subject(meta); s != "" && len(g.subjects) < 3 && !slices.Contains(g.subjects, s) {
+			g.subjects = append(g.subjects, s)
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool { return groups[order[i]].n > groups[order[j]].n })
+	parts := make([]string, 0, len(order))
+	for _, k := range order {
+		p := fmt.Sprintf("%d %s", groups[k].n, k)
+		if s := groups[k].subjects; len(s) > 0 {
+			p += " (" + strings.Join(s, ", ") + ")"
+		}
+		parts = append(parts, p)
+	}
+	head := fmt.Sprintf("%d alerts for %s/%s: %s", len(c.events), c.team.OrgID, c.team.TeamNodeID, strings.Join(parts, ", "))
+	trigger["source"], trigger["digest_id"], trigger["event_count"] = "digest", id, len(c.events)
+	return peers.AgentRequest{Message: head + "\n" + strings.Join(lines, "\n"), TriggerSource: "digest",
+		Context: map[string]any{"metadata": map[string]any{"events": listed}, "trigger": trigger}}, id, id
+}
+
+// subject is what an alert is about, for the count line: the PagerDuty
+// service, the GitHub repository, the Coralogix application.
+func subject(meta map[string]any) string {
+	for _, k := range []string{"service_id", "repo", "application"} {
+		if s, _ := meta[k].(string); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// agentTarget reads the team's entrance agent and dedicated URL.
+func (d *Dispatcher) agentTarget(cfg map[string]any, t store.TeamKey) (string, string) {
+	name := "planner"
+	if s, _ := cfg["entrance_agent"].(string); s != "" {
+		if peers.ValidAgentName(s) {
+			name = s
+		} else {
+			d.log.Warn("team's entrance_agent is not a valid agent name; using planner", "org_id", t.OrgID, "team_node_id", t.TeamNodeID)
+		}
+	}
+	url, ok := peers.DedicatedURL(cfg)
+	if !ok {
+		d.log.Warn("team's dedicated_service_url is not an in-cluster Service URL; using the shared agent",
+			"org_id", t.OrgID, "team_node_id", t.TeamNodeID)
+	}
+	return name, url
+}

@@ -1,0 +1,176 @@
+package dispatch
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// routeBatch is how many new events one routing round reads.
+const routeBatch = 200
+
+// maxCachedRoutes bounds the routing cache.
+const maxCachedRoutes = 10000
+
+// routeCache keeps routing lookups, found or not, for a while (SPEC §6
+// Storms: ORCHESTRATOR_ROUTING_CACHE_SECONDS), so that a storm of alerts
+// with the same identifiers costs one lookup, not one per event.
+type routeCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]cachedRoute
+}
+
+type cachedRoute struct {
+	route   peers.Route
+	expires time.Time
+}
+
+// identifiersKey is a canonical form of a set of routing identifiers.
+func identifiersKey(ids map[string]string) string {
+	keys := make([]string, 0, len(ids))
+	for k := range ids {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(ids[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (c *routeCache) get(key string, now time.Time) (peers.Route, bool) {
+	if c.ttl <= 0 {
+		return peers.Route{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[key]
+	if !ok || !now.Before(r.expires) {
+		return peers.Route{}, false
+	}
+	return r.route, true
+}
+
+func (c *routeCache) put(key string, r peers.Route, now time.Time) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedRoutes {
+		for k, v := range c.m { // expired first, then any: the cache stays bounded
+			if !now.Before(v.expires) {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < maxCachedRoutes {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[key] = cachedRoute{route: r, expires: now.Add(c.ttl)}
+}
+
+// lookup routes one set of identifiers through the cache.
+func (d *Dispatcher) lookup(ctx context.Context, ids map[string]string) (peers.Route, error) {
+	key, now := identifiersKey(ids), d.o.Now()
+	if r, ok := d.routes.get(key, now); ok {
+		return r, nil
+	}
+	r, err := d.o.Config.RoutingLookup(ctx, d.o.InternalAdminToken, ids)
+	if err != nil {
+		return r, err
+	}
+	d.routes.put(key, r, now)
+	return r, nil
+}
+
+// router finds the team of each new event, once, and writes it back with
+// the event still queued; events that match no team end unrouted. Then the
+// team loop takes over.
+func (d *Dispatcher) router() {
+	defer close(d.routerDone)
+	for {
+		n, err := d.routeRound()
+		if err != nil {
+			d.log.Error("routing new events failed", "error", err)
+		}
+		if n > 0 {
+			d.kickLoop()
+		}
+		if n == routeBatch && err == nil {
+			continue // more may be waiting
+		}
+		t := time.NewTimer(d.o.Poll)
+		select {
+		case <-d.stop:
+			t.Stop()
+			return
+		case <-d.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// routeRound routes up to routeBatch new events and writes the results in
+// one transaction.
+func (d *Dispatcher) routeRound() (int, error) {
+	events, err := d.o.Store.EventsToRoute(d.work, d.now(), routeBatch)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	outs := make([]store.Outcome, 0, len(events))
+	for _, e := range events {
+		if d.work.Err() != nil {
+			return 0, nil // shutting down: the rest stay queued, unrouted yet
+		}
+		o, outcome := d.route(e)
+		outs = append(outs, o)
+		if outcome != "" {
+			d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
+			d.log.Info("dispatch", "event_id", e.ID, "source", e.Source, "outcome", outcome, "status", o.Status,
+				"attempts", o.Attempts, "error", o.LastError)
+		}
+	}
+	if err := d.o.Store.RecordOutcomes(context.WithoutCancel(d.work), outs, nil); err != nil {
+		return 0, err
+	}
+	return len(events), nil
+}
+
+// route decides one event's team; it returns the outcome to record and the
+// metric outcome when the event ends here ("" when it goes on to its team).
+func (d *Dispatcher) route(e store.Event) (store.Outcome, string) {
+	o := store.Outcome{ID: e.ID, From: store.EventQueued, Attempts: e.Attempts, At: d.now()}
+	switch {
+	case d.o.InternalAdminToken == "":
+		o.Status, o.LastError = store.EventFailed, "ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook dispatch cannot authenticate"
+		return o, "failed"
+	case len(e.Identifiers) == 0:
+		o.Status, o.LastError = store.EventUnrouted, "the event carries no routing identifier"
+		return o, "unrouted"
+	}
+	r, err := d.lookup(d.work, e.Identifiers)
+	if err != nil {
+		return d.failed(o, e.Attempts, &stepError{"routing lookup", err})
+	}
+	if !r.Found {
+		o.Status, o.LastError = store.EventUnrouted, "no team's routing matches "+describeIdentifiers(e.Identifiers)
+		return o, "unrouted"
+	}
+	o.Status, o.OrgID, o.TeamNodeID, o.MatchedBy, o.NextAttemptAt = store.EventQueued, r.OrgID, r.TeamNodeID, r.MatchedBy, e.NextAttemptAt
+	return o, ""
+}

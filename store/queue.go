@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The event queue under load (SPEC §6 Storms). An event is routed once: a
+// queued event without a team is read, looked up and written back with its
+// team. From then on it waits for its team to be able to take a call, and a
+// waiting event costs nothing: it is not claimed, looked up or written until
+// the dispatcher claims it for a call. Claims are one statement for the
+// events of one team and one kind; outcomes are written in batches.
+
+// TeamKey names a team whose routed events are waiting.
+type TeamKey struct {
+	OrgID, TeamNodeID string
+	// OldestDue is when its oldest waiting event became due.
+	OldestDue time.Time
+}
+
+// EventsToRoute returns up to limit due queued events that have no team yet
+// — Slack mentions first, then the oldest — without claiming them: routing
+// is one goroutine's work, and its write-back is guarded by "still queued
+// without a team".
+func (db *DB) EventsToRoute(ctx context.Context, now time.Time, limit int) ([]Event, error) {
+	var out []Event
+	for _, people := range []bool{true, false} {
+		op := "="
+		if !people {
+			op = "<>"
+		}
+		rows, err := db.read.QueryContext(ctx, `SELECT `+strings.Replace(eventColumns, " body,", " NULL,", 1)+`
+			FROM orchestrator_webhook_events
+			WHERE status = ? AND team_node_id IS NULL AND next_attempt_at <= ? AND source `+op+` ?
+			ORDER BY next_attempt_at, id LIMIT ?`, EventQueued, formatTime(now), "slack", limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		got, err := collect(rows, scanEvent)
+		if err != nil {
+			return nil, err
+		}
+		if out = append(out, got...); len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// TeamsDue lists the teams with routed events due at now, the longest
+// waiting first.
+func (db *DB) TeamsDue(ctx context.Context, now time.Time) ([]TeamKey, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT org_id, team_node_id, MIN(next_attempt_at)
+		FROM orchestrator_webhook_events
+		WHERE status = ? AND team_node_id IS NOT NULL AND next_attempt_at <= ?
+		GROUP BY org_id, team_node_id ORDER BY 3, 1, 2`, EventQueued, formatTime(now))
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r rowScanner) (TeamKey, error) {
+		var k TeamKey
+		var due nullTime
+		err := r.Scan(&k.OrgID, &k.TeamNodeID, &due)
+		k.OldestDue = due.Time
+		return k, err
+	})
+}
+
+// Kind selects which of a team's due events a claim takes.
+type Kind struct {
+	// People: Slack mentions and internal triggers (source slack), and
+	// redriven (solo) events. Each goes alone.
+	People bool
+	// Sources, when People is false, are the sources to take; Exclude
+	// inverts the list. Solo events and Slack are never taken here.
+	Sources []string
+	Exclude bool
+}
+
+// ClaimTeamEvents moves up to limit of the team's due queued events of one
+// kind to dispatching, in one statement, and returns them oldest first.
+func (db *DB) ClaimTeamEvents(ctx context.Context, now time.Time, team TeamKey, kind Kind, limit int) ([]Event, error) {
+	at := formatTime(now)
+	cond, args := "(source = ? OR solo = ?)", []any{"slack", true}
+	if !kind.People {
+		cond, args = "source <> ? AND solo = ?", []any{"slack", false}
+		if len(kind.Sources) > 0 {
+			in := "IN"
+			if kind.Exclude {
+				in = "NOT IN"
+			}
+			cond += " AND source " + in + " (" + strings.TrimSuffix(strings.Repeat("?,", len(kind.Sources)), ",") + ")"
+			for _, s := range kind.Sources {
+				args = append(args, s)
+			}
+		} else if !kind.Exclude {
+			return nil, nil // no source selected
+		}
+	}
+	q := `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
+		WHERE id IN (SELECT id FROM orchestrator_webhook_events
+			WHERE status = ? AND org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND ` + cond + `
+			ORDER BY received_at, id LIMIT ?)
+		RETURNING ` + eventColumns
+	all := append([]any{EventDispatching, at, EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
+	rows, err := db.write.QueryContext(ctx, q, append(all, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	events, err := collect(rows, scanEvent)
+	slices.SortFunc(events, func(a, b Event) int {
+		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return events, err
+}
+
+// Outcome is what one dispatch attempt (or one routing) came to for one
+// event.
+type Outcome struct {
+	ID            string
+	Status        string
+	Attempts      int
+	NextAttemptAt time.Time // for a retry (status queued)
+	LastError     string
+	OrgID         string
+	TeamNodeID    string
+	MatchedBy     string
+	At            time.Time
+	// From is the status the event must still have for the outcome to
+	// apply: dispatching for a claimed event, queued for a routing result.
+	From string
+	// DigestRunID and DigestSize, for an event folded into a digest.
+	DigestRunID string
+	DigestSize  int
+}
+
+// RecordOutcomes writes outcomes and the agent calls they came from in one
+// transaction: the batched completion of SPEC §6, so that dispatch
+// bookkeeping costs one commit per batch, not one per event. An outcome
+// whose event is no longer in its From status is skipped (a redrive or a
+// restart got there first).
+func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []AgentRun) error {
+	if len(outcomes) == 0 && len(runs) == 0 {
+		return nil
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// Runs first: a folded event's digest_run_id points at its run.
+	for _, r := range runs {
+		if err := insertAgentRun(ctx, tx, r); err != nil {
+			return fmt.Errorf("store: agent run %s: %w", r.ID, err)
+		}
+	}
+	stmt, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
+		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
+		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size)
+		WHERE id = ? AND status = ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, o := range outcomes {
+		var finished any
+		switch o.Status {
+		case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead:
+			finished = formatTime(o.At)
+		}
+		next := o.NextAttemptAt
+		if next.IsZero() {
+			next = o.At
+		}
+		from := o.From
+		if from == "" {
+			from = EventDispatching
+		}
+		var size any
+		if o.DigestSize > 0 {
+			size = o.DigestSize
+		}
+		if _, err := stmt.ExecContext(ctx, o.Status, o.Attempts, formatTime(next), nullIfEmpty(o.LastError),
+			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), formatTime(o.At), finished,
+			nullIfEmpty(o.DigestRunID), size, o.ID, from); err != nil {
+			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
+		}
+	}
+	return tx.Commit()
+}
