@@ -199,7 +199,7 @@ func (s *Server) handleRedrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.opts.Notify != nil {
-		s.opts.Notify()
+		s.opts.Notify(e.OrgID, e.TeamNodeID)
 	}
 	s.logger.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
 	s.writeJSON(w, r, http.StatusOK, viewEvent(e))

@@ -177,10 +177,16 @@ func (s *Server) store(w http.ResponseWriter, r *http.Request, ev webhook.Event,
 	if ev.Ignore != "" {
 		status, lastErr = store.EventIgnored, "ignored: "+ev.Ignore
 	}
-	res, err := s.opts.Events.InsertEvent(r.Context(), store.Event{
+	e := store.Event{
 		ID: uuid.NewString(), Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
 		Identifiers: ev.Identifiers, Headers: headers, Body: body, LastError: lastErr, ReceivedAt: s.now(),
-	})
+	}
+	// A route already in the dispatcher's cache is applied now, from memory:
+	// in a storm every event after the first arrives knowing its team.
+	if status == store.EventQueued && len(ev.Identifiers) > 0 && s.opts.CachedRoute != nil {
+		e.OrgID, e.TeamNodeID, e.MatchedBy, _ = s.opts.CachedRoute(ev.Identifiers)
+	}
+	res, err := s.opts.Events.InsertEvent(r.Context(), e)
 	if err != nil {
 		*outcome = "store_error"
 		s.writeError(w, r, apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry"))
@@ -192,7 +198,7 @@ func (s *Server) store(w http.ResponseWriter, r *http.Request, ev webhook.Event,
 		return
 	}
 	if status == store.EventQueued && s.opts.Notify != nil {
-		s.opts.Notify()
+		s.opts.Notify(e.OrgID, e.TeamNodeID)
 	}
 	s.writeJSON(w, r, okStatus, map[string]any{"ok": true, "event_id": res.ID})
 }

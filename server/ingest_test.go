@@ -345,7 +345,7 @@ func TestDispatch_TeamLimitDelaysNeverDrops(t *testing.T) {
 	waitFor(t, "two delivered and three routed, waiting", func() bool {
 		return count(delivered) == 2 && count(func(ev store.Event) bool { return ev.Status == store.EventQueued && ev.TeamNodeID != "" }) == 3
 	})
-	e.disp.Notify()
+	e.disp.Notify("", "")
 	if n := count(func(ev store.Event) bool {
 		return ev.Status == store.EventQueued && ev.Attempts == 0 && ev.LastError == ""
 	}); n != 3 {
@@ -357,7 +357,7 @@ func TestDispatch_TeamLimitDelaysNeverDrops(t *testing.T) {
 	// Time passes: every event gets through, none is dropped.
 	waitFor(t, "all five delivered", func() bool {
 		e.clock.Add(30 * time.Second)
-		e.disp.Notify()
+		e.disp.Notify("", "")
 		time.Sleep(5 * time.Millisecond)
 		return count(delivered) == 5
 	})

@@ -53,8 +53,13 @@ type Options struct {
 	// Webhooks verifies each source; with Events, it enables /webhooks/*.
 	Webhooks map[string]webhook.Verifier
 	Events   EventStore
-	// Notify wakes the dispatcher after an event is stored.
-	Notify func()
+	// Notify wakes the dispatcher after an event is stored or redriven,
+	// naming its team when the team is already known ("" otherwise).
+	Notify func(org, team string)
+	// CachedRoute, if set, answers a routing lookup from memory only (no
+	// I/O): an event whose route is cached is stored with its team, so it
+	// needs no routing round after the ack.
+	CachedRoute func(identifiers map[string]string) (org, team, matchedBy string, ok bool)
 	// WebhookRate and WebhookBurst limit each source (events/s; 0 = none).
 	WebhookRate  float64
 	WebhookBurst int

@@ -115,7 +115,7 @@ func TestStorm_OneTeamFoldsIntoDigestsAndPeopleGoFirst(t *testing.T) {
 	// Slots come every 10 s of the team's limit.
 	waitFor(t, "every event delivered", func() bool {
 		e.clock.Add(10 * time.Second)
-		e.disp.Notify()
+		e.disp.Notify("", "")
 		time.Sleep(2 * time.Millisecond)
 		return e.countStatus(alerts, store.EventDelivered) == 1000 && e.countStatus(mentions, store.EventDelivered) == 10
 	})
@@ -198,7 +198,7 @@ func TestStorm_DigestFailureRetriesAsAWhole(t *testing.T) {
 	}
 	waitFor(t, "the retry delivered", func() bool {
 		e.clock.Add(time.Second)
-		e.disp.Notify()
+		e.disp.Notify("", "")
 		time.Sleep(time.Millisecond)
 		return e.countStatus(ids, store.EventDelivered) == 5
 	})
@@ -225,7 +225,7 @@ func TestStorm_DigestFailureRetriesAsAWhole(t *testing.T) {
 	}
 	waitFor(t, "the digest dead", func() bool {
 		e.clock.Add(10 * time.Second)
-		e.disp.Notify()
+		e.disp.Notify("", "")
 		time.Sleep(time.Millisecond)
 		return e.countStatus(doomed, store.EventDead) == 4
 	})

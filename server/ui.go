@@ -519,7 +519,7 @@ func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession
 		se.flash = "Event queued again."
 		s.logger.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
 		if s.opts.Notify != nil {
-			s.opts.Notify()
+			s.opts.Notify(e.OrgID, e.TeamNodeID)
 		}
 	}
 	http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)

@@ -91,8 +91,8 @@ func jsonText(v any) any {
 
 const insertEventSQL = `INSERT INTO orchestrator_webhook_events
 	(id, source, delivery_id, event_type, status, routing_identifiers, attempts, next_attempt_at, last_error,
-	 headers, body, received_at, updated_at, finished_at)
-	VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
+	 headers, body, received_at, updated_at, finished_at, org_id, team_node_id, matched_by)
+	VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (source, delivery_id) DO NOTHING`
 
 const findEventSQL = `SELECT id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`
@@ -107,7 +107,8 @@ func insertEvent(ctx context.Context, insert, find *sql.Stmt, e Event) (string, 
 		finished = at
 	}
 	res, err := insert.ExecContext(ctx, e.ID, e.Source, e.DeliveryID, e.EventType, e.Status, jsonText(e.Identifiers),
-		at, nullIfEmpty(e.LastError), jsonText(e.Headers), e.Body, at, at, finished)
+		at, nullIfEmpty(e.LastError), jsonText(e.Headers), e.Body, at, at, finished,
+		nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID), nullIfEmpty(e.MatchedBy))
 	if err != nil {
 		return "", false, err
 	}

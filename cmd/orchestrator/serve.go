@@ -76,6 +76,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Webhooks:       deps.webhooks,
 		Events:         db,
 		Notify:         deps.dispatcher.Notify,
+		CachedRoute:    deps.dispatcher.CachedRoute,
 		WebhookRate:    cfg.WebhookRateLimit,
 		WebhookBurst:   cfg.WebhookBurst,
 		InternalToken:  cfg.InternalToken.Reveal(),

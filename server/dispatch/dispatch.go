@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -102,10 +103,19 @@ type Dispatcher struct {
 	mu         sync.Mutex
 	teams      map[string]*rate.Limiter
 	tctx       map[string]teamContext
+	arrived    map[string]store.TeamKey // teams that got due work since the loop last looked
+	rescan     atomic.Bool              // the router stored routes: scan the queue again
 	stop       chan struct{}
 	loopDone   chan struct{}
 	routerDone chan struct{}
 	workers    sync.WaitGroup
+	// The teams with due events, as the last scan found them; only the team
+	// loop touches these. A scan is O(queue), so it runs when something new
+	// was routed (at most every rescanEvery) or every Poll, not on every
+	// freed worker; a team whose due events ran out leaves the list.
+	due   []store.TeamKey
+	dueAt time.Time
+	stale bool
 	// work is canceled when shutdown runs out of time; in-flight calls then
 	// return their events to the queue.
 	work       context.Context
@@ -152,7 +162,7 @@ func New(o Options) (*Dispatcher, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		teams: map[string]*rate.Limiter{}, tctx: map[string]teamContext{},
+		teams: map[string]*rate.Limiter{}, tctx: map[string]teamContext{}, arrived: map[string]store.TeamKey{},
 		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -183,12 +193,37 @@ func New(o Options) (*Dispatcher, error) {
 	return d, nil
 }
 
-// Notify wakes the dispatcher: a new event was stored, or one redriven.
-func (d *Dispatcher) Notify() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
+// Notify wakes the dispatcher: an event was stored or redriven. With its
+// team known (its route was cached at ingest, or it was routed before), the
+// team joins the team loop's list at once, without a scan of the queue;
+// otherwise the router finds its team first.
+func (d *Dispatcher) Notify(org, team string) {
+	if team == "" {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+		return
 	}
+	d.mu.Lock()
+	d.arrived[teamKey(org, team)] = store.TeamKey{OrgID: org, TeamNodeID: team}
+	d.mu.Unlock()
+	d.kickLoop()
+}
+
+// CachedRoute answers a routing lookup from the cache only, without I/O:
+// ingest stores an event whose route is cached with its team already set.
+func (d *Dispatcher) CachedRoute(ids map[string]string) (org, team, matchedBy string, ok bool) {
+	r, ok := d.routes.get(identifiersKey(ids), d.o.Now())
+	if !ok || !r.Found {
+		return "", "", "", false
+	}
+	return r.OrgID, r.TeamNodeID, r.MatchedBy, true
+}
+
+// rescanQueue asks the team loop to scan the queue for due teams again.
+func (d *Dispatcher) rescanQueue() {
+	d.rescan.Store(true)
 	d.kickLoop()
 }
 
@@ -242,6 +277,9 @@ func (d *Dispatcher) Stop(ctx context.Context) {
 
 func (d *Dispatcher) now() time.Time { return d.o.Now().UTC() }
 
+// rescanEvery bounds how often new work triggers a scan of the due teams.
+const rescanEvery = 20 * time.Millisecond
+
 // loop is the team gate: it hands teams that can take a call their due
 // events, people first, alerts folded, while workers are free.
 func (d *Dispatcher) loop() {
@@ -279,12 +317,16 @@ func (d *Dispatcher) loop() {
 				d.metrics.depth.Set(float64(depth))
 			}
 		}
+		if d.stale {
+			wait = min(wait, max(time.Millisecond, rescanEvery-time.Since(d.dueAt)))
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-d.stop:
 			t.Stop()
 			return
 		case <-d.kick:
+			d.takeArrived()
 		case <-freed:
 		case <-t.C:
 		}
@@ -292,18 +334,56 @@ func (d *Dispatcher) loop() {
 	}
 }
 
+// takeArrived adds the teams Notify named to the due list (a scan would find
+// nothing else new), or marks the list stale when the router asked for it.
+func (d *Dispatcher) takeArrived() {
+	if d.rescan.Swap(false) {
+		d.stale = true
+	}
+	d.mu.Lock()
+	arrived := d.arrived
+	d.arrived = map[string]store.TeamKey{}
+	d.mu.Unlock()
+	if d.due == nil {
+		d.stale = true
+		return
+	}
+	for _, t := range arrived {
+		if !slices.ContainsFunc(d.due, func(k store.TeamKey) bool { return k.OrgID == t.OrgID && k.TeamNodeID == t.TeamNodeID }) {
+			d.due = append(d.due, t)
+		}
+	}
+}
+
+// dueTeams returns the teams with due events, scanning the queue again when
+// the list is old or new work came in (at most every rescanEvery).
+func (d *Dispatcher) dueTeams(now time.Time) ([]store.TeamKey, error) {
+	since := time.Since(d.dueAt)
+	if d.due != nil && since < d.o.Poll && (!d.stale || since < rescanEvery) {
+		return d.due, nil
+	}
+	teams, err := d.o.Store.TeamsDue(d.work, now.UTC())
+	if err != nil {
+		return nil, err
+	}
+	d.due, d.dueAt, d.stale = teams, time.Now(), false
+	return teams, nil
+}
+
 // plan claims the calls of this round for at most free workers. next is
 // how soon a team now held back gets its next slot (0: none is waiting).
 func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 	now := d.o.Now()
-	teams, err := d.o.Store.TeamsDue(d.work, now.UTC())
+	teams, err := d.dueTeams(now)
 	if err != nil {
 		return nil, 0, err
 	}
 	var calls []call
 	var next time.Duration
-	for _, t := range teams {
+	remaining := make([]store.TeamKey, 0, len(teams))
+	for i, t := range teams {
 		if free == 0 {
+			remaining = append(remaining, teams[i:]...)
 			break
 		}
 		lim := d.limiter(t)
@@ -314,47 +394,64 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 			if next == 0 || wait < next {
 				next = max(wait, time.Millisecond)
 			}
+			remaining = append(remaining, t)
 			continue
 		}
-		got, err := d.claimTeam(t, min(free, tokens), now)
+		got, exhausted, err := d.claimTeam(t, min(free, tokens), now)
 		if len(got) > 0 {
 			lim.AllowN(now, len(got))
 			free -= len(got)
 			calls = append(calls, got...)
 		}
 		if err != nil {
+			d.stale = true
 			return calls, next, err
 		}
+		if !exhausted {
+			remaining = append(remaining, t)
+		}
 	}
+	d.due = remaining
 	return calls, next, nil
 }
 
 // claimTeam claims up to n calls' worth of one team's due events: its
 // mentions and redriven events first, each alone; then its coalesced alerts,
-// up to CoalesceMax a call; then its other events, each alone.
-func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) ([]call, error) {
-	var calls []call
+// up to CoalesceMax a call; then its other events, each alone. exhausted
+// says every kind was asked for and none is left due.
+func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []call, exhausted bool, err error) {
 	at := now.UTC()
 	people, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{People: true}, n)
 	for _, e := range people {
 		calls = append(calls, call{team: t, events: []store.Event{e}})
 	}
-	for err == nil && len(calls) < n && len(d.o.CoalesceSources) > 0 {
-		var alerts []store.Event
-		alerts, err = d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
-		if len(alerts) == 0 {
+	if err != nil || len(calls) == n {
+		return calls, false, err
+	}
+	for len(d.o.CoalesceSources) > 0 {
+		if len(calls) == n {
+			return calls, false, nil
+		}
+		alerts, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
+		if err != nil {
+			return calls, false, err
+		}
+		if len(alerts) > 0 {
+			calls = append(calls, call{team: t, events: alerts})
+		}
+		if len(alerts) < d.o.CoalesceMax {
 			break
 		}
-		calls = append(calls, call{team: t, events: alerts})
 	}
-	if err == nil && len(calls) < n {
-		var others []store.Event
-		others, err = d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, n-len(calls))
-		for _, e := range others {
-			calls = append(calls, call{team: t, events: []store.Event{e}})
-		}
+	if len(calls) == n {
+		return calls, false, nil
 	}
-	return calls, err
+	ask := n - len(calls)
+	others, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
+	for _, e := range others {
+		calls = append(calls, call{team: t, events: []store.Event{e}})
+	}
+	return calls, err == nil && len(others) < ask, err
 }
 
 // backoff is exponential with jitter: attempt n waits between half and all

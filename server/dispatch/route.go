@@ -108,7 +108,7 @@ func (d *Dispatcher) router() {
 			d.log.Error("routing new events failed", "error", err)
 		}
 		if n > 0 {
-			d.kickLoop()
+			d.rescanQueue()
 		}
 		if n == routeBatch && err == nil {
 			continue // more may be waiting
