@@ -43,7 +43,7 @@ func agentBodies(t *testing.T, e *env) []agentBody {
 // still clock; dispatch is started by the test once the storm is stored.
 func stormEnv(t *testing.T, perMinute int) *env {
 	return newEnv(t, envOptions{webhooks: true, noDispatch: true, fakeClock: true, teamPerMinute: perMinute,
-		coalesce: config.DefaultCoalesceSources, routingTTL: 30 * time.Second, workers: 1, maxAttempts: 3})
+		coalesce: config.DefaultCoalesceSources, routingTTL: 30 * time.Second, workers: 1, maxAttempts: 3, ui: true})
 }
 
 func sendAlerts(t *testing.T, e *env, prefix string, n int) []string {
@@ -157,6 +157,16 @@ func TestStorm_OneTeamFoldsIntoDigestsAndPeopleGoFirst(t *testing.T) {
 	}
 	if lone := e.do("GET", "/api/v1/admin/events/"+mentions[0], adminToken, nil); lone.body["digest"] != nil {
 		t.Fatalf("a lone delivery shows a digest: %s", lone.raw)
+	}
+	// The event page says so too.
+	if err := e.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.srv.Shutdown(context.Background())
+	base := "http://" + e.srv.Addr()
+	if code, page := getPage(t, login(t, base, adminToken), base+"/ui/events/"+alerts[0]); code != 200 ||
+		!strings.Contains(page, `id="event-digest"`) || !strings.Contains(page, "50 events") || !strings.Contains(page, "(digest of 50)") {
+		t.Fatalf("event page of a folded event = %d %s", code, page)
 	}
 	runs, err := e.db.TeamAgentRuns(context.Background(), "acme", "platform-sre")
 	if err != nil {
