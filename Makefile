@@ -77,12 +77,14 @@ fuzz:
 		echo "fuzz $$f: $(FUZZTIME) ok"; \
 	done
 
-## bench: ingest vs a bare net/http handler (events/s, p50/p99, ratio), then the
-## real binary with BENCH_EVENTS (default 1 000 000) events stored: start to
-## ready, events list times, ack and ack-to-agent latency and RSS at a fixed rate
+## bench: ingest vs a bare net/http handler with dispatch idle and running
+## (events/s, p50/p99, ratios); the alert storm on the real binary (acks,
+## time to deliver, agent and Config Service calls, digests, peak RSS); then
+## the real binary with BENCH_EVENTS (default 1 000 000) events stored: start
+## to ready, events list times, ack and ack-to-agent latency and RSS
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|Benchmark)'
-	$(GO) test -run '^$$' -bench BenchmarkProcess -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
+	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
 kube-assets:

@@ -71,30 +71,30 @@ func (m *Memory) ApplyService(_ context.Context, s *corev1.Service) (bool, error
 
 // GetCronJob returns team t's stored CronJob or nil, as Client does.
 func (m *Memory) GetCronJob(_ context.Context, t Team, name string) (*batchv1.CronJob, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cj := m.cjs[name]
-	if cj == nil {
-		return nil, nil
-	}
-	if !Owns(cj, t) {
-		return nil, &ConflictError{KindCronJob, name}
-	}
-	return cj.DeepCopy(), nil
+	return memGet(m, m.cjs, t, KindCronJob, name)
 }
 
 // GetDeployment returns team t's stored Deployment or nil, as Client does.
 func (m *Memory) GetDeployment(_ context.Context, t Team, name string) (*appsv1.Deployment, error) {
+	return memGet(m, m.deps, t, KindDeployment, name)
+}
+
+// memGet reads team t's object: nil if none, *ConflictError if the name is
+// another owner's. The caller gets a copy.
+func memGet[T any, P interface {
+	object[T]
+	DeepCopy() P
+}](m *Memory, store map[string]*T, t Team, kind, name string) (P, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d := m.deps[name]
-	if d == nil {
+	have, ok := store[name]
+	if !ok {
 		return nil, nil
 	}
-	if !Owns(d, t) {
-		return nil, &ConflictError{KindDeployment, name}
+	if !Owns(P(have), t) {
+		return nil, &ConflictError{kind, name}
 	}
-	return d.DeepCopy(), nil
+	return P(have).DeepCopy(), nil
 }
 
 // Delete removes team t's object, as Client does; it reports whether it

@@ -114,16 +114,7 @@ func BenchmarkProcess(b *testing.B) {
 	proc, logs, _ := child(b, env, "serve")
 	base := "http://" + waitLine(b, logs, "listening")["addr"].(string)
 	go drain(logs)
-	for {
-		resp, err := http.Get(base + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitReady(b, base)
 	fmt.Printf("start to /ready with %d events: %v; idle RSS %d MiB\n", n, time.Since(tStart).Round(time.Millisecond), rssKB(proc.Process.Pid, "VmRSS")/1024)
 
 	for _, q := range []string{"", "?source=slack&status=delivered", "?team_node_id=platform-sre&limit=200", "?since=" + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)} {
