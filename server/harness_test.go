@@ -21,6 +21,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
@@ -86,6 +87,7 @@ type env struct {
 	sched     *schedules.Service
 	disp      *dispatch.Dispatcher
 	clock     *clock
+	backups   *backups.Manager
 }
 
 // clock is a test clock that only moves when told.
@@ -150,6 +152,12 @@ type envOptions struct {
 	uiClock func() time.Time
 	// dataDir, if set, holds the database (a small tmpfs in fault tests).
 	dataDir string
+	// backups turns on the backup endpoints (and page), keeping backupKeep
+	// scheduled ones; snapshot, if set, replaces the real snapshot.
+	backups    bool
+	backupKeep int
+	snapshot   func(ctx context.Context, dest string) (store.SnapshotInfo, error)
+	backupNow  func() time.Time
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -241,6 +249,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.webhooks {
 		e.setupWebhooks(&opts, o, logger, csSrv.URL)
+	}
+	if o.backups {
+		e.backups, err = backups.New(backups.Options{DB: e.db, Dir: filepath.Join(e.dataDir, "backups"), Keep: o.backupKeep,
+			Logger: logger, Registry: e.reg, Now: o.backupNow, Snapshot: o.snapshot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Backups = e.backups
 	}
 	if o.ui {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"

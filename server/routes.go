@@ -52,6 +52,13 @@ func (s *Server) routes() {
 		s.handle(http.MethodPost, "/api/v1/admin/agents/run", s.handleAgentRun)
 	}
 
+	if s.opts.Backups != nil {
+		s.handle(http.MethodPost, "/api/v1/admin/backups", s.handleCreateBackup)
+		s.handle(http.MethodGet, "/api/v1/admin/backups", s.handleListBackups)
+		s.handle(http.MethodGet, "/api/v1/admin/backups/:name", s.handleDownloadBackup)
+		s.handle(http.MethodDelete, "/api/v1/admin/backups/:name", s.handleDeleteBackup)
+	}
+
 	if s.ui != nil {
 		s.uiRoutes()
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -69,6 +70,8 @@ type Options struct {
 	PipelineRunner PipelineRunner
 	// Agents enables the agent run proxy when set.
 	Agents *AgentProxy
+	// Backups enables the backup endpoints and the backups page.
+	Backups *backups.Manager
 	// UI enables the admin page under /ui/ when set (needs Auth, Runs,
 	// Provision and Events).
 	UI *UIOptions

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/incidentfox/orchestrator-edge/migrations"
-	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -33,11 +34,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if action != "up" && action != "status" {
 		return &usageError{msg: fmt.Sprintf("migrate: unknown action %q (want up or status)", action)}
 	}
-	flags := map[string]string{"ORCHESTRATOR_DEV": "1"} // peer URLs are not needed here
-	if *dataDir != "" {
-		flags["ORCHESTRATOR_DATA_DIR"] = *dataDir
-	}
-	cfg, err := config.Load(overlay(getenv, flags))
+	cfg, err := dataConfig(getenv, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -51,8 +48,20 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer db.Close()
+	if err := db.CheckSchema(ctx); err != nil {
+		return err
+	}
 
 	if action == "up" {
+		m, err := backups.New(backups.Options{DB: db, Dir: filepath.Join(cfg.DataDir, "backups")})
+		if err != nil {
+			return err
+		}
+		if snap, err := m.BeforeMigrate(ctx); err != nil {
+			return fmt.Errorf("%w: nothing was migrated", err)
+		} else if snap != nil {
+			fmt.Fprintf(stdout, "snapshot before migrating: %s\n", filepath.Join(m.Dir(), snap.Name))
+		}
 		applied, err := db.Migrate(ctx)
 		if err != nil {
 			return err

@@ -21,6 +21,8 @@ const mainUsage = `orchestrator — Orchestrator Edge, the AI SRE control plane 
 Usage:
   orchestrator serve [--dev] [--addr ADDR] [--data-dir DIR]   run the server
   orchestrator migrate [up|status] [--data-dir DIR]          apply or list migrations
+  orchestrator backup --out FILE [--data-dir DIR]            write a verified snapshot (server may run)
+  orchestrator restore --from FILE [--data-dir DIR]          install a snapshot (server stopped)
   orchestrator version                                       print the version
   orchestrator send-sample SOURCE [--url URL] [--dev]        sign and send a sample webhook
 
@@ -41,6 +43,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, getenv, stdout, stderr)
+	case "backup":
+		return backup(ctx, rest, getenv, stdout, stderr)
+	case "restore":
+		return restore(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return printVersion(rest, stdout, stderr)
 	case "send-sample":

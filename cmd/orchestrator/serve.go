@@ -54,6 +54,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer db.Close()
+	// A database a newer build migrated: stop before touching anything.
+	if err := db.CheckSchema(ctx); err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	deps, err := wire(ctx, cfg, db, reg, logger, getenv, stdout)
@@ -84,6 +88,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		PipelineRunner: deps.pipeline,
 		Agents:         deps.agents,
 		UI:             deps.ui,
+		Backups:        deps.backups,
 	})
 	if err != nil {
 		return err
@@ -100,6 +105,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	if cfg.AutoCreateTables {
+		// A copy to go back to if the migration goes wrong.
+		if snap, err := deps.backups.BeforeMigrate(ctx); err != nil {
+			shutdown(srv, cfg.ShutdownTimeout, logger)
+			return fmt.Errorf("%w: nothing was migrated", err)
+		} else if snap != nil {
+			logger.Info("snapshot taken before migrating", "name", snap.Name, "dir", deps.backups.Dir())
+		}
 		applied, err := db.Migrate(ctx)
 		if err != nil {
 			shutdown(srv, cfg.ShutdownTimeout, logger)
@@ -124,6 +136,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	retention, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
 	go dispatch.RunRetention(retention, db, cfg.EventBodyRetention, time.Hour, time.Now, logger)
 	go deps.schedules.RunReconciler(retention, cfg.ReconcileInterval)
+	if cfg.BackupSchedule != "" {
+		sched, _ := config.CronParser.Parse(cfg.BackupSchedule) // validated by config.Load
+		go deps.backups.Run(retention, sched)
+	}
 	defer stopRetention()
 	srv.SetServing(true)
 	logger.Info("started", "startup_ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
@@ -35,6 +37,7 @@ type deps struct {
 	agents     *server.AgentProxy
 	ui         *server.UIOptions
 	webhooks   map[string]webhook.Verifier
+	backups    *backups.Manager
 	closers    []func()
 }
 
@@ -78,6 +81,11 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	if cfg.InternalAdminToken == "" {
 		logger.Warn("ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook events are stored but not dispatched")
+	}
+	d.backups, err = backups.New(backups.Options{DB: db, Dir: filepath.Join(cfg.DataDir, "backups"), Keep: cfg.BackupKeep,
+		Logger: logger, Registry: reg})
+	if err != nil {
+		return nil, err
 	}
 	d.dispatcher, err = dispatch.New(dispatch.Options{
 		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(),

@@ -33,6 +33,7 @@ const (
 	PermAgentRun       = "admin:agent:run"
 	PermEventsRead     = "admin:events:read"
 	PermEventsRedrive  = "admin:events:redrive"
+	PermBackup         = "admin:backup"
 )
 
 // IdentityChecker is the Config Service call auth needs.

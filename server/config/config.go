@@ -7,6 +7,7 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"github.com/robfig/cron/v3"
 	"log/slog"
 	"net"
 	"net/url"
@@ -96,6 +97,11 @@ type Config struct {
 	// off. CoalesceMax bounds one digest.
 	CoalesceSources []string
 	CoalesceMax     int
+
+	// BackupSchedule is the cron expression of scheduled backups ("" = off);
+	// BackupKeep how many scheduled backups are kept (SPEC §14).
+	BackupSchedule string
+	BackupKeep     int
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -135,6 +141,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		RoutingCacheTTL:       p.seconds("ORCHESTRATOR_ROUTING_CACHE_SECONDS", 30, 0, 3600),
 		CoalesceSources:       p.coalesceSources("ORCHESTRATOR_COALESCE_SOURCES"),
 		CoalesceMax:           p.int("ORCHESTRATOR_COALESCE_MAX", 50, 1, 500),
+		BackupSchedule:        p.cron("ORCHESTRATOR_BACKUP_SCHEDULE", "30 3 * * *"),
+		BackupKeep:            p.int("ORCHESTRATOR_BACKUP_KEEP", 7, 1, 1000),
 	}
 	c.DatabasePath = p.database("DATABASE_URL", c.DataDir)
 
@@ -185,6 +193,25 @@ func (p *parser) str(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// CronParser reads five-field cron expressions: the parser Kubernetes itself
+// uses for CronJob schedules (also for the backup schedule).
+var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// cron reads a cron expression; "none" or "off" turns the schedule off.
+func (p *parser) cron(name, def string) string {
+	v := strings.TrimSpace(p.raw(name))
+	switch strings.ToLower(v) {
+	case "":
+		return def
+	case "none", "off":
+		return ""
+	}
+	if _, err := CronParser.Parse(v); err != nil {
+		p.fail(name, "%q is not a cron expression: %v", v, err)
+	}
+	return v
 }
 
 // DefaultCoalesceSources are the alert sources folded into digests.

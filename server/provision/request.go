@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
-	"github.com/robfig/cron/v3"
+	"github.com/incidentfox/orchestrator-edge/server/config"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
@@ -181,9 +181,6 @@ func cleanList(key string, in []string) ([]string, error) {
 	return out, nil
 }
 
-// cronParser is the parser Kubernetes itself uses for CronJob schedules.
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // ValidateCron checks a CronJob schedule before anything is called.
 func ValidateCron(expr string) error {
 	if len(expr) > 255 || strings.ContainsAny(expr, "\r\n") {
@@ -192,7 +189,7 @@ func ValidateCron(expr string) error {
 	if strings.Contains(expr, "TZ=") {
 		return apperr.New(apperr.Invalid, "invalid_cron_expression", "time zones are not allowed in the schedule (CronJobs run in the cluster's zone)")
 	}
-	if _, err := cronParser.Parse(expr); err != nil {
+	if _, err := config.CronParser.Parse(expr); err != nil {
 		return apperr.New(apperr.Invalid, "invalid_cron_expression", "%q is not a cron expression: %v", expr, err)
 	}
 	return nil

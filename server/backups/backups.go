@@ -1,0 +1,275 @@
+// Package backups keeps verified snapshots of the appliance's database in
+// $DATA_DIR/backups (SPEC §14): on demand, on a schedule and before a
+// migration. Each snapshot is a SQLite file written with VACUUM INTO while
+// the server runs, checked (integrity, schema version) and recorded in a JSON
+// file beside it with its size, schema version and SHA-256. One backup runs
+// at a time.
+package backups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
+)
+
+// Triggers of a backup.
+const (
+	Manual     = "manual"
+	Scheduled  = "scheduled"
+	PreMigrate = "pre-migrate"
+)
+
+// ErrInProgress: another backup is running.
+var ErrInProgress = errors.New("a backup is already running")
+
+// ErrNotFound: no backup of that name.
+var ErrNotFound = errors.New("no such backup")
+
+// Info is one recorded backup.
+type Info struct {
+	Name       string    `json:"name"`
+	Trigger    string    `json:"trigger"`
+	CreatedAt  time.Time `json:"created_at"`
+	DurationMS int64     `json:"duration_ms"`
+	store.SnapshotInfo
+}
+
+// Options configure a Manager.
+type Options struct {
+	DB  *store.DB
+	Dir string // $DATA_DIR/backups
+	// Keep is how many scheduled backups are kept (newest first); manual and
+	// pre-migrate ones stay until deleted.
+	Keep     int
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+	// Snapshot writes one snapshot; DB.Snapshot unless set (tests hold it).
+	Snapshot func(ctx context.Context, dest string) (store.SnapshotInfo, error)
+}
+
+// Manager makes, lists and removes backups.
+type Manager struct {
+	o       Options
+	log     *slog.Logger
+	running sync.Mutex
+	total   *prometheus.CounterVec
+
+	mu          sync.Mutex
+	lastFailure string
+	failedAt    time.Time
+}
+
+// New returns a Manager and registers orchestrator_backups_total.
+func New(o Options) (*Manager, error) {
+	if o.DB == nil || o.Dir == "" {
+		return nil, errors.New("backups: database and directory are required")
+	}
+	if o.Keep <= 0 {
+		o.Keep = 7
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Snapshot == nil {
+		o.Snapshot = o.DB.Snapshot
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{o: o, log: o.Logger.With("component", "backups"), total: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orchestrator_backups_total",
+		Help: "Backups by trigger (manual, scheduled, pre-migrate) and outcome (ok, failed).",
+	}, []string{"trigger", "outcome"})}
+	if o.Registry != nil {
+		if err := o.Registry.Register(m.total); err != nil {
+			return nil, fmt.Errorf("backups: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Dir is where the backups are.
+func (m *Manager) Dir() string { return m.o.Dir }
+
+// Create takes a snapshot now; ErrInProgress if one is running.
+func (m *Manager) Create(ctx context.Context, trigger string) (Info, error) {
+	return m.create(ctx, trigger, trigger+"-")
+}
+
+// BeforeMigrate snapshots a database that has data and pending migrations,
+// as pre-migrate-<from>-<to>-<time>.db; it does nothing for a new or an
+// up-to-date database.
+func (m *Manager) BeforeMigrate(ctx context.Context) (*Info, error) {
+	from, to, err := m.o.DB.Versions(ctx)
+	if err != nil || from == 0 || from >= to {
+		return nil, err
+	}
+	info, err := m.create(ctx, PreMigrate, fmt.Sprintf("%s-%d-%d-", PreMigrate, from, to))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot before migrating from %d to %d: %w", from, to, err)
+	}
+	return &info, nil
+}
+
+func (m *Manager) create(ctx context.Context, trigger, prefix string) (Info, error) {
+	if !m.running.TryLock() {
+		return Info{}, ErrInProgress
+	}
+	defer m.running.Unlock()
+	start := m.o.Now().UTC()
+	name := prefix + start.Format("20060102T150405.000Z") + ".db"
+	info := Info{Name: name, Trigger: trigger, CreatedAt: start}
+	snap, err := m.o.Snapshot(ctx, filepath.Join(m.o.Dir, name))
+	if err == nil {
+		info.SnapshotInfo, info.DurationMS = snap, m.o.Now().Sub(start).Milliseconds()
+		err = m.record(info)
+	}
+	if err != nil {
+		_ = os.Remove(filepath.Join(m.o.Dir, name))
+		m.total.WithLabelValues(trigger, "failed").Inc()
+		m.mu.Lock()
+		m.lastFailure, m.failedAt = err.Error(), start
+		m.mu.Unlock()
+		m.log.Error("backup failed", "trigger", trigger, "error", err)
+		return Info{}, err
+	}
+	m.total.WithLabelValues(trigger, "ok").Inc()
+	m.mu.Lock()
+	if !m.failedAt.After(start) {
+		m.lastFailure, m.failedAt = "", time.Time{}
+	}
+	m.mu.Unlock()
+	m.log.Info("backup written", "name", name, "trigger", trigger, "bytes", info.Size, "schema_version", info.SchemaVersion,
+		"events", info.Events, "duration_ms", info.DurationMS)
+	if trigger == Scheduled {
+		m.prune()
+	}
+	return info, nil
+}
+
+// record writes the sidecar JSON, atomically.
+func (m *Manager) record(info Info) error {
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := filepath.Join(m.o.Dir, info.Name+".json.partial")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(m.o.Dir, info.Name+".json"))
+}
+
+// List returns the recorded backups, newest first.
+func (m *Manager) List() ([]Info, error) {
+	entries, err := os.ReadDir(m.o.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return []Info{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []Info{}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".db.json")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.o.Dir, e.Name()))
+		var info Info
+		if err != nil || json.Unmarshal(b, &info) != nil || info.Name != name+".db" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(m.o.Dir, info.Name)); err == nil {
+			out = append(out, info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+var validName = regexp.MustCompile(`^[a-z][A-Za-z0-9.-]{0,120}\.db$`)
+
+// Find returns a recorded backup and its file's path.
+func (m *Manager) Find(name string) (Info, string, error) {
+	if !validName.MatchString(name) || strings.Contains(name, "..") {
+		return Info{}, "", ErrNotFound
+	}
+	list, err := m.List()
+	if err != nil {
+		return Info{}, "", err
+	}
+	for _, info := range list {
+		if info.Name == name {
+			return info, filepath.Join(m.o.Dir, name), nil
+		}
+	}
+	return Info{}, "", ErrNotFound
+}
+
+// Delete removes a backup and its record.
+func (m *Manager) Delete(name string) error {
+	_, path, err := m.Find(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path + ".json"); err != nil {
+		return err
+	}
+	return os.Remove(path)
+}
+
+// prune keeps the newest Keep scheduled backups.
+func (m *Manager) prune() {
+	list, err := m.List()
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, info := range list {
+		if info.Trigger != Scheduled {
+			continue
+		}
+		if n++; n > m.o.Keep {
+			if err := m.Delete(info.Name); err != nil {
+				m.log.Warn("pruning an old backup failed", "name", info.Name, "error", err)
+			}
+		}
+	}
+}
+
+// LastFailure is the last failed backup's error and time, unless a backup
+// has succeeded since ("" then).
+func (m *Manager) LastFailure() (string, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastFailure, m.failedAt
+}
+
+// Run takes scheduled backups until ctx ends.
+func (m *Manager) Run(ctx context.Context, schedule cron.Schedule) {
+	for {
+		next := schedule.Next(m.o.Now())
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if _, err := m.Create(ctx, Scheduled); err != nil && ctx.Err() == nil {
+			m.log.Error("scheduled backup failed", "error", err)
+		}
+	}
+}
