@@ -3,8 +3,11 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,5 +178,58 @@ func TestBackup_RetentionKeepsExactlyN(t *testing.T) {
 	}
 	if !e.metric(`orchestrator_backups_total{outcome="ok",trigger="scheduled"} 5`) {
 		t.Fatal("the backups counter does not say 5 scheduled")
+	}
+}
+
+// The backups page: "back up now" and a download for an unbound admin with
+// admin:backup; an org-bound admin is refused the page and the file.
+func TestBackup_PageBackUpNowAndDownload(t *testing.T) {
+	e, base := uiEnv(t, envOptions{backups: true})
+	c := login(t, base, adminToken)
+	req, _ := http.NewRequest("POST", base+"/ui/backups", nil)
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	list, _ := e.backups.List()
+	if resp.Request.URL.Path != "/ui/backups" || len(list) != 1 || !strings.Contains(string(after), list[0].Name+" written and verified") {
+		t.Fatalf("back up now ended at %s with %d backups: %s", resp.Request.URL.Path, len(list), after)
+	}
+	dl, err := c.Get(base + "/ui/backups/" + list[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(dl.Body)
+	dl.Body.Close()
+	if dl.StatusCode != 200 || int64(len(body)) != list[0].Size || dl.Header.Get("X-Backup-Sha256") != list[0].SHA256 {
+		t.Fatalf("download = %d, %d bytes", dl.StatusCode, len(body))
+	}
+	org := login(t, base, orgToken)
+	for _, p := range []string{"/ui/backups", "/ui/backups/" + list[0].Name} {
+		if code, page := getPage(t, org, base+p); code != 403 || strings.Contains(page, "SQLite format") {
+			t.Errorf("%s as an org-bound admin = %d", p, code)
+		}
+	}
+	// A failed backup shows on the overview and the backups page. (The
+	// folder becomes a file: permissions would not stop root.)
+	if err := os.RemoveAll(filepath.Join(e.dataDir, "backups")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.dataDir, "backups"), []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.backups.Create(context.Background(), backups.Scheduled); err == nil {
+		t.Fatal("a backup into a file instead of a folder succeeded")
+	}
+	for _, p := range []string{"/ui/overview", "/ui/backups"} {
+		if _, page := getPage(t, c, base+p); !strings.Contains(page, `id="backup-failure"`) {
+			t.Errorf("%s does not show the failed backup", p)
+		}
+	}
+	if !e.metric(`orchestrator_backups_total{outcome="failed",trigger="scheduled"} 1`) {
+		t.Fatal("the failure is not counted")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/http/httptest"
@@ -77,6 +78,17 @@ func newUI(o UIOptions) (*ui, error) {
 		o.Now = time.Now
 	}
 	pages, err := webui.Templates(template.FuncMap{
+		"bytes": func(n int64) string {
+			switch {
+			case n >= 1<<30:
+				return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+			case n >= 1<<20:
+				return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+			case n >= 1<<10:
+				return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+			}
+			return fmt.Sprintf("%d B", n)
+		},
 		"time": func(v any) string {
 			switch t := v.(type) {
 			case time.Time:
@@ -142,6 +154,11 @@ func (s *Server) uiRoutes() {
 	post("/ui/agents", s.uiAgent)
 	if s.opts.Dev {
 		post("/ui/dev/sample/:source", s.uiSample)
+	}
+	if s.opts.Backups != nil {
+		get("/ui/backups", s.uiBackups)
+		post("/ui/backups", s.uiBackupNow)
+		get("/ui/backups/:name", s.uiBackupDownload)
 	}
 }
 
@@ -309,6 +326,8 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 		DB, DBDetail, Cluster, ClusterDetail, Peers, PeersDetail string
 		Org                                                      string
 		Events, Runs, Samples                                    bool
+		BackupFailure                                            string
+		BackupFailedAt                                           time.Time
 		QueueDepth                                               int
 		PerSource                                                []store.SourceCount
 		Failures                                                 []failure
@@ -329,6 +348,9 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 	}
 	if _, err := s.opts.Auth.Check(ctx, se.token, ""); err != nil {
 		d.Peers, d.PeersDetail = "down", apperr.Message(err)
+	}
+	if s.opts.Backups != nil && s.opts.Auth.Permits(a, auth.PermBackup) && a.Identity.OrgID == "" {
+		d.BackupFailure, d.BackupFailedAt = s.opts.Backups.LastFailure()
 	}
 	if d.Events {
 		if db, ok := s.opts.Store.(interface {

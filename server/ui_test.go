@@ -74,7 +74,7 @@ func reloadUntil(t *testing.T, ctx context.Context, sel, want string) {
 }
 
 func TestUI_InARealBrowser(t *testing.T) {
-	e, base := uiEnv(t, envOptions{withCluster: true, maxAttempts: 2})
+	e, base := uiEnv(t, envOptions{withCluster: true, maxAttempts: 2, backups: true})
 	ctx := browser(t)
 	do := func(steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -150,6 +150,17 @@ func TestUI_InARealBrowser(t *testing.T) {
 	}
 	reloadUntil(t, ctx, "#event-status", "delivered")
 
+	// Back up now: the snapshot is listed with its size and a download link.
+	do(chromedp.Navigate(base+"/ui/backups"), chromedp.WaitVisible(chromedp.ID("backup-now")),
+		chromedp.Click(chromedp.ID("backup-now")), chromedp.WaitVisible(chromedp.ID("notice")))
+	if got := text(t, ctx, "#notice"); !strings.HasPrefix(got, "Backup manual-") || !strings.HasSuffix(got, "written and verified.") {
+		t.Fatalf("backup notice %q", got)
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("#backups tr.backup")))
+	if err != nil || len(rows) != 1 || !strings.Contains(text(t, ctx, "#backups"), "KiB") {
+		t.Fatalf("%d backups listed (%v): %s", len(rows), err, text(t, ctx, "#backups"))
+	}
+
 	// Log out, and the pages are refused.
 	do(chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.Navigate(base+"/ui/events"), chromedp.WaitVisible(chromedp.ID("token")))
@@ -187,14 +198,17 @@ var (
 // Every page and asset: no script at all, no inline handlers or styles, no
 // URL to another host; the security headers on every page.
 func TestUI_PagesAreSelfContainedAndLockedDown(t *testing.T) {
-	e, base := uiEnv(t, envOptions{})
+	e, base := uiEnv(t, envOptions{backups: true})
 	c := login(t, base, adminToken)
+	if _, err := e.backups.Create(context.Background(), "manual"); err != nil {
+		t.Fatal(err)
+	}
 	run := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "pages"})
 	body, h := signed("slack", "pages", slackSecret, time.Now())
 	ev := e.send("slack", body, h)
 	pages := []string{"/ui/login", "/ui/overview", "/ui/provision", "/ui/runs", "/ui/runs/" + run.body["provisioning_run_id"].(string),
 		"/ui/events", "/ui/events?source=slack&status=queued", "/ui/events/" + ev.body["event_id"].(string), "/ui/schedules", "/ui/agents",
-		"/ui/static/app.css"}
+		"/ui/backups", "/ui/static/app.css"}
 	for _, p := range pages {
 		resp, err := c.Get(base + p)
 		if err != nil {

@@ -57,6 +57,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	Now      func() time.Time
+	// Schedule is the cron expression of scheduled backups, for display
+	// ("" = off); Run takes the parsed schedule.
+	Schedule string
 	// Snapshot writes one snapshot; DB.Snapshot unless set (tests hold it).
 	Snapshot func(ctx context.Context, dest string) (store.SnapshotInfo, error)
 }
@@ -104,6 +107,10 @@ func New(o Options) (*Manager, error) {
 
 // Dir is where the backups are.
 func (m *Manager) Dir() string { return m.o.Dir }
+
+// Schedule is the backup schedule ("" = off) and how many scheduled backups
+// are kept.
+func (m *Manager) Schedule() (string, int) { return m.o.Schedule, m.o.Keep }
 
 // Create takes a snapshot now; ErrInProgress if one is running.
 func (m *Manager) Create(ctx context.Context, trigger string) (Info, error) {

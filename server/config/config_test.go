@@ -57,6 +57,11 @@ func TestLoad_Defaults(t *testing.T) {
 		{"Namespace (pod's own)", c.Namespace, ""},
 		{"LogLevel", c.LogLevel, slog.LevelInfo},
 		{"Dev", c.Dev, false},
+		{"RoutingCacheTTL", c.RoutingCacheTTL, 30 * time.Second},
+		{"CoalesceSources", strings.Join(c.CoalesceSources, ","), "pagerduty,incidentio,coralogix,github"},
+		{"CoalesceMax", c.CoalesceMax, 50},
+		{"BackupSchedule", c.BackupSchedule, "30 3 * * *"},
+		{"BackupKeep", c.BackupKeep, 7},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -128,6 +133,20 @@ func TestLoad_Overrides(t *testing.T) {
 	}
 }
 
+// The storm and backup switches: "none"/"off" turn them off, lists are
+// cleaned up.
+func TestLoad_CoalescingAndBackupSwitches(t *testing.T) {
+	c, err := Load(prod(map[string]string{"ORCHESTRATOR_COALESCE_SOURCES": " GitHub, pagerduty ,github", "ORCHESTRATOR_BACKUP_SCHEDULE": "@daily",
+		"ORCHESTRATOR_ROUTING_CACHE_SECONDS": "0"}))
+	if err != nil || strings.Join(c.CoalesceSources, ",") != "github,pagerduty" || c.BackupSchedule != "@daily" || c.RoutingCacheTTL != 0 {
+		t.Fatalf("%v %v %q %v", err, c.CoalesceSources, c.BackupSchedule, c.RoutingCacheTTL)
+	}
+	c, err = Load(prod(map[string]string{"ORCHESTRATOR_COALESCE_SOURCES": "none", "ORCHESTRATOR_BACKUP_SCHEDULE": "off"}))
+	if err != nil || c.CoalesceSources != nil || c.BackupSchedule != "" {
+		t.Fatalf("%v %v %q", err, c.CoalesceSources, c.BackupSchedule)
+	}
+}
+
 func TestLoad_DevModeNeedsNoPeers(t *testing.T) {
 	c, err := Load(env(map[string]string{"ORCHESTRATOR_DEV": "1"}))
 	if err != nil {
@@ -148,6 +167,12 @@ func TestLoad_BadValueNamesTheVariable(t *testing.T) {
 		{"ORCHESTRATOR_LISTEN_ADDR", "8070", "not host:port"},
 		{"ORCHESTRATOR_LISTEN_ADDR", ":99999", "invalid port"},
 		{"ORCHESTRATOR_DISPATCH_WORKERS", "eight", "not a whole number"},
+		{"ORCHESTRATOR_COALESCE_SOURCES", "pagerduty,slack", "every mention gets an answer of its own"},
+		{"ORCHESTRATOR_COALESCE_SOURCES", "jira", "not a webhook source"},
+		{"ORCHESTRATOR_COALESCE_MAX", "0", "out of range"},
+		{"ORCHESTRATOR_ROUTING_CACHE_SECONDS", "-1", "out of range"},
+		{"ORCHESTRATOR_BACKUP_SCHEDULE", "every night", "not a cron expression"},
+		{"ORCHESTRATOR_BACKUP_KEEP", "0", "out of range"},
 		{"ORCHESTRATOR_DISPATCH_WORKERS", "0", "out of range"},
 		{"ORCHESTRATOR_MAX_BODY_BYTES", "-1", "out of range"},
 		{"ORCHESTRATOR_AUTO_CREATE_TABLES", "maybe", "not a boolean"},
