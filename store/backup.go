@@ -184,6 +184,7 @@ func Restore(ctx context.Context, path, from string, known int64, now time.Time)
 		return info, "", err
 	}
 	tmp := path + ".restoring"
+	_ = os.Remove(tmp) // left by an interrupted restore
 	if err := copyFile(from, tmp); err != nil {
 		_ = os.Remove(tmp)
 		return info, "", fmt.Errorf("store: restore: %w", err)
