@@ -14,9 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -282,8 +284,25 @@ func TestChart_RBACIsEnoughAndNoMore(t *testing.T) {
 		}
 	}
 	applyReal(t, cluster.Config, ns, rbac)
+	// The RBAC authorizer learns of a new Role and RoleBinding through its
+	// informers, a moment after they are stored: wait until it allows one of
+	// the Role's rules to the ServiceAccount before acting as it (a check
+	// right away was refused in one CI run). The bound only keeps a broken
+	// build from hanging.
+	user := "system:serviceaccount:" + ns + ":" + sa
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		review, err := cluster.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: "create", Group: "batch", Resource: "cronjobs"}}}, metav1.CreateOptions{})
+		if err == nil && review.Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chart's RoleBinding never took effect: %v %+v", err, review)
+		}
+	}
 	as := rest.CopyConfig(cluster.Config)
-	as.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + sa}
+	as.Impersonate = rest.ImpersonationConfig{UserName: user}
 	cs, err := kubernetes.NewForConfig(as)
 	if err != nil {
 		t.Fatal(err)
