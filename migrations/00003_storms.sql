@@ -9,10 +9,8 @@ ALTER TABLE orchestrator_webhook_events ADD COLUMN solo BOOLEAN NOT NULL DEFAULT
 ALTER TABLE orchestrator_agent_runs ADD COLUMN event_count INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX ix_webhook_events_team_queue
     ON orchestrator_webhook_events (status, org_id, team_node_id, next_attempt_at);
-CREATE INDEX ix_webhook_events_digest ON orchestrator_webhook_events (digest_run_id);
 
 -- +goose Down
-DROP INDEX ix_webhook_events_digest;
 DROP INDEX ix_webhook_events_team_queue;
 ALTER TABLE orchestrator_agent_runs DROP COLUMN event_count;
 ALTER TABLE orchestrator_webhook_events DROP COLUMN solo;

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -16,6 +17,36 @@ import (
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
+
+// eventFilter reads the events list's filters, for the API and the page:
+// source, status, team, delivery id, since/until (RFC 3339) and the cursor.
+// The org and the limit are listQuery's.
+func eventFilter(q url.Values) (store.EventFilter, error) {
+	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
+		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor")}
+	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
+		return f, queryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
+	}
+	if f.Status != "" && !slices.Contains(eventStatuses, f.Status) {
+		return f, queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
+	}
+	if f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID) {
+		return f, queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+	}
+	if len(f.DeliveryID) > 255 || !utf8.ValidString(f.DeliveryID) {
+		return f, queryError("delivery_id", "must be at most 255 characters of UTF-8")
+	}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, queryError(name, "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z")
+			}
+			*dst = t
+		}
+	}
+	return f, nil
+}
 
 // eventView is an event as the admin API shows it.
 type eventView struct {
@@ -82,28 +113,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
-	q := r.URL.Query()
-	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
-		TeamNodeID: q.Get("team_node_id"), Cursor: q.Get("cursor")}
-	var err error
-	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
-		err = queryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
-	}
-	if f.Status != "" && !slices.Contains(eventStatuses, f.Status) {
-		err = queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
-	}
-	if f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID) {
-		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
-	}
-	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
-		if v := q.Get(name); v != "" {
-			t, perr := time.Parse(time.RFC3339, v)
-			if perr != nil {
-				err = queryError(name, "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z")
-			}
-			*dst = t
-		}
-	}
+	f, err := eventFilter(r.URL.Query())
 	if err == nil {
 		f.Limit, err = listQuery(r, a, &f.OrgID)
 	}

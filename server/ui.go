@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -89,6 +88,7 @@ func newUI(o UIOptions) (*ui, error) {
 			}
 			return fmt.Sprintf("%d B", n)
 		},
+		"join": strings.Join,
 		"time": func(v any) string {
 			switch t := v.(type) {
 			case time.Time:
@@ -138,7 +138,7 @@ func (s *Server) uiRoutes() {
 	post("/ui/logout", s.uiLogout)
 	get("/ui/overview", s.uiOverview)
 	get("/ui/provision", func(w http.ResponseWriter, r *http.Request, se *uiSession) {
-		s.render(w, r, http.StatusOK, "provision", page{Session: se, Nav: "provision", Data: provision.Request{}})
+		s.render(w, r, http.StatusOK, "provision", page{Session: se, Nav: "provision", Data: provisionForm(provision.Request{})})
 	})
 	post("/ui/provision", s.uiProvision)
 	get("/ui/runs", s.uiRuns)
@@ -377,6 +377,21 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 	s.render(w, r, http.StatusOK, "overview", page{Session: se, Nav: "overview", Data: d})
 }
 
+// provisionFormData is the provision form: the request so far and every
+// routing field.
+type provisionFormData struct {
+	provision.Request
+	Routing []provision.RoutingField
+}
+
+func provisionForm(req provision.Request) provisionFormData {
+	routing := req.Routing
+	if routing == nil {
+		routing = &provision.Routing{}
+	}
+	return provisionFormData{Request: req, Routing: routing.Fields()}
+}
+
 // splitList reads a comma-separated form field; empty means "leave as is".
 func splitList(v string) []string {
 	var out []string
@@ -403,10 +418,12 @@ func (s *Server) uiProvision(w http.ResponseWriter, r *http.Request, se *uiSessi
 	req := provision.Request{OrgID: strings.TrimSpace(r.PostFormValue("org_id")), TeamNodeID: strings.TrimSpace(r.PostFormValue("team_node_id")),
 		CreatePipelineSchedule: r.PostFormValue("create_pipeline_schedule") == "1",
 		PipelineSchedule:       strings.TrimSpace(r.PostFormValue("pipeline_schedule")), DeploymentMode: r.PostFormValue("deployment_mode")}
-	routing := &provision.Routing{SlackChannelIDs: splitList(r.PostFormValue("slack_channel_ids")), GitHubRepos: splitList(r.PostFormValue("github_repos")),
-		PagerDutyServiceIDs: splitList(r.PostFormValue("pagerduty_service_ids")), Services: splitList(r.PostFormValue("services"))}
-	if routing.SlackChannelIDs != nil || routing.GitHubRepos != nil || routing.PagerDutyServiceIDs != nil || routing.Services != nil {
-		req.Routing = routing
+	routing := &provision.Routing{}
+	for _, f := range routing.Fields() {
+		if v := splitList(r.PostFormValue(f.Key)); v != nil {
+			routing.Set(f.Key, v)
+			req.Routing = routing
+		}
 	}
 	if !req.CreatePipelineSchedule {
 		req.PipelineSchedule = ""
@@ -416,12 +433,12 @@ func (s *Server) uiProvision(w http.ResponseWriter, r *http.Request, se *uiSessi
 		err = a.CanActOn(req.OrgID)
 	}
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: req})
+		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
 		return
 	}
 	res, err := s.opts.Provision.Provision(r.Context(), provision.Caller{Token: a.Token, Actor: a.Actor}, req)
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: req})
+		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
 		return
 	}
 	run, err := s.opts.Runs.GetRun(r.Context(), res.RunID)
@@ -471,31 +488,80 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	s.render(w, r, http.StatusOK, "run", page{Session: se, Nav: "runs", Data: p})
 }
 
+// uiEvents lists events with the API's filters (source, status, team, time
+// range) and a search box: an event id opens that event, anything else is
+// looked up as a delivery id.
 func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	a := s.uiAdmin(w, r, se, auth.PermEventsRead, "events")
 	if a == nil {
 		return
 	}
 	q := r.URL.Query()
-	org, _ := orgScope(a, "")
-	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: org, Limit: 50, Cursor: q.Get("cursor")}
-	if _, ok := webhookPaths[f.Source]; !ok {
+	find := strings.TrimSpace(q.Get("q"))
+	if find != "" {
+		if e, err := s.scopedEvent(r.Context(), a, find); err == nil {
+			http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
+			return
+		}
+		q.Set("delivery_id", find)
+	}
+	// The page's time fields are datetime-local (no zone): read them as UTC.
+	for _, k := range []string{"since", "until"} {
+		if v := q.Get(k); len(v) == len("2006-01-02T15:04") {
+			q.Set(k, v+":00Z")
+		}
+	}
+	f, err := eventFilter(q)
+	if err == nil {
+		f.OrgID, err = orgScope(a, f.OrgID)
+	}
+	f.Limit = 50
+	var events []store.Event
+	var next string
+	switch {
+	case err != nil:
+	case f.DeliveryID != "" && f.Source == "":
+		// A delivery id is unique per source: one indexed lookup each.
+		for _, src := range webhookSources {
+			f.Source = src
+			got, _, lerr := s.opts.Events.ListEvents(r.Context(), f)
+			events, err = append(events, got...), lerr
+			if err != nil {
+				break
+			}
+		}
 		f.Source = ""
+	default:
+		events, next, err = s.opts.Events.ListEvents(r.Context(), f)
+		err = cursorError(err)
 	}
-	if !slices.Contains(eventStatuses, f.Status) {
-		f.Status = ""
-	}
-	events, next, err := s.opts.Events.ListEvents(r.Context(), f)
 	if err != nil {
-		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "events", Error: apperr.Message(cursorError(err))})
+		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
 		return
 	}
+	filters := url.Values{}
+	for _, k := range []string{"source", "status", "team_node_id", "since", "until", "q"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			filters.Set(k, v)
+		}
+	}
+	older := ""
+	if next != "" {
+		o := url.Values{}
+		for k, v := range filters {
+			o[k] = v
+		}
+		o.Set("cursor", next)
+		older = o.Encode()
+	}
 	s.render(w, r, http.StatusOK, "events", page{Session: se, Nav: "events", Data: struct {
-		Events               []store.Event
-		Next, Source, Status string
-		Sources, Statuses    []string
-	}{events, next, f.Source, f.Status,
-		webhookSources, eventStatuses}})
+		Events                                   []store.Event
+		Older, Newest                            template.URL // encoded query strings, not to be escaped again
+		Paged                                    bool
+		Source, Status, Team, Since, Until, Find string
+		Sources, Statuses                        []string
+	}{events, template.URL(older), template.URL(filters.Encode()), q.Get("cursor") != "", f.Source, f.Status, f.TeamNodeID,
+		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhookSources, eventStatuses}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
@@ -519,11 +585,22 @@ func (s *Server) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	}
 	runs, _ := s.opts.Events.EventAgentRuns(r.Context(), e.ID)
 	redrivable := e.Redrivable() && e.BodyPurgedAt == nil
+	// What the agent is told of this event (alone, or as its line of a
+	// digest), and the body as indented JSON when it is JSON.
+	message, body := "", string(e.Body)
+	if e.BodyPurgedAt == nil && len(e.Body) > 0 {
+		message, _ = webhook.Describe(e.Source, e.EventType, e.Body)
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, e.Body, "", "  ") == nil {
+			body = pretty.String()
+		}
+	}
 	s.render(w, r, http.StatusOK, "event", page{Session: se, Nav: "events", Data: struct {
-		Event      store.Event
-		Runs       []store.AgentRun
-		Redrivable bool
-	}{e, runs, redrivable}})
+		Event         store.Event
+		Runs          []store.AgentRun
+		Redrivable    bool
+		Message, Body string
+	}{e, runs, redrivable, message, body}})
 }
 
 func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
 // uiEnv is an orchestrator with the admin page on a real listener.
@@ -268,5 +270,105 @@ func TestUI_SessionCookieOriginAndExpiry(t *testing.T) {
 	resp, err = c.Get(base + "/ui/overview")
 	if err != nil || resp.Request.URL.Path != "/ui/login" {
 		t.Fatalf("after idling: %v %v", resp.Request.URL.Path, err)
+	}
+}
+
+// The provision form has every routing field of SPEC §4, and what is typed
+// in each reaches the team's config; the event page shows the message the
+// agent was given and the body as indented JSON.
+func TestUI_ProvisionFormRoutesEveryFieldAndEventPageShowsTheMessage(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	c := login(t, base, adminToken)
+	form := url.Values{"org_id": {"acme"}, "team_node_id": {"all-fields"}, "deployment_mode": {"shared"},
+		"slack_channel_ids": {"C1, C2"}, "github_repos": {"acme/api"}, "pagerduty_service_ids": {"PABC"},
+		"incidentio_alert_source_ids": {"01INC"}, "coralogix_team_names": {"acme-prod"}, "services": {"checkout"}}
+	_, page := getPage(t, c, base+"/ui/provision")
+	for key := range form {
+		if key != "org_id" && key != "team_node_id" && key != "deployment_mode" && !strings.Contains(page, `name="`+key+`"`) {
+			t.Errorf("the provision form has no %s field", key)
+		}
+	}
+	req, _ := http.NewRequest("POST", base+"/ui/provision", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cfg, ok := e.cs.NodeConfig("acme", "all-fields")
+	routing, _ := cfg["routing"].(map[string]any)
+	if !ok || fmt.Sprint(routing["slack_channel_ids"]) != "[C1 C2]" || fmt.Sprint(routing["incidentio_alert_source_ids"]) != "[01INC]" ||
+		fmt.Sprint(routing["coralogix_team_names"]) != "[acme-prod]" || fmt.Sprint(routing["services"]) != "[checkout]" {
+		t.Fatalf("routing in the team's config = %v", routing)
+	}
+
+	body, h := signed("pagerduty", "page-msg", pagerdutySecret, time.Now())
+	id := e.send("pagerduty", body, h).body["event_id"].(string)
+	code, page := getPage(t, c, base+"/ui/events/"+id)
+	if code != 200 || !strings.Contains(page, `id="event-message"`) || !strings.Contains(page, "PagerDuty incident.triggered: Checkout error rate above 5%") {
+		t.Fatalf("event page without the agent's message: %d", code)
+	}
+	if !strings.Contains(page, "{\n  &#34;event&#34;: {\n    &#34;id&#34;") {
+		t.Fatalf("the body is not indented: %s", page[strings.Index(page, `id="event-body"`):][:200])
+	}
+}
+
+// Finding things on the events page: an event id opens the event, a
+// delivery id finds it across sources, team and time filters apply, and
+// paging keeps the filters both ways (Older, then back to Newest).
+func TestUI_EventsSearchFiltersAndPaging(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	c := login(t, base, adminToken)
+	var ids []string
+	for i := range 55 {
+		body, h := signed("pagerduty", fmt.Sprintf("find%02d", i), pagerdutySecret, time.Now())
+		ids = append(ids, e.send("pagerduty", body, h).body["event_id"].(string))
+	}
+	gh, gh2 := []byte(`{"action":"opened","repository":{"full_name":"acme/payments"}}`), []byte(`{"action":"closed","repository":{"full_name":"nobody/else"}}`)
+	routed := e.send("github", gh, webhook.Sign("github", githubSecret, gh, time.Now(), "gh-delivery-routed")).body["event_id"].(string)
+	lost := e.send("github", gh2, webhook.Sign("github", githubSecret, gh2, time.Now(), "gh-delivery-unrouted")).body["event_id"].(string)
+	e.waitStatus(routed, "delivered")
+	e.waitStatus(lost, "unrouted")
+	for _, id := range ids {
+		e.waitStatus(id, "delivered")
+	}
+
+	resp, err := c.Get(base + "/ui/events?q=" + routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/ui/events/"+routed {
+		t.Fatalf("searching an event id led to %s", resp.Request.URL.Path)
+	}
+	_, page := getPage(t, c, base+"/ui/events?q=gh-delivery-unrouted")
+	if strings.Count(page, `class="event"`) != 1 || !strings.Contains(page, lost) {
+		t.Fatalf("searching a delivery id: %d rows", strings.Count(page, `class="event"`))
+	}
+	_, page = getPage(t, c, base+"/ui/events?team_node_id=platform-sre&source=github")
+	if strings.Count(page, `class="event"`) != 1 || !strings.Contains(page, routed) {
+		t.Fatalf("team filter: %d rows", strings.Count(page, `class="event"`))
+	}
+	future := time.Now().UTC().Add(time.Hour).Format("2006-01-02T15:04")
+	if _, page = getPage(t, c, base+"/ui/events?since="+future); strings.Contains(page, `class="event"`) {
+		t.Fatal("events from the future")
+	}
+	if code, _ := getPage(t, c, base+"/ui/events?team_node_id=a%20b"); code != 400 {
+		t.Fatalf("a bad team id = %d", code)
+	}
+	// Paging with a filter: 55 pagerduty events are 50 + 5.
+	_, first := getPage(t, c, base+"/ui/events?source=pagerduty")
+	older := regexp.MustCompile(`href="(/ui/events\?[^"]*)" id="page-older"`).FindStringSubmatch(first)
+	if strings.Count(first, `class="event"`) != 50 || older == nil || strings.Contains(first, `id="page-newest"`) {
+		t.Fatalf("first page: %d rows, older link %v", strings.Count(first, `class="event"`), older)
+	}
+	_, second := getPage(t, c, base+strings.ReplaceAll(older[1], "&amp;", "&"))
+	newest := regexp.MustCompile(`href="(/ui/events\?[^"]*)" id="page-newest"`).FindStringSubmatch(second)
+	if strings.Count(second, `class="event"`) != 5 || strings.Contains(second, `id="page-older"`) || newest == nil || strings.Contains(second, routed) {
+		t.Fatalf("second page: %d rows, newest link %v", strings.Count(second, `class="event"`), newest)
+	}
+	if _, back := getPage(t, c, base+strings.ReplaceAll(newest[1], "&amp;", "&")); strings.Count(back, `class="event"`) != 50 {
+		t.Fatal("Newest does not lead back to the first page")
 	}
 }

@@ -265,9 +265,12 @@ func (db *DB) GetEvent(ctx context.Context, id string) (Event, error) {
 // EventFilter selects events; empty fields do not filter.
 type EventFilter struct {
 	Source, Status, OrgID, TeamNodeID string
-	Since, Until                      time.Time
-	Limit                             int
-	Cursor                            string
+	// DeliveryID finds the event a vendor knows by that id (with Source, it
+	// uses the unique index; without, it scans).
+	DeliveryID   string
+	Since, Until time.Time
+	Limit        int
+	Cursor       string
 }
 
 // ListEvents returns events newest first and the next page's cursor. The
@@ -278,6 +281,7 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 	w.eq("status", f.Status)
 	w.eq("org_id", f.OrgID)
 	w.eq("team_node_id", f.TeamNodeID)
+	w.eq("delivery_id", f.DeliveryID)
 	if !f.Since.IsZero() {
 		w.add("received_at >= ?", formatTime(f.Since))
 	}

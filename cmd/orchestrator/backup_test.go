@@ -64,7 +64,7 @@ func fileSum(t *testing.T, path string) string {
 // taken before migrating, it migrates, and its runs and events are served.
 func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 	dir := fixtureDir(t)
-	proc, logs, _ := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent"},
+	proc, logs, stdout := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent"},
 		"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
 	base := "http://" + waitLine(t, logs, "listening")["addr"].(string)
 	snap := waitLine(t, logs, "snapshot taken before migrating")
@@ -105,6 +105,19 @@ func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 	}
 	_ = proc.Process.Signal(syscall.SIGTERM)
 	_ = proc.Wait()
+	// Dev mode says where the page is, beside the token.
+	if !strings.Contains(stdout.String(), "dev mode: admin page "+base+"/ui/ (log in with the admin token above)") {
+		t.Fatalf("stdout lacks the page's address %s/ui/:\n%s", base, stdout)
+	}
+}
+
+func TestPageURL_WildcardHostsBecomeLocalhost(t *testing.T) {
+	for addr, want := range map[string]string{"[::]:8070": "http://localhost:8070", "0.0.0.0:9": "http://localhost:9",
+		":8070": "http://localhost:8070", "127.0.0.1:5": "http://127.0.0.1:5", "[::1]:7": "http://[::1]:7"} {
+		if got := pageURL(addr); got != want {
+			t.Errorf("pageURL(%q) = %q, want %q", addr, got, want)
+		}
+	}
 }
 
 // A database that a newer build migrated is refused before anything is

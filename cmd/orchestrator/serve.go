@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"time"
 
@@ -102,6 +103,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		"database", cfg.DatabasePath, "lock", lock.Path(), "dev", cfg.Dev)
 	if cfg.Dev {
 		logger.Warn("dev mode: not for production")
+		fmt.Fprintf(stdout, "dev mode: admin page %s/ui/ (log in with the admin token above)\n", pageURL(srv.Addr()))
 	}
 
 	if cfg.AutoCreateTables {
@@ -164,4 +166,17 @@ func shutdown(srv *server.Server, timeout time.Duration, logger *slog.Logger) {
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("shutdown cut in-flight requests", "error", err)
 	}
+}
+
+// pageURL is how a browser on this machine reaches the listener: a wildcard
+// or empty host becomes localhost.
+func pageURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

@@ -59,6 +59,44 @@ func (r *Routing) lists() []struct {
 	}
 }
 
+// RoutingField is one routing list as a form shows it.
+type RoutingField struct {
+	Key, Label string
+	Values     []string
+}
+
+// routingLabels name each routing list for people.
+var routingLabels = map[string]string{
+	"slack_channel_ids":           "Slack channel ids",
+	"github_repos":                "GitHub repos (owner/name)",
+	"pagerduty_service_ids":       "PagerDuty service ids",
+	"incidentio_alert_source_ids": "incident.io alert source ids",
+	"coralogix_team_names":        "Coralogix team names",
+	"services":                    "Services",
+}
+
+// Fields lists every routing list of SPEC §4 with its key, a label and its
+// values, in a fixed order (the admin page's provision form is built from
+// it, so it always has every field).
+func (r *Routing) Fields() []RoutingField {
+	var out []RoutingField
+	for _, l := range r.lists() {
+		out = append(out, RoutingField{Key: l.key, Label: routingLabels[l.key], Values: *l.list})
+	}
+	return out
+}
+
+// Set fills the list named key; it reports whether key is a routing list.
+func (r *Routing) Set(key string, values []string) bool {
+	for _, l := range r.lists() {
+		if l.key == key {
+			*l.list = values
+			return true
+		}
+	}
+	return false
+}
+
 // patch is the routing part of the config patch: only the lists given.
 func (r *Routing) patch() map[string]any {
 	out := map[string]any{}
