@@ -132,7 +132,9 @@ func dsn(path string, readOnly bool) string {
 		"_txlock=immediate",
 	}
 	if readOnly {
-		q = append(q, "_pragma=query_only(ON)")
+		// Readers share the OS page cache; a small private cache each keeps
+		// the pool's memory small (SQLite's default is 2 MB a connection).
+		q = append(q, "_pragma=query_only(ON)", "_pragma=cache_size(-512)")
 	}
 	return "file:" + p + "?" + strings.Join(q, "&")
 }
