@@ -150,8 +150,7 @@ func VerifySnapshot(ctx context.Context, path string, known int64) (SnapshotInfo
 	}
 	info.Size, info.SHA256 = fi.Size(), hex.EncodeToString(h.Sum(nil))
 
-	p := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	conn, err := sql.Open("sqlite", "file:"+p+"?mode=ro&_pragma=query_only(ON)")
+	conn, err := sql.Open("sqlite", "file:"+uriPath(path)+"?mode=ro&_pragma=query_only(ON)")
 	if err != nil {
 		return info, fmt.Errorf("%w: %v", ErrNotSnapshot, err)
 	}

@@ -58,6 +58,10 @@ const eventColumns = `id, source, delivery_id, event_type, status, routing_ident
 	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at,
 	digest_run_id, digest_size, solo`
 
+// eventColumnsNoBody selects the same columns with the body left out (lists
+// and routing do not need it, and it can be large).
+var eventColumnsNoBody = strings.Replace(eventColumns, " body,", " NULL,", 1)
+
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
 	var idents, org, team, matched, lastErr, headers, digest sql.NullString
@@ -288,7 +292,7 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 	if !f.Until.IsZero() {
 		w.add("received_at < ?", formatTime(f.Until))
 	}
-	return page[Event]{table: "orchestrator_webhook_events", columns: strings.Replace(eventColumns, " body,", " NULL,", 1),
+	return page[Event]{table: "orchestrator_webhook_events", columns: eventColumnsNoBody,
 		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, scan: scanEvent,
 		key: func(e Event) (time.Time, string) { return e.ReceivedAt, e.ID }}.run(ctx, db.read, w)
 }

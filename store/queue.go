@@ -33,7 +33,7 @@ func (db *DB) EventsToRoute(ctx context.Context, now time.Time, limit int) ([]Ev
 		if !people {
 			op = "<>"
 		}
-		rows, err := db.read.QueryContext(ctx, `SELECT `+strings.Replace(eventColumns, " body,", " NULL,", 1)+`
+		rows, err := db.read.QueryContext(ctx, `SELECT `+eventColumnsNoBody+`
 			FROM orchestrator_webhook_events
 			WHERE status = ? AND team_node_id IS NULL AND next_attempt_at <= ? AND source `+op+` ?
 			ORDER BY next_attempt_at, id LIMIT ?`, EventQueued, formatTime(now), "slack", limit-len(out))

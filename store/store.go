@@ -120,8 +120,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 // dsn builds a modernc DSN with the pragmas in it, so that every pooled
 // connection gets them (a db.Exec("PRAGMA …") would reach only one).
 func dsn(path string, readOnly bool) string {
-	// The path is a URI path: escape what SQLite's URI parser treats specially.
-	p := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	p := uriPath(path)
 	q := []string{
 		"_pragma=busy_timeout(10000)",
 		"_pragma=journal_mode(WAL)",
@@ -137,6 +136,11 @@ func dsn(path string, readOnly bool) string {
 		q = append(q, "_pragma=query_only(ON)", "_pragma=cache_size(-512)")
 	}
 	return "file:" + p + "?" + strings.Join(q, "&")
+}
+
+// uriPath escapes what SQLite's URI parser treats specially in a file path.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 // Path returns the database file's path.

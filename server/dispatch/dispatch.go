@@ -387,10 +387,11 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 			break
 		}
 		lim := d.limiter(t)
-		tokens := int(math.Floor(lim.TokensAt(now)))
+		have := lim.TokensAt(now)
+		tokens := int(math.Floor(have))
 		if tokens < 1 {
 			// Held back: not claimed, not looked up, not written.
-			wait := time.Duration((1 - lim.TokensAt(now)) / float64(lim.Limit()) * float64(time.Second))
+			wait := time.Duration((1 - have) / float64(lim.Limit()) * float64(time.Second))
 			if next == 0 || wait < next {
 				next = max(wait, time.Millisecond)
 			}
