@@ -18,12 +18,15 @@ var wantTables = []string{
 	"orchestrator_agent_runs",
 	"orchestrator_pipeline_schedules",
 	"orchestrator_provisioning_runs",
+	"orchestrator_team_budgets",
+	"orchestrator_ui_sessions",
 	"orchestrator_webhook_events",
 }
 
 var wantIndexes = []string{
 	"ix_agent_runs_event", "ix_agent_runs_started", "ix_agent_runs_team",
 	"ix_provisioning_runs_created", "ix_provisioning_runs_status", "ix_provisioning_runs_team",
+	"ix_ui_sessions_seen",
 	"ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received",
 	"ix_webhook_events_team", "ix_webhook_events_team_queue",
 	"ux_pipeline_schedules_cronjob", "ux_pipeline_schedules_team_type",

@@ -12,6 +12,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
+	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -35,6 +36,8 @@ func backupError(err error) error {
 	switch {
 	case errors.Is(err, backups.ErrInProgress):
 		return apperr.Wrap(err, apperr.Conflict, "backup_in_progress", "a backup is already running; try again when it is done")
+	case errors.Is(err, store.ErrNoSnapshots):
+		return apperr.Wrap(err, apperr.Conflict, "backups_unavailable", "%s", store.ErrNoSnapshots.Error())
 	case errors.Is(err, backups.ErrNotFound):
 		return apperr.Wrap(err, apperr.NotFound, "backup_not_found", "no such backup")
 	}

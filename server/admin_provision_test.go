@@ -540,7 +540,7 @@ func TestRecover_InterruptedRunIsFailedAndItsCreationsUndone(t *testing.T) {
 		TeamNodeID: "crash", Status: "running", Steps: json.RawMessage(recorded), CreatedAt: now, UpdatedAt: now}, now); err != nil {
 		t.Fatal(err)
 	}
-	n, err := e.prov.Recover(ctx)
+	n, err := e.prov.Recover(ctx, 0)
 	if err != nil || n != 1 {
 		t.Fatalf("recover = %d %v", n, err)
 	}
@@ -556,7 +556,7 @@ func TestRecover_InterruptedRunIsFailedAndItsCreationsUndone(t *testing.T) {
 	if !e.cs.Tokens("acme", "crash")[0].Revoked {
 		t.Fatal("interrupted run's token left active")
 	}
-	if n, _ := e.prov.Recover(ctx); n != 0 {
+	if n, _ := e.prov.Recover(ctx, 0); n != 0 {
 		t.Fatal("recover found the run again")
 	}
 }

@@ -59,7 +59,7 @@ func TestBackup_SnapshotUnderLoadHoldsEveryEarlierAck(t *testing.T) {
 	mu.Unlock()
 	close(stop)
 	wg.Wait()
-	if r.code != 201 || r.body["integrity"] != "ok" || r.body["schema_version"] != float64(3) {
+	if r.code != 201 || r.body["integrity"] != "ok" || r.body["schema_version"] != float64(e.db.KnownVersion()) {
 		t.Fatalf("backup = %d %s", r.code, r.raw)
 	}
 	path := filepath.Join(e.dataDir, "backups", r.body["name"].(string))

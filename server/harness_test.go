@@ -260,7 +260,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.ui {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"
-		opts.UI = &server.UIOptions{DevSecrets: secrets, Now: o.uiClock}
+		opts.UI = &server.UIOptions{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db}
 		if e.kube != nil {
 			opts.UI.Cluster = e.kube
 		}

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
@@ -29,10 +28,12 @@ import (
 // The admin page (SPEC §9): server-rendered forms, no script at all, a
 // server-side session per login. The admin token stays on the server.
 
+const sessionCookie = "orchestrator_session"
+
+// SessionIdle and SessionMax bound an admin page login: idle time, and age.
 const (
-	sessionCookie = "orchestrator_session"
-	sessionIdle   = 30 * time.Minute
-	sessionMax    = 12 * time.Hour
+	SessionIdle = 30 * time.Minute
+	SessionMax  = 12 * time.Hour
 )
 
 // UIOptions configure the admin page.
@@ -47,34 +48,34 @@ type UIOptions struct {
 	}
 	// DevSecrets signs the dev-mode sample events (source → secret).
 	DevSecrets map[string]string
+	// Sessions keeps the logins (store.DB implements it), so that a login
+	// is valid on every replica and survives restarts (SPEC §13).
+	Sessions SessionStore
 	// Now is the session clock (tests move it).
 	Now func() time.Time
 }
 
 type uiSession struct {
-	id, token, actor string
-	created, seen    time.Time
-	flash            string
+	id, hash, token, actor string
+	created, seen          time.Time
+	flash                  string
 }
 
 // Actor names the logged-in admin on the page.
 func (s *uiSession) Actor() string { return s.actor }
 
-type uiSessions struct {
-	mu sync.Mutex
-	m  map[string]*uiSession
-}
-
 // ui is the page's state.
 type ui struct {
-	opts     UIOptions
-	pages    map[string]*template.Template
-	sessions uiSessions
+	opts  UIOptions
+	pages map[string]*template.Template
 }
 
 func newUI(o UIOptions) (*ui, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Sessions == nil {
+		return nil, errors.New("ui: a session store is required")
 	}
 	pages, err := webui.Templates(template.FuncMap{
 		"bytes": func(n int64) string {
@@ -104,7 +105,7 @@ func newUI(o UIOptions) (*ui, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ui{opts: o, pages: pages, sessions: uiSessions{m: map[string]*uiSession{}}}, nil
+	return &ui{opts: o, pages: pages}, nil
 }
 
 // page is what every template gets.
@@ -175,6 +176,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	p.Dev, p.SimulatedCluster = s.opts.Dev, s.ui.opts.SimulatedCluster
 	if p.Session != nil && p.Session.flash != "" && p.Notice == "" {
 		p.Notice, p.Session.flash = p.Session.flash, ""
+		if err := s.ui.opts.Sessions.SetSessionFlash(r.Context(), p.Session.hash, ""); err != nil {
+			s.logger.Warn("cannot clear a page notice", "error", err)
+		}
 	}
 	var buf bytes.Buffer
 	if err := s.ui.pages[name].Execute(&buf, p); err != nil {
@@ -211,23 +215,43 @@ func sameOrigin(r *http.Request) bool {
 // session finds the request's live session, touching it.
 func (s *Server) session(r *http.Request) *uiSession {
 	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" || len(c.Value) > 128 {
+		return nil
+	}
+	ctx := r.Context()
+	now := s.ui.opts.Now()
+	hash := sessionHash(c.Value)
+	row, err := s.ui.opts.Sessions.GetSession(ctx, hash)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.logger.Warn("cannot read a page session", "error", err)
+		}
+		return nil
+	}
+	if now.Sub(row.SeenAt) > SessionIdle || now.Sub(row.CreatedAt) > SessionMax {
+		_ = s.ui.opts.Sessions.DeleteSession(ctx, hash)
+		return nil
+	}
+	token, err := openToken(c.Value, row.Sealed)
 	if err != nil {
 		return nil
 	}
-	now := s.ui.opts.Now()
-	ss := &s.ui.sessions
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	se := ss.m[c.Value]
-	if se == nil {
-		return nil
+	// The last-seen time moves at most once a minute: a page view is then
+	// not a write.
+	if now.Sub(row.SeenAt) > time.Minute {
+		if err := s.ui.opts.Sessions.TouchSession(ctx, hash, now); err != nil {
+			s.logger.Warn("cannot touch a page session", "error", err)
+		}
 	}
-	if now.Sub(se.seen) > sessionIdle || now.Sub(se.created) > sessionMax {
-		delete(ss.m, c.Value)
-		return nil
+	return &uiSession{id: c.Value, hash: hash, token: token, actor: row.Actor, created: row.CreatedAt, seen: now, flash: row.Flash}
+}
+
+// setFlash keeps a notice for the session's next page.
+func (s *Server) setFlash(r *http.Request, se *uiSession, msg string) {
+	se.flash = msg
+	if err := s.ui.opts.Sessions.SetSessionFlash(r.Context(), se.hash, msg); err != nil {
+		s.logger.Warn("cannot keep a page notice", "error", err)
 	}
-	se.seen = now
-	return se
 }
 
 // uiPage wraps a page handler: a live session is required (else the login
@@ -280,26 +304,27 @@ func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	now := s.ui.opts.Now()
-	se := &uiSession{id: base64.RawURLEncoding.EncodeToString(b[:]), token: a.Token, actor: a.Actor, created: now, seen: now}
-	ss := &s.ui.sessions
-	ss.mu.Lock()
-	for id, old := range ss.m { // forget expired sessions
-		if now.Sub(old.seen) > sessionIdle || now.Sub(old.created) > sessionMax {
-			delete(ss.m, id)
-		}
+	id := base64.RawURLEncoding.EncodeToString(b[:])
+	sealed, err := sealToken(id, a.Token)
+	if err == nil {
+		err = s.ui.opts.Sessions.CreateSession(r.Context(), store.Session{IDHash: sessionHash(id), Actor: a.Actor, Sealed: sealed,
+			CreatedAt: now, SeenAt: now})
 	}
-	ss.m[se.id] = se
-	ss.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: se.id, Path: "/ui/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: int(sessionMax / time.Second)})
+	if err != nil {
+		s.logger.Error("cannot store a page session", "error", err)
+		s.render(w, r, http.StatusServiceUnavailable, "login", page{Error: "Login failed: the session could not be stored; try again."})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: int(SessionMax / time.Second)})
 	s.logger.Info("admin page login", "actor", a.Actor)
 	http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
 }
 
 func (s *Server) uiLogout(w http.ResponseWriter, r *http.Request, se *uiSession) {
-	s.ui.sessions.mu.Lock()
-	delete(s.ui.sessions.m, se.id)
-	s.ui.sessions.mu.Unlock()
+	if err := s.ui.opts.Sessions.DeleteSession(r.Context(), se.hash); err != nil {
+		s.logger.Warn("cannot end a page session", "error", err)
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/ui/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: -1})
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
@@ -613,9 +638,9 @@ func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession
 		return
 	}
 	if _, err := s.opts.Events.Redrive(r.Context(), e.ID, s.now()); err != nil {
-		se.flash = "Not redriven: " + err.Error()
+		s.setFlash(r, se, "Not redriven: "+err.Error())
 	} else {
-		se.flash = "Event queued again."
+		s.setFlash(r, se, "Event queued again.")
 		s.logger.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
 		if s.opts.Notify != nil {
 			s.opts.Notify(e.OrgID, e.TeamNodeID)
@@ -655,11 +680,11 @@ func (s *Server) uiSchedule(w http.ResponseWriter, r *http.Request, se *uiSessio
 		enabled := r.PostFormValue("enabled") == "1"
 		_, err = s.opts.Schedules.Patch(r.Context(), row, &enabled, nil)
 		if err == nil {
-			se.flash = row.CronJobName + map[bool]string{true: " resumed.", false: " suspended."}[enabled]
+			s.setFlash(r, se, row.CronJobName+map[bool]string{true: " resumed.", false: " suspended."}[enabled])
 		}
 	}
 	if err != nil {
-		se.flash = "Not changed: " + apperr.Message(err)
+		s.setFlash(r, se, "Not changed: "+apperr.Message(err))
 	}
 	http.Redirect(w, r, "/ui/schedules", http.StatusSeeOther)
 }
@@ -722,7 +747,7 @@ func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession)
 	path, ok := webhookPaths[source]
 	secret := s.ui.opts.DevSecrets[source]
 	if !ok || secret == "" {
-		se.flash = "No such source, or no dev secret for it."
+		s.setFlash(r, se, "No such source, or no dev secret for it.")
 		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
 		return
 	}
@@ -739,11 +764,11 @@ func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession)
 		EventID string `json:"event_id"`
 	}
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ack) != nil || ack.EventID == "" {
-		se.flash = "The sample was refused: " + strings.TrimSpace(rec.Body.String())
+		s.setFlash(r, se, "The sample was refused: "+strings.TrimSpace(rec.Body.String()))
 		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
 		return
 	}
-	se.flash = "Sample " + source + " event accepted."
+	s.setFlash(r, se, "Sample "+source+" event accepted.")
 	http.Redirect(w, r, "/ui/events/"+ack.EventID, http.StatusSeeOther)
 }
 

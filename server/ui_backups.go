@@ -48,9 +48,9 @@ func (s *Server) uiBackupNow(w http.ResponseWriter, r *http.Request, se *uiSessi
 		return
 	}
 	if info, err := s.createBackup(r.Context(), a); err != nil {
-		se.flash = "No backup: " + apperr.Message(err)
+		s.setFlash(r, se, "No backup: "+apperr.Message(err))
 	} else {
-		se.flash = "Backup " + info.Name + " written and verified."
+		s.setFlash(r, se, "Backup "+info.Name+" written and verified.")
 	}
 	http.Redirect(w, r, "/ui/backups", http.StatusSeeOther)
 }

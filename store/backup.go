@@ -19,6 +19,10 @@ import (
 // ErrSchemaTooNew: the database was migrated by a newer build than this one.
 var ErrSchemaTooNew = errors.New("database schema is newer than this build")
 
+// ErrNoSnapshots: snapshots are of the embedded SQLite database; a
+// PostgreSQL deployment is backed up with PostgreSQL's own tools.
+var ErrNoSnapshots = errors.New("snapshots are taken of the embedded SQLite database only; back PostgreSQL up with pg_dump or your provider's backups")
+
 // ErrNotSnapshot: a file is not a sound snapshot of this appliance's database.
 var ErrNotSnapshot = errors.New("not a usable snapshot")
 
@@ -87,6 +91,9 @@ type SnapshotInfo struct {
 // VACUUM INTO — one read transaction, so webhooks keep being acknowledged
 // while it runs — then verifies it. dest must not exist.
 func (db *DB) Snapshot(ctx context.Context, dest string) (SnapshotInfo, error) {
+	if db.Shared() {
+		return SnapshotInfo{}, ErrNoSnapshots
+	}
 	if _, err := os.Stat(dest); err == nil {
 		return SnapshotInfo{}, fmt.Errorf("store: snapshot: %s already exists", dest)
 	}

@@ -1,11 +1,6 @@
 package store
 
-import (
-	"errors"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-)
+import "errors"
 
 // The store's error vocabulary. Methods wrap these with detail; the server
 // maps them to HTTP statuses in one place.
@@ -18,16 +13,12 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrNotMigrated: the schema has pending migrations.
 	ErrNotMigrated = errors.New("database migrations are pending")
-	// ErrLockTimeout: a file lock was not free within the bounded wait.
+	// ErrLockTimeout: a team lock was not free within the bounded wait.
 	ErrLockTimeout = errors.New("lock wait timed out")
 )
 
-// isUniqueViolation matches SQLite's unique and primary key constraint
-// errors by code, not message.
+// isUniqueViolation matches a unique or primary key constraint error of
+// either database.
 func isUniqueViolation(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	return sqliteDialect.uniqueViolation(err) || postgresDialect.uniqueViolation(err)
 }

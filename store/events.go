@@ -311,7 +311,7 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 		return Event{}, err
 	}
 	defer tx.Rollback()
-	e, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE id = ?`, id))
+	e, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE id = ?`+db.d.forUpdate, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)

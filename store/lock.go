@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// File locks replace PostgreSQL advisory locks on the embedded default. They
-// are flock(2) locks: the kernel drops them when the holder dies, even by
+// File locks stand in for PostgreSQL's advisory locks on the embedded
+// default. They are flock(2) locks: the kernel drops them when the holder dies, even by
 // SIGKILL, so a crash never leaves a stale lock behind.
 
 // InstanceLockedError says that another process owns the data directory.
@@ -79,17 +79,29 @@ func (l *InstanceLock) Release() error {
 }
 
 // Locks hands out named locks that exclude both goroutines of this process
-// and other processes on the same data directory (a CLI next to the server,
-// or a second server started by mistake).
+// and other processes: on SQLite, flock(2) files in the data directory (a
+// CLI next to the server, or a second server started by mistake); on
+// PostgreSQL, session advisory locks that every replica sees (pglock.go).
 type Locks struct {
-	dir  string
-	wait time.Duration
+	wait  time.Duration
+	newer func(key string) (session, error)
 
 	mu    sync.Mutex
 	local map[string]*localLock
 }
 
-// localLock queues this process's goroutines without polling the file.
+// session is one holder's hold on the cross-process side of a lock.
+type session interface {
+	// try takes the lock if it is free, without waiting.
+	try(ctx context.Context) (bool, error)
+	// check reports an error once the hold may have been lost (PostgreSQL:
+	// the connection holding it is gone).
+	check(ctx context.Context) error
+	// close releases the lock, if held, and what held it.
+	close()
+}
+
+// localLock queues this process's goroutines without polling the backend.
 type localLock struct {
 	ch   chan struct{}
 	refs int
@@ -101,7 +113,20 @@ func NewLocks(dataDir string, wait time.Duration) (*Locks, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
 	}
-	return &Locks{dir: dir, wait: wait, local: make(map[string]*localLock)}, nil
+	return newLocks(wait, func(key string) (session, error) { return openFileLock(dir, key) }), nil
+}
+
+func newLocks(wait time.Duration, newer func(string) (session, error)) *Locks {
+	return &Locks{wait: wait, newer: newer, local: make(map[string]*localLock)}
+}
+
+// NewLocks returns the locks that fit this database: advisory locks on
+// PostgreSQL, shared by every replica; lock files in dataDir on SQLite.
+func (db *DB) NewLocks(dataDir string, wait time.Duration) (*Locks, error) {
+	if db.Shared() {
+		return newLocks(wait, func(key string) (session, error) { return openAdvisoryLock(db.url, key) }), nil
+	}
+	return NewLocks(dataDir, wait)
 }
 
 // TeamLockKey is the lock key of a team, as SPEC §1 names it.
@@ -109,55 +134,97 @@ func TeamLockKey(orgID, teamNodeID string) string {
 	return "provision|" + orgID + "|" + teamNodeID
 }
 
+// Held is a lock this process holds.
+type Held struct {
+	once    sync.Once
+	sess    session
+	release func()
+}
+
+// Release frees the lock; later calls do nothing.
+func (h *Held) Release() { h.once.Do(h.release) }
+
+// Check reports an error when the lock may have been lost: its holder's
+// database connection is gone (another replica may hold it now).
+func (h *Held) Check(ctx context.Context) error { return h.sess.check(ctx) }
+
 // Acquire takes the lock named key, waiting at most the configured bound (or
 // less if ctx ends first). It returns a function that releases the lock; on a
 // timeout the error wraps ErrLockTimeout.
 func (l *Locks) Acquire(ctx context.Context, key string) (release func(), err error) {
+	h, err := l.take(ctx, key, true)
+	if err != nil {
+		return nil, err
+	}
+	return h.Release, nil
+}
+
+// TryAcquire takes the lock named key only if it is free now: nil, nil when
+// another goroutine or process holds it.
+func (l *Locks) TryAcquire(ctx context.Context, key string) (*Held, error) {
+	h, err := l.take(ctx, key, false)
+	if errors.Is(err, ErrLockTimeout) {
+		return nil, nil
+	}
+	return h, err
+}
+
+func (l *Locks) take(ctx context.Context, key string, wait bool) (*Held, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.wait)
 	defer cancel()
-
 	ll := l.ref(key)
-	select {
-	case ll.ch <- struct{}{}:
-	case <-ctx.Done():
-		l.unref(key)
-		return nil, l.waitErr(ctx, key)
+	if wait {
+		select {
+		case ll.ch <- struct{}{}:
+		case <-ctx.Done():
+			l.unref(key)
+			return nil, l.waitErr(ctx, key)
+		}
+	} else {
+		select {
+		case ll.ch <- struct{}{}:
+		default:
+			l.unref(key)
+			return nil, fmt.Errorf("%w: %s", ErrLockTimeout, key)
+		}
 	}
-	f, err := l.lockFile(ctx, key)
+	sess, err := l.hold(ctx, key, wait)
 	if err != nil {
 		<-ll.ch
 		l.unref(key)
 		return nil, err
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-			f.Close()
-			<-ll.ch
-			l.unref(key)
-		})
-	}, nil
+	return &Held{sess: sess, release: func() {
+		sess.close()
+		<-ll.ch
+		l.unref(key)
+	}}, nil
 }
 
-// lockFile takes the key's file lock, polling while another process holds it.
-// flock has no timeout, and a blocked flock cannot be interrupted.
-func (l *Locks) lockFile(ctx context.Context, key string) (*os.File, error) {
-	sum := sha256.Sum256([]byte(key))
-	path := filepath.Join(l.dir, hex.EncodeToString(sum[:16])+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// hold takes the key's cross-process lock, polling while another process
+// holds it (flock has no timeout, and advisory lock waits are polled too so
+// that the bound and ctx are kept).
+func (l *Locks) hold(ctx context.Context, key string, wait bool) (session, error) {
+	sess, err := l.newer(key)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
+		return nil, err
 	}
 	backoff := 2 * time.Millisecond
 	for {
-		err := tryFlock(f)
-		if err == nil {
-			break
+		ok, err := sess.try(ctx)
+		if err != nil {
+			sess.close()
+			if ctx.Err() != nil {
+				return nil, l.waitErr(ctx, key)
+			}
+			return nil, err
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+		if ok {
+			return sess, nil
+		}
+		if !wait {
+			sess.close()
+			return nil, fmt.Errorf("%w: %s", ErrLockTimeout, key)
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -165,14 +232,10 @@ func (l *Locks) lockFile(ctx context.Context, key string) (*os.File, error) {
 			backoff = min(2*backoff, 100*time.Millisecond)
 		case <-ctx.Done():
 			t.Stop()
-			f.Close()
+			sess.close()
 			return nil, l.waitErr(ctx, key)
 		}
 	}
-	// The holder's pid and key help an operator who finds the file; a failed
-	// write does not weaken the lock.
-	_ = writeHolder(f, key)
-	return f, nil
 }
 
 func (l *Locks) waitErr(ctx context.Context, key string) error {
@@ -202,6 +265,44 @@ func (l *Locks) unref(key string) {
 			delete(l.local, key)
 		}
 	}
+}
+
+// fileLock is a flock(2) on a file named by the key's hash.
+type fileLock struct {
+	f   *os.File
+	key string
+}
+
+func openFileLock(dir, key string) (session, error) {
+	sum := sha256.Sum256([]byte(key))
+	path := filepath.Join(dir, hex.EncodeToString(sum[:16])+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	return &fileLock{f: f, key: key}, nil
+}
+
+func (fl *fileLock) try(context.Context) (bool, error) {
+	err := tryFlock(fl.f)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("lock %s: %w", fl.f.Name(), err)
+	}
+	// The holder's pid and key help an operator who finds the file; a failed
+	// write does not weaken the lock.
+	_ = writeHolder(fl.f, fl.key)
+	return true, nil
+}
+
+// check: the kernel keeps a flock for as long as the file is open.
+func (fl *fileLock) check(context.Context) error { return nil }
+
+func (fl *fileLock) close() {
+	_ = syscall.Flock(int(fl.f.Fd()), syscall.LOCK_UN)
+	fl.f.Close()
 }
 
 func tryFlock(f *os.File) error {

@@ -54,7 +54,7 @@ type page[T any] struct {
 }
 
 // run queries one page and returns it with the next page's cursor ("" at the end).
-func (p page[T]) run(ctx context.Context, db *sql.DB, f filter) ([]T, string, error) {
+func (p page[T]) run(ctx context.Context, db querier, f filter) ([]T, string, error) {
 	if p.cursor != "" {
 		at, id, err := decodeCursor(p.cursor)
 		if err != nil {

@@ -82,8 +82,12 @@ type Kind struct {
 }
 
 // ClaimTeamEvents moves up to limit of the team's due queued events of one
-// kind to dispatching, in one statement, and returns them oldest first.
-func (db *DB) ClaimTeamEvents(ctx context.Context, now time.Time, team TeamKey, kind Kind, limit int) ([]Event, error) {
+// kind to dispatching, in one statement, and returns them oldest first. A
+// claim is a lease: the events' next_attempt_at becomes leaseUntil, and
+// RequeueExpired returns them to the queue after it if no outcome came (the
+// replica that claimed them died). On PostgreSQL, replicas claiming at once
+// skip each other's rows instead of waiting for them.
+func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, team TeamKey, kind Kind, limit int) ([]Event, error) {
 	at := formatTime(now)
 	cond, args := "(source = ? OR solo = ?)", []any{"slack", true}
 	if !kind.People {
@@ -101,12 +105,12 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now time.Time, team TeamKey, 
 			return nil, nil // no source selected
 		}
 	}
-	q := `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
+	q := `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?, next_attempt_at = ?
 		WHERE id IN (SELECT id FROM orchestrator_webhook_events
 			WHERE status = ? AND org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND ` + cond + `
-			ORDER BY received_at, id LIMIT ?)
+			ORDER BY received_at, id LIMIT ?` + db.d.skipLocked + `)
 		RETURNING ` + eventColumns
-	all := append([]any{EventDispatching, at, EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
+	all := append([]any{EventDispatching, at, formatTime(leaseUntil), EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
 	rows, err := db.write.QueryContext(ctx, q, append(all, limit)...)
 	if err != nil {
 		return nil, err
@@ -119,6 +123,21 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now time.Time, team TeamKey, 
 		return strings.Compare(a.ID, b.ID)
 	})
 	return events, err
+}
+
+// RequeueExpired returns events whose claim's lease has passed to the
+// queue: the replica that claimed them stopped without an outcome. Their
+// attempt count is unchanged; the agent may see such an event a second
+// time, with the same correlation id.
+func (db *DB) RequeueExpired(ctx context.Context, now time.Time) (int, error) {
+	at := formatTime(now)
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
+		WHERE status = ? AND next_attempt_at <= ?`, EventQueued, at, EventDispatching, at)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 // Outcome is what one dispatch attempt (or one routing) came to for one

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -25,22 +24,29 @@ import (
 
 // Options configure Open.
 type Options struct {
+	// URL, when it is postgres:// or postgresql://, selects PostgreSQL
+	// (SPEC §13); otherwise the database is the SQLite file at Path.
+	URL string
 	// Path is the SQLite database file; its directory is created if missing.
 	Path string
 	// Migrations holds the goose SQL files (migrations.FS in production).
 	Migrations fs.FS
-	// Readers bounds the reader pool; zero picks a default from the CPU count.
+	// Readers bounds the reader pool (SQLite) or the whole pool
+	// (PostgreSQL); zero picks a default from the CPU count.
 	Readers int
 	Logger  *slog.Logger
 }
 
-// DB is the orchestrator's database: one writer connection, so writers queue
-// in Go instead of failing with "database is locked", beside a pool of
-// read-only connections that WAL lets run while the writer works.
+// DB is the orchestrator's database. On SQLite: one writer connection, so
+// writers queue in Go instead of failing with "database is locked", beside a
+// pool of read-only connections that WAL lets run while the writer works.
+// On PostgreSQL: one pool for both, shared with other replicas.
 type DB struct {
 	path     string
-	write    *sql.DB
-	read     *sql.DB
+	url      string // PostgreSQL only
+	d        *dialect
+	write    conn
+	read     conn
 	goose    *goose.Provider
 	logger   *slog.Logger
 	migrated atomic.Bool
@@ -55,12 +61,15 @@ type DB struct {
 	insertStmt, findStmt *sql.Stmt
 }
 
-// Open opens (creating if needed) the database at opts.Path and checks that
-// WAL journaling is really on. It does not migrate; call Migrate.
+// IsPostgresURL reports whether a DATABASE_URL selects PostgreSQL.
+func IsPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// Open opens the database: PostgreSQL when opts.URL names one, else the
+// SQLite file at opts.Path (created if needed, WAL checked). It does not
+// migrate; call Migrate.
 func Open(ctx context.Context, opts Options) (*DB, error) {
-	if opts.Path == "" {
-		return nil, fmt.Errorf("store: no database path")
-	}
 	if opts.Migrations == nil {
 		return nil, fmt.Errorf("store: no migrations")
 	}
@@ -70,45 +79,15 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = max(4, 2*runtime.NumCPU())
 	}
-	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: create directory: %w", err)
-	}
-	db := &DB{path: opts.Path, logger: opts.Logger.With("component", "store")}
+	var db *DB
 	var err error
-	if db.write, err = sql.Open("sqlite", dsn(opts.Path, false)); err != nil {
-		return nil, fmt.Errorf("store: open writer: %w", err)
+	if IsPostgresURL(opts.URL) {
+		db, err = openPostgres(ctx, opts)
+	} else {
+		db, err = openSQLite(ctx, opts)
 	}
-	db.write.SetMaxOpenConns(1)
-	db.write.SetMaxIdleConns(1)
-	db.write.SetConnMaxLifetime(0)
-	db.write.SetConnMaxIdleTime(0)
-
-	var mode string
-	if err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		db.write.Close()
-		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		db.write.Close()
-		return nil, fmt.Errorf("store: %s: journal_mode is %q, want wal", opts.Path, mode)
-	}
-
-	if db.read, err = sql.Open("sqlite", dsn(opts.Path, true)); err != nil {
-		db.write.Close()
-		return nil, fmt.Errorf("store: open readers: %w", err)
-	}
-	db.read.SetMaxOpenConns(opts.Readers)
-	db.read.SetMaxIdleConns(opts.Readers)
-	if err := db.read.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: open readers: %w", err)
-	}
-
-	db.goose, err = goose.NewProvider(goose.DialectSQLite3, db.write, opts.Migrations,
-		goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: migrations: %w", err)
+		return nil, err
 	}
 	db.inserts = make(chan insertReq, 4*maxBatch)
 	db.closing = make(chan struct{})
@@ -117,33 +96,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// dsn builds a modernc DSN with the pragmas in it, so that every pooled
-// connection gets them (a db.Exec("PRAGMA …") would reach only one).
-func dsn(path string, readOnly bool) string {
-	p := uriPath(path)
-	q := []string{
-		"_pragma=busy_timeout(10000)",
-		"_pragma=journal_mode(WAL)",
-		"_pragma=foreign_keys(ON)",
-		// FULL: an acknowledged webhook survives power loss, not only kill -9;
-		// group commit pays the fsync once for many events.
-		"_pragma=synchronous(FULL)",
-		"_txlock=immediate",
-	}
-	if readOnly {
-		// Readers share the OS page cache; a small private cache each keeps
-		// the pool's memory small (SQLite's default is 2 MB a connection).
-		q = append(q, "_pragma=query_only(ON)", "_pragma=cache_size(-512)")
-	}
-	return "file:" + p + "?" + strings.Join(q, "&")
-}
+// Dialect names the database: "sqlite" or "postgres".
+func (db *DB) Dialect() string { return db.d.name }
 
-// uriPath escapes what SQLite's URI parser treats specially in a file path.
-func uriPath(path string) string {
-	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-}
+// Shared reports whether other replicas may use this database at the same
+// time (PostgreSQL): then nothing in it is this process's alone.
+func (db *DB) Shared() bool { return db.d.name == "postgres" }
 
-// Path returns the database file's path.
+// Path returns the SQLite database file's path ("" on PostgreSQL).
 func (db *DB) Path() string { return db.path }
 
 // Close stops the event writer and closes both pools.
@@ -155,10 +115,10 @@ func (db *DB) Close() error {
 		})
 	}
 	var errs []error
-	if db.read != nil {
+	if db.read.DB != nil && db.read.DB != db.write.DB {
 		errs = append(errs, db.read.Close())
 	}
-	if db.write != nil {
+	if db.write.DB != nil {
 		errs = append(errs, db.write.Close())
 	}
 	return errors.Join(errs...)
@@ -217,12 +177,5 @@ func (db *DB) Ready(ctx context.Context) error {
 		}
 		db.migrated.Store(true)
 	}
-	// A real committed write: user_version is otherwise unused, and a new
-	// value each time makes SQLite write (and fsync) a page rather than skip
-	// a no-op, so a full or read-only disk shows here.
-	probe := time.Now().UnixNano() & 0x7fffffff
-	if _, err := db.write.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", probe)); err != nil {
-		return fmt.Errorf("store: write probe: %w", err)
-	}
-	return nil
+	return db.d.probe(ctx, db)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -90,7 +92,8 @@ func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 	}
 	// The pre-migration snapshot is a verified copy of the old schema.
 	name := snap["name"].(string)
-	if !strings.HasPrefix(name, "pre-migrate-2-3-") {
+	known, _ := store.KnownVersion(migrations.FS)
+	if !strings.HasPrefix(name, fmt.Sprintf("pre-migrate-2-%d-", known)) {
 		t.Fatalf("snapshot name %q", name)
 	}
 	info, err := store.VerifySnapshot(context.Background(), filepath.Join(dir, "backups", name), 0)
@@ -137,7 +140,7 @@ func TestUpgrade_NewerSchemaIsRefusedUntouched(t *testing.T) {
 	cmd.Env = append(os.Environ(), "ORCHESTRATOR_TEST_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || !strings.Contains(string(out), "database schema version 99 is newer than this build knows (3): run a newer image or restore a backup") {
+	if !errors.As(err, &exitErr) || !strings.Contains(string(out), "database schema version 99 is newer than this build knows (4): run a newer image or restore a backup") {
 		t.Fatalf("serve on a newer schema: %v %s", err, out)
 	}
 	if strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
@@ -173,7 +176,7 @@ func TestBackupRestore_RoundTripAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info map[string]any
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info["integrity"] != "ok" || info["schema_version"] != float64(3) || info["events"] != float64(5) {
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info["integrity"] != "ok" || info["schema_version"] != float64(4) || info["events"] != float64(5) {
 		t.Fatalf("backup said %s (%v)", out.String(), err)
 	}
 	if err := run(ctx, []string{"backup", "--out", snap, "--data-dir", dir}, envOf(nil), io.Discard, io.Discard); err == nil {

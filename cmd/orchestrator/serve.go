@@ -52,13 +52,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		debug.SetGCPercent(defaultGCPercent)
 	}
 
-	lock, err := store.AcquireInstanceLock(cfg.DataDir)
-	if err != nil {
-		return err
+	// On SQLite the data directory is this process's alone; on PostgreSQL
+	// several replicas share the database and there is no instance lock
+	// (SPEC §13).
+	lockPath := "none (PostgreSQL)"
+	if cfg.DatabaseURL == "" {
+		lock, err := store.AcquireInstanceLock(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+		lockPath = lock.Path()
 	}
-	defer lock.Release()
 
-	db, err := store.Open(ctx, store.Options{Path: cfg.DatabasePath, Migrations: migrations.FS, Logger: logger})
+	db, err := store.Open(ctx, store.Options{URL: cfg.DatabaseURL.Reveal(), Path: cfg.DatabasePath, Migrations: migrations.FS, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -108,7 +115,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	logger.Info("listening", "addr", srv.Addr(), "version", version, "data_dir", cfg.DataDir,
-		"database", cfg.DatabasePath, "lock", lock.Path(), "dev", cfg.Dev)
+		"database", databaseName(cfg, db), "lock", lockPath, "dev", cfg.Dev)
 	if cfg.Dev {
 		logger.Warn("dev mode: not for production")
 		fmt.Fprintf(stdout, "dev mode: admin page %s/ui/ (log in with the admin token above)\n", pageURL(srv.Addr()))
@@ -134,23 +141,55 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		shutdown(srv, cfg.ShutdownTimeout, logger)
 		return fmt.Errorf("%w: with ORCHESTRATOR_AUTO_CREATE_TABLES=0 run `orchestrator migrate up` first", err)
 	}
-	if n, err := deps.provision.Recover(ctx); err != nil {
-		logger.Error("recovering interrupted runs failed", "error", err)
-	} else if n > 0 {
-		logger.Warn("runs interrupted by the last stop were marked failed", "count", n)
+	// Runs a crash left running: on a database of its own every one was this
+	// process's; on a shared one, only those idle past the lock bound whose
+	// team lock is free (the leader looks again every reconcile interval).
+	recoverGrace := time.Duration(0)
+	if db.Shared() {
+		recoverGrace = cfg.TeamLockTimeout + time.Minute
 	}
+	recoverRuns := func(ctx context.Context) {
+		if n, err := deps.provision.Recover(ctx, recoverGrace); err != nil && ctx.Err() == nil {
+			logger.Error("recovering interrupted runs failed", "error", err)
+		} else if n > 0 {
+			logger.Warn("runs interrupted by a stop were marked failed", "count", n)
+		}
+	}
+	recoverRuns(ctx)
 	if err := deps.dispatcher.Start(ctx); err != nil {
 		shutdown(srv, cfg.ShutdownTimeout, logger)
 		return err
 	}
-	retention, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
-	go dispatch.RunRetention(retention, db, cfg.EventBodyRetention, time.Hour, time.Now, logger)
-	go deps.schedules.RunReconciler(retention, cfg.ReconcileInterval)
-	if cfg.BackupSchedule != "" {
-		sched, _ := config.CronParser.Parse(cfg.BackupSchedule) // validated by config.Load
-		go deps.backups.Run(retention, sched)
+	// The once-only work runs on the leader (SPEC §13): on SQLite that is
+	// always this process.
+	chores := []func(context.Context){
+		func(ctx context.Context) {
+			dispatch.RunRetention(ctx, db, cfg.EventBodyRetention, time.Hour, time.Now, logger)
+		},
+		func(ctx context.Context) { deps.schedules.RunReconciler(ctx, cfg.ReconcileInterval) },
+		func(ctx context.Context) { sweepSessions(ctx, db, logger) },
 	}
-	defer stopRetention()
+	if db.Shared() {
+		chores = append(chores, func(ctx context.Context) {
+			t := time.NewTicker(cfg.ReconcileInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					recoverRuns(ctx)
+				}
+			}
+		})
+	} else if cfg.BackupSchedule != "" {
+		sched, _ := config.CronParser.Parse(cfg.BackupSchedule) // validated by config.Load
+		chores = append(chores, func(ctx context.Context) { deps.backups.Run(ctx, sched) })
+	}
+	leading, stopLeading := context.WithCancel(context.WithoutCancel(ctx))
+	leaderDone := make(chan struct{})
+	go func() { defer close(leaderDone); deps.elector.Run(leading, chores...) }()
+	defer func() { stopLeading(); <-leaderDone }()
 	srv.SetServing(true)
 	logger.Info("started", "startup_ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 
@@ -173,6 +212,32 @@ func shutdown(srv *server.Server, timeout time.Duration, logger *slog.Logger) {
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("shutdown cut in-flight requests", "error", err)
+	}
+}
+
+// databaseName is the database for the log: the SQLite file, or
+// PostgreSQL's host and database without the password.
+func databaseName(cfg *config.Config, db *store.DB) string {
+	if db.Shared() {
+		return "postgres " + store.RedactURL(cfg.DatabaseURL.Reveal())
+	}
+	return cfg.DatabasePath
+}
+
+// sweepSessions drops expired admin page logins every few minutes.
+func sweepSessions(ctx context.Context, db *store.DB, logger *slog.Logger) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		if _, err := db.DeleteExpiredSessions(ctx, now.Add(-server.SessionIdle), now.Add(-server.SessionMax)); err != nil && ctx.Err() == nil {
+			logger.Warn("dropping expired sessions failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
+	"github.com/incidentfox/orchestrator-edge/server/leader"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
@@ -38,6 +39,7 @@ type deps struct {
 	ui         *server.UIOptions
 	webhooks   map[string]webhook.Verifier
 	backups    *backups.Manager
+	elector    *leader.Elector
 	closers    []func()
 }
 
@@ -91,6 +93,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(),
 		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
 		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: cfg.CoalesceSources, CoalesceMax: cfg.CoalesceMax,
+		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {
@@ -129,7 +132,12 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		logger.Info("kubernetes", "host", restCfg.Host, "namespace", ns)
 	}
 
-	locks, err := store.NewLocks(cfg.DataDir, cfg.TeamLockTimeout)
+	locks, err := db.NewLocks(cfg.DataDir, cfg.TeamLockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	d.elector, err = leader.New(leader.Options{Locks: locks, Every: min(10*time.Second, cfg.ReconcileInterval),
+		Logger: logger, Registry: reg})
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +171,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	d.pipeline = pipeline
 	d.agents = &server.AgentProxy{Config: cs, Agent: agent, Audit: db}
-	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated}
+	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db}
 	d.ui.Cluster = pinger
 	if cfg.Dev {
 		d.ui.DevSecrets = map[string]string{}

@@ -121,6 +121,9 @@ func (m *Manager) Create(ctx context.Context, trigger string) (Info, error) {
 // as pre-migrate-<from>-<to>-<time>.db; it does nothing for a new or an
 // up-to-date database.
 func (m *Manager) BeforeMigrate(ctx context.Context) (*Info, error) {
+	if m.o.DB.Shared() {
+		return nil, nil // PostgreSQL is backed up with its own tools
+	}
 	from, to, err := m.o.DB.Versions(ctx)
 	if err != nil || from == 0 || from >= to {
 		return nil, err

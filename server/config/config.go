@@ -47,10 +47,13 @@ type AgentLimits struct {
 type Config struct {
 	ListenAddr string
 	DataDir    string
-	// DatabasePath is the SQLite file named by DATABASE_URL.
+	// DatabasePath is the SQLite file named by DATABASE_URL ("" with
+	// PostgreSQL).
 	DatabasePath string
-	Dev          bool
-	LogLevel     slog.Level
+	// DatabaseURL is DATABASE_URL when it names PostgreSQL (SPEC §13).
+	DatabaseURL Secret
+	Dev         bool
+	LogLevel    slog.Level
 
 	ConfigServiceURL string
 	AIPipelineURL    string
@@ -68,6 +71,9 @@ type Config struct {
 	TeamLockTimeout   time.Duration
 	IdempotencyKeyTTL time.Duration
 	ShutdownTimeout   time.Duration
+	// DispatchLease is how long a claim holds its events before another
+	// replica may take them (0: the longest agent timeout + 60 s).
+	DispatchLease time.Duration
 
 	// AgentLimits holds the timeout and max turns per webhook source.
 	AgentLimits map[string]AgentLimits
@@ -144,7 +150,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		BackupSchedule:        p.cron("ORCHESTRATOR_BACKUP_SCHEDULE", "30 3 * * *"),
 		BackupKeep:            p.int("ORCHESTRATOR_BACKUP_KEEP", 7, 1, 1000),
 	}
-	c.DatabasePath = p.database("DATABASE_URL", c.DataDir)
+	c.DatabasePath, c.DatabaseURL = p.database("DATABASE_URL", c.DataDir)
+	// The claim lease (SPEC §13); 0 means the longest agent timeout + 60 s.
+	c.DispatchLease = p.seconds("ORCHESTRATOR_DISPATCH_LEASE_SECONDS", 0, 0, 86400)
 
 	// Peer services are required in production; dev mode brings its own fakes.
 	c.ConfigServiceURL = p.url("CONFIG_SERVICE_URL", !c.Dev)
@@ -363,20 +371,25 @@ func (p *parser) standardWebhookSecrets(name string) []Secret {
 	return out
 }
 
-// database resolves DATABASE_URL to the SQLite file it names.
-func (p *parser) database(name, dataDir string) string {
+// database resolves DATABASE_URL: the SQLite file it names, or a PostgreSQL
+// URL (postgres:// or postgresql://, checked by pgx's parser at open).
+func (p *parser) database(name, dataDir string) (string, Secret) {
 	v := p.raw(name)
 	if v == "" {
-		return filepath.Join(dataDir, "orchestrator.db")
+		return filepath.Join(dataDir, "orchestrator.db"), ""
 	}
 	scheme, rest, ok := strings.Cut(v, "://")
 	switch {
 	case ok && scheme == "sqlite" && rest != "" && !strings.ContainsAny(rest, "?#"):
-		return rest
+		return rest, ""
 	case ok && (scheme == "postgres" || scheme == "postgresql"):
-		p.fail(name, "PostgreSQL is the scale-out path and not supported by this build yet; unset it to use the embedded SQLite")
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			p.fail(name, "must look like postgres://user:password@host:5432/database?sslmode=require")
+		}
+		return "", Secret(v)
 	default:
-		p.fail(name, "must look like sqlite:///path/to/orchestrator.db")
+		p.fail(name, "must look like sqlite:///path/to/orchestrator.db or postgres://user:password@host:5432/database")
 	}
-	return ""
+	return "", ""
 }

@@ -183,7 +183,7 @@ func TestLoad_BadValueNamesTheVariable(t *testing.T) {
 		{"CONFIG_SERVICE_URL", "config-service:8080", "not an absolute http(s) URL"},
 		{"AGENT_API_URL", "ftp://agent", "not an absolute http(s) URL"},
 		{"K8S_NAMESPACE", "SRE_Tools", "not a valid namespace"},
-		{"DATABASE_URL", "postgres://u:hunter2@db/orch", "not supported by this build"},
+		{"DATABASE_URL", "postgres://u:hunter2@/orch", "must look like postgres://"},
 		{"DATABASE_URL", "mysql://db", "must look like sqlite://"},
 		{"INCIDENTIO_WEBHOOK_SECRET", "hunter2", "whsec_"},
 		{"INCIDENTIO_WEBHOOK_SECRET", "whsec_c2VjcmV0,whsec_!!!hunter2", "entry 2"},

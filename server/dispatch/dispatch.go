@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -36,7 +35,6 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 )
 
 // ConfigService is what dispatch needs of the Config Service.
@@ -85,9 +83,16 @@ type Options struct {
 	FlushEvery time.Duration
 	FlushAt    int
 	Limits     map[string]Limits
-	Logger     *slog.Logger
-	Registry   prometheus.Registerer
-	Now        func() time.Time
+	// Lease is how long a claim holds its events (SPEC §13): past it, an
+	// event with no outcome goes back to the queue for any replica. Default:
+	// the longest agent timeout plus a minute.
+	Lease time.Duration
+	// SharedBudget keeps each team's dispatch budget in the database, so
+	// that replicas sharing it share the limit (PostgreSQL).
+	SharedBudget bool
+	Logger       *slog.Logger
+	Registry     prometheus.Registerer
+	Now          func() time.Time
 }
 
 // Dispatcher runs the router, the team loop and the agent calls.
@@ -101,7 +106,7 @@ type Dispatcher struct {
 	done    *completer
 
 	mu         sync.Mutex
-	teams      map[string]*rate.Limiter
+	teams      map[string]*bucket
 	tctx       map[string]teamContext
 	arrived    map[string]store.TeamKey // teams that got due work since the loop last looked
 	rescan     atomic.Bool              // the router stored routes: scan the queue again
@@ -155,6 +160,9 @@ func New(o Options) (*Dispatcher, error) {
 			*x.v = x.def
 		}
 	}
+	if o.Lease <= 0 {
+		o.Lease = DefaultLease(o.Limits)
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -162,7 +170,7 @@ func New(o Options) (*Dispatcher, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		teams: map[string]*rate.Limiter{}, tctx: map[string]teamContext{}, arrived: map[string]store.TeamKey{},
+		teams: map[string]*bucket{}, tctx: map[string]teamContext{}, arrived: map[string]store.TeamKey{},
 		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -234,15 +242,29 @@ func (d *Dispatcher) kickLoop() {
 	}
 }
 
-// Start returns events a crash left in flight to the queue and starts the
-// router, the team loop and the completer.
-func (d *Dispatcher) Start(ctx context.Context) error {
-	n, err := d.o.Store.RequeueDispatching(ctx, d.now())
-	if err != nil {
-		return fmt.Errorf("dispatch: requeue in-flight events: %w", err)
+// DefaultLease is the claim lease SPEC §13 gives: the longest agent timeout
+// plus 60 s.
+func DefaultLease(limits map[string]Limits) time.Duration {
+	longest := 5 * time.Minute
+	for _, l := range limits {
+		longest = max(longest, l.Timeout)
 	}
-	if n > 0 {
-		d.log.Warn("events in flight at the last stop are queued again", "count", n)
+	return longest + time.Minute
+}
+
+// Start returns events a crash left in flight to the queue and starts the
+// router, the team loop and the completer. On a database of its own, every
+// event left dispatching was this process's; on a shared one, other
+// replicas' claims are live, and only expired leases are taken back.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	if !d.o.Store.Shared() {
+		n, err := d.o.Store.RequeueDispatching(ctx, d.now())
+		if err != nil {
+			return fmt.Errorf("dispatch: requeue in-flight events: %w", err)
+		}
+		if n > 0 {
+			d.log.Warn("events in flight at the last stop are queued again", "count", n)
+		}
 	}
 	d.stop, d.loopDone, d.routerDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	d.work, d.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
@@ -277,6 +299,23 @@ func (d *Dispatcher) Stop(ctx context.Context) {
 
 func (d *Dispatcher) now() time.Time { return d.o.Now().UTC() }
 
+// leaseCheckEvery is how often the loop takes back events whose claim's
+// lease passed (their replica died); cheap, one indexed UPDATE.
+const leaseCheckEvery = 5 * time.Second
+
+// requeueExpired returns events of expired leases to the queue.
+func (d *Dispatcher) requeueExpired() {
+	n, err := d.o.Store.RequeueExpired(d.work, d.now())
+	if err != nil {
+		d.log.Error("taking back expired claims failed", "error", err)
+		return
+	}
+	if n > 0 {
+		d.log.Warn("events whose claim expired are queued again", "count", n, "lease", d.o.Lease.String())
+		d.stale = true
+	}
+}
+
 // rescanEvery bounds how often new work triggers a scan of the due teams.
 const rescanEvery = 20 * time.Millisecond
 
@@ -286,7 +325,7 @@ func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	slots := make(chan struct{}, d.o.Workers)
 	freed := make(chan struct{}, 1)
-	var lastDepth time.Time
+	var lastDepth, lastLease time.Time
 	for {
 		wait := d.o.Poll
 		if free := cap(slots) - len(slots); free > 0 {
@@ -316,6 +355,10 @@ func (d *Dispatcher) loop() {
 			if depth, err := d.o.Store.QueueDepth(d.work, ""); err == nil {
 				d.metrics.depth.Set(float64(depth))
 			}
+		}
+		if now := time.Now(); now.Sub(lastLease) >= leaseCheckEvery {
+			lastLease = now
+			d.requeueExpired()
 		}
 		if d.stale {
 			wait = min(wait, max(time.Millisecond, rescanEvery-time.Since(d.dueAt)))
@@ -386,23 +429,26 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 			remaining = append(remaining, teams[i:]...)
 			break
 		}
-		lim := d.limiter(t)
-		have := lim.TokensAt(now)
-		tokens := int(math.Floor(have))
+		tokens, wait, err := d.take(t, free, now)
+		if err != nil {
+			d.stale = true
+			return calls, next, err
+		}
 		if tokens < 1 {
 			// Held back: not claimed, not looked up, not written.
-			wait := time.Duration((1 - have) / float64(lim.Limit()) * float64(time.Second))
 			if next == 0 || wait < next {
 				next = max(wait, time.Millisecond)
 			}
 			remaining = append(remaining, t)
 			continue
 		}
-		got, exhausted, err := d.claimTeam(t, min(free, tokens), now)
-		if len(got) > 0 {
-			lim.AllowN(now, len(got))
-			free -= len(got)
-			calls = append(calls, got...)
+		got, exhausted, err := d.claimTeam(t, tokens, now)
+		free -= len(got)
+		calls = append(calls, got...)
+		if unused := tokens - len(got); unused > 0 {
+			if gerr := d.give(t, unused, now); gerr != nil && err == nil {
+				err = gerr
+			}
 		}
 		if err != nil {
 			d.stale = true
@@ -422,7 +468,7 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 // says every kind was asked for and none is left due.
 func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []call, exhausted bool, err error) {
 	at := now.UTC()
-	people, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{People: true}, n)
+	people, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{People: true}, n)
 	for _, e := range people {
 		calls = append(calls, call{team: t, events: []store.Event{e}})
 	}
@@ -433,7 +479,7 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		if len(calls) == n {
 			return calls, false, nil
 		}
-		alerts, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
+		alerts, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
 		if err != nil {
 			return calls, false, err
 		}
@@ -448,7 +494,7 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		return calls, false, nil
 	}
 	ask := n - len(calls)
-	others, err := d.o.Store.ClaimTeamEvents(d.work, at, t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
+	others, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
 	for _, e := range others {
 		calls = append(calls, call{team: t, events: []store.Event{e}})
 	}

@@ -2,29 +2,67 @@ package dispatch
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/store"
-	"golang.org/x/time/rate"
 )
 
 // teamKey is the map key of a team.
 func teamKey(org, team string) string { return org + "|" + team }
 
-// limiter is the team's dispatch limit: TeamPerMinute calls a minute, with
-// a burst of as many. It is the team gate: the dispatcher claims a team's
-// events only while it has a token, so a held-back event is never touched.
-func (d *Dispatcher) limiter(t store.TeamKey) *rate.Limiter {
+// The team gate's budget: TeamPerMinute calls a minute, with a burst of as
+// many. The dispatcher claims a team's events only while its budget has a
+// token, so a held-back event is never touched. On one replica the bucket
+// is in memory; on a shared database (PostgreSQL, several replicas) it is
+// the team's row, so the limit holds across replicas (SPEC §13).
+
+// bucket is an in-memory token bucket.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// take grants up to want calls to the team at now; with none granted, wait
+// says when the next token comes.
+func (d *Dispatcher) take(t store.TeamKey, want int, now time.Time) (int, time.Duration, error) {
+	if d.o.SharedBudget {
+		return d.o.Store.TakeTeamBudget(d.work, t.OrgID, t.TeamNodeID, want, d.o.TeamPerMinute, now.UTC())
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	lim := d.teams[teamKey(t.OrgID, t.TeamNodeID)]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(float64(d.o.TeamPerMinute)/60), d.o.TeamPerMinute)
-		d.teams[teamKey(t.OrgID, t.TeamNodeID)] = lim
+	key := teamKey(t.OrgID, t.TeamNodeID)
+	b := d.teams[key]
+	if b == nil {
+		b = &bucket{tokens: float64(d.o.TeamPerMinute), at: now}
+		d.teams[key] = b
 	}
-	return lim
+	level := store.Refill(b.tokens, b.at, now, d.o.TeamPerMinute)
+	got := min(want, int(math.Floor(level)))
+	if got < 1 {
+		return 0, store.TokenWait(level, d.o.TeamPerMinute), nil
+	}
+	b.tokens, b.at = level-float64(got), now
+	return got, 0, nil
+}
+
+// give returns n granted calls that found no event to carry.
+func (d *Dispatcher) give(t store.TeamKey, n int, now time.Time) error {
+	if n <= 0 {
+		return nil
+	}
+	if d.o.SharedBudget {
+		return d.o.Store.ReturnTeamBudget(d.work, t.OrgID, t.TeamNodeID, n, d.o.TeamPerMinute, now.UTC())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b := d.teams[teamKey(t.OrgID, t.TeamNodeID)]; b != nil {
+		b.tokens = math.Min(store.Refill(b.tokens, b.at, now, d.o.TeamPerMinute)+float64(n), float64(d.o.TeamPerMinute))
+		b.at = now
+	}
+	return nil
 }
 
 // teamContext is what an agent call for a team needs from the Config

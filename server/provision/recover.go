@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -14,14 +15,50 @@ import (
 // Recover finishes runs that a crash left "running": each is marked failed
 // ("interrupted"), and what a provisioning run had recorded as created is
 // undone where possible (cluster objects and schedule rows always; issued
-// tokens when a recovery admin token is configured). It runs once at start,
-// before the server takes requests.
-func (s *Service) Recover(ctx context.Context) (int, error) {
+// tokens when a recovery admin token is configured). A run is settled only
+// while nobody holds its team's lock: a live run holds it for its whole
+// course, on this replica or another (SPEC §13), so only runs whose process
+// died are touched. A run is taken for dead only once it has not moved for
+// grace: a new run records itself a moment before it takes its team's lock,
+// and may wait up to the lock bound for it. It runs at start (grace 0 on a
+// database of one's own: every running run there was this process's) and
+// then on the leader.
+func (s *Service) Recover(ctx context.Context, grace time.Duration) (int, error) {
 	runs, err := s.opts.Store.RunsWithStatus(ctx, store.RunRunning)
 	if err != nil {
 		return 0, fmt.Errorf("provision: find interrupted runs: %w", err)
 	}
+	settled := 0
 	for _, r := range runs {
+		if grace > 0 && r.UpdatedAt.After(s.now().Add(-grace)) {
+			continue
+		}
+		held, err := s.opts.Locks.TryAcquire(ctx, store.TeamLockKey(r.OrgID, r.TeamNodeID))
+		if err != nil {
+			return settled, fmt.Errorf("provision: lock team of run %s: %w", r.ID, err)
+		}
+		if held == nil {
+			continue // a live run holds the team
+		}
+		n, err := s.settle(ctx, r)
+		held.Release()
+		settled += n
+		if err != nil {
+			return settled, err
+		}
+	}
+	return settled, nil
+}
+
+// settle marks one interrupted run failed, undoing what it created, if it
+// is still running (the lock was free, so nobody else is finishing it).
+func (s *Service) settle(ctx context.Context, r store.Run) (int, error) {
+	if cur, err := s.opts.Store.GetRun(ctx, r.ID); err != nil || cur.Status != store.RunRunning {
+		return 0, err
+	} else {
+		r = cur
+	}
+	{
 		var steps []Step
 		if err := json.Unmarshal(r.Steps, &steps); err != nil {
 			steps = nil
@@ -44,7 +81,7 @@ func (s *Service) Recover(ctx context.Context) (int, error) {
 		}
 		s.log.Warn("marked interrupted run failed", "run_id", r.ID, "kind", r.Kind, "org_id", r.OrgID, "team_node_id", r.TeamNodeID)
 	}
-	return len(runs), nil
+	return 1, nil
 }
 
 // undoRecorded compensates what an interrupted run's steps say they created.
