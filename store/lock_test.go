@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 )
 
 // The test binary doubles as a lock-holding helper process: with
@@ -21,7 +23,14 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("STORE_LOCK_HELPER") {
 	case "":
-		os.Exit(m.Run())
+		code := m.Run()
+		pgtest.StopShared()
+		os.Exit(code)
+	case "advisory":
+		// A replica holding a team's advisory lock (conformance_test.go).
+		locks := newLocks(time.Minute, func(key string) (session, error) { return openAdvisoryLock(os.Getenv("STORE_LOCK_DIR"), key) })
+		release, err := locks.Acquire(context.Background(), os.Getenv("STORE_LOCK_KEY"))
+		holdAndExit(err, release)
 	case "instance":
 		l, err := AcquireInstanceLock(os.Getenv("STORE_LOCK_DIR"))
 		holdAndExit(err, func() { l.Release() })

@@ -137,6 +137,9 @@ func nullInt(n int) any {
 // SaveRun writes a run's progress or outcome: status, steps, response, HTTP
 // status and error.
 func (db *DB) SaveRun(ctx context.Context, r Run) error {
+	if len(r.Steps) == 0 {
+		r.Steps = json.RawMessage("[]")
+	}
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_provisioning_runs
 		SET status = ?, steps = ?, response = ?, http_status = ?, error = ?, updated_at = ? WHERE id = ?`,
 		r.Status, string(r.Steps), jsonOrNull(r.Response), nullInt(r.HTTPStatus), nullIfEmpty(r.Error), formatTime(r.UpdatedAt), r.ID)
