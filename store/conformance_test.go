@@ -607,4 +607,3 @@ func TestConformance_ReplicasMigrateTogether(t *testing.T) {
 		t.Fatalf("migrations applied %v in all; want each of %d once", applied, known)
 	}
 }
-

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"io"
 	"net/http"
 	"os"
@@ -28,7 +29,9 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }
 
 func envOf(kv map[string]string) func(string) string {

@@ -1,0 +1,388 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	_ "github.com/jackc/pgx/v5/stdlib" // reads the shared database
+)
+
+// Several replicas of the real binary on one PostgreSQL (SPEC §13).
+
+// replica is one orchestrator process on the shared database.
+type replica struct {
+	cmd  *exec.Cmd
+	base string
+	logs *bufio.Reader
+}
+
+func startReplicas(t *testing.T, n int, env []string) []*replica {
+	t.Helper()
+	out := make([]*replica, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		// Replicas start together: goose's session lock lets one migrate.
+		cmd, logs, _ := child(t, append(env, "ORCHESTRATOR_DATA_DIR="+t.TempDir()), "serve")
+		out[i] = &replica{cmd: cmd, logs: logs}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].base = "http://" + waitLine(t, logs, "listening")["addr"].(string)
+			waitLine(t, logs, "started")
+			go drain(logs)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func sharedDB(t *testing.T, url string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func statusCounts(t *testing.T, db *sql.DB) map[string]int {
+	t.Helper()
+	rows, err := db.Query(`SELECT status, COUNT(*) FROM orchestrator_webhook_events GROUP BY status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[s] = n
+	}
+	return out
+}
+
+// Three replicas take signed webhooks of three sources at once; one is
+// SIGKILLed mid-load. Every acknowledged event is stored, reaches the agent
+// (at most twice: a claim of the dead replica is taken again after its
+// lease), and none is left queued or dispatching.
+func TestReplicas_ThreeOnPostgresSIGKILLOneMidLoad(t *testing.T) {
+	const admin = "replica-admin-token"
+	secrets := map[string]string{webhook.Slack: "s-secret", webhook.GitHub: "g-secret", webhook.PagerDuty: "p-secret"}
+	paths := map[string]string{webhook.Slack: "/webhooks/slack/events", webhook.GitHub: "/webhooks/github", webhook.PagerDuty: "/webhooks/pagerduty"}
+	f := startPeerFakes(t, admin)
+	// Agent calls take a moment, so the killed replica has calls in flight.
+	f.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Delay: 20 * time.Millisecond})
+	dbURL := pgtest.Database(t)
+	env := append(f.env, "DATABASE_URL="+dbURL, "ORCHESTRATOR_DISPATCH_LEASE_SECONDS=5",
+		"SLACK_SIGNING_SECRET="+secrets[webhook.Slack], "GITHUB_WEBHOOK_SECRET="+secrets[webhook.GitHub],
+		"PAGERDUTY_WEBHOOK_SECRETS="+secrets[webhook.PagerDuty])
+	reps := startReplicas(t, 3, env)
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	sent := 0
+	const perSender = 150
+	var killOnce sync.Once
+	killed := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	for ri, rep := range reps {
+		for src := range paths {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perSender {
+					id := fmt.Sprintf("r%d_%s_%d", ri, src, i)
+					body := webhook.Sample(src, id, time.Now())
+					req, _ := http.NewRequest("POST", rep.base+paths[src], bytes.NewReader(body))
+					req.Header = webhook.Sign(src, secrets[src], body, time.Now(), "d-"+id)
+					resp, err := client.Do(req)
+					mu.Lock()
+					sent++
+					// Kill replica 1 once a third of all events were sent.
+					if sent == len(reps)*len(paths)*perSender/3 {
+						killOnce.Do(func() {
+							_ = reps[1].cmd.Process.Signal(syscall.SIGKILL)
+							close(killed)
+						})
+					}
+					mu.Unlock()
+					if err != nil {
+						if ri == 1 {
+							return // the replica died under us: never acked
+						}
+						t.Errorf("send to a live replica: %v", err)
+						return
+					}
+					var out struct {
+						EventID string `json:"event_id"`
+					}
+					_ = json.NewDecoder(resp.Body).Decode(&out)
+					resp.Body.Close()
+					if resp.StatusCode == 200 && out.EventID != "" {
+						mu.Lock()
+						acked[out.EventID] = true
+						mu.Unlock()
+					} else if ri != 1 {
+						t.Errorf("a live replica answered %d", resp.StatusCode)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	<-killed
+	_ = reps[1].cmd.Wait()
+	ackTime := time.Since(start)
+
+	db := sharedDB(t, dbURL)
+	// Lost: acknowledged but not stored.
+	lost := 0
+	for id := range acked {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM orchestrator_webhook_events WHERE id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			lost++
+		}
+	}
+	if lost != 0 {
+		t.Fatalf("%d of %d acknowledged events are not stored", lost, len(acked))
+	}
+	// Wait until the queue is drained (the dead replica's claims come back
+	// after their lease, within the lease plus a check interval).
+	waitUntil(t, 3*time.Minute, "the queue to drain", func() bool {
+		c := statusCounts(t, db)
+		return c["queued"] == 0 && c["dispatching"] == 0
+	})
+	drainTime := time.Since(start)
+	calls := callsPerEvent(f.agent)
+	missing, twice := 0, 0
+	for id := range acked {
+		switch n := calls[id]; {
+		case n == 0:
+			missing++
+		case n == 2:
+			twice++
+		case n > 2:
+			t.Errorf("event %s reached the agent %d times", id, n)
+		}
+	}
+	counts := statusCounts(t, db)
+	if missing != 0 || counts["delivered"] < len(acked) {
+		t.Fatalf("%d acknowledged events never reached the agent; statuses %v", missing, counts)
+	}
+	for _, r := range []*replica{reps[0], reps[2]} {
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		_ = r.cmd.Wait()
+	}
+	t.Logf("three replicas: %d sent, %d acked (in %v), 0 lost, %d delivered twice across the kill, drained %v after the first send; statuses %v; %d agent calls",
+		sent, len(acked), ackTime.Round(time.Millisecond), twice, drainTime.Round(time.Millisecond), counts, len(f.agent.CallsTo(peerstest.RouteAgentRun)))
+}
+
+// waitUntil polls cond (a safety bound only: nothing is measured by it).
+func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Two replicas provisioning the same team at once never interleave: the
+// team's advisory lock makes one wait for the other, and their steps do not
+// overlap in time. A login on one replica is valid on another.
+func TestReplicas_SameTeamProvisionedOnTwoNeverInterleavesAndLoginsAreShared(t *testing.T) {
+	const admin = "replica-admin-token"
+	f := startPeerFakes(t, admin)
+	// Slow steps: without the lock, two runs would overlap.
+	f.cs.Fail(peerstest.RouteCreateNode, peerstest.Fault{Delay: 300 * time.Millisecond})
+	dbURL := pgtest.Database(t)
+	reps := startReplicas(t, 2, append(f.env, "DATABASE_URL="+dbURL))
+
+	type result struct {
+		code int
+		body map[string]any
+	}
+	results := make([]result, 2)
+	var wg sync.WaitGroup
+	for i, rep := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", rep.base+"/api/v1/admin/provision/team",
+				strings.NewReader(`{"org_id":"acme","team_node_id":"shared-team"}`))
+			req.Header.Set("Authorization", "Bearer "+admin)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			results[i].code = resp.StatusCode
+			_ = json.NewDecoder(resp.Body).Decode(&results[i].body)
+		}()
+	}
+	wg.Wait()
+	type span struct{ from, to time.Time }
+	var spans []span
+	for i, r := range results {
+		if r.code != 200 {
+			t.Fatalf("replica %d answered %d %v", i, r.code, r.body)
+		}
+		steps, _ := r.body["steps"].([]any)
+		var sp span
+		for _, s := range steps {
+			st := s.(map[string]any)
+			for _, k := range []string{"started_at", "finished_at"} {
+				if v, ok := st[k].(string); ok {
+					at, err := time.Parse(time.RFC3339Nano, v)
+					if err != nil {
+						t.Fatalf("step time %q: %v", v, err)
+					}
+					if sp.from.IsZero() || at.Before(sp.from) {
+						sp.from = at
+					}
+					if at.After(sp.to) {
+						sp.to = at
+					}
+				}
+			}
+		}
+		if sp.from.IsZero() {
+			t.Fatalf("run %d has no step times: %v", i, r.body)
+		}
+		spans = append(spans, sp)
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.from.Compare(b.from) })
+	if spans[1].from.Before(spans[0].to) {
+		t.Fatalf("the two runs interleaved: %v–%v and %v–%v", spans[0].from, spans[0].to, spans[1].from, spans[1].to)
+	}
+
+	// A login on replica 0 opens pages on replica 1.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := url.Values{"token": {admin}}
+	req, _ := http.NewRequest("POST", reps[0].base+"/ui/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", reps[0].base)
+	resp, err := browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "orchestrator_session" {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil {
+		t.Fatalf("login = %d, cookie %v", resp.StatusCode, cookie)
+	}
+	req, _ = http.NewRequest("GET", reps[1].base+"/ui/runs", nil)
+	req.AddCookie(cookie)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "shared-team") {
+		t.Fatalf("the other replica's runs page with the session = %d\n%.400s", resp.StatusCode, page)
+	}
+	// The database holds no session id and no token in the clear.
+	db := sharedDB(t, dbURL)
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM orchestrator_ui_sessions WHERE id_hash = $1 OR position($2 in encode(sealed, 'escape')) > 0`,
+		cookie.Value, admin).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("session id or token stored in the clear: %d %v", n, err)
+	}
+}
+
+// PostgreSQL going away gives 503s (never a 200 for an event not stored),
+// and coming back heals the replica without a restart.
+func TestReplicas_PostgresDownGives503AndHealsWithoutRestart(t *testing.T) {
+	const admin, secret = "replica-admin-token", "s-secret"
+	f := startPeerFakes(t, admin)
+	pg := pgtest.StartServer(t)
+	reps := startReplicas(t, 1, append(f.env, "DATABASE_URL="+pg.URL, "SLACK_SIGNING_SECRET="+secret))
+	base := reps[0].base
+	send := func(id string) (int, map[string]any) {
+		body := webhook.Sample(webhook.Slack, id, time.Now())
+		req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(body))
+		req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, out := send("before"); code != 200 {
+		t.Fatalf("with the database up: %d %v", code, out)
+	}
+	pg.Stop()
+	if code, _ := get(t, base+"/ready"); code != 503 {
+		t.Fatalf("/ready with the database down = %d", code)
+	}
+	for i := range 5 {
+		code, out := send(fmt.Sprintf("down%d", i))
+		if code != 503 || out["error"] != "store_unavailable" {
+			t.Fatalf("webhook with the database down = %d %v", code, out)
+		}
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, time.Minute, "/ready to heal", func() bool { code, _ := get(t, base+"/ready"); return code == 200 })
+	code, out := send("after")
+	if code != 200 {
+		t.Fatalf("after the database came back: %d %v", code, out)
+	}
+	db := sharedDB(t, pg.URL)
+	var ids []string
+	rows, err := db.QueryContext(context.Background(), `SELECT delivery_id FROM orchestrator_webhook_events ORDER BY received_at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) != 2 {
+		t.Fatalf("stored deliveries %v: want the one before and the one after, none of the refused", ids)
+	}
+}
