@@ -114,6 +114,8 @@ func TestChart_SchemaRejectsWrongValues(t *testing.T) {
 		"config.dispatchWorkers=many", "service.port=http", "persistence.enabled=yes", "image.pullPolicy=Sometimes",
 		"config.agentURL=agent:8000", "terminationGracePeriodSeconds=5", "secrets.incidentioWebhookSecret=plain",
 		"unknownKey=1", "image.digest=latest",
+		// Several replicas need PostgreSQL (SPEC §13).
+		"replicaCount=2", "database.url=mysql://x", "replicaCount=0",
 	} {
 		out, err := helm(t, "template", "orch", "./orchestrator", "--set", set)
 		if err == nil {
@@ -186,6 +188,62 @@ func TestChart_Manifests(t *testing.T) {
 	}
 }
 
+// postgresReplicas: three replicas on PostgreSQL (SPEC §13).
+var postgresReplicas = []string{"--set", "replicaCount=3", "--set", "database.url=postgres://orch:pw@db:5432/orch?sslmode=require"}
+
+func TestChart_PostgresReplicas(t *testing.T) {
+	var dep appsv1.Deployment
+	kinds := map[string]int{}
+	var dbSecret map[string]any
+	for _, o := range render(t, "sre", postgresReplicas...) {
+		kinds[o.GetKind()]++
+		switch {
+		case o.GetKind() == "Deployment":
+			b, _ := yaml.Marshal(o.Object)
+			if err := yaml.Unmarshal(b, &dep); err != nil {
+				t.Fatal(err)
+			}
+		case o.GetKind() == "Secret" && strings.HasSuffix(o.GetName(), "-database"):
+			dbSecret, _ = o.Object["stringData"].(map[string]any)
+		}
+	}
+	if kinds["PersistentVolumeClaim"] != 0 || kinds["PodDisruptionBudget"] != 1 {
+		t.Fatalf("with PostgreSQL: %v (want no PVC, one PodDisruptionBudget)", kinds)
+	}
+	if *dep.Spec.Replicas != 3 || dep.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		t.Fatalf("replicas %d, strategy %s", *dep.Spec.Replicas, dep.Spec.Strategy.Type)
+	}
+	pod, c := dep.Spec.Template.Spec, dep.Spec.Template.Spec.Containers[0]
+	if pod.Volumes[0].EmptyDir == nil {
+		t.Error("the data volume is not an emptyDir")
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if e := env["DATABASE_URL"]; e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Key != "database-url" {
+		t.Errorf("DATABASE_URL = %+v", e)
+	}
+	if dbSecret["database-url"] != "postgres://orch:pw@db:5432/orch?sslmode=require" {
+		t.Errorf("database secret = %v", dbSecret)
+	}
+	if env["ORCHESTRATOR_BACKUP_SCHEDULE"].Value != "none" {
+		t.Errorf("backups on PostgreSQL: %q", env["ORCHESTRATOR_BACKUP_SCHEDULE"].Value)
+	}
+	// An existing Secret is used as named, and the chart makes none for it.
+	for _, o := range render(t, "sre", "--set", "replicaCount=2", "--set", "database.existingSecret=pg", "--set", "database.existingSecretKey=url") {
+		if o.GetKind() == "Secret" && strings.HasSuffix(o.GetName(), "-database") {
+			t.Error("a database Secret rendered beside existingSecret")
+		}
+		if o.GetKind() == "Deployment" {
+			b, _ := yaml.Marshal(o.Object)
+			if !strings.Contains(string(b), "name: pg") || !strings.Contains(string(b), "key: url") {
+				t.Errorf("DATABASE_URL does not come from the existing Secret:\n%s", b)
+			}
+		}
+	}
+}
+
 // dryRun sends each object to the real API server with a server-side dry run.
 func dryRun(t *testing.T, cfg *rest.Config, ns string, objs []*unstructured.Unstructured) {
 	t.Helper()
@@ -218,7 +276,7 @@ func TestChart_RealAPIServerAcceptsTheManifests(t *testing.T) {
 	kubetest.Require(t, cluster)
 	crd := render2(t, "testdata/servicemonitor-crd.yaml")
 	applyReal(t, cluster.Config, "", crd)
-	for name, set := range map[string][]string{"defaults": nil, "everything on": allOn} {
+	for name, set := range map[string][]string{"defaults": nil, "everything on": allOn, "postgres replicas": postgresReplicas} {
 		t.Run(name, func(t *testing.T) {
 			ns := cluster.Namespace(t)
 			objs := render(t, ns, set...)

@@ -55,3 +55,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "orchestrator.claimName" -}}
 {{- default (printf "%s-data" (include "orchestrator.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
+
+{{/* PostgreSQL is the database (SPEC §13): several replicas may run. */}}
+{{- define "orchestrator.postgres" -}}
+{{- if or .Values.database.url .Values.database.existingSecret }}true{{ end -}}
+{{- end }}
