@@ -84,7 +84,7 @@ fuzz:
 ## to ready, events list times, ack and ack-to-agent latency and RSS
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|Benchmark)'
-	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
+	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
 kube-assets:

@@ -3,16 +3,19 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -111,6 +114,14 @@ func BenchmarkIngestVsBareHandler(b *testing.B) {
 			// And with no team limit: every mention its own agent call.
 			busy := ingestRun(b, envOptions{webhooks: true, teamPerMinute: 1_000_000, routingTTL: 30 * time.Second,
 				coalesce: config.DefaultCoalesceSources, poll: time.Second}, conc, bodies, headers)
+			// The same on PostgreSQL 15 on this machine (fsync on, as in
+			// production), dispatch idle and running (SPEC §13).
+			pg := pgtest.StartDurableServer(b)
+			pgIdle := ingestRun(b, envOptions{webhooks: true, noDispatch: true, databaseURL: freshDatabase(b, pg.URL, fmt.Sprintf("idle%d", conc))},
+				conc, bodies, headers)
+			pgRunning := ingestRun(b, envOptions{webhooks: true, teamPerMinute: 60, routingTTL: 30 * time.Second,
+				coalesce: config.DefaultCoalesceSources, poll: time.Second, databaseURL: freshDatabase(b, pg.URL, fmt.Sprintf("run%d", conc))},
+				conc, bodies, headers)
 			b.StopTimer()
 
 			b.ReportMetric(idle.rate, "events/s")
@@ -121,13 +132,16 @@ func BenchmarkIngestVsBareHandler(b *testing.B) {
 			for _, r := range []struct {
 				name string
 				ingestResult
-			}{{"dispatch idle", idle}, {"dispatch running (defaults)", running}, {"dispatch running, no team limit", busy}} {
+			}{{"dispatch idle", idle}, {"dispatch running (defaults)", running}, {"dispatch running, no team limit", busy},
+				{"PostgreSQL, dispatch idle", pgIdle}, {"PostgreSQL, dispatch running (defaults)", pgRunning}} {
 				fmt.Printf("ingest c=%d, %s: %.0f events/s p50 %v p99 %v (%.1f events per commit; %d delivered during the run) | %.2f of bare\n",
 					conc, r.name, r.rate, pct(r.lat, .5).Round(time.Microsecond), pct(r.lat, .99).Round(time.Microsecond),
 					r.perCommit, r.delivered, r.rate/bareRate)
 			}
 			fmt.Printf("ingest c=%d: dispatch running reaches %.2f of the rate with dispatch idle (%.2f with no team limit)\n",
 				conc, running.rate/idle.rate, busy.rate/idle.rate)
+			fmt.Printf("ingest c=%d: PostgreSQL reaches %.2f of SQLite's durable ingest rate (dispatch idle), %.2f with dispatch running\n",
+				conc, pgIdle.rate/idle.rate, pgRunning.rate/running.rate)
 		})
 	}
 }
@@ -137,6 +151,19 @@ type ingestResult struct {
 	lat       []time.Duration
 	perCommit float64
 	delivered int
+}
+
+// freshDatabase makes an empty database on a PostgreSQL server.
+func freshDatabase(b *testing.B, serverURL, name string) string {
+	db, err := sql.Open("pgx", serverURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+		b.Fatal(err)
+	}
+	return strings.Replace(serverURL, "/postgres?", "/"+name+"?", 1)
 }
 
 // ingestRun loads a fresh server (a new database) with the events.

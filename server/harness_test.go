@@ -124,6 +124,9 @@ var secrets = map[string]string{
 }
 
 type envOptions struct {
+	// databaseURL, when set, is a PostgreSQL database to run on instead of
+	// a SQLite file.
+	databaseURL string
 	withCluster bool
 	cluster     provision.Cluster // overrides the real one (e.g. unreachable)
 	requireStar bool
@@ -174,7 +177,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	t.Cleanup(e.scanForSecrets)
 	var err error
-	e.db, err = store.Open(context.Background(), store.Options{Path: filepath.Join(e.dataDir, "orchestrator.db"), Migrations: migrations.FS})
+	e.db, err = store.Open(context.Background(), store.Options{URL: o.databaseURL, Path: filepath.Join(e.dataDir, "orchestrator.db"), Migrations: migrations.FS})
 	if err != nil {
 		t.Fatal(err)
 	}

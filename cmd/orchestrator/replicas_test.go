@@ -34,7 +34,7 @@ type replica struct {
 	logs *bufio.Reader
 }
 
-func startReplicas(t *testing.T, n int, env []string) []*replica {
+func startReplicas(t testing.TB, n int, env []string) []*replica {
 	t.Helper()
 	out := make([]*replica, n)
 	var wg sync.WaitGroup
@@ -54,7 +54,17 @@ func startReplicas(t *testing.T, n int, env []string) []*replica {
 	return out
 }
 
-func sharedDB(t *testing.T, url string) *sql.DB {
+// freshPG makes an empty database on a PostgreSQL server.
+func freshPG(t testing.TB, serverURL, name string) string {
+	t.Helper()
+	db := sharedDB(t, serverURL)
+	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(serverURL, "/postgres?", "/"+name+"?", 1)
+}
+
+func sharedDB(t testing.TB, url string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("pgx", url)
 	if err != nil {
@@ -64,7 +74,7 @@ func sharedDB(t *testing.T, url string) *sql.DB {
 	return db
 }
 
-func statusCounts(t *testing.T, db *sql.DB) map[string]int {
+func statusCounts(t testing.TB, db *sql.DB) map[string]int {
 	t.Helper()
 	rows, err := db.Query(`SELECT status, COUNT(*) FROM orchestrator_webhook_events GROUP BY status`)
 	if err != nil {
@@ -205,7 +215,7 @@ func TestReplicas_ThreeOnPostgresSIGKILLOneMidLoad(t *testing.T) {
 }
 
 // waitUntil polls cond (a safety bound only: nothing is measured by it).
-func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for !cond() {

@@ -98,10 +98,19 @@ type Server struct {
 	data, dir string
 	port      int
 	asUser    func(name string, args ...string) *exec.Cmd
+	// Durable keeps fsync on (benchmarks of durable ingest); tests run
+	// without it.
+	Durable bool
 }
 
 // StartServer starts a server the test can stop and start again.
-func StartServer(t testing.TB) *Server {
+func StartServer(t testing.TB) *Server { return startServer(t, false) }
+
+// StartDurableServer starts a server with fsync on, as in production: for
+// benchmarks of durable writes.
+func StartDurableServer(t testing.TB) *Server { return startServer(t, true) }
+
+func startServer(t testing.TB, durable bool) *Server {
 	t.Helper()
 	if _, err := binDir(); err != nil {
 		if os.Getenv(RequireEnv) == "1" {
@@ -113,6 +122,7 @@ func StartServer(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.Durable = durable
 	if err := srv.Start(); err != nil {
 		srv.remove()
 		t.Fatal(err)
@@ -176,7 +186,11 @@ func newServer() (*Server, error) {
 
 // Start starts (or starts again) the server on its port.
 func (s *Server) Start() error {
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300", s.port, s.dir)
+	fsync := "off"
+	if s.Durable {
+		fsync = "on"
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=%s -c max_connections=300", s.port, s.dir, fsync)
 	if out, err := s.asUser("pg_ctl", "-D", s.data, "-o", opts, "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
 		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
