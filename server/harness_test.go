@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -37,7 +38,11 @@ import (
 
 var cluster *kubetest.Cluster
 
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &cluster)) }
+func TestMain(m *testing.M) {
+	code := kubetest.Main(m, &cluster)
+	pgtest.StopShared()
+	os.Exit(code)
+}
 
 // The admin tokens every harness knows.
 const (
@@ -306,6 +311,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		InternalAdminToken: adminToken,
 		Workers:            cmp.Or(o.workers, 4),
 		TeamPerMinute:      o.teamPerMinute,
+		SharedBudget:       e.db.Shared(),
 		CoalesceSources:    o.coalesce,
 		RoutingCacheTTL:    o.routingTTL,
 		MaxAttempts:        o.maxAttempts,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"strings"
 	"testing"
 	"time"
@@ -41,9 +42,13 @@ func agentBodies(t *testing.T, e *env) []agentBody {
 // stormEnv is a webhook env with coalescing and the routing cache on, one
 // worker (so the agent sees calls in the order they were claimed) and a
 // still clock; dispatch is started by the test once the storm is stored.
-func stormEnv(t *testing.T, perMinute int) *env {
-	return newEnv(t, envOptions{webhooks: true, noDispatch: true, fakeClock: true, teamPerMinute: perMinute,
-		coalesce: config.DefaultCoalesceSources, routingTTL: 30 * time.Second, workers: 1, maxAttempts: 3, ui: true})
+func stormEnv(t *testing.T, perMinute int, databaseURL ...string) *env {
+	o := envOptions{webhooks: true, noDispatch: true, fakeClock: true, teamPerMinute: perMinute,
+		coalesce: config.DefaultCoalesceSources, routingTTL: 30 * time.Second, workers: 1, maxAttempts: 3, ui: true}
+	if len(databaseURL) > 0 {
+		o.databaseURL = databaseURL[0]
+	}
+	return newEnv(t, o)
 }
 
 func sendAlerts(t *testing.T, e *env, prefix string, n int) []string {
@@ -87,7 +92,16 @@ func (e *env) waitRouted() {
 // polls. Waiting events are never touched. Nothing here depends on timing:
 // the clock only moves when the test moves it.
 func TestStorm_OneTeamFoldsIntoDigestsAndPeopleGoFirst(t *testing.T) {
-	e := stormEnv(t, 6)
+	stormOneTeam(t, stormEnv(t, 6))
+}
+
+// The same storm on PostgreSQL (SPEC §13: the storm behaviour holds on both
+// databases), with the team's budget in the database as replicas share it.
+func TestStorm_OneTeamOnPostgreSQL(t *testing.T) {
+	stormOneTeam(t, stormEnv(t, 6, pgtest.Database(t)))
+}
+
+func stormOneTeam(t *testing.T, e *env) {
 	// Tokens outlive the test's fake hour: a token is minted, and config/me
 	// read, once per token life.
 	e.cs.ImpersonationTTL = 24 * time.Hour

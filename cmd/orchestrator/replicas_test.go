@@ -396,3 +396,67 @@ func TestReplicas_PostgresDownGives503AndHealsWithoutRestart(t *testing.T) {
 		t.Fatalf("stored deliveries %v: want the one before and the one after, none of the refused", ids)
 	}
 }
+
+// The per-team dispatch limit is shared through the database: three
+// replicas together make no more of a team's agent calls than its bucket
+// holds (a burst of the per-minute limit, refilled at that rate), where
+// three buckets of their own would make three times as many.
+func TestReplicas_TeamLimitIsSharedAcrossReplicas(t *testing.T) {
+	const admin, secret, limit, total = "replica-admin-token", "s-secret", 4, 30
+	f := startPeerFakes(t, admin)
+	dbURL := pgtest.Database(t)
+	env := append(f.env, "DATABASE_URL="+dbURL, "SLACK_SIGNING_SECRET="+secret,
+		fmt.Sprintf("ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=%d", limit))
+	start := time.Now()
+	reps := startReplicas(t, 3, env)
+	for i := range total {
+		body := webhook.Sample(webhook.Slack, fmt.Sprintf("limit%d", i), time.Now())
+		req, _ := http.NewRequest("POST", reps[i%3].base+"/webhooks/slack/events", bytes.NewReader(body))
+		req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("send: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	// Every replica has looked at the queue (its poll is 1 s) several times
+	// once the burst is spent and a few more seconds have passed.
+	waitUntil(t, time.Minute, "the burst to be spent", func() bool {
+		return len(f.agent.CallsTo(peerstest.RouteAgentRun)) >= limit
+	})
+	time.Sleep(3 * time.Second)
+	calls := len(f.agent.CallsTo(peerstest.RouteAgentRun))
+	// The bucket's bound over the time that really passed: the burst plus
+	// what refilled since the first replica started.
+	allowed := limit + int(time.Since(start).Minutes()*limit) + 1
+	if calls > allowed {
+		t.Fatalf("%d agent calls for one team across 3 replicas in %v; the shared limit allows %d", calls, time.Since(start).Round(time.Second), allowed)
+	}
+	t.Logf("%d agent calls across 3 replicas in %v (limit %d a minute, shared)", calls, time.Since(start).Round(time.Second), limit)
+}
+
+// Leadership: exactly one replica runs the once-only work, and when it is
+// killed another takes over.
+func TestReplicas_LeaderTakeoverWhenTheLeaderDies(t *testing.T) {
+	f := startPeerFakes(t, "replica-admin-token")
+	dbURL := pgtest.Database(t)
+	reps := startReplicas(t, 2, append(f.env, "DATABASE_URL="+dbURL, "ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS=10"))
+	leaders := func(rs []*replica) []int {
+		var out []int
+		for i, r := range rs {
+			if _, body := get(t, r.base+"/metrics"); strings.Contains(body, "\norchestrator_leader 1\n") {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	waitUntil(t, time.Minute, "a leader", func() bool { return len(leaders(reps)) == 1 })
+	if l := leaders(reps); len(l) != 1 {
+		t.Fatalf("leaders %v", l)
+	}
+	lead := leaders(reps)[0]
+	_ = reps[lead].cmd.Process.Signal(syscall.SIGKILL)
+	_ = reps[lead].cmd.Wait()
+	other := reps[1-lead]
+	waitUntil(t, time.Minute, "the other replica to take over", func() bool { return len(leaders([]*replica{other})) == 1 })
+}
