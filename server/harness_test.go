@@ -312,16 +312,18 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		Workers:            cmp.Or(o.workers, 4),
 		TeamPerMinute:      o.teamPerMinute,
 		SharedBudget:       e.db.Shared(),
-		CoalesceSources:    o.coalesce,
-		RoutingCacheTTL:    o.routingTTL,
-		MaxAttempts:        o.maxAttempts,
-		BaseBackoff:        time.Millisecond,
-		MaxBackoff:         5 * time.Millisecond,
-		Poll:               cmp.Or(o.poll, 5*time.Millisecond),
-		Limits:             map[string]dispatch.Limits{webhook.Slack: {Timeout: 30 * time.Second, MaxTurns: 7}},
-		Logger:             logger,
-		Registry:           e.reg,
-		Now:                now,
+		// A fake clock jumps: no claim may expire under a test's feet.
+		Lease:           48 * time.Hour,
+		CoalesceSources: o.coalesce,
+		RoutingCacheTTL: o.routingTTL,
+		MaxAttempts:     o.maxAttempts,
+		BaseBackoff:     time.Millisecond,
+		MaxBackoff:      5 * time.Millisecond,
+		Poll:            cmp.Or(o.poll, 5*time.Millisecond),
+		Limits:          map[string]dispatch.Limits{webhook.Slack: {Timeout: 30 * time.Second, MaxTurns: 7}},
+		Logger:          logger,
+		Registry:        e.reg,
+		Now:             now,
 	})
 	if err != nil {
 		e.t.Fatal(err)

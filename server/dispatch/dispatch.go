@@ -356,7 +356,10 @@ func (d *Dispatcher) loop() {
 				d.metrics.depth.Set(float64(depth))
 			}
 		}
-		if now := time.Now(); now.Sub(lastLease) >= leaseCheckEvery {
+		// On a database of its own every claim is this process's, and those
+		// a crash left are queued again at start; expired leases matter only
+		// when replicas share the queue.
+		if now := time.Now(); d.o.Store.Shared() && now.Sub(lastLease) >= leaseCheckEvery {
 			lastLease = now
 			d.requeueExpired()
 		}
