@@ -22,12 +22,14 @@ func Refill(tokens float64, at, now time.Time, perMinute int) float64 {
 	return math.Min(tokens, float64(perMinute))
 }
 
-// TokenWait is how long until the bucket holds a whole token.
-func TokenWait(tokens float64, perMinute int) time.Duration {
-	if tokens >= 1 {
-		return 0
+// TakeTokens is how many whole tokens (at most want) a bucket at level
+// grants; with none, wait says when it will hold one.
+func TakeTokens(level float64, want, perMinute int) (got int, wait time.Duration) {
+	got = min(want, int(math.Floor(level)))
+	if got >= 1 {
+		return got, 0
 	}
-	return max(time.Millisecond, time.Duration((1-tokens)/float64(perMinute)*float64(time.Minute)))
+	return 0, max(time.Millisecond, time.Duration((1-level)/float64(perMinute)*float64(time.Minute)))
 }
 
 // TakeTeamBudget takes up to want whole tokens from the team's bucket and
@@ -35,10 +37,7 @@ func TokenWait(tokens float64, perMinute int) time.Duration {
 // team without a row starts with a full bucket.
 func (db *DB) TakeTeamBudget(ctx context.Context, org, team string, want, perMinute int, now time.Time) (got int, wait time.Duration, err error) {
 	err = db.budget(ctx, org, team, perMinute, now, func(tokens float64) float64 {
-		got = min(want, int(math.Floor(tokens)))
-		if got < 1 {
-			got, wait = 0, TokenWait(tokens, perMinute)
-		}
+		got, wait = TakeTokens(tokens, want, perMinute)
 		return tokens - float64(got)
 	})
 	return got, wait, err

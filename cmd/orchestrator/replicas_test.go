@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -100,7 +99,6 @@ func statusCounts(t testing.TB, db *sql.DB) map[string]int {
 func TestReplicas_ThreeOnPostgresSIGKILLOneMidLoad(t *testing.T) {
 	const admin = "replica-admin-token"
 	secrets := map[string]string{webhook.Slack: "s-secret", webhook.GitHub: "g-secret", webhook.PagerDuty: "p-secret"}
-	paths := map[string]string{webhook.Slack: "/webhooks/slack/events", webhook.GitHub: "/webhooks/github", webhook.PagerDuty: "/webhooks/pagerduty"}
 	f := startPeerFakes(t, admin)
 	// Agent calls take a moment, so the killed replica has calls in flight.
 	f.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Delay: 20 * time.Millisecond})
@@ -120,20 +118,17 @@ func TestReplicas_ThreeOnPostgresSIGKILLOneMidLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for ri, rep := range reps {
-		for src := range paths {
+		for src := range secrets {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range perSender {
 					id := fmt.Sprintf("r%d_%s_%d", ri, src, i)
-					body := webhook.Sample(src, id, time.Now())
-					req, _ := http.NewRequest("POST", rep.base+paths[src], bytes.NewReader(body))
-					req.Header = webhook.Sign(src, secrets[src], body, time.Now(), "d-"+id)
-					resp, err := client.Do(req)
+					code, out, err := sendSigned(client, rep.base, src, secrets[src], id, "d-"+id)
 					mu.Lock()
 					sent++
 					// Kill replica 1 once a third of all events were sent.
-					if sent == len(reps)*len(paths)*perSender/3 {
+					if sent == len(reps)*len(secrets)*perSender/3 {
 						killOnce.Do(func() {
 							_ = reps[1].cmd.Process.Signal(syscall.SIGKILL)
 							close(killed)
@@ -147,17 +142,12 @@ func TestReplicas_ThreeOnPostgresSIGKILLOneMidLoad(t *testing.T) {
 						t.Errorf("send to a live replica: %v", err)
 						return
 					}
-					var out struct {
-						EventID string `json:"event_id"`
-					}
-					_ = json.NewDecoder(resp.Body).Decode(&out)
-					resp.Body.Close()
-					if resp.StatusCode == 200 && out.EventID != "" {
+					if eventID, _ := out["event_id"].(string); code == 200 && eventID != "" {
 						mu.Lock()
-						acked[out.EventID] = true
+						acked[eventID] = true
 						mu.Unlock()
 					} else if ri != 1 {
-						t.Errorf("a live replica answered %d", resp.StatusCode)
+						t.Errorf("a live replica answered %d", code)
 					}
 				}
 			}()
@@ -347,17 +337,11 @@ func TestReplicas_PostgresDownGives503AndHealsWithoutRestart(t *testing.T) {
 	reps := startReplicas(t, 1, append(f.env, "DATABASE_URL="+pg.URL, "SLACK_SIGNING_SECRET="+secret))
 	base := reps[0].base
 	send := func(id string) (int, map[string]any) {
-		body := webhook.Sample(webhook.Slack, id, time.Now())
-		req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(body))
-		req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
-		resp, err := http.DefaultClient.Do(req)
+		code, out, err := sendSigned(http.DefaultClient, base, webhook.Slack, secret, id, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		return code, out
 	}
 	if code, out := send("before"); code != 200 {
 		t.Fatalf("with the database up: %d %v", code, out)
@@ -410,14 +394,9 @@ func TestReplicas_TeamLimitIsSharedAcrossReplicas(t *testing.T) {
 	start := time.Now()
 	reps := startReplicas(t, 3, env)
 	for i := range total {
-		body := webhook.Sample(webhook.Slack, fmt.Sprintf("limit%d", i), time.Now())
-		req, _ := http.NewRequest("POST", reps[i%3].base+"/webhooks/slack/events", bytes.NewReader(body))
-		req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("send: %v %v", err, resp)
+		if code, out, err := sendSigned(http.DefaultClient, reps[i%3].base, webhook.Slack, secret, fmt.Sprintf("limit%d", i), ""); err != nil || code != 200 {
+			t.Fatalf("send: %d %v %v", code, out, err)
 		}
-		resp.Body.Close()
 	}
 	// Every replica has looked at the queue (its poll is 1 s) several times
 	// once the burst is spent and a few more seconds have passed.

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"math"
 	"net/http"
 	"time"
 
@@ -40,12 +39,11 @@ func (d *Dispatcher) take(t store.TeamKey, want int, now time.Time) (int, time.D
 		d.teams[key] = b
 	}
 	level := store.Refill(b.tokens, b.at, now, d.o.TeamPerMinute)
-	got := min(want, int(math.Floor(level)))
-	if got < 1 {
-		return 0, store.TokenWait(level, d.o.TeamPerMinute), nil
+	got, wait := store.TakeTokens(level, want, d.o.TeamPerMinute)
+	if got > 0 {
+		b.tokens, b.at = level-float64(got), now
 	}
-	b.tokens, b.at = level-float64(got), now
-	return got, 0, nil
+	return got, wait, nil
 }
 
 // give returns n granted calls that found no event to carry.
@@ -59,8 +57,7 @@ func (d *Dispatcher) give(t store.TeamKey, n int, now time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if b := d.teams[teamKey(t.OrgID, t.TeamNodeID)]; b != nil {
-		b.tokens = math.Min(store.Refill(b.tokens, b.at, now, d.o.TeamPerMinute)+float64(n), float64(d.o.TeamPerMinute))
-		b.at = now
+		b.tokens, b.at = store.Refill(b.tokens+float64(n), b.at, now, d.o.TeamPerMinute), now
 	}
 	return nil
 }

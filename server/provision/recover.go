@@ -40,7 +40,7 @@ func (s *Service) Recover(ctx context.Context, grace time.Duration) (int, error)
 		if held == nil {
 			continue // a live run holds the team
 		}
-		n, err := s.settle(ctx, r)
+		n, err := s.settle(ctx, r.ID)
 		held.Release()
 		settled += n
 		if err != nil {
@@ -52,35 +52,32 @@ func (s *Service) Recover(ctx context.Context, grace time.Duration) (int, error)
 
 // settle marks one interrupted run failed, undoing what it created, if it
 // is still running (the lock was free, so nobody else is finishing it).
-func (s *Service) settle(ctx context.Context, r store.Run) (int, error) {
-	if cur, err := s.opts.Store.GetRun(ctx, r.ID); err != nil || cur.Status != store.RunRunning {
+func (s *Service) settle(ctx context.Context, id string) (int, error) {
+	r, err := s.opts.Store.GetRun(ctx, id)
+	if err != nil || r.Status != store.RunRunning {
 		return 0, err
-	} else {
-		r = cur
 	}
-	{
-		var steps []Step
-		if err := json.Unmarshal(r.Steps, &steps); err != nil {
-			steps = nil
-		}
-		tl := &timeline{steps: steps, now: s.now}
-		for i := range tl.steps {
-			if tl.steps[i].Status == StepRunning {
-				tl.steps[i].Status, tl.steps[i].Error = StepFailed, "interrupted: the orchestrator stopped during this step"
-			}
-		}
-		if r.Kind == store.RunKindProvision {
-			s.undoRecorded(ctx, r, tl)
-		}
-		tl.skipRest()
-		body := Response{ProvisioningRunID: r.ID, Status: store.RunFailed, OrgID: r.OrgID, TeamNodeID: r.TeamNodeID,
-			Steps: tl.steps, Error: "interrupted", Detail: "the orchestrator stopped while this run was in progress; send the request again to converge"}
-		if err := s.finish(ctx, r, tl.steps, store.RunFailed, http.StatusInternalServerError, body,
-			fmt.Errorf("interrupted: the orchestrator stopped while the run was in progress")); err != nil {
-			return 0, err
-		}
-		s.log.Warn("marked interrupted run failed", "run_id", r.ID, "kind", r.Kind, "org_id", r.OrgID, "team_node_id", r.TeamNodeID)
+	var steps []Step
+	if err := json.Unmarshal(r.Steps, &steps); err != nil {
+		steps = nil
 	}
+	tl := &timeline{steps: steps, now: s.now}
+	for i := range tl.steps {
+		if tl.steps[i].Status == StepRunning {
+			tl.steps[i].Status, tl.steps[i].Error = StepFailed, "interrupted: the orchestrator stopped during this step"
+		}
+	}
+	if r.Kind == store.RunKindProvision {
+		s.undoRecorded(ctx, r, tl)
+	}
+	tl.skipRest()
+	body := Response{ProvisioningRunID: r.ID, Status: store.RunFailed, OrgID: r.OrgID, TeamNodeID: r.TeamNodeID,
+		Steps: tl.steps, Error: "interrupted", Detail: "the orchestrator stopped while this run was in progress; send the request again to converge"}
+	if err := s.finish(ctx, r, tl.steps, store.RunFailed, http.StatusInternalServerError, body,
+		fmt.Errorf("interrupted: the orchestrator stopped while the run was in progress")); err != nil {
+		return 0, err
+	}
+	s.log.Warn("marked interrupted run failed", "run_id", r.ID, "kind", r.Kind, "org_id", r.OrgID, "team_node_id", r.TeamNodeID)
 	return 1, nil
 }
 
