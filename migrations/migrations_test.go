@@ -15,6 +15,7 @@ import (
 )
 
 var wantTables = []string{
+	"orchestrator_ack_stats",
 	"orchestrator_agent_runs",
 	"orchestrator_pipeline_schedules",
 	"orchestrator_provisioning_runs",
@@ -24,7 +25,7 @@ var wantTables = []string{
 }
 
 var wantIndexes = []string{
-	"ix_agent_runs_event", "ix_agent_runs_started", "ix_agent_runs_team",
+	"ix_ack_stats_at", "ix_agent_runs_event", "ix_agent_runs_started", "ix_agent_runs_team",
 	"ix_provisioning_runs_created", "ix_provisioning_runs_status", "ix_provisioning_runs_team",
 	"ix_ui_sessions_seen",
 	"ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received",

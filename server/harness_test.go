@@ -246,7 +246,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	opts := server.Options{
-		Logger: logger, Registry: e.reg, Store: e.db,
+		Logger: logger, Registry: e.reg, Store: e.db, Stats: e.db,
 		Auth:           auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar}),
 		Runs:           e.db,
 		Provision:      e.prov,

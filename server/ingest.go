@@ -130,8 +130,12 @@ func (s *Server) handleWebhook(source string) http.HandlerFunc {
 		start := time.Now()
 		outcome := "accepted"
 		defer func() {
+			took := time.Since(start)
 			s.ingest.events.WithLabelValues(source, outcome).Inc()
-			s.ingest.ack.WithLabelValues(source).Observe(time.Since(start).Seconds())
+			s.ingest.ack.WithLabelValues(source).Observe(took.Seconds())
+			if outcome == "accepted" && s.opts.Stats != nil {
+				s.acks.observe(source, took)
+			}
 		}()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 		if err != nil {

@@ -77,6 +77,12 @@ type Options struct {
 	UI *UIOptions
 	// InternalToken enables /api/v1/internal/* when set.
 	InternalToken string
+	// Stats keeps the ack latency figures and serves the page's charts
+	// and teams page (store.DB implements it); nil: neither.
+	Stats StatsStore
+	// AckFlushEvery is how often ack latency figures are written while the
+	// listener is open (default 10 s); FlushAckStats writes them at once.
+	AckFlushEvery time.Duration
 	// Now is the clock (tests move it).
 	Now func() time.Time
 }
@@ -102,6 +108,9 @@ func (o *Options) validate() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.AckFlushEvery <= 0 {
+		o.AckFlushEvery = 10 * time.Second
+	}
 	return nil
 }
 
@@ -121,6 +130,10 @@ type Server struct {
 	// recovery) is done; /health, /ready and /metrics answer regardless.
 	serving atomic.Bool
 	done    sync.WaitGroup
+	// acks gathers ack latencies until they are written; stopFlush ends
+	// the writer.
+	acks      ackStats
+	stopFlush chan struct{}
 }
 
 // New builds a Server and registers its metrics (with the Go and process
@@ -197,6 +210,14 @@ func (s *Server) Open() error {
 		return fmt.Errorf("listen on %s: %w", s.opts.Addr, err)
 	}
 	s.listener = ln
+	if s.opts.Stats != nil {
+		s.stopFlush = make(chan struct{})
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			s.runAckFlusher(s.opts.AckFlushEvery, s.stopFlush)
+		}()
+	}
 	s.done.Add(1)
 	go func() {
 		defer s.done.Done()
@@ -222,6 +243,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.http.Close())
+	}
+	if s.stopFlush != nil {
+		close(s.stopFlush)
+		s.stopFlush = nil
 	}
 	s.done.Wait()
 	return err

@@ -53,6 +53,9 @@ type UIOptions struct {
 	Sessions SessionStore
 	// Now is the session clock (tests move it).
 	Now func() time.Time
+	// StatsMaxAge is how long the charts' and teams page's figures of the
+	// last day are reused (0: computed for every page).
+	StatsMaxAge time.Duration
 }
 
 type uiSession struct {
@@ -68,6 +71,7 @@ func (s *uiSession) Actor() string { return s.actor }
 type ui struct {
 	opts  UIOptions
 	pages map[string]*template.Template
+	stats statsCache
 }
 
 func newUI(o UIOptions) (*ui, error) {
@@ -142,6 +146,9 @@ func (s *Server) uiRoutes() {
 		s.render(w, r, http.StatusOK, "provision", page{Session: se, Nav: "provision", Data: provisionForm(provision.Request{})})
 	})
 	post("/ui/provision", s.uiProvision)
+	get("/ui/teams", s.uiTeams)
+	get("/ui/teams/:org/:team", s.uiTeam)
+	post("/ui/teams/:org/:team/deprovision", s.uiDeprovision)
 	get("/ui/runs", s.uiRuns)
 	get("/ui/runs/:id", s.uiRun)
 	get("/ui/events", s.uiEvents)
@@ -357,7 +364,10 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 		PerSource                                                []store.SourceCount
 		Failures                                                 []failure
 		Sources                                                  []string
-	}{DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhookSources,
+		Charts                                                   *charts
+		ChartsError                                              string
+		StatsMaxAge                                              time.Duration
+	}{StatsMaxAge: s.ui.opts.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhookSources,
 		Events: s.opts.Auth.Permits(a, auth.PermEventsRead), Runs: s.opts.Auth.Permits(a, auth.PermProvisionRead),
 		Samples: s.mayPostSamples(a)}
 	if err := s.opts.Store.Ready(ctx); err != nil {
@@ -384,6 +394,14 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 		}); ok {
 			d.QueueDepth, _ = db.QueueDepth(ctx, org)
 			d.PerSource, _ = db.CountEventsSince(ctx, s.now().Add(-time.Hour), org)
+		}
+		if s.opts.Stats != nil {
+			if st, err := s.stats(ctx, org); err != nil {
+				d.ChartsError = "The charts could not be drawn: " + err.Error()
+			} else {
+				c := st.charts()
+				d.Charts = &c
+			}
 		}
 		for _, st := range []string{store.EventDead, store.EventFailed, store.EventUnrouted} {
 			evs, _, _ := s.opts.Events.ListEvents(ctx, store.EventFilter{Status: st, OrgID: org, Limit: 5})
@@ -565,7 +583,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		return
 	}
 	filters := url.Values{}
-	for _, k := range []string{"source", "status", "team_node_id", "since", "until", "q"} {
+	for _, k := range []string{"source", "status", "org_id", "team_node_id", "since", "until", "q"} {
 		if v := r.URL.Query().Get(k); v != "" {
 			filters.Set(k, v)
 		}

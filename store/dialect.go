@@ -32,6 +32,9 @@ type dialect struct {
 	probe func(ctx context.Context, db *DB) error
 	// uniqueViolation matches the driver's unique-constraint error.
 	uniqueViolation func(error) bool
+	// millisBetween is an SQL expression: whole milliseconds from the
+	// timestamp column a to b.
+	millisBetween func(a, b string) string
 }
 
 // rebinds caches the numbered form of each query (queries are constants).

@@ -23,6 +23,9 @@ var postgresDialect = &dialect{
 	// Replicas claiming at once each take different events.
 	skipLocked: " FOR UPDATE SKIP LOCKED",
 	forUpdate:  " FOR UPDATE",
+	millisBetween: func(a, b string) string {
+		return "CAST(EXTRACT(EPOCH FROM (" + b + " - " + a + ")) * 1000 AS BIGINT)"
+	},
 	// A round trip: the server is there and answers (SPEC §13 /ready).
 	probe: func(ctx context.Context, db *DB) error {
 		var one int

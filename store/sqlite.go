@@ -23,6 +23,10 @@ var sqliteDialect = &dialect{
 	// One writer: a claim cannot race another, and SQLite has no row locks.
 	skipLocked: "",
 	forUpdate:  "",
+	// Times are stored as UTC text that julianday reads (fraction and Z).
+	millisBetween: func(a, b string) string {
+		return "CAST(ROUND((julianday(" + b + ") - julianday(" + a + ")) * 86400000.0) AS INTEGER)"
+	},
 	probe: func(ctx context.Context, db *DB) error {
 		// A real committed write: user_version is otherwise unused, and a
 		// new value each time makes SQLite write (and fsync) a page rather

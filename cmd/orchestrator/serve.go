@@ -95,6 +95,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Provision:      deps.provision,
 		Webhooks:       deps.webhooks,
 		Events:         db,
+		Stats:          db,
 		Notify:         deps.dispatcher.Notify,
 		CachedRoute:    deps.dispatcher.CachedRoute,
 		WebhookRate:    cfg.WebhookRateLimit,

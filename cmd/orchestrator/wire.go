@@ -171,7 +171,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	d.pipeline = pipeline
 	d.agents = &server.AgentProxy{Config: cs, Agent: agent, Audit: db}
-	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db}
+	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db,
+		StatsMaxAge: server.DefaultStatsMaxAge}
 	d.ui.Cluster = pinger
 	if cfg.Dev {
 		d.ui.DevSecrets = map[string]string{}

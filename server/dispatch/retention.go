@@ -13,6 +13,9 @@ import (
 func RunRetention(ctx context.Context, db *store.DB, retention, interval time.Duration, now func() time.Time, log *slog.Logger) {
 	for {
 		t := now().UTC()
+		if _, err := db.PurgeAckStats(ctx, t.Add(-store.AckStatsRetention)); err != nil && ctx.Err() == nil {
+			log.Error("purging old ack latency figures failed", "error", err)
+		}
 		n, err := db.PurgeBodies(ctx, t.Add(-retention), t)
 		switch {
 		case err != nil && ctx.Err() == nil:

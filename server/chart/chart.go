@@ -1,0 +1,138 @@
+// Package chart draws the admin page's charts as inline SVG on the server
+// (SPEC §9 round 2): no script, nothing from another host, and readable
+// without colour — every chart has a title and a description for screen
+// readers, every bar its number as text and a tooltip, and the caller shows
+// the same figures as a table beside it.
+package chart
+
+import (
+	"fmt"
+	"html/template"
+	"math"
+	"strings"
+)
+
+// Geometry shared by the charts (SVG user units; the page scales them).
+const (
+	width     = 720
+	labelW    = 150 // the row labels on the left
+	rowH      = 26
+	barGap    = 2
+	topPad    = 8
+	axisH     = 22
+	valueRoom = 90 // room for a bar's number on its right
+)
+
+// svg writes the frame: role img, named by its title and described by its
+// description (the accessible name and text a screen reader reads).
+func svg(id, title, desc string, height int, body string) template.HTML {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" id="%s" role="img" viewBox="0 0 %d %d" width="100%%" aria-labelledby="%s-title %s-desc" xmlns="http://www.w3.org/2000/svg">`,
+		esc(id), width, height, esc(id), esc(id))
+	fmt.Fprintf(&b, `<title id="%s-title">%s</title><desc id="%s-desc">%s</desc>`, esc(id), esc(title), esc(id), esc(desc))
+	b.WriteString(body)
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every text in it passed through esc
+}
+
+// esc escapes text for XML content and attribute values.
+func esc(s string) string { return template.HTMLEscapeString(s) }
+
+// Series is one labelled row of values (e.g. one source's events per hour).
+type Series struct {
+	Label  string
+	Values []int
+}
+
+// Columns draws small multiples: one row per series, a bar per slot, every
+// row on the same scale, slot labels under the last row (every step-th).
+// tip names a bar for its tooltip: tip(series, slot, value).
+func Columns(id, title, desc string, series []Series, slotLabels []string, step int, tip func(s, slot, v int) string) template.HTML {
+	slots := len(slotLabels)
+	peak := 1
+	for _, s := range series {
+		for _, v := range s.Values {
+			peak = max(peak, v)
+		}
+	}
+	plotW := width - labelW - valueRoom
+	colW := float64(plotW) / float64(max(slots, 1))
+	var b strings.Builder
+	for i, s := range series {
+		y := topPad + i*rowH
+		total := 0
+		for _, v := range s.Values {
+			total += v
+		}
+		fmt.Fprintf(&b, `<text class="label" x="0" y="%d">%s</text>`, y+rowH/2+4, esc(s.Label))
+		fmt.Fprintf(&b, `<line class="base" x1="%d" x2="%d" y1="%d" y2="%d"/>`, labelW, labelW+plotW, y+rowH-barGap, y+rowH-barGap)
+		for slot, v := range s.Values {
+			if slot >= slots {
+				break
+			}
+			h := 0.0
+			if v > 0 {
+				h = math.Max(1.5, float64(rowH-2*barGap)*float64(v)/float64(peak))
+			}
+			x := float64(labelW) + float64(slot)*colW
+			fmt.Fprintf(&b, `<rect class="bar s%d" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s</title></rect>`,
+				i%6, x+0.5, float64(y+rowH-barGap)-h, math.Max(colW-1, 1), h, esc(tip(i, slot, v)))
+		}
+		fmt.Fprintf(&b, `<text class="value" x="%d" y="%d">%s</text>`, labelW+plotW+8, y+rowH/2+4, esc(Count(total)))
+	}
+	y := topPad + len(series)*rowH + 14
+	for slot := 0; slot < slots; slot += max(step, 1) {
+		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d">%s</text>`, float64(labelW)+float64(slot)*colW, y, esc(slotLabels[slot]))
+	}
+	return svg(id, title, desc, topPad+len(series)*rowH+axisH, b.String())
+}
+
+// Bar is one labelled horizontal bar. Text is what is written at its end
+// (the number, with its unit); Length is its length in any unit, shared
+// by the bars of one chart.
+type Bar struct {
+	Label  string
+	Length float64
+	Text   string
+	Class  string // a CSS class for its fill (the text carries the meaning)
+}
+
+// Bars draws labelled horizontal bars on one scale.
+func Bars(id, title, desc string, bars []Bar) template.HTML {
+	peak := 0.0
+	for _, bar := range bars {
+		peak = math.Max(peak, bar.Length)
+	}
+	if peak == 0 {
+		peak = 1
+	}
+	plotW := width - labelW - valueRoom
+	var b strings.Builder
+	for i, bar := range bars {
+		y := topPad + i*rowH
+		w := float64(plotW) * bar.Length / peak
+		if bar.Length > 0 {
+			w = math.Max(w, 2)
+		}
+		fmt.Fprintf(&b, `<text class="label" x="0" y="%d">%s</text>`, y+rowH/2+4, esc(bar.Label))
+		fmt.Fprintf(&b, `<rect class="bar %s" x="%d" y="%d" width="%.1f" height="%d"><title>%s: %s</title></rect>`,
+			esc(bar.Class), labelW, y+barGap*2, w, rowH-barGap*4, esc(bar.Label), esc(bar.Text))
+		fmt.Fprintf(&b, `<text class="value" x="%.1f" y="%d">%s</text>`, float64(labelW)+w+6, y+rowH/2+4, esc(bar.Text))
+	}
+	return svg(id, title, desc, topPad+len(bars)*rowH+topPad, b.String())
+}
+
+// Count writes a count compactly: 999, 1.2k, 34k, 1.5M.
+func Count(n int) string {
+	switch {
+	case n >= 10_000_000:
+		return fmt.Sprintf("%.0fM", float64(n)/1e6)
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	case n >= 10_000:
+		return fmt.Sprintf("%.0fk", float64(n)/1e3)
+	case n >= 1_000:
+		return fmt.Sprintf("%.1fk", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}

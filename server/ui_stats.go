@@ -1,0 +1,340 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/server/chart"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// StatsStore holds what the page's charts and the teams page read, and the
+// ack latency figures ingest writes (store.DB implements it).
+type StatsStore interface {
+	AddAckStats(ctx context.Context, stats []store.AckStat) error
+	AckLatency(ctx context.Context, since, until time.Time) (store.Histogram, error)
+	AgentLatency(ctx context.Context, since, until time.Time, org string) (store.Histogram, error)
+	EventsPerSlot(ctx context.Context, w store.Window, org string) ([]store.SlotCount, error)
+	EventStatuses(ctx context.Context, since, until time.Time, org string) ([]store.StatusCount, error)
+	Teams(ctx context.Context, org string) ([]store.TeamRun, error)
+}
+
+// ackStats sums the ack latency of accepted events per source until the
+// next write (FlushAckStats): the event is committed before its answer, so
+// its latency cannot be a column of its row.
+type ackStats struct {
+	mu     sync.Mutex
+	counts map[string]store.Histogram
+}
+
+func (a *ackStats) observe(source string, d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h, ok := a.counts[source]
+	if !ok {
+		if a.counts == nil {
+			a.counts = map[string]store.Histogram{}
+		}
+		h = store.NewHistogram(store.AckBuckets)
+		a.counts[source] = h
+	}
+	h.Observe(d)
+}
+
+func (a *ackStats) take() map[string]store.Histogram {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.counts
+	a.counts = nil
+	return out
+}
+
+// FlushAckStats writes the ack latencies gathered since the last write, one
+// row per source. A failed write puts them back for the next.
+func (s *Server) FlushAckStats(ctx context.Context) error {
+	if s.opts.Stats == nil {
+		return nil
+	}
+	pending := s.acks.take()
+	if len(pending) == 0 {
+		return nil
+	}
+	now := s.now()
+	rows := make([]store.AckStat, 0, len(pending))
+	for source, h := range pending {
+		rows = append(rows, store.AckStat{ID: uuid.NewString(), Source: source, At: now, Counts: h.Counts})
+	}
+	err := s.opts.Stats.AddAckStats(ctx, rows)
+	if err != nil {
+		for source, h := range pending {
+			s.acks.mu.Lock()
+			if s.acks.counts == nil {
+				s.acks.counts = map[string]store.Histogram{}
+			}
+			if cur, ok := s.acks.counts[source]; ok {
+				cur.Add(h)
+			} else {
+				s.acks.counts[source] = h
+			}
+			s.acks.mu.Unlock()
+		}
+	}
+	return err
+}
+
+// runAckFlusher writes the ack latencies every interval until stop closes,
+// and once more then.
+func (s *Server) runAckFlusher(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.FlushAckStats(ctx); err != nil {
+				s.logger.Warn("writing ack latency figures failed", "error", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			if err := s.FlushAckStats(context.Background()); err != nil {
+				s.logger.Warn("writing ack latency figures failed", "error", err)
+			}
+		}
+	}
+}
+
+// DefaultStatsMaxAge is how long the serving binary reuses the last day's
+// figures: at a million events in one day, computing them reads every one.
+const DefaultStatsMaxAge = 30 * time.Second
+
+// pageStats is the last day in figures, for one org scope.
+type pageStats struct {
+	At        time.Time
+	Window    store.Window
+	PerSlot   []store.SlotCount
+	Statuses  []store.StatusCount
+	Ack       *store.Histogram // nil for an org-bound admin: acks belong to no org
+	Agent     store.Histogram
+	SlotLabel []string
+}
+
+// statsCache keeps each org scope's figures for MaxAge (UIOptions.StatsMaxAge),
+// and computes each at most once at a time: at a million events in a day a
+// computation reads the whole day.
+type statsCache struct {
+	mu      sync.Mutex
+	entries map[string]*statsEntry
+}
+
+type statsEntry struct {
+	ready chan struct{}
+	stats pageStats
+	err   error
+}
+
+// stats returns the org scope's figures of the last 24 hours.
+func (s *Server) stats(ctx context.Context, org string) (pageStats, error) {
+	now := s.now().UTC()
+	c := &s.ui.stats
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]*statsEntry{}
+	}
+	e, ok := c.entries[org]
+	if ok {
+		select {
+		case <-e.ready:
+			if e.err != nil || now.Sub(e.stats.At) >= s.ui.opts.StatsMaxAge || now.Before(e.stats.At) {
+				ok = false
+			}
+		default: // being computed: wait for it
+		}
+	}
+	if !ok {
+		e = &statsEntry{ready: make(chan struct{})}
+		c.entries[org] = e
+		c.mu.Unlock()
+		e.stats, e.err = s.computeStats(ctx, org, now)
+		close(e.ready)
+		return e.stats, e.err
+	}
+	c.mu.Unlock()
+	select {
+	case <-e.ready:
+		return e.stats, e.err
+	case <-ctx.Done():
+		return pageStats{}, ctx.Err()
+	}
+}
+
+func (s *Server) computeStats(ctx context.Context, org string, now time.Time) (pageStats, error) {
+	until := now.Truncate(time.Hour).Add(time.Hour)
+	w := store.Window{Since: until.Add(-24 * time.Hour), Until: until, Slots: 24}
+	st := pageStats{At: now, Window: w}
+	for i := range w.Slots {
+		st.SlotLabel = append(st.SlotLabel, w.Since.Add(time.Duration(i)*time.Hour).Format("15:04"))
+	}
+	db := s.opts.Stats
+	var err error
+	if st.PerSlot, err = db.EventsPerSlot(ctx, w, org); err != nil {
+		return st, err
+	}
+	if st.Statuses, err = db.EventStatuses(ctx, w.Since, w.Until, org); err != nil {
+		return st, err
+	}
+	if st.Agent, err = db.AgentLatency(ctx, w.Since, w.Until, org); err != nil {
+		return st, err
+	}
+	if org == "" {
+		ack, err := db.AckLatency(ctx, w.Since, w.Until)
+		if err != nil {
+			return st, err
+		}
+		st.Ack = &ack
+	}
+	return st, nil
+}
+
+// charts is the overview's pictures and the tables that say the same.
+type charts struct {
+	At                      time.Time
+	Since, Until            time.Time
+	PerSource, Outcomes     template.HTML
+	Latency                 template.HTML
+	SourceRows              []sourceRow
+	OutcomeRows             []outcomeRow
+	LatencyRows             []latencyRow
+	SlotLabels              []string
+	Total, Busiest          int
+	BusiestAt               string
+	AckHidden, NoDeliveries bool
+}
+
+type sourceRow struct {
+	Source string
+	Hours  []int
+	Total  int
+}
+
+type outcomeRow struct {
+	Status string
+	Count  int
+}
+
+type latencyRow struct {
+	What, P50, P90, P99 string
+	Count               int64
+}
+
+func (st pageStats) charts() charts {
+	c := charts{At: st.At, Since: st.Window.Since, Until: st.Window.Until, SlotLabels: st.SlotLabel, AckHidden: st.Ack == nil}
+	perSource := map[string][]int{}
+	for _, src := range webhookSources {
+		perSource[src] = make([]int, st.Window.Slots)
+	}
+	hourTotals := make([]int, st.Window.Slots)
+	for _, sc := range st.PerSlot {
+		if v, ok := perSource[sc.Source]; ok && sc.Slot >= 0 && sc.Slot < len(v) {
+			v[sc.Slot] += sc.Count
+			hourTotals[sc.Slot] += sc.Count
+			c.Total += sc.Count
+		}
+	}
+	for i, n := range hourTotals {
+		if n > c.Busiest {
+			c.Busiest, c.BusiestAt = n, st.SlotLabel[i]
+		}
+	}
+	var series []chart.Series
+	for _, src := range webhookSources {
+		row := sourceRow{Source: src, Hours: perSource[src]}
+		for _, n := range row.Hours {
+			row.Total += n
+		}
+		c.SourceRows = append(c.SourceRows, row)
+		series = append(series, chart.Series{Label: src, Values: row.Hours})
+	}
+	desc := fmt.Sprintf("%d events in the 24 hours from %s to %s UTC.", c.Total, st.Window.Since.Format("Jan 2 15:04"), st.Window.Until.Format("Jan 2 15:04"))
+	if c.Busiest > 0 {
+		desc += fmt.Sprintf(" Busiest hour: %s UTC with %d events.", c.BusiestAt, c.Busiest)
+	}
+	for _, r := range c.SourceRows {
+		desc += fmt.Sprintf(" %s: %d.", r.Source, r.Total)
+	}
+	c.PerSource = chart.Columns("chart-per-source", "Events per source per hour, last 24 hours (UTC)", desc, series, st.SlotLabel, 3,
+		func(s, slot, v int) string {
+			return fmt.Sprintf("%s, %s–%s UTC: %d events", webhookSources[s], st.SlotLabel[slot],
+				st.Window.Since.Add(time.Duration(slot+1)*time.Hour).Format("15:04"), v)
+		})
+
+	byStatus := map[string]int{}
+	for _, sc := range st.Statuses {
+		byStatus[sc.Status] += sc.Count
+	}
+	var bars []chart.Bar
+	desc = "Where the events of the last 24 hours are now:"
+	for _, status := range eventStatuses {
+		n := byStatus[status]
+		c.OutcomeRows = append(c.OutcomeRows, outcomeRow{status, n})
+		bars = append(bars, chart.Bar{Label: status, Length: float64(n), Text: fmt.Sprint(n), Class: "o-" + status})
+		desc += fmt.Sprintf(" %s %d.", status, n)
+	}
+	c.Outcomes = chart.Bars("chart-outcomes", "Dispatch outcomes of the last 24 hours' events", desc, bars)
+
+	var lat []chart.Bar
+	desc = "Percentiles of the last 24 hours; each value is the upper bound of its histogram bucket."
+	add := func(what string, h store.Histogram) {
+		row := latencyRow{What: what, Count: h.Total()}
+		for _, q := range []struct {
+			q   float64
+			dst *string
+		}{{0.5, &row.P50}, {0.9, &row.P90}, {0.99, &row.P99}} {
+			d, over, ok := h.Quantile(q.q)
+			if !ok {
+				*q.dst = "no data"
+				continue
+			}
+			*q.dst = "< " + shortDuration(d)
+			if over {
+				*q.dst = "≥ " + shortDuration(d)
+			}
+			// The bar's length is the bucket's rank: the bounds grow
+			// roughly tenfold every three buckets, so this is a log scale.
+			rank := 0
+			for rank < len(h.Bounds) && h.Bounds[rank] < d {
+				rank++
+			}
+			lat = append(lat, chart.Bar{Label: fmt.Sprintf("%s p%g", what, q.q*100), Length: float64(rank + 1),
+				Text: *q.dst, Class: "l-" + fmt.Sprint(int(q.q*100))})
+		}
+		desc += fmt.Sprintf(" %s (%d events): p50 %s, p90 %s, p99 %s.", what, row.Count, row.P50, row.P90, row.P99)
+		c.LatencyRows = append(c.LatencyRows, row)
+	}
+	if st.Ack != nil {
+		add("Ack", *st.Ack)
+	}
+	add("Ack→agent", st.Agent)
+	c.NoDeliveries = st.Agent.Total() == 0
+	c.Latency = chart.Bars("chart-latency", "Latency percentiles, last 24 hours (bar length on a log scale)", desc, lat)
+	return c
+}
+
+// shortDuration writes 500µs, 7.5ms, 2s, 5m, 3h.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%gms", float64(d)/float64(time.Millisecond))
+	case d < time.Minute:
+		return fmt.Sprintf("%gs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%gm", d.Minutes())
+	}
+	return fmt.Sprintf("%gh", d.Hours())
+}

@@ -1,0 +1,341 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/schedules"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+// The teams page (SPEC §9 round 2): every team this orchestrator has
+// provisioned, with its latest run, its schedules and dedicated agent as the
+// cluster has them now, and its events of the last day by status; a page
+// per team; and deprovisioning from there, the dry-run plan first.
+
+// teamsPerPage bounds one teams page: each team costs a few cluster reads.
+const teamsPerPage = 50
+
+// teamRow is one team as the pages show it.
+type teamRow struct {
+	OrgID, TeamNodeID string
+	Link              string
+	Last              store.Run
+	LastDryRun        bool
+	// Schedules and Agent come from the cluster (with admin:pipeline:read
+	// and admin:deployment:read); their errors say why they are missing.
+	Schedules                []schedules.View
+	SchedulesErr             string
+	Agent                    *schedules.DeploymentStatus
+	AgentErr                 string
+	Events                   []outcomeRow // the last day's, by status (with admin:events:read)
+	EventsTotal              int
+	ShowSchedules, ShowAgent bool
+}
+
+func teamLink(org, team string) string {
+	return "/ui/teams/" + url.PathEscape(org) + "/" + url.PathEscape(team)
+}
+
+// dryRun says whether a deprovisioning run only planned.
+func dryRun(run store.Run) bool {
+	if run.Kind != store.RunKindDeprovision {
+		return false
+	}
+	var resp struct {
+		DryRun bool `json:"dry_run"`
+	}
+	return json.Unmarshal(run.Response, &resp) == nil && resp.DryRun
+}
+
+// fillLive reads each team's schedules and dedicated agent from the
+// cluster, a few teams at a time.
+func (s *Server) fillLive(ctx context.Context, a *auth.Admin, rows []teamRow) {
+	if s.opts.Schedules == nil {
+		return
+	}
+	sched, agent := s.opts.Auth.Permits(a, auth.PermPipelineRead), s.opts.Auth.Permits(a, auth.PermDeploymentRead)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range rows {
+		row := &rows[i]
+		row.ShowSchedules, row.ShowAgent = sched, agent
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if sched {
+				p, err := s.opts.Schedules.Pipeline(ctx, row.OrgID, row.TeamNodeID)
+				row.Schedules = p.Schedules
+				if err != nil {
+					row.SchedulesErr = apperr.Message(err)
+				}
+			}
+			if agent {
+				d, err := s.opts.Schedules.Deployment(ctx, row.OrgID, row.TeamNodeID)
+				if err != nil {
+					row.AgentErr = apperr.Message(err)
+				} else {
+					row.Agent = &d
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// fillEvents adds the last day's events by status to each team.
+func fillEvents(st pageStats, rows []teamRow) {
+	index := map[[2]string]int{}
+	for i, r := range rows {
+		index[[2]string{r.OrgID, r.TeamNodeID}] = i
+	}
+	counts := make([]map[string]int, len(rows))
+	for _, c := range st.Statuses {
+		i, ok := index[[2]string{c.OrgID, c.TeamNodeID}]
+		if !ok {
+			continue
+		}
+		if counts[i] == nil {
+			counts[i] = map[string]int{}
+		}
+		counts[i][c.Status] += c.Count
+		rows[i].EventsTotal += c.Count
+	}
+	for i := range rows {
+		for _, status := range eventStatuses {
+			if n := counts[i][status]; n > 0 {
+				rows[i].Events = append(rows[i].Events, outcomeRow{status, n})
+			}
+		}
+	}
+}
+
+func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermProvisionRead, "teams")
+	if a == nil {
+		return
+	}
+	if s.opts.Stats == nil {
+		s.render(w, r, http.StatusServiceUnavailable, "notfound", page{Session: se, Nav: "teams", Error: "The teams page needs the store's statistics."})
+		return
+	}
+	ctx := r.Context()
+	org, _ := orgScope(a, "")
+	pageNo, err := strconv.Atoi(r.URL.Query().Get("page"))
+	if r.URL.Query().Get("page") == "" {
+		pageNo, err = 1, nil
+	}
+	if err != nil || pageNo < 1 {
+		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "teams", Error: "page must be a whole number from 1"})
+		return
+	}
+	teams, err := s.opts.Stats.Teams(ctx, org)
+	if err != nil {
+		s.render(w, r, http.StatusServiceUnavailable, "notfound", page{Session: se, Nav: "teams", Error: "The teams could not be read: " + err.Error()})
+		return
+	}
+	total := len(teams)
+	from := min((pageNo-1)*teamsPerPage, total)
+	to := min(from+teamsPerPage, total)
+	rows := make([]teamRow, 0, to-from)
+	for _, t := range teams[from:to] {
+		rows = append(rows, teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last)})
+	}
+	events := s.opts.Auth.Permits(a, auth.PermEventsRead)
+	errText := ""
+	if events {
+		st, err := s.stats(ctx, org)
+		if err != nil {
+			errText = "The event figures could not be read: " + err.Error()
+		}
+		fillEvents(st, rows)
+	}
+	s.fillLive(ctx, a, rows)
+	d := struct {
+		Teams                      []teamRow
+		Org                        string
+		Events                     bool
+		Total, From, To            int
+		Prev, Next                 string
+		SchedulesShown, AgentShown bool
+	}{Teams: rows, Org: org, Events: events, Total: total, From: from + 1, To: to,
+		SchedulesShown: s.opts.Schedules != nil && s.opts.Auth.Permits(a, auth.PermPipelineRead),
+		AgentShown:     s.opts.Schedules != nil && s.opts.Auth.Permits(a, auth.PermDeploymentRead)}
+	if pageNo > 1 {
+		d.Prev = "/ui/teams?page=" + strconv.Itoa(pageNo-1)
+	}
+	if to < total {
+		d.Next = "/ui/teams?page=" + strconv.Itoa(pageNo+1)
+	}
+	s.render(w, r, http.StatusOK, "teams", page{Session: se, Nav: "teams", Error: errText, Data: d})
+}
+
+// uiTeamFor loads the path's team for the admin: one it may see that has
+// been provisioned.
+func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.TeamRun, bool) {
+	p := httprouter.ParamsFromContext(r.Context())
+	org, team := p.ByName("org"), p.ByName("team")
+	err := checkTeam(a, org, team)
+	var found store.TeamRun
+	if err == nil && s.opts.Stats != nil {
+		var teams []store.TeamRun
+		teams, err = s.opts.Stats.Teams(r.Context(), org)
+		ok := false
+		for _, t := range teams {
+			if t.TeamNodeID == team {
+				found, ok = t, true
+			}
+		}
+		if err == nil && !ok {
+			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator has not provisioned team %s/%s", org, team)
+		}
+	}
+	if err != nil {
+		// Another org's team is answered as missing, like the API does.
+		if classify(err).Kind == apperr.Forbidden {
+			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator has not provisioned team %s/%s", org, team)
+		}
+		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "teams", Error: apperr.Message(err)})
+		return store.TeamRun{}, false
+	}
+	return found, true
+}
+
+// teamPage is one team's page, with the deprovisioning form or its plan.
+type teamPage struct {
+	Team           teamRow
+	Runs           []store.Run
+	Events         bool
+	CanDeprovision bool
+	Options        deprovisionOptions
+	Plan           []provision.Action
+	PlanDigest     string
+	PlanRunID      string
+}
+
+type deprovisionOptions struct {
+	DeleteResources, RevokeTokens, ClearRouting bool
+}
+
+func (s *Server) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermProvisionRead, "teams")
+	if a == nil {
+		return
+	}
+	t, ok := s.uiTeamFor(w, r, se, a)
+	if !ok {
+		return
+	}
+	p, errText := s.teamPage(r.Context(), a, t)
+	p.Options = deprovisionOptions{DeleteResources: true}
+	s.render(w, r, http.StatusOK, "team", page{Session: se, Nav: "teams", Error: errText, Data: p})
+}
+
+func (s *Server) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (teamPage, string) {
+	row := teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last)}
+	p := teamPage{Events: s.opts.Auth.Permits(a, auth.PermEventsRead), CanDeprovision: s.opts.Auth.Permits(a, auth.PermDeprovision)}
+	errText := ""
+	if p.Events {
+		st, err := s.stats(ctx, t.OrgID)
+		if err != nil {
+			errText = "The event figures could not be read: " + err.Error()
+		}
+		rows := []teamRow{row}
+		fillEvents(st, rows)
+		row = rows[0]
+	}
+	rows := []teamRow{row}
+	s.fillLive(ctx, a, rows)
+	p.Team = rows[0]
+	p.Runs, _, _ = s.opts.Runs.ListRuns(ctx, store.RunFilter{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Limit: 10})
+	return p, errText
+}
+
+// planDigest names a plan, so that a confirm carries out the plan the admin
+// saw and not one that changed since.
+func planDigest(plan []provision.Action) string {
+	b, _ := json.Marshal(plan)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
+// uiDeprovision plans (a dry run, recorded as a run) and, on confirm,
+// carries out a team's deprovisioning. A confirm plans again first: if the
+// plan is not the one shown, it is shown again instead of carried out.
+func (s *Server) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := s.uiAdmin(w, r, se, auth.PermDeprovision, "teams")
+	if a == nil {
+		return
+	}
+	t, ok := s.uiTeamFor(w, r, se, a)
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	opts := deprovisionOptions{DeleteResources: r.PostFormValue("delete_k8s_resources") == "1",
+		RevokeTokens: r.PostFormValue("revoke_tokens") == "1", ClearRouting: r.PostFormValue("clear_routing") == "1"}
+	req := provision.DeprovisionRequest{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, DeleteK8sResources: &opts.DeleteResources,
+		RevokeTokens: opts.RevokeTokens, ClearRouting: opts.ClearRouting, DryRun: true}
+	caller := provision.Caller{Token: a.Token, Actor: a.Actor}
+	ctx := r.Context()
+	showPlan := func(status int, errText string) {
+		p, pageErr := s.teamPage(ctx, a, t)
+		if errText == "" {
+			errText = pageErr
+		}
+		p.Options = opts
+		res, err := s.opts.Provision.Deprovision(ctx, caller, req)
+		if err != nil {
+			s.render(w, r, classify(err).Kind.Status(), "team", page{Session: se, Nav: "teams", Error: "Not planned: " + apperr.Message(err), Data: p})
+			return
+		}
+		body, _ := res.Body.(provision.DeprovisionResponse)
+		if !body.OK {
+			msg := "The plan could not be made: " + fmt.Sprint(body.Errors)
+			s.render(w, r, http.StatusOK, "team", page{Session: se, Nav: "teams", Error: msg, Data: p})
+			return
+		}
+		p.Plan, p.PlanDigest, p.PlanRunID = body.Plan, planDigest(body.Plan), body.ProvisioningRunID
+		s.render(w, r, status, "team", page{Session: se, Nav: "teams", Error: errText, Data: p})
+	}
+	if r.PostFormValue("confirm") != "1" {
+		showPlan(http.StatusOK, "")
+		return
+	}
+	// Confirm: the plan must still be the one shown.
+	res, err := s.opts.Provision.Deprovision(ctx, caller, req)
+	if err == nil {
+		if body, _ := res.Body.(provision.DeprovisionResponse); planDigest(body.Plan) != r.PostFormValue("plan") {
+			showPlan(http.StatusConflict, "The plan changed since it was shown: review it and confirm again.")
+			return
+		}
+		req.DryRun = false
+		res, err = s.opts.Provision.Deprovision(ctx, caller, req)
+	}
+	if err != nil {
+		p, _ := s.teamPage(ctx, a, t)
+		p.Options = opts
+		s.render(w, r, classify(err).Kind.Status(), "team", page{Session: se, Nav: "teams", Error: "Not deprovisioned: " + apperr.Message(err), Data: p})
+		return
+	}
+	body, _ := res.Body.(provision.DeprovisionResponse)
+	s.logger.Info("team deprovisioned from the admin page", "org_id", t.OrgID, "team_node_id", t.TeamNodeID, "actor", a.Actor, "ok", body.OK)
+	if body.OK {
+		s.setFlash(r, se, fmt.Sprintf("Deprovisioned %s/%s: %d actions carried out.", t.OrgID, t.TeamNodeID, len(body.Deleted)))
+	} else {
+		s.setFlash(r, se, fmt.Sprintf("Deprovisioning %s/%s finished with errors: %v", t.OrgID, t.TeamNodeID, body.Errors))
+	}
+	http.Redirect(w, r, "/ui/runs/"+res.RunID, http.StatusSeeOther)
+}
