@@ -558,9 +558,12 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 	if err == nil {
 		f.OrgID, err = orgScope(a, f.OrgID)
 	}
-	f.Limit = 50
+	f.Limit, f.Before = 50, q.Get("before")
+	if f.Before != "" && f.Cursor != "" {
+		err = queryError("before", "give cursor or before, not both")
+	}
 	var events []store.Event
-	var next string
+	var more string
 	switch {
 	case err != nil:
 	case f.DeliveryID != "" && f.Source == "":
@@ -575,7 +578,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		}
 		f.Source = ""
 	default:
-		events, next, err = s.opts.Events.ListEvents(r.Context(), f)
+		events, more, err = s.opts.Events.ListEvents(r.Context(), f)
 		err = cursorError(err)
 	}
 	if err != nil {
@@ -588,22 +591,39 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 			filters.Set(k, v)
 		}
 	}
-	older := ""
-	if next != "" {
+	link := func(key, cursor string) template.URL {
 		o := url.Values{}
 		for k, v := range filters {
 			o[k] = v
 		}
-		o.Set("cursor", next)
-		older = o.Encode()
+		o.Set(key, cursor)
+		return template.URL(o.Encode())
+	}
+	// Older follows the last row, Newer goes back from the first.
+	var older, newer template.URL
+	switch {
+	case f.Before != "":
+		if len(events) > 0 {
+			older = link("cursor", store.EventCursor(events[len(events)-1]))
+		}
+		if more != "" {
+			newer = link("before", more)
+		}
+	default:
+		if more != "" {
+			older = link("cursor", more)
+		}
+		if f.Cursor != "" && len(events) > 0 {
+			newer = link("before", store.EventCursor(events[0]))
+		}
 	}
 	s.render(w, r, http.StatusOK, "events", page{Session: se, Nav: "events", Data: struct {
-		Events                                   []store.Event
-		Older, Newest                            template.URL // encoded query strings, not to be escaped again
-		Paged                                    bool
-		Source, Status, Team, Since, Until, Find string
-		Sources, Statuses                        []string
-	}{events, template.URL(older), template.URL(filters.Encode()), q.Get("cursor") != "", f.Source, f.Status, f.TeamNodeID,
+		Events                                        []store.Event
+		Older, Newer, Newest                          template.URL // encoded query strings, not to be escaped again
+		Paged                                         bool
+		Source, Status, Org, Team, Since, Until, Find string
+		Sources, Statuses                             []string
+	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, r.URL.Query().Get("org_id"), f.TeamNodeID,
 		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhookSources, eventStatuses}})
 }
 

@@ -371,4 +371,16 @@ func TestUI_EventsSearchFiltersAndPaging(t *testing.T) {
 	if _, back := getPage(t, c, base+strings.ReplaceAll(newest[1], "&amp;", "&")); strings.Count(back, `class="event"`) != 50 {
 		t.Fatal("Newest does not lead back to the first page")
 	}
+	// Newer goes back one page: the same 50 rows as the first page, with
+	// Older again and no Newer beyond the newest.
+	newer := regexp.MustCompile(`href="(/ui/events\?[^"]*)" id="page-newer"`).FindStringSubmatch(second)
+	if newer == nil {
+		t.Fatal("the second page has no Newer link")
+	}
+	_, back := getPage(t, c, base+strings.ReplaceAll(newer[1], "&amp;", "&"))
+	rowsOf := regexp.MustCompile(`href="/ui/events/([0-9a-f-]{36})"`)
+	if a, b := rowsOf.FindAllString(back, -1), rowsOf.FindAllString(first, -1); len(a) != 50 || fmt.Sprint(a) != fmt.Sprint(b) ||
+		strings.Contains(back, `id="page-newer"`) || !strings.Contains(back, `id="page-older"`) {
+		t.Fatalf("Newer from the second page: %d rows, same as the first: %v", len(a), fmt.Sprint(a) == fmt.Sprint(b))
+	}
 }

@@ -169,6 +169,30 @@ func TestConformance_ListPagesAndFilters(t *testing.T) {
 				t.Fatal("lists leave bodies out")
 			}
 		}
+		// And back: Before from the oldest pages towards the newest, each
+		// page newest first, ties (equal times) broken by id both ways.
+		var back []Event
+		before := EventCursor(all[len(all)-1])
+		back = append(back, all[len(all)-1])
+		for {
+			page, newer, err := db.ListEvents(ctx, EventFilter{Limit: 7, Before: before})
+			if err != nil {
+				t.Fatal(err)
+			}
+			back = append(page, back...)
+			if newer == "" {
+				break
+			}
+			before = EventCursor(page[0])
+		}
+		if len(back) != 25 {
+			t.Fatalf("paged back through %d events, want 25", len(back))
+		}
+		for i := range all {
+			if back[i].ID != all[i].ID {
+				t.Fatalf("paging back, row %d is %s; paging forward it was %s", i, back[i].ID, all[i].ID)
+			}
+		}
 		got, _, err := db.ListEvents(ctx, EventFilter{Source: "slack", Since: t0.Add(2 * time.Second), Limit: 100})
 		if err != nil || len(got) != 8 { // slack: even i; i%5 >= 2
 			t.Fatalf("filtered = %d %v", len(got), err)

@@ -275,7 +275,15 @@ type EventFilter struct {
 	Since, Until time.Time
 	Limit        int
 	Cursor       string
+	// Before (instead of Cursor) pages towards newer events: the page just
+	// newer than the event that cursor names; the cursor ListEvents then
+	// returns is the Before of the page newer still.
+	Before string
 }
+
+// EventCursor is the paging cursor that names e: Cursor pages older than
+// it, Before newer.
+func EventCursor(e Event) string { return encodeCursor(e.ReceivedAt, e.ID) }
 
 // ListEvents returns events newest first and the next page's cursor. The
 // list leaves bodies out: they can be large, and the detail has them.
@@ -293,7 +301,7 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 		w.add("received_at < ?", formatTime(f.Until))
 	}
 	return page[Event]{table: "orchestrator_webhook_events", columns: eventColumnsNoBody,
-		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, scan: scanEvent,
+		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, before: f.Before, scan: scanEvent,
 		key: func(e Event) (time.Time, string) { return e.ReceivedAt, e.ID }}.run(ctx, db.read, w)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,12 +50,42 @@ type page[T any] struct {
 	table, columns, timeCol string
 	limit                   int
 	cursor                  string
-	scan                    func(rowScanner) (T, error)
-	key                     func(T) (time.Time, string)
+	// before, instead of cursor, asks for the page just newer than it.
+	before string
+	scan   func(rowScanner) (T, error)
+	key    func(T) (time.Time, string)
 }
 
-// run queries one page and returns it with the next page's cursor ("" at the end).
+// run queries one page and returns it with the next page's cursor ("" at
+// the end). With before, the page is the rows just newer than before, still
+// newest first, and the cursor returned is the before of the page newer
+// still ("" when this is the newest).
 func (p page[T]) run(ctx context.Context, db querier, f filter) ([]T, string, error) {
+	if p.before != "" {
+		at, id, err := decodeCursor(p.before)
+		if err != nil {
+			return nil, "", err
+		}
+		f.add("("+p.timeCol+" > ? OR ("+p.timeCol+" = ? AND id > ?))", at, at, id)
+		q := `SELECT ` + p.columns + ` FROM ` + p.table + " WHERE " + strings.Join(f.where, " AND ") +
+			" ORDER BY " + p.timeCol + " ASC, id ASC LIMIT ?"
+		rows, err := db.QueryContext(ctx, q, append(f.args, p.limit+1)...)
+		if err != nil {
+			return nil, "", err
+		}
+		out, err := collect(rows, p.scan)
+		if err != nil {
+			return nil, "", err
+		}
+		newer := ""
+		if len(out) > p.limit {
+			out = out[:p.limit]
+			at, id := p.key(out[len(out)-1])
+			newer = encodeCursor(at, id)
+		}
+		slices.Reverse(out)
+		return out, newer, nil
+	}
 	if p.cursor != "" {
 		at, id, err := decodeCursor(p.cursor)
 		if err != nil {
