@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -208,7 +209,8 @@ func TestIsolation_EveryPageShowsOnlyWhatTheAdminMayRead(t *testing.T) {
 
 	foreign := []string{"globex", "hidden-team", "secret-corp", "unrouted-repo", unrouted, globexRun}
 	org := login(t, base, orgToken)
-	for _, p := range []string{"/ui/overview", "/ui/runs", "/ui/events", "/ui/events?status=unrouted", "/ui/schedules", "/ui/agents", "/ui/provision"} {
+	for _, p := range []string{"/ui/overview", "/ui/teams", "/ui/teams/acme/own-team", "/ui/runs", "/ui/events", "/ui/events?status=unrouted",
+		"/ui/schedules", "/ui/agents", "/ui/provision"} {
 		code, page := getPage(t, org, base+p)
 		if code != 200 {
 			t.Fatalf("%s as the acme admin = %d", p, code)
@@ -222,10 +224,35 @@ func TestIsolation_EveryPageShowsOnlyWhatTheAdminMayRead(t *testing.T) {
 	if _, page := getPage(t, org, base+"/ui/overview"); !strings.Contains(page, "own-team") {
 		t.Error("the acme admin's overview lacks its own org's failed run")
 	}
-	for _, p := range []string{"/ui/events/" + unrouted, "/ui/runs/" + globexRun} {
+	// The charts count the admin's org alone: the unrouted event is in the
+	// unbound admin's outcomes, not in the acme admin's.
+	unroutedRow := regexp.MustCompile(`<th scope="row">unrouted</th><td>(\d+)</td>`)
+	if _, page := getPage(t, org, base+"/ui/overview"); unroutedRow.FindStringSubmatch(page) == nil || unroutedRow.FindStringSubmatch(page)[1] != "0" ||
+		strings.Contains(page, `<th scope="row">Ack</th>`) {
+		t.Errorf("the acme admin's charts count other orgs' events or show ack figures: %v", unroutedRow.FindStringSubmatch(page))
+	}
+	star := login(t, base, adminToken)
+	if _, page := getPage(t, star, base+"/ui/overview"); unroutedRow.FindStringSubmatch(page) == nil || unroutedRow.FindStringSubmatch(page)[1] != "1" {
+		t.Errorf("the unbound admin's charts: unrouted %v", unroutedRow.FindStringSubmatch(page))
+	}
+	for _, p := range []string{"/ui/events/" + unrouted, "/ui/runs/" + globexRun, "/ui/teams/globex/hidden-team"} {
 		if code, _ := getPage(t, org, base+p); code != 404 {
 			t.Errorf("%s as the acme admin = %d, want 404", p, code)
 		}
+	}
+	// Deprovisioning another org's team from the page: 404, and not even a
+	// dry run is recorded.
+	runsBefore, _, _ := e.db.ListRuns(context.Background(), store.RunFilter{OrgID: "globex", Limit: 100})
+	for _, form := range []string{"delete_k8s_resources=1", "delete_k8s_resources=1&confirm=1&plan=x"} {
+		req, _ := http.NewRequest("POST", base+"/ui/teams/globex/hidden-team/deprovision", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", base)
+		if resp, err := org.Do(req); err != nil || resp.StatusCode != 404 {
+			t.Fatalf("deprovisioning globex's team as the acme admin = %v %v", resp.StatusCode, err)
+		}
+	}
+	if runsAfter, _, _ := e.db.ListRuns(context.Background(), store.RunFilter{OrgID: "globex", Limit: 100}); len(runsAfter) != len(runsBefore) {
+		t.Fatalf("globex runs %d → %d after the acme admin's tries", len(runsBefore), len(runsAfter))
 	}
 	req, _ := http.NewRequest("POST", base+"/ui/dev/sample/slack", nil)
 	req.Header.Set("Origin", base)

@@ -1,0 +1,438 @@
+package server_test
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// The admin page's round 2 in a real browser: the teams pages and
+// deprovisioning with its plan, the charts, an accessibility audit of
+// every page, and a keyboard-only way from login to a provisioned team.
+
+// axeViolation is one failed axe-core rule.
+type axeViolation struct {
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Nodes  []string `json:"nodes"`
+}
+
+// axeSource is axe-core's browser build, a test asset only (never embedded
+// in the binary): testdata/axe-core holds the npm package's axe.min.js.
+func axeSource(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "axe-core", "axe.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// audit runs axe-core on the page the browser shows and fails on a serious
+// or critical violation; lesser ones are logged.
+func audit(t *testing.T, ctx context.Context, axe, name string) {
+	t.Helper()
+	// DevTools evaluation is not subject to the page's CSP (no script).
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](axe+"\n;true")); err != nil {
+		t.Fatalf("%s: injecting axe-core: %v", name, err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]axeViolation](`axe.run(document, {resultTypes: ['violations']}).then(r =>
+		r.violations.map(v => ({id: v.id, impact: v.impact || '', help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))})))`,
+		chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: axe.run: %v", name, err)
+	}
+	for _, v := range got {
+		if v.Impact == "serious" || v.Impact == "critical" {
+			t.Errorf("%s: %s violation %s (%s) at %v", name, v.Impact, v.ID, v.Help, v.Nodes)
+		} else {
+			t.Logf("%s: %s finding %s (%s) at %v", name, v.Impact, v.ID, v.Help, v.Nodes)
+		}
+	}
+}
+
+// screenshot writes the page (or one element) into $UI_SCREENSHOTS_DIR when
+// set (make screenshots points it at docs/).
+func screenshot(t *testing.T, ctx context.Context, sel, file string) {
+	t.Helper()
+	dir := os.Getenv("UI_SCREENSHOTS_DIR")
+	if dir == "" {
+		return
+	}
+	var shot []byte
+	var err error
+	if sel == "" {
+		shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	} else {
+		shot, err = chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel)))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedTeams provisions two teams on the real API server — one with a
+// dedicated agent and a schedule, one shared whose schedule is suspended —
+// and sends events that reach each.
+func seedTeams(t *testing.T, e *env) {
+	t.Helper()
+	for _, team := range []struct {
+		name, channel, mode string
+	}{{"checkout", "C0CHECKOUT", "dedicated"}, {"search", "C0SEARCH", "shared"}} {
+		r := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": team.name,
+			"routing": map[string]any{"slack_channel_ids": []string{team.channel}}, "create_pipeline_schedule": true,
+			"pipeline_schedule": "0 3 * * *", "deployment_mode": team.mode})
+		if r.code != 200 {
+			t.Fatalf("provision %s = %d %s", team.name, r.code, r.raw)
+		}
+	}
+	list := e.do("GET", "/api/v1/admin/schedules?org_id=acme&team_node_id=search", adminToken, nil)
+	rows, _ := list.body["schedules"].([]any)
+	if len(rows) != 1 {
+		t.Fatalf("search's schedules = %s", list.raw)
+	}
+	id := rows[0].(map[string]any)["id"].(string)
+	if r := e.do("PATCH", "/api/v1/admin/schedules/"+id, adminToken, map[string]any{"enabled": false}); r.code != 200 {
+		t.Fatalf("suspend = %d %s", r.code, r.raw)
+	}
+	var ids []string
+	for i := range 6 {
+		channel := "C0SEARCH" // the dedicated agent's Service has no pod behind it here
+		now := time.Now()
+		body := fmt.Appendf(nil, `{"type":"event_callback","event_id":"EvTeams%d","team_id":"T1","event_time":%d,"event":{"type":"app_mention","channel":%q,"user":"U1","text":"<@U0> help","ts":"%d.00010%d"}}`,
+			i, now.Unix(), channel, now.Unix(), i)
+		ids = append(ids, e.send("slack", body, webhook.Sign(webhook.Slack, slackSecret, body, now, "")).body["event_id"].(string))
+	}
+	for _, id := range ids {
+		e.waitStatus(id, store.EventDelivered)
+	}
+}
+
+func TestUI_TeamsPageAndDeprovisionPlanThenConfirm(t *testing.T) {
+	e, base := uiEnv(t, envOptions{withCluster: true})
+	seedTeams(t, e)
+	ctx := browser(t)
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(chromedp.Navigate(base+"/ui/login"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("health-db")),
+		chromedp.Navigate(base+"/ui/teams"), chromedp.WaitVisible(chromedp.ID("teams")))
+	rows, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("#teams tr.team")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := text(t, ctx, "#teams")
+	for _, want := range []string{"acme / checkout", "acme / search", "provision", "0 3 * * *", "suspended", "active",
+		"0/1 ready", "shared agent", "delivered 6"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("teams page lacks %q:\n%s", want, table)
+		}
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d teams listed, want the 2 provisioned", len(rows))
+	}
+	screenshot(t, ctx, "", "teams-page.png")
+
+	// The team page, then a plan: nothing changes until confirmed.
+	do(chromedp.Click(chromedp.CSS(`#teams a[href="/ui/teams/acme/checkout"]`)), chromedp.WaitVisible(chromedp.ID("plan-deprovision")))
+	if got := text(t, ctx, "#team-agent"); !strings.Contains(got, "agent-dedicated-") || !strings.Contains(got, "svc.cluster.local") {
+		t.Fatalf("team agent = %q", got)
+	}
+	do(chromedp.Click(chromedp.ID("revoke_tokens")), chromedp.Click(chromedp.ID("plan-deprovision")),
+		chromedp.WaitVisible(chromedp.ID("confirm-deprovision")))
+	plan := text(t, ctx, "#plan")
+	for _, want := range []string{"delete", "CronJob", "Deployment", "Service", "revoke_token", "disable_schedule"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	team := kube.Team{OrgID: "acme", TeamNodeID: "checkout"}
+	if d, err := e.kube.GetDeployment(context.Background(), team, kube.DedicatedAgentName("acme", "checkout")); err != nil || d == nil {
+		t.Fatalf("the plan removed the Deployment already: %v %v", d, err)
+	}
+	do(chromedp.Click(chromedp.ID("confirm-deprovision")), chromedp.WaitVisible(chromedp.ID("run-status")))
+	if got := text(t, ctx, "#run-status"); got != "succeeded" {
+		t.Fatalf("deprovision run %q: %s", got, text(t, ctx, "main"))
+	}
+	if got := text(t, ctx, "#notice"); !strings.HasPrefix(got, "Deprovisioned acme/checkout:") {
+		t.Fatalf("notice %q", got)
+	}
+	if d, err := e.kube.GetDeployment(context.Background(), team, kube.DedicatedAgentName("acme", "checkout")); err != nil || (d != nil && d.DeletionTimestamp == nil) {
+		t.Fatalf("the Deployment is still there: %v %v", d, err)
+	}
+	if toks := e.cs.Tokens("acme", "checkout"); len(toks) == 0 || !toks[0].Revoked {
+		t.Fatalf("tokens after deprovisioning: %+v", toks)
+	}
+	do(chromedp.Navigate(base+"/ui/teams/acme/checkout"), chromedp.WaitVisible(chromedp.ID("team-last-run")))
+	if got := text(t, ctx, "#team-last-run"); !strings.HasPrefix(got, "deprovision ") || strings.Contains(got, "dry run") {
+		t.Fatalf("last run after confirming = %q", got)
+	}
+}
+
+// A confirm carries out the plan that was shown or nothing: when the team
+// changed in between, the new plan is shown again (409) and nothing is
+// deleted.
+func TestUI_DeprovisionConfirmRefusesAChangedPlan(t *testing.T) {
+	e, base := uiEnv(t, envOptions{withCluster: true})
+	if r := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "moving",
+		"create_pipeline_schedule": true}); r.code != 200 {
+		t.Fatalf("provision = %d %s", r.code, r.raw)
+	}
+	c := login(t, base, adminToken)
+	post := func(form url.Values) (int, string) {
+		req, _ := http.NewRequest("POST", base+"/ui/teams/acme/moving/deprovision", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", base)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, page := post(url.Values{"delete_k8s_resources": {"1"}})
+	digest := regexp.MustCompile(`name="plan" value="([0-9a-f]+)"`).FindStringSubmatch(page)
+	if code != 200 || digest == nil || strings.Contains(page, "Deployment") {
+		t.Fatalf("plan = %d %v", code, digest)
+	}
+	// The team gains a dedicated agent after the plan was shown.
+	if r := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "moving", "deployment_mode": "dedicated"}); r.code != 200 {
+		t.Fatalf("provision dedicated = %d %s", r.code, r.raw)
+	}
+	code, page = post(url.Values{"delete_k8s_resources": {"1"}, "confirm": {"1"}, "plan": {digest[1]}})
+	if code != 409 || !strings.Contains(page, "The plan changed since it was shown") || !strings.Contains(page, "Deployment") {
+		t.Fatalf("confirm of a stale plan = %d", code)
+	}
+	team := kube.Team{OrgID: "acme", TeamNodeID: "moving"}
+	if d, err := e.kube.GetDeployment(context.Background(), team, kube.DedicatedAgentName("acme", "moving")); err != nil || d == nil || d.DeletionTimestamp != nil {
+		t.Fatalf("a stale confirm deleted the Deployment: %v %v", d, err)
+	}
+	// Confirming the plan now shown carries it out.
+	digest = regexp.MustCompile(`name="plan" value="([0-9a-f]+)"`).FindStringSubmatch(page)
+	req, _ := http.NewRequest("POST", base+"/ui/teams/acme/moving/deprovision",
+		strings.NewReader(url.Values{"delete_k8s_resources": {"1"}, "confirm": {"1"}, "plan": {digest[1]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.HasPrefix(resp.Request.URL.Path, "/ui/runs/") {
+		t.Fatalf("confirm led to %s", resp.Request.URL.Path)
+	}
+	if d, _ := e.kube.GetDeployment(context.Background(), team, kube.DedicatedAgentName("acme", "moving")); d != nil && d.DeletionTimestamp == nil {
+		t.Fatal("the confirmed plan left the Deployment")
+	}
+}
+
+// The charts: well-formed SVG with a title and description, the figures
+// of the tables beside them equal to what was sent, and latency
+// percentiles from the stored acks and agent calls.
+func TestUI_ChartsDrawTheLastDayFromStoredFigures(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	sent := map[string]int{"slack": 3, "github": 2, "pagerduty": 4}
+	var ids []string
+	for source, n := range sent {
+		for i := range n {
+			body, h := signed(source, fmt.Sprintf("chart-%s-%d", source, i), secrets[source], time.Now())
+			ids = append(ids, e.send(source, body, h).body["event_id"].(string))
+		}
+	}
+	for _, id := range ids {
+		e.waitStatus(id, store.EventDelivered)
+	}
+	if err := e.srv.FlushAckStats(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := login(t, base, adminToken)
+	_, page := getPage(t, c, base+"/ui/overview")
+	for _, id := range []string{"chart-per-source", "chart-outcomes", "chart-latency"} {
+		m := regexp.MustCompile(`(?s)<svg class="chart" id="` + id + `".*?</svg>`).FindString(page)
+		if m == "" {
+			t.Fatalf("no %s chart", id)
+		}
+		var doc struct {
+			Role  string `xml:"role,attr"`
+			Title string `xml:"title"`
+			Desc  string `xml:"desc"`
+		}
+		if err := xml.Unmarshal([]byte(m), &doc); err != nil || doc.Role != "img" || doc.Title == "" || doc.Desc == "" {
+			t.Fatalf("%s: %v %+v", id, err, doc)
+		}
+	}
+	for source, n := range sent {
+		row := regexp.MustCompile(`<tr><th scope="row">` + source + `</th>(?:<td>\d+</td>)+</tr>`).FindString(page)
+		cells := regexp.MustCompile(`<td>(\d+)</td>`).FindAllStringSubmatch(row, -1)
+		if len(cells) != 25 || cells[24][1] != fmt.Sprint(n) {
+			t.Errorf("%s row = %q, want a total of %d", source, row, n)
+		}
+	}
+	if !strings.Contains(page, `<tr><th scope="row">delivered</th><td>9</td></tr>`) {
+		t.Error("outcomes: not 9 delivered")
+	}
+	for _, what := range []string{"Ack", "Ack→agent"} {
+		row := regexp.MustCompile(`<tr><th scope="row">` + what + `</th><td>(\d+)</td><td>([^<]+)</td>`).FindStringSubmatch(page)
+		if row == nil || row[1] != "9" || !strings.HasPrefix(row[2], "&lt; ") {
+			t.Errorf("%s latency row = %v", what, row)
+		}
+	}
+}
+
+// Every page passes axe-core with no serious or critical violation.
+func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
+	e, base := uiEnv(t, envOptions{withCluster: true, backups: true})
+	seedTeams(t, e)
+	if _, err := e.backups.Create(context.Background(), "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.FlushAckStats(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "audit"})
+	body, h := signed("pagerduty", "audit", pagerdutySecret, time.Now())
+	ev := e.send("pagerduty", body, h).body["event_id"].(string)
+	e.waitStatus(ev, store.EventDelivered)
+
+	ctx := browser(t)
+	axe := axeSource(t)
+	visit := func(path, waitID string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.ID(waitID))); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		audit(t, ctx, axe, path)
+	}
+	visit("/ui/login", "token")
+	// A refused login shows its error.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("token"), "wrong"), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("error"))); err != nil {
+		t.Fatal(err)
+	}
+	audit(t, ctx, axe, "/ui/login (refused)")
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("health-db"))); err != nil {
+		t.Fatal(err)
+	}
+	audit(t, ctx, axe, "/ui/overview")
+	screenshot(t, ctx, "#chart-per-source", "chart-events-per-source.png")
+	visit("/ui/teams", "teams")
+	visit("/ui/teams/acme/checkout", "plan-deprovision")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("plan-deprovision")), chromedp.WaitVisible(chromedp.ID("confirm-deprovision"))); err != nil {
+		t.Fatal(err)
+	}
+	audit(t, ctx, axe, "deprovision plan")
+	visit("/ui/provision", "org_id")
+	visit("/ui/runs", "runs")
+	visit("/ui/runs/"+run.body["provisioning_run_id"].(string), "run-status")
+	visit("/ui/events", "events")
+	visit("/ui/events?source=pagerduty&status=delivered", "events")
+	visit("/ui/events/"+ev, "event-status")
+	visit("/ui/schedules", "schedules")
+	visit("/ui/agents", "agent_name")
+	visit("/ui/backups", "backups")
+	visit("/ui/runs/00000000-0000-0000-0000-000000000000", "error")
+}
+
+// focusedIs is a script that says whether the focused element matches sel.
+func focusedIs(sel string) string {
+	return fmt.Sprintf(`document.activeElement !== null && document.activeElement.matches(%q)`, sel)
+}
+
+// tabTo presses Tab until the element matching sel has the focus: it is
+// reachable from the keyboard, in the page's order.
+func tabTo(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	for range 80 {
+		on, err := chromedp.Run(ctx, chromedp.Evaluate[bool](focusedIs(sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			return
+		}
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("Tab never reaches %s", sel)
+}
+
+// Keyboard only: Tab, type and Enter from the login page to a provisioned
+// team, no click anywhere.
+func TestUI_KeyboardOnlyLoginToProvision(t *testing.T) {
+	e, base := uiEnv(t, envOptions{withCluster: true})
+	ctx := browser(t)
+	keys := func(s string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/login"), chromedp.WaitVisible(chromedp.ID("token"))); err != nil {
+		t.Fatal(err)
+	}
+	tabTo(t, ctx, "#token")
+	keys(adminToken)
+	keys(kb.Enter)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("health-db"))); err != nil {
+		t.Fatal(err)
+	}
+	tabTo(t, ctx, `nav a[href="/ui/provision"]`)
+	keys(kb.Enter)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("org_id"))); err != nil {
+		t.Fatal(err)
+	}
+	tabTo(t, ctx, "#org_id")
+	keys("acme")
+	keys(kb.Tab)
+	if on, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](focusedIs("#team_node_id"))); !on {
+		t.Fatal("Tab from the org field does not lead to the team field")
+	}
+	keys("keyboard-team")
+	tabTo(t, ctx, "#slack_channel_ids")
+	keys("C0KEYBOARD")
+	tabTo(t, ctx, "#deployment_mode")
+	keys(kb.ArrowDown) // shared → dedicated
+	tabTo(t, ctx, "#provision")
+	keys(kb.Enter)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("run-status"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#run-status"); got != "succeeded" {
+		t.Fatalf("run %q: %s", got, text(t, ctx, "main"))
+	}
+	cfg, _ := e.cs.NodeConfig("acme", "keyboard-team")
+	if routing, _ := cfg["routing"].(map[string]any); fmt.Sprint(routing["slack_channel_ids"]) != "[C0KEYBOARD]" {
+		t.Fatalf("routing = %v", cfg["routing"])
+	}
+	if d, err := e.kube.GetDeployment(context.Background(), kube.Team{OrgID: "acme", TeamNodeID: "keyboard-team"},
+		kube.DedicatedAgentName("acme", "keyboard-team")); err != nil || d == nil {
+		t.Fatalf("the select's arrow key did not pick dedicated: %v %v", d, err)
+	}
+}
