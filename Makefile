@@ -59,10 +59,11 @@ bundle: image helm
 	tar -czf dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz -C dist/bundle .
 	@ls -l dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz
 
-## screenshot: refresh docs/run-detail.png, taken by the browser test
+## screenshot: refresh the README's pictures in docs/ (run detail, teams
+## page, events-per-source chart), taken by the browser tests
 screenshot:
-	UI_SCREENSHOT=$(CURDIR)/docs/run-detail.png KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
-		$(GO) test -count=1 -run TestUI_InARealBrowser ./server/
+	UI_SCREENSHOT=$(CURDIR)/docs/run-detail.png UI_SCREENSHOTS_DIR=$(CURDIR)/docs KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
+		$(GO) test -count=1 -run 'TestUI_InARealBrowser|TestUI_TeamsPageAndDeprovisionPlanThenConfirm|TestUI_AccessibilityAuditOfEveryPage' ./server/
 
 ## fuzz: each fuzz target for FUZZTIME executions (a count: Go 1.26's duration
 ## form can fail with no failing input, golang/go#75804); long local runs may
@@ -83,7 +84,7 @@ fuzz:
 ## the real binary with BENCH_EVENTS (default 1 000 000) events stored: start
 ## to ready, events list times, ack and ack-to-agent latency and RSS
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|Benchmark)'
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|pages|Benchmark)'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests

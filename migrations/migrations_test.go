@@ -28,7 +28,7 @@ var wantIndexes = []string{
 	"ix_ack_stats_at", "ix_agent_runs_event", "ix_agent_runs_started", "ix_agent_runs_team",
 	"ix_provisioning_runs_created", "ix_provisioning_runs_status", "ix_provisioning_runs_team",
 	"ix_ui_sessions_seen",
-	"ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received",
+	"ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received", "ix_webhook_events_status_received",
 	"ix_webhook_events_team", "ix_webhook_events_team_queue",
 	"ux_pipeline_schedules_cronjob", "ux_pipeline_schedules_team_type",
 	"ux_provisioning_runs_idempotency", "ux_webhook_events_delivery",

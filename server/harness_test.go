@@ -160,6 +160,8 @@ type envOptions struct {
 	uiClock func() time.Time
 	// dataDir, if set, holds the database (a small tmpfs in fault tests).
 	dataDir string
+	// statsMaxAge is how long the page reuses its figures (0: never).
+	statsMaxAge time.Duration
 	// backups turns on the backup endpoints (and page), keeping backupKeep
 	// scheduled ones; snapshot, if set, replaces the real snapshot.
 	backups    bool
@@ -268,7 +270,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.ui {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"
-		opts.UI = &server.UIOptions{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db}
+		opts.UI = &server.UIOptions{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db, StatsMaxAge: o.statsMaxAge}
 		if e.kube != nil {
 			opts.UI.Cluster = e.kube
 		}

@@ -211,11 +211,12 @@ func (s *Server) Open() error {
 	}
 	s.listener = ln
 	if s.opts.Stats != nil {
-		s.stopFlush = make(chan struct{})
+		stop := make(chan struct{})
+		s.stopFlush = stop
 		s.done.Add(1)
 		go func() {
 			defer s.done.Done()
-			s.runAckFlusher(s.opts.AckFlushEvery, s.stopFlush)
+			s.runAckFlusher(s.opts.AckFlushEvery, stop)
 		}()
 	}
 	s.done.Add(1)

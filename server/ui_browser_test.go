@@ -436,3 +436,41 @@ func TestUI_KeyboardOnlyLoginToProvision(t *testing.T) {
 		t.Fatalf("the select's arrow key did not pick dedicated: %v %v", d, err)
 	}
 }
+
+// The page's figures are reused for StatsMaxAge; older ones are still
+// served at once while one computation renews them in the background.
+func TestUI_ChartFiguresAreReusedThenRenewedInTheBackground(t *testing.T) {
+	e, base := uiEnv(t, envOptions{fakeClock: true, statsMaxAge: time.Minute})
+	var c *http.Client
+	slackTotal := func() string {
+		_, page := getPage(t, c, base+"/ui/overview")
+		cells := regexp.MustCompile(`<td>(\d+)</td>`).FindAllStringSubmatch(
+			regexp.MustCompile(`<tr><th scope="row">slack</th>(?:<td>\d+</td>)+</tr>`).FindString(page), -1)
+		if len(cells) != 25 {
+			t.Fatalf("no slack row in the per-source table")
+		}
+		return cells[24][1]
+	}
+	send := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			body, h := signed("slack", fmt.Sprintf("reuse-%d", i), slackSecret, e.clock.Now())
+			if r := e.send("slack", body, h); r.code != 200 {
+				t.Fatalf("send = %d %s", r.code, r.raw)
+			}
+		}
+	}
+	send(0, 2)
+	c = login(t, base, adminToken) // lands on the overview: the first figures
+	if got := slackTotal(); got != "2" {
+		t.Fatalf("first figures: %s slack events, want 2", got)
+	}
+	send(2, 3)
+	if got := slackTotal(); got != "2" {
+		t.Fatalf("within the max age the figures were recomputed: %s", got)
+	}
+	e.clock.Add(2 * time.Minute)
+	if got := slackTotal(); got != "2" {
+		t.Fatalf("stale figures were not served at once: %s", got)
+	}
+	waitFor(t, "the renewed figures", func() bool { return slackTotal() == "5" })
+}

@@ -123,56 +123,80 @@ type pageStats struct {
 	SlotLabel []string
 }
 
-// statsCache keeps each org scope's figures for MaxAge (UIOptions.StatsMaxAge),
-// and computes each at most once at a time: at a million events in a day a
-// computation reads the whole day.
+// statsCache keeps each org scope's figures. At a million events in a day
+// computing them reads the whole day (seconds), so only the first page
+// after start waits for it: once figures older than MaxAge
+// (UIOptions.StatsMaxAge) are asked for, they are served as they are (the
+// page says as of when) while one computation renews them in the
+// background. With MaxAge 0 every page computes its own.
 type statsCache struct {
 	mu      sync.Mutex
 	entries map[string]*statsEntry
 }
 
 type statsEntry struct {
-	ready chan struct{}
-	stats pageStats
-	err   error
+	ready      chan struct{} // closed once stats and err are set
+	stats      pageStats
+	err        error
+	refreshing bool
 }
 
 // stats returns the org scope's figures of the last 24 hours.
 func (s *Server) stats(ctx context.Context, org string) (pageStats, error) {
-	now := s.now().UTC()
+	maxAge := s.ui.opts.StatsMaxAge
+	if maxAge <= 0 {
+		return s.computeStats(ctx, org, s.now())
+	}
 	c := &s.ui.stats
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[string]*statsEntry{}
 	}
 	e, ok := c.entries[org]
-	if ok {
-		select {
-		case <-e.ready:
-			if e.err != nil || now.Sub(e.stats.At) >= s.ui.opts.StatsMaxAge || now.Before(e.stats.At) {
-				ok = false
-			}
-		default: // being computed: wait for it
-		}
-	}
 	if !ok {
+		// The first computation: every page asking meanwhile waits for it.
 		e = &statsEntry{ready: make(chan struct{})}
 		c.entries[org] = e
 		c.mu.Unlock()
-		e.stats, e.err = s.computeStats(ctx, org, now)
+		e.stats, e.err = s.computeStats(ctx, org, s.now())
+		c.mu.Lock()
+		if e.err != nil {
+			delete(c.entries, org) // the next page tries again
+		}
+		c.mu.Unlock()
 		close(e.ready)
 		return e.stats, e.err
 	}
 	c.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.stats, e.err
 	case <-ctx.Done():
 		return pageStats{}, ctx.Err()
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := s.now()
+	if (now.Sub(e.stats.At) >= maxAge || now.Before(e.stats.At)) && !e.refreshing {
+		e.refreshing = true
+		go func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			st, err := s.computeStats(rctx, org, s.now())
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			e.refreshing = false
+			if err != nil {
+				s.logger.Warn("renewing the page's figures failed", "error", err)
+				return
+			}
+			e.stats = st
+		}()
+	}
+	return e.stats, nil
 }
 
 func (s *Server) computeStats(ctx context.Context, org string, now time.Time) (pageStats, error) {
+	now = now.UTC()
 	until := now.Truncate(time.Hour).Add(time.Hour)
 	w := store.Window{Since: until.Add(-24 * time.Hour), Until: until, Slots: 24}
 	st := pageStats{At: now, Window: w}
@@ -337,4 +361,15 @@ func shortDuration(d time.Duration) string {
 		return fmt.Sprintf("%gm", d.Minutes())
 	}
 	return fmt.Sprintf("%gh", d.Hours())
+}
+
+// ForgetStats drops the figures kept for the pages: the next page computes
+// them (benchmarks time both).
+func (s *Server) ForgetStats() {
+	if s.ui == nil {
+		return
+	}
+	s.ui.stats.mu.Lock()
+	s.ui.stats.entries = nil
+	s.ui.stats.mu.Unlock()
 }

@@ -172,7 +172,7 @@ func TestUI_InARealBrowser(t *testing.T) {
 }
 
 // login returns an HTTP client with a session, as a browser would have.
-func login(t *testing.T, base, token string) *http.Client {
+func login(t testing.TB, base, token string) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
