@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -313,6 +314,19 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	}
 	if err := e.srv.FlushAckStats(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// A day of history, so that the charts have something to draw: delivered
+	// events of every source over the last 24 hours, busier by day.
+	now := time.Now().UTC()
+	for i := range 480 {
+		at := now.Add(-time.Duration(i) * 3 * time.Minute)
+		if (at.Hour()+i)%3 != 0 && at.Hour() >= 7 && at.Hour() <= 19 || i%4 == 0 {
+			src := []string{"slack", "github", "pagerduty", "incidentio", "coralogix", "pagerduty"}[i%6]
+			if _, err := e.db.InsertEvent(context.Background(), store.Event{ID: uuid.NewString(), Source: src, DeliveryID: fmt.Sprintf("history-%d", i),
+				EventType: "x", Status: store.EventDelivered, OrgID: "acme", TeamNodeID: "search", ReceivedAt: at}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	run := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "audit"})
 	body, h := signed("pagerduty", "audit", pagerdutySecret, time.Now())
