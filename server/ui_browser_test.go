@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/google/uuid"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
