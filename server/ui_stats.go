@@ -34,6 +34,11 @@ type ackStats struct {
 func (a *ackStats) observe(source string, d time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.histogram(source).Observe(d)
+}
+
+// histogram is source's histogram, made on first use (a.mu held).
+func (a *ackStats) histogram(source string) store.Histogram {
 	h, ok := a.counts[source]
 	if !ok {
 		if a.counts == nil {
@@ -42,7 +47,16 @@ func (a *ackStats) observe(source string, d time.Duration) {
 		h = store.NewHistogram(store.AckBuckets)
 		a.counts[source] = h
 	}
-	h.Observe(d)
+	return h
+}
+
+// putBack adds histograms that could not be written to the pending ones.
+func (a *ackStats) putBack(pending map[string]store.Histogram) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for source, h := range pending {
+		a.histogram(source).Add(h)
+	}
 }
 
 func (a *ackStats) take() map[string]store.Histogram {
@@ -70,18 +84,7 @@ func (s *Server) FlushAckStats(ctx context.Context) error {
 	}
 	err := s.opts.Stats.AddAckStats(ctx, rows)
 	if err != nil {
-		for source, h := range pending {
-			s.acks.mu.Lock()
-			if s.acks.counts == nil {
-				s.acks.counts = map[string]store.Histogram{}
-			}
-			if cur, ok := s.acks.counts[source]; ok {
-				cur.Add(h)
-			} else {
-				s.acks.counts[source] = h
-			}
-			s.acks.mu.Unlock()
-		}
+		s.acks.putBack(pending)
 	}
 	return err
 }

@@ -48,6 +48,11 @@ func teamLink(org, team string) string {
 	return "/ui/teams/" + url.PathEscape(org) + "/" + url.PathEscape(team)
 }
 
+// newTeamRow is a team's row before its events and cluster state are read.
+func newTeamRow(t store.TeamRun) teamRow {
+	return teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last)}
+}
+
 // dryRun says whether a deprovisioning run only planned.
 func dryRun(run store.Run) bool {
 	if run.Kind != store.RunKindDeprovision {
@@ -151,7 +156,7 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	to := min(from+teamsPerPage, total)
 	rows := make([]teamRow, 0, to-from)
 	for _, t := range teams[from:to] {
-		rows = append(rows, teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last)})
+		rows = append(rows, newTeamRow(t))
 	}
 	events := s.opts.Auth.Permits(a, auth.PermEventsRead)
 	errText := ""
@@ -244,19 +249,16 @@ func (s *Server) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
 }
 
 func (s *Server) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (teamPage, string) {
-	row := teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last)}
 	p := teamPage{Events: s.opts.Auth.Permits(a, auth.PermEventsRead), CanDeprovision: s.opts.Auth.Permits(a, auth.PermDeprovision)}
+	rows := []teamRow{newTeamRow(t)}
 	errText := ""
 	if p.Events {
 		st, err := s.stats(ctx, t.OrgID)
 		if err != nil {
 			errText = "The event figures could not be read: " + err.Error()
 		}
-		rows := []teamRow{row}
 		fillEvents(st, rows)
-		row = rows[0]
 	}
-	rows := []teamRow{row}
 	s.fillLive(ctx, a, rows)
 	p.Team = rows[0]
 	p.Runs, _, _ = s.opts.Runs.ListRuns(ctx, store.RunFilter{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Limit: 10})

@@ -61,43 +61,24 @@ type page[T any] struct {
 // newest first, and the cursor returned is the before of the page newer
 // still ("" when this is the newest).
 func (p page[T]) run(ctx context.Context, db querier, f filter) ([]T, string, error) {
+	// Older pages walk the key down from the cursor; a before page walks it
+	// up from before, and is turned newest first at the end.
+	cursor, cmp, order := p.cursor, "<", "DESC"
 	if p.before != "" {
-		at, id, err := decodeCursor(p.before)
-		if err != nil {
-			return nil, "", err
-		}
-		f.add("("+p.timeCol+" > ? OR ("+p.timeCol+" = ? AND id > ?))", at, at, id)
-		q := `SELECT ` + p.columns + ` FROM ` + p.table + " WHERE " + strings.Join(f.where, " AND ") +
-			" ORDER BY " + p.timeCol + " ASC, id ASC LIMIT ?"
-		rows, err := db.QueryContext(ctx, q, append(f.args, p.limit+1)...)
-		if err != nil {
-			return nil, "", err
-		}
-		out, err := collect(rows, p.scan)
-		if err != nil {
-			return nil, "", err
-		}
-		newer := ""
-		if len(out) > p.limit {
-			out = out[:p.limit]
-			at, id := p.key(out[len(out)-1])
-			newer = encodeCursor(at, id)
-		}
-		slices.Reverse(out)
-		return out, newer, nil
+		cursor, cmp, order = p.before, ">", "ASC"
 	}
-	if p.cursor != "" {
-		at, id, err := decodeCursor(p.cursor)
+	if cursor != "" {
+		at, id, err := decodeCursor(cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		f.add("("+p.timeCol+" < ? OR ("+p.timeCol+" = ? AND id < ?))", at, at, id)
+		f.add("("+p.timeCol+" "+cmp+" ? OR ("+p.timeCol+" = ? AND id "+cmp+" ?))", at, at, id)
 	}
 	q := `SELECT ` + p.columns + ` FROM ` + p.table
 	if len(f.where) > 0 {
 		q += " WHERE " + strings.Join(f.where, " AND ")
 	}
-	q += " ORDER BY " + p.timeCol + " DESC, id DESC LIMIT ?"
+	q += " ORDER BY " + p.timeCol + " " + order + ", id " + order + " LIMIT ?"
 	rows, err := db.QueryContext(ctx, q, append(f.args, p.limit+1)...)
 	if err != nil {
 		return nil, "", err
@@ -111,6 +92,9 @@ func (p page[T]) run(ctx context.Context, db querier, f filter) ([]T, string, er
 		out = out[:p.limit]
 		at, id := p.key(out[len(out)-1])
 		next = encodeCursor(at, id)
+	}
+	if p.before != "" {
+		slices.Reverse(out)
 	}
 	return out, next, nil
 }
