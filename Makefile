@@ -11,11 +11,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS    := ./...
 CACHE   ?= $(HOME)/.cache/orchestrator-edge
 HELM    := $(CACHE)/helm-v3.22.0
+# The SBOM generator, pinned in hack/tools/go.mod and built once for the host
+# (it then reads each platform's module graph with GOOS/GOARCH set).
+CYCLONEDX := $(CACHE)/cyclonedx-gomod-$(shell sed -n 's|^\tgithub.com/CycloneDX/cyclonedx-gomod \(v[^ ]*\).*|\1|p' hack/tools/go.mod)
 IMAGE   ?= incidentfox/orchestrator-edge
 APP_VERSION   := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/orchestrator/Chart.yaml)
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/orchestrator/Chart.yaml)
 
-.PHONY: build run test lint clean kube-assets fuzz bench helm image bundle screenshot
+.PHONY: build run test lint clean kube-assets fuzz bench helm image sbom bundle screenshot
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -28,8 +31,10 @@ run: build
 ## test: lint, a short fuzz run, then every test with a short summary.
 ## Needs PostgreSQL 15 and etcd (Debian packages; .ci/run installs them);
 ## builds kube-apiserver once.
-test: lint kube-assets helm fuzz image
-	cd hack/tools && IMAGE_TARBALL=$(CURDIR)/dist/orchestrator-edge-image-$(APP_VERSION).tar $(GO) test -count=1 ./... >/tmp/orchestrator-tools-test.log 2>&1 \
+test: lint kube-assets helm fuzz bundle
+	cd hack/tools && IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) BUNDLE=$(CURDIR)/$(BUNDLE) IMAGE_REQUIRE_QEMU=1 \
+		HELM=$(HELM) ORCHESTRATOR_BINARY=$(CURDIR)/$(BIN) \
+		$(GO) test -count=1 ./... >/tmp/orchestrator-tools-test.log 2>&1 \
 		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
 	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
@@ -42,22 +47,42 @@ $(HELM):
 	@mkdir -p $(CACHE)
 	cd hack/tools && CGO_ENABLED=0 $(GO) build -trimpath -o $(HELM) helm.sh/helm/v3/cmd/helm
 
-## image: the OCI image as a docker-archive tarball, built without a Docker daemon
+## image: an OCI image index for linux/amd64 and linux/arm64 (static
+## cross-compiled binaries), as an OCI archive, built without a Docker daemon
+PLATFORMS     := amd64 arm64
+IMAGE_ARCHIVE := dist/orchestrator-edge-image-$(APP_VERSION).oci.tar
+BUNDLE        := dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz
 image: build
 	@mkdir -p dist
-	cd hack/tools && $(GO) run ./image --binary $(CURDIR)/$(BIN) --out $(CURDIR)/dist/orchestrator-edge-image-$(APP_VERSION).tar \
-		--tag $(IMAGE):$(APP_VERSION) --version $(VERSION)
+	@for a in $(PLATFORMS); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-$$a/orchestrator ./cmd/orchestrator; \
+	done
+	cd hack/tools && $(GO) run ./image $(foreach a,$(PLATFORMS),--binary linux/$(a)=$(CURDIR)/bin/linux-$(a)/orchestrator) \
+		--out $(CURDIR)/$(IMAGE_ARCHIVE) --tag $(IMAGE):$(APP_VERSION) --version $(VERSION)
+	@ls -l $(IMAGE_ARCHIVE)
 
-## bundle: image + chart + example values + AIRGAP.md + SHA256SUMS in one archive
-bundle: image helm
+## sbom: a CycloneDX SBOM of each platform's binary's Go modules (with licenses)
+sbom: $(CYCLONEDX)
+	@mkdir -p dist
+	@for a in $(PLATFORMS); do \
+		GOOS=linux GOARCH=$$a CGO_ENABLED=0 $(CYCLONEDX) app -json -licenses -main cmd/orchestrator \
+			-output dist/orchestrator-edge-sbom-$(APP_VERSION)-linux-$$a.cdx.json . >/tmp/orchestrator-sbom.log 2>&1 \
+			|| { cat /tmp/orchestrator-sbom.log; exit 1; }; \
+	done
+$(CYCLONEDX):
+	@mkdir -p $(CACHE)
+	cd hack/tools && CGO_ENABLED=0 $(GO) build -trimpath -o $(CYCLONEDX) github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
+
+## bundle: image index + SBOMs + chart + example values + AIRGAP.md + SHA256SUMS in one archive
+bundle: image sbom helm
 	rm -rf dist/bundle && mkdir -p dist/bundle
-	cp dist/orchestrator-edge-image-$(APP_VERSION).tar dist/bundle/
+	cp $(IMAGE_ARCHIVE) dist/orchestrator-edge-sbom-$(APP_VERSION)-linux-*.cdx.json dist/bundle/
 	$(HELM) package charts/orchestrator -d dist/bundle >/dev/null
 	cp charts/airgap/AIRGAP.md charts/airgap/values-private-registry.yaml dist/bundle/
 	sed -i 's/CHART_VERSION/$(CHART_VERSION)/g; s/VERSION/$(APP_VERSION)/g' dist/bundle/AIRGAP.md
-	cd dist/bundle && sha256sum orchestrator-edge-image-$(APP_VERSION).tar orchestrator-$(CHART_VERSION).tgz values-private-registry.yaml AIRGAP.md > SHA256SUMS
-	tar -czf dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz -C dist/bundle .
-	@ls -l dist/orchestrator-edge-bundle-$(APP_VERSION).tar.gz
+	cd dist/bundle && sha256sum $$(ls | grep -v '^SHA256SUMS$$') > SHA256SUMS
+	tar -czf $(BUNDLE) -C dist/bundle .
+	@ls -l $(BUNDLE)
 
 ## screenshot: refresh the README's pictures in docs/ (run detail, teams
 ## page, events-per-source chart), taken by the browser tests
