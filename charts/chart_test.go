@@ -7,11 +7,14 @@ package charts
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +78,7 @@ var allOn = []string{
 	"--set", "secrets.internalAdminToken=adm", "--set", `secrets.slackSigningSecret=s1\,s2`,
 	"--set", "secrets.incidentioWebhookSecret=whsec_c2VjcmV0",
 	"--set", "config.namespace=teams",
+	"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true",
 }
 
 func render(t *testing.T, ns string, extra ...string) []*unstructured.Unstructured {
@@ -113,6 +117,7 @@ func TestChart_SchemaRejectsWrongValues(t *testing.T) {
 	for _, set := range []string{
 		"config.dispatchWorkers=many", "service.port=http", "persistence.enabled=yes", "image.pullPolicy=Sometimes",
 		"config.agentURL=agent:8000", "terminationGracePeriodSeconds=5", "secrets.incidentioWebhookSecret=plain",
+		"grafanaDashboard.enabled=yes", "prometheusRule.thresholds.peerErrorRatio=2", "prometheusRule.thresholds.queueDepth=-1",
 		"unknownKey=1", "image.digest=latest",
 		// Several replicas need PostgreSQL (SPEC §13).
 		"replicaCount=2", "database.url=mysql://x", "replicaCount=0",
@@ -136,7 +141,8 @@ func TestChart_Manifests(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if o.GetKind() == "Ingress" || o.GetKind() == "ServiceMonitor" || o.GetKind() == "NetworkPolicy" {
+		if o.GetKind() == "Ingress" || o.GetKind() == "ServiceMonitor" || o.GetKind() == "NetworkPolicy" ||
+			o.GetKind() == "PrometheusRule" || o.GetKind() == "ConfigMap" {
 			t.Errorf("%s rendered with default values", o.GetKind())
 		}
 	}
@@ -274,8 +280,9 @@ func dryRun(t *testing.T, cfg *rest.Config, ns string, objs []*unstructured.Unst
 
 func TestChart_RealAPIServerAcceptsTheManifests(t *testing.T) {
 	kubetest.Require(t, cluster)
-	crd := render2(t, "testdata/servicemonitor-crd.yaml")
-	applyReal(t, cluster.Config, "", crd)
+	for _, path := range []string{"testdata/servicemonitor-crd.yaml", "testdata/prometheusrule-crd.yaml"} {
+		applyReal(t, cluster.Config, "", render2(t, path))
+	}
 	for name, set := range map[string][]string{"defaults": nil, "everything on": allOn, "postgres replicas": postgresReplicas} {
 		t.Run(name, func(t *testing.T) {
 			ns := cluster.Namespace(t)
@@ -418,4 +425,72 @@ func TestChart_RBACIsEnoughAndNoMore(t *testing.T) {
 	refused("list Roles", err)
 	_, err = cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	refused("list Namespaces", err)
+}
+
+// TestChart_DashboardAndAlertRules checks the optional monitoring objects'
+// shape: the dashboard ConfigMap carries the sidecar's label and a dashboard
+// whose every panel has a query, and every alert has a severity, a summary
+// and a runbook line. hack/tools/monitoring parses every query with
+// Prometheus' own parser against the metrics a running server exports.
+func TestChart_DashboardAndAlertRules(t *testing.T) {
+	var dash map[string]any
+	var rules []any
+	for _, o := range render(t, "sre", "--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true",
+		"--set", "grafanaDashboard.namespace=monitoring", "--set", "prometheusRule.labels.release=kube-prometheus-stack") {
+		switch o.GetKind() {
+		case "ConfigMap":
+			if o.GetLabels()["grafana_dashboard"] != "1" || o.GetNamespace() != "monitoring" {
+				t.Errorf("dashboard ConfigMap labels %v in namespace %q", o.GetLabels(), o.GetNamespace())
+			}
+			data, _ := o.Object["data"].(map[string]any)
+			raw, _ := data["orchestrator-edge.json"].(string)
+			if err := json.Unmarshal([]byte(raw), &dash); err != nil {
+				t.Fatalf("dashboard JSON: %v", err)
+			}
+		case "PrometheusRule":
+			if o.GetLabels()["release"] != "kube-prometheus-stack" {
+				t.Errorf("PrometheusRule labels %v", o.GetLabels())
+			}
+			groups, _, _ := unstructured.NestedSlice(o.Object, "spec", "groups")
+			for _, g := range groups {
+				rs, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+				rules = append(rules, rs...)
+			}
+		}
+	}
+	if dash == nil || dash["uid"] != "orchestrator-edge" {
+		t.Fatalf("no dashboard rendered: %v", dash)
+	}
+	queries := 0
+	for _, p := range dash["panels"].([]any) {
+		p := p.(map[string]any)
+		if p["type"] == "row" {
+			continue
+		}
+		targets, _ := p["targets"].([]any)
+		if len(targets) == 0 || p["title"] == "" || p["description"] == "" {
+			t.Errorf("panel %v has no query, title or description", p["title"])
+		}
+		queries += len(targets)
+	}
+	var names []string
+	for _, r := range rules {
+		r := r.(map[string]any)
+		name, _ := r["alert"].(string)
+		names = append(names, name)
+		ann, _ := r["annotations"].(map[string]any)
+		labels, _ := r["labels"].(map[string]any)
+		if name == "" || r["expr"] == "" || labels["severity"] == nil || ann["summary"] == nil || len(fmt.Sprint(ann["runbook"])) < 40 {
+			t.Errorf("rule %q lacks a name, expression, severity, summary or runbook: %v", name, r)
+		}
+	}
+	// The alerts SPEC §15 asks for.
+	for _, want := range []string{"OrchestratorEventsDead", "OrchestratorEventsUnrouted", "OrchestratorDispatchQueueGrowing",
+		"OrchestratorWebhooksAnswering503", "OrchestratorSignatureFailuresSpiking", "OrchestratorScheduledBackupFailed",
+		"OrchestratorScheduleDriftRepaired"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no %s rule among %v", want, names)
+		}
+	}
+	t.Logf("dashboard: %d queries; rules: %v", queries, names)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,10 @@ var webhookPaths = map[string]string{
 
 // webhookSources lists the sources in their documented order.
 var webhookSources = []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix}
+
+// ingestOutcomes are the outcome label values of
+// orchestrator_webhook_events_total.
+var ingestOutcomes = []string{"accepted", "duplicate", "bad_signature", "rate_limited", "too_large", "bad_request", "store_error"}
 
 // eventStatuses lists the event statuses in their lifecycle order.
 var eventStatuses = []string{store.EventQueued, store.EventDispatching, store.EventDelivered, store.EventIgnored,
@@ -68,6 +73,16 @@ func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	// Every known series exists from the start at 0, so an alert's rate()
+	// or increase() counts the first bad signature too.
+	for _, src := range append(slices.Clone(webhookSources), "internal") {
+		for _, o := range ingestOutcomes {
+			m.events.WithLabelValues(src, o)
+		}
+	}
+	for _, src := range webhookSources {
+		m.ack.WithLabelValues(src)
 	}
 	return m, nil
 }

@@ -97,6 +97,11 @@ func New(o Options) (*Manager, error) {
 		Name: "orchestrator_backups_total",
 		Help: "Backups by trigger (manual, scheduled, pre-migrate) and outcome (ok, failed).",
 	}, []string{"trigger", "outcome"})}
+	for _, tr := range []string{Manual, Scheduled, PreMigrate} {
+		for _, oc := range []string{"ok", "failed"} {
+			m.total.WithLabelValues(tr, oc)
+		}
+	}
 	if o.Registry != nil {
 		if err := o.Registry.Register(m.total); err != nil {
 			return nil, fmt.Errorf("backups: register metrics: %w", err)

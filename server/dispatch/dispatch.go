@@ -191,6 +191,13 @@ func New(o Options) (*Dispatcher, error) {
 			Help: "Events queued or being dispatched.",
 		}),
 	}
+	// Every known series exists from the start at 0 (alerts on increase()).
+	for _, src := range []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix} {
+		for _, oc := range outcomes {
+			d.metrics.total.WithLabelValues(src, oc)
+		}
+		d.metrics.coalesced.WithLabelValues(src)
+	}
 	if o.Registry != nil {
 		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.latency, d.metrics.depth} {
 			if err := o.Registry.Register(c); err != nil {
@@ -200,6 +207,9 @@ func New(o Options) (*Dispatcher, error) {
 	}
 	return d, nil
 }
+
+// outcomes are the outcome label values of orchestrator_dispatch_total.
+var outcomes = []string{"delivered", "retry", "dead", "failed", "unrouted", "interrupted"}
 
 // Notify wakes the dispatcher: an event was stored or redriven. With its
 // team known (its route was cached at ingest, or it was routed before), the

@@ -101,6 +101,11 @@ func New(o Options) (*Service, error) {
 		Name: "orchestrator_provisioning_runs_total",
 		Help: "Provisioning and deprovisioning runs by kind and final status.",
 	}, []string{"kind", "status"})
+	for _, k := range []string{store.RunKindProvision, store.RunKindDeprovision} {
+		for _, st := range []string{store.RunSucceeded, store.RunFailed} {
+			runs.WithLabelValues(k, st)
+		}
+	}
 	if o.Registry != nil {
 		if err := o.Registry.Register(runs); err != nil {
 			return nil, fmt.Errorf("provision: register metrics: %w", err)

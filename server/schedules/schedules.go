@@ -76,6 +76,9 @@ func New(o Options) (*Service, error) {
 			Name: "orchestrator_schedule_drift_total",
 			Help: "CronJobs found out of line with their schedule rows and repaired, by kind of drift (missing, schedule, suspend).",
 		}, []string{"kind"})}
+	for _, k := range []string{"missing", "schedule", "suspend"} {
+		s.drift.WithLabelValues(k)
+	}
 	if o.Registry != nil {
 		if err := o.Registry.Register(s.drift); err != nil {
 			return nil, fmt.Errorf("schedules: register metrics: %w", err)
