@@ -352,6 +352,7 @@ func (e *env) send(source string, body []byte, header http.Header) response {
 	}
 	rec := httptest.NewRecorder()
 	e.srv.ServeHTTP(rec, req)
+	e.checkAPI(req, body, rec)
 	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String(), path: path}
 	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
 	e.record(r)
@@ -391,13 +392,15 @@ type response struct {
 func (e *env) do(method, path, token string, body any, header ...string) response {
 	e.t.Helper()
 	var rd io.Reader
+	var raw []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
+		raw = []byte(b)
 		rd = strings.NewReader(b)
 	default:
-		js, _ := json.Marshal(b)
-		rd = bytes.NewReader(js)
+		raw, _ = json.Marshal(b)
+		rd = bytes.NewReader(raw)
 	}
 	req := httptest.NewRequest(method, path, rd)
 	if body != nil {
@@ -411,6 +414,7 @@ func (e *env) do(method, path, token string, body any, header ...string) respons
 	}
 	rec := httptest.NewRecorder()
 	e.srv.ServeHTTP(rec, req)
+	e.checkAPI(req, raw, rec)
 	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String(), path: path}
 	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
 	e.record(r)

@@ -31,6 +31,7 @@ func RequestID(ctx context.Context) string {
 // answering 503 not_ready until the server is serving. The route template
 // is the metrics label.
 func (s *Server) handle(method, route string, h http.HandlerFunc) {
+	s.addRoute(method, route)
 	s.router.Handler(method, route, s.instrument(route, func(w http.ResponseWriter, r *http.Request) {
 		if !s.serving.Load() {
 			s.writeError(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
@@ -42,6 +43,7 @@ func (s *Server) handle(method, route string, h http.HandlerFunc) {
 
 // handleProbe registers a route that answers even while starting.
 func (s *Server) handleProbe(method, route string, h http.HandlerFunc) {
+	s.addRoute(method, route)
 	s.router.Handler(method, route, s.instrument(route, h))
 }
 

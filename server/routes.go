@@ -12,8 +12,9 @@ import (
 func (s *Server) routes() {
 	s.handleProbe(http.MethodGet, "/health", s.handleHealth)
 	s.handleProbe(http.MethodGet, "/ready", s.handleReady)
-	s.router.Handler(http.MethodGet, "/metrics", s.instrument("/metrics",
-		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}).ServeHTTP))
+	s.handleProbe(http.MethodGet, "/metrics",
+		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}).ServeHTTP)
+	s.handleProbe(http.MethodGet, "/api/v1/openapi.json", s.handleOpenAPI)
 
 	if s.opts.Provision != nil {
 		s.handle(http.MethodPost, "/api/v1/admin/provision/team", s.handleProvision)

@@ -116,16 +116,18 @@ func (o *Options) validate() error {
 
 // Server serves the orchestrator's HTTP surface.
 type Server struct {
-	opts     Options
-	logger   *slog.Logger
-	router   *httprouter.Router
-	metrics  *httpMetrics
-	ingest   *ingestMetrics
-	ui       *ui
-	limiters map[string]*rate.Limiter
-	http     *http.Server
-	listener net.Listener
-	draining atomic.Bool
+	opts   Options
+	logger *slog.Logger
+	router *httprouter.Router
+	// routeList is every registered route (Routes).
+	routeList []Route
+	metrics   *httpMetrics
+	ingest    *ingestMetrics
+	ui        *ui
+	limiters  map[string]*rate.Limiter
+	http      *http.Server
+	listener  net.Listener
+	draining  atomic.Bool
 	// serving gates the API routes until start-up work (migrations, run
 	// recovery) is done; /health, /ready and /metrics answer regardless.
 	serving atomic.Bool

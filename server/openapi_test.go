@@ -1,0 +1,186 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/incidentfox/orchestrator-edge/server"
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+)
+
+// The document every answer of the suite is checked against (SPEC §15).
+var (
+	apiOnce sync.Once
+	apiMu   sync.Mutex // the validator is not documented as safe for concurrent use
+	apiDoc  libopenapi.Document
+	apiVal  validator.Validator
+	apiErr  error
+)
+
+func apiValidator(t testing.TB) validator.Validator {
+	t.Helper()
+	apiOnce.Do(func() {
+		apiDoc, apiErr = libopenapi.NewDocument(server.OpenAPI)
+		if apiErr != nil {
+			return
+		}
+		var errs []error
+		if apiVal, errs = validator.NewValidator(apiDoc); len(errs) > 0 {
+			apiErr = fmt.Errorf("%v", errs)
+		}
+	})
+	if apiErr != nil {
+		t.Fatalf("openapi.yaml: %v", apiErr)
+	}
+	return apiVal
+}
+
+// checkAPI checks one exchange against the document: the answer always
+// (status documented for the operation, headers, body against its schema);
+// the request too when the server accepted it (2xx), so the document is
+// never stricter than the server. The admin page is not described.
+func (e *env) checkAPI(req *http.Request, reqBody []byte, rec *httptest.ResponseRecorder) {
+	e.t.Helper()
+	if strings.HasPrefix(req.URL.Path, "/ui/") || req.URL.Path == "/ui" {
+		return
+	}
+	v := apiValidator(e.t)
+	resp := rec.Result()
+	body := rec.Body.Bytes()
+	fresh := func() *http.Request {
+		r := req.Clone(req.Context())
+		r.Body = io.NopCloser(bytes.NewReader(reqBody))
+		return r
+	}
+	apiMu.Lock()
+	defer apiMu.Unlock()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	ok, errs := v.ValidateHttpResponse(fresh(), resp)
+	if !ok && (rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed) && !described(req) {
+		// No route (or not this method): the router's answer, still the error shape.
+		var eb struct{ Error, Detail string }
+		if json.Unmarshal(body, &eb) != nil || eb.Error == "" || eb.Detail == "" || rec.Header().Get("X-Request-Id") == "" {
+			e.t.Errorf("%s %s → %d without the error shape: %s", req.Method, req.URL, rec.Code, body)
+		}
+		return
+	}
+	for _, err := range errs {
+		e.t.Errorf("OpenAPI: the answer to %s %s (%d) does not match the document: %s %s\n%.400s", req.Method, req.URL, rec.Code, err.Message, reasons(err.Reason, err.SchemaValidationErrors), body)
+	}
+	if rec.Code >= 200 && rec.Code < 300 {
+		if ok, errs := v.ValidateHttpRequest(fresh()); !ok {
+			for _, err := range errs {
+				e.t.Errorf("OpenAPI: %s %s was accepted (%d) but the document refuses it: %s %s", req.Method, req.URL, rec.Code, err.Message, reasons(err.Reason, err.SchemaValidationErrors))
+			}
+		}
+	}
+}
+
+// described reports whether the document has an operation for the request's
+// method on a path template that matches it.
+func described(req *http.Request) bool {
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	_ = json.Unmarshal(server.OpenAPI, &doc)
+	for tmpl, ops := range doc.Paths {
+		if _, ok := ops[strings.ToLower(req.Method)]; ok && matchTemplate(tmpl, req.URL.Path) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchTemplate(tmpl, path string) bool {
+	a, b := strings.Split(tmpl, "/"), strings.Split(path, "/")
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] && !(strings.HasPrefix(a[i], "{") && b[i] != "") {
+			return false
+		}
+	}
+	return true
+}
+
+func reasons(reason string, errs any) string {
+	s := reason
+	if errs != nil {
+		s += fmt.Sprintf(" %v", errs)
+	}
+	return s
+}
+
+// TestOpenAPI_DocumentValidates checks the document against the OpenAPI
+// 3.1 schema, and that the binary serves it.
+func TestOpenAPI_DocumentValidates(t *testing.T) {
+	v := apiValidator(t)
+	if ok, errs := v.ValidateDocument(); !ok {
+		for _, err := range errs {
+			t.Errorf("openapi.yaml: %s %s (line %d)", err.Message, reasons(err.Reason, err.SchemaValidationErrors), err.SpecLine)
+		}
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(server.OpenAPI, &doc); err != nil || doc["openapi"] != "3.1.0" {
+		t.Fatalf("document: %v %v", err, doc["openapi"])
+	}
+	e := newEnv(t, envOptions{})
+	r := e.do("GET", "/api/v1/openapi.json", "", nil)
+	if r.code != 200 || r.header.Get("Content-Type") != "application/json" || r.raw != string(server.OpenAPI) {
+		t.Fatalf("GET /api/v1/openapi.json = %d %s", r.code, r.header.Get("Content-Type"))
+	}
+}
+
+// TestOpenAPI_EveryRouteIsDescribed compares the routes a server with every
+// part switched on registers with the document's operations, both ways: a
+// new route without a description fails here, and so does a description of
+// a route that is gone. The admin page (/ui/, SPEC §9) is for browsers and
+// not part of the API description (SPEC §15 covers §3–§7 and §13–§14).
+func TestOpenAPI_EveryRouteIsDescribed(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, backups: true, ui: true})
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(server.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	methods := []string{"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+	var described []string
+	for path, item := range doc.Paths {
+		for m := range item {
+			if slices.Contains(methods, m) {
+				described = append(described, strings.ToUpper(m)+" "+path)
+			}
+		}
+	}
+	var registered []string
+	for _, r := range e.srv.Routes() {
+		if strings.HasPrefix(r.Path, "/ui/") || r.Path == "/ui" {
+			continue
+		}
+		registered = append(registered, r.Method+" "+r.Path)
+	}
+	slices.Sort(described)
+	slices.Sort(registered)
+	for _, r := range registered {
+		if !slices.Contains(described, r) {
+			t.Errorf("route %s has no operation in server/openapi.yaml", r)
+		}
+	}
+	for _, d := range described {
+		if !slices.Contains(registered, d) {
+			t.Errorf("server/openapi.yaml describes %s, which no route serves", d)
+		}
+	}
+	t.Logf("%d routes, each described", len(registered))
+}
