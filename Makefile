@@ -34,8 +34,9 @@ run: build
 test: lint kube-assets helm fuzz bundle
 	cd hack/tools && IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) BUNDLE=$(CURDIR)/$(BUNDLE) IMAGE_REQUIRE_QEMU=1 \
 		HELM=$(HELM) ORCHESTRATOR_BINARY=$(CURDIR)/$(BIN) \
-		$(GO) test -count=1 ./... >/tmp/orchestrator-tools-test.log 2>&1 \
+		$(GO) test -count=1 -v ./... >/tmp/orchestrator-tools-test.log 2>&1 \
 		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
+	@grep -E '^(ok|---)|(MB compressed|answered /ready|SBOM lists|queries parsed)' /tmp/orchestrator-tools-test.log
 	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
 	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 \

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"io"
 	"log/slog"
@@ -40,6 +41,9 @@ var cluster *kubetest.Cluster
 
 func TestMain(m *testing.M) {
 	code := kubetest.Main(m, &cluster)
+	if n := apiAnswers.Load(); n > 0 {
+		fmt.Printf("openapi: %d answers and %d accepted requests checked against the document\n", n, apiRequests.Load())
+	}
 	pgtest.StopShared()
 	os.Exit(code)
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/incidentfox/orchestrator-edge/server"
@@ -24,6 +25,8 @@ var (
 	apiDoc  libopenapi.Document
 	apiVal  validator.Validator
 	apiErr  error
+	// How many answers and accepted requests were checked (printed at the end).
+	apiAnswers, apiRequests atomic.Int64
 )
 
 func apiValidator(t testing.TB) validator.Validator {
@@ -64,6 +67,7 @@ func (e *env) checkAPI(req *http.Request, reqBody []byte, rec *httptest.Response
 	apiMu.Lock()
 	defer apiMu.Unlock()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
+	apiAnswers.Add(1)
 	ok, errs := v.ValidateHttpResponse(fresh(), resp)
 	if !ok && (rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed) && !described(req) {
 		// No route (or not this method): the router's answer, still the error shape.
@@ -77,6 +81,7 @@ func (e *env) checkAPI(req *http.Request, reqBody []byte, rec *httptest.Response
 		e.t.Errorf("OpenAPI: the answer to %s %s (%d) does not match the document: %s %s\n%.400s", req.Method, req.URL, rec.Code, err.Message, reasons(err.Reason, err.SchemaValidationErrors), body)
 	}
 	if rec.Code >= 200 && rec.Code < 300 {
+		apiRequests.Add(1)
 		if ok, errs := v.ValidateHttpRequest(fresh()); !ok {
 			for _, err := range errs {
 				e.t.Errorf("OpenAPI: %s %s was accepted (%d) but the document refuses it: %s %s", req.Method, req.URL, rec.Code, err.Message, reasons(err.Reason, err.SchemaValidationErrors))
