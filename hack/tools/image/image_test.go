@@ -2,12 +2,8 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
-	"context"
 	"debug/elf"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,12 +12,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/incidentfox/orchestrator-edge/hack/tools/internal/devserve"
 )
 
 // The Makefile sets these: IMAGE_ARCHIVE names the archive `make image`
@@ -301,37 +296,8 @@ func run(t *testing.T, plat string, argv0 []string) {
 	}
 	t.Logf("%s: %s", plat, strings.TrimSpace(string(out)))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv0[0], append(argv0[1:], "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir())...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	// The log lines say where it listens and when it has started.
-	var addr string
-	var logs strings.Builder
-	sc := bufio.NewScanner(stderr)
-	for addr == "" || !strings.Contains(logs.String(), `"msg":"started"`) {
-		if !sc.Scan() {
-			t.Fatalf("%s: serve ended before it started: %v\n%s", plat, sc.Err(), logs.String())
-		}
-		line := sc.Bytes()
-		logs.Write(line)
-		logs.WriteByte('\n')
-		var m struct{ Msg, Addr string }
-		if json.Unmarshal(line, &m) == nil && m.Msg == "listening" {
-			addr = m.Addr
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	resp, err := http.Get(fmt.Sprintf("http://%s/ready", addr))
+	srv := devserve.Start(t, argv0...)
+	resp, err := http.Get(srv.URL + "/ready")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +306,8 @@ func run(t *testing.T, plat string, argv0 []string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s: /ready = %d %s", plat, resp.StatusCode, body)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("%s: serve after SIGTERM: %v", plat, err)
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("%s: serve after SIGTERM: %v\n%s", plat, err, srv.Logs())
 	}
 	t.Logf("%s: serve --dev answered /ready 200 and stopped on SIGTERM", plat)
 }

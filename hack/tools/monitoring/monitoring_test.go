@@ -6,7 +6,6 @@
 package monitoring
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -19,10 +18,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/hack/tools/internal/devserve"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -219,31 +218,9 @@ func scrape(t *testing.T) map[string]series {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
 	}
-	cmd := exec.Command(bin, "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir())
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	var addr string
-	var logs strings.Builder
-	sc := bufio.NewScanner(stderr)
-	for addr == "" || !strings.Contains(logs.String(), `"msg":"started"`) {
-		if !sc.Scan() {
-			t.Fatalf("serve ended before it started: %v\n%s", sc.Err(), logs.String())
-		}
-		logs.Write(sc.Bytes())
-		logs.WriteByte('\n')
-		var m struct{ Msg, Addr string }
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Msg == "listening" {
-			addr = m.Addr
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	base := "http://" + addr
+	srv := devserve.Start(t, bin)
+	defer func() { _ = srv.Stop() }()
+	base := srv.URL
 	for _, src := range []string{"slack", "github", "pagerduty", "incidentio", "coralogix"} {
 		if out, err := exec.Command(bin, "send-sample", src, "--dev", "--url", base).CombinedOutput(); err != nil {
 			t.Fatalf("send-sample %s: %v\n%s", src, err, out)
@@ -259,7 +236,7 @@ func scrape(t *testing.T) map[string]series {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the 5 samples were not delivered within 2 minutes\n%s", logs.String())
+			t.Fatalf("the 5 samples were not delivered within 2 minutes\n%s", srv.Logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
