@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/yaml"
 )
@@ -44,7 +46,14 @@ var closedLabels = []string{"source", "outcome", "trigger", "kind", "status"}
 type query struct{ where, expr string }
 
 func TestMonitoring_QueriesParseAndNameExportedMetrics(t *testing.T) {
-	queries, alerts := chartQueries(t)
+	queries, alerts, rules := chartQueries(t)
+	// The rule groups as Prometheus loads them (what `promtool check
+	// rules` does): names, durations, labels, and the annotations' templates.
+	if _, errs := rulefmt.Parse(rules, false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler)); len(errs) > 0 {
+		for _, err := range errs {
+			t.Errorf("PrometheusRule groups: %v", err)
+		}
+	}
 	exported := scrape(t)
 
 	p := parser.NewParser(parser.Options{})
@@ -125,8 +134,9 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__range", "6h"
 var labelValues = regexp.MustCompile(`^label_values\((.+),\s*\w+\)$`)
 
 // chartQueries renders the chart with both monitoring objects on and returns
-// every PromQL expression in them, and the alert names.
-func chartQueries(t *testing.T) ([]query, []string) {
+// every PromQL expression in them, the alert names, and the rule groups as
+// a Prometheus rule file.
+func chartQueries(t *testing.T) ([]query, []string, []byte) {
 	t.Helper()
 	helm := os.Getenv("HELM")
 	if helm == "" {
@@ -140,6 +150,7 @@ func chartQueries(t *testing.T) ([]query, []string) {
 	}
 	var queries []query
 	var alerts []string
+	var rules []byte
 	for _, doc := range strings.Split(string(out), "\n---") {
 		var obj struct {
 			Kind string
@@ -182,6 +193,17 @@ func chartQueries(t *testing.T) ([]query, []string) {
 				}
 			}
 		case "PrometheusRule":
+			var raw struct {
+				Spec struct {
+					Groups []any `json:"groups"`
+				} `json:"spec"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &raw); err != nil {
+				t.Fatal(err)
+			}
+			if rules, err = yaml.Marshal(map[string]any{"groups": raw.Spec.Groups}); err != nil {
+				t.Fatal(err)
+			}
 			for _, g := range obj.Spec.Groups {
 				for _, r := range g.Rules {
 					queries = append(queries, query{"rule " + r.Alert, r.Expr})
@@ -193,7 +215,7 @@ func chartQueries(t *testing.T) ([]query, []string) {
 	if len(alerts) == 0 || len(queries) == len(alerts) {
 		t.Fatalf("the chart rendered %d rules and %d dashboard queries", len(alerts), len(queries)-len(alerts))
 	}
-	return queries, alerts
+	return queries, alerts, rules
 }
 
 // series is what one exported sample name carries: its family and the
