@@ -36,7 +36,7 @@ test: lint kube-assets helm fuzz bundle
 		HELM=$(HELM) ORCHESTRATOR_BINARY=$(CURDIR)/$(BIN) \
 		$(GO) test -count=1 -v ./... >/tmp/orchestrator-tools-test.log 2>&1 \
 		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
-	@grep -E '^(ok|---)|(MB compressed|answered /ready|SBOM lists|queries parsed)' /tmp/orchestrator-tools-test.log
+	@grep -E '^(ok|---)|(MB compressed|answered /ready|SBOM lists|queries parsed|alerts, each firing)' /tmp/orchestrator-tools-test.log
 	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
 	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 \
