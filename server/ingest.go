@@ -32,7 +32,7 @@ var webhookPaths = map[string]string{
 }
 
 // webhookSources lists the sources in their documented order.
-var webhookSources = []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix}
+var webhookSources = webhook.Sources[:]
 
 // ingestOutcomes are the outcome label values of
 // orchestrator_webhook_events_total.

@@ -7,7 +7,6 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
-	"github.com/robfig/cron/v3"
 	"log/slog"
 	"net"
 	"net/url"
@@ -16,10 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/robfig/cron/v3"
 )
 
 // Sources are the webhook sources, in the order they are documented.
-var Sources = [...]string{"slack", "github", "pagerduty", "incidentio", "coralogix"}
+var Sources = webhook.Sources
 
 // Secret is a configured credential. It prints, logs and marshals as
 // "[redacted]" so that it cannot leak by accident; Reveal returns the value.

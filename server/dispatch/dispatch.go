@@ -192,7 +192,7 @@ func New(o Options) (*Dispatcher, error) {
 		}),
 	}
 	// Every known series exists from the start at 0 (alerts on increase()).
-	for _, src := range []string{webhook.Slack, webhook.GitHub, webhook.PagerDuty, webhook.IncidentIO, webhook.Coralogix} {
+	for _, src := range webhook.Sources {
 		for _, oc := range outcomes {
 			d.metrics.total.WithLabelValues(src, oc)
 		}

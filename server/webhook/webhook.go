@@ -27,6 +27,9 @@ const (
 	Coralogix  = "coralogix"
 )
 
+// Sources lists the sources in their documented order.
+var Sources = [...]string{Slack, GitHub, PagerDuty, IncidentIO, Coralogix}
+
 // Tolerance is how far a signed timestamp may be from now, either way.
 const Tolerance = 5 * time.Minute
 
