@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/prometheus/prometheus/storage"
 )
 
 // scenario is an hour of series, one sample a minute, in promqltest's load
@@ -115,15 +116,16 @@ func TestMonitoring_AlertsFireOnTheirScenarioOnly(t *testing.T) {
 				continue
 			}
 			for i, s := range sc.fires {
+				storage := load(t, s)
 				for at := end.Add(-time.Duration(r.For)); !at.After(end); at = at.Add(time.Minute) {
-					if n := active(t, engine, s, r.Expr, at); n == 0 {
+					if n := active(t, engine, storage, r.Expr, at); n == 0 {
 						t.Errorf("%s does not fire at minute %d of firing scenario %d", r.Alert, at.Unix()/60, i+1)
 						break
 					}
 				}
 			}
 			for i, s := range sc.quiet {
-				if n := active(t, engine, s, r.Expr, end); n != 0 {
+				if n := active(t, engine, load(t, s), r.Expr, end); n != 0 {
 					t.Errorf("%s fires (%d series) in quiet scenario %d", r.Alert, n, i+1)
 				}
 			}
@@ -139,9 +141,9 @@ func TestMonitoring_AlertsFireOnTheirScenarioOnly(t *testing.T) {
 	}
 }
 
-// active loads a scenario and returns how many series the expression yields
-// at the time (0: the alert is inactive).
-func active(t *testing.T, engine *promql.Engine, s scenario, expr string, at time.Time) int {
+// load puts a scenario's series into a fresh test storage, closed with the
+// test.
+func load(t *testing.T, s scenario) storage.Queryable {
 	t.Helper()
 	var load strings.Builder
 	load.WriteString("load 1m\n")
@@ -155,9 +157,16 @@ func active(t *testing.T, engine *promql.Engine, s scenario, expr string, at tim
 		}
 		load.WriteString("  " + name + " " + rest + "\n")
 	}
-	storage := promqltest.LoadedStorage(t, load.String())
-	defer storage.Close()
-	q, err := engine.NewInstantQuery(context.Background(), storage, nil, expr, at)
+	st := promqltest.LoadedStorage(t, load.String())
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// active returns how many series the expression yields at the time over
+// the storage (0: the alert is inactive).
+func active(t *testing.T, engine *promql.Engine, st storage.Queryable, expr string, at time.Time) int {
+	t.Helper()
+	q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, at)
 	if err != nil {
 		t.Fatalf("%s: %v", expr, err)
 	}
