@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
-	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -43,11 +43,11 @@ type agentRunRequest struct {
 
 func (req *agentRunRequest) validate() error {
 	switch {
-	case !provision.ValidID(req.OrgID):
+	case !ids.Valid(req.OrgID):
 		return apperr.New(apperr.Invalid, "invalid_org_id", "org_id must be 1-128 characters of [A-Za-z0-9._-]")
-	case !provision.ValidID(req.TeamNodeID):
+	case !ids.Valid(req.TeamNodeID):
 		return apperr.New(apperr.Invalid, "invalid_team_node_id", "team_node_id must be 1-128 characters of [A-Za-z0-9._-]")
-	case !peers.ValidAgentName(req.AgentName):
+	case !ids.ValidAgent(req.AgentName):
 		return apperr.New(apperr.Invalid, "invalid_agent_name", "agent_name must be 1-64 characters of [A-Za-z0-9_.-]")
 	case req.Message == "" || utf8.RuneCountInString(req.Message) > 20000:
 		return apperr.New(apperr.Invalid, "invalid_message", "message must be 1-20000 characters")

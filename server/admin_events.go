@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
-	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -30,7 +30,7 @@ func eventFilter(q url.Values) (store.EventFilter, error) {
 	if f.Status != "" && !slices.Contains(eventStatuses, f.Status) {
 		return f, queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
 	}
-	if f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID) {
+	if f.TeamNodeID != "" && !ids.Valid(f.TeamNodeID) {
 		return f, queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	if len(f.DeliveryID) > 255 || !utf8.ValidString(f.DeliveryID) {

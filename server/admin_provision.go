@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -131,7 +132,7 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 		Kind: q.Get("kind"), Cursor: q.Get("cursor")}
 	var err error
 	switch {
-	case f.TeamNodeID != "" && !provision.ValidID(f.TeamNodeID):
+	case f.TeamNodeID != "" && !ids.Valid(f.TeamNodeID):
 		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	case f.Status != "" && !runStatuses[f.Status]:
 		err = queryError("status", "must be running, succeeded or failed")

@@ -6,7 +6,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
-	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -37,9 +37,9 @@ func (s *Server) teamBody(w http.ResponseWriter, r *http.Request, a *auth.Admin)
 
 func checkTeam(a *auth.Admin, org, team string) error {
 	switch {
-	case !provision.ValidID(org):
+	case !ids.Valid(org):
 		return apperr.New(apperr.Invalid, "invalid_org_id", "org_id must be 1-128 characters of [A-Za-z0-9._-]")
-	case !provision.ValidID(team):
+	case !ids.Valid(team):
 		return apperr.New(apperr.Invalid, "invalid_team_node_id", "team_node_id must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	return a.CanActOn(org)
@@ -52,7 +52,7 @@ func (s *Server) handleListSchedules(w http.ResponseWriter, r *http.Request) {
 	}
 	org, team := r.URL.Query().Get("org_id"), r.URL.Query().Get("team_node_id")
 	_, err := listQuery(r, a, &org)
-	if err == nil && team != "" && !provision.ValidID(team) {
+	if err == nil && team != "" && !ids.Valid(team) {
 		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	if err != nil {

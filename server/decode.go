@@ -14,7 +14,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
-	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -153,7 +153,7 @@ func listQuery(r *http.Request, a *auth.Admin, org *string) (int, error) {
 		}
 		limit = n
 	}
-	if *org != "" && !provision.ValidID(*org) {
+	if *org != "" && !ids.Valid(*org) {
 		return 0, queryError("org_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	scoped, err := orgScope(a, *org)

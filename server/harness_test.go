@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/migrations"
@@ -231,7 +231,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Store: e.db, Locks: locks, Config: cs, Pipeline: pipe, Cluster: cl,
 		Workloads: provision.Workloads{PipelineImage: "registry.local/ai-pipeline:1", PipelineServiceAccount: "ai-pipeline",
 			AgentImage: "registry.local/agent:1", AgentServiceAccount: "agent", ConfigServiceURL: "http://config-service:8080"},
-		RecoveryToken: adminToken, Logger: logger, Registry: e.reg,
+		RecoveryToken: adminToken, LookupToken: adminToken, Logger: logger, Registry: e.reg,
 	})
 	if err != nil {
 		t.Fatal(err)

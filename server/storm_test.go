@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"

@@ -152,6 +152,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		},
 		KeyTTL:        cfg.IdempotencyKeyTTL,
 		RecoveryToken: cfg.InternalAdminToken.Reveal(),
+		LookupToken:   cfg.InternalAdminToken.Reveal(),
 		Logger:        logger,
 		Registry:      reg,
 	})

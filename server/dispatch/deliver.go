@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -216,7 +217,7 @@ func subject(meta map[string]any) string {
 func (d *Dispatcher) agentTarget(cfg map[string]any, t store.TeamKey) (string, string) {
 	name := "planner"
 	if s, _ := cfg["entrance_agent"].(string); s != "" {
-		if peers.ValidAgentName(s) {
+		if ids.ValidAgent(s) {
 			name = s
 		} else {
 			d.log.Warn("team's entrance_agent is not a valid agent name; using planner", "org_id", t.OrgID, "team_node_id", t.TeamNodeID)

@@ -106,10 +106,10 @@ type Dispatcher struct {
 	done    *completer
 
 	mu         sync.Mutex
-	teams      map[string]*bucket
-	tctx       map[string]teamContext
-	arrived    map[string]store.TeamKey // teams that got due work since the loop last looked
-	rescan     atomic.Bool              // the router stored routes: scan the queue again
+	teams      map[store.TeamKey]*bucket
+	tctx       map[store.TeamKey]teamContext
+	arrived    map[store.TeamKey]bool // teams that got due work since the loop last looked
+	rescan     atomic.Bool            // the router stored routes: scan the queue again
 	stop       chan struct{}
 	loopDone   chan struct{}
 	routerDone chan struct{}
@@ -170,7 +170,7 @@ func New(o Options) (*Dispatcher, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		teams: map[string]*bucket{}, tctx: map[string]teamContext{}, arrived: map[string]store.TeamKey{},
+		teams: map[store.TeamKey]*bucket{}, tctx: map[store.TeamKey]teamContext{}, arrived: map[store.TeamKey]bool{},
 		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -224,7 +224,7 @@ func (d *Dispatcher) Notify(org, team string) {
 		return
 	}
 	d.mu.Lock()
-	d.arrived[teamKey(org, team)] = store.TeamKey{OrgID: org, TeamNodeID: team}
+	d.arrived[store.TeamKey{OrgID: org, TeamNodeID: team}] = true
 	d.mu.Unlock()
 	d.kickLoop()
 }
@@ -398,14 +398,14 @@ func (d *Dispatcher) takeArrived() {
 	}
 	d.mu.Lock()
 	arrived := d.arrived
-	d.arrived = map[string]store.TeamKey{}
+	d.arrived = map[store.TeamKey]bool{}
 	d.mu.Unlock()
 	if d.due == nil {
 		d.stale = true
 		return
 	}
-	for _, t := range arrived {
-		if !slices.ContainsFunc(d.due, func(k store.TeamKey) bool { return k.OrgID == t.OrgID && k.TeamNodeID == t.TeamNodeID }) {
+	for t := range arrived {
+		if !slices.Contains(d.due, t) {
 			d.due = append(d.due, t)
 		}
 	}

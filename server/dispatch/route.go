@@ -2,6 +2,8 @@ package dispatch
 
 import (
 	"context"
+	"errors"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"slices"
 	"strings"
 	"sync"
@@ -83,15 +85,23 @@ func (c *routeCache) put(key string, r peers.Route, now time.Time) {
 	c.m[key] = cachedRoute{route: r, expires: now.Add(c.ttl)}
 }
 
+// errInvalidRoute: the routing lookup named a team by ids that are not ids.
+var errInvalidRoute = errors.New("routing lookup answered an org or team id that is not a valid id")
+
 // lookup routes one set of identifiers through the cache.
-func (d *Dispatcher) lookup(ctx context.Context, ids map[string]string) (peers.Route, error) {
-	key, now := identifiersKey(ids), d.o.Now()
+func (d *Dispatcher) lookup(ctx context.Context, idents map[string]string) (peers.Route, error) {
+	key, now := identifiersKey(idents), d.o.Now()
 	if r, ok := d.routes.get(key, now); ok {
 		return r, nil
 	}
-	r, err := d.o.Config.RoutingLookup(ctx, d.o.InternalAdminToken, ids)
+	r, err := d.o.Config.RoutingLookup(ctx, d.o.InternalAdminToken, idents)
 	if err != nil {
 		return r, err
+	}
+	// A peer's ids are checked like a caller's (SPEC §18): they become map
+	// keys, lock names and path segments of later calls.
+	if r.Found && (!ids.Valid(r.OrgID) || !ids.Valid(r.TeamNodeID)) {
+		return peers.Route{}, errInvalidRoute
 	}
 	d.routes.put(key, r, now)
 	return r, nil
@@ -164,6 +174,10 @@ func (d *Dispatcher) route(e store.Event) (store.Outcome, string) {
 		return o, "unrouted"
 	}
 	r, err := d.lookup(d.work, e.Identifiers)
+	if errors.Is(err, errInvalidRoute) {
+		o.Status, o.LastError = store.EventFailed, "routing lookup: "+err.Error()
+		return o, "failed"
+	}
 	if err != nil {
 		return d.failed(o, e.Attempts, &stepError{"routing lookup", err})
 	}

@@ -9,9 +9,6 @@ import (
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
-// teamKey is the map key of a team.
-func teamKey(org, team string) string { return org + "|" + team }
-
 // The team gate's budget: TeamPerMinute calls a minute, with a burst of as
 // many. The dispatcher claims a team's events only while its budget has a
 // token, so a held-back event is never touched. On one replica the bucket
@@ -32,11 +29,10 @@ func (d *Dispatcher) take(t store.TeamKey, want int, now time.Time) (int, time.D
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	key := teamKey(t.OrgID, t.TeamNodeID)
-	b := d.teams[key]
+	b := d.teams[t]
 	if b == nil {
 		b = &bucket{tokens: float64(d.o.TeamPerMinute), at: now}
-		d.teams[key] = b
+		d.teams[t] = b
 	}
 	level := store.Refill(b.tokens, b.at, now, d.o.TeamPerMinute)
 	got, wait := store.TakeTokens(level, want, d.o.TeamPerMinute)
@@ -56,7 +52,7 @@ func (d *Dispatcher) give(t store.TeamKey, n int, now time.Time) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if b := d.teams[teamKey(t.OrgID, t.TeamNodeID)]; b != nil {
+	if b := d.teams[t]; b != nil {
 		b.tokens, b.at = store.Refill(b.tokens+float64(n), b.at, now, d.o.TeamPerMinute), now
 	}
 	return nil
@@ -73,7 +69,7 @@ type teamContext struct {
 // context returns the team's token and config, from the cache while the
 // token has more than a minute left, else freshly minted and read.
 func (d *Dispatcher) context(ctx context.Context, org, team string) (teamContext, error) {
-	key := teamKey(org, team)
+	key := store.TeamKey{OrgID: org, TeamNodeID: team}
 	d.mu.Lock()
 	tc, ok := d.tctx[key]
 	d.mu.Unlock()
@@ -102,7 +98,7 @@ func (d *Dispatcher) context(ctx context.Context, org, team string) (teamContext
 func (d *Dispatcher) forget(org, team string, err error) {
 	if h, ok := peers.AsHTTPError(err); ok && (h.Status == http.StatusUnauthorized || h.Status == http.StatusForbidden) {
 		d.mu.Lock()
-		delete(d.tctx, teamKey(org, team))
+		delete(d.tctx, store.TeamKey{OrgID: org, TeamNodeID: team})
 		d.mu.Unlock()
 	}
 }

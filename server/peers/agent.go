@@ -39,12 +39,6 @@ func (a *Agent) Run(ctx context.Context, baseURL, agent, teamToken, correlationI
 	return out, err
 }
 
-var agentName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
-// ValidAgentName reports whether s can name an agent in the run path
-// (1–64 of [A-Za-z0-9_.-]).
-func ValidAgentName(s string) bool { return agentName.MatchString(s) }
-
 // inClusterURL accepts only a Service inside the cluster, so a team's
 // config cannot point the orchestrator at an arbitrary host (no SSRF).
 var inClusterURL = regexp.MustCompile(`^http://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.svc(\.cluster\.local)?(:[0-9]{1,5})?/?$`)

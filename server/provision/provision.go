@@ -1,12 +1,14 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,6 +142,7 @@ func (p *provisionRun) run(ctx context.Context) error {
 		name string
 		fn   func(context.Context, *Step) error
 	}{
+		{StepRoutingCheck, p.routingCheck},
 		{StepTeamNode, p.teamNode},
 		{StepRoutingConfig, p.routingConfig},
 		{StepTeamToken, p.teamToken},
@@ -165,6 +168,49 @@ func (p *provisionRun) run(ctx context.Context) error {
 func (p *provisionRun) remember(step *Step, what string, fn func(context.Context) error) {
 	step.Created = append(step.Created, what)
 	p.undos = append(p.undos, undo{step: step.Name, what: what, fn: fn})
+}
+
+// maxConflictsNamed bounds how many conflicting identifiers one answer names.
+const maxConflictsNamed = 10
+
+// routingCheck refuses, before anything is written, any identifier of the
+// request that the Config Service's routing lookup — the dispatcher's own
+// call, one identifier at a time — already resolves to another team (SPEC
+// §18): otherwise an admin of one org could take another org's Slack
+// channel or PagerDuty service and read its events. The answer names the
+// identifiers, never the team that owns them.
+func (p *provisionRun) routingCheck(ctx context.Context, step *Step) error {
+	if p.req.Routing == nil {
+		p.tl.finish(step, StepSkipped, "no routing given")
+		return nil
+	}
+	token := cmp.Or(p.s.opts.LookupToken, p.caller.Token)
+	var taken []string
+	checked := 0
+	for _, l := range p.req.Routing.lists() {
+		for _, v := range *l.list {
+			r, err := p.s.opts.Config.RoutingLookup(ctx, token, map[string]string{l.identifier: v})
+			if err != nil {
+				return err
+			}
+			checked++
+			if r.Found && (r.OrgID != p.req.OrgID || r.TeamNodeID != p.req.TeamNodeID) {
+				taken = append(taken, l.identifier+" "+strconv.Quote(v))
+			}
+		}
+	}
+	if len(taken) > 0 {
+		named := taken[:min(len(taken), maxConflictsNamed)]
+		more := ""
+		if len(taken) > len(named) {
+			more = fmt.Sprintf(" and %d more", len(taken)-len(named))
+		}
+		return apperr.New(apperr.Conflict, "routing_conflict",
+			"already routed to another team: %s%s; an identifier belongs to one team (remove it there first)",
+			strings.Join(named, ", "), more)
+	}
+	step.Detail = fmt.Sprintf("%d identifiers checked: none routed to another team", checked)
+	return nil
 }
 
 func (p *provisionRun) teamNode(ctx context.Context, step *Step) error {

@@ -8,23 +8,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"regexp"
 	"strings"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
-// ValidID reports whether s is a valid org or team id (1–128 of [A-Za-z0-9._-]).
-func ValidID(s string) bool { return idPattern.MatchString(s) }
-
 func checkIDs(org, team string) error {
-	if !ValidID(org) {
+	if !ids.Valid(org) {
 		return apperr.New(apperr.Invalid, "invalid_org_id", "org_id must be 1-128 characters of [A-Za-z0-9._-]")
 	}
-	if !ValidID(team) {
+	if !ids.Valid(team) {
 		return apperr.New(apperr.Invalid, "invalid_team_node_id", "team_node_id must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	return nil
@@ -41,21 +36,22 @@ type Routing struct {
 	Services                 []string `json:"services,omitempty"`
 }
 
+// routingList is one routing list: its config key, the identifier type a
+// routing lookup knows its entries by, and the list.
+type routingList struct {
+	key, identifier string
+	list            *[]string
+}
+
 // lists pairs each routing key with its list, in a fixed order.
-func (r *Routing) lists() []struct {
-	key  string
-	list *[]string
-} {
-	return []struct {
-		key  string
-		list *[]string
-	}{
-		{"slack_channel_ids", &r.SlackChannelIDs},
-		{"github_repos", &r.GitHubRepos},
-		{"pagerduty_service_ids", &r.PagerDutyServiceIDs},
-		{"incidentio_alert_source_ids", &r.IncidentIOAlertSourceIDs},
-		{"coralogix_team_names", &r.CoralogixTeamNames},
-		{"services", &r.Services},
+func (r *Routing) lists() []routingList {
+	return []routingList{
+		{"slack_channel_ids", "slack_channel_id", &r.SlackChannelIDs},
+		{"github_repos", "github_repo", &r.GitHubRepos},
+		{"pagerduty_service_ids", "pagerduty_service_id", &r.PagerDutyServiceIDs},
+		{"incidentio_alert_source_ids", "incidentio_alert_source_id", &r.IncidentIOAlertSourceIDs},
+		{"coralogix_team_names", "coralogix_team_name", &r.CoralogixTeamNames},
+		{"services", "service", &r.Services},
 	}
 }
 

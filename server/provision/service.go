@@ -28,6 +28,7 @@ type ConfigService interface {
 	ListTokens(ctx context.Context, token, org, team string) ([]peers.TeamToken, error)
 	IssueToken(ctx context.Context, token, org, team string) (peers.IssuedToken, error)
 	RevokeToken(ctx context.Context, token, org, team, tokenID string) error
+	RoutingLookup(ctx context.Context, token string, identifiers map[string]string) (peers.Route, error)
 }
 
 // Pipeline is what the workflows need of the AI Pipeline.
@@ -71,9 +72,13 @@ type Options struct {
 	// RecoveryToken, if set, is the admin token used to revoke tokens that
 	// runs interrupted by a crash had issued.
 	RecoveryToken string
-	Logger        *slog.Logger
-	Registry      prometheus.Registerer
-	Now           func() time.Time
+	// LookupToken is the token of the routing ownership check's lookups:
+	// the dispatcher's own (ORCHESTRATOR_INTERNAL_ADMIN_TOKEN), so the check
+	// sees what dispatch would see. Empty: the caller's token.
+	LookupToken string
+	Logger      *slog.Logger
+	Registry    prometheus.Registerer
+	Now         func() time.Time
 }
 
 // Service runs provisioning workflows.

@@ -16,8 +16,10 @@ const (
 	StepCompensated = "compensated"
 )
 
-// Provisioning step names, in order (SPEC §4).
+// Provisioning step names, in order (SPEC §4; routing_check is SPEC §18's
+// ownership check, before anything is written).
 const (
+	StepRoutingCheck      = "routing_check"
 	StepTeamNode          = "team_node"
 	StepRoutingConfig     = "routing_config"
 	StepTeamToken         = "team_token"
@@ -26,7 +28,7 @@ const (
 	StepDedicatedAgent    = "dedicated_agent"
 )
 
-var provisionSteps = []string{StepTeamNode, StepRoutingConfig, StepTeamToken, StepPipelineCronJob, StepPipelineBootstrap, StepDedicatedAgent}
+var provisionSteps = []string{StepRoutingCheck, StepTeamNode, StepRoutingConfig, StepTeamToken, StepPipelineCronJob, StepPipelineBootstrap, StepDedicatedAgent}
 
 // Step is one entry of a run's timeline.
 type Step struct {

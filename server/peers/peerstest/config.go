@@ -45,11 +45,15 @@ type ConfigService struct {
 	mu             sync.Mutex
 	admins         map[string]peers.Identity
 	nodes          map[string]map[string]*node // org → node id → node
-	tokens         map[string][]*teamToken     // org|team → tokens
+	tokens         map[teamKey][]*teamToken    // team → tokens
 	impersonations map[string]impersonation    // token → team
 	// ImpersonationTTL is the lifetime of minted impersonation tokens.
 	ImpersonationTTL time.Duration
 }
+
+// teamKey names a team in the fake's maps (a struct: ids joined with a
+// separator could collide).
+type teamKey struct{ org, team string }
 
 type node struct {
 	ID, Parent, Type string
@@ -79,7 +83,7 @@ func NewConfigService() *ConfigService {
 		mux:              http.NewServeMux(),
 		admins:           map[string]peers.Identity{},
 		nodes:            map[string]map[string]*node{},
-		tokens:           map[string][]*teamToken{},
+		tokens:           map[teamKey][]*teamToken{},
 		impersonations:   map[string]impersonation{},
 		ImpersonationTTL: time.Hour,
 	}
@@ -156,7 +160,7 @@ func (f *ConfigService) Tokens(org, team string) []TokenState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []TokenState
-	for _, t := range f.tokens[org+"|"+team] {
+	for _, t := range f.tokens[teamKey{org, team}] {
 		out = append(out, TokenState{ID: t.ID, Revoked: t.RevokedAt != nil})
 	}
 	return out
@@ -268,7 +272,7 @@ func (f *ConfigService) listTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []map[string]any{}
-	for _, t := range f.tokens[org+"|"+team] {
+	for _, t := range f.tokens[teamKey{org, team}] {
 		out = append(out, map[string]any{"token_id": t.ID, "issued_at": t.IssuedAt, "revoked_at": t.RevokedAt})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -283,7 +287,7 @@ func (f *ConfigService) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := &teamToken{ID: "tok_" + randomHex(8), Secret: randomHex(24), IssuedAt: time.Now().UTC()}
-	f.tokens[org+"|"+team] = append(f.tokens[org+"|"+team], t)
+	f.tokens[teamKey{org, team}] = append(f.tokens[teamKey{org, team}], t)
 	writeJSON(w, http.StatusCreated, map[string]any{"token": t.ID + "." + t.Secret, "issued_at": t.IssuedAt})
 }
 
@@ -291,7 +295,7 @@ func (f *ConfigService) revokeToken(w http.ResponseWriter, r *http.Request) {
 	org, team, id := r.PathValue("org"), r.PathValue("team"), r.PathValue("token_id")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, t := range f.tokens[org+"|"+team] {
+	for _, t := range f.tokens[teamKey{org, team}] {
 		if t.ID == id {
 			if t.RevokedAt == nil {
 				now := time.Now().UTC()
@@ -375,7 +379,7 @@ func (f *ConfigService) configMe(w http.ResponseWriter, r *http.Request) {
 		for key, list := range f.tokens {
 			for _, t := range list {
 				if t.ID == id && t.Secret == secret && t.RevokedAt == nil {
-					org, team, _ = strings.Cut(key, "|")
+					org, team = key.org, key.team
 				}
 			}
 		}
