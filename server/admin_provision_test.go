@@ -19,14 +19,16 @@ import (
 
 const provisionPath = "/api/v1/admin/provision/team"
 
+// fullRequest asks for everything; the team's routing identifiers are its
+// own (an identifier belongs to one team, SPEC §18).
 func fullRequest(org, team string) map[string]any {
 	return map[string]any{
 		"org_id": org, "team_node_id": team,
 		"routing": map[string]any{
-			"slack_channel_ids": []string{"C0A4967KRBM"}, "github_repos": []string{"acme/payments"},
-			"services": []string{"payment"},
+			"slack_channel_ids": []string{"C-" + team}, "github_repos": []string{org + "/" + team},
+			"services": []string{team + "-svc"},
 		},
-		"slack_channel_ids":        []string{"C0EXTRA", "C0A4967KRBM"},
+		"slack_channel_ids":        []string{"C-" + team + "-extra", "C-" + team},
 		"create_pipeline_schedule": true, "pipeline_schedule": "0 2 * * *",
 		"deployment_mode": "dedicated",
 	}
@@ -56,7 +58,7 @@ func TestProvision_FullRunCreatesEverythingInTheRealCluster(t *testing.T) {
 		t.Fatal("team node not created")
 	}
 	routing := cfg["routing"].(map[string]any)
-	if got := fmt.Sprint(routing["slack_channel_ids"]); got != "[C0A4967KRBM C0EXTRA]" {
+	if got := fmt.Sprint(routing["slack_channel_ids"]); got != "[C-platform-sre C-platform-sre-extra]" {
 		t.Errorf("slack channels = %s", got)
 	}
 	if cfg["ai_pipeline"].(map[string]any)["team_id"] != "platform-sre" {
@@ -124,8 +126,8 @@ func TestProvision_FullRunCreatesEverythingInTheRealCluster(t *testing.T) {
 			succeeded++
 		}
 	}
-	if succeeded != 6 {
-		t.Fatalf("run record has %d succeeded steps, want 6: %s", succeeded, run.raw)
+	if succeeded != 7 {
+		t.Fatalf("run record has %d succeeded steps, want 7: %s", succeeded, run.raw)
 	}
 	// The token appears once: in that answer, nowhere stored or logged.
 	if strings.Contains(run.raw, token) || strings.Contains(e.logs.String(), token) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,31 +102,30 @@ func newLimiters(perSecond float64, burst int) map[string]*rate.Limiter {
 }
 
 // credentialWords mark a header that may carry a credential: any header
-// whose name holds one of them is stored as "[redacted]". A rule, not a list
-// of names, so Proxy-Authorization, X-Api-Key, X-Auth-Token or a vendor's
-// next header are covered too.
-var credentialWords = []string{"authorization", "token", "secret", "key", "password", "passwd", "cookie", "session", "credential"}
+// whose name holds one of them is stored as "[redacted]" (SPEC §18). A rule,
+// not a list of names, so Proxy-Authorization, Authentication, X-Api-Key,
+// X-Auth, X-Pass or a vendor's next header are covered too.
+var credentialWords = []string{"auth", "token", "secret", "key", "pass", "cookie", "session", "credential"}
 
-// credentialHeader reports whether the (lowercased) header name says it may
-// carry a credential.
-func credentialHeader(name string) bool {
-	for _, w := range credentialWords {
-		if strings.Contains(name, w) {
-			return true
-		}
-	}
-	return false
-}
+// credentialValue matches values shaped like credentials whatever their
+// header's name: Bearer and Basic credentials, JWTs, Standard Webhooks
+// secrets and Slack tokens.
+var credentialValue = regexp.MustCompile(`(?i)(\bbearer\s|\bbasic\s)|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.|whsec_|\bxox[a-z]-`)
 
-// storedHeaders keeps the request's headers for the audit trail, with
-// credentials redacted and the size bounded.
+// storedHeaders keeps the request's headers for the audit trail: signature
+// headers left out (a replay needs only the body and them, and the body's
+// hash is kept), credentials redacted by name and by the shape of the
+// value, the size bounded.
 func storedHeaders(h http.Header) map[string]string {
 	out := map[string]string{}
 	size := 0
 	for k, v := range h {
 		lk := strings.ToLower(k)
+		if strings.Contains(lk, "signature") {
+			continue
+		}
 		val := strings.Join(v, ", ")
-		if credentialHeader(lk) {
+		if slices.ContainsFunc(credentialWords, func(w string) bool { return strings.Contains(lk, w) }) || credentialValue.MatchString(val) {
 			val = "[redacted]"
 		}
 		if size += len(lk) + len(val); size > 16<<10 {
@@ -164,6 +165,13 @@ func (s *Server) handleWebhook(source string) http.HandlerFunc {
 			s.writeError(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read"))
 			return
 		}
+		// Everything the door stores is clean text (SPEC §18): a header that
+		// is not valid UTF-8, or holds a NUL, is refused before anything else.
+		if err := webhook.CheckHeaders(r.Header); err != nil {
+			outcome = "bad_request"
+			s.writeError(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err))
+			return
+		}
 		ev, err := verifier.Verify(body, r.Header, s.now())
 		switch {
 		case errors.Is(err, webhook.ErrNoSecret), errors.Is(err, webhook.ErrSignature):
@@ -196,9 +204,14 @@ func (s *Server) store(w http.ResponseWriter, r *http.Request, ev webhook.Event,
 	if ev.Ignore != "" {
 		status, lastErr = store.EventIgnored, "ignored: "+ev.Ignore
 	}
+	sum := sha256.Sum256(body)
+	if ev.StoredBody != nil {
+		body = ev.StoredBody
+	}
 	e := store.Event{
 		ID: uuid.NewString(), Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
 		Identifiers: ev.Identifiers, Headers: headers, Body: body, LastError: lastErr, ReceivedAt: s.now(),
+		BodySHA256: hex.EncodeToString(sum[:]),
 	}
 	// A route already in the dispatcher's cache is applied now, from memory:
 	// in a storm every event after the first arrives knowing its team.

@@ -1,10 +1,16 @@
 package server_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -121,5 +127,170 @@ func TestTrust_RoutingAnswerWithInvalidIDsIsRefused(t *testing.T) {
 	}
 	if org, team, _, ok := e.disp.CachedRoute(map[string]string{"slack_channel_id": "CPIPE00001"}); ok {
 		t.Fatalf("the invalid route %s/%s was cached", org, team)
+	}
+}
+
+// The review's reproduction of SPEC §18's second rule, on both databases:
+// a GitHub delivery whose unsigned X-GitHub-Event holds a byte that is not
+// UTF-8 arrived among 200 Slack mentions; on PostgreSQL the group commit it
+// shared failed and most mentions got 503. Now the bad header is a 400,
+// body-derived values are repaired (a NUL in a Coralogix team name, an id
+// clipped in the middle of a character), and every mention is stored.
+func TestTrust_UncleanTextAtTheDoorNeverFailsOthers(t *testing.T) {
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			o := envOptions{webhooks: true, noDispatch: true}
+			if db == "postgres" {
+				o.databaseURL = pgtest.Database(t)
+			}
+			e := newEnv(t, o)
+			now := time.Now()
+			var wg sync.WaitGroup
+			codes := make([]int, 200)
+			for i := range codes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					body, h := signed(webhook.Slack, fmt.Sprintf("mention-%d", i), slackSecret, now)
+					codes[i] = e.send(webhook.Slack, body, h).code
+				}()
+			}
+			bad := map[string]int{}
+			var badMu sync.Mutex
+			for name, event := range map[string]string{"not utf-8": "issues\xff", "NUL": "issues\x00", "not an event name": "Issues!"} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					body, h := signed(webhook.GitHub, "bad-"+name, githubSecret, now)
+					h["X-Github-Event"] = []string{event}
+					r := e.send(webhook.GitHub, body, h)
+					badMu.Lock()
+					defer badMu.Unlock()
+					bad[name] = r.code
+					if r.code == 400 && r.body["error"] != "bad_request" {
+						t.Errorf("%s: %s", name, r.raw)
+					}
+				}()
+			}
+			// Body-derived values: repaired, stored, answered 200.
+			nul := []byte(`{"alert_unique_identifier":"nul-1","alert_action":"trigger","team_name":"ac\u0000me","timestamp":"t"}`)
+			longID := strings.Repeat("a", 254) + "é" + strings.Repeat("b", 40) // é straddles byte 255
+			pd := []byte(`{"event":{"id":"` + longID + `","event_type":"incident.triggered\u0000","data":{"service":{"id":"PF9KMXH"}}}}`)
+			wg.Wait()
+			for i, c := range codes {
+				if c != 200 {
+					t.Fatalf("mention %d answered %d", i, c)
+				}
+			}
+			for name, c := range bad {
+				if c != 400 {
+					t.Errorf("GitHub with X-GitHub-Event %s answered %d, want 400", name, c)
+				}
+			}
+			r := e.send(webhook.Coralogix, nul, webhook.Sign(webhook.Coralogix, coralogixToken, nul, now, ""))
+			if r.code != 200 {
+				t.Fatalf("Coralogix with a NUL in its team name = %d %s", r.code, r.raw)
+			}
+			ev, err := e.db.GetEvent(context.Background(), r.body["event_id"].(string))
+			if err != nil || ev.Identifiers["coralogix_team_name"] != "ac\uFFFDme" {
+				t.Fatalf("stored identifiers %v %v", ev.Identifiers, err)
+			}
+			r = e.send(webhook.PagerDuty, pd, webhook.Sign(webhook.PagerDuty, pagerdutySecret, pd, now, ""))
+			if r.code != 200 {
+				t.Fatalf("PagerDuty with a long id = %d %s", r.code, r.raw)
+			}
+			ev, err = e.db.GetEvent(context.Background(), r.body["event_id"].(string))
+			if err != nil || ev.DeliveryID != strings.Repeat("a", 254) || ev.EventType != "incident.triggered\uFFFD" {
+				t.Fatalf("stored delivery id %q, type %q, %v", ev.DeliveryID, ev.EventType, err)
+			}
+			if n, _ := e.db.QueueDepth(context.Background(), ""); n != 202 {
+				t.Fatalf("queue depth %d, want the 200 mentions and the 2 repaired alerts", n)
+			}
+		})
+	}
+}
+
+// SPEC §18's fourth rule: a GitHub replay — the same signed body with a new
+// X-GitHub-Delivery — is a duplicate of the first, and makes no new agent
+// call; signature headers are not kept; Slack's legacy token is blanked in
+// the stored body, whose hash stays the original's.
+func TestTrust_GitHubReplayIsADuplicateAndSignaturesAreNotKept(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	now := time.Now()
+	body, h := signed(webhook.GitHub, "replayed", githubSecret, now)
+	first := e.send(webhook.GitHub, body, h)
+	if first.code != 200 {
+		t.Fatal(first.raw)
+	}
+	id := first.body["event_id"].(string)
+	e.waitStatus(id, store.EventDelivered)
+	for _, event := range []string{"issues", "pull_request"} {
+		replay := webhook.Sign(webhook.GitHub, githubSecret, body, now, "a-new-delivery-"+event)
+		replay.Set("X-GitHub-Event", event)
+		r := e.send(webhook.GitHub, body, replay)
+		if r.code != 200 || r.body["duplicate"] != true || r.body["event_id"] != id {
+			t.Fatalf("replay as %s = %d %s", event, r.code, r.raw)
+		}
+	}
+	if n := len(e.agent.CallsTo(peerstest.RouteAgentRun)); n != 1 {
+		t.Fatalf("%d agent calls, want 1", n)
+	}
+	ev, _ := e.db.GetEvent(context.Background(), id)
+	for k := range ev.Headers {
+		if strings.Contains(k, "signature") {
+			t.Fatalf("stored headers keep %s", k)
+		}
+	}
+
+	sb, sh := signed(webhook.Slack, "legacy-token", slackSecret, now)
+	if !strings.Contains(string(sb), `"token":"unused"`) {
+		t.Fatalf("the sample has no legacy token: %s", sb)
+	}
+	r := e.send(webhook.Slack, sb, sh)
+	sev, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string))
+	sum := sha256.Sum256(sb)
+	if want := strings.Replace(string(sb), `"token":"unused"`, `"token":""`, 1); string(sev.Body) != want || sev.BodySHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("stored Slack body %s (hash %s)", sev.Body, sev.BodySHA256)
+	}
+	if _, has := sev.Headers["x-slack-signature"]; has {
+		t.Fatal("stored headers keep X-Slack-Signature")
+	}
+	detail := e.do("GET", "/api/v1/admin/events/"+sev.ID, adminToken, nil)
+	if detail.code != 200 || strings.Contains(detail.raw, "unused") || strings.Contains(detail.raw, sh.Get("X-Slack-Signature")) {
+		t.Fatalf("the event API shows the token or the signature: %s", detail.raw)
+	}
+}
+
+// SPEC §18's sixth rule: credentials are redacted by the words of the
+// header's name and by the shape of the value.
+func TestTrust_HeaderRedactionByNameAndValue(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJlLWJ5dGVz"
+	body, h := signed(webhook.PagerDuty, "redact", pagerdutySecret, time.Now())
+	extra := map[string]string{
+		"Authentication": "Bearer abcdef123456", "X-Auth": "s3cr3t-value", "X-Pass": "hunter2-value",
+		"X-Forwarded-Client": "Basic dXNlcjpwYXNzd29yZA==", "X-Trace-Context": jwt,
+		"X-Hook-Config": "whsec_c2VjcmV0LWtleS1ieXRlcw==", "X-Note": "xoxb-1234-5678-abcdef",
+		"X-Request-Source": "pagerduty-webhooks",
+	}
+	for k, v := range extra {
+		h.Set(k, v)
+	}
+	r := e.send(webhook.PagerDuty, body, h)
+	ev, err := e.db.GetEvent(context.Background(), r.body["event_id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range extra {
+		got := ev.Headers[strings.ToLower(k)]
+		if k == "X-Request-Source" {
+			if got != v {
+				t.Errorf("plain header %s stored as %q", k, got)
+			}
+			continue
+		}
+		if got != "[redacted]" {
+			t.Errorf("%s stored as %q", k, got)
+		}
 	}
 }

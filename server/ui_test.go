@@ -102,7 +102,7 @@ func TestUI_InARealBrowser(t *testing.T) {
 		t.Fatalf("no dev banner: %q", got)
 	}
 
-	// Provision through the form: six steps on the run page, the token once.
+	// Provision through the form: seven steps on the run page, the token once.
 	do(chromedp.Navigate(base+"/ui/provision"), chromedp.WaitVisible(chromedp.ID("org_id")),
 		chromedp.SendKeys(chromedp.ID("org_id"), "acme"), chromedp.SendKeys(chromedp.ID("team_node_id"), "ui-team"),
 		chromedp.SendKeys(chromedp.ID("slack_channel_ids"), "C0UITEAM"),
@@ -111,7 +111,7 @@ func TestUI_InARealBrowser(t *testing.T) {
 		t.Fatalf("run status %q: %s", got, text(t, ctx, "main"))
 	}
 	steps, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("#steps tr.step")))
-	if err != nil || len(steps) != 6 {
+	if err != nil || len(steps) != 7 {
 		t.Fatalf("%d steps on the page (%v)", len(steps), err)
 	}
 	token := text(t, ctx, "#team-token")

@@ -631,3 +631,115 @@ func TestConformance_ReplicasMigrateTogether(t *testing.T) {
 		t.Fatalf("migrations applied %v in all; want each of %d once", applied, known)
 	}
 }
+
+// SPEC §18: one event the database refuses fails alone, never the others
+// committed with it. The batch is handed to the group commit as one: the
+// second event repeats the first's primary key (both databases refuse it;
+// on PostgreSQL the refusal aborts the whole transaction), so before the
+// fix the first and third failed with it.
+func TestConformance_ARefusedEventFailsAloneInItsBatch(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		ctx := context.Background()
+		good1, good2 := newEvent("slack", "good-1", t0), newEvent("slack", "good-2", t0)
+		bad := newEvent("slack", "bad", t0)
+		bad.ID = good1.ID
+		batch := []insertReq{{ev: good1, done: make(chan insertDone, 1)}, {ev: bad, done: make(chan insertDone, 1)},
+			{ev: good2, done: make(chan insertDone, 1)}}
+		// The committer goroutine is idle: nothing else inserts here.
+		db.commitBatch(batch)
+		for i, want := range []bool{true, false, true} {
+			d := <-batch[i].done
+			if ok := d.err == nil && !d.res.Duplicate && d.res.ID == batch[i].ev.ID; ok != want {
+				t.Fatalf("event %d of the batch: %+v, stored=%v, want stored=%v", i, d, ok, want)
+			}
+		}
+		for _, id := range []string{good1.ID, good2.ID} {
+			if e, err := db.GetEvent(ctx, id); err != nil || e.Status != EventQueued {
+				t.Fatalf("good event %s: %+v %v", id, e, err)
+			}
+		}
+
+		// The same under concurrent good traffic: 200 good events and 10
+		// refused ones arrive together; every good one is stored.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var goodErrs, badOK int
+		for i := range 210 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e := newEvent("github", fmt.Sprintf("storm-%d", i), t0)
+				if i%21 == 20 {
+					e.ID = good2.ID // refused: the key is taken
+				}
+				_, err := db.InsertEvent(ctx, e)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case i%21 == 20 && err == nil:
+					badOK++
+				case i%21 != 20 && err != nil:
+					goodErrs++
+					t.Errorf("good event %d: %v", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if goodErrs != 0 || badOK != 0 {
+			t.Fatalf("%d good events failed, %d refused ones stored", goodErrs, badOK)
+		}
+		if n, err := db.QueueDepth(ctx, ""); err != nil || n != 202 {
+			t.Fatalf("queue depth = %d %v, want 202", n, err)
+		}
+	})
+}
+
+// Text the databases would refuse or mangle never reaches a batch: invalid
+// UTF-8 or a NUL in any stored text is ErrInvalid at once (the door cleans
+// before it stores, so this is the last line, not the first).
+func TestConformance_UncleanTextIsRefusedBeforeTheBatch(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		ctx := context.Background()
+		for name, edit := range map[string]func(*Event){
+			"delivery id NUL":    func(e *Event) { e.DeliveryID = "a\x00b" },
+			"event type invalid": func(e *Event) { e.EventType = "issues\xff" },
+			"identifier NUL":     func(e *Event) { e.Identifiers = map[string]string{"coralogix_team_name": "ac\x00me"} },
+			"header value":       func(e *Event) { e.Headers = map[string]string{"x-github-event": "issues\xff"} },
+		} {
+			e := newEvent("github", "unclean-"+name, t0)
+			edit(&e)
+			if _, err := db.InsertEvent(ctx, e); !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s: %v, want ErrInvalid", name, err)
+			}
+		}
+	})
+}
+
+// GitHub signs only the body: the same body under a new delivery id is a
+// replay and a duplicate of the first (SPEC §18), for as long as the first
+// is kept; other sources' bodies may repeat.
+func TestConformance_GitHubReplayOfABodyIsADuplicate(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		ctx := context.Background()
+		first := newEvent("github", "delivery-1", t0)
+		first.BodySHA256 = "ab12"
+		r1, err := db.InsertEvent(ctx, first)
+		if err != nil || r1.Duplicate {
+			t.Fatal(r1, err)
+		}
+		replay := newEvent("github", "delivery-2", t0)
+		replay.BodySHA256 = "ab12"
+		r2, err := db.InsertEvent(ctx, replay)
+		if err != nil || !r2.Duplicate || r2.ID != first.ID {
+			t.Fatalf("replay = %+v %v, want a duplicate of %s", r2, err, first.ID)
+		}
+		other := newEvent("slack", "delivery-1", t0)
+		other.BodySHA256 = "ab12"
+		if r3, err := db.InsertEvent(ctx, other); err != nil || r3.Duplicate {
+			t.Fatalf("another source with the same body = %+v %v", r3, err)
+		}
+		if e, err := db.GetEvent(ctx, first.ID); err != nil || e.BodySHA256 != "ab12" {
+			t.Fatalf("stored hash = %+v %v", e, err)
+		}
+	})
+}

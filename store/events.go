@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Webhook event statuses (SPEC §6): queued → dispatching → delivered |
@@ -52,11 +53,16 @@ type Event struct {
 	DigestSize  int
 	// Solo: a redriven event goes alone, never folded into a digest.
 	Solo bool
+	// BodySHA256 is the hex SHA-256 of the body as it arrived (kept when
+	// the body is purged). For GitHub it is also a dedupe key: GitHub signs
+	// only the body, so the same body under a new X-GitHub-Delivery is a
+	// replay (SPEC §18).
+	BodySHA256 string
 }
 
 const eventColumns = `id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
 	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at,
-	digest_run_id, digest_size, solo`
+	digest_run_id, digest_size, solo, body_sha256`
 
 // eventColumnsNoBody selects the same columns with the body left out (lists
 // and routing do not need it, and it can be large).
@@ -64,16 +70,16 @@ var eventColumnsNoBody = strings.Replace(eventColumns, " body,", " NULL,", 1)
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
-	var idents, org, team, matched, lastErr, headers, digest sql.NullString
+	var idents, org, team, matched, lastErr, headers, digest, sum sql.NullString
 	var digestSize sql.NullInt64
 	var next, purged, received, updated, finished nullTime
 	err := row.Scan(&e.ID, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
 		&matched, &e.Attempts, &next, &lastErr, &headers, &e.Body, &purged, &received, &updated, &finished,
-		&digest, &digestSize, &e.Solo)
+		&digest, &digestSize, &e.Solo, &sum)
 	if err != nil {
 		return Event{}, err
 	}
-	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
+	e.DigestRunID, e.DigestSize, e.BodySHA256 = digest.String, int(digestSize.Int64), sum.String
 	e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError = org.String, team.String, matched.String, lastErr.String
 	if idents.Valid {
 		_ = json.Unmarshal([]byte(idents.String), &e.Identifiers)
@@ -95,16 +101,38 @@ func jsonText(v any) any {
 
 const insertEventSQL = `INSERT INTO orchestrator_webhook_events
 	(id, source, delivery_id, event_type, status, routing_identifiers, attempts, next_attempt_at, last_error,
-	 headers, body, received_at, updated_at, finished_at, org_id, team_node_id, matched_by)
-	VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	 headers, body, received_at, updated_at, finished_at, org_id, team_node_id, matched_by, body_sha256)
+	VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (source, delivery_id) DO NOTHING`
 
 const findEventSQL = `SELECT id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`
 
+// replaySource is the source whose bodies are unique (its signature covers
+// the body alone); ux_webhook_events_replay (migration 00006) indexes them.
+const replaySource = "github"
+
+// findReplaySQL names the source literally so that both databases use the
+// partial index.
+const findReplaySQL = `SELECT id FROM orchestrator_webhook_events WHERE source = 'github' AND body_sha256 = ?`
+
+// eventStmts are the group commit's statements, prepared once: preparing
+// per event cost more than the insert itself.
+type eventStmts struct{ insert, find, replay *sql.Stmt }
+
 // insertEvent is one event in a group commit: it reports the stored id and
-// whether the (source, delivery id) was already there. The statements are
-// prepared once; preparing per event cost more than the insert itself.
-func insertEvent(ctx context.Context, insert, find *sql.Stmt, e Event) (string, bool, error) {
+// whether the (source, delivery id) — or, for GitHub, the body — was
+// already there.
+func insertEvent(ctx context.Context, st eventStmts, e Event) (string, bool, error) {
+	if e.Source == replaySource && e.BodySHA256 != "" {
+		var id string
+		switch err := st.replay.QueryRowContext(ctx, e.BodySHA256).Scan(&id); {
+		case err == nil:
+			return id, true, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", false, err
+		}
+	}
+	insert, find := st.insert, st.find
 	at := formatTime(e.ReceivedAt)
 	var finished any
 	if e.Status != EventQueued {
@@ -112,7 +140,7 @@ func insertEvent(ctx context.Context, insert, find *sql.Stmt, e Event) (string, 
 	}
 	res, err := insert.ExecContext(ctx, e.ID, e.Source, e.DeliveryID, e.EventType, e.Status, jsonText(e.Identifiers),
 		at, nullIfEmpty(e.LastError), jsonText(e.Headers), e.Body, at, at, finished,
-		nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID), nullIfEmpty(e.MatchedBy))
+		nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID), nullIfEmpty(e.MatchedBy), nullIfEmpty(e.BodySHA256))
 	if err != nil {
 		return "", false, err
 	}
@@ -151,6 +179,9 @@ const maxBatch = 256
 func (db *DB) InsertEvent(ctx context.Context, e Event) (InsertResult, error) {
 	if e.ID == "" || e.Source == "" || e.DeliveryID == "" || e.Status == "" {
 		return InsertResult{}, fmt.Errorf("%w: event needs id, source, delivery id and status", ErrInvalid)
+	}
+	if err := e.checkText(); err != nil {
+		return InsertResult{}, err
 	}
 	req := insertReq{ev: e, done: make(chan insertDone, 1)}
 	select {
@@ -208,39 +239,85 @@ func (db *DB) groupCommit() {
 	}
 }
 
+// commitBatch commits a batch in one transaction. If the database refuses
+// one row — on PostgreSQL that aborts the whole transaction — each event is
+// committed again on its own, so the refused one fails alone and the others
+// are stored (SPEC §18).
 func (db *DB) commitBatch(batch []insertReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	results := make([]insertDone, len(batch))
-	err := func() error {
-		if db.insertStmt == nil {
-			var err error
-			if db.insertStmt, err = db.write.PrepareContext(ctx, insertEventSQL); err != nil {
-				return err
+	results, rowFailed, err := db.insertBatch(ctx, batch)
+	switch {
+	case err == nil:
+	case rowFailed && len(batch) > 1:
+		for i := range batch {
+			one, _, err := db.insertBatch(ctx, batch[i:i+1])
+			results[i] = one[0]
+			if err != nil {
+				results[i] = insertDone{err: fmt.Errorf("store: commit event: %w", err)}
 			}
-			if db.findStmt, err = db.write.PrepareContext(ctx, findEventSQL); err != nil {
-				return err
-			}
 		}
-		tx, err := db.write.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		insert, find := tx.StmtContext(ctx, db.insertStmt), tx.StmtContext(ctx, db.findStmt)
-		for i, r := range batch {
-			id, dup, err := insertEvent(ctx, insert, find, r.ev)
-			results[i] = insertDone{res: InsertResult{ID: id, Duplicate: dup}, err: err}
-		}
-		return tx.Commit()
-	}()
-	for i, r := range batch {
-		if err != nil {
+	default:
+		for i := range results {
 			results[i] = insertDone{err: fmt.Errorf("store: commit events: %w", err)}
 		}
+	}
+	for i, r := range batch {
 		r.done <- results[i]
 	}
 	db.batches.Add(1)
+}
+
+// insertBatch inserts the events in one transaction. It stops at the first
+// row the database refuses (rowFailed) and then commits nothing.
+func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []insertDone, rowFailed bool, err error) {
+	results = make([]insertDone, len(batch))
+	if db.stmts.insert == nil {
+		var st eventStmts
+		if st.insert, err = db.write.PrepareContext(ctx, insertEventSQL); err != nil {
+			return results, false, err
+		}
+		if st.find, err = db.write.PrepareContext(ctx, findEventSQL); err != nil {
+			return results, false, err
+		}
+		if st.replay, err = db.write.PrepareContext(ctx, findReplaySQL); err != nil {
+			return results, false, err
+		}
+		db.stmts = st
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return results, false, err
+	}
+	defer tx.Rollback()
+	st := eventStmts{tx.StmtContext(ctx, db.stmts.insert), tx.StmtContext(ctx, db.stmts.find), tx.StmtContext(ctx, db.stmts.replay)}
+	for i, r := range batch {
+		id, dup, err := insertEvent(ctx, st, r.ev)
+		if err != nil {
+			return results, true, err
+		}
+		results[i] = insertDone{res: InsertResult{ID: id, Duplicate: dup}}
+	}
+	return results, false, tx.Commit()
+}
+
+// checkText refuses text the databases would refuse or mangle (SPEC §18:
+// valid UTF-8 without NUL), so a bad value never reaches a batch.
+func (e Event) checkText() error {
+	bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
+	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError, e.BodySHA256} {
+		if bad(s) {
+			return fmt.Errorf("%w: event text is not valid UTF-8 without NUL", ErrInvalid)
+		}
+	}
+	for _, m := range []map[string]string{e.Identifiers, e.Headers} {
+		for k, v := range m {
+			if bad(k) || bad(v) {
+				return fmt.Errorf("%w: event identifiers or headers are not valid UTF-8 without NUL", ErrInvalid)
+			}
+		}
+	}
+	return nil
 }
 
 // CommitBatches is how many group commits have run (for benchmarks).

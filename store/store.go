@@ -6,7 +6,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,7 +57,7 @@ type DB struct {
 	closeOnce     sync.Once
 	batches       atomic.Int64
 	// Prepared on first use by the group commit goroutine only.
-	insertStmt, findStmt *sql.Stmt
+	stmts eventStmts
 }
 
 // IsPostgresURL reports whether a DATABASE_URL selects PostgreSQL.

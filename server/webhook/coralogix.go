@@ -57,18 +57,18 @@ func ParseCoralogix(body []byte) (Event, error) {
 	id := first(m, "alert_unique_identifier", "alertUniqueIdentifier", "alert_id", "alertId", "uuid", "id")
 	ts := first(m, "timestamp", "alert_timestamp", "time")
 	if id != "" {
-		ev.DeliveryID = clip(id+"|"+ts, 255)
+		ev.DeliveryID = clean(id+"|"+ts, 255)
 	} else {
 		ev.DeliveryID = bodyHash(body)
 	}
 	if action := first(m, "alert_action", "alertAction", "action"); action != "" {
-		ev.EventType = clip("alert."+action, 128)
+		ev.EventType = clean("alert."+action, 128)
 	}
 	if team := first(m, "team_name", "teamName", "team"); team != "" {
-		ev.Identifiers["coralogix_team_name"] = clip(team, 128)
+		ev.Identifiers["coralogix_team_name"] = clean(team, 128)
 	}
 	if svc := first(m, "service", "application", "applicationName", "subsystem"); svc != "" {
-		ev.Identifiers["service"] = clip(svc, 128)
+		ev.Identifiers["service"] = clean(svc, 128)
 	}
 	return ev, nil
 }

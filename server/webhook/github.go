@@ -25,6 +25,10 @@ func (v *GitHubVerifier) Verify(body []byte, h http.Header, _ time.Time) (Event,
 		return Event{}, missingHeader("X-GitHub-Event")
 	case delivery == "":
 		return Event{}, missingHeader("X-GitHub-Delivery")
+	case !githubEvent.MatchString(event):
+		return Event{}, fmt.Errorf("%w: X-GitHub-Event is not an event name ([a-z_]{1,64})", ErrPayload)
+	case !cleanText(delivery):
+		return Event{}, fmt.Errorf("%w: X-GitHub-Delivery is not valid UTF-8 text without NUL", ErrPayload)
 	}
 	sig, ok := strings.CutPrefix(h.Get("X-Hub-Signature-256"), "sha256=")
 	if !ok || !anyHexMatch(v.Secrets, []string{sig}, body) {
@@ -37,12 +41,12 @@ func (v *GitHubVerifier) Verify(body []byte, h http.Header, _ time.Time) (Event,
 	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Source: GitHub, DeliveryID: delivery, EventType: clip(event, 64), Identifiers: map[string]string{}}
+	ev := Event{Source: GitHub, DeliveryID: delivery, EventType: event, Identifiers: map[string]string{}}
 	if action := str(m, "action"); action != "" {
-		ev.EventType = clip(ev.EventType+"."+action, 128)
+		ev.EventType = clean(ev.EventType+"."+action, 128)
 	}
 	if repo := str(obj(m, "repository"), "full_name"); repo != "" {
-		ev.Identifiers["github_repo"] = clip(repo, 256)
+		ev.Identifiers["github_repo"] = clean(repo, 256)
 	}
 	if event == "ping" {
 		ev.Ignore = "GitHub ping"

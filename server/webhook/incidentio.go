@@ -31,6 +31,8 @@ func (v *IncidentIOVerifier) Verify(body []byte, h http.Header, now time.Time) (
 		return Event{}, missingHeader("webhook-timestamp")
 	case len(id) > 255:
 		return Event{}, fmt.Errorf("%w: webhook-id longer than 255 characters", ErrSignature)
+	case !cleanText(id):
+		return Event{}, fmt.Errorf("%w: webhook-id is not valid UTF-8 text without NUL", ErrPayload)
 	}
 	if err := checkTimestamp(ts, now); err != nil {
 		return Event{}, err
@@ -63,7 +65,7 @@ func (v *IncidentIOVerifier) Verify(body []byte, h http.Header, now time.Time) (
 	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Source: IncidentIO, DeliveryID: id, EventType: clip(str(m, "event_type"), 128), Identifiers: map[string]string{}}
+	ev := Event{Source: IncidentIO, DeliveryID: id, EventType: clean(str(m, "event_type"), 128), Identifiers: map[string]string{}}
 	// The payload sits under a key named after the event type.
 	payload := obj(m, str(m, "event_type"))
 	findIdentifiers(payload, ev.Identifiers, 0)
@@ -85,7 +87,7 @@ func findIdentifiers(v any, out map[string]string, depth int) {
 	for k, val := range m {
 		if typ, ok := incidentIOKeys[k]; ok {
 			if s, _ := val.(string); s != "" && out[typ] == "" {
-				out[typ] = clip(s, 128)
+				out[typ] = clean(s, 128)
 			}
 			continue
 		}

@@ -43,7 +43,7 @@ func ParsePagerDuty(body []byte) (Event, error) {
 	if e := obj(m, "event"); e != nil {
 		ev.DeliveryID, ev.EventType = str(e, "id"), str(e, "event_type")
 		if svc := str(obj(obj(e, "data"), "service"), "id"); svc != "" {
-			ev.Identifiers["pagerduty_service_id"] = clip(svc, 128)
+			ev.Identifiers["pagerduty_service_id"] = clean(svc, 128)
 		}
 	} else if msgs, ok := m["messages"].([]any); ok && len(msgs) > 0 {
 		msg := msgs[0]
@@ -53,12 +53,12 @@ func ParsePagerDuty(body []byte) (Event, error) {
 			inc = obj(obj(msg, "log_entries"), "incident")
 		}
 		if svc := str(obj(inc, "service"), "id"); svc != "" {
-			ev.Identifiers["pagerduty_service_id"] = clip(svc, 128)
+			ev.Identifiers["pagerduty_service_id"] = clean(svc, 128)
 		}
 	}
 	if ev.DeliveryID == "" {
 		return Event{}, fmt.Errorf("%w: PagerDuty body without event.id", ErrPayload)
 	}
-	ev.DeliveryID, ev.EventType = clip(ev.DeliveryID, 255), clip(ev.EventType, 128)
+	ev.DeliveryID, ev.EventType = clean(ev.DeliveryID, 255), clean(ev.EventType, 128)
 	return ev, nil
 }

@@ -52,14 +52,16 @@ func ParseSlack(body []byte) (Event, error) {
 	default:
 		return Event{}, fmt.Errorf("%w: Slack payload type %q", ErrPayload, ev.EventType)
 	}
-	ev.DeliveryID = clip(str(m, "event_id"), 255)
+	ev.DeliveryID = clean(str(m, "event_id"), 255)
 	if ev.DeliveryID == "" {
 		return Event{}, fmt.Errorf("%w: event_callback without event_id", ErrPayload)
 	}
+	// Slack's legacy verification token is a credential: never stored.
+	ev.StoredBody = blankTopLevelString(body, "token")
 	inner := obj(m, "event")
-	ev.EventType = clip(str(inner, "type"), 128)
+	ev.EventType = clean(str(inner, "type"), 128)
 	if ch := str(inner, "channel"); ch != "" {
-		ev.Identifiers["slack_channel_id"] = clip(ch, 128)
+		ev.Identifiers["slack_channel_id"] = clean(ch, 128)
 	}
 	switch {
 	case str(inner, "bot_id") != "" || str(inner, "subtype") == "bot_message":

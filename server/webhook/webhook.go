@@ -59,6 +59,9 @@ type Event struct {
 	Ignore string
 	// Challenge is set for Slack's url_verification: answer it, store nothing.
 	Challenge string
+	// StoredBody, when set, is the body to keep instead of the raw one
+	// (Slack's legacy verification token blanked, SPEC §18).
+	StoredBody []byte
 }
 
 // Verifier checks one source's webhooks.
@@ -154,14 +157,6 @@ func parseJSON(body []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("%w: the body is not a JSON object", ErrPayload)
 	}
 	return m, nil
-}
-
-// clip bounds identifiers and ids taken from payloads.
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 func bodyHash(body []byte) string {
