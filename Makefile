@@ -95,7 +95,10 @@ screenshot:
 ## form can fail with no failing input, golang/go#75804); long local runs may
 ## still pass a duration, e.g. `make fuzz FUZZTIME=10m`. New crashers land in
 ## testdata/fuzz and fail the build.
+## The store's target inserts every input on SQLite and a real PostgreSQL
+## (fsync on both), so it runs fewer executions.
 FUZZTIME ?= 100000x
+STORE_FUZZTIME ?= 5000x
 FUZZ_TARGETS := FuzzSlack FuzzGitHub FuzzPagerDuty FuzzIncidentIO FuzzCoralogix FuzzDescribe
 fuzz:
 	@for f in $(FUZZ_TARGETS); do \
@@ -103,6 +106,9 @@ fuzz:
 			|| { cat /tmp/fuzz-$$f.log; exit 1; }; \
 		echo "fuzz $$f: $(FUZZTIME) ok"; \
 	done
+	@ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -fuzz '^FuzzInsertEvent$$' -fuzztime $(STORE_FUZZTIME) -fuzzminimizetime 100x \
+		./store/ >/tmp/fuzz-FuzzInsertEvent.log 2>&1 || { cat /tmp/fuzz-FuzzInsertEvent.log; exit 1; }
+	@echo "fuzz FuzzInsertEvent (SQLite and PostgreSQL): $(STORE_FUZZTIME) ok"
 
 ## bench: ingest vs a bare net/http handler with dispatch idle and running
 ## (events/s, p50/p99, ratios); the alert storm on the real binary (acks,

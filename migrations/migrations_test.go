@@ -31,7 +31,7 @@ var wantIndexes = []string{
 	"ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received", "ix_webhook_events_status_received",
 	"ix_webhook_events_team", "ix_webhook_events_team_queue",
 	"ux_pipeline_schedules_cronjob", "ux_pipeline_schedules_team_type",
-	"ux_provisioning_runs_idempotency", "ux_webhook_events_delivery",
+	"ux_provisioning_runs_idempotency", "ux_webhook_events_delivery", "ux_webhook_events_replay",
 }
 
 // dialect is what differs between the two databases in these tests.

@@ -642,14 +642,17 @@ func TestAdminAuth(t *testing.T) {
 	if r := e.do("POST", provisionPath, "", body, "X-Admin-Token", adminToken); r.code != 200 {
 		t.Errorf("X-Admin-Token = %d %s", r.code, r.raw)
 	}
-	// Successes are cached (one /auth/me for many requests), failures not.
+	// Successes are cached (one /auth/me for many requests); a refused
+	// token is remembered briefly too (SPEC §18), so each new bad token costs
+	// one call and a repeated one none.
 	before := len(e.cs.CallsTo(peerstest.RouteAuthMe))
-	for range 3 {
+	for i := range 3 {
 		e.do("GET", "/api/v1/admin/provision/runs", adminToken, nil)
-		e.do("GET", "/api/v1/admin/provision/runs", "nope", nil)
+		e.do("GET", "/api/v1/admin/provision/runs", fmt.Sprintf("nope-%d", i), nil)
+		e.do("GET", "/api/v1/admin/provision/runs", fmt.Sprintf("nope-%d", i), nil)
 	}
 	if got := len(e.cs.CallsTo(peerstest.RouteAuthMe)) - before; got != 3 {
-		t.Errorf("/auth/me calls = %d, want 3 (0 for the cached admin, 3 for the bad token)", got)
+		t.Errorf("/auth/me calls = %d, want 3 (0 for the cached admin, 1 for each new bad token)", got)
 	}
 	// Config Service down: 503, and the bad state is not cached.
 	e.cs.AddAdmin("fresh-token", peers.Identity{Role: "admin", Permissions: []string{"admin:*"}})

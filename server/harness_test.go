@@ -5,11 +5,13 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +42,14 @@ import (
 var cluster *kubetest.Cluster
 
 func TestMain(m *testing.M) {
+	// A fuzz run (FuzzDoorToStore) needs no cluster: each of its worker
+	// processes would start one.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		code := m.Run()
+		pgtest.StopShared()
+		os.Exit(code)
+	}
 	code := kubetest.Main(m, &cluster)
 	if n := apiAnswers.Load(); n > 0 {
 		fmt.Printf("openapi: %d answers and %d accepted requests checked against the document\n", n, apiRequests.Load())
@@ -142,6 +152,10 @@ type envOptions struct {
 	lockWait    time.Duration
 	peerTimeout time.Duration
 	authTTL     time.Duration
+	// authNow is the admin-token checker's clock; trustedProxies the
+	// proxies whose X-Forwarded-For it believes.
+	authNow        func() time.Time
+	trustedProxies []netip.Prefix
 
 	// webhooks turns on ingest and dispatch (dispatch started unless noDispatch).
 	webhooks      bool
@@ -253,7 +267,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	opts := server.Options{
 		Logger: logger, Registry: e.reg, Store: e.db, Stats: e.db,
-		Auth:           auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar}),
+		Auth: auth.New(auth.Options{Checker: cs, TTL: o.authTTL, RequireStar: o.requireStar, Now: o.authNow,
+			TrustedProxies: o.trustedProxies}),
 		Runs:           e.db,
 		Provision:      e.prov,
 		Schedules:      e.sched,

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -291,6 +294,115 @@ func TestTrust_HeaderRedactionByNameAndValue(t *testing.T) {
 		}
 		if got != "[redacted]" {
 			t.Errorf("%s stored as %q", k, got)
+		}
+	}
+}
+
+// fromClient sends an admin API request as if from a client address.
+func (e *env) fromClient(remote, token string, header ...string) response {
+	e.t.Helper()
+	req := httptest.NewRequest("GET", "/api/v1/admin/provision/runs", nil)
+	req.RemoteAddr = remote
+	req.Header.Set("Authorization", "Bearer "+token)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, req)
+	e.checkAPI(req, nil, rec)
+	r := response{code: rec.Code, header: rec.Header(), raw: rec.Body.String(), path: req.URL.Path}
+	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
+	return r
+}
+
+// SPEC §18's fifth rule: the review's 200 random tokens made 200 /auth/me
+// calls. Now a client's failures are limited (about 10 a minute, then 429
+// with Retry-After), a refused token is answered from memory for a while,
+// X-Forwarded-For is believed only from a trusted proxy, and another
+// client's valid token still works.
+func TestTrust_FailedAdminTokensCannotDriveTheConfigService(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	e := newEnv(t, envOptions{authNow: clk.Now, trustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	authMe := func() int { return len(e.cs.CallsTo(peerstest.RouteAuthMe)) }
+	before := authMe()
+	var limited response
+	for i := range 200 {
+		r := e.fromClient("203.0.113.7:4000", fmt.Sprintf("random-%d", i))
+		switch {
+		case i < 10 && (r.code != 401 || r.body["error"] != "invalid_admin_token"):
+			t.Fatalf("failure %d = %d %s", i, r.code, r.raw)
+		case i >= 10 && r.code != 429:
+			t.Fatalf("failure %d = %d %s, want 429", i, r.code, r.raw)
+		}
+		if i == 10 {
+			limited = r
+		}
+	}
+	if n := authMe() - before; n != 10 {
+		t.Fatalf("200 random tokens made %d /auth/me calls, want 10", n)
+	}
+	if limited.body["error"] != "too_many_auth_failures" || limited.header.Get("Retry-After") != "6" {
+		t.Fatalf("limited answer = %s, Retry-After %q", limited.raw, limited.header.Get("Retry-After"))
+	}
+	// Another client is not limited, and a valid token works for it.
+	if r := e.fromClient("198.51.100.2:4000", adminToken); r.code != 200 {
+		t.Fatalf("another client's valid token = %d %s", r.code, r.raw)
+	}
+	// A forged X-Forwarded-For from an untrusted peer changes nothing.
+	if r := e.fromClient("203.0.113.7:4001", "forged", "X-Forwarded-For", "192.0.2.99"); r.code != 429 {
+		t.Fatalf("forged X-Forwarded-For = %d %s", r.code, r.raw)
+	}
+	// Through a trusted proxy, each client behind it has its own budget.
+	before = authMe()
+	for i := range 12 {
+		r := e.fromClient("10.1.2.3:5000", "same-bad-token", "X-Forwarded-For", "192.0.2.50, 10.9.9.9")
+		if want := map[bool]int{true: 401, false: 429}[i < 10]; r.code != want {
+			t.Fatalf("proxied failure %d = %d, want %d", i, r.code, want)
+		}
+	}
+	// The same refused token is asked about once, then answered from memory.
+	if n := authMe() - before; n != 1 {
+		t.Fatalf("one refused token asked %d times", n)
+	}
+	if r := e.fromClient("10.1.2.3:5000", "other-bad", "X-Forwarded-For", "192.0.2.51"); r.code != 401 {
+		t.Fatalf("another client behind the proxy = %d", r.code)
+	}
+	// A minute later the first client may try again.
+	clk.Add(time.Minute)
+	if r := e.fromClient("203.0.113.7:4000", adminToken); r.code != 200 {
+		t.Fatalf("after a minute = %d %s", r.code, r.raw)
+	}
+}
+
+// SPEC §18's eighth rule: "." and ".." pass the id pattern but are path
+// segments a URL resolves; they are refused everywhere an id is taken, and
+// nothing reaches a peer.
+func TestTrust_DotIDsAreRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	before := len(e.cs.Calls())
+	for _, id := range []string{".", ".."} {
+		for name, c := range map[string]struct {
+			method, path string
+			body         any
+			code         string
+		}{
+			"provision org":  {"POST", provisionPath, map[string]any{"org_id": id, "team_node_id": "t"}, "invalid_org_id"},
+			"provision team": {"POST", provisionPath, map[string]any{"org_id": "acme", "team_node_id": id}, "invalid_team_node_id"},
+			"deprovision":    {"POST", "/api/v1/admin/deprovision/team", map[string]any{"org_id": "acme", "team_node_id": id}, "invalid_team_node_id"},
+			"agent name": {"POST", "/api/v1/admin/agents/run", map[string]any{"org_id": "acme", "team_node_id": "t",
+				"agent_name": id, "message": "hi"}, "invalid_agent_name"},
+			"agent team": {"POST", "/api/v1/admin/agents/run", map[string]any{"org_id": "acme", "team_node_id": id,
+				"agent_name": "planner", "message": "hi"}, "invalid_team_node_id"},
+		} {
+			r := e.do(c.method, c.path, adminToken, c.body)
+			if r.code != 400 || r.body["error"] != c.code {
+				t.Errorf("%s %q = %d %s, want 400 %s", name, id, r.code, r.raw, c.code)
+			}
+		}
+	}
+	for _, c := range e.cs.Calls()[before:] {
+		if c.Route != peerstest.RouteAuthMe {
+			t.Errorf("a peer was called: %s %s", c.Route, c.Path)
 		}
 	}
 }

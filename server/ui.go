@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -123,8 +124,15 @@ type page struct {
 }
 
 func (s *Server) uiRoutes() {
-	st := http.StripPrefix("/ui/static/", http.FileServerFS(webui.Static()))
+	static := webui.Static()
+	st := http.StripPrefix("/ui/static/", http.FileServerFS(static))
 	s.handleProbe(http.MethodGet, "/ui/static/*path", func(w http.ResponseWriter, r *http.Request) {
+		// Files only: a folder is not listed (SPEC §18).
+		name := strings.TrimPrefix(httprouter.ParamsFromContext(r.Context()).ByName("path"), "/")
+		if fi, err := fs.Stat(static, name); err != nil || !fi.Mode().IsRegular() {
+			s.writeError(w, r, apperr.New(apperr.NotFound, "not_found", "no such file"))
+			return
+		}
 		uiHeaders(w)
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		st.ServeHTTP(w, r)
@@ -303,7 +311,7 @@ func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	token := strings.TrimSpace(r.PostFormValue("token"))
-	a, err := s.opts.Auth.Check(r.Context(), token, "")
+	a, err := s.opts.Auth.CheckFrom(r.Context(), s.opts.Auth.ClientAddr(r), token, "")
 	if err != nil {
 		s.render(w, r, classify(err).Kind.Status(), "login", page{Error: "Login refused: " + apperr.Message(err)})
 		return

@@ -110,6 +110,13 @@ func (db *DB) Snapshot(ctx context.Context, dest string) (SnapshotInfo, error) {
 	conn.SetMaxOpenConns(1)
 	tmp := dest + ".partial"
 	_ = os.Remove(tmp)
+	// VACUUM INTO writes into an empty file that exists: made 0600 first,
+	// a snapshot is never readable by others, not even while written.
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("store: snapshot: %w", err)
+	}
+	f.Close()
 	if _, err := conn.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
 		_ = os.Remove(tmp)
 		return SnapshotInfo{}, fmt.Errorf("store: snapshot: %w", err)

@@ -35,7 +35,7 @@ var backends = []backend{
 	}},
 }
 
-func openMigrated(t *testing.T, o Options) *DB {
+func openMigrated(t testing.TB, o Options) *DB {
 	t.Helper()
 	o.Migrations = migrations.FS
 	db, err := Open(context.Background(), o)

@@ -301,13 +301,23 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 	return results, false, tx.Commit()
 }
 
-// checkText refuses text the databases would refuse or mangle (SPEC §18:
-// valid UTF-8 without NUL), so a bad value never reaches a batch.
+// checkText refuses what the databases would refuse or mangle (SPEC §18:
+// text is valid UTF-8 without NUL, within its column's length in
+// characters), so a bad value never reaches a batch.
 func (e Event) checkText() error {
 	bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
 	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError, e.BodySHA256} {
 		if bad(s) {
 			return fmt.Errorf("%w: event text is not valid UTF-8 without NUL", ErrInvalid)
+		}
+	}
+	for _, c := range []struct {
+		s string
+		n int
+	}{{e.Source, 32}, {e.DeliveryID, 255}, {e.EventType, 128}, {e.Status, 32}, {e.OrgID, 128}, {e.TeamNodeID, 128},
+		{e.MatchedBy, 64}, {e.BodySHA256, 64}} {
+		if utf8.RuneCountInString(c.s) > c.n {
+			return fmt.Errorf("%w: %q is longer than its column (%d characters)", ErrInvalid, c.s[:min(len(c.s), 40)], c.n)
 		}
 	}
 	for _, m := range []map[string]string{e.Identifiers, e.Headers} {

@@ -54,6 +54,12 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
 	}
+	// The database is the appliance's whole state, tokens' hashes and
+	// sealed sessions included: only its owner reads it (SPEC §18). SQLite
+	// gives the WAL and shared-memory files the database file's mode.
+	if err := ownerOnly(opts.Path); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	db := &DB{path: opts.Path, d: sqliteDialect, logger: opts.Logger.With("component", "store")}
 	w, err := sql.Open("sqlite", dsn(opts.Path, false))
 	if err != nil {
@@ -121,4 +127,21 @@ func dsn(path string, readOnly bool) string {
 // uriPath escapes what SQLite's URI parser treats specially in a file path.
 func uriPath(path string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// ownerOnly creates the database file with mode 0600 if it is missing, and
+// narrows an existing one (and its WAL and shared-memory files, written by
+// an older build) to 0600.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

@@ -141,7 +141,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
-	d.auth = auth.New(auth.Options{Checker: cs, TTL: cfg.AdminAuthCacheTTL, RequireStar: cfg.RequireAdminStar})
+	d.auth = auth.New(auth.Options{Checker: cs, TTL: cfg.AdminAuthCacheTTL, RequireStar: cfg.RequireAdminStar,
+		TrustedProxies: cfg.TrustedProxies})
 	d.provision, err = provision.New(provision.Options{
 		Store: db, Locks: locks, Config: cs, Pipeline: pipeline,
 		Cluster: cluster, ClusterErr: clusterErr,
@@ -193,8 +194,11 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 	if token == "" {
 		token = "dev-admin-" + randomHex(12)
 	}
-	// Webhook dispatch needs an admin token; in dev mode it is the seeded one.
-	if cfg.InternalAdminToken == "" {
+	fakeConfig := cfg.ConfigServiceURL == ""
+	allFakes := fakeConfig && cfg.AIPipelineURL == "" && cfg.AgentURL == ""
+	// Webhook dispatch needs an admin token; with the fake Config Service
+	// it is the seeded one.
+	if cfg.InternalAdminToken == "" && fakeConfig {
 		cfg.InternalAdminToken = config.Secret(token)
 	}
 	fakes := []struct {
@@ -224,8 +228,16 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 		*f.url = "http://" + ln.Addr().String()
 		logger.Info("dev mode: built-in fake", "peer", f.env, "url", *f.url)
 	}
-	fmt.Fprintf(stdout, "dev mode: admin token %s (org %s, team %s)\n", token, peerstest.DevOrg, peerstest.DevTeam)
-	// Unset webhook secrets get printed dev values, so samples can be sent.
+	if fakeConfig {
+		fmt.Fprintf(stdout, "dev mode: admin token %s (org %s, team %s)\n", token, peerstest.DevOrg, peerstest.DevTeam)
+	}
+	// Unset webhook secrets get printed dev values, so samples can be sent —
+	// only while every peer is a built-in fake: the dev secrets are public,
+	// and with a real peer the events they admit would reach it (SPEC §18).
+	if !allFakes {
+		logger.Warn("dev mode with a real peer URL: no dev webhook secrets; unset sources answer 401")
+		return nil
+	}
 	for _, src := range config.Sources {
 		if len(cfg.WebhookSecrets[src]) > 0 {
 			continue

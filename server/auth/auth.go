@@ -2,15 +2,19 @@
 // token comes as "Authorization: Bearer" or "X-Admin-Token", /api/v1/auth/me
 // says who it is, the role must be admin, and the permissions must include
 // admin:* (or, with REQUIRE_ADMIN_STAR=0, the route's scoped permission).
-// Successful answers are cached by the token's SHA-256 for a short TTL;
-// failures never are.
+// Successful answers are cached by the token's SHA-256 for a short TTL.
+// Refused tokens are cached briefly too, and failures are limited per
+// client address (SPEC §18), so random tokens cannot drive the Config
+// Service.
 package auth
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -67,19 +71,40 @@ type Options struct {
 	RequireStar bool
 	MaxEntries  int // default 1024
 	Now         func() time.Time
+	// FailureTTL is how long a refused token is answered from memory
+	// (default 30 s).
+	FailureTTL time.Duration
+	// FailuresPerMinute bounds the failed checks of one client address
+	// (default 10, with a burst of as many); past it, 429.
+	FailuresPerMinute int
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// (ORCHESTRATOR_TRUSTED_PROXIES); from anyone else it is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Authenticator checks admin tokens.
 type Authenticator struct {
-	opts  Options
-	mu    sync.Mutex
-	cache map[[32]byte]cached
+	opts    Options
+	mu      sync.Mutex
+	cache   map[[32]byte]cached
+	refused map[[32]byte]cached // tokens the Config Service refused
+	clients map[netip.Addr]*failures
 }
 
 type cached struct {
 	id      peers.Identity
+	err     error // for a refused token
 	expires time.Time
 }
+
+// failures is a client's bucket of allowed failed checks.
+type failures struct {
+	tokens float64
+	at     time.Time
+}
+
+// maxClients bounds the failure buckets kept.
+const maxClients = 10000
 
 // New returns an Authenticator.
 func New(o Options) *Authenticator {
@@ -89,7 +114,50 @@ func New(o Options) *Authenticator {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Authenticator{opts: o, cache: map[[32]byte]cached{}}
+	if o.FailureTTL <= 0 {
+		o.FailureTTL = 30 * time.Second
+	}
+	if o.FailuresPerMinute <= 0 {
+		o.FailuresPerMinute = 10
+	}
+	return &Authenticator{opts: o, cache: map[[32]byte]cached{}, refused: map[[32]byte]cached{},
+		clients: map[netip.Addr]*failures{}}
+}
+
+// ClientAddr is the address a request's failures are counted against: the
+// connection's peer, or — when that peer is a proxy the operator trusts —
+// the last address in X-Forwarded-For that is not a trusted proxy.
+func (a *Authenticator) ClientAddr(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	addr := peer.Addr()
+	if err != nil {
+		addr, _ = netip.ParseAddr(r.RemoteAddr)
+	}
+	addr = addr.Unmap()
+	if !a.trusted(addr) {
+		return addr
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return addr // a hop we cannot read: count the proxy itself
+		}
+		if hop = hop.Unmap(); !a.trusted(hop) {
+			return hop
+		}
+		addr = hop
+	}
+	return addr
+}
+
+func (a *Authenticator) trusted(addr netip.Addr) bool {
+	for _, p := range a.opts.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // TokenFromRequest returns the admin token of a request, or "".
@@ -100,19 +168,27 @@ func TokenFromRequest(r *http.Request) string {
 	return strings.TrimSpace(r.Header.Get("X-Admin-Token"))
 }
 
-// Authenticate checks the request's admin token for a permission.
+// Authenticate checks the request's admin token for a permission, its
+// failures counted against the request's client address.
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, perm string) (*Admin, error) {
-	return a.Check(ctx, TokenFromRequest(r), perm)
+	return a.CheckFrom(ctx, a.ClientAddr(r), TokenFromRequest(r), perm)
 }
 
-// Check checks a token for a permission.
+// Check checks a token for a permission without a client to count
+// failures against (a page session's token, checked again).
 func (a *Authenticator) Check(ctx context.Context, token, perm string) (*Admin, error) {
+	return a.CheckFrom(ctx, netip.Addr{}, token, perm)
+}
+
+// CheckFrom checks a token for a permission for a client address. A
+// client past its failures gets 429 before anything is asked.
+func (a *Authenticator) CheckFrom(ctx context.Context, client netip.Addr, token, perm string) (*Admin, error) {
 	if token == "" {
 		return nil, apperr.New(apperr.Unauthenticated, "missing_admin_token",
 			"send the admin token as Authorization: Bearer <token> or X-Admin-Token")
 	}
 	key := sha256.Sum256([]byte(token))
-	id, err := a.identity(ctx, token, key)
+	id, err := a.identity(ctx, client, token, key)
 	if err != nil {
 		return nil, err
 	}
@@ -156,20 +232,35 @@ func (a *Authenticator) allowed(perms []string, perm string) bool {
 	return slices.Contains(perms, perm)
 }
 
-func (a *Authenticator) identity(ctx context.Context, token string, key [32]byte) (peers.Identity, error) {
+func (a *Authenticator) identity(ctx context.Context, client netip.Addr, token string, key [32]byte) (peers.Identity, error) {
 	now := a.opts.Now()
-	if a.opts.TTL > 0 {
-		a.mu.Lock()
-		c, ok := a.cache[key]
-		a.mu.Unlock()
-		if ok && now.Before(c.expires) {
-			return c.id, nil
+	a.mu.Lock()
+	c, ok := a.cache[key]
+	if !ok {
+		c, ok = a.refused[key]
+	}
+	a.mu.Unlock()
+	if ok && now.Before(c.expires) && (a.opts.TTL > 0 || c.err != nil) {
+		if c.err != nil {
+			if err := a.failed(client, now); err != nil {
+				return peers.Identity{}, err
+			}
+			return peers.Identity{}, c.err
 		}
+		return c.id, nil
+	}
+	if wait := a.limited(client, now); wait > 0 {
+		return peers.Identity{}, tooManyFailures(wait)
 	}
 	id, err := a.opts.Checker.AuthMe(ctx, token)
 	if err != nil {
 		if h, ok := peers.AsHTTPError(err); ok && (h.Status == http.StatusUnauthorized || h.Status == http.StatusForbidden) {
-			return peers.Identity{}, apperr.Wrap(err, apperr.Unauthenticated, "invalid_admin_token", "the Config Service does not accept this admin token")
+			refused := apperr.Wrap(err, apperr.Unauthenticated, "invalid_admin_token", "the Config Service does not accept this admin token")
+			a.store(a.refused, key, cached{err: refused, expires: now.Add(a.opts.FailureTTL)}, now)
+			if err := a.failed(client, now); err != nil {
+				return peers.Identity{}, err
+			}
+			return peers.Identity{}, refused
 		}
 		if ctx.Err() != nil {
 			return peers.Identity{}, ctx.Err()
@@ -177,28 +268,93 @@ func (a *Authenticator) identity(ctx context.Context, token string, key [32]byte
 		return peers.Identity{}, apperr.Wrap(err, apperr.Unavailable, "config_service_unavailable", "cannot check the admin token: the Config Service is unavailable")
 	}
 	if a.opts.TTL > 0 {
-		a.store(key, cached{id: id, expires: now.Add(a.opts.TTL)}, now)
+		a.store(a.cache, key, cached{id: id, expires: now.Add(a.opts.TTL)}, now)
 	}
 	return id, nil
 }
 
-// store caches an identity, evicting expired entries (and, if still full,
-// an arbitrary one) to stay within MaxEntries.
-func (a *Authenticator) store(key [32]byte, c cached, now time.Time) {
+func tooManyFailures(wait time.Duration) error {
+	return &apperr.Error{Kind: apperr.RateLimited, Code: "too_many_auth_failures",
+		Detail:            "too many refused admin tokens from this address; retry later",
+		RetryAfterSeconds: max(1, int(math.Ceil(wait.Seconds())))}
+}
+
+// limited says how long the client must wait before its next check may
+// fail (0: it may check now). A check without a client is not limited.
+func (a *Authenticator) limited(client netip.Addr, now time.Time) time.Duration {
+	if !client.IsValid() {
+		return 0
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.cache) >= a.opts.MaxEntries {
-		for k, v := range a.cache {
-			if !now.Before(v.expires) {
-				delete(a.cache, k)
+	f := a.clients[client]
+	if f == nil {
+		return 0
+	}
+	level := a.level(f, now)
+	if level >= 1 {
+		return 0
+	}
+	return time.Duration((1 - level) / float64(a.opts.FailuresPerMinute) * float64(time.Minute))
+}
+
+// failed counts a failure of the client; the failure that empties its
+// bucket is still answered as what it is, the next one is 429.
+func (a *Authenticator) failed(client netip.Addr, now time.Time) error {
+	if !client.IsValid() {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.clients[client]
+	if f == nil {
+		if len(a.clients) >= maxClients {
+			for k, v := range a.clients { // full buckets first, then any
+				if a.level(v, now) >= float64(a.opts.FailuresPerMinute) {
+					delete(a.clients, k)
+				}
+			}
+			for k := range a.clients {
+				if len(a.clients) < maxClients {
+					break
+				}
+				delete(a.clients, k)
 			}
 		}
-		for k := range a.cache {
-			if len(a.cache) < a.opts.MaxEntries {
+		f = &failures{tokens: float64(a.opts.FailuresPerMinute), at: now}
+		a.clients[client] = f
+	}
+	level := a.level(f, now)
+	if level < 1 {
+		return tooManyFailures(time.Duration((1 - level) / float64(a.opts.FailuresPerMinute) * float64(time.Minute)))
+	}
+	f.tokens, f.at = level-1, now
+	return nil
+}
+
+// level is the bucket's tokens at now, refilled at FailuresPerMinute.
+func (a *Authenticator) level(f *failures, now time.Time) float64 {
+	per := float64(a.opts.FailuresPerMinute)
+	return min(per, f.tokens+now.Sub(f.at).Minutes()*per)
+}
+
+// store caches an answer in m, evicting expired entries (and, if still
+// full, an arbitrary one) to stay within MaxEntries.
+func (a *Authenticator) store(m map[[32]byte]cached, key [32]byte, c cached, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(m) >= a.opts.MaxEntries {
+		for k, v := range m {
+			if !now.Before(v.expires) {
+				delete(m, k)
+			}
+		}
+		for k := range m {
+			if len(m) < a.opts.MaxEntries {
 				break
 			}
-			delete(a.cache, k)
+			delete(m, k)
 		}
 	}
-	a.cache[key] = c
+	m[key] = c
 }

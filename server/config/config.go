@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -110,6 +111,10 @@ type Config struct {
 	// BackupKeep how many scheduled backups are kept (SPEC §14).
 	BackupSchedule string
 	BackupKeep     int
+
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client whose failed admin-token checks are limited (SPEC §18).
+	TrustedProxies []netip.Prefix
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -151,6 +156,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		CoalesceMax:           p.int("ORCHESTRATOR_COALESCE_MAX", 50, 1, 500),
 		BackupSchedule:        p.cron("ORCHESTRATOR_BACKUP_SCHEDULE", "30 3 * * *"),
 		BackupKeep:            p.int("ORCHESTRATOR_BACKUP_KEEP", 7, 1, 1000),
+		TrustedProxies:        p.prefixes("ORCHESTRATOR_TRUSTED_PROXIES"),
 	}
 	c.DatabasePath, c.DatabaseURL = p.database("DATABASE_URL", c.DataDir)
 	// The claim lease (SPEC §13); 0 means the longest agent timeout + 60 s.
@@ -197,6 +203,27 @@ func (p *parser) fail(name, format string, args ...any) {
 }
 
 func (p *parser) raw(name string) string { return strings.TrimSpace(p.getenv(name)) }
+
+// prefixes reads a comma-separated list of addresses or CIDR ranges.
+func (p *parser) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, part := range strings.Split(p.raw(name), ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		pre, err := netip.ParsePrefix(part)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(part)
+			if aerr != nil {
+				p.fail(name, "%q is not an address or a CIDR range", part)
+				return nil
+			}
+			pre = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, pre.Masked())
+	}
+	return out
+}
 
 func (p *parser) str(name, def string) string {
 	if v := p.raw(name); v != "" {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var now = time.Unix(1764000000, 0)
@@ -209,6 +211,16 @@ func fuzzVerify(f *testing.F, src string) {
 		if err == nil && ev.Challenge == "" && ev.DeliveryID == "" {
 			t.Fatal("accepted event without a delivery id")
 		}
+		// What the door will store is clean text within its columns'
+		// bounds, whatever the body held (SPEC §18; the store's
+		// FuzzInsertEvent holds the other half).
+		if err == nil && ev.Challenge == "" {
+			checkClean(t, "delivery id", ev.DeliveryID, 255)
+			checkClean(t, "event type", ev.EventType, 128)
+			for k, v := range ev.Identifiers {
+				checkClean(t, "identifier "+k, v, 256)
+			}
+		}
 		if src != Coralogix {
 			if _, err := v.Verify(body, Sign(src, s2, body, at, delivery), now); err == nil {
 				t.Fatal("accepted a body signed with another secret")
@@ -235,4 +247,11 @@ func FuzzDescribe(f *testing.F) {
 			t.Fatal("empty message")
 		}
 	})
+}
+
+func checkClean(t *testing.T, what, s string, n int) {
+	t.Helper()
+	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) || len(s) > n {
+		t.Fatalf("%s %q is not clean text of at most %d bytes", what, s, n)
+	}
 }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+)
+
+// syncBuffer is a bytes.Buffer safe to write from the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serveDev starts `serve --dev` in-process with env and returns its base
+// URL, what it printed, and a stop function.
+func serveDev(t *testing.T, dir string, env map[string]string) (string, *syncBuffer, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs, stdout := newLineWaiter(), &syncBuffer{}
+	exited := make(chan struct{})
+	var runErr error
+	go func() {
+		defer logs.cond.Broadcast()
+		defer close(exited)
+		runErr = run(ctx, []string{"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir}, envOf(env), stdout, logs)
+	}()
+	listening, ok := logs.wait("listening", exited)
+	if !ok {
+		t.Fatalf("serve exited: %v\n%s", runErr, logs)
+	}
+	if _, ok := logs.wait("started", exited); !ok {
+		t.Fatalf("serve exited: %v\n%s", runErr, logs)
+	}
+	stop := func() {
+		cancel()
+		<-exited
+	}
+	t.Cleanup(stop)
+	return "http://" + listening["addr"].(string), stdout, stop
+}
+
+func sendSignedSample(t *testing.T, base, source, secret string) int {
+	t.Helper()
+	now := time.Now()
+	body := webhook.Sample(source, "trust-"+source, now)
+	path := "/webhooks/" + source
+	if source == webhook.Slack {
+		path += "/events"
+	}
+	req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
+	req.Header = webhook.Sign(source, secret, body, now, "trust-"+source)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// SPEC §18: dev mode's webhook secrets are public, so they are installed
+// only while every peer is a built-in fake. The review's reproduction: with
+// AGENT_API_URL pointing at a real agent, a PagerDuty event signed with the
+// dev secret was accepted and would have reached it. Now it is 401.
+func TestServe_DevModeWithARealPeerInstallsNoDevSecrets(t *testing.T) {
+	realAgent := httptest.NewServer(peerstest.NewAgent())
+	defer realAgent.Close()
+	base, stdout, stop := serveDev(t, t.TempDir(), map[string]string{"AGENT_API_URL": realAgent.URL})
+	if code := sendSignedSample(t, base, "pagerduty", "dev-pagerduty-secret"); code != 401 {
+		t.Fatalf("a dev-signed PagerDuty event with a real agent = %d, want 401", code)
+	}
+	if strings.Contains(stdout.String(), "webhook secret") {
+		t.Fatalf("dev secrets printed with a real peer:\n%s", stdout)
+	}
+	stop()
+
+	// With every peer a fake, the dev secrets are there as before.
+	base, stdout, _ = serveDev(t, t.TempDir(), nil)
+	if code := sendSignedSample(t, base, "pagerduty", "dev-pagerduty-secret"); code != 200 {
+		t.Fatalf("a dev-signed PagerDuty event with the fakes = %d, want 200", code)
+	}
+	if !strings.Contains(stdout.String(), "dev mode: pagerduty webhook secret dev-pagerduty-secret") {
+		t.Fatalf("dev secrets not printed:\n%s", stdout)
+	}
+}
+
+// SPEC §18: the database, its WAL and shared memory, and every snapshot are
+// 0600; the data directory the appliance creates is 0700; /ui/static/ lists
+// nothing. Before the fix they were 0644 and 0755 under the usual umask.
+func TestServe_FilesAreTheOwnersOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	base, _, _ := serveDev(t, dir, nil)
+	if code := sendSignedSample(t, base, "slack", "dev-slack-secret"); code != 200 {
+		t.Fatalf("sample = %d", code)
+	}
+	mode := func(p string) os.FileMode {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if m := mode(dir); m != 0o700 {
+		t.Errorf("data directory mode %o, want 700", m)
+	}
+	for _, f := range []string{"orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm"} {
+		if m := mode(filepath.Join(dir, f)); m != 0o600 {
+			t.Errorf("%s mode %o, want 600", f, m)
+		}
+	}
+	snap := filepath.Join(t.TempDir(), "snap.db")
+	if err := run(context.Background(), []string{"backup", "--out", snap, "--data-dir", dir}, envOf(nil), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(snap); m != 0o600 {
+		t.Errorf("snapshot mode %o, want 600", m)
+	}
+	for path, want := range map[string]int{"/ui/static/": 404, "/ui/static": 404, "/ui/static/app.css": 200} {
+		if code, body := get(t, base+path); code != want {
+			t.Errorf("GET %s = %d, want %d: %.200s", path, code, want, body)
+		}
+	}
+}
