@@ -472,7 +472,7 @@ func TestDeprovision_DryRunPlansExactlyWhatIsThenDeleted(t *testing.T) {
 		t.Fatalf("dry run = %d %s", dry.code, dry.raw)
 	}
 	plan, _ := json.Marshal(dry.body["plan"])
-	for _, want := range []string{`"kind":"CronJob"`, `"kind":"Deployment"`, `"kind":"Service"`, `"action":"revoke_token"`, `"action":"clear_routing"`, `"action":"disable_schedule"`} {
+	for _, want := range []string{`"kind":"CronJob"`, `"kind":"Deployment"`, `"kind":"Service"`, `"action":"revoke_token"`, `"action":"clear_routing"`, `"action":"remove_schedule"`} {
 		if !strings.Contains(string(plan), want) {
 			t.Errorf("plan lacks %s: %s", want, plan)
 		}
@@ -503,8 +503,8 @@ func TestDeprovision_DryRunPlansExactlyWhatIsThenDeleted(t *testing.T) {
 	if got := fmt.Sprint(cfg["routing"].(map[string]any)["slack_channel_ids"]); got != "[]" {
 		t.Fatalf("routing not cleared: %s", got)
 	}
-	if s, _ := e.db.GetSchedule(ctx, "acme", "leaving", store.ScheduleIngestion); s.Enabled {
-		t.Fatal("schedule still enabled")
+	if _, err := e.db.GetSchedule(ctx, "acme", "leaving", store.ScheduleIngestion); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the schedule row of the deleted CronJob is still there: %v", err)
 	}
 
 	// Again: harmless, nothing to do.

@@ -10,7 +10,9 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/store"
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // provisionWithSchedule provisions a team with a pipeline schedule and
@@ -285,3 +287,114 @@ func TestAgentRunProxy(t *testing.T) {
 		}
 	}
 }
+
+// finishForegroundDelete does what a real cluster's garbage collector does
+// after a foreground delete (the test API server has none, TESTING.md): it
+// drops the foregroundDeletion finalizer, so the object is really gone.
+func finishForegroundDelete(t *testing.T, e *env, name string) {
+	t.Helper()
+	ctx := context.Background()
+	cs := cluster.Clientset.BatchV1().CronJobs(e.kube.Namespace())
+	cj, err := cs.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("CronJob %s: %v", name, err)
+	}
+	if cj.DeletionTimestamp == nil {
+		t.Fatalf("CronJob %s was not being deleted", name)
+	}
+	if _, err := cs.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme"}, name); got != nil {
+		t.Fatalf("CronJob %s still there after its finalizer went", name)
+	}
+}
+
+// The newcomer's report: after deprovisioning a team (resources deleted),
+// the reconciler re-created its CronJob (suspended) about a minute later as
+// "missing" drift, a new dry run planned to delete it again, and the teams
+// page showed a red "missing". Now the deprovisioned team's schedule row
+// ends with its CronJob, so two reconcile passes after the cluster really
+// removed it bring nothing back — while a schedule an admin merely
+// suspended keeps its suspended CronJob, and is repaired as before.
+func TestDeprovision_RemovedScheduleStaysRemovedAcrossReconciles(t *testing.T) {
+	e := newEnv(t, envOptions{withCluster: true})
+	ctx := context.Background()
+	provisionWithSchedule(t, e, "leaving")
+	pausedID := provisionWithSchedule(t, e, "paused")
+	leaving, paused := kube.CronJobName("acme", "leaving"), kube.CronJobName("acme", "paused")
+	if r := e.do("PATCH", "/api/v1/admin/schedules/"+pausedID, adminToken, map[string]any{"enabled": false}); r.code != 200 {
+		t.Fatalf("suspend = %d %s", r.code, r.raw)
+	}
+	r := e.do("POST", "/api/v1/admin/deprovision/team", adminToken, map[string]any{"org_id": "acme", "team_node_id": "leaving",
+		"revoke_tokens": true, "clear_routing": true})
+	if r.code != 200 || r.body["ok"] != true {
+		t.Fatalf("deprovision = %d %s", r.code, r.raw)
+	}
+	finishForegroundDelete(t, e, leaving)
+
+	for pass := range 2 { // two reconcile intervals
+		rep, err := e.sched.Reconcile(ctx)
+		if err != nil || len(rep.Repaired) != 0 || len(rep.Skipped) != 0 {
+			t.Fatalf("reconcile pass %d after deprovisioning = %+v %v", pass, rep, err)
+		}
+		if got, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "leaving"}, leaving); got != nil {
+			t.Fatalf("pass %d brought the deprovisioned team's CronJob back (suspended=%v)", pass, suspendedCJ(got))
+		}
+	}
+	if strings.Contains(e.logs.String(), "CronJob drift repaired") || !e.metric(`orchestrator_schedule_drift_total{kind="missing"} 0`) {
+		t.Fatal("drift repaired after deprovisioning")
+	}
+	if !strings.Contains(r.raw, `"action":"remove_schedule"`) {
+		t.Fatalf("the run does not say the schedule row was removed: %s", r.raw)
+	}
+	// A new dry run has nothing of the cluster's to delete, and the
+	// schedules list has no row of the team (the teams page's "missing"
+	// came from that row).
+	dry := e.do("POST", "/api/v1/admin/deprovision/team", adminToken, map[string]any{"org_id": "acme", "team_node_id": "leaving", "dry_run": true})
+	if dry.code != 200 || len(dry.body["plan"].([]any)) != 0 {
+		t.Fatalf("dry run after deprovisioning = %d %s", dry.code, dry.raw)
+	}
+	if list := e.do("GET", "/api/v1/admin/schedules?org_id=acme&team_node_id=leaving", adminToken, nil); list.code != 200 ||
+		strings.Contains(list.raw, leaving) {
+		t.Fatalf("schedules of the deprovisioned team = %d %s", list.code, list.raw)
+	}
+
+	// The suspended team: its CronJob stays, suspended, through both passes;
+	// deleted by hand, it comes back suspended.
+	if cj, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "paused"}, paused); cj == nil || !suspendedCJ(cj) {
+		t.Fatalf("the suspended team's CronJob = %+v", cj)
+	}
+	if err := cluster.Clientset.BatchV1().CronJobs(e.kube.Namespace()).Delete(ctx, paused, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.sched.Reconcile(ctx)
+	if err != nil || len(rep.Repaired) != 1 || !strings.Contains(rep.Repaired[0], paused+": missing") {
+		t.Fatalf("reconcile after the suspended CronJob was deleted = %+v %v", rep, err)
+	}
+	if cj, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "paused"}, paused); cj == nil || !suspendedCJ(cj) {
+		t.Fatalf("the suspended team's CronJob was not made again suspended: %+v", cj)
+	}
+}
+
+// Deprovisioning that keeps the cluster's resources only suspends: the row
+// stays (disabled) and the reconciler keeps the CronJob suspended.
+func TestDeprovision_KeepingResourcesSuspendsTheSchedule(t *testing.T) {
+	e := newEnv(t, envOptions{withCluster: true})
+	ctx := context.Background()
+	provisionWithSchedule(t, e, "kept")
+	name := kube.CronJobName("acme", "kept")
+	r := e.do("POST", "/api/v1/admin/deprovision/team", adminToken, map[string]any{"org_id": "acme", "team_node_id": "kept",
+		"delete_k8s_resources": false})
+	if r.code != 200 || !strings.Contains(r.raw, `"action":"disable_schedule"`) || strings.Contains(r.raw, `"action":"remove_schedule"`) {
+		t.Fatalf("deprovision keeping resources = %d %s", r.code, r.raw)
+	}
+	if rep, err := e.sched.Reconcile(ctx); err != nil || len(rep.Repaired) != 1 || !strings.Contains(rep.Repaired[0], "suspend") {
+		t.Fatalf("reconcile = %+v %v", rep, err)
+	}
+	if cj, _ := e.kube.GetCronJob(ctx, kube.Team{OrgID: "acme", TeamNodeID: "kept"}, name); cj == nil || !suspendedCJ(cj) {
+		t.Fatalf("CronJob after deprovisioning without deleting = %+v", cj)
+	}
+}
+
+func suspendedCJ(cj *batchv1.CronJob) bool { return cj.Spec.Suspend != nil && *cj.Spec.Suspend }

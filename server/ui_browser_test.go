@@ -166,7 +166,7 @@ func TestUI_TeamsPageAndDeprovisionPlanThenConfirm(t *testing.T) {
 	do(chromedp.Click(chromedp.ID("revoke_tokens")), chromedp.Click(chromedp.ID("plan-deprovision")),
 		chromedp.WaitVisible(chromedp.ID("confirm-deprovision")))
 	plan := text(t, ctx, "#plan")
-	for _, want := range []string{"delete", "CronJob", "Deployment", "Service", "revoke_token", "disable_schedule"} {
+	for _, want := range []string{"delete", "CronJob", "Deployment", "Service", "revoke_token", "remove_schedule"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("plan lacks %q:\n%s", want, plan)
 		}

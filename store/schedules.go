@@ -87,8 +87,8 @@ func (db *DB) UpsertSchedule(ctx context.Context, s Schedule) (Schedule, error) 
 	return db.GetSchedule(ctx, s.OrgID, s.TeamNodeID, s.Type)
 }
 
-// DeleteSchedule removes the team's schedule of a type (used to undo a row
-// a failed run created).
+// DeleteSchedule removes the team's schedule of a type (to undo a row a
+// failed run created, and when deprovisioning deletes its CronJob).
 func (db *DB) DeleteSchedule(ctx context.Context, org, team, typ string) error {
 	_, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_pipeline_schedules
 		WHERE org_id = ? AND team_node_id = ? AND schedule_type = ?`, org, team, typ)

@@ -1,6 +1,8 @@
 package provision
 
 import (
+	"cmp"
+	"slices"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -18,6 +20,7 @@ const (
 	StepRevokeTokens     = "revoke_tokens"
 	StepClearRouting     = "clear_routing"
 	StepDisableSchedules = "disable_schedules"
+	StepRemoveSchedules  = "remove_schedules"
 )
 
 // DeprovisionRequest is the body of POST /api/v1/admin/deprovision/team.
@@ -45,7 +48,7 @@ func (r *DeprovisionRequest) Normalize() error {
 
 // Action is one entry of a deprovisioning plan.
 type Action struct {
-	Action       string `json:"action"` // delete | revoke_token | clear_routing | disable_schedule
+	Action       string `json:"action"` // delete | revoke_token | clear_routing | disable_schedule | remove_schedule
 	Kind         string `json:"kind,omitempty"`
 	Name         string `json:"name,omitempty"`
 	TokenID      string `json:"token_id,omitempty"`
@@ -70,7 +73,7 @@ func (s *Service) Deprovision(ctx context.Context, caller Caller, req Deprovisio
 	now := s.now()
 	record := store.Run{ID: newID(), Kind: store.RunKindDeprovision, OrgID: req.OrgID, TeamNodeID: req.TeamNodeID,
 		Status: store.RunRunning, Actor: caller.Actor, CreatedAt: now, UpdatedAt: now}
-	tl := newTimeline(s.now, StepDiscover, StepDeleteResources, StepRevokeTokens, StepClearRouting, StepDisableSchedules)
+	tl := newTimeline(s.now, StepDiscover, StepDeleteResources, StepRevokeTokens, StepClearRouting, StepDisableSchedules, StepRemoveSchedules)
 	record.Steps, _ = json.Marshal(tl.steps)
 	if _, err := s.opts.Store.StartRun(ctx, record, now); err != nil {
 		return Result{}, err
@@ -149,7 +152,13 @@ func (s *Service) plan(ctx context.Context, caller Caller, req DeprovisionReques
 		return nil, err
 	}
 	for _, sc := range schedules {
-		if sc.Enabled {
+		switch {
+		case *req.DeleteK8sResources:
+			// The CronJob goes, so its row goes too: a row left behind
+			// would have the reconciler make the CronJob again as drift.
+			plan = append(plan, Action{Action: "remove_schedule", ScheduleType: sc.Type, Name: sc.CronJobName})
+		case sc.Enabled:
+			// The CronJob stays: suspended, as an admin's suspend would.
 			plan = append(plan, Action{Action: "disable_schedule", ScheduleType: sc.Type})
 		}
 	}
@@ -180,9 +189,11 @@ func (s *Service) carryOut(ctx context.Context, caller Caller, req DeprovisionRe
 			byStep[StepClearRouting] = append(byStep[StepClearRouting], a)
 		case "disable_schedule":
 			byStep[StepDisableSchedules] = append(byStep[StepDisableSchedules], a)
+		case "remove_schedule":
+			byStep[StepRemoveSchedules] = append(byStep[StepRemoveSchedules], a)
 		}
 	}
-	for _, name := range []string{StepDeleteResources, StepRevokeTokens, StepClearRouting, StepDisableSchedules} {
+	for _, name := range []string{StepDeleteResources, StepRevokeTokens, StepClearRouting, StepDisableSchedules, StepRemoveSchedules} {
 		actions := byStep[name]
 		if len(actions) == 0 {
 			continue
@@ -190,6 +201,24 @@ func (s *Service) carryOut(ctx context.Context, caller Caller, req DeprovisionRe
 		step := tl.start(name)
 		var stepErr error
 		for _, a := range actions {
+			if a.Action == "remove_schedule" && !slices.ContainsFunc(*done, func(d Action) bool {
+				return d.Action == "delete" && d.Kind == kube.KindCronJob && d.Name == a.Name
+			}) && slices.ContainsFunc(plan, func(d Action) bool {
+				return d.Action == "delete" && d.Kind == kube.KindCronJob && d.Name == a.Name
+			}) {
+				// Its CronJob could not be deleted: the row stays, disabled,
+				// so the CronJob is still managed (suspended), and a repeat
+				// of the request finishes the job.
+				a = Action{Action: "disable_schedule", ScheduleType: a.ScheduleType}
+				err := s.do(ctx, caller, req, a)
+				if err == nil {
+					err = apperr.New(apperr.BadGateway, "schedule_kept", "the %s schedule row was kept (disabled): its CronJob could not be deleted", a.ScheduleType)
+				}
+				fail(err)
+				step.Error = joinErr(step.Error, errorText(err))
+				stepErr = cmp.Or(stepErr, err)
+				continue
+			}
 			if err := s.do(ctx, caller, req, a); err != nil {
 				fail(err)
 				step.Error = joinErr(step.Error, errorText(err))
@@ -226,6 +255,8 @@ func (s *Service) do(ctx context.Context, caller Caller, req DeprovisionRequest,
 		return s.opts.Config.PatchConfig(ctx, caller.Token, req.OrgID, req.TeamNodeID, map[string]any{"routing": empty.patch()})
 	case "disable_schedule":
 		return s.opts.Store.SetScheduleEnabled(ctx, req.OrgID, req.TeamNodeID, a.ScheduleType, false, s.now())
+	case "remove_schedule":
+		return s.opts.Store.DeleteSchedule(ctx, req.OrgID, req.TeamNodeID, a.ScheduleType)
 	}
 	return apperr.New(apperr.Internal, "internal_error", "unknown action %q", a.Action)
 }
