@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -142,6 +143,84 @@ func TestServe_FilesAreTheOwnersOnly(t *testing.T) {
 	for path, want := range map[string]int{"/ui/static/": 404, "/ui/static": 404, "/ui/static/app.css": 200} {
 		if code, body := get(t, base+path); code != want {
 			t.Errorf("GET %s = %d, want %d: %.200s", path, code, want, body)
+		}
+	}
+}
+
+// apiCall sends a JSON request with the admin token and decodes the answer.
+func apiCall(t *testing.T, method, url, token string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]any{}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// The newcomer's report: the README's provisioning example gave a new
+// dedicated team the sample Slack channel; in dev mode's simulated cluster
+// the dedicated agent's Service resolved nowhere, so every later Slack
+// sample ended dead and agent runs answered 502 "no such host". Now a
+// simulated dedicated agent is served by the built-in fake agent, and the
+// sample channel, owned by the seeded team, cannot be taken (409).
+func TestServe_DevModeDedicatedTeamIsServedByTheFakeAgent(t *testing.T) {
+	const token = "dev-walkthrough-token"
+	base, _, _ := serveDev(t, t.TempDir(), map[string]string{"ORCHESTRATOR_DEV_ADMIN_TOKEN": token, "KUBECONFIG": "/nonexistent"})
+	code, body := apiCall(t, "POST", base+"/api/v1/admin/provision/team", token, map[string]any{"org_id": "acme",
+		"team_node_id": "payments", "routing": map[string]any{"slack_channel_ids": []string{"C0A4967KRBM"}}, "deployment_mode": "dedicated"})
+	if code != 409 || body["error"] != "routing_conflict" {
+		t.Fatalf("taking the sample channel = %d %v", code, body)
+	}
+	code, body = apiCall(t, "POST", base+"/api/v1/admin/provision/team", token, map[string]any{"org_id": "acme",
+		"team_node_id": "payments", "routing": map[string]any{"slack_channel_ids": []string{"C0PAYMENTS1"}, "services": []string{"payment"}},
+		"create_pipeline_schedule": true, "pipeline_schedule": "0 2 * * *", "deployment_mode": "dedicated"})
+	if code != 200 || body["status"] != "succeeded" {
+		t.Fatalf("provisioning a dedicated team = %d %v", code, body)
+	}
+	code, body = apiCall(t, "POST", base+"/api/v1/admin/agents/run", token, map[string]any{"org_id": "acme",
+		"team_node_id": "payments", "agent_name": "planner", "message": "why is checkout slow?"})
+	if code != 200 || body["agent_result"] == nil {
+		t.Fatalf("agent run for the dedicated team = %d %v", code, body)
+	}
+	// A mention in the team's own channel reaches it; the sample channel's
+	// still reaches the seeded team.
+	now := time.Now()
+	for channel, team := range map[string]string{"C0PAYMENTS1": "payments", "C0A4967KRBM": peerstest.DevTeam} {
+		msg := []byte(`{"type":"event_callback","event_id":"Ev-` + channel + `","event":{"type":"app_mention","channel":"` + channel + `","text":"<@U0BOT> hi"}}`)
+		req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(msg))
+		req.Header = webhook.Sign(webhook.Slack, "dev-slack-secret", msg, now, "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ack map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&ack)
+		resp.Body.Close()
+		id, _ := ack["event_id"].(string)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, ev := apiCall(t, "GET", base+"/api/v1/admin/events/"+id, token, nil)
+			if ev["status"] == "delivered" {
+				if ev["team_node_id"] != team {
+					t.Fatalf("mention in %s went to %v", channel, ev["team_node_id"])
+				}
+				break
+			}
+			if ev["status"] == "dead" || ev["status"] == "failed" || time.Now().After(deadline) {
+				t.Fatalf("mention in %s: %v", channel, ev)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -41,6 +41,8 @@ type deps struct {
 	backups    *backups.Manager
 	elector    *leader.Elector
 	closers    []func()
+	// fakeAgent: the agent is dev mode's built-in fake.
+	fakeAgent bool
 }
 
 func (d *deps) close() {
@@ -124,6 +126,10 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		mem := kube.NewMemory(ns)
 		cluster, schedCluster, pinger, simulated, clusterErr = mem, mem, mem, true, nil
 		logger.Warn("dev mode: no cluster answered; using an in-memory simulated cluster (nothing is really deployed)")
+		if d.fakeAgent {
+			// A simulated dedicated agent is served by the built-in fake.
+			agent.ServeDedicatedFromShared()
+		}
 	}
 	if clusterErr != nil {
 		logger.Warn("no Kubernetes cluster: provisioning steps that need one answer 503 kubernetes_not_available",
@@ -195,6 +201,7 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 		token = "dev-admin-" + randomHex(12)
 	}
 	fakeConfig := cfg.ConfigServiceURL == ""
+	d.fakeAgent = cfg.AgentURL == ""
 	allFakes := fakeConfig && cfg.AIPipelineURL == "" && cfg.AgentURL == ""
 	// Webhook dispatch needs an admin token; with the fake Config Service
 	// it is the seeded one.

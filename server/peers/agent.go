@@ -12,10 +12,19 @@ import (
 
 // Agent is the client of the Agent API (the shared one, or a team's
 // dedicated Service).
-type Agent struct{ c client }
+type Agent struct {
+	c          client
+	sharedOnly bool
+}
 
 // NewAgent returns an Agent client whose BaseURL is the shared agent.
 func NewAgent(o Options) *Agent { return &Agent{c: newClient(AgentPeer, o)} }
+
+// ServeDedicatedFromShared sends the calls meant for a team's dedicated
+// agent to the shared one. Dev mode's simulated cluster sets it: there a
+// dedicated agent's Service exists only on paper and resolves nowhere, and
+// the built-in fake agent stands in for every agent.
+func (a *Agent) ServeDedicatedFromShared() { a.sharedOnly = true }
 
 // AgentRequest is the body of POST /agents/{agent}/run (SPEC §6, §7).
 type AgentRequest struct {
@@ -29,7 +38,7 @@ type AgentRequest struct {
 // Run calls the agent. baseURL "" means the shared agent. The team token
 // goes in X-IncidentFox-Team-Token; timeout bounds the whole call.
 func (a *Agent) Run(ctx context.Context, baseURL, agent, teamToken, correlationID string, req AgentRequest, timeout time.Duration) (json.RawMessage, error) {
-	if baseURL == "" {
+	if baseURL == "" || a.sharedOnly {
 		baseURL = a.c.base
 	}
 	path := "/agents/" + url.PathEscape(agent) + "/run"
