@@ -79,7 +79,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
+		// The flag package has printed the usage already (fs.Usage).
 		return errHelp
 	case err != nil:
 		return &usageError{msg: fmt.Sprintf("%s: %v (see --help)", fs.Name(), err)}
