@@ -120,7 +120,10 @@ type page struct {
 	Dev              bool
 	SimulatedCluster bool
 	Error, Notice    string
-	Data             any
+	// Result is what the last form's action answered, carried over its
+	// redirect with the notice (the agent form's result).
+	Result string
+	Data   any
 }
 
 func (s *Server) uiRoutes() {
@@ -165,7 +168,9 @@ func (s *Server) uiRoutes() {
 	get("/ui/schedules", s.uiSchedules)
 	post("/ui/schedules/:id", s.uiSchedule)
 	get("/ui/agents", func(w http.ResponseWriter, r *http.Request, se *uiSession) {
-		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Data: agentPage{}})
+		q := r.URL.Query()
+		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents",
+			Data: agentPage{OrgID: q.Get("org_id"), TeamNodeID: q.Get("team_node_id"), AgentName: q.Get("agent_name")}})
 	})
 	post("/ui/agents", s.uiAgent)
 	if s.opts.Dev {
@@ -190,7 +195,8 @@ func uiHeaders(w http.ResponseWriter) {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.Dev, p.SimulatedCluster = s.opts.Dev, s.ui.opts.SimulatedCluster
 	if p.Session != nil && p.Session.flash != "" && p.Notice == "" {
-		p.Notice, p.Session.flash = p.Session.flash, ""
+		p.Notice, p.Result = decodeFlash(p.Session.flash)
+		p.Session.flash = ""
 		if err := s.ui.opts.Sessions.SetSessionFlash(r.Context(), p.Session.hash, ""); err != nil {
 			s.logger.Warn("cannot clear a page notice", "error", err)
 		}
@@ -262,11 +268,38 @@ func (s *Server) session(r *http.Request) *uiSession {
 }
 
 // setFlash keeps a notice for the session's next page.
-func (s *Server) setFlash(r *http.Request, se *uiSession, msg string) {
-	se.flash = msg
-	if err := s.ui.opts.Sessions.SetSessionFlash(r.Context(), se.hash, msg); err != nil {
+func (s *Server) setFlash(r *http.Request, se *uiSession, msg string) { s.setFlashResult(r, se, msg, "") }
+
+// maxFlashResult bounds a result kept for the next page.
+const maxFlashResult = 64 << 10
+
+// setFlashResult keeps a notice and a result (the agent's answer) for the
+// session's next page: the redirect after a POST carries them.
+func (s *Server) setFlashResult(r *http.Request, se *uiSession, msg, result string) {
+	if len(result) > maxFlashResult {
+		result = strings.ToValidUTF8(result[:maxFlashResult], "") + "\n… (cut at 64 KiB)"
+	}
+	se.flash = encodeFlash(msg, result)
+	if err := s.ui.opts.Sessions.SetSessionFlash(r.Context(), se.hash, se.flash); err != nil {
 		s.logger.Warn("cannot keep a page notice", "error", err)
 	}
+}
+
+// A flash is a notice, or a notice and a result kept as JSON.
+func encodeFlash(notice, result string) string {
+	if result == "" {
+		return notice
+	}
+	b, _ := json.Marshal(struct{ Notice, Result string }{notice, result})
+	return string(b)
+}
+
+func decodeFlash(flash string) (notice, result string) {
+	var f struct{ Notice, Result string }
+	if strings.HasPrefix(flash, "{") && json.Unmarshal([]byte(flash), &f) == nil && f.Result != "" {
+		return f.Notice, f.Result
+	}
+	return flash, ""
 }
 
 // uiPage wraps a page handler: a live session is required (else the login
@@ -492,19 +525,15 @@ func (s *Server) uiProvision(w http.ResponseWriter, r *http.Request, se *uiSessi
 		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
 		return
 	}
-	run, err := s.opts.Runs.GetRun(r.Context(), res.RunID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	// Redirect after POST: a reload shows the run, never provisions again.
+	// The new token rides along once, sealed for this browser.
+	if resp, ok := res.Body.(provision.Response); ok && resp.TeamToken != "" {
+		if v, err := sealNewToken(se.id, res.RunID, resp.TeamToken); err == nil {
+			http.SetCookie(w, &http.Cookie{Name: newTokenCookie, Value: v, Path: "/ui/runs/", HttpOnly: true,
+				SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: int(newTokenTTL.Seconds())})
+		}
 	}
-	p := runPage{Run: run}
-	_ = json.Unmarshal(run.Steps, &p.Steps)
-	// The token is shown in this answer only: it is in the live response
-	// body and nowhere else.
-	if resp, ok := res.Body.(provision.Response); ok {
-		p.Token = resp.TeamToken
-	}
-	s.render(w, r, http.StatusOK, "run", page{Session: se, Nav: "runs", Data: p})
+	http.Redirect(w, r, "/ui/runs/"+url.PathEscape(res.RunID), http.StatusSeeOther)
 }
 
 func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request, se *uiSession) {
@@ -536,6 +565,13 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	}
 	p := runPage{Run: run}
 	_ = json.Unmarshal(run.Steps, &p.Steps)
+	// A token this session's provisioning just issued is shown here once.
+	if c, err := r.Cookie(newTokenCookie); err == nil {
+		if p.Token = openNewToken(se.id, run.ID, c.Value); p.Token != "" {
+			http.SetCookie(w, &http.Cookie{Name: newTokenCookie, Value: "", Path: "/ui/runs/", HttpOnly: true,
+				SameSite: http.SameSiteStrictMode, Secure: s.ui.opts.SecureCookie, MaxAge: -1})
+		}
+	}
 	s.render(w, r, http.StatusOK, "run", page{Session: se, Nav: "runs", Data: p})
 }
 
@@ -747,27 +783,33 @@ func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	if err == nil {
 		err = a.CanActOn(req.OrgID)
 	}
-	var out agentOutcome
-	if err == nil {
-		out, err = s.runAgent(r.Context(), a, req)
-	}
 	data := agentPage{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID, AgentName: req.AgentName, Message: req.Message}
 	if err != nil {
-		s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Error: apperr.Message(err), Data: data})
+		// Nothing was called: the form comes back with what was typed.
+		s.render(w, r, classify(err).Kind.Status(), "agents", page{Session: se, Nav: "agents", Error: apperr.Message(err), Data: data})
+		return
+	}
+	// The agent was called (and the call audited): redirect after POST, so
+	// a reload never calls it again; the answer rides along once.
+	out, err := s.runAgent(r.Context(), a, req)
+	back := "/ui/agents?" + url.Values{"org_id": {req.OrgID}, "team_node_id": {req.TeamNodeID}, "agent_name": {req.AgentName}}.Encode()
+	if err != nil {
+		s.setFlash(r, se, "The agent run failed: "+apperr.Message(err))
+		http.Redirect(w, r, back, http.StatusSeeOther)
 		return
 	}
 	var pretty bytes.Buffer
+	result := string(out.Result)
 	if json.Indent(&pretty, out.Result, "", "  ") == nil {
-		data.Result = pretty.String()
-	} else {
-		data.Result = string(out.Result)
+		result = pretty.String()
 	}
-	s.render(w, r, http.StatusOK, "agents", page{Session: se, Nav: "agents", Notice: "Agent run " + out.CorrelationID + " finished.", Data: data})
+	s.setFlashResult(r, se, "Agent run "+out.CorrelationID+" finished.", result)
+	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
-// agentPage is the agent form and its result.
+// agentPage is the agent form, filled from the query after a run.
 type agentPage struct {
-	OrgID, TeamNodeID, AgentName, Message, Result string
+	OrgID, TeamNodeID, AgentName, Message string
 }
 
 // mayPostSamples: a dev sample routes to whichever team its identifiers

@@ -6,8 +6,10 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -68,4 +70,42 @@ func openToken(id string, sealed []byte) (string, error) {
 	}
 	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(sessionHash(id)))
 	return string(plain), err
+}
+
+// newTokenCookie carries a newly issued team token from the provisioning
+// form's POST to the run page it redirects to (redirect after POST), once.
+// The token is never stored by the orchestrator: the cookie holds it sealed
+// with the session's key (only the browser holding the session id can
+// open it), for one run, for five minutes, and the run page clears it as it
+// shows the token.
+const newTokenCookie = "orchestrator_new_token"
+
+// newTokenTTL bounds how long a new token waits for its run page.
+const newTokenTTL = 5 * time.Minute
+
+// sealNewToken seals run id and token for the session's browser.
+func sealNewToken(sessionID, runID, token string) (string, error) {
+	sealed, err := sealToken(sessionID, runID+"\n"+token)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
+}
+
+// openNewToken opens a sealed new token for runID ("" if it is not that
+// run's, or not sealed by this session).
+func openNewToken(sessionID, runID, value string) string {
+	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil {
+		return ""
+	}
+	plain, err := openToken(sessionID, sealed)
+	if err != nil {
+		return ""
+	}
+	run, token, ok := strings.Cut(plain, "\n")
+	if !ok || run != runID {
+		return ""
+	}
+	return token
 }

@@ -19,8 +19,9 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
-// The teams page (SPEC §9 round 2): every team this orchestrator has
-// provisioned, with its latest run, its schedules and dedicated agent as the
+// The teams page (SPEC §9 round 2): every team this orchestrator knows —
+// it ran a workflow for it or routed an event to it, marked by whether it
+// was provisioned here — with its latest run, its schedules and dedicated agent as the
 // cluster has them now, and its events of the last day by status; a page
 // per team; and deprovisioning from there, the dry-run plan first.
 
@@ -33,6 +34,9 @@ type teamRow struct {
 	Link              string
 	Last              store.Run
 	LastDryRun        bool
+	// Provisioned: this orchestrator provisioned the team (else it only
+	// routed events to it, or only deprovisioned it).
+	Provisioned bool
 	// Schedules and Agent come from the cluster (with admin:pipeline:read
 	// and admin:deployment:read); their errors say why they are missing.
 	Schedules                []schedules.View
@@ -50,7 +54,8 @@ func teamLink(org, team string) string {
 
 // newTeamRow is a team's row before its events and cluster state are read.
 func newTeamRow(t store.TeamRun) teamRow {
-	return teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last)}
+	return teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last),
+		Provisioned: t.Provisioned()}
 }
 
 // dryRun says whether a deprovisioning run only planned.
@@ -187,8 +192,8 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	s.render(w, r, http.StatusOK, "teams", page{Session: se, Nav: "teams", Error: errText, Data: d})
 }
 
-// uiTeamFor loads the path's team for the admin: one it may see that has
-// been provisioned.
+// uiTeamFor loads the path's team for the admin: one it may see that this
+// orchestrator knows (a run or a routed event).
 func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.TeamRun, bool) {
 	p := httprouter.ParamsFromContext(r.Context())
 	org, team := p.ByName("org"), p.ByName("team")
@@ -204,13 +209,13 @@ func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession
 			}
 		}
 		if err == nil && !ok {
-			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator has not provisioned team %s/%s", org, team)
+			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator knows no team %s/%s", org, team)
 		}
 	}
 	if err != nil {
 		// Another org's team is answered as missing, like the API does.
 		if classify(err).Kind == apperr.Forbidden {
-			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator has not provisioned team %s/%s", org, team)
+			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator knows no team %s/%s", org, team)
 		}
 		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "teams", Error: apperr.Message(err)})
 		return store.TeamRun{}, false
@@ -245,7 +250,32 @@ func (s *Server) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	}
 	p, errText := s.teamPage(r.Context(), a, t)
 	p.Options = deprovisionOptions{DeleteResources: true}
+	// ?plan=<dry run id> shows that plan (the deprovision form redirects
+	// here after planning) with the options it was made with.
+	if q := r.URL.Query(); q.Get("plan") != "" && p.CanDeprovision {
+		p.Options = deprovisionOptions{DeleteResources: q.Get("delete_k8s_resources") == "1",
+			RevokeTokens: q.Get("revoke_tokens") == "1", ClearRouting: q.Get("clear_routing") == "1"}
+		run, err := s.opts.Runs.GetRun(r.Context(), q.Get("plan"))
+		var body provision.DeprovisionResponse
+		if err == nil && run.Kind == store.RunKindDeprovision && run.OrgID == t.OrgID && run.TeamNodeID == t.TeamNodeID &&
+			json.Unmarshal(run.Response, &body) == nil && body.DryRun {
+			p.Plan, p.PlanDigest, p.PlanRunID = body.Plan, planDigest(body.Plan), run.ID
+		} else {
+			errText = "No such plan for this team: plan again."
+		}
+	}
 	s.render(w, r, http.StatusOK, "team", page{Session: se, Nav: "teams", Error: errText, Data: p})
+}
+
+// planURL is the team page showing a dry run's plan and its options.
+func planURL(t store.TeamRun, runID string, o deprovisionOptions) string {
+	q := url.Values{"plan": {runID}}
+	for k, on := range map[string]bool{"delete_k8s_resources": o.DeleteResources, "revoke_tokens": o.RevokeTokens, "clear_routing": o.ClearRouting} {
+		if on {
+			q.Set(k, "1")
+		}
+	}
+	return teamLink(t.OrgID, t.TeamNodeID) + "?" + q.Encode() + "#deprovision"
 }
 
 func (s *Server) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (teamPage, string) {
@@ -292,47 +322,46 @@ func (s *Server) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSes
 		RevokeTokens: opts.RevokeTokens, ClearRouting: opts.ClearRouting, DryRun: true}
 	caller := provision.Caller{Token: a.Token, Actor: a.Actor}
 	ctx := r.Context()
-	showPlan := func(status int, errText string) {
-		p, pageErr := s.teamPage(ctx, a, t)
-		if errText == "" {
-			errText = pageErr
-		}
-		p.Options = opts
+	// Every answer is a redirect (after POST): a reload re-plans nothing
+	// and never deprovisions twice.
+	back := func(msg string) {
+		s.setFlash(r, se, msg)
+		http.Redirect(w, r, teamLink(t.OrgID, t.TeamNodeID)+"#deprovision", http.StatusSeeOther)
+	}
+	plan := func() (provision.DeprovisionResponse, string, bool) {
 		res, err := s.opts.Provision.Deprovision(ctx, caller, req)
 		if err != nil {
-			s.render(w, r, classify(err).Kind.Status(), "team", page{Session: se, Nav: "teams", Error: "Not planned: " + apperr.Message(err), Data: p})
-			return
+			back("Not planned: " + apperr.Message(err))
+			return provision.DeprovisionResponse{}, "", false
 		}
 		body, _ := res.Body.(provision.DeprovisionResponse)
 		if !body.OK {
-			msg := "The plan could not be made: " + fmt.Sprint(body.Errors)
-			s.render(w, r, http.StatusOK, "team", page{Session: se, Nav: "teams", Error: msg, Data: p})
-			return
+			back("The plan could not be made: " + fmt.Sprint(body.Errors))
+			return body, "", false
 		}
-		p.Plan, p.PlanDigest, p.PlanRunID = body.Plan, planDigest(body.Plan), body.ProvisioningRunID
-		s.render(w, r, status, "team", page{Session: se, Nav: "teams", Error: errText, Data: p})
+		return body, res.RunID, true
+	}
+	body, planRun, ok := plan()
+	if !ok {
+		return
 	}
 	if r.PostFormValue("confirm") != "1" {
-		showPlan(http.StatusOK, "")
+		http.Redirect(w, r, planURL(t, planRun, opts), http.StatusSeeOther)
 		return
 	}
-	// Confirm: the plan must still be the one shown.
+	// Confirm: the plan must still be the one shown; else the new one is.
+	if planDigest(body.Plan) != r.PostFormValue("plan") {
+		s.setFlash(r, se, "The plan changed since it was shown: review it and confirm again.")
+		http.Redirect(w, r, planURL(t, planRun, opts), http.StatusSeeOther)
+		return
+	}
+	req.DryRun = false
 	res, err := s.opts.Provision.Deprovision(ctx, caller, req)
-	if err == nil {
-		if body, _ := res.Body.(provision.DeprovisionResponse); planDigest(body.Plan) != r.PostFormValue("plan") {
-			showPlan(http.StatusConflict, "The plan changed since it was shown: review it and confirm again.")
-			return
-		}
-		req.DryRun = false
-		res, err = s.opts.Provision.Deprovision(ctx, caller, req)
-	}
 	if err != nil {
-		p, _ := s.teamPage(ctx, a, t)
-		p.Options = opts
-		s.render(w, r, classify(err).Kind.Status(), "team", page{Session: se, Nav: "teams", Error: "Not deprovisioned: " + apperr.Message(err), Data: p})
+		back("Not deprovisioned: " + apperr.Message(err))
 		return
 	}
-	body, _ := res.Body.(provision.DeprovisionResponse)
+	body, _ = res.Body.(provision.DeprovisionResponse)
 	s.logger.Info("team deprovisioned from the admin page", "org_id", t.OrgID, "team_node_id", t.TeamNodeID, "actor", a.Actor, "ok", body.OK)
 	if body.OK {
 		s.setFlash(r, se, fmt.Sprintf("Deprovisioned %s/%s: %d actions carried out.", t.OrgID, t.TeamNodeID, len(body.Deleted)))

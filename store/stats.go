@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -290,16 +291,22 @@ func (db *DB) AgentLatency(ctx context.Context, since, until time.Time, org stri
 	return h, rows.Err()
 }
 
-// TeamRun is a team the orchestrator has provisioned and its latest run.
+// TeamRun is a team this orchestrator knows — it ran a workflow for it, or
+// routed an event to it — and its latest run, if any.
 type TeamRun struct {
 	OrgID, TeamNodeID string
-	// FirstProvisioned is when its first provisioning run started.
+	// FirstProvisioned is when its first provisioning run started (zero:
+	// never provisioned here).
 	FirstProvisioned time.Time
-	Last             Run
+	// Last is its latest run of either kind (zero ID: none here).
+	Last Run
 }
 
-// Teams lists every team with a provisioning run (an org's when org is not
-// ""), by org and team, each with its latest run of either kind.
+// Provisioned says whether this orchestrator provisioned the team.
+func (t TeamRun) Provisioned() bool { return !t.FirstProvisioned.IsZero() }
+
+// Teams lists every team with a run here or an event routed to it (an
+// org's when org is not ""), by org and team, each with its latest run.
 func (db *DB) Teams(ctx context.Context, org string) ([]TeamRun, error) {
 	where, args := ``, []any{RunKindProvision}
 	if org != "" {
@@ -311,7 +318,6 @@ func (db *DB) Teams(ctx context.Context, org string) ([]TeamRun, error) {
 		      FROM orchestrator_provisioning_runs `+where+` GROUP BY org_id, team_node_id) t
 		JOIN orchestrator_provisioning_runs r
 		  ON r.org_id = t.org_id AND r.team_node_id = t.team_node_id AND r.created_at = t.last
-		WHERE t.first IS NOT NULL
 		ORDER BY t.org_id, t.team_node_id, r.id`, args...)
 	if err != nil {
 		return nil, err
@@ -327,15 +333,69 @@ func (db *DB) Teams(ctx context.Context, org string) ([]TeamRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Two runs started in the same microsecond: keep one.
-	out := teams[:0]
-	for _, t := range teams {
-		if n := len(out); n > 0 && out[n-1].OrgID == t.OrgID && out[n-1].TeamNodeID == t.TeamNodeID {
+	routed, err := db.routedTeams(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	// Merge the two sorted lists; two runs started in the same microsecond
+	// give one team.
+	out := make([]TeamRun, 0, len(teams)+len(routed))
+	less := func(a, b TeamKey) int {
+		return cmp.Or(cmp.Compare(a.OrgID, b.OrgID), cmp.Compare(a.TeamNodeID, b.TeamNodeID))
+	}
+	i, j := 0, 0
+	for i < len(teams) || j < len(routed) {
+		var next TeamRun
+		switch {
+		case j == len(routed) || (i < len(teams) && less(TeamKey{OrgID: teams[i].OrgID, TeamNodeID: teams[i].TeamNodeID}, routed[j]) <= 0):
+			next = teams[i]
+			if j < len(routed) && less(TeamKey{OrgID: next.OrgID, TeamNodeID: next.TeamNodeID}, routed[j]) == 0 {
+				j++
+			}
+			i++
+		default:
+			next = TeamRun{OrgID: routed[j].OrgID, TeamNodeID: routed[j].TeamNodeID}
+			j++
+		}
+		if n := len(out); n > 0 && out[n-1].OrgID == next.OrgID && out[n-1].TeamNodeID == next.TeamNodeID {
 			continue
 		}
-		out = append(out, t)
+		out = append(out, next)
 	}
 	return out, nil
+}
+
+// routedTeams lists the teams events were routed to, by org and team. It
+// walks ix_webhook_events_team one team at a time (a loose index scan: each
+// step finds the next team after the last with one index seek), so it
+// costs a few reads per team, not a read per event.
+func (db *DB) routedTeams(ctx context.Context, org string) ([]TeamKey, error) {
+	// The next team is the next one of the same org, else the first of the
+	// next org: two seeks an index answers exactly (a row-value comparison
+	// is planned as a range on the org alone).
+	scope, args := `org_id IS NOT NULL`, []any{}
+	nextOrg := `SELECT n.id FROM orchestrator_webhook_events n WHERE n.org_id > t.org_id AND n.team_node_id IS NOT NULL
+		      ORDER BY n.org_id, n.team_node_id LIMIT 1`
+	if org != "" {
+		scope, args, nextOrg = `org_id = ?`, []any{org}, `NULL`
+	}
+	rows, err := db.read.QueryContext(ctx, `WITH RECURSIVE teams(org_id, team_node_id) AS (
+		  SELECT org_id, team_node_id FROM (SELECT org_id, team_node_id FROM orchestrator_webhook_events
+		    WHERE `+scope+` AND team_node_id IS NOT NULL ORDER BY org_id, team_node_id LIMIT 1) f
+		  UNION ALL
+		  SELECT e.org_id, e.team_node_id FROM teams t JOIN orchestrator_webhook_events e ON e.id = COALESCE(
+		    (SELECT n.id FROM orchestrator_webhook_events n WHERE n.org_id = t.org_id AND n.team_node_id > t.team_node_id
+		      ORDER BY n.org_id, n.team_node_id LIMIT 1),
+		    (`+nextOrg+`))
+		)
+		SELECT org_id, team_node_id FROM teams`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r rowScanner) (TeamKey, error) {
+		var k TeamKey
+		return k, r.Scan(&k.OrgID, &k.TeamNodeID)
+	})
 }
 
 // prefixed qualifies each column of a column list with a table alias.

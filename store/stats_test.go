@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"context"
 	"slices"
 	"testing"
@@ -126,7 +127,8 @@ func TestConformance_PageStatistics(t *testing.T) {
 			t.Fatalf("org p ack→agent = %v", other.Counts)
 		}
 
-		// Teams: provisioned ones only, each with its latest run.
+		// Teams: every team with a run here or a routed event, each with
+		// its latest run and whether it was provisioned here.
 		run := func(kind, org, team string, at time.Time, status string) Run {
 			r := Run{ID: uuid.NewString(), Kind: kind, OrgID: org, TeamNodeID: team, Status: status, CreatedAt: at, UpdatedAt: at}
 			if _, err := db.StartRun(ctx, r, at); err != nil {
@@ -140,12 +142,25 @@ func TestConformance_PageStatistics(t *testing.T) {
 		run(RunKindDeprovision, "o", "never", t0, RunSucceeded)
 		other := run(RunKindProvision, "p", "u", t0, RunRunning)
 		teams, err := db.Teams(ctx, "")
-		if err != nil || len(teams) != 2 || teams[0].Last.ID != last.ID || !teams[0].FirstProvisioned.Equal(t0.Add(-3*time.Hour)) ||
-			teams[1].Last.ID != other.ID || teams[1].OrgID != "p" {
-			t.Fatalf("teams = %+v %v", teams, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, tm := range teams {
+			listed = append(listed, fmt.Sprintf("%s/%s provisioned=%v last=%v", tm.OrgID, tm.TeamNodeID, tm.Provisioned(), tm.Last.ID != ""))
+		}
+		if want := []string{"o/never provisioned=false last=true", "o/t provisioned=true last=true", "o/t2 provisioned=false last=false",
+			"p/u provisioned=true last=true"}; !slices.Equal(listed, want) {
+			t.Fatalf("teams = %v, want %v", listed, want)
+		}
+		if teams[1].Last.ID != last.ID || !teams[1].FirstProvisioned.Equal(t0.Add(-3*time.Hour)) || teams[3].Last.ID != other.ID {
+			t.Fatalf("teams = %+v", teams)
 		}
 		if only, err := db.Teams(ctx, "p"); err != nil || len(only) != 1 || only[0].TeamNodeID != "u" {
 			t.Fatalf("org p teams = %+v %v", only, err)
+		}
+		if only, err := db.Teams(ctx, "o"); err != nil || len(only) != 3 || only[2].TeamNodeID != "t2" {
+			t.Fatalf("org o teams = %+v %v", only, err)
 		}
 	})
 }
