@@ -268,7 +268,9 @@ func (s *Server) session(r *http.Request) *uiSession {
 }
 
 // setFlash keeps a notice for the session's next page.
-func (s *Server) setFlash(r *http.Request, se *uiSession, msg string) { s.setFlashResult(r, se, msg, "") }
+func (s *Server) setFlash(r *http.Request, se *uiSession, msg string) {
+	s.setFlashResult(r, se, msg, "")
+}
 
 // maxFlashResult bounds a result kept for the next page.
 const maxFlashResult = 64 << 10

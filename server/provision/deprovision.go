@@ -2,10 +2,10 @@ package provision
 
 import (
 	"cmp"
-	"slices"
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
