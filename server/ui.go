@@ -95,6 +95,23 @@ func newUI(o UIOptions) (*ui, error) {
 			return fmt.Sprintf("%d B", n)
 		},
 		"join": strings.Join,
+		// firstLine is a long text's first line, cut short: the events list
+		// shows that much of an error, its event page the whole.
+		"firstLine": func(s string) string {
+			line, _, more := strings.Cut(strings.TrimSpace(s), "\n")
+			if r := []rune(line); len(r) > 120 {
+				line, more = string(r[:119]), true
+			}
+			if more {
+				line += "…"
+			}
+			return line
+		},
+		// sameAsAbove says whether an agent call's error repeats the one
+		// listed before it (the event page writes it once).
+		"sameAsAbove": func(runs []store.AgentRun, i int) bool {
+			return i > 0 && i < len(runs) && runs[i].Error != "" && runs[i].Error == runs[i-1].Error
+		},
 		"time": func(v any) string {
 			switch t := v.(type) {
 			case time.Time:

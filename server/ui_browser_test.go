@@ -45,10 +45,25 @@ func axeSource(t *testing.T) string {
 	return string(b)
 }
 
+// noSideScroll fails when the page is wider than the 1280 px window (it
+// would scroll sideways).
+func noSideScroll(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	wide, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if wide[0] > wide[1] {
+		t.Errorf("%s is %d px wide in a %d px window: it scrolls sideways", name, wide[0], wide[1])
+	}
+}
+
 // audit runs axe-core on the page the browser shows and fails on a serious
-// or critical violation; lesser ones are logged.
+// or critical violation; lesser ones are logged. The page must not scroll
+// sideways at 1280 px either.
 func audit(t *testing.T, ctx context.Context, axe, name string) {
 	t.Helper()
+	noSideScroll(t, ctx, name)
 	// DevTools evaluation is not subject to the page's CSP (no script).
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](axe+"\n;true")); err != nil {
 		t.Fatalf("%s: injecting axe-core: %v", name, err)
@@ -79,7 +94,7 @@ func screenshot(t *testing.T, ctx context.Context, sel, file string) {
 	var shot []byte
 	var err error
 	if sel == "" {
-		shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG (below it, JPEG)
 	} else {
 		shot, err = chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel)))
 	}
@@ -492,4 +507,164 @@ func TestUI_ChartFiguresAreReusedThenRenewedInTheBackground(t *testing.T) {
 		t.Fatalf("stale figures were not served at once: %s", got)
 	}
 	waitFor(t, "the renewed figures", func() bool { return slackTotal() == "5" })
+}
+
+// latencyBar is one bar of the latency chart: its drawn width and the
+// duration its text names.
+type latencyBar struct {
+	Width float64 `json:"w"`
+	Text  string  `json:"t"`
+}
+
+// parseBound reads a latency text such as "< 5ms" or "≥ 1m".
+func parseBound(t *testing.T, s string) time.Duration {
+	t.Helper()
+	_, v, _ := strings.Cut(s, ": ")
+	v = strings.TrimSpace(strings.TrimLeft(v, "<≥ "))
+	d, err := time.ParseDuration(strings.Replace(v, "µs", "us", 1))
+	if err != nil {
+		t.Fatalf("latency text %q: %v", s, err)
+	}
+	return d
+}
+
+// The newcomer's report, in Chromium at 1280×900: an ack→agent bar of
+// "< 100 ms" was drawn shorter than an ack bar of "< 5 ms" (each group had
+// its own scale), the half-width charts' labels were about 8 px, the
+// events filter row was wider than the window, timestamps wrapped onto three
+// lines, long errors filled the list and repeated on the event page, the
+// seeded team that received every sample was not on the teams page, and a
+// delivered event's "attempts: 0" read as "never tried".
+func TestUI_ReadableAt1280(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	ctx0 := context.Background()
+	now := time.Now().UTC()
+	// A sample reaches the seeded team (not provisioned here).
+	body, h := signed("pagerduty", "readable", pagerdutySecret, now)
+	e.waitStatus(e.send("pagerduty", body, h).body["event_id"].(string), store.EventDelivered)
+	if err := e.srv.FlushAckStats(ctx0); err != nil {
+		t.Fatal(err)
+	}
+	// Agent calls that started 90 ms after their events arrived (acks take
+	// far less): the two groups of bars differ by more than tenfold.
+	var outs []store.Outcome
+	var runs []store.AgentRun
+	for i := range 5 {
+		ev := store.Event{ID: uuid.NewString(), Source: "github", DeliveryID: fmt.Sprintf("slow-%d", i), EventType: "issues.opened",
+			Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Hour)}
+		if _, err := e.db.InsertEvent(ctx0, ev); err != nil {
+			t.Fatal(err)
+		}
+		run := store.AgentRun{ID: uuid.NewString(), TriggerSource: "github", WebhookEventID: ev.ID, OrgID: "acme", TeamNodeID: "platform-sre",
+			AgentName: "planner", Status: "succeeded", StartedAt: ev.ReceivedAt.Add(90 * time.Millisecond), Duration: time.Second, EventCount: 1}
+		runs = append(runs, run)
+		outs = append(outs, store.Outcome{ID: ev.ID, Status: store.EventDelivered, At: run.StartedAt, From: store.EventQueued})
+	}
+	// An event that went dead after three calls failed the same long way.
+	longErr := "agent call: agent POST /agents/planner/run: HTTP 503: upstream connect error or disconnect/reset before headers. " +
+		"reset reason: connection termination; retried with backoff\nsecond line of the error that the list must not show"
+	dead := store.Event{ID: uuid.NewString(), Source: "pagerduty", DeliveryID: "dead-long", EventType: "incident.triggered",
+		Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Minute)}
+	if _, err := e.db.InsertEvent(ctx0, dead); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		runs = append(runs, store.AgentRun{ID: uuid.NewString(), TriggerSource: "pagerduty", WebhookEventID: dead.ID, OrgID: "acme",
+			TeamNodeID: "platform-sre", AgentName: "planner", Status: "failed", UpstreamStatus: 503, Error: longErr,
+			StartedAt: dead.ReceivedAt.Add(time.Duration(i+1) * time.Second)})
+	}
+	outs = append(outs, store.Outcome{ID: dead.ID, Status: store.EventDead, At: now, From: store.EventQueued, Attempts: 3, LastError: longErr})
+	if err := e.db.RecordOutcomes(ctx0, outs, runs); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := browser(t)
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(chromedp.Navigate(base+"/ui/login"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("chart-latency")))
+	noSideScroll(t, ctx, "overview")
+
+	// One scale for every latency bar: a longer time is a longer bar.
+	bars, err := chromedp.Run(ctx, chromedp.Evaluate[[]latencyBar](`Array.from(document.querySelectorAll('#chart-latency rect.bar')).map(r =>
+		({w: parseFloat(r.getAttribute('width')), t: r.querySelector('title').textContent}))`))
+	if err != nil || len(bars) != 6 {
+		t.Fatalf("latency bars %v %v", bars, err)
+	}
+	for _, a := range bars {
+		for _, b := range bars {
+			if da, db := parseBound(t, a.Text), parseBound(t, b.Text); da < db && a.Width >= b.Width {
+				t.Errorf("%q is drawn %.1f wide, %q %.1f: bars not in the order of their values", a.Text, a.Width, b.Text, b.Width)
+			}
+		}
+	}
+	// Every chart has a visible title and an axis; its text is readable.
+	info, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[
+		document.querySelectorAll('svg.chart text.title').length,
+		document.querySelectorAll('#chart-latency text.tick').length,
+		document.querySelectorAll('#chart-outcomes text.tick').length,
+		Math.min(...Array.from(document.querySelectorAll('svg.chart text')).map(t => t.getBoundingClientRect().height))]`))
+	if err != nil || info[0] != 3 || info[1] < 2 || info[2] < 2 {
+		t.Fatalf("titles %v, latency ticks %v, outcome ticks %v (%v)", info[0], info[1], info[2], err)
+	}
+	if info[3] < 12 {
+		t.Errorf("the smallest chart text is %.1f px high: not readable", info[3])
+	}
+	screenshot(t, ctx, ".grid2", "charts-outcomes-latency.png")
+
+	// The events list: the filter row fits, a timestamp is one line, an
+	// error shows its first line only, "failed attempts" says what it counts.
+	do(chromedp.Navigate(base+"/ui/events"), chromedp.WaitVisible(chromedp.ID("events")))
+	noSideScroll(t, ctx, "events")
+	checks, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[
+		document.getElementById('filter').getBoundingClientRect().right,
+		Math.max(...Array.from(document.querySelectorAll('#events td.nowrap a')).map(a => a.getClientRects().length))]`))
+	if err != nil || checks[0] > 1280 || checks[1] != 1 {
+		t.Fatalf("filter button's right edge %v, lines per timestamp %v (%v)", checks[0], checks[1], err)
+	}
+	table := text(t, ctx, "#events")
+	if !strings.Contains(table, "Failed attempts") || strings.Contains(table, "second line of the error") ||
+		!strings.Contains(table, "upstream connect error") {
+		t.Errorf("events list:\n%s", table)
+	}
+	// The event page: the whole error once, and a repeat said as such.
+	do(chromedp.Navigate(base+"/ui/events/"+dead.ID), chromedp.WaitVisible(chromedp.ID("agent-runs")))
+	noSideScroll(t, ctx, "event")
+	if calls := text(t, ctx, "#agent-runs"); strings.Count(calls, "upstream connect error") != 1 || strings.Count(calls, "the same error as above") != 2 {
+		t.Errorf("agent calls of the dead event:\n%s", calls)
+	}
+	if got := text(t, ctx, "#event-error"); !strings.Contains(got, "second line of the error") {
+		t.Errorf("the event page does not show the whole error: %q", got)
+	}
+	do(chromedp.Navigate(base+"/ui/events/"+outs[0].ID), chromedp.WaitVisible(chromedp.ID("event-attempts")))
+	if got := text(t, ctx, "#event-attempts"); got != "0 (delivered at the first try)" {
+		t.Errorf("a delivered event's attempts read %q", got)
+	}
+
+	// The teams page lists the seeded team that received the events.
+	do(chromedp.Navigate(base+"/ui/teams"), chromedp.WaitVisible(chromedp.ID("teams")))
+	noSideScroll(t, ctx, "teams")
+	if got := text(t, ctx, "#teams"); !strings.Contains(got, "acme / platform-sre") || !strings.Contains(got, "not provisioned here") ||
+		!strings.Contains(got, "no run here") {
+		t.Errorf("teams page:\n%s", got)
+	}
+	do(chromedp.Navigate(base+"/ui/teams/acme/platform-sre"), chromedp.WaitVisible(chromedp.ID("team-provisioned")))
+	if got := text(t, ctx, "#team-provisioned"); !strings.HasPrefix(got, "no") {
+		t.Errorf("team page says provisioned here: %q", got)
+	}
+}
+
+// A fresh orchestrator's teams page says what to do instead of an empty table.
+func TestUI_TeamsPageEmptyStateSaysWhatToDo(t *testing.T) {
+	_, base := uiEnv(t, envOptions{})
+	c := login(t, base, adminToken)
+	code, page := pageGet(t, c, base+"/ui/teams")
+	if code != 200 || !strings.Contains(page, `id="teams-empty"`) || !strings.Contains(page, `href="/ui/provision"`) {
+		t.Fatalf("empty teams page = %d:\n%s", code, page)
+	}
 }

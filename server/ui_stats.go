@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"context"
 	"fmt"
 	"html/template"
@@ -305,13 +306,15 @@ func (st pageStats) charts() charts {
 	}
 	var bars []chart.Bar
 	desc = "Where the events of the last 24 hours are now:"
+	most := 0
 	for _, status := range eventStatuses {
 		n := byStatus[status]
+		most = max(most, n)
 		c.OutcomeRows = append(c.OutcomeRows, outcomeRow{status, n})
 		bars = append(bars, chart.Bar{Label: status, Length: float64(n), Text: fmt.Sprint(n), Class: "o-" + status})
 		desc += fmt.Sprintf(" %s %d.", status, n)
 	}
-	c.Outcomes = chart.Bars("chart-outcomes", "Dispatch outcomes of the last 24 hours' events", desc, bars)
+	c.Outcomes = chart.Bars("chart-outcomes", "Dispatch outcomes, last 24 hours (events)", desc, bars, countTicks(most))
 
 	var lat []chart.Bar
 	desc = "Percentiles of the last 24 hours; each value is the upper bound of its histogram bucket."
@@ -330,13 +333,8 @@ func (st pageStats) charts() charts {
 			if over {
 				*q.dst = "≥ " + shortDuration(d)
 			}
-			// The bar's length is the bucket's rank: the bounds grow
-			// roughly tenfold every three buckets, so this is a log scale.
-			rank := 0
-			for rank < len(h.Bounds) && h.Bounds[rank] < d {
-				rank++
-			}
-			lat = append(lat, chart.Bar{Label: fmt.Sprintf("%s p%g", what, q.q*100), Length: float64(rank + 1),
+			// Every bar, ack or ack→agent, on one log scale of time.
+			lat = append(lat, chart.Bar{Label: fmt.Sprintf("%s p%g", what, q.q*100), Length: latencyLength(d),
 				Text: *q.dst, Class: "l-" + fmt.Sprint(int(q.q*100))})
 		}
 		desc += fmt.Sprintf(" %s (%d events): p50 %s, p90 %s, p99 %s.", what, row.Count, row.P50, row.P90, row.P99)
@@ -347,8 +345,59 @@ func (st pageStats) charts() charts {
 	}
 	add("Ack→agent", st.Agent)
 	c.NoDeliveries = st.Agent.Total() == 0
-	c.Latency = chart.Bars("chart-latency", "Latency percentiles, last 24 hours (bar length on a log scale)", desc, lat)
+	c.Latency = chart.Bars("chart-latency", "Latency percentiles, last 24 hours (log scale)", desc, lat, latencyTicks(lat))
 	return c
+}
+
+// latencyFloor is where the latency chart's log scale starts.
+const latencyFloor = 100 * time.Microsecond
+
+// latencyLength puts a duration on the latency chart's one scale: a unit
+// per tenfold from 100 µs (a sliver below it, so a bar still shows).
+func latencyLength(d time.Duration) float64 {
+	return math.Max(0.15, math.Log10(float64(d)/float64(latencyFloor)))
+}
+
+// latencyTicks marks each tenfold from 1 ms up to just past the longest bar.
+func latencyTicks(bars []chart.Bar) []chart.Tick {
+	longest := 0.0
+	for _, b := range bars {
+		longest = math.Max(longest, b.Length)
+	}
+	var ticks []chart.Tick
+	for _, d := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond, time.Second,
+		10 * time.Second, time.Minute, 10 * time.Minute, time.Hour} {
+		at := latencyLength(d)
+		ticks = append(ticks, chart.Tick{At: at, Label: shortDuration(d)})
+		if at >= longest {
+			break
+		}
+	}
+	return ticks
+}
+
+// countTicks marks 0 and round steps up to at least most.
+func countTicks(most int) []chart.Tick {
+	step := niceStep(most)
+	var ticks []chart.Tick
+	for v := 0; ; v += step {
+		ticks = append(ticks, chart.Tick{At: float64(v), Label: chart.Count(v)})
+		if v >= most {
+			return ticks
+		}
+	}
+}
+
+// niceStep is the smallest of 1, 2, 5, 10, 20, 50, … that covers most in
+// four steps.
+func niceStep(most int) int {
+	for p := 1; ; p *= 10 {
+		for _, m := range []int{1, 2, 5} {
+			if m*p*4 >= most {
+				return m * p
+			}
+		}
+	}
 }
 
 // shortDuration writes 500µs, 7.5ms, 2s, 5m, 3h.

@@ -13,25 +13,32 @@ import (
 )
 
 // Geometry shared by the charts (SVG user units; the page scales them).
+// The bar charts are drawn narrower than the columns chart: they sit two
+// to a row, and a narrower drawing keeps their text at about the page's
+// size when it is scaled down to half the width.
 const (
-	width     = 720
+	width     = 720 // the columns chart (full width)
+	barsWidth = 480 // the bar charts (half width)
 	labelW    = 150 // the row labels on the left
 	rowH      = 26
 	barGap    = 2
+	titleH    = 24 // the visible title
 	topPad    = 8
 	axisH     = 22
 	valueRoom = 90 // room for a bar's number on its right
 )
 
 // svg writes the frame: role img, named by its title and described by its
-// description (the accessible name and text a screen reader reads).
-func svg(id, title, desc string, height int, body string) template.HTML {
+// description (the accessible name and text a screen reader reads), with
+// the title also written visibly at the top.
+func svg(id, title, desc string, w, height int, body string) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" id="%s" role="img" viewBox="0 0 %d %d" width="100%%" aria-labelledby="%s-title %s-desc" xmlns="http://www.w3.org/2000/svg">`,
-		esc(id), width, height, esc(id), esc(id))
+		esc(id), w, height+titleH, esc(id), esc(id))
 	fmt.Fprintf(&b, `<title id="%s-title">%s</title><desc id="%s-desc">%s</desc>`, esc(id), esc(title), esc(id), esc(desc))
+	fmt.Fprintf(&b, `<text class="title" x="0" y="16" aria-hidden="true">%s</text><g transform="translate(0 %d)">`, esc(title), titleH)
 	b.WriteString(body)
-	b.WriteString(`</svg>`)
+	b.WriteString(`</g></svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every text in it passed through esc
 }
 
@@ -84,12 +91,13 @@ func Columns(id, title, desc string, series []Series, slotLabels []string, step 
 	for slot := 0; slot < slots; slot += max(step, 1) {
 		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d">%s</text>`, float64(labelW)+float64(slot)*colW, y, esc(slotLabels[slot]))
 	}
-	return svg(id, title, desc, topPad+len(series)*rowH+axisH, b.String())
+	return svg(id, title, desc, width, topPad+len(series)*rowH+axisH, b.String())
 }
 
 // Bar is one labelled horizontal bar. Text is what is written at its end
-// (the number, with its unit); Length is its length in any unit, shared
-// by the bars of one chart.
+// (the number, with its unit); Length is its length on the chart's scale
+// (every bar of one chart shares it: the caller puts values of one kind on
+// one scale, e.g. durations through one log function).
 type Bar struct {
 	Label  string
 	Length float64
@@ -97,20 +105,32 @@ type Bar struct {
 	Class  string // a CSS class for its fill (the text carries the meaning)
 }
 
-// Bars draws labelled horizontal bars on one scale.
-func Bars(id, title, desc string, bars []Bar) template.HTML {
+// Tick is one mark of a bar chart's axis, at a Length.
+type Tick struct {
+	At    float64
+	Label string
+}
+
+// Bars draws labelled horizontal bars on one scale, with the axis ticks
+// given (none: no axis). The scale runs from 0 to the largest of the bars
+// and ticks.
+func Bars(id, title, desc string, bars []Bar, axis []Tick) template.HTML {
 	peak := 0.0
 	for _, bar := range bars {
 		peak = math.Max(peak, bar.Length)
 	}
+	for _, t := range axis {
+		peak = math.Max(peak, t.At)
+	}
 	if peak == 0 {
 		peak = 1
 	}
-	plotW := width - labelW - valueRoom
+	plotW := barsWidth - labelW - valueRoom
+	x := func(l float64) float64 { return float64(labelW) + float64(plotW)*l/peak }
 	var b strings.Builder
 	for i, bar := range bars {
 		y := topPad + i*rowH
-		w := float64(plotW) * bar.Length / peak
+		w := x(bar.Length) - float64(labelW)
 		if bar.Length > 0 {
 			w = math.Max(w, 2)
 		}
@@ -119,7 +139,17 @@ func Bars(id, title, desc string, bars []Bar) template.HTML {
 			esc(bar.Class), labelW, y+barGap*2, w, rowH-barGap*4, esc(bar.Label), esc(bar.Text))
 		fmt.Fprintf(&b, `<text class="value" x="%.1f" y="%d">%s</text>`, float64(labelW)+w+6, y+rowH/2+4, esc(bar.Text))
 	}
-	return svg(id, title, desc, topPad+len(bars)*rowH+topPad, b.String())
+	height := topPad + len(bars)*rowH + topPad
+	if len(axis) > 0 {
+		y := topPad + len(bars)*rowH
+		fmt.Fprintf(&b, `<line class="base" x1="%d" x2="%d" y1="%d" y2="%d"/>`, labelW, labelW+plotW, y, y)
+		for _, t := range axis {
+			fmt.Fprintf(&b, `<line class="base" x1="%.1f" x2="%.1f" y1="%d" y2="%d"/>`, x(t.At), x(t.At), y, y+4)
+			fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>`, x(t.At), y+16, esc(t.Label))
+		}
+		height = y + axisH
+	}
+	return svg(id, title, desc, barsWidth, height, b.String())
 }
 
 // Count writes a count compactly: 999, 1.2k, 34k, 1.5M.

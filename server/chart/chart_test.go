@@ -13,8 +13,9 @@ func TestCharts_AreWellFormedNamedAndLabelled(t *testing.T) {
 	for name, out := range map[string]string{
 		"columns": string(Columns("c1", hostile, hostile, []Series{{Label: hostile, Values: []int{0, 3, 1200}}}, []string{"00:00", "01:00", "02:00"}, 1,
 			func(s, slot, v int) string { return hostile })),
-		"bars":  string(Bars("b1", "Outcomes", "desc", []Bar{{Label: hostile, Length: 5, Text: "5", Class: "o-x"}, {Label: "none", Length: 0, Text: "0"}})),
-		"empty": string(Bars("b2", "Nothing", "no data", nil)),
+		"bars":  string(Bars("b1", "Outcomes", "desc", []Bar{{Label: hostile, Length: 5, Text: "5", Class: "o-x"}, {Label: "none", Length: 0, Text: "0"}},
+			[]Tick{{0, "0"}, {10, hostile}})),
+		"empty": string(Bars("b2", "Nothing", "no data", nil, nil)),
 	} {
 		if strings.Contains(out, "<script") {
 			t.Errorf("%s: unescaped text", name)
@@ -23,12 +24,13 @@ func TestCharts_AreWellFormedNamedAndLabelled(t *testing.T) {
 			Role     string   `xml:"role,attr"`
 			Labelled string   `xml:"aria-labelledby,attr"`
 			Title    string   `xml:"title"`
-			Texts    []string `xml:"text"`
+			Shown    string   `xml:"text"` // the visible title
+			Texts    []string `xml:"g>text"`
 		}
 		if err := xml.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("%s: not XML: %v\n%s", name, err, out)
 		}
-		if doc.Role != "img" || doc.Title == "" || !strings.HasSuffix(doc.Labelled, "-desc") {
+		if doc.Role != "img" || doc.Title == "" || doc.Shown != doc.Title || !strings.HasSuffix(doc.Labelled, "-desc") {
 			t.Errorf("%s: role %q title %q labelledby %q", name, doc.Role, doc.Title, doc.Labelled)
 		}
 		if name == "columns" && !strings.Contains(strings.Join(doc.Texts, "|"), "1.2k") {
