@@ -1,10 +1,10 @@
 package server
 
 import (
-	"math"
 	"context"
 	"fmt"
 	"html/template"
+	"math"
 	"sync"
 	"time"
 

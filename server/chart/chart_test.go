@@ -13,7 +13,7 @@ func TestCharts_AreWellFormedNamedAndLabelled(t *testing.T) {
 	for name, out := range map[string]string{
 		"columns": string(Columns("c1", hostile, hostile, []Series{{Label: hostile, Values: []int{0, 3, 1200}}}, []string{"00:00", "01:00", "02:00"}, 1,
 			func(s, slot, v int) string { return hostile })),
-		"bars":  string(Bars("b1", "Outcomes", "desc", []Bar{{Label: hostile, Length: 5, Text: "5", Class: "o-x"}, {Label: "none", Length: 0, Text: "0"}},
+		"bars": string(Bars("b1", "Outcomes", "desc", []Bar{{Label: hostile, Length: 5, Text: "5", Class: "o-x"}, {Label: "none", Length: 0, Text: "0"}},
 			[]Tick{{0, "0"}, {10, hostile}})),
 		"empty": string(Bars("b2", "Nothing", "no data", nil, nil)),
 	} {
