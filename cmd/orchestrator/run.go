@@ -26,7 +26,7 @@ Usage:
   orchestrator version                                       print the version
   orchestrator send-sample SOURCE [--url URL] [--dev]        sign and send a sample webhook
 
-Configuration comes from the environment (see README.md); flags override it.
+Configuration comes from the environment (see docs/configuration.md); flags override it.
 Run "orchestrator COMMAND --help" for a command's flags.
 `
 

@@ -17,7 +17,13 @@ import (
 // secret (or, with --dev, the dev secret) and posts it to the orchestrator.
 func sendSample(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 	fs := newFlagSet("send-sample", "send-sample SOURCE [--url URL] [--dev] [--secret S]\n\nSOURCE is one of "+strings.Join(config.Sources[:], ", "), stdout)
-	url := fs.String("url", "http://localhost:8070", "the orchestrator's base URL")
+	// The default is where a server started with the same environment
+	// listens (ORCHESTRATOR_LISTEN_ADDR, else :8070).
+	listen := getenv("ORCHESTRATOR_LISTEN_ADDR")
+	if listen == "" {
+		listen = ":8070"
+	}
+	url := fs.String("url", pageURL(listen), "the orchestrator's base URL (default: where ORCHESTRATOR_LISTEN_ADDR points)")
 	dev := fs.Bool("dev", false, "sign with the dev-mode secret when the source's secret is not set")
 	secretFlag := fs.String("secret", "", "sign with this secret instead of the configured one")
 	if err := parseFlags(fs, args); err != nil {

@@ -153,7 +153,7 @@ func BenchmarkStorm(b *testing.B) {
 }
 
 // waitReady polls /ready until it answers 200.
-func waitReady(b *testing.B, base string) {
+func waitReady(b testing.TB, base string) {
 	for range 10000 {
 		resp, err := http.Get(base + "/ready")
 		if err == nil {

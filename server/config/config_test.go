@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +230,35 @@ func TestSecret_NeverPrints(t *testing.T) {
 	}
 	if s.Reveal() != "hunter2" {
 		t.Error("Reveal lost the value")
+	}
+}
+
+// Every variable Load reads is in the operator's configuration table
+// (docs/configuration.md): a newcomer found ORCHESTRATOR_UI_SECURE_COOKIE
+// missing. Per-source variables may be written once with {SLACK,GITHUB,…}.
+func TestLoad_EveryVariableIsDocumented(t *testing.T) {
+	asked := map[string]bool{}
+	get := prod(nil)
+	if _, err := Load(func(k string) string { asked[k] = true; return get(k) }); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	// Expand ORCHESTRATOR_{A,B}_X into ORCHESTRATOR_A_X and ORCHESTRATOR_B_X.
+	for _, m := range regexp.MustCompile(`([A-Z_]*)\{([A-Z,]+)\}([A-Z_]*)`).FindAllStringSubmatch(text, -1) {
+		for _, part := range strings.Split(m[2], ",") {
+			text += " " + m[1] + part + m[3]
+		}
+	}
+	for name := range asked {
+		if !regexp.MustCompile(`\b` + name + `\b`).MatchString(text) {
+			t.Errorf("%s is read by config.Load but not in docs/configuration.md", name)
+		}
+	}
+	if len(asked) < 40 {
+		t.Fatalf("only %d variables read: the recording getenv saw too little", len(asked))
 	}
 }
