@@ -69,16 +69,16 @@ func (s *Server) handleAgentRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req agentRunRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
+	if err := s.decode(w, r, &req); err != nil {
+		s.out.Error(w, r, err)
 		return
 	}
 	if err := req.validate(); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	if err := a.CanActOn(req.OrgID); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	// This answer may take as long as the agent: extend the write deadline.
@@ -87,14 +87,14 @@ func (s *Server) handleAgentRun(w http.ResponseWriter, r *http.Request) {
 	var up *upstreamErr
 	if errors.As(err, &up) {
 		// The agent's own status goes along, so callers can tell a crash from a refusal.
-		s.writeJSON(w, r, http.StatusBadGateway, map[string]any{"error": up.e.Code, "detail": up.e.Detail, "upstream_status": up.status})
+		s.out.JSON(w, r, http.StatusBadGateway, map[string]any{"error": up.e.Code, "detail": up.e.Detail, "upstream_status": up.status})
 		return
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, map[string]any{"team_node_id": req.TeamNodeID, "agent_name": req.AgentName,
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"team_node_id": req.TeamNodeID, "agent_name": req.AgentName,
 		"agent_result": out.Result, "correlation_id": out.CorrelationID})
 }
 

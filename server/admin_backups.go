@@ -24,7 +24,7 @@ func (s *Server) backupAdmin(w http.ResponseWriter, r *http.Request) *auth.Admin
 		return nil
 	}
 	if a.Identity.OrgID != "" {
-		s.writeError(w, r, apperr.New(apperr.Forbidden, "insufficient_permissions",
+		s.out.Error(w, r, apperr.New(apperr.Forbidden, "insufficient_permissions",
 			"a backup holds every org's data: it needs an admin token bound to no org"))
 		return nil
 	}
@@ -60,10 +60,10 @@ func (s *Server) handleCreateBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.createBackup(r.Context(), a)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusCreated, info)
+	s.out.JSON(w, r, http.StatusCreated, info)
 }
 
 func (s *Server) handleListBackups(w http.ResponseWriter, r *http.Request) {
@@ -72,22 +72,22 @@ func (s *Server) handleListBackups(w http.ResponseWriter, r *http.Request) {
 	}
 	list, err := s.opts.Backups.List()
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, map[string]any{"backups": list})
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"backups": list})
 }
 
 // serveBackup streams a backup file as a download.
 func (s *Server) serveBackup(w http.ResponseWriter, r *http.Request, name string) {
 	info, path, err := s.opts.Backups.Find(name)
 	if err != nil {
-		s.writeError(w, r, backupError(err))
+		s.out.Error(w, r, backupError(err))
 		return
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		s.writeError(w, r, backupError(fmt.Errorf("%w: %v", backups.ErrNotFound, err)))
+		s.out.Error(w, r, backupError(fmt.Errorf("%w: %v", backups.ErrNotFound, err)))
 		return
 	}
 	defer f.Close()
@@ -115,7 +115,7 @@ func (s *Server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
 	if err := s.opts.Backups.Delete(name); err != nil {
-		s.writeError(w, r, backupError(err))
+		s.out.Error(w, r, backupError(err))
 		return
 	}
 	s.logger.Info("backup deleted", "name", name, "actor", a.Actor)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -25,22 +26,22 @@ func eventFilter(q url.Values) (store.EventFilter, error) {
 	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
 		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor")}
 	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
-		return f, queryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
+		return f, httpx.QueryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
 	}
 	if f.Status != "" && !slices.Contains(eventStatuses, f.Status) {
-		return f, queryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
+		return f, httpx.QueryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
 	}
 	if f.TeamNodeID != "" && !ids.Valid(f.TeamNodeID) {
-		return f, queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+		return f, httpx.QueryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	if len(f.DeliveryID) > 255 || !utf8.ValidString(f.DeliveryID) {
-		return f, queryError("delivery_id", "must be at most 255 characters of UTF-8")
+		return f, httpx.QueryError("delivery_id", "must be at most 255 characters of UTF-8")
 	}
 	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				return f, queryError(name, "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z")
+				return f, httpx.QueryError(name, "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z")
 			}
 			*dst = t
 		}
@@ -118,19 +119,19 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 		f.Limit, err = listQuery(r, a, &f.OrgID)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	events, next, err := s.opts.Events.ListEvents(r.Context(), f)
 	if err != nil {
-		s.writeError(w, r, cursorError(err))
+		s.out.Error(w, r, httpx.CursorError(err))
 		return
 	}
 	views := make([]eventView, 0, len(events))
 	for _, e := range events {
 		views = append(views, viewEvent(e))
 	}
-	s.writeJSON(w, r, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
 }
 
 // scopedEvent loads an event an admin may see. A malformed id, a missing
@@ -151,7 +152,7 @@ func (s *Server) scopedEvent(ctx context.Context, a *auth.Admin, id string) (sto
 func (s *Server) event(w http.ResponseWriter, r *http.Request, a *auth.Admin) (store.Event, bool) {
 	e, err := s.scopedEvent(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return store.Event{}, false
 	}
 	return e, true
@@ -177,7 +178,7 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	runs, err := s.opts.Events.EventAgentRuns(r.Context(), e.ID)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	for _, run := range runs {
@@ -185,7 +186,7 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 			UpstreamStatus: run.UpstreamStatus, Error: run.Error, DurationMS: run.Duration.Milliseconds(), StartedAt: run.StartedAt,
 			TriggerSource: run.TriggerSource, EventCount: run.EventCount})
 	}
-	s.writeJSON(w, r, http.StatusOK, v)
+	s.out.JSON(w, r, http.StatusOK, v)
 }
 
 func (s *Server) handleRedrive(w http.ResponseWriter, r *http.Request) {
@@ -205,12 +206,12 @@ func (s *Server) handleRedrive(w http.ResponseWriter, r *http.Request) {
 		err = apperr.Wrap(err, apperr.Conflict, "not_redrivable", "only unrouted, failed and dead events can be redriven")
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	if s.opts.Notify != nil {
 		s.opts.Notify(e.OrgID, e.TeamNodeID)
 	}
 	s.logger.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
-	s.writeJSON(w, r, http.StatusOK, viewEvent(e))
+	s.out.JSON(w, r, http.StatusOK, viewEvent(e))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -20,12 +21,12 @@ import (
 // it returns nil when the handler should stop.
 func (s *Server) admin(w http.ResponseWriter, r *http.Request, perm string) *auth.Admin {
 	if s.opts.Auth == nil {
-		s.writeError(w, r, apperr.New(apperr.Unavailable, "config_service_unavailable", "admin authentication is not configured"))
+		s.out.Error(w, r, apperr.New(apperr.Unavailable, "config_service_unavailable", "admin authentication is not configured"))
 		return nil
 	}
 	a, err := s.opts.Auth.Authenticate(r.Context(), r, perm)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return nil
 	}
 	return a
@@ -37,7 +38,7 @@ func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res provisi
 	if res.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	s.writeJSON(w, r, res.HTTPStatus, res.Body)
+	s.out.JSON(w, r, res.HTTPStatus, res.Body)
 }
 
 func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
@@ -46,21 +47,21 @@ func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req provision.Request
-	if err := s.decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
+	if err := s.decode(w, r, &req); err != nil {
+		s.out.Error(w, r, err)
 		return
 	}
 	if err := req.Normalize(r.Header.Get("Idempotency-Key")); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	if err := a.CanActOn(req.OrgID); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	res, err := s.opts.Provision.Provision(r.Context(), provision.Caller{Token: a.Token, Actor: a.Actor}, req)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	s.writeResult(w, r, res)
@@ -72,21 +73,21 @@ func (s *Server) handleDeprovision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req provision.DeprovisionRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
+	if err := s.decode(w, r, &req); err != nil {
+		s.out.Error(w, r, err)
 		return
 	}
 	if err := req.Normalize(); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	if err := a.CanActOn(req.OrgID); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	res, err := s.opts.Provision.Deprovision(r.Context(), provision.Caller{Token: a.Token, Actor: a.Actor}, req)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	s.writeResult(w, r, res)
@@ -133,28 +134,28 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch {
 	case f.TeamNodeID != "" && !ids.Valid(f.TeamNodeID):
-		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+		err = httpx.QueryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	case f.Status != "" && !runStatuses[f.Status]:
-		err = queryError("status", "must be running, succeeded or failed")
+		err = httpx.QueryError("status", "must be running, succeeded or failed")
 	case f.Kind != "" && !runKinds[f.Kind]:
-		err = queryError("kind", "must be provision or deprovision")
+		err = httpx.QueryError("kind", "must be provision or deprovision")
 	default:
 		f.Limit, err = listQuery(r, a, &f.OrgID)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	runs, next, err := s.opts.Runs.ListRuns(r.Context(), f)
 	if err != nil {
-		s.writeError(w, r, cursorError(err))
+		s.out.Error(w, r, httpx.CursorError(err))
 		return
 	}
 	views := make([]runView, 0, len(runs))
 	for _, run := range runs {
 		views = append(views, viewRun(run, false))
 	}
-	s.writeJSON(w, r, http.StatusOK, map[string]any{"runs": views, "next_cursor": next})
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"runs": views, "next_cursor": next})
 }
 
 // scopedRun loads a run an admin may see. A malformed id, a missing run
@@ -178,8 +179,8 @@ func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := s.scopedRun(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, viewRun(run, true))
+	s.out.JSON(w, r, http.StatusOK, viewRun(run, true))
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/julienschmidt/httprouter"
 )
@@ -24,12 +25,12 @@ type teamRequest struct {
 // teamBody decodes and checks a teamRequest for an admin.
 func (s *Server) teamBody(w http.ResponseWriter, r *http.Request, a *auth.Admin) (teamRequest, bool) {
 	var req teamRequest
-	err := s.decodeJSON(w, r, &req)
+	err := s.decode(w, r, &req)
 	if err == nil {
 		err = checkTeam(a, req.OrgID, req.TeamNodeID)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return req, false
 	}
 	return req, true
@@ -53,18 +54,18 @@ func (s *Server) handleListSchedules(w http.ResponseWriter, r *http.Request) {
 	org, team := r.URL.Query().Get("org_id"), r.URL.Query().Get("team_node_id")
 	_, err := listQuery(r, a, &org)
 	if err == nil && team != "" && !ids.Valid(team) {
-		err = queryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
+		err = httpx.QueryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	views, err := s.opts.Schedules.List(r.Context(), org, team)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, map[string]any{"schedules": views})
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"schedules": views})
 }
 
 // schedulePatch is the body of PATCH /api/v1/admin/schedules/{id}.
@@ -83,21 +84,21 @@ func (s *Server) handlePatchSchedule(w http.ResponseWriter, r *http.Request) {
 		err = apperr.New(apperr.NotFound, "schedule_not_found", "no schedule %q", row.ID)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	var p schedulePatch
-	if err := s.decodeJSON(w, r, &p); err != nil {
-		s.writeError(w, r, err)
+	if err := s.decode(w, r, &p); err != nil {
+		s.out.Error(w, r, err)
 		return
 	}
 	v, err := s.opts.Schedules.Patch(r.Context(), row, p.Enabled, p.CronExpression)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	s.logger.Info("schedule patched", "actor", a.Actor, "schedule_id", row.ID)
-	s.writeJSON(w, r, http.StatusOK, v)
+	s.out.JSON(w, r, http.StatusOK, v)
 }
 
 func (s *Server) handleSyncCronJobs(w http.ResponseWriter, r *http.Request) {
@@ -111,10 +112,10 @@ func (s *Server) handleSyncCronJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.opts.Schedules.Sync(r.Context(), a.Token, req.OrgID, req.TeamNodeID)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, res)
+	s.out.JSON(w, r, http.StatusOK, res)
 }
 
 func (s *Server) handlePipelineTrigger(w http.ResponseWriter, r *http.Request) {
@@ -128,11 +129,11 @@ func (s *Server) handlePipelineTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := s.opts.PipelineRunner.Run(r.Context(), a.Token, req.OrgID, req.TeamNodeID)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	s.logger.Info("pipeline triggered", "actor", a.Actor, "org_id", req.OrgID, "team_node_id", req.TeamNodeID)
-	s.writeJSON(w, r, http.StatusAccepted, map[string]any{"org_id": req.OrgID, "team_node_id": req.TeamNodeID, "result": out})
+	s.out.JSON(w, r, http.StatusAccepted, map[string]any{"org_id": req.OrgID, "team_node_id": req.TeamNodeID, "result": out})
 }
 
 func (s *Server) handleTeamStatus(perm string, deployment bool) http.HandlerFunc {
@@ -144,7 +145,7 @@ func (s *Server) handleTeamStatus(perm string, deployment bool) http.HandlerFunc
 		p := httprouter.ParamsFromContext(r.Context())
 		org, team := p.ByName("org"), p.ByName("team")
 		if err := checkTeam(a, org, team); err != nil {
-			s.writeError(w, r, err)
+			s.out.Error(w, r, err)
 			return
 		}
 		var v any
@@ -155,9 +156,9 @@ func (s *Server) handleTeamStatus(perm string, deployment bool) http.HandlerFunc
 			v, err = s.opts.Schedules.Pipeline(r.Context(), org, team)
 		}
 		if err != nil {
-			s.writeError(w, r, err)
+			s.out.Error(w, r, err)
 			return
 		}
-		s.writeJSON(w, r, http.StatusOK, v)
+		s.out.JSON(w, r, http.StatusOK, v)
 	}
 }

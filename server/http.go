@@ -1,11 +1,8 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,18 +11,8 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
-	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 )
-
-type ctxKey int
-
-const requestIDKey ctxKey = iota
-
-// RequestID returns the id of the request ctx belongs to, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
 
 // handle registers an API route: h with the middleware every route gets,
 // answering 503 not_ready until the server is serving. The route template
@@ -34,7 +21,7 @@ func (s *Server) handle(method, route string, h http.HandlerFunc) {
 	s.addRoute(method, route)
 	s.router.Handler(method, route, s.instrument(route, func(w http.ResponseWriter, r *http.Request) {
 		if !s.serving.Load() {
-			s.writeError(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
+			s.out.Error(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
 			return
 		}
 		h(w, r)
@@ -58,7 +45,7 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		r = r.WithContext(httpx.WithRequestID(r.Context(), id))
 		rec := &recorder{ResponseWriter: w}
 
 		defer func() {
@@ -69,7 +56,7 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 				s.logger.Error("panic in handler", "request_id", id, "route", route,
 					"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if !rec.wroteHeader {
-					s.writeError(rec, r, apperr.New(apperr.Internal, "internal_error", "internal error (request id %s)", id))
+					s.out.Error(rec, r, apperr.New(apperr.Internal, "internal_error", "internal error (request id %s)", id))
 				}
 			}
 			status := rec.status
@@ -94,7 +81,7 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 		// A query string that does not parse is refused on every route,
 		// never silently dropped (SPEC §3).
 		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-			s.writeError(rec, r, queryError("query", "does not parse: %v", err))
+			s.out.Error(rec, r, httpx.QueryError("query", "does not parse: %v", err))
 			return
 		}
 		h.ServeHTTP(rec, r)
@@ -158,64 +145,3 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// errorBody is the JSON of every error response.
-type errorBody struct {
-	Error  string `json:"error"`
-	Detail string `json:"detail"`
-}
-
-// writeJSON writes v as the JSON body with the status.
-func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("encode response: %w", err))
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-}
-
-// classify turns any error into the product's vocabulary.
-func classify(err error) *apperr.Error {
-	if e, ok := apperr.As(err); ok {
-		return e
-	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return apperr.Wrap(err, apperr.TooLarge, "body_too_large", "request body exceeds %d bytes", tooLarge.Limit)
-	case errors.Is(err, store.ErrNotFound):
-		return apperr.Wrap(err, apperr.NotFound, "not_found", "not found")
-	case errors.Is(err, store.ErrConflict):
-		return apperr.Wrap(err, apperr.Conflict, "conflict", "conflicts with existing state")
-	case errors.Is(err, store.ErrInvalid):
-		return apperr.Wrap(err, apperr.Invalid, "invalid_request", "%s", err.Error())
-	case errors.Is(err, store.ErrLockTimeout):
-		return apperr.Wrap(err, apperr.Conflict, "team_busy", "another operation on this team is in progress; retry later")
-	case errors.Is(err, store.ErrNotMigrated):
-		return apperr.Wrap(err, apperr.Unavailable, "not_ready", "database migrations are pending")
-	}
-	return apperr.Wrap(err, apperr.Internal, "internal_error", "internal error")
-}
-
-// writeError writes err as {"error","detail"} with its status. Only server
-// errors (5xx) are logged: client errors are the client's business and are
-// already in the access log.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e := classify(err)
-	status := e.Kind.Status()
-	detail := e.Detail
-	if status >= 500 {
-		id := RequestID(r.Context())
-		s.logger.Error("request failed", "request_id", id, "code", e.Code, "error", err)
-		if e.Kind == apperr.Internal {
-			detail = "internal error (request id " + id + ")"
-		}
-	}
-	if e.RetryAfterSeconds > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
-	}
-	s.writeJSON(w, r, status, errorBody{Error: e.Code, Detail: detail})
-}

@@ -158,39 +158,39 @@ func (s *Server) handleWebhook(source string) http.HandlerFunc {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
 				outcome = "too_large"
-				s.writeError(w, r, apperr.Wrap(err, apperr.TooLarge, "body_too_large", "the body exceeds %d bytes", tooLarge.Limit))
+				s.out.Error(w, r, apperr.Wrap(err, apperr.TooLarge, "body_too_large", "the body exceeds %d bytes", tooLarge.Limit))
 				return
 			}
 			outcome = "bad_request"
-			s.writeError(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read"))
+			s.out.Error(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read"))
 			return
 		}
 		// Everything the door stores is clean text (SPEC §18): a header that
 		// is not valid UTF-8, or holds a NUL, is refused before anything else.
 		if err := webhook.CheckHeaders(r.Header); err != nil {
 			outcome = "bad_request"
-			s.writeError(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err))
+			s.out.Error(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err))
 			return
 		}
 		ev, err := verifier.Verify(body, r.Header, s.now())
 		switch {
 		case errors.Is(err, webhook.ErrNoSecret), errors.Is(err, webhook.ErrSignature):
 			outcome = "bad_signature"
-			s.writeError(w, r, apperr.Wrap(err, apperr.Unauthenticated, "signature_verification_failed", "%v", err))
+			s.out.Error(w, r, apperr.Wrap(err, apperr.Unauthenticated, "signature_verification_failed", "%v", err))
 			return
 		case err != nil:
 			outcome = "bad_request"
-			s.writeError(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err))
+			s.out.Error(w, r, apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err))
 			return
 		}
 		if ev.Challenge != "" {
-			s.writeJSON(w, r, http.StatusOK, map[string]string{"challenge": ev.Challenge})
+			s.out.JSON(w, r, http.StatusOK, map[string]string{"challenge": ev.Challenge})
 			return
 		}
 		if limiter != nil && !limiter.AllowN(s.now(), 1) {
 			outcome = "rate_limited"
 			retry := int(math.Ceil(1 / float64(limiter.Limit())))
-			s.writeError(w, r, &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
+			s.out.Error(w, r, &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
 				Detail: "too many " + source + " events; retry later", RetryAfterSeconds: max(1, retry)})
 			return
 		}
@@ -221,18 +221,18 @@ func (s *Server) store(w http.ResponseWriter, r *http.Request, ev webhook.Event,
 	res, err := s.opts.Events.InsertEvent(r.Context(), e)
 	if err != nil {
 		*outcome = "store_error"
-		s.writeError(w, r, apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry"))
+		s.out.Error(w, r, apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry"))
 		return
 	}
 	if res.Duplicate {
 		*outcome = "duplicate"
-		s.writeJSON(w, r, http.StatusOK, map[string]any{"ok": true, "duplicate": true, "event_id": res.ID})
+		s.out.JSON(w, r, http.StatusOK, map[string]any{"ok": true, "duplicate": true, "event_id": res.ID})
 		return
 	}
 	if status == store.EventQueued && s.opts.Notify != nil {
 		s.opts.Notify(e.OrgID, e.TeamNodeID)
 	}
-	s.writeJSON(w, r, okStatus, map[string]any{"ok": true, "event_id": res.ID})
+	s.out.JSON(w, r, okStatus, map[string]any{"ok": true, "event_id": res.ID})
 }
 
 // triggerRequest is the body of POST /api/v1/internal/slack/trigger.
@@ -257,28 +257,28 @@ func (s *Server) handleSlackTrigger(w http.ResponseWriter, r *http.Request) {
 	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.opts.InternalToken))
 	if got == "" || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
 		outcome = "bad_signature"
-		s.writeError(w, r, apperr.New(apperr.Unauthenticated, "invalid_internal_token", "send the internal token as Authorization: Bearer or X-Internal-Token"))
+		s.out.Error(w, r, apperr.New(apperr.Unauthenticated, "invalid_internal_token", "send the internal token as Authorization: Bearer or X-Internal-Token"))
 		return
 	}
 	var req triggerRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := s.decode(w, r, &req); err != nil {
 		outcome = "bad_request"
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	switch {
 	case req.ChannelID == "" || len(req.ChannelID) > 64:
 		err := apperr.New(apperr.Invalid, "invalid_channel_id", "channel_id is required (at most 64 characters)")
 		outcome = "bad_request"
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	case strings.TrimSpace(req.Text) == "" || len(req.Text) > 40000:
 		outcome = "bad_request"
-		s.writeError(w, r, apperr.New(apperr.Invalid, "invalid_text", "text is required (at most 40000 characters)"))
+		s.out.Error(w, r, apperr.New(apperr.Invalid, "invalid_text", "text is required (at most 40000 characters)"))
 		return
 	case len(req.EventID) > 200 || len(req.UserID) > 64 || len(req.ThreadTS) > 64:
 		outcome = "bad_request"
-		s.writeError(w, r, apperr.New(apperr.Invalid, "invalid_request", "event_id, user_id or thread_ts too long"))
+		s.out.Error(w, r, apperr.New(apperr.Invalid, "invalid_request", "event_id, user_id or thread_ts too long"))
 		return
 	}
 	if req.EventID == "" {
@@ -292,7 +292,7 @@ func (s *Server) handleSlackTrigger(w http.ResponseWriter, r *http.Request) {
 	ev, err := webhook.ParseSlack(body)
 	if err != nil {
 		outcome = "bad_request"
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	s.store(w, r, ev, storedHeaders(r.Header), body, &outcome, http.StatusAccepted)

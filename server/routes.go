@@ -5,6 +5,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -65,9 +66,9 @@ func (s *Server) routes() {
 	}
 
 	s.router.NotFound = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, apperr.New(apperr.NotFound, "not_found", "no route for %s", r.URL.Path))
+		s.out.Error(w, r, apperr.New(apperr.NotFound, "not_found", "no route for %s", r.URL.Path))
 	})
 	s.router.MethodNotAllowed = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {
-		s.writeJSON(w, r, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Detail: r.Method + " is not allowed here"})
+		s.out.JSON(w, r, http.StatusMethodNotAllowed, httpx.ErrorBody{Error: "method_not_allowed", Detail: r.Method + " is not allowed here"})
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -118,6 +119,7 @@ func (o *Options) validate() error {
 type Server struct {
 	opts   Options
 	logger *slog.Logger
+	out    httpx.Writer
 	router *httprouter.Router
 	// routeList is every registered route (Routes).
 	routeList []Route
@@ -158,9 +160,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
 	}
+	logger := opts.Logger.With("component", "http")
 	s := &Server{
 		opts:     opts,
-		logger:   opts.Logger.With("component", "http"),
+		logger:   logger,
+		out:      httpx.Writer{Logger: logger},
 		metrics:  m,
 		ingest:   im,
 		limiters: newLimiters(opts.WebhookRate, opts.WebhookBurst),

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/migrations"
-	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -80,9 +80,9 @@ func do(t *testing.T, h http.Handler, method, path string, header http.Header) *
 	return rec
 }
 
-func decodeError(t *testing.T, rec *httptest.ResponseRecorder) errorBody {
+func decodeError(t *testing.T, rec *httptest.ResponseRecorder) httpx.ErrorBody {
 	t.Helper()
-	var e errorBody
+	var e httpx.ErrorBody
 	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
 		t.Fatalf("error body %q: %v", rec.Body.String(), err)
 	}
@@ -126,7 +126,7 @@ func TestReady_503WhenDatabaseUnwritable(t *testing.T) {
 func TestAPIRoutesWaitForStartup(t *testing.T) {
 	s, _, _ := testServer(t, true)
 	s.SetServing(false)
-	s.handle("GET", "/api/thing", func(w http.ResponseWriter, r *http.Request) { s.writeJSON(w, r, 200, "ok") })
+	s.handle("GET", "/api/thing", func(w http.ResponseWriter, r *http.Request) { s.out.JSON(w, r, 200, "ok") })
 	if rec := do(t, s, "GET", "/api/thing", nil); rec.Code != 503 || decodeError(t, rec).Error != "not_ready" {
 		t.Fatalf("API before serving = %d %s", rec.Code, rec.Body)
 	}
@@ -220,44 +220,6 @@ func TestPanic_500AndTheProcessSurvives(t *testing.T) {
 	}
 }
 
-func TestWriteError_OneMapForEveryKind(t *testing.T) {
-	s, _, logs := testServer(t, true)
-	cases := []struct {
-		err    error
-		status int
-		code   string
-	}{
-		{apperr.New(apperr.Invalid, "invalid_org_id", "bad"), 400, "invalid_org_id"},
-		{apperr.New(apperr.Unauthenticated, "missing_admin_token", "x"), 401, "missing_admin_token"},
-		{apperr.New(apperr.Forbidden, "insufficient_permissions", "x"), 403, "insufficient_permissions"},
-		{apperr.New(apperr.Unprocessable, "idempotency_key_reused", "x"), 422, "idempotency_key_reused"},
-		{apperr.New(apperr.BadGateway, "peer_unavailable", "x"), 502, "peer_unavailable"},
-		{apperr.New(apperr.GatewayTimeout, "peer_timeout", "x"), 504, "peer_timeout"},
-		{fmt.Errorf("run 7: %w", store.ErrNotFound), 404, "not_found"},
-		{fmt.Errorf("key: %w", store.ErrConflict), 409, "conflict"},
-		{fmt.Errorf("%w: provision|a|b", store.ErrLockTimeout), 409, "team_busy"},
-		{&http.MaxBytesError{Limit: 1024}, 413, "body_too_large"},
-		{errors.New("disk on fire"), 500, "internal_error"},
-	}
-	for _, tc := range cases {
-		rec := httptest.NewRecorder()
-		s.writeError(rec, httptest.NewRequest("GET", "/", nil), tc.err)
-		if rec.Code != tc.status || decodeError(t, rec).Error != tc.code {
-			t.Errorf("%v → %d %s, want %d %s", tc.err, rec.Code, rec.Body, tc.status, tc.code)
-		}
-	}
-	rl := &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited", Detail: "slow down", RetryAfterSeconds: 2}
-	rec := httptest.NewRecorder()
-	s.writeError(rec, httptest.NewRequest("GET", "/", nil), rl)
-	if rec.Code != 429 || rec.Header().Get("Retry-After") != "2" {
-		t.Errorf("rate limited = %d Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
-	}
-	// Only server errors are logged, and internals never reach the client.
-	if strings.Contains(logs.String(), "invalid_org_id") || !strings.Contains(logs.String(), "disk on fire") {
-		t.Error("want 5xx logged and 4xx not")
-	}
-}
-
 func TestMetrics_LabelledByRouteTemplate(t *testing.T) {
 	s, _, _ := testServer(t, true)
 	do(t, s, "GET", "/health", nil)
@@ -289,7 +251,7 @@ func TestShutdown_DrainsInFlightRequests(t *testing.T) {
 	s.handle("GET", "/slow", func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-finish
-		s.writeJSON(w, r, 200, map[string]string{"status": "done"})
+		s.out.JSON(w, r, 200, map[string]string{"status": "done"})
 	})
 	if err := s.Open(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -150,7 +151,7 @@ func (s *Server) uiRoutes() {
 		// Files only: a folder is not listed (SPEC §18).
 		name := strings.TrimPrefix(httprouter.ParamsFromContext(r.Context()).ByName("path"), "/")
 		if fi, err := fs.Stat(static, name); err != nil || !fi.Mode().IsRegular() {
-			s.writeError(w, r, apperr.New(apperr.NotFound, "not_found", "no such file"))
+			s.out.Error(w, r, apperr.New(apperr.NotFound, "not_found", "no such file"))
 			return
 		}
 		uiHeaders(w)
@@ -220,7 +221,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	}
 	var buf bytes.Buffer
 	if err := s.ui.pages[name].Execute(&buf, p); err != nil {
-		s.writeError(w, r, err)
+		s.out.Error(w, r, err)
 		return
 	}
 	uiHeaders(w)
@@ -342,7 +343,7 @@ func (s *Server) uiPage(h func(http.ResponseWriter, *http.Request, *uiSession)) 
 func (s *Server) uiAdmin(w http.ResponseWriter, r *http.Request, se *uiSession, perm, nav string) *auth.Admin {
 	a, err := s.opts.Auth.Check(r.Context(), se.token, perm)
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: nav, Error: apperr.Message(err)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: nav, Error: apperr.Message(err)})
 		return nil
 	}
 	return a
@@ -365,7 +366,7 @@ func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	a, err := s.opts.Auth.CheckFrom(r.Context(), s.opts.Auth.ClientAddr(r), token, "")
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "login", page{Error: "Login refused: " + apperr.Message(err)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "login", page{Error: "Login refused: " + apperr.Message(err)})
 		return
 	}
 	var b [32]byte
@@ -536,12 +537,12 @@ func (s *Server) uiProvision(w http.ResponseWriter, r *http.Request, se *uiSessi
 		err = a.CanActOn(req.OrgID)
 	}
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
 		return
 	}
 	res, err := s.opts.Provision.Provision(r.Context(), provision.Caller{Token: a.Token, Actor: a.Actor}, req)
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "provision", page{Session: se, Nav: "provision", Error: apperr.Message(err), Data: provisionForm(req)})
 		return
 	}
 	// Redirect after POST: a reload shows the run, never provisions again.
@@ -563,7 +564,7 @@ func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	org, _ := orgScope(a, "")
 	runs, next, err := s.opts.Runs.ListRuns(r.Context(), store.RunFilter{OrgID: org, Limit: 50, Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
-		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(cursorError(err))})
+		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(httpx.CursorError(err))})
 		return
 	}
 	s.render(w, r, http.StatusOK, "runs", page{Session: se, Nav: "runs", Data: struct {
@@ -579,7 +580,7 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	}
 	run, err := s.scopedRun(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(err)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(err)})
 		return
 	}
 	p := runPage{Run: run}
@@ -623,7 +624,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 	}
 	f.Limit, f.Before = 50, q.Get("before")
 	if f.Before != "" && f.Cursor != "" {
-		err = queryError("before", "give cursor or before, not both")
+		err = httpx.QueryError("before", "give cursor or before, not both")
 	}
 	var events []store.Event
 	var more string
@@ -642,10 +643,10 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		f.Source = ""
 	default:
 		events, more, err = s.opts.Events.ListEvents(r.Context(), f)
-		err = cursorError(err)
+		err = httpx.CursorError(err)
 	}
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
 		return
 	}
 	filters := url.Values{}
@@ -694,7 +695,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 func (s *Server) uiEventFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.Event, bool) {
 	e, err := s.scopedEvent(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
-		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
 		return store.Event{}, false
 	}
 	return e, true
@@ -805,7 +806,7 @@ func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	data := agentPage{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID, AgentName: req.AgentName, Message: req.Message}
 	if err != nil {
 		// Nothing was called: the form comes back with what was typed.
-		s.render(w, r, classify(err).Kind.Status(), "agents", page{Session: se, Nav: "agents", Error: apperr.Message(err), Data: data})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "agents", page{Session: se, Nav: "agents", Error: apperr.Message(err), Data: data})
 		return
 	}
 	// The agent was called (and the call audited): redirect after POST, so

@@ -13,6 +13,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -214,10 +215,10 @@ func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession
 	}
 	if err != nil {
 		// Another org's team is answered as missing, like the API does.
-		if classify(err).Kind == apperr.Forbidden {
+		if httpx.Classify(err).Kind == apperr.Forbidden {
 			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator knows no team %s/%s", org, team)
 		}
-		s.render(w, r, classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "teams", Error: apperr.Message(err)})
+		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "teams", Error: apperr.Message(err)})
 		return store.TeamRun{}, false
 	}
 	return found, true
