@@ -1,53 +1,19 @@
 package server
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/url"
-	"slices"
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
-	"github.com/incidentfox/orchestrator-edge/server/ids"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
-
-// eventFilter reads the events list's filters, for the API and the page:
-// source, status, team, delivery id, since/until (RFC 3339) and the cursor.
-// The org and the limit are listQuery's.
-func eventFilter(q url.Values) (store.EventFilter, error) {
-	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
-		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor")}
-	if _, ok := webhookPaths[f.Source]; f.Source != "" && !ok {
-		return f, httpx.QueryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
-	}
-	if f.Status != "" && !slices.Contains(eventStatuses, f.Status) {
-		return f, httpx.QueryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
-	}
-	if f.TeamNodeID != "" && !ids.Valid(f.TeamNodeID) {
-		return f, httpx.QueryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
-	}
-	if len(f.DeliveryID) > 255 || !utf8.ValidString(f.DeliveryID) {
-		return f, httpx.QueryError("delivery_id", "must be at most 255 characters of UTF-8")
-	}
-	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
-		if v := q.Get(name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return f, httpx.QueryError(name, "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z")
-			}
-			*dst = t
-		}
-	}
-	return f, nil
-}
 
 // eventView is an event as the admin API shows it.
 type eventView struct {
@@ -114,9 +80,9 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
-	f, err := eventFilter(r.URL.Query())
+	f, err := scoped.EventFilter(r.URL.Query())
 	if err == nil {
-		f.Limit, err = listQuery(r, a, &f.OrgID)
+		f.Limit, err = scoped.ListQuery(r, a, &f.OrgID)
 	}
 	if err != nil {
 		s.out.Error(w, r, err)
@@ -134,23 +100,9 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	s.out.JSON(w, r, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
 }
 
-// scopedEvent loads an event an admin may see. A malformed id, a missing
-// event and another org's event are all 404 event_not_found.
-func (s *Server) scopedEvent(ctx context.Context, a *auth.Admin, id string) (store.Event, error) {
-	notFound := apperr.New(apperr.NotFound, "event_not_found", "no webhook event %q", id)
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return store.Event{}, notFound
-	}
-	e, err := s.opts.Events.GetEvent(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && a.Identity.OrgID != "" && a.Identity.OrgID != e.OrgID) {
-		return store.Event{}, notFound
-	}
-	return e, err
-}
-
 // event loads the path's event for an admin, answering the error itself.
 func (s *Server) event(w http.ResponseWriter, r *http.Request, a *auth.Admin) (store.Event, bool) {
-	e, err := s.scopedEvent(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	e, err := s.reads.Event(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
 		s.out.Error(w, r, err)
 		return store.Event{}, false

@@ -1,18 +1,16 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -140,7 +138,7 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 	case f.Kind != "" && !runKinds[f.Kind]:
 		err = httpx.QueryError("kind", "must be provision or deprovision")
 	default:
-		f.Limit, err = listQuery(r, a, &f.OrgID)
+		f.Limit, err = scoped.ListQuery(r, a, &f.OrgID)
 	}
 	if err != nil {
 		s.out.Error(w, r, err)
@@ -158,26 +156,12 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
 	s.out.JSON(w, r, http.StatusOK, map[string]any{"runs": views, "next_cursor": next})
 }
 
-// scopedRun loads a run an admin may see. A malformed id, a missing run
-// and another org's run are all 404 run_not_found.
-func (s *Server) scopedRun(ctx context.Context, a *auth.Admin, id string) (store.Run, error) {
-	notFound := apperr.New(apperr.NotFound, "run_not_found", "no provisioning run %q", id)
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return store.Run{}, notFound
-	}
-	run, err := s.opts.Runs.GetRun(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && a.CanActOn(run.OrgID) != nil) {
-		return store.Run{}, notFound
-	}
-	return run, err
-}
-
 func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) {
 	a := s.admin(w, r, auth.PermProvisionRead)
 	if a == nil {
 		return
 	}
-	run, err := s.scopedRun(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	run, err := s.reads.Run(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
 		s.out.Error(w, r, err)
 		return

@@ -8,6 +8,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -27,7 +28,7 @@ func (s *Server) teamBody(w http.ResponseWriter, r *http.Request, a *auth.Admin)
 	var req teamRequest
 	err := s.decode(w, r, &req)
 	if err == nil {
-		err = checkTeam(a, req.OrgID, req.TeamNodeID)
+		err = scoped.CheckTeam(a, req.OrgID, req.TeamNodeID)
 	}
 	if err != nil {
 		s.out.Error(w, r, err)
@@ -36,23 +37,13 @@ func (s *Server) teamBody(w http.ResponseWriter, r *http.Request, a *auth.Admin)
 	return req, true
 }
 
-func checkTeam(a *auth.Admin, org, team string) error {
-	switch {
-	case !ids.Valid(org):
-		return apperr.New(apperr.Invalid, "invalid_org_id", "org_id must be 1-128 characters of [A-Za-z0-9._-]")
-	case !ids.Valid(team):
-		return apperr.New(apperr.Invalid, "invalid_team_node_id", "team_node_id must be 1-128 characters of [A-Za-z0-9._-]")
-	}
-	return a.CanActOn(org)
-}
-
 func (s *Server) handleListSchedules(w http.ResponseWriter, r *http.Request) {
 	a := s.admin(w, r, auth.PermPipelineRead)
 	if a == nil {
 		return
 	}
 	org, team := r.URL.Query().Get("org_id"), r.URL.Query().Get("team_node_id")
-	_, err := listQuery(r, a, &org)
+	_, err := scoped.ListQuery(r, a, &org)
 	if err == nil && team != "" && !ids.Valid(team) {
 		err = httpx.QueryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")
 	}
@@ -144,7 +135,7 @@ func (s *Server) handleTeamStatus(perm string, deployment bool) http.HandlerFunc
 		}
 		p := httprouter.ParamsFromContext(r.Context())
 		org, team := p.ByName("org"), p.ByName("team")
-		if err := checkTeam(a, org, team); err != nil {
+		if err := scoped.CheckTeam(a, org, team); err != nil {
 			s.out.Error(w, r, err)
 			return
 		}

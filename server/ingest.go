@@ -40,10 +40,6 @@ var webhookSources = webhook.Sources[:]
 // orchestrator_webhook_events_total.
 var ingestOutcomes = []string{"accepted", "duplicate", "bad_signature", "rate_limited", "too_large", "bad_request", "store_error"}
 
-// eventStatuses lists the event statuses in their lifecycle order.
-var eventStatuses = []string{store.EventQueued, store.EventDispatching, store.EventDelivered, store.EventIgnored,
-	store.EventUnrouted, store.EventFailed, store.EventDead}
-
 // EventStore is the store of webhook events (store.DB implements it).
 type EventStore interface {
 	InsertEvent(ctx context.Context, e store.Event) (store.InsertResult, error)

@@ -19,6 +19,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -120,6 +121,7 @@ type Server struct {
 	opts   Options
 	logger *slog.Logger
 	out    httpx.Writer
+	reads  scoped.Reader
 	router *httprouter.Router
 	// routeList is every registered route (Routes).
 	routeList []Route
@@ -165,6 +167,7 @@ func New(opts Options) (*Server, error) {
 		opts:     opts,
 		logger:   logger,
 		out:      httpx.Writer{Logger: logger},
+		reads:    scoped.Reader{Events: opts.Events, Runs: opts.Runs},
 		metrics:  m,
 		ingest:   im,
 		limiters: newLimiters(opts.WebhookRate, opts.WebhookBurst),

@@ -21,6 +21,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
@@ -413,7 +414,7 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 	if a == nil {
 		return
 	}
-	org, _ := orgScope(a, "")
+	org, _ := scoped.OrgScope(a, "")
 	ctx := r.Context()
 	d := struct {
 		DB, DBDetail, Cluster, ClusterDetail, Peers, PeersDetail string
@@ -561,7 +562,7 @@ func (s *Server) uiRuns(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	if a == nil {
 		return
 	}
-	org, _ := orgScope(a, "")
+	org, _ := scoped.OrgScope(a, "")
 	runs, next, err := s.opts.Runs.ListRuns(r.Context(), store.RunFilter{OrgID: org, Limit: 50, Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
 		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(httpx.CursorError(err))})
@@ -578,7 +579,7 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	if a == nil {
 		return
 	}
-	run, err := s.scopedRun(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	run, err := s.reads.Run(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
 		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "runs", Error: apperr.Message(err)})
 		return
@@ -606,7 +607,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 	q := r.URL.Query()
 	find := strings.TrimSpace(q.Get("q"))
 	if find != "" {
-		if e, err := s.scopedEvent(r.Context(), a, find); err == nil {
+		if e, err := s.reads.Event(r.Context(), a, find); err == nil {
 			http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
 			return
 		}
@@ -618,9 +619,9 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 			q.Set(k, v+":00Z")
 		}
 	}
-	f, err := eventFilter(q)
+	f, err := scoped.EventFilter(q)
 	if err == nil {
-		f.OrgID, err = orgScope(a, f.OrgID)
+		f.OrgID, err = scoped.OrgScope(a, f.OrgID)
 	}
 	f.Limit, f.Before = 50, q.Get("before")
 	if f.Before != "" && f.Cursor != "" {
@@ -688,12 +689,12 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		Source, Status, Org, Team, Since, Until, Find string
 		Sources, Statuses                             []string
 	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, r.URL.Query().Get("org_id"), f.TeamNodeID,
-		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhookSources, eventStatuses}})
+		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhookSources, store.EventStatuses}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
 func (s *Server) uiEventFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.Event, bool) {
-	e, err := s.scopedEvent(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	e, err := s.reads.Event(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
 	if err != nil {
 		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
 		return store.Event{}, false
@@ -759,7 +760,7 @@ func (s *Server) uiSchedules(w http.ResponseWriter, r *http.Request, se *uiSessi
 	var views any = nil
 	errText := ""
 	if s.opts.Schedules != nil {
-		org, _ := orgScope(a, "")
+		org, _ := scoped.OrgScope(a, "")
 		v, err := s.opts.Schedules.List(r.Context(), org, "")
 		if err != nil {
 			errText = apperr.Message(err)

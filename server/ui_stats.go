@@ -307,7 +307,7 @@ func (st pageStats) charts() charts {
 	var bars []chart.Bar
 	desc = "Where the events of the last 24 hours are now:"
 	most := 0
-	for _, status := range eventStatuses {
+	for _, status := range store.EventStatuses {
 		n := byStatus[status]
 		most = max(most, n)
 		c.OutcomeRows = append(c.OutcomeRows, outcomeRow{status, n})

@@ -16,6 +16,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -125,7 +126,7 @@ func fillEvents(st pageStats, rows []teamRow) {
 		rows[i].EventsTotal += c.Count
 	}
 	for i := range rows {
-		for _, status := range eventStatuses {
+		for _, status := range store.EventStatuses {
 			if n := counts[i][status]; n > 0 {
 				rows[i].Events = append(rows[i].Events, outcomeRow{status, n})
 			}
@@ -143,7 +144,7 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 		return
 	}
 	ctx := r.Context()
-	org, _ := orgScope(a, "")
+	org, _ := scoped.OrgScope(a, "")
 	pageNo, err := strconv.Atoi(r.URL.Query().Get("page"))
 	if r.URL.Query().Get("page") == "" {
 		pageNo, err = 1, nil
@@ -198,7 +199,7 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.TeamRun, bool) {
 	p := httprouter.ParamsFromContext(r.Context())
 	org, team := p.ByName("org"), p.ByName("team")
-	err := checkTeam(a, org, team)
+	err := scoped.CheckTeam(a, org, team)
 	var found store.TeamRun
 	if err == nil && s.opts.Stats != nil {
 		var teams []store.TeamRun

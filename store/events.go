@@ -23,6 +23,9 @@ const (
 	EventDead        = "dead"
 )
 
+// EventStatuses lists the event statuses in their lifecycle order.
+var EventStatuses = []string{EventQueued, EventDispatching, EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead}
+
 // ErrBodyPurged: the event's body was purged by retention, so it cannot be
 // dispatched again.
 var ErrBodyPurged = errors.New("event body purged by retention")
