@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -14,6 +15,15 @@ import (
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
+
+// EventStore is the store of webhook events (store.DB implements it).
+type EventStore interface {
+	InsertEvent(ctx context.Context, e store.Event) (store.InsertResult, error)
+	GetEvent(ctx context.Context, id string) (store.Event, error)
+	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, string, error)
+	Redrive(ctx context.Context, id string, now time.Time) (store.Event, error)
+	EventAgentRuns(ctx context.Context, eventID string) ([]store.AgentRun, error)
+}
 
 // eventView is an event as the admin API shows it.
 type eventView struct {

@@ -6,6 +6,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -26,17 +27,15 @@ func (s *Server) routes() {
 		s.handle(http.MethodGet, "/api/v1/admin/provision/runs/:id", s.handleGetRun)
 	}
 
-	if s.opts.Events != nil && s.opts.Webhooks != nil {
-		for src, path := range webhookPaths {
-			if s.opts.Webhooks[src] != nil {
-				s.handle(http.MethodPost, path, s.handleWebhook(src))
-			}
+	if s.door != nil {
+		for _, src := range s.door.Sources() {
+			s.handle(http.MethodPost, ingest.Paths[src], s.door.Handler(src))
 		}
 		s.handle(http.MethodGet, "/api/v1/admin/events", s.handleListEvents)
 		s.handle(http.MethodGet, "/api/v1/admin/events/:id", s.handleGetEvent)
 		s.handle(http.MethodPost, "/api/v1/admin/events/:id/redrive", s.handleRedrive)
 		if s.opts.InternalToken != "" {
-			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.handleSlackTrigger)
+			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.door.Trigger)
 		}
 	}
 

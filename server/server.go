@@ -17,6 +17,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
@@ -25,7 +26,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/time/rate"
 )
 
 // Readier reports whether the database can take writes with the schema
@@ -126,19 +126,17 @@ type Server struct {
 	// routeList is every registered route (Routes).
 	routeList []Route
 	metrics   *httpMetrics
-	ingest    *ingestMetrics
-	ui        *ui
-	limiters  map[string]*rate.Limiter
-	http      *http.Server
-	listener  net.Listener
-	draining  atomic.Bool
+	// door is the webhook door (nil without Webhooks and Events).
+	door     *ingest.Door
+	ui       *ui
+	http     *http.Server
+	listener net.Listener
+	draining atomic.Bool
 	// serving gates the API routes until start-up work (migrations, run
 	// recovery) is done; /health, /ready and /metrics answer regardless.
 	serving atomic.Bool
 	done    sync.WaitGroup
-	// acks gathers ack latencies until they are written; stopFlush ends
-	// the writer.
-	acks      ackStats
+	// stopFlush ends the door's ack latency writer.
 	stopFlush chan struct{}
 }
 
@@ -158,19 +156,13 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	im, err := newIngestMetrics(opts.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("server: register metrics: %w", err)
-	}
 	logger := opts.Logger.With("component", "http")
 	s := &Server{
-		opts:     opts,
-		logger:   logger,
-		out:      httpx.Writer{Logger: logger},
-		reads:    scoped.Reader{Events: opts.Events, Runs: opts.Runs},
-		metrics:  m,
-		ingest:   im,
-		limiters: newLimiters(opts.WebhookRate, opts.WebhookBurst),
+		opts:    opts,
+		logger:  logger,
+		out:     httpx.Writer{Logger: logger},
+		reads:   scoped.Reader{Events: opts.Events, Runs: opts.Runs},
+		metrics: m,
 		router: &httprouter.Router{
 			// Redirects would turn bad paths (traversal in ids, stray
 			// slashes) into 3xx; a clear 404 is the answer instead.
@@ -178,6 +170,17 @@ func New(opts Options) (*Server, error) {
 			RedirectFixedPath:      false,
 			HandleMethodNotAllowed: true,
 		},
+	}
+	if opts.Events != nil && opts.Webhooks != nil {
+		door := ingest.Options{Verifiers: opts.Webhooks, Events: opts.Events, Notify: opts.Notify, CachedRoute: opts.CachedRoute,
+			Rate: opts.WebhookRate, Burst: opts.WebhookBurst, MaxBodyBytes: opts.MaxBodyBytes, InternalToken: opts.InternalToken,
+			Registry: opts.Registry, Logger: opts.Logger, Now: opts.Now}
+		if opts.Stats != nil {
+			door.Acks = opts.Stats
+		}
+		if s.door, err = ingest.New(door); err != nil {
+			return nil, fmt.Errorf("server: webhook door: %w", err)
+		}
 	}
 	if opts.UI != nil {
 		if opts.Auth == nil || opts.Runs == nil || opts.Provision == nil || opts.Events == nil {
@@ -219,13 +222,13 @@ func (s *Server) Open() error {
 		return fmt.Errorf("listen on %s: %w", s.opts.Addr, err)
 	}
 	s.listener = ln
-	if s.opts.Stats != nil {
+	if s.opts.Stats != nil && s.door != nil {
 		stop := make(chan struct{})
 		s.stopFlush = stop
 		s.done.Add(1)
 		go func() {
 			defer s.done.Done()
-			s.runAckFlusher(s.opts.AckFlushEvery, stop)
+			s.door.RunAckFlusher(s.opts.AckFlushEvery, stop)
 		}()
 	}
 	s.done.Add(1)

@@ -11,8 +11,8 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -429,7 +429,7 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSessio
 		Charts                                                   *charts
 		ChartsError                                              string
 		StatsMaxAge                                              time.Duration
-	}{StatsMaxAge: s.ui.opts.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhookSources,
+	}{StatsMaxAge: s.ui.opts.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhook.Sources[:],
 		Events: s.opts.Auth.Permits(a, auth.PermEventsRead), Runs: s.opts.Auth.Permits(a, auth.PermProvisionRead),
 		Samples: s.mayPostSamples(a)}
 	if err := s.opts.Store.Ready(ctx); err != nil {
@@ -633,7 +633,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 	case err != nil:
 	case f.DeliveryID != "" && f.Source == "":
 		// A delivery id is unique per source: one indexed lookup each.
-		for _, src := range webhookSources {
+		for _, src := range webhook.Sources[:] {
 			f.Source = src
 			got, _, lerr := s.opts.Events.ListEvents(r.Context(), f)
 			events, err = append(events, got...), lerr
@@ -689,7 +689,7 @@ func (s *Server) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession)
 		Source, Status, Org, Team, Since, Until, Find string
 		Sources, Statuses                             []string
 	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, r.URL.Query().Get("org_id"), f.TeamNodeID,
-		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhookSources, store.EventStatuses}})
+		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhook.Sources[:], store.EventStatuses}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
@@ -841,7 +841,7 @@ func (s *Server) mayPostSamples(a *auth.Admin) bool {
 }
 
 // uiSample (dev mode only) signs a sample event with the dev secret and
-// sends it through this server's own webhook route, as the vendor would.
+// hands it to the webhook door, as the vendor's delivery would be.
 func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	a := s.uiAdmin(w, r, se, auth.PermEventsRedrive, "overview")
 	if a == nil {
@@ -853,9 +853,8 @@ func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession)
 		return
 	}
 	source := httprouter.ParamsFromContext(r.Context()).ByName("source")
-	path, ok := webhookPaths[source]
 	secret := s.ui.opts.DevSecrets[source]
-	if !ok || secret == "" {
+	if s.door == nil || !slices.Contains(s.door.Sources(), source) || secret == "" {
 		s.setFlash(r, se, "No such source, or no dev secret for it.")
 		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
 		return
@@ -865,15 +864,9 @@ func (s *Server) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession)
 	id := strings.ToLower(base64.RawURLEncoding.EncodeToString(b[:]))
 	now := time.Now()
 	body := webhook.Sample(source, id, now)
-	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body)).WithContext(r.Context())
-	req.Header = webhook.Sign(source, secret, body, now, "sample-"+id)
-	rec := httptest.NewRecorder()
-	s.router.ServeHTTP(rec, req)
-	var ack struct {
-		EventID string `json:"event_id"`
-	}
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ack) != nil || ack.EventID == "" {
-		s.setFlash(r, se, "The sample was refused: "+strings.TrimSpace(rec.Body.String()))
+	ack := s.door.Accept(r.Context(), source, body, webhook.Sign(source, secret, body, now, "sample-"+id))
+	if ack.Err != nil || ack.EventID == "" {
+		s.setFlash(r, se, "The sample was refused: "+apperr.Message(ack.Err))
 		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
 		return
 	}

@@ -8,13 +8,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/chart"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // StatsStore holds what the page's charts and the teams page read, and the
-// ack latency figures ingest writes (store.DB implements it).
+// ack latency figures the webhook door writes (store.DB implements it).
 type StatsStore interface {
 	AddAckStats(ctx context.Context, stats []store.AckStat) error
 	AckLatency(ctx context.Context, since, until time.Time) (store.Histogram, error)
@@ -24,92 +24,14 @@ type StatsStore interface {
 	Teams(ctx context.Context, org string) ([]store.TeamRun, error)
 }
 
-// ackStats sums the ack latency of accepted events per source until the
-// next write (FlushAckStats): the event is committed before its answer, so
-// its latency cannot be a column of its row.
-type ackStats struct {
-	mu     sync.Mutex
-	counts map[string]store.Histogram
-}
-
-func (a *ackStats) observe(source string, d time.Duration) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.histogram(source).Observe(d)
-}
-
-// histogram is source's histogram, made on first use (a.mu held).
-func (a *ackStats) histogram(source string) store.Histogram {
-	h, ok := a.counts[source]
-	if !ok {
-		if a.counts == nil {
-			a.counts = map[string]store.Histogram{}
-		}
-		h = store.NewHistogram(store.AckBuckets)
-		a.counts[source] = h
-	}
-	return h
-}
-
-// putBack adds histograms that could not be written to the pending ones.
-func (a *ackStats) putBack(pending map[string]store.Histogram) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for source, h := range pending {
-		a.histogram(source).Add(h)
-	}
-}
-
-func (a *ackStats) take() map[string]store.Histogram {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := a.counts
-	a.counts = nil
-	return out
-}
-
-// FlushAckStats writes the ack latencies gathered since the last write, one
-// row per source. A failed write puts them back for the next.
+// FlushAckStats writes the ack latencies the webhook door gathered since
+// its last write (tests and benchmarks call it; the door also writes them
+// every AckFlushEvery).
 func (s *Server) FlushAckStats(ctx context.Context) error {
-	if s.opts.Stats == nil {
+	if s.door == nil {
 		return nil
 	}
-	pending := s.acks.take()
-	if len(pending) == 0 {
-		return nil
-	}
-	now := s.now()
-	rows := make([]store.AckStat, 0, len(pending))
-	for source, h := range pending {
-		rows = append(rows, store.AckStat{ID: uuid.NewString(), Source: source, At: now, Counts: h.Counts})
-	}
-	err := s.opts.Stats.AddAckStats(ctx, rows)
-	if err != nil {
-		s.acks.putBack(pending)
-	}
-	return err
-}
-
-// runAckFlusher writes the ack latencies every interval until stop closes,
-// and once more then.
-func (s *Server) runAckFlusher(interval time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := s.FlushAckStats(ctx); err != nil {
-				s.logger.Warn("writing ack latency figures failed", "error", err)
-			}
-			cancel()
-			return
-		case <-t.C:
-			if err := s.FlushAckStats(context.Background()); err != nil {
-				s.logger.Warn("writing ack latency figures failed", "error", err)
-			}
-		}
-	}
+	return s.door.FlushAckStats(ctx)
 }
 
 // DefaultStatsMaxAge is how long the serving binary reuses the last day's
@@ -262,7 +184,7 @@ type latencyRow struct {
 func (st pageStats) charts() charts {
 	c := charts{At: st.At, Since: st.Window.Since, Until: st.Window.Until, SlotLabels: st.SlotLabel, AckHidden: st.Ack == nil}
 	perSource := map[string][]int{}
-	for _, src := range webhookSources {
+	for _, src := range webhook.Sources {
 		perSource[src] = make([]int, st.Window.Slots)
 	}
 	hourTotals := make([]int, st.Window.Slots)
@@ -279,7 +201,7 @@ func (st pageStats) charts() charts {
 		}
 	}
 	var series []chart.Series
-	for _, src := range webhookSources {
+	for _, src := range webhook.Sources {
 		row := sourceRow{Source: src, Hours: perSource[src]}
 		for _, n := range row.Hours {
 			row.Total += n
@@ -296,7 +218,7 @@ func (st pageStats) charts() charts {
 	}
 	c.PerSource = chart.Columns("chart-per-source", "Events per source per hour, last 24 hours (UTC)", desc, series, st.SlotLabel, 3,
 		func(s, slot, v int) string {
-			return fmt.Sprintf("%s, %s–%s UTC: %d events", webhookSources[s], st.SlotLabel[slot],
+			return fmt.Sprintf("%s, %s–%s UTC: %d events", webhook.Sources[s], st.SlotLabel[slot],
 				st.Window.Since.Add(time.Duration(slot+1)*time.Hour).Format("15:04"), v)
 		})
 

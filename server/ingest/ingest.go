@@ -1,0 +1,299 @@
+// Package ingest is the webhook door (SPEC §6): for every request, the body
+// is capped, its headers must be clean text, the source's verifier checks
+// the signature on the raw bytes, the source's token bucket limits it, what
+// it says is kept as clean text with credentials redacted, and the event is
+// stored durably (the store's group commit) before the answer acknowledges
+// it. Nothing slow happens before the ack: dispatch reads the durable
+// queue afterwards. The door also keeps the ack latencies it measures, for
+// the admin page's charts.
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// Paths maps each source to its route (SPEC §3).
+var Paths = map[string]string{
+	webhook.Slack:      "/webhooks/slack/events",
+	webhook.GitHub:     "/webhooks/github",
+	webhook.PagerDuty:  "/webhooks/pagerduty",
+	webhook.IncidentIO: "/webhooks/incidentio",
+	webhook.Coralogix:  "/webhooks/coralogix",
+}
+
+// ingestOutcomes are the outcome label values of
+// orchestrator_webhook_events_total.
+var ingestOutcomes = []string{"accepted", "duplicate", "bad_signature", "rate_limited", "too_large", "bad_request", "store_error"}
+
+// Store keeps the events (store.DB implements it).
+type Store interface {
+	InsertEvent(ctx context.Context, e store.Event) (store.InsertResult, error)
+}
+
+// AckStore keeps the ack latency figures (store.DB implements it).
+type AckStore interface {
+	AddAckStats(ctx context.Context, stats []store.AckStat) error
+}
+
+// Options configure a Door.
+type Options struct {
+	// Verifiers check each source; a source without one has no route.
+	Verifiers map[string]webhook.Verifier
+	Events    Store
+	// Notify wakes the dispatcher after an event is stored, naming its team
+	// when the team is already known ("" otherwise).
+	Notify func(org, team string)
+	// CachedRoute, if set, answers a routing lookup from memory only (no
+	// I/O): an event whose route is cached is stored with its team, so it
+	// needs no routing round after the ack.
+	CachedRoute func(identifiers map[string]string) (org, team, matchedBy string, ok bool)
+	// Rate and Burst limit each source (events/s; 0 = none).
+	Rate  float64
+	Burst int
+	// MaxBodyBytes caps a body (413 past it).
+	MaxBodyBytes int64
+	// InternalToken is the internal trigger's shared secret.
+	InternalToken string
+	// Acks keeps the ack latency figures; nil: none are kept.
+	Acks     AckStore
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Door is the webhook door.
+type Door struct {
+	o        Options
+	log      *slog.Logger
+	out      httpx.Writer
+	metrics  *ingestMetrics
+	limiters map[string]*rate.Limiter
+	acks     ackStats
+}
+
+// New builds the door and registers the webhook metrics of SPEC §12.
+func New(o Options) (*Door, error) {
+	if o.Events == nil || o.Registry == nil || o.Logger == nil {
+		return nil, errors.New("ingest: events, registry and logger are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	m, err := newIngestMetrics(o.Registry)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger.With("component", "ingest")
+	return &Door{o: o, log: log, out: httpx.Writer{Logger: log}, metrics: m, limiters: newLimiters(o.Rate, o.Burst)}, nil
+}
+
+func (d *Door) now() time.Time { return d.o.Now().UTC() }
+
+// Sources lists the sources the door has a verifier for, in documented order.
+func (d *Door) Sources() []string {
+	var out []string
+	for _, src := range webhook.Sources {
+		if d.o.Verifiers[src] != nil {
+			out = append(out, src)
+		}
+	}
+	return out
+}
+
+// ingestMetrics are the webhook metrics of SPEC §12.
+type ingestMetrics struct {
+	events *prometheus.CounterVec
+	ack    *prometheus.HistogramVec
+}
+
+func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
+	m := &ingestMetrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_webhook_events_total",
+			Help: "Webhook requests by source and outcome (accepted, duplicate, bad_signature, rate_limited, too_large, bad_request, store_error).",
+		}, []string{"source", "outcome"}),
+		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orchestrator_webhook_ack_seconds",
+			Help:    "Time from the start of a webhook request to its answer.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 3},
+		}, []string{"source"}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.ack} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// Every known series exists from the start at 0, so an alert's rate()
+	// or increase() counts the first bad signature too.
+	for _, src := range append(slices.Clone(webhook.Sources[:]), "internal") {
+		for _, o := range ingestOutcomes {
+			m.events.WithLabelValues(src, o)
+		}
+	}
+	for _, src := range webhook.Sources {
+		m.ack.WithLabelValues(src)
+	}
+	return m, nil
+}
+
+// newLimiters makes one token bucket per source; perSecond 0 means none.
+func newLimiters(perSecond float64, burst int) map[string]*rate.Limiter {
+	out := map[string]*rate.Limiter{}
+	if perSecond <= 0 {
+		return out
+	}
+	for src := range Paths {
+		out[src] = rate.NewLimiter(rate.Limit(perSecond), burst)
+	}
+	return out
+}
+
+// Answer is what the door says to one delivery.
+type Answer struct {
+	Status int
+	// EventID names the stored event (or, for a duplicate, the first one).
+	EventID   string
+	Duplicate bool
+	// Challenge is Slack's url_verification answer.
+	Challenge string
+	// Err, when set, is the refusal (its kind gives Status).
+	Err error
+	// Outcome is the metric's outcome label.
+	Outcome string
+}
+
+// Handler is a source's route: cap → verify → limit → clean → store → ack.
+func (d *Door) Handler(source string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.o.MaxBodyBytes))
+		var a Answer
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				a = Answer{Outcome: "too_large", Err: apperr.Wrap(err, apperr.TooLarge, "body_too_large", "the body exceeds %d bytes", tooLarge.Limit)}
+			} else {
+				a = Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read")}
+			}
+		} else {
+			a = d.accept(r.Context(), source, body, r.Header)
+		}
+		d.answer(w, r, a)
+		d.count(source, a.Outcome, time.Since(start))
+	}
+}
+
+// Accept takes one delivery of a source as the route would — verify, limit,
+// clean, store — without HTTP: the admin page's sample buttons send their
+// signed samples through it.
+func (d *Door) Accept(ctx context.Context, source string, body []byte, h http.Header) Answer {
+	start := time.Now()
+	a := d.accept(ctx, source, body, h)
+	d.count(source, a.Outcome, time.Since(start))
+	return a
+}
+
+// count records one delivery's outcome and, when accepted, its ack time.
+func (d *Door) count(source, outcome string, took time.Duration) {
+	d.metrics.events.WithLabelValues(source, outcome).Inc()
+	d.metrics.ack.WithLabelValues(source).Observe(took.Seconds())
+	if outcome == "accepted" && d.o.Acks != nil {
+		d.acks.observe(source, took)
+	}
+}
+
+func (d *Door) accept(ctx context.Context, source string, body []byte, h http.Header) Answer {
+	verifier := d.o.Verifiers[source]
+	if verifier == nil {
+		return Answer{Outcome: "bad_request", Err: apperr.New(apperr.NotFound, "not_found", "no webhook source %q", source)}
+	}
+	// Everything the door stores is clean text (SPEC §18): a header that
+	// is not valid UTF-8, or holds a NUL, is refused before anything else.
+	if err := webhook.CheckHeaders(h); err != nil {
+		return Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err)}
+	}
+	ev, err := verifier.Verify(body, h, d.now())
+	switch {
+	case errors.Is(err, webhook.ErrNoSecret), errors.Is(err, webhook.ErrSignature):
+		return Answer{Outcome: "bad_signature", Err: apperr.Wrap(err, apperr.Unauthenticated, "signature_verification_failed", "%v", err)}
+	case err != nil:
+		return Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err)}
+	}
+	if ev.Challenge != "" {
+		return Answer{Status: http.StatusOK, Challenge: ev.Challenge, Outcome: "accepted"}
+	}
+	if limiter := d.limiters[source]; limiter != nil && !limiter.AllowN(d.now(), 1) {
+		retry := int(math.Ceil(1 / float64(limiter.Limit())))
+		return Answer{Outcome: "rate_limited", Err: &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
+			Detail: "too many " + source + " events; retry later", RetryAfterSeconds: max(1, retry)}}
+	}
+	return d.store(ctx, ev, storedHeaders(h), body, http.StatusOK)
+}
+
+// store writes the event durably; only then is it acknowledged.
+func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]string, body []byte, okStatus int) Answer {
+	status, lastErr := store.EventQueued, ""
+	if ev.Ignore != "" {
+		status, lastErr = store.EventIgnored, "ignored: "+ev.Ignore
+	}
+	sum := sha256.Sum256(body)
+	if ev.StoredBody != nil {
+		body = ev.StoredBody
+	}
+	e := store.Event{
+		ID: uuid.NewString(), Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
+		Identifiers: ev.Identifiers, Headers: headers, Body: body, LastError: lastErr, ReceivedAt: d.now(),
+		BodySHA256: hex.EncodeToString(sum[:]),
+	}
+	// A route already in the dispatcher's cache is applied now, from memory:
+	// in a storm every event after the first arrives knowing its team.
+	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil {
+		e.OrgID, e.TeamNodeID, e.MatchedBy, _ = d.o.CachedRoute(ev.Identifiers)
+	}
+	res, err := d.o.Events.InsertEvent(ctx, e)
+	if err != nil {
+		return Answer{Outcome: "store_error", Err: apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry")}
+	}
+	if res.Duplicate {
+		return Answer{Status: http.StatusOK, EventID: res.ID, Duplicate: true, Outcome: "duplicate"}
+	}
+	if status == store.EventQueued && d.o.Notify != nil {
+		d.o.Notify(e.OrgID, e.TeamNodeID)
+	}
+	return Answer{Status: okStatus, EventID: res.ID, Outcome: "accepted"}
+}
+
+// answer writes the door's answer: the ack, a duplicate's ack, Slack's
+// challenge, or the refusal.
+func (d *Door) answer(w http.ResponseWriter, r *http.Request, a Answer) {
+	switch {
+	case a.Err != nil:
+		d.out.Error(w, r, a.Err)
+	case a.Challenge != "":
+		d.out.JSON(w, r, a.Status, map[string]string{"challenge": a.Challenge})
+	case a.Duplicate:
+		d.out.JSON(w, r, a.Status, map[string]any{"ok": true, "duplicate": true, "event_id": a.EventID})
+	default:
+		d.out.JSON(w, r, a.Status, map[string]any{"ok": true, "event_id": a.EventID})
+	}
+}
