@@ -24,6 +24,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
+	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
@@ -273,8 +274,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Provision:      e.prov,
 		Schedules:      e.sched,
 		PipelineRunner: pipe,
-		Agents: &server.AgentProxy{Config: cs,
-			Agent: peers.NewAgent(peers.Options{BaseURL: agentSrv.URL}), Audit: e.db},
+		Agents: &agentrun.Proxy{Config: cs,
+			Agent: peers.NewAgent(peers.Options{BaseURL: agentSrv.URL}), Audit: e.db, Logger: logger},
 	}
 	if o.webhooks {
 		e.setupWebhooks(&opts, o, logger, csSrv.URL)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
@@ -71,7 +72,7 @@ type Options struct {
 	// PipelineRunner enables the pipeline trigger.
 	PipelineRunner PipelineRunner
 	// Agents enables the agent run proxy when set.
-	Agents *AgentProxy
+	Agents *agentrun.Proxy
 	// Backups enables the backup endpoints and the backups page.
 	Backups *backups.Manager
 	// UI enables the admin page under /ui/ when set (needs Auth, Runs,

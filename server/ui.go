@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
@@ -798,9 +799,9 @@ func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	req := agentRunRequest{OrgID: strings.TrimSpace(r.PostFormValue("org_id")), TeamNodeID: strings.TrimSpace(r.PostFormValue("team_node_id")),
+	req := agentrun.Request{OrgID: strings.TrimSpace(r.PostFormValue("org_id")), TeamNodeID: strings.TrimSpace(r.PostFormValue("team_node_id")),
 		AgentName: strings.TrimSpace(r.PostFormValue("agent_name")), Message: r.PostFormValue("message")}
-	err := req.validate()
+	err := req.Validate()
 	if err == nil {
 		err = a.CanActOn(req.OrgID)
 	}
@@ -812,7 +813,7 @@ func (s *Server) uiAgent(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	}
 	// The agent was called (and the call audited): redirect after POST, so
 	// a reload never calls it again; the answer rides along once.
-	out, err := s.runAgent(r.Context(), a, req)
+	out, err := s.opts.Agents.Run(r.Context(), a, req)
 	back := "/ui/agents?" + url.Values{"org_id": {req.OrgID}, "team_node_id": {req.TeamNodeID}, "agent_name": {req.AgentName}}.Encode()
 	if err != nil {
 		s.setFlash(r, se, "The agent run failed: "+apperr.Message(err))

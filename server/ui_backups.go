@@ -47,7 +47,7 @@ func (s *Server) uiBackupNow(w http.ResponseWriter, r *http.Request, se *uiSessi
 	if a == nil {
 		return
 	}
-	if info, err := s.createBackup(r.Context(), a); err != nil {
+	if info, err := s.opts.Backups.CreateFor(r.Context(), a.Actor); err != nil {
 		s.setFlash(r, se, "No backup: "+apperr.Message(err))
 	} else {
 		s.setFlash(r, se, "Backup "+info.Name+" written and verified.")
@@ -64,5 +64,7 @@ func (s *Server) uiBackupDownload(w http.ResponseWriter, r *http.Request, se *ui
 		s.render(w, r, http.StatusNotFound, "notfound", page{Session: se, Nav: "backups", Error: "No such backup."})
 		return
 	}
-	s.serveBackup(w, r, name)
+	if err := s.opts.Backups.Serve(w, name); err != nil {
+		s.out.Error(w, r, err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server"
+	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/config"
@@ -35,7 +36,7 @@ type deps struct {
 	dispatcher *dispatch.Dispatcher
 	schedules  *schedules.Service
 	pipeline   *peers.AIPipeline
-	agents     *server.AgentProxy
+	agents     *agentrun.Proxy
 	ui         *server.UIOptions
 	webhooks   map[string]webhook.Verifier
 	backups    *backups.Manager
@@ -178,7 +179,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		return nil, err
 	}
 	d.pipeline = pipeline
-	d.agents = &server.AgentProxy{Config: cs, Agent: agent, Audit: db}
+	d.agents = &agentrun.Proxy{Config: cs, Agent: agent, Audit: db, Logger: logger}
 	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db,
 		StatsMaxAge: server.DefaultStatsMaxAge}
 	d.ui.Cluster = pinger
