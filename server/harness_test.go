@@ -34,6 +34,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -290,7 +291,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.ui {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"
-		opts.UI = &server.UIOptions{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db, StatsMaxAge: o.statsMaxAge}
+		opts.UI = &webui.Settings{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db, StatsMaxAge: o.statsMaxAge}
 		if e.kube != nil {
 			opts.UI.Cluster = e.kube
 		}

@@ -61,7 +61,7 @@ func (s *Server) routes() {
 	}
 
 	if s.ui != nil {
-		s.uiRoutes()
+		s.ui.Routes(pageRouter{s})
 	}
 
 	s.router.NotFound = s.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) {

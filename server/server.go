@@ -24,6 +24,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -77,7 +78,7 @@ type Options struct {
 	Backups *backups.Manager
 	// UI enables the admin page under /ui/ when set (needs Auth, Runs,
 	// Provision and Events).
-	UI *UIOptions
+	UI *webui.Settings
 	// InternalToken enables /api/v1/internal/* when set.
 	InternalToken string
 	// Stats keeps the ack latency figures and serves the page's charts
@@ -88,6 +89,13 @@ type Options struct {
 	AckFlushEvery time.Duration
 	// Now is the clock (tests move it).
 	Now func() time.Time
+}
+
+// StatsStore keeps the ack latencies the webhook door measures and serves
+// the admin page's figures (store.DB implements it).
+type StatsStore interface {
+	ingest.AckStore
+	webui.StatsStore
 }
 
 // RunReader reads provisioning runs (store.DB implements it).
@@ -129,7 +137,7 @@ type Server struct {
 	metrics   *httpMetrics
 	// door is the webhook door (nil without Webhooks and Events).
 	door     *ingest.Door
-	ui       *ui
+	ui       *webui.UI
 	http     *http.Server
 	listener net.Listener
 	draining atomic.Bool
@@ -184,10 +192,17 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	if opts.UI != nil {
-		if opts.Auth == nil || opts.Runs == nil || opts.Provision == nil || opts.Events == nil {
-			return nil, errNoUI
+		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
+			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,
+			Notify: opts.Notify, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
+		// Nil stays nil: an interface holding a nil pointer is not.
+		if opts.Events != nil {
+			page.Events = opts.Events
 		}
-		if s.ui, err = newUI(*opts.UI); err != nil {
+		if opts.Stats != nil {
+			page.Stats = opts.Stats
+		}
+		if s.ui, err = webui.New(page); err != nil {
 			return nil, fmt.Errorf("server: admin page: %w", err)
 		}
 	}
@@ -264,4 +279,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.done.Wait()
 	return err
+}
+
+// FlushAckStats writes the ack latencies the webhook door gathered since
+// its last write (tests and benchmarks call it; the door also writes them
+// every AckFlushEvery).
+func (s *Server) FlushAckStats(ctx context.Context) error {
+	if s.door == nil {
+		return nil
+	}
+	return s.door.FlushAckStats(ctx)
+}
+
+// ForgetStats drops the figures the admin page keeps: its next page
+// computes them (benchmarks time both).
+func (s *Server) ForgetStats() {
+	if s.ui != nil {
+		s.ui.ForgetStats()
+	}
+}
+
+// pageRouter mounts the admin page's routes with the server's middleware.
+type pageRouter struct{ s *Server }
+
+func (p pageRouter) Handle(method, path string, h http.HandlerFunc) { p.s.handle(method, path, h) }
+func (p pageRouter) HandleProbe(method, path string, h http.HandlerFunc) {
+	p.s.handleProbe(method, path, h)
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 )
 
 // With ORCHESTRATOR_TEST_MAIN=1 the test binary is the orchestrator binary,

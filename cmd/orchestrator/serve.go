@@ -15,6 +15,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -231,7 +232,7 @@ func sweepSessions(ctx context.Context, db *store.DB, logger *slog.Logger) {
 	defer t.Stop()
 	for {
 		now := time.Now()
-		if _, err := db.DeleteExpiredSessions(ctx, now.Add(-server.SessionIdle), now.Add(-server.SessionMax)); err != nil && ctx.Err() == nil {
+		if _, err := db.DeleteExpiredSessions(ctx, now.Add(-webui.SessionIdle), now.Add(-webui.SessionMax)); err != nil && ctx.Err() == nil {
 			logger.Warn("dropping expired sessions failed", "error", err)
 		}
 		select {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube"
-	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
@@ -26,6 +25,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,7 +37,7 @@ type deps struct {
 	schedules  *schedules.Service
 	pipeline   *peers.AIPipeline
 	agents     *agentrun.Proxy
-	ui         *server.UIOptions
+	ui         *webui.Settings
 	webhooks   map[string]webhook.Verifier
 	backups    *backups.Manager
 	elector    *leader.Elector
@@ -180,8 +180,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	d.pipeline = pipeline
 	d.agents = &agentrun.Proxy{Config: cs, Agent: agent, Audit: db, Logger: logger}
-	d.ui = &server.UIOptions{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db,
-		StatsMaxAge: server.DefaultStatsMaxAge}
+	d.ui = &webui.Settings{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db,
+		StatsMaxAge: webui.DefaultStatsMaxAge}
 	d.ui.Cluster = pinger
 	if cfg.Dev {
 		d.ui.DevSecrets = map[string]string{}

@@ -1,4 +1,4 @@
-package server
+package webui
 
 import (
 	"context"
@@ -73,11 +73,11 @@ func dryRun(run store.Run) bool {
 
 // fillLive reads each team's schedules and dedicated agent from the
 // cluster, a few teams at a time.
-func (s *Server) fillLive(ctx context.Context, a *auth.Admin, rows []teamRow) {
-	if s.opts.Schedules == nil {
+func (u *UI) fillLive(ctx context.Context, a *auth.Admin, rows []teamRow) {
+	if u.o.Schedules == nil {
 		return
 	}
-	sched, agent := s.opts.Auth.Permits(a, auth.PermPipelineRead), s.opts.Auth.Permits(a, auth.PermDeploymentRead)
+	sched, agent := u.o.Auth.Permits(a, auth.PermPipelineRead), u.o.Auth.Permits(a, auth.PermDeploymentRead)
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i := range rows {
@@ -88,14 +88,14 @@ func (s *Server) fillLive(ctx context.Context, a *auth.Admin, rows []teamRow) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if sched {
-				p, err := s.opts.Schedules.Pipeline(ctx, row.OrgID, row.TeamNodeID)
+				p, err := u.o.Schedules.Pipeline(ctx, row.OrgID, row.TeamNodeID)
 				row.Schedules = p.Schedules
 				if err != nil {
 					row.SchedulesErr = apperr.Message(err)
 				}
 			}
 			if agent {
-				d, err := s.opts.Schedules.Deployment(ctx, row.OrgID, row.TeamNodeID)
+				d, err := u.o.Schedules.Deployment(ctx, row.OrgID, row.TeamNodeID)
 				if err != nil {
 					row.AgentErr = apperr.Message(err)
 				} else {
@@ -134,13 +134,13 @@ func fillEvents(st pageStats, rows []teamRow) {
 	}
 }
 
-func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) {
-	a := s.uiAdmin(w, r, se, auth.PermProvisionRead, "teams")
+func (u *UI) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := u.uiAdmin(w, r, se, auth.PermProvisionRead, "teams")
 	if a == nil {
 		return
 	}
-	if s.opts.Stats == nil {
-		s.render(w, r, http.StatusServiceUnavailable, "notfound", page{Session: se, Nav: "teams", Error: "The teams page needs the store's statistics."})
+	if u.o.Stats == nil {
+		u.render(w, r, http.StatusServiceUnavailable, "notfound", page{Session: se, Nav: "teams", Error: "The teams page needs the store's statistics."})
 		return
 	}
 	ctx := r.Context()
@@ -150,12 +150,12 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 		pageNo, err = 1, nil
 	}
 	if err != nil || pageNo < 1 {
-		s.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "teams", Error: "page must be a whole number from 1"})
+		u.render(w, r, http.StatusBadRequest, "notfound", page{Session: se, Nav: "teams", Error: "page must be a whole number from 1"})
 		return
 	}
-	teams, err := s.opts.Stats.Teams(ctx, org)
+	teams, err := u.o.Stats.Teams(ctx, org)
 	if err != nil {
-		s.render(w, r, http.StatusServiceUnavailable, "notfound", page{Session: se, Nav: "teams", Error: "The teams could not be read: " + err.Error()})
+		u.render(w, r, http.StatusServiceUnavailable, "notfound", page{Session: se, Nav: "teams", Error: "The teams could not be read: " + err.Error()})
 		return
 	}
 	total := len(teams)
@@ -165,16 +165,16 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	for _, t := range teams[from:to] {
 		rows = append(rows, newTeamRow(t))
 	}
-	events := s.opts.Auth.Permits(a, auth.PermEventsRead)
+	events := u.o.Auth.Permits(a, auth.PermEventsRead)
 	errText := ""
 	if events {
-		st, err := s.stats(ctx, org)
+		st, err := u.stats(ctx, org)
 		if err != nil {
 			errText = "The event figures could not be read: " + err.Error()
 		}
 		fillEvents(st, rows)
 	}
-	s.fillLive(ctx, a, rows)
+	u.fillLive(ctx, a, rows)
 	d := struct {
 		Teams                      []teamRow
 		Org                        string
@@ -183,27 +183,27 @@ func (s *Server) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) 
 		Prev, Next                 string
 		SchedulesShown, AgentShown bool
 	}{Teams: rows, Org: org, Events: events, Total: total, From: from + 1, To: to,
-		SchedulesShown: s.opts.Schedules != nil && s.opts.Auth.Permits(a, auth.PermPipelineRead),
-		AgentShown:     s.opts.Schedules != nil && s.opts.Auth.Permits(a, auth.PermDeploymentRead)}
+		SchedulesShown: u.o.Schedules != nil && u.o.Auth.Permits(a, auth.PermPipelineRead),
+		AgentShown:     u.o.Schedules != nil && u.o.Auth.Permits(a, auth.PermDeploymentRead)}
 	if pageNo > 1 {
 		d.Prev = "/ui/teams?page=" + strconv.Itoa(pageNo-1)
 	}
 	if to < total {
 		d.Next = "/ui/teams?page=" + strconv.Itoa(pageNo+1)
 	}
-	s.render(w, r, http.StatusOK, "teams", page{Session: se, Nav: "teams", Error: errText, Data: d})
+	u.render(w, r, http.StatusOK, "teams", page{Session: se, Nav: "teams", Error: errText, Data: d})
 }
 
 // uiTeamFor loads the path's team for the admin: one it may see that this
 // orchestrator knows (a run or a routed event).
-func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.TeamRun, bool) {
+func (u *UI) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.TeamRun, bool) {
 	p := httprouter.ParamsFromContext(r.Context())
 	org, team := p.ByName("org"), p.ByName("team")
 	err := scoped.CheckTeam(a, org, team)
 	var found store.TeamRun
-	if err == nil && s.opts.Stats != nil {
+	if err == nil && u.o.Stats != nil {
 		var teams []store.TeamRun
-		teams, err = s.opts.Stats.Teams(r.Context(), org)
+		teams, err = u.o.Stats.Teams(r.Context(), org)
 		ok := false
 		for _, t := range teams {
 			if t.TeamNodeID == team {
@@ -219,7 +219,7 @@ func (s *Server) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession
 		if httpx.Classify(err).Kind == apperr.Forbidden {
 			err = apperr.New(apperr.NotFound, "team_not_found", "this orchestrator knows no team %s/%s", org, team)
 		}
-		s.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "teams", Error: apperr.Message(err)})
+		u.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "teams", Error: apperr.Message(err)})
 		return store.TeamRun{}, false
 	}
 	return found, true
@@ -241,23 +241,23 @@ type deprovisionOptions struct {
 	DeleteResources, RevokeTokens, ClearRouting bool
 }
 
-func (s *Server) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
-	a := s.uiAdmin(w, r, se, auth.PermProvisionRead, "teams")
+func (u *UI) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := u.uiAdmin(w, r, se, auth.PermProvisionRead, "teams")
 	if a == nil {
 		return
 	}
-	t, ok := s.uiTeamFor(w, r, se, a)
+	t, ok := u.uiTeamFor(w, r, se, a)
 	if !ok {
 		return
 	}
-	p, errText := s.teamPage(r.Context(), a, t)
+	p, errText := u.teamPage(r.Context(), a, t)
 	p.Options = deprovisionOptions{DeleteResources: true}
 	// ?plan=<dry run id> shows that plan (the deprovision form redirects
 	// here after planning) with the options it was made with.
 	if q := r.URL.Query(); q.Get("plan") != "" && p.CanDeprovision {
 		p.Options = deprovisionOptions{DeleteResources: q.Get("delete_k8s_resources") == "1",
 			RevokeTokens: q.Get("revoke_tokens") == "1", ClearRouting: q.Get("clear_routing") == "1"}
-		run, err := s.opts.Runs.GetRun(r.Context(), q.Get("plan"))
+		run, err := u.o.Runs.GetRun(r.Context(), q.Get("plan"))
 		var body provision.DeprovisionResponse
 		if err == nil && run.Kind == store.RunKindDeprovision && run.OrgID == t.OrgID && run.TeamNodeID == t.TeamNodeID &&
 			json.Unmarshal(run.Response, &body) == nil && body.DryRun {
@@ -266,7 +266,7 @@ func (s *Server) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			errText = "No such plan for this team: plan again."
 		}
 	}
-	s.render(w, r, http.StatusOK, "team", page{Session: se, Nav: "teams", Error: errText, Data: p})
+	u.render(w, r, http.StatusOK, "team", page{Session: se, Nav: "teams", Error: errText, Data: p})
 }
 
 // planURL is the team page showing a dry run's plan and its options.
@@ -280,20 +280,20 @@ func planURL(t store.TeamRun, runID string, o deprovisionOptions) string {
 	return teamLink(t.OrgID, t.TeamNodeID) + "?" + q.Encode() + "#deprovision"
 }
 
-func (s *Server) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (teamPage, string) {
-	p := teamPage{Events: s.opts.Auth.Permits(a, auth.PermEventsRead), CanDeprovision: s.opts.Auth.Permits(a, auth.PermDeprovision)}
+func (u *UI) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (teamPage, string) {
+	p := teamPage{Events: u.o.Auth.Permits(a, auth.PermEventsRead), CanDeprovision: u.o.Auth.Permits(a, auth.PermDeprovision)}
 	rows := []teamRow{newTeamRow(t)}
 	errText := ""
 	if p.Events {
-		st, err := s.stats(ctx, t.OrgID)
+		st, err := u.stats(ctx, t.OrgID)
 		if err != nil {
 			errText = "The event figures could not be read: " + err.Error()
 		}
 		fillEvents(st, rows)
 	}
-	s.fillLive(ctx, a, rows)
+	u.fillLive(ctx, a, rows)
 	p.Team = rows[0]
-	p.Runs, _, _ = s.opts.Runs.ListRuns(ctx, store.RunFilter{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Limit: 10})
+	p.Runs, _, _ = u.o.Runs.ListRuns(ctx, store.RunFilter{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Limit: 10})
 	return p, errText
 }
 
@@ -308,12 +308,12 @@ func planDigest(plan []provision.Action) string {
 // uiDeprovision plans (a dry run, recorded as a run) and, on confirm,
 // carries out a team's deprovisioning. A confirm plans again first: if the
 // plan is not the one shown, it is shown again instead of carried out.
-func (s *Server) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSession) {
-	a := s.uiAdmin(w, r, se, auth.PermDeprovision, "teams")
+func (u *UI) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := u.uiAdmin(w, r, se, auth.PermDeprovision, "teams")
 	if a == nil {
 		return
 	}
-	t, ok := s.uiTeamFor(w, r, se, a)
+	t, ok := u.uiTeamFor(w, r, se, a)
 	if !ok {
 		return
 	}
@@ -327,11 +327,11 @@ func (s *Server) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSes
 	// Every answer is a redirect (after POST): a reload re-plans nothing
 	// and never deprovisions twice.
 	back := func(msg string) {
-		s.setFlash(r, se, msg)
+		u.setFlash(r, se, msg)
 		http.Redirect(w, r, teamLink(t.OrgID, t.TeamNodeID)+"#deprovision", http.StatusSeeOther)
 	}
 	plan := func() (provision.DeprovisionResponse, string, bool) {
-		res, err := s.opts.Provision.Deprovision(ctx, caller, req)
+		res, err := u.o.Provision.Deprovision(ctx, caller, req)
 		if err != nil {
 			back("Not planned: " + apperr.Message(err))
 			return provision.DeprovisionResponse{}, "", false
@@ -353,22 +353,22 @@ func (s *Server) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSes
 	}
 	// Confirm: the plan must still be the one shown; else the new one is.
 	if planDigest(body.Plan) != r.PostFormValue("plan") {
-		s.setFlash(r, se, "The plan changed since it was shown: review it and confirm again.")
+		u.setFlash(r, se, "The plan changed since it was shown: review it and confirm again.")
 		http.Redirect(w, r, planURL(t, planRun, opts), http.StatusSeeOther)
 		return
 	}
 	req.DryRun = false
-	res, err := s.opts.Provision.Deprovision(ctx, caller, req)
+	res, err := u.o.Provision.Deprovision(ctx, caller, req)
 	if err != nil {
 		back("Not deprovisioned: " + apperr.Message(err))
 		return
 	}
 	body, _ = res.Body.(provision.DeprovisionResponse)
-	s.logger.Info("team deprovisioned from the admin page", "org_id", t.OrgID, "team_node_id", t.TeamNodeID, "actor", a.Actor, "ok", body.OK)
+	u.log.Info("team deprovisioned from the admin page", "org_id", t.OrgID, "team_node_id", t.TeamNodeID, "actor", a.Actor, "ok", body.OK)
 	if body.OK {
-		s.setFlash(r, se, fmt.Sprintf("Deprovisioned %s/%s: %d actions carried out.", t.OrgID, t.TeamNodeID, len(body.Deleted)))
+		u.setFlash(r, se, fmt.Sprintf("Deprovisioned %s/%s: %d actions carried out.", t.OrgID, t.TeamNodeID, len(body.Deleted)))
 	} else {
-		s.setFlash(r, se, fmt.Sprintf("Deprovisioning %s/%s finished with errors: %v", t.OrgID, t.TeamNodeID, body.Errors))
+		u.setFlash(r, se, fmt.Sprintf("Deprovisioning %s/%s finished with errors: %v", t.OrgID, t.TeamNodeID, body.Errors))
 	}
 	http.Redirect(w, r, "/ui/runs/"+res.RunID, http.StatusSeeOther)
 }

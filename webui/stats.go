@@ -1,4 +1,4 @@
-package server
+package webui
 
 import (
 	"context"
@@ -13,25 +13,14 @@ import (
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
-// StatsStore holds what the page's charts and the teams page read, and the
-// ack latency figures the webhook door writes (store.DB implements it).
+// StatsStore holds what the page's charts and the teams page read
+// (store.DB implements it).
 type StatsStore interface {
-	AddAckStats(ctx context.Context, stats []store.AckStat) error
 	AckLatency(ctx context.Context, since, until time.Time) (store.Histogram, error)
 	AgentLatency(ctx context.Context, since, until time.Time, org string) (store.Histogram, error)
 	EventsPerSlot(ctx context.Context, w store.Window, org string) ([]store.SlotCount, error)
 	EventStatuses(ctx context.Context, since, until time.Time, org string) ([]store.StatusCount, error)
 	Teams(ctx context.Context, org string) ([]store.TeamRun, error)
-}
-
-// FlushAckStats writes the ack latencies the webhook door gathered since
-// its last write (tests and benchmarks call it; the door also writes them
-// every AckFlushEvery).
-func (s *Server) FlushAckStats(ctx context.Context) error {
-	if s.door == nil {
-		return nil
-	}
-	return s.door.FlushAckStats(ctx)
 }
 
 // DefaultStatsMaxAge is how long the serving binary reuses the last day's
@@ -52,7 +41,7 @@ type pageStats struct {
 // statsCache keeps each org scope's figures. At a million events in a day
 // computing them reads the whole day (seconds), so only the first page
 // after start waits for it: once figures older than MaxAge
-// (UIOptions.StatsMaxAge) are asked for, they are served as they are (the
+// (Settings.StatsMaxAge) are asked for, they are served as they are (the
 // page says as of when) while one computation renews them in the
 // background. With MaxAge 0 every page computes its own.
 type statsCache struct {
@@ -68,12 +57,12 @@ type statsEntry struct {
 }
 
 // stats returns the org scope's figures of the last 24 hours.
-func (s *Server) stats(ctx context.Context, org string) (pageStats, error) {
-	maxAge := s.ui.opts.StatsMaxAge
+func (u *UI) stats(ctx context.Context, org string) (pageStats, error) {
+	maxAge := u.o.StatsMaxAge
 	if maxAge <= 0 {
-		return s.computeStats(ctx, org, s.now())
+		return u.computeStats(ctx, org, u.now())
 	}
-	c := &s.ui.stats
+	c := &u.figures
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[string]*statsEntry{}
@@ -84,7 +73,7 @@ func (s *Server) stats(ctx context.Context, org string) (pageStats, error) {
 		e = &statsEntry{ready: make(chan struct{})}
 		c.entries[org] = e
 		c.mu.Unlock()
-		e.stats, e.err = s.computeStats(ctx, org, s.now())
+		e.stats, e.err = u.computeStats(ctx, org, u.now())
 		c.mu.Lock()
 		if e.err != nil {
 			delete(c.entries, org) // the next page tries again
@@ -101,18 +90,18 @@ func (s *Server) stats(ctx context.Context, org string) (pageStats, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := s.now()
+	now := u.now()
 	if (now.Sub(e.stats.At) >= maxAge || now.Before(e.stats.At)) && !e.refreshing {
 		e.refreshing = true
 		go func() {
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			st, err := s.computeStats(rctx, org, s.now())
+			st, err := u.computeStats(rctx, org, u.now())
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			e.refreshing = false
 			if err != nil {
-				s.logger.Warn("renewing the page's figures failed", "error", err)
+				u.log.Warn("renewing the page's figures failed", "error", err)
 				return
 			}
 			e.stats = st
@@ -121,7 +110,7 @@ func (s *Server) stats(ctx context.Context, org string) (pageStats, error) {
 	return e.stats, nil
 }
 
-func (s *Server) computeStats(ctx context.Context, org string, now time.Time) (pageStats, error) {
+func (u *UI) computeStats(ctx context.Context, org string, now time.Time) (pageStats, error) {
 	now = now.UTC()
 	until := now.Truncate(time.Hour).Add(time.Hour)
 	w := store.Window{Since: until.Add(-24 * time.Hour), Until: until, Slots: 24}
@@ -129,7 +118,7 @@ func (s *Server) computeStats(ctx context.Context, org string, now time.Time) (p
 	for i := range w.Slots {
 		st.SlotLabel = append(st.SlotLabel, w.Since.Add(time.Duration(i)*time.Hour).Format("15:04"))
 	}
-	db := s.opts.Stats
+	db := u.o.Stats
 	var err error
 	if st.PerSlot, err = db.EventsPerSlot(ctx, w, org); err != nil {
 		return st, err
@@ -339,11 +328,8 @@ func shortDuration(d time.Duration) string {
 
 // ForgetStats drops the figures kept for the pages: the next page computes
 // them (benchmarks time both).
-func (s *Server) ForgetStats() {
-	if s.ui == nil {
-		return
-	}
-	s.ui.stats.mu.Lock()
-	s.ui.stats.entries = nil
-	s.ui.stats.mu.Unlock()
+func (u *UI) ForgetStats() {
+	u.figures.mu.Lock()
+	u.figures.entries = nil
+	u.figures.mu.Unlock()
 }

@@ -1,0 +1,176 @@
+package webui
+
+// The events list, an event's page and its redrive.
+
+import (
+	"bytes"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+// uiEvents lists events with the API's filters (source, status, team, time
+// range) and a search box: an event id opens that event, anything else is
+// looked up as a delivery id.
+func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := u.uiAdmin(w, r, se, auth.PermEventsRead, "events")
+	if a == nil {
+		return
+	}
+	q := r.URL.Query()
+	find := strings.TrimSpace(q.Get("q"))
+	if find != "" {
+		if e, err := u.reads.Event(r.Context(), a, find); err == nil {
+			http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
+			return
+		}
+		q.Set("delivery_id", find)
+	}
+	// The page's time fields are datetime-local (no zone): read them as UTC.
+	for _, k := range []string{"since", "until"} {
+		if v := q.Get(k); len(v) == len("2006-01-02T15:04") {
+			q.Set(k, v+":00Z")
+		}
+	}
+	f, err := scoped.EventFilter(q)
+	if err == nil {
+		f.OrgID, err = scoped.OrgScope(a, f.OrgID)
+	}
+	f.Limit, f.Before = 50, q.Get("before")
+	if f.Before != "" && f.Cursor != "" {
+		err = httpx.QueryError("before", "give cursor or before, not both")
+	}
+	var events []store.Event
+	var more string
+	switch {
+	case err != nil:
+	case f.DeliveryID != "" && f.Source == "":
+		// A delivery id is unique per source: one indexed lookup each.
+		for _, src := range webhook.Sources[:] {
+			f.Source = src
+			got, _, lerr := u.o.Events.ListEvents(r.Context(), f)
+			events, err = append(events, got...), lerr
+			if err != nil {
+				break
+			}
+		}
+		f.Source = ""
+	default:
+		events, more, err = u.o.Events.ListEvents(r.Context(), f)
+		err = httpx.CursorError(err)
+	}
+	if err != nil {
+		u.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
+		return
+	}
+	filters := url.Values{}
+	for _, k := range []string{"source", "status", "org_id", "team_node_id", "since", "until", "q"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			filters.Set(k, v)
+		}
+	}
+	link := func(key, cursor string) template.URL {
+		o := url.Values{}
+		for k, v := range filters {
+			o[k] = v
+		}
+		o.Set(key, cursor)
+		return template.URL(o.Encode())
+	}
+	// Older follows the last row, Newer goes back from the first.
+	var older, newer template.URL
+	switch {
+	case f.Before != "":
+		if len(events) > 0 {
+			older = link("cursor", store.EventCursor(events[len(events)-1]))
+		}
+		if more != "" {
+			newer = link("before", more)
+		}
+	default:
+		if more != "" {
+			older = link("cursor", more)
+		}
+		if f.Cursor != "" && len(events) > 0 {
+			newer = link("before", store.EventCursor(events[0]))
+		}
+	}
+	u.render(w, r, http.StatusOK, "events", page{Session: se, Nav: "events", Data: struct {
+		Events                                        []store.Event
+		Older, Newer, Newest                          template.URL // encoded query strings, not to be escaped again
+		Paged                                         bool
+		Source, Status, Org, Team, Since, Until, Find string
+		Sources, Statuses                             []string
+	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, r.URL.Query().Get("org_id"), f.TeamNodeID,
+		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhook.Sources[:], store.EventStatuses}})
+}
+
+// uiEventFor loads the path's event for the session's admin.
+func (u *UI) uiEventFor(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin) (store.Event, bool) {
+	e, err := u.reads.Event(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err != nil {
+		u.render(w, r, httpx.Classify(err).Kind.Status(), "notfound", page{Session: se, Nav: "events", Error: apperr.Message(err)})
+		return store.Event{}, false
+	}
+	return e, true
+}
+
+func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := u.uiAdmin(w, r, se, auth.PermEventsRead, "events")
+	if a == nil {
+		return
+	}
+	e, ok := u.uiEventFor(w, r, se, a)
+	if !ok {
+		return
+	}
+	runs, _ := u.o.Events.EventAgentRuns(r.Context(), e.ID)
+	redrivable := e.Redrivable() && e.BodyPurgedAt == nil
+	// What the agent is told of this event (alone, or as its line of a
+	// digest), and the body as indented JSON when it is JSON.
+	message, body := "", string(e.Body)
+	if e.BodyPurgedAt == nil && len(e.Body) > 0 {
+		message, _ = webhook.Describe(e.Source, e.EventType, e.Body)
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, e.Body, "", "  ") == nil {
+			body = pretty.String()
+		}
+	}
+	u.render(w, r, http.StatusOK, "event", page{Session: se, Nav: "events", Data: struct {
+		Event         store.Event
+		Runs          []store.AgentRun
+		Redrivable    bool
+		Message, Body string
+	}{e, runs, redrivable, message, body}})
+}
+
+func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {
+	a := u.uiAdmin(w, r, se, auth.PermEventsRedrive, "events")
+	if a == nil {
+		return
+	}
+	e, ok := u.uiEventFor(w, r, se, a)
+	if !ok {
+		return
+	}
+	if _, err := u.o.Events.Redrive(r.Context(), e.ID, u.now()); err != nil {
+		u.setFlash(r, se, "Not redriven: "+err.Error())
+	} else {
+		u.setFlash(r, se, "Event queued again.")
+		u.log.Info("event redriven", "event_id", e.ID, "actor", a.Actor)
+		if u.o.Notify != nil {
+			u.o.Notify(e.OrgID, e.TeamNodeID)
+		}
+	}
+	http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
+}
