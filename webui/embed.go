@@ -1,6 +1,11 @@
-// Package webui holds the admin page's templates and static assets,
-// embedded in the binary: no build step, nothing fetched at run time (it
-// works air-gapped). The server renders the templates (server/ui.go).
+// Package webui is the admin page (SPEC §9): server-rendered pages with no
+// script at all, a server-side session per login, forms that redirect
+// after POST, charts drawn as inline SVG. Its type UI is mounted by the
+// server at /ui/; it reads and acts through the same domain packages as the
+// JSON API (server/scoped, provision, schedules, agentrun, backups, the
+// webhook door) and never imports the API. Templates and the stylesheet are
+// embedded: no build step, nothing fetched at run time (it works
+// air-gapped).
 package webui
 
 import (
