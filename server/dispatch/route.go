@@ -3,12 +3,12 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/store"
 )

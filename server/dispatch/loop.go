@@ -1,0 +1,224 @@
+package dispatch
+
+// The team loop: which teams have due work, how many calls each may make
+// now, and the claims that fill the free workers (SPEC §6 Storms).
+
+import (
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// requeueExpired returns events of expired leases to the queue.
+func (d *Dispatcher) requeueExpired() {
+	n, err := d.o.Store.RequeueExpired(d.work, d.now())
+	if err != nil {
+		d.log.Error("taking back expired claims failed", "error", err)
+		return
+	}
+	if n > 0 {
+		d.log.Warn("events whose claim expired are queued again", "count", n, "lease", d.o.Lease.String())
+		d.stale = true
+	}
+}
+
+// rescanEvery bounds how often new work triggers a scan of the due teams.
+const rescanEvery = 20 * time.Millisecond
+
+// loop is the team gate: it hands teams that can take a call their due
+// events, people first, alerts folded, while workers are free.
+func (d *Dispatcher) loop() {
+	defer close(d.loopDone)
+	slots := make(chan struct{}, d.o.Workers)
+	freed := make(chan struct{}, 1)
+	var lastDepth, lastLease time.Time
+	for {
+		wait := d.o.Poll
+		if free := cap(slots) - len(slots); free > 0 {
+			calls, next, err := d.plan(free)
+			if err != nil {
+				d.log.Error("claiming events failed", "error", err)
+			}
+			for _, c := range calls {
+				slots <- struct{}{}
+				d.workers.Add(1)
+				go func(c call) {
+					defer d.workers.Done()
+					d.deliver(c)
+					<-slots
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}(c)
+			}
+			if next > 0 {
+				wait = min(wait, next)
+			}
+		}
+		if now := time.Now(); now.Sub(lastDepth) >= time.Second {
+			lastDepth = now
+			if depth, err := d.o.Store.QueueDepth(d.work, ""); err == nil {
+				d.metrics.depth.Set(float64(depth))
+			}
+		}
+		// On a database of its own every claim is this process's, and those
+		// a crash left are queued again at start; expired leases matter only
+		// when replicas share the queue.
+		if now := time.Now(); d.o.Store.Shared() && now.Sub(lastLease) >= leaseCheckEvery {
+			lastLease = now
+			d.requeueExpired()
+		}
+		if d.stale {
+			wait = min(wait, max(time.Millisecond, rescanEvery-time.Since(d.dueAt)))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-d.stop:
+			t.Stop()
+			return
+		case <-d.kick:
+			d.takeArrived()
+		case <-freed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// takeArrived adds the teams Notify named to the due list (a scan would find
+// nothing else new), or marks the list stale when the router asked for it.
+func (d *Dispatcher) takeArrived() {
+	if d.rescan.Swap(false) {
+		d.stale = true
+	}
+	d.mu.Lock()
+	arrived := d.arrived
+	d.arrived = map[store.TeamKey]bool{}
+	d.mu.Unlock()
+	if d.due == nil {
+		d.stale = true
+		return
+	}
+	for t := range arrived {
+		if !slices.Contains(d.due, t) {
+			d.due = append(d.due, t)
+		}
+	}
+}
+
+// dueTeams returns the teams with due events, scanning the queue again when
+// the list is old or new work came in (at most every rescanEvery).
+func (d *Dispatcher) dueTeams(now time.Time) ([]store.TeamKey, error) {
+	since := time.Since(d.dueAt)
+	if d.due != nil && since < d.o.Poll && (!d.stale || since < rescanEvery) {
+		return d.due, nil
+	}
+	teams, err := d.o.Store.TeamsDue(d.work, now.UTC())
+	if err != nil {
+		return nil, err
+	}
+	d.due, d.dueAt, d.stale = teams, time.Now(), false
+	return teams, nil
+}
+
+// plan claims the calls of this round for at most free workers. next is
+// how soon a team now held back gets its next slot (0: none is waiting).
+func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
+	now := d.o.Now()
+	teams, err := d.dueTeams(now)
+	if err != nil {
+		return nil, 0, err
+	}
+	var calls []call
+	var next time.Duration
+	remaining := make([]store.TeamKey, 0, len(teams))
+	for i, t := range teams {
+		if free == 0 {
+			remaining = append(remaining, teams[i:]...)
+			break
+		}
+		tokens, wait, err := d.take(t, free, now)
+		if err != nil {
+			d.stale = true
+			return calls, next, err
+		}
+		if tokens < 1 {
+			// Held back: not claimed, not looked up, not written.
+			if next == 0 || wait < next {
+				next = max(wait, time.Millisecond)
+			}
+			remaining = append(remaining, t)
+			continue
+		}
+		got, exhausted, err := d.claimTeam(t, tokens, now)
+		free -= len(got)
+		calls = append(calls, got...)
+		if unused := tokens - len(got); unused > 0 {
+			if gerr := d.give(t, unused, now); gerr != nil && err == nil {
+				err = gerr
+			}
+		}
+		if err != nil {
+			d.stale = true
+			return calls, next, err
+		}
+		if !exhausted {
+			remaining = append(remaining, t)
+		}
+	}
+	d.due = remaining
+	return calls, next, nil
+}
+
+// claimTeam claims up to n calls' worth of one team's due events: its
+// mentions and redriven events first, each alone; then its coalesced alerts,
+// up to CoalesceMax a call; then its other events, each alone. exhausted
+// says every kind was asked for and none is left due.
+func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []call, exhausted bool, err error) {
+	at := now.UTC()
+	people, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{People: true}, n)
+	for _, e := range people {
+		calls = append(calls, call{team: t, events: []store.Event{e}})
+	}
+	if err != nil || len(calls) == n {
+		return calls, false, err
+	}
+	for len(d.o.CoalesceSources) > 0 {
+		if len(calls) == n {
+			return calls, false, nil
+		}
+		alerts, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
+		if err != nil {
+			return calls, false, err
+		}
+		if len(alerts) > 0 {
+			calls = append(calls, call{team: t, events: alerts})
+		}
+		if len(alerts) < d.o.CoalesceMax {
+			break
+		}
+	}
+	if len(calls) == n {
+		return calls, false, nil
+	}
+	ask := n - len(calls)
+	others, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
+	for _, e := range others {
+		calls = append(calls, call{team: t, events: []store.Event{e}})
+	}
+	return calls, err == nil && len(others) < ask, err
+}
+
+// backoff is exponential with jitter: attempt n waits between half and all
+// of base·2^(n-1), capped.
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	delay := d.o.BaseBackoff
+	for i := 1; i < attempt && delay < d.o.MaxBackoff; i++ {
+		delay *= 2
+	}
+	delay = min(delay, d.o.MaxBackoff)
+	return delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
+}

@@ -1,0 +1,85 @@
+package store
+
+// The agent calls: one row per call (a digest is one call), for the audit
+// trail, the event pages and the ack→agent figures.
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// AgentRun is one agent call, admin-triggered or dispatched for an event.
+type AgentRun struct {
+	ID             string
+	TriggerSource  string
+	WebhookEventID string
+	Actor          string
+	OrgID          string
+	TeamNodeID     string
+	AgentName      string
+	Status         string
+	UpstreamStatus int
+	Error          string
+	CorrelationID  string
+	Duration       time.Duration
+	StartedAt      time.Time
+	// EventCount is how many events the call carried (1 unless a digest).
+	EventCount int
+}
+
+// InsertAgentRun records an agent call.
+func (db *DB) InsertAgentRun(ctx context.Context, r AgentRun) error {
+	return insertAgentRun(ctx, db.write, r)
+}
+
+func insertAgentRun(ctx context.Context, x interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, r AgentRun) error {
+	_, err := x.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
+		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
+		 correlation_id, duration_ms, started_at, finished_at, event_count)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
+		r.Status, nullInt(r.UpstreamStatus), nullIfEmpty(r.Error), nullIfEmpty(r.CorrelationID), r.Duration.Milliseconds(),
+		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount))
+	return err
+}
+
+const agentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
+	upstream_status, error, correlation_id, duration_ms, started_at, event_count`
+
+func scanAgentRun(row rowScanner) (AgentRun, error) {
+	var r AgentRun
+	var event, actor, errText, corr sql.NullString
+	var upstream sql.NullInt64
+	var ms int64
+	var started nullTime
+	err := row.Scan(&r.ID, &r.TriggerSource, &event, &actor, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
+		&upstream, &errText, &corr, &ms, &started, &r.EventCount)
+	r.WebhookEventID, r.Actor, r.Error, r.CorrelationID = event.String, actor.String, errText.String, corr.String
+	r.UpstreamStatus, r.Duration, r.StartedAt = int(upstream.Int64), time.Duration(ms)*time.Millisecond, started.Time
+	return r, err
+}
+
+// EventAgentRuns lists the agent calls made for an event, oldest first:
+// its own calls and the digest it was last folded into.
+func (db *DB) EventAgentRuns(ctx context.Context, eventID string) ([]AgentRun, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
+		WHERE webhook_event_id = ? OR id = (SELECT digest_run_id FROM orchestrator_webhook_events WHERE id = ?)
+		ORDER BY started_at, id`, eventID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanAgentRun)
+}
+
+// TeamAgentRuns lists a team's agent calls, oldest first.
+func (db *DB) TeamAgentRuns(ctx context.Context, org, team string) ([]AgentRun, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
+		WHERE org_id = ? AND team_node_id = ? ORDER BY started_at, id`, org, team)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanAgentRun)
+}
