@@ -28,6 +28,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
+	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
@@ -351,14 +352,17 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	opts.Webhooks = webhook.Verifiers(list)
+	door := ingest.Options{Verifiers: webhook.Verifiers(list), Events: e.db, Notify: e.disp.Notify,
+		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, Acks: e.db,
+		Registry: e.reg, Logger: logger, Now: now}
+	if !o.noInternal {
+		door.InternalToken = internalToken
+	}
+	if opts.Door, err = ingest.New(door); err != nil {
+		e.t.Fatal(err)
+	}
 	opts.Events = e.db
 	opts.Notify = e.disp.Notify
-	opts.CachedRoute = e.disp.CachedRoute
-	opts.WebhookRate, opts.WebhookBurst = o.rate, o.burst
-	if !o.noInternal {
-		opts.InternalToken = internalToken
-	}
 	opts.Now = now
 }
 

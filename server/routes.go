@@ -31,12 +31,14 @@ func (s *Server) routes() {
 		for _, src := range s.door.Sources() {
 			s.handle(http.MethodPost, ingest.Paths[src], s.door.Handler(src))
 		}
+		if s.door.TriggerEnabled() {
+			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.door.Trigger)
+		}
+	}
+	if s.opts.Events != nil {
 		s.handle(http.MethodGet, "/api/v1/admin/events", s.handleListEvents)
 		s.handle(http.MethodGet, "/api/v1/admin/events/:id", s.handleGetEvent)
 		s.handle(http.MethodPost, "/api/v1/admin/events/:id/redrive", s.handleRedrive)
-		if s.opts.InternalToken != "" {
-			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.door.Trigger)
-		}
 	}
 
 	if s.opts.Schedules != nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
-	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/julienschmidt/httprouter"
@@ -55,19 +54,14 @@ type Options struct {
 	// Provision runs the provisioning workflows.
 	Provision *provision.Service
 
-	// Webhooks verifies each source; with Events, it enables /webhooks/*.
-	Webhooks map[string]webhook.Verifier
-	Events   EventStore
-	// Notify wakes the dispatcher after an event is stored or redriven,
-	// naming its team when the team is already known ("" otherwise).
+	// Door is the webhook door (server/ingest): mounted at /webhooks/* and,
+	// with its internal token, /api/v1/internal/slack/trigger.
+	Door *ingest.Door
+	// Events enables the events API (and is what the page reads).
+	Events EventStore
+	// Notify wakes the dispatcher after an event is redriven, naming its
+	// team when known ("" otherwise).
 	Notify func(org, team string)
-	// CachedRoute, if set, answers a routing lookup from memory only (no
-	// I/O): an event whose route is cached is stored with its team, so it
-	// needs no routing round after the ack.
-	CachedRoute func(identifiers map[string]string) (org, team, matchedBy string, ok bool)
-	// WebhookRate and WebhookBurst limit each source (events/s; 0 = none).
-	WebhookRate  float64
-	WebhookBurst int
 	// Schedules enables the schedule, sync and team status routes.
 	Schedules *schedules.Service
 	// PipelineRunner enables the pipeline trigger.
@@ -79,13 +73,12 @@ type Options struct {
 	// UI enables the admin page under /ui/ when set (needs Auth, Runs,
 	// Provision and Events).
 	UI *webui.Settings
-	// InternalToken enables /api/v1/internal/* when set.
-	InternalToken string
 	// Stats keeps the ack latency figures and serves the page's charts
 	// and teams page (store.DB implements it); nil: neither.
 	Stats StatsStore
-	// AckFlushEvery is how often ack latency figures are written while the
-	// listener is open (default 10 s); FlushAckStats writes them at once.
+	// AckFlushEvery is how often the door's ack latency figures are written
+	// while the listener is open (default 10 s); FlushAckStats writes them
+	// at once.
 	AckFlushEvery time.Duration
 	// Now is the clock (tests move it).
 	Now func() time.Time
@@ -135,7 +128,7 @@ type Server struct {
 	// routeList is every registered route (Routes).
 	routeList []Route
 	metrics   *httpMetrics
-	// door is the webhook door (nil without Webhooks and Events).
+	// door is the webhook door (nil: no /webhooks/*).
 	door     *ingest.Door
 	ui       *webui.UI
 	http     *http.Server
@@ -180,17 +173,7 @@ func New(opts Options) (*Server, error) {
 			HandleMethodNotAllowed: true,
 		},
 	}
-	if opts.Events != nil && opts.Webhooks != nil {
-		door := ingest.Options{Verifiers: opts.Webhooks, Events: opts.Events, Notify: opts.Notify, CachedRoute: opts.CachedRoute,
-			Rate: opts.WebhookRate, Burst: opts.WebhookBurst, MaxBodyBytes: opts.MaxBodyBytes, InternalToken: opts.InternalToken,
-			Registry: opts.Registry, Logger: opts.Logger, Now: opts.Now}
-		if opts.Stats != nil {
-			door.Acks = opts.Stats
-		}
-		if s.door, err = ingest.New(door); err != nil {
-			return nil, fmt.Errorf("server: webhook door: %w", err)
-		}
-	}
+	s.door = opts.Door
 	if opts.UI != nil {
 		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
 			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,
@@ -238,7 +221,7 @@ func (s *Server) Open() error {
 		return fmt.Errorf("listen on %s: %w", s.opts.Addr, err)
 	}
 	s.listener = ln
-	if s.opts.Stats != nil && s.door != nil {
+	if s.door != nil {
 		stop := make(chan struct{})
 		s.stopFlush = stop
 		s.done.Add(1)

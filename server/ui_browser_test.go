@@ -663,7 +663,7 @@ func TestUI_ReadableAt1280(t *testing.T) {
 func TestUI_TeamsPageEmptyStateSaysWhatToDo(t *testing.T) {
 	_, base := uiEnv(t, envOptions{})
 	c := login(t, base, adminToken)
-	code, page := pageGet(t, c, base+"/ui/teams")
+	code, page := getPage(t, c, base+"/ui/teams")
 	if code != 200 || !strings.Contains(page, `id="teams-empty"`) || !strings.Contains(page, `href="/ui/provision"`) {
 		t.Fatalf("empty teams page = %d:\n%s", code, page)
 	}

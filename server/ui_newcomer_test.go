@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,17 +29,6 @@ func formPost(t *testing.T, c *http.Client, base, path string, form url.Values) 
 	return resp
 }
 
-func pageGet(t *testing.T, c *http.Client, url string) (int, string) {
-	t.Helper()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // The newcomer's report: a form POST answered with the page, so a reload
 // submitted the provisioning form (or an agent run) again. Every form that
 // does something now answers 303 to a page that shows the outcome; a reload
@@ -64,11 +52,11 @@ func TestUI_EveryFormRedirectsAfterPost(t *testing.T) {
 	if len(tokens) != 1 {
 		t.Fatalf("tokens after one POST: %+v", tokens)
 	}
-	code, page := pageGet(t, c, base+loc)
+	code, page := getPage(t, c, base+loc)
 	if code != 200 || !strings.Contains(page, `id="team-token"`) || !strings.Contains(page, tokens[0].ID+".") {
 		t.Fatalf("run page after provisioning = %d, token shown: %v", code, strings.Contains(page, tokens[0].ID+"."))
 	}
-	code, page = pageGet(t, c, base+loc) // the reload
+	code, page = getPage(t, c, base+loc) // the reload
 	if code != 200 || strings.Contains(page, tokens[0].ID+".") || len(e.cs.Tokens("acme", "prg")) != 1 {
 		t.Fatalf("reload: %d, token shown again %v, tokens %d", code, strings.Contains(page, tokens[0].ID+"."), len(e.cs.Tokens("acme", "prg")))
 	}
@@ -86,11 +74,11 @@ func TestUI_EveryFormRedirectsAfterPost(t *testing.T) {
 	before := len(e.agent.CallsTo(peerstest.RouteAgentRun))
 	loc = see(formPost(t, c, base, "/ui/agents", url.Values{"org_id": {"acme"}, "team_node_id": {"prg"}, "agent_name": {"planner"},
 		"message": {"why?"}}), "/ui/agents?")
-	code, page = pageGet(t, c, base+loc)
+	code, page = getPage(t, c, base+loc)
 	if code != 200 || !strings.Contains(page, `id="agent-result"`) || !strings.Contains(page, "Investigated: why?") {
 		t.Fatalf("agent page after the run = %d", code)
 	}
-	if _, page = pageGet(t, c, base+loc); strings.Contains(page, `id="agent-result"`) {
+	if _, page = getPage(t, c, base+loc); strings.Contains(page, `id="agent-result"`) {
 		t.Fatal("the reload shows the answer again")
 	}
 	if n := len(e.agent.CallsTo(peerstest.RouteAgentRun)) - before; n != 1 {
@@ -99,7 +87,7 @@ func TestUI_EveryFormRedirectsAfterPost(t *testing.T) {
 
 	// Deprovisioning: the plan and the confirm are redirects too.
 	loc = see(formPost(t, c, base, "/ui/teams/acme/prg/deprovision", url.Values{"revoke_tokens": {"1"}}), "/ui/teams/acme/prg?")
-	_, page = pageGet(t, c, base+loc)
+	_, page = getPage(t, c, base+loc)
 	digest := planDigestOf(t, page)
 	see(formPost(t, c, base, "/ui/teams/acme/prg/deprovision", url.Values{"revoke_tokens": {"1"}, "confirm": {"1"}, "plan": {digest}}), "/ui/runs/")
 

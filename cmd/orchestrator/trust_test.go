@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +17,12 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
-// syncBuffer is a bytes.Buffer safe to write from the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // serveDev starts `serve --dev` in-process with env and returns its base
 // URL, what it printed, and a stop function.
-func serveDev(t *testing.T, dir string, env map[string]string) (string, *syncBuffer, func()) {
+func serveDev(t *testing.T, dir string, env map[string]string) (string, *lineWaiter, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs, stdout := newLineWaiter(), &syncBuffer{}
+	logs, stdout := newLineWaiter(), newLineWaiter()
 	exited := make(chan struct{})
 	var runErr error
 	go func() {

@@ -18,6 +18,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
+	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/leader"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
@@ -38,7 +39,7 @@ type deps struct {
 	pipeline   *peers.AIPipeline
 	agents     *agentrun.Proxy
 	ui         *webui.Settings
-	webhooks   map[string]webhook.Verifier
+	door       *ingest.Door
 	backups    *backups.Manager
 	elector    *leader.Elector
 	closers    []func()
@@ -79,7 +80,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 			logger.Warn("no webhook secret configured: this source answers 401", "source", src)
 		}
 	}
-	d.webhooks = webhook.Verifiers(secrets)
+	verifiers := webhook.Verifiers(secrets)
 	limits := map[string]dispatch.Limits{}
 	for src, l := range cfg.AgentLimits {
 		limits[src] = dispatch.Limits{Timeout: l.Timeout, MaxTurns: l.MaxTurns}
@@ -99,6 +100,14 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Logger: logger, Registry: reg,
 	})
+	if err != nil {
+		return nil, err
+	}
+
+	d.door, err = ingest.New(ingest.Options{Verifiers: verifiers, Events: db, Notify: d.dispatcher.Notify,
+		CachedRoute: d.dispatcher.CachedRoute, Rate: cfg.WebhookRateLimit, Burst: cfg.WebhookBurst,
+		MaxBodyBytes: cfg.MaxBodyBytes, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
+		Registry: reg, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -79,3 +79,7 @@ func (d *Door) Trigger(w http.ResponseWriter, r *http.Request) {
 	outcome = a.Outcome
 	d.answer(w, r, a)
 }
+
+// TriggerEnabled says whether the internal trigger has its token (its
+// route exists only then).
+func (d *Door) TriggerEnabled() bool { return d.o.InternalToken != "" }
