@@ -13,7 +13,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/config"
-	"github.com/incidentfox/orchestrator-edge/server/dispatch"
+	"github.com/incidentfox/orchestrator-edge/server/retention"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/prometheus/client_golang/prometheus"
@@ -160,10 +160,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	// The once-only work runs on the leader (SPEC §13): on SQLite that is
 	// always this process.
+	keeper, err := retention.New(retention.Options{Store: db, Bodies: cfg.EventBodyRetention, Events: cfg.EventRetention,
+		Audit: cfg.AuditRetention, Keys: cfg.IdempotencyKeyTTL, Logger: logger})
+	if err != nil {
+		shutdown(srv, cfg.ShutdownTimeout, logger)
+		return err
+	}
 	chores := []func(context.Context){
-		func(ctx context.Context) {
-			dispatch.RunRetention(ctx, db, cfg.EventBodyRetention, time.Hour, time.Now, logger)
-		},
+		keeper.Run,
 		func(ctx context.Context) { deps.schedules.RunReconciler(ctx, cfg.ReconcileInterval) },
 		func(ctx context.Context) { sweepSessions(ctx, db, logger) },
 	}

@@ -97,6 +97,10 @@ type Config struct {
 	MaxBodyBytes          int64
 	DispatchWorkers       int
 	EventBodyRetention    time.Duration
+	// EventRetention and AuditRetention bound finished events and the audit
+	// trail (runs, agent calls) (SPEC §16).
+	EventRetention time.Duration
+	AuditRetention time.Duration
 	ReconcileInterval     time.Duration
 
 	// RoutingCacheTTL: routing lookups (found or not) are reused this long;
@@ -150,6 +154,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		MaxBodyBytes:          int64(p.int("ORCHESTRATOR_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
 		DispatchWorkers:       p.int("ORCHESTRATOR_DISPATCH_WORKERS", 8, 1, 256),
 		EventBodyRetention:    time.Duration(p.int("ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS", 7, 1, 3650)) * 24 * time.Hour,
+		EventRetention:        time.Duration(p.int("ORCHESTRATOR_EVENT_RETENTION_DAYS", 30, 1, 3650)) * 24 * time.Hour,
+		AuditRetention:        time.Duration(p.int("ORCHESTRATOR_AUDIT_RETENTION_DAYS", 400, 30, 36500)) * 24 * time.Hour,
 		ReconcileInterval:     p.seconds("ORCHESTRATOR_RECONCILE_INTERVAL_SECONDS", 300, 10, 86400),
 		RoutingCacheTTL:       p.seconds("ORCHESTRATOR_ROUTING_CACHE_SECONDS", 30, 0, 3600),
 		CoalesceSources:       p.coalesceSources("ORCHESTRATOR_COALESCE_SOURCES"),

@@ -1,0 +1,153 @@
+// Package retention keeps what the appliance stores from growing without
+// bound (SPEC §16): raw bodies after ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS,
+// finished events after ORCHESTRATOR_EVENT_RETENTION_DAYS, provisioning
+// runs and agent calls after ORCHESTRATOR_AUDIT_RETENTION_DAYS, idempotency
+// keys when they expire, ack figures after 30 days. It runs at start and
+// then every interval, on the leader. Deletes go in small batches with a
+// pause between them, so acknowledgements never wait behind a purge.
+package retention
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// Store is what retention deletes from (store.DB implements it).
+type Store interface {
+	PurgeBodies(ctx context.Context, cutoff, now time.Time) (int, error)
+	PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	PurgeRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int, error)
+	PurgeAckStats(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Options configure the retention chore.
+type Options struct {
+	Store Store
+	// Bodies, Events, Audit and Keys are how long each is kept.
+	Bodies, Events, Audit, Keys time.Duration
+	// Batch is how many rows one delete takes (default store.RetentionBatch);
+	// Pause is the wait between two batches (default 20 ms), the writer's
+	// time for acknowledgements.
+	Batch int
+	Pause time.Duration
+	// Every is how often it runs after the first pass (default 1 h).
+	Every  time.Duration
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Report says what one pass removed.
+type Report struct {
+	Bodies, Events, Runs, AgentRuns, Keys, AckStats int
+}
+
+// Chore runs retention.
+type Chore struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New returns the chore.
+func New(o Options) (*Chore, error) {
+	if o.Store == nil {
+		return nil, errors.New("retention: a store is required")
+	}
+	if o.Batch <= 0 {
+		o.Batch = store.RetentionBatch
+	}
+	if o.Pause <= 0 {
+		o.Pause = 20 * time.Millisecond
+	}
+	if o.Every <= 0 {
+		o.Every = time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Chore{o: o, log: o.Logger.With("component", "retention")}, nil
+}
+
+// Once runs one pass at the chore's clock.
+func (c *Chore) Once(ctx context.Context) (Report, error) {
+	now := c.o.Now().UTC()
+	var rep Report
+	var errs []error
+	note := func(err error) {
+		if err != nil && ctx.Err() == nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	if c.o.Bodies > 0 {
+		rep.Bodies, err = c.o.Store.PurgeBodies(ctx, now.Add(-c.o.Bodies), now)
+		note(err)
+	}
+	if c.o.Events > 0 {
+		rep.Events, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeFinishedEvents(ctx, now.Add(-c.o.Events), n)
+		})
+		note(err)
+	}
+	if c.o.Audit > 0 {
+		rep.Runs, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeRuns(ctx, now.Add(-c.o.Audit), n)
+		})
+		note(err)
+		rep.AgentRuns, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeAgentRuns(ctx, now.Add(-c.o.Audit), n)
+		})
+		note(err)
+	}
+	if c.o.Keys > 0 {
+		rep.Keys, err = c.o.Store.ForgetIdempotencyKeys(ctx, now.Add(-c.o.Keys))
+		note(err)
+	}
+	rep.AckStats, err = c.o.Store.PurgeAckStats(ctx, now.Add(-store.AckStatsRetention))
+	note(err)
+	return rep, errors.Join(errs...)
+}
+
+// batches deletes in batches until one comes back short, pausing between.
+func (c *Chore) batches(ctx context.Context, purge func(context.Context, int) (int, error)) (int, error) {
+	total := 0
+	for {
+		n, err := purge(ctx, c.o.Batch)
+		total += n
+		if err != nil || n < c.o.Batch {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(c.o.Pause):
+		}
+	}
+}
+
+// Run runs a pass at once and then every interval until ctx ends.
+func (c *Chore) Run(ctx context.Context) {
+	for {
+		rep, err := c.Once(ctx)
+		if err != nil {
+			c.log.Error("retention pass failed", "error", err)
+		}
+		if rep != (Report{}) {
+			c.log.Info("retention", "bodies", rep.Bodies, "events", rep.Events, "runs", rep.Runs,
+				"agent_runs", rep.AgentRuns, "idempotency_keys", rep.Keys, "ack_stats", rep.AckStats)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.o.Every):
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/migrations"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+func open(t *testing.T, o store.Options) *store.DB {
+	t.Helper()
+	o.Migrations = migrations.FS
+	db, err := store.Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// Every retention rule of SPEC §16, on SQLite and a real PostgreSQL, with a
+// batch of 3 so that the purges really go in several batches: finished
+// events go that long after they finished (received, if no finish time),
+// never one still queued, dispatching or waiting for a retry; runs and agent
+// calls go after the audit retention, never a run still running; the
+// idempotency keys go when they expire; schedules stay.
+func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			o := store.Options{Path: filepath.Join(t.TempDir(), "r.db")}
+			if name == "postgres" {
+				o = store.Options{URL: pgtest.Database(t)}
+			}
+			db := open(t, o)
+			ctx := context.Background()
+			now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+			day := 24 * time.Hour
+			event := func(id, status string, received time.Time) store.Event {
+				e := store.Event{ID: uuid.NewString(), Source: "pagerduty", DeliveryID: id, EventType: "x", Status: status,
+					Body: []byte(`{}`), ReceivedAt: received, OrgID: "o", TeamNodeID: "t"}
+				if _, err := db.InsertEvent(ctx, e); err != nil {
+					t.Fatal(err)
+				}
+				return e
+			}
+			keep, gone := map[string]string{}, map[string]string{}
+			for i := range 7 { // old finished events of every kind: gone
+				st := store.FinishedStatuses[i%len(store.FinishedStatuses)]
+				gone[event(fmt.Sprintf("old-%d", i), st, now.Add(-31*day)).ID] = "finished 31 days ago"
+			}
+			keep[event("recent", store.EventDelivered, now.Add(-29*day)).ID] = "finished 29 days ago"
+			keep[event("old-queued", store.EventQueued, now.Add(-90*day)).ID] = "still queued"
+			retry := event("old-retry", store.EventQueued, now.Add(-60*day))
+			keep[retry.ID] = "waiting for a retry"
+			claimed := event("old-claimed", store.EventQueued, now.Add(-60*day))
+			keep[claimed.ID] = "dispatching"
+			late := event("late-finish", store.EventQueued, now.Add(-45*day))
+			keep[late.ID] = "received 45 days ago, finished 10 days ago"
+			if err := db.RecordOutcomes(ctx, []store.Outcome{
+				{ID: retry.ID, Status: store.EventQueued, Attempts: 2, NextAttemptAt: now.Add(time.Hour), At: now, From: store.EventQueued},
+				{ID: late.ID, Status: store.EventDelivered, At: now.Add(-10 * day), From: store.EventQueued},
+			}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ClaimTeamEvents(ctx, now, now.Add(day), store.TeamKey{OrgID: "o", TeamNodeID: "t"}, store.Kind{}, 10); err != nil {
+				t.Fatal(err)
+			}
+			// Runs and agent calls: old ones go, a running one and recent ones stay.
+			run := func(status string, created time.Time, key string) store.Run {
+				r := store.Run{ID: uuid.NewString(), Kind: store.RunKindProvision, OrgID: "o", TeamNodeID: "t" + key, IdempotencyKey: key,
+					Fingerprint: "f", Status: status, CreatedAt: created, UpdatedAt: created}
+				if _, err := db.StartRun(ctx, r, created); err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			oldRuns := []store.Run{run(store.RunSucceeded, now.Add(-401*day), "a"), run(store.RunFailed, now.Add(-500*day), "b")}
+			stuck := run(store.RunRunning, now.Add(-450*day), "c")
+			recent := run(store.RunSucceeded, now.Add(-2*day), "d")
+			var agentRuns []store.AgentRun
+			for i, age := range []time.Duration{401 * day, 402 * day, 403 * day, 404 * day, 10 * day} {
+				agentRuns = append(agentRuns, store.AgentRun{ID: uuid.NewString(), TriggerSource: "pagerduty", OrgID: "o", TeamNodeID: "t",
+					AgentName: "planner", Status: "succeeded", StartedAt: now.Add(-age), EventCount: i + 1})
+			}
+			if err := db.RecordOutcomes(ctx, nil, agentRuns); err != nil {
+				t.Fatal(err)
+			}
+
+			chore, err := New(Options{Store: db, Bodies: 7 * day, Events: 30 * day, Audit: 400 * day, Keys: day, Batch: 3,
+				Pause: time.Millisecond, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := chore.Once(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Events != 7 || rep.Runs != 2 || rep.AgentRuns != 4 {
+				t.Fatalf("report %+v, want 7 events, 2 runs, 4 agent calls", rep)
+			}
+			for id, why := range gone {
+				if _, err := db.GetEvent(ctx, id); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("event (%s) is still there: %v", why, err)
+				}
+			}
+			for id, why := range keep {
+				if _, err := db.GetEvent(ctx, id); err != nil {
+					t.Errorf("event (%s) was deleted: %v", why, err)
+				}
+			}
+			for _, r := range oldRuns {
+				if _, err := db.GetRun(ctx, r.ID); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("a %s run of %s is still there", r.Status, r.CreatedAt)
+				}
+			}
+			for _, r := range []store.Run{stuck, recent} {
+				got, err := db.GetRun(ctx, r.ID)
+				if err != nil {
+					t.Fatalf("the %s run was deleted: %v", r.Status, err)
+				}
+				// The recent run's key is 2 days old: past its 1-day life.
+				if r.ID == recent.ID && got.IdempotencyKey != "" {
+					t.Errorf("an expired idempotency key is kept")
+				}
+			}
+			if left, _ := db.TeamAgentRuns(ctx, "o", "t"); len(left) != 1 {
+				t.Errorf("%d agent calls left, want the 10-day-old one", len(left))
+			}
+			// A second pass finds nothing more.
+			if again, err := chore.Once(ctx); err != nil || again.Events+again.Runs+again.AgentRuns != 0 {
+				t.Fatalf("second pass %+v %v", again, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,70 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Retention (SPEC §16): nothing the appliance keeps grows without bound.
+// Deletes go in small batches, each its own short transaction, so the
+// event writer (the group commit) never waits long behind a purge.
+
+// RetentionBatch is how many rows one purge transaction deletes.
+const RetentionBatch = 500
+
+// FinishedStatuses are the event statuses retention may delete: an event
+// still queued, dispatching or waiting for a retry (queued with a later
+// next attempt) never is.
+var FinishedStatuses = []string{EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead}
+
+// PurgeFinishedEvents deletes up to limit events that finished before
+// cutoff (received before it when no finish time is known). It reports how
+// many went; fewer than limit means none is left.
+func (db *DB) PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	at := formatTime(cutoff)
+	args := []any{}
+	for _, s := range FinishedStatuses {
+		args = append(args, s)
+	}
+	args = append(args, at, at, limit)
+	// received_at < cutoff is what the (status, received_at) index finds; a
+	// finish time is never before its receipt, so no finished event older
+	// than the cutoff is missed.
+	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_webhook_events WHERE id IN (
+		SELECT id FROM orchestrator_webhook_events
+		WHERE status IN (?, ?, ?, ?, ?) AND received_at < ? AND COALESCE(finished_at, received_at) < ?
+		LIMIT ?)`, args...)
+	return affectedRows(res, err)
+}
+
+// PurgeRuns deletes up to limit provisioning and deprovisioning runs
+// created before cutoff, never one still running.
+func (db *DB) PurgeRuns(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_provisioning_runs WHERE id IN (
+		SELECT id FROM orchestrator_provisioning_runs WHERE created_at < ? AND status <> ? LIMIT ?)`,
+		formatTime(cutoff), RunRunning, limit)
+	return affectedRows(res, err)
+}
+
+// PurgeAgentRuns deletes up to limit agent calls started before cutoff.
+func (db *DB) PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_agent_runs WHERE id IN (
+		SELECT id FROM orchestrator_agent_runs WHERE started_at < ? LIMIT ?)`, formatTime(cutoff), limit)
+	return affectedRows(res, err)
+}
+
+// ForgetIdempotencyKeys drops the idempotency keys of runs created before
+// cutoff (the keys' lifetime has passed; the runs stay for the audit).
+func (db *DB) ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_provisioning_runs SET idempotency_key = NULL
+		WHERE idempotency_key IS NOT NULL AND created_at < ? AND status <> ?`, formatTime(cutoff), RunRunning)
+	return affectedRows(res, err)
+}
+
+func affectedRows(res interface{ RowsAffected() (int64, error) }, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
