@@ -99,9 +99,9 @@ type Config struct {
 	EventBodyRetention    time.Duration
 	// EventRetention and AuditRetention bound finished events and the audit
 	// trail (runs, agent calls) (SPEC §16).
-	EventRetention time.Duration
-	AuditRetention time.Duration
-	ReconcileInterval     time.Duration
+	EventRetention    time.Duration
+	AuditRetention    time.Duration
+	ReconcileInterval time.Duration
 
 	// RoutingCacheTTL: routing lookups (found or not) are reused this long;
 	// 0 = off (SPEC §6 Storms).
