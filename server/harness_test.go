@@ -187,8 +187,12 @@ type envOptions struct {
 	// scheduled ones; snapshot, if set, replaces the real snapshot.
 	backups    bool
 	backupKeep int
-	snapshot   func(ctx context.Context, dest string) (store.SnapshotInfo, error)
-	backupNow  func() time.Time
+	// backupKeepManual bounds manual backups; statfs replaces the volume
+	// reading (where no small file system can be mounted).
+	backupKeepManual int
+	statfs           func(dir string) (backups.Volume, error)
+	snapshot         func(ctx context.Context, dest string) (store.SnapshotInfo, error)
+	backupNow        func() time.Time
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -284,6 +288,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.backups {
 		e.backups, err = backups.New(backups.Options{DB: e.db, Dir: filepath.Join(e.dataDir, "backups"), Keep: o.backupKeep,
+			KeepManual: o.backupKeepManual, Statfs: o.statfs,
 			Logger: logger, Registry: e.reg, Now: o.backupNow, Snapshot: o.snapshot})
 		if err != nil {
 			t.Fatal(err)

@@ -256,3 +256,36 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// UsedBytes is what a snapshot of the database will write: the pages in
+// use (a snapshot leaves the free pages out).
+func (db *DB) UsedBytes(ctx context.Context) (int64, error) {
+	if db.Shared() {
+		return 0, ErrNoSnapshots
+	}
+	var pages, free, size int64
+	if err := db.read.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		return 0, err
+	}
+	if err := db.read.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+		return 0, err
+	}
+	if err := db.read.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&size); err != nil {
+		return 0, err
+	}
+	return (pages - free) * size, nil
+}
+
+// FileBytes is the size of the database file and its WAL (0 on PostgreSQL).
+func (db *DB) FileBytes() int64 {
+	if db.Shared() {
+		return 0
+	}
+	var n int64
+	for _, p := range []string{db.path, db.path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}

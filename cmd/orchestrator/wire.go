@@ -89,6 +89,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		logger.Warn("ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook events are stored but not dispatched")
 	}
 	d.backups, err = backups.New(backups.Options{DB: db, Dir: filepath.Join(cfg.DataDir, "backups"), Keep: cfg.BackupKeep,
+		KeepManual: cfg.BackupKeepManual, ReservePercent: cfg.DiskReservePercent,
 		Schedule: cfg.BackupSchedule, Logger: logger, Registry: reg})
 	if err != nil {
 		return nil, err

@@ -14,36 +14,38 @@ type Kind int
 
 // The kinds of errors, each mapped to one HTTP status by the server.
 const (
-	Internal        Kind = iota // a bug or an unexpected failure: 500
-	Invalid                     // the request is malformed: 400
-	Unauthenticated             // credentials missing or wrong: 401
-	Forbidden                   // credentials fine, action not allowed: 403
-	NotFound                    // 404
-	Conflict                    // state conflict, e.g. a busy team: 409
-	TooLarge                    // request body over the cap: 413
-	Unsupported                 // wrong Content-Type: 415
-	Unprocessable               // well-formed but refused, e.g. key reuse: 422
-	RateLimited                 // 429
-	BadGateway                  // a peer failed or refused: 502
-	Unavailable                 // a dependency is down: 503
-	GatewayTimeout              // a peer did not answer in time: 504
+	Internal            Kind = iota // a bug or an unexpected failure: 500
+	Invalid                         // the request is malformed: 400
+	Unauthenticated                 // credentials missing or wrong: 401
+	Forbidden                       // credentials fine, action not allowed: 403
+	NotFound                        // 404
+	Conflict                        // state conflict, e.g. a busy team: 409
+	TooLarge                        // request body over the cap: 413
+	Unsupported                     // wrong Content-Type: 415
+	Unprocessable                   // well-formed but refused, e.g. key reuse: 422
+	RateLimited                     // 429
+	BadGateway                      // a peer failed or refused: 502
+	Unavailable                     // a dependency is down: 503
+	GatewayTimeout                  // a peer did not answer in time: 504
+	InsufficientStorage             // the volume cannot take it: 507
 )
 
 // kindStatus is the one map from error kinds to HTTP statuses.
 var kindStatus = map[Kind]int{
-	Internal:        http.StatusInternalServerError,
-	Invalid:         http.StatusBadRequest,
-	Unauthenticated: http.StatusUnauthorized,
-	Forbidden:       http.StatusForbidden,
-	NotFound:        http.StatusNotFound,
-	Conflict:        http.StatusConflict,
-	TooLarge:        http.StatusRequestEntityTooLarge,
-	Unsupported:     http.StatusUnsupportedMediaType,
-	Unprocessable:   http.StatusUnprocessableEntity,
-	RateLimited:     http.StatusTooManyRequests,
-	BadGateway:      http.StatusBadGateway,
-	Unavailable:     http.StatusServiceUnavailable,
-	GatewayTimeout:  http.StatusGatewayTimeout,
+	Internal:            http.StatusInternalServerError,
+	Invalid:             http.StatusBadRequest,
+	Unauthenticated:     http.StatusUnauthorized,
+	Forbidden:           http.StatusForbidden,
+	NotFound:            http.StatusNotFound,
+	Conflict:            http.StatusConflict,
+	TooLarge:            http.StatusRequestEntityTooLarge,
+	Unsupported:         http.StatusUnsupportedMediaType,
+	Unprocessable:       http.StatusUnprocessableEntity,
+	RateLimited:         http.StatusTooManyRequests,
+	BadGateway:          http.StatusBadGateway,
+	Unavailable:         http.StatusServiceUnavailable,
+	GatewayTimeout:      http.StatusGatewayTimeout,
+	InsufficientStorage: http.StatusInsufficientStorage,
 }
 
 // Status is the HTTP status of the kind. Workflows that store a response for

@@ -24,6 +24,8 @@ func Problem(err error) error {
 		return apperr.Wrap(err, apperr.Conflict, "backup_in_progress", "a backup is already running; try again when it is done")
 	case errors.Is(err, store.ErrNoSnapshots):
 		return apperr.Wrap(err, apperr.Conflict, "backups_unavailable", "%s", store.ErrNoSnapshots.Error())
+	case errors.Is(err, ErrInsufficientStorage):
+		return apperr.Wrap(err, apperr.InsufficientStorage, "insufficient_storage", "%s", err.Error())
 	case errors.Is(err, ErrNotFound):
 		return apperr.Wrap(err, apperr.NotFound, "backup_not_found", "no such backup")
 	}

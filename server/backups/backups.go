@@ -51,12 +51,18 @@ type Info struct {
 type Options struct {
 	DB  *store.DB
 	Dir string // $DATA_DIR/backups
-	// Keep is how many scheduled backups are kept (newest first); manual and
-	// pre-migrate ones stay until deleted.
-	Keep     int
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	// Keep is how many scheduled backups are kept (newest first), KeepManual
+	// how many manual ones (default 5); pre-migrate ones stay until deleted.
+	Keep       int
+	KeepManual int
+	// ReservePercent of the volume must stay free after a snapshot (default
+	// 10); Statfs reads the volume (StatVolume unless set: tests replace it
+	// where no small file system can be mounted).
+	ReservePercent int
+	Statfs         func(dir string) (Volume, error)
+	Logger         *slog.Logger
+	Registry       prometheus.Registerer
+	Now            func() time.Time
 	// Schedule is the cron expression of scheduled backups, for display
 	// ("" = off); Run takes the parsed schedule.
 	Schedule string
@@ -84,6 +90,15 @@ func New(o Options) (*Manager, error) {
 	if o.Keep <= 0 {
 		o.Keep = 7
 	}
+	if o.KeepManual <= 0 {
+		o.KeepManual = 5
+	}
+	if o.ReservePercent <= 0 {
+		o.ReservePercent = 10
+	}
+	if o.Statfs == nil {
+		o.Statfs = StatVolume
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -103,8 +118,14 @@ func New(o Options) (*Manager, error) {
 		}
 	}
 	if o.Registry != nil {
-		if err := o.Registry.Register(m.total); err != nil {
-			return nil, fmt.Errorf("backups: register metrics: %w", err)
+		collectors := []prometheus.Collector{m.total}
+		if !o.DB.Shared() {
+			collectors = append(collectors, m.volumeMetrics()...)
+		}
+		for _, c := range collectors {
+			if err := o.Registry.Register(c); err != nil {
+				return nil, fmt.Errorf("backups: register metrics: %w", err)
+			}
 		}
 	}
 	return m, nil
@@ -148,7 +169,11 @@ func (m *Manager) create(ctx context.Context, trigger, prefix string) (Info, err
 	start := m.o.Now().UTC()
 	name := prefix + start.Format("20060102T150405.000Z") + ".db"
 	info := Info{Name: name, Trigger: trigger, CreatedAt: start}
-	snap, err := m.o.Snapshot(ctx, filepath.Join(m.o.Dir, name))
+	var snap store.SnapshotInfo
+	err := m.checkSpace(ctx)
+	if err == nil {
+		snap, err = m.o.Snapshot(ctx, filepath.Join(m.o.Dir, name))
+	}
 	if err == nil {
 		info.SnapshotInfo, info.DurationMS = snap, m.o.Now().Sub(start).Milliseconds()
 		err = m.record(info)
@@ -170,8 +195,11 @@ func (m *Manager) create(ctx context.Context, trigger, prefix string) (Info, err
 	m.mu.Unlock()
 	m.log.Info("backup written", "name", name, "trigger", trigger, "bytes", info.Size, "schema_version", info.SchemaVersion,
 		"events", info.Events, "duration_ms", info.DurationMS)
-	if trigger == Scheduled {
-		m.prune()
+	switch trigger {
+	case Scheduled:
+		m.prune(Scheduled, m.o.Keep)
+	case Manual:
+		m.prune(Manual, m.o.KeepManual)
 	}
 	return info, nil
 }
@@ -245,18 +273,18 @@ func (m *Manager) Delete(name string) error {
 	return os.Remove(path)
 }
 
-// prune keeps the newest Keep scheduled backups.
-func (m *Manager) prune() {
+// prune keeps the newest keep backups of a trigger.
+func (m *Manager) prune(trigger string, keep int) {
 	list, err := m.List()
 	if err != nil {
 		return
 	}
 	n := 0
 	for _, info := range list {
-		if info.Trigger != Scheduled {
+		if info.Trigger != trigger {
 			continue
 		}
-		if n++; n > m.o.Keep {
+		if n++; n > keep {
 			if err := m.Delete(info.Name); err != nil {
 				m.log.Warn("pruning an old backup failed", "name", info.Name, "error", err)
 			}

@@ -115,6 +115,10 @@ type Config struct {
 	// BackupKeep how many scheduled backups are kept (SPEC §14).
 	BackupSchedule string
 	BackupKeep     int
+	// BackupKeepManual bounds the manual backups; DiskReservePercent of the
+	// volume must stay free after any snapshot (SPEC §16).
+	BackupKeepManual   int
+	DiskReservePercent int
 
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client whose failed admin-token checks are limited (SPEC §18).
@@ -162,6 +166,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		CoalesceMax:           p.int("ORCHESTRATOR_COALESCE_MAX", 50, 1, 500),
 		BackupSchedule:        p.cron("ORCHESTRATOR_BACKUP_SCHEDULE", "30 3 * * *"),
 		BackupKeep:            p.int("ORCHESTRATOR_BACKUP_KEEP", 7, 1, 1000),
+		BackupKeepManual:      p.int("ORCHESTRATOR_BACKUP_KEEP_MANUAL", 5, 1, 1000),
+		DiskReservePercent:    p.int("ORCHESTRATOR_DISK_RESERVE_PERCENT", 10, 1, 90),
 		TrustedProxies:        p.prefixes("ORCHESTRATOR_TRUSTED_PROXIES"),
 	}
 	c.DatabasePath, c.DatabaseURL = p.database("DATABASE_URL", c.DataDir)

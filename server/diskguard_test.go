@@ -1,0 +1,124 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/backups"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// smallVolume is a real 24 MiB file system for the test (a tmpfs), or —
+// where mounting is refused — a plain folder with a statfs that reports a
+// 24 MiB volume with the folder's real usage. It says which one ran.
+func smallVolume(t *testing.T) (string, func(string) (backups.Volume, error)) {
+	t.Helper()
+	dir := t.TempDir()
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", dir).CombinedOutput(); err == nil {
+			t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+			t.Log("volume: a real 24 MiB tmpfs")
+			return dir, nil
+		} else {
+			t.Logf("mount refused (%v %s)", err, strings.TrimSpace(string(out)))
+		}
+	}
+	t.Log("volume: a folder with a statfs reporting 24 MiB")
+	return dir, func(string) (backups.Volume, error) {
+		var used int64
+		_ = fsWalk(dir, func(n int64) { used += n })
+		return backups.Volume{Size: 24 << 20, Available: 24<<20 - used}, nil
+	}
+}
+
+func fsWalk(dir string, add func(int64)) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			_ = fsWalk(dir+"/"+e.Name(), add)
+		} else if fi, err := e.Info(); err == nil {
+			add(fi.Size())
+		}
+	}
+	return nil
+}
+
+// SPEC §16's disk guard on a small volume: a snapshot that would leave
+// less than the reserve (10 %) free is refused with 507 before a byte is
+// written (no half-written file), the failure is counted, and webhooks go
+// on being acknowledged. Manual backups are bounded too.
+func TestDiskGuard_ABackupThatWouldBreachTheReserveIsRefusedAndWebhooksGoOn(t *testing.T) {
+	dir, statfs := smallVolume(t)
+	e := newEnv(t, envOptions{dataDir: dir, backups: true, backupKeepManual: 2, statfs: statfs, webhooks: true, noDispatch: true})
+	ctx := context.Background()
+	// About 7 MiB of events: one snapshot fits, a second does not leave 10 %.
+	big := strings.Repeat("x", 60<<10)
+	for i := range 120 {
+		ev := store.Event{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Source: "github", DeliveryID: fmt.Sprintf("fill-%d", i),
+			EventType: "push", Status: store.EventDelivered, Body: []byte(big), ReceivedAt: time.Now()}
+		if _, err := e.db.InsertEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := e.do("POST", "/api/v1/admin/backups", adminToken, nil); r.code != 201 {
+		t.Fatalf("first backup = %d %s", r.code, r.raw)
+	}
+	r := e.do("POST", "/api/v1/admin/backups", adminToken, nil)
+	if r.code != 507 || r.body["error"] != "insufficient_storage" || !strings.Contains(r.raw, "must leave 10%") {
+		t.Fatalf("backup past the reserve = %d %s", r.code, r.raw)
+	}
+	entries, _ := os.ReadDir(dir + "/backups")
+	for _, en := range entries {
+		if strings.HasSuffix(en.Name(), ".partial") {
+			t.Fatalf("a half-written file was left: %s", en.Name())
+		}
+	}
+	if list, _ := e.backups.List(); len(list) != 1 {
+		t.Fatalf("%d backups recorded, want 1", len(list))
+	}
+	if !e.metric(`orchestrator_backups_total{outcome="failed",trigger="manual"} 1`) {
+		t.Error("the refused backup is not counted as failed")
+	}
+	// Webhooks are still acknowledged.
+	for i := range 20 {
+		body, h := signed(webhook.Slack, fmt.Sprintf("after-refusal-%d", i), slackSecret, time.Now())
+		if r := e.send(webhook.Slack, body, h); r.code != 200 {
+			t.Fatalf("webhook after the refused backup = %d %s", r.code, r.raw)
+		}
+	}
+	// The volume's figures are metrics.
+	for _, name := range []string{"orchestrator_database_bytes", "orchestrator_data_volume_available_bytes",
+		"orchestrator_data_volume_size_bytes", "orchestrator_backups_bytes"} {
+		if !e.metric(name + " ") {
+			t.Errorf("no %s gauge", name)
+		}
+	}
+}
+
+// Manual backups are bounded: with ORCHESTRATOR_BACKUP_KEEP_MANUAL=2 the
+// oldest manual one goes when a third is made.
+func TestDiskGuard_ManualBackupsAreBounded(t *testing.T) {
+	e := newEnv(t, envOptions{backups: true, backupKeepManual: 2})
+	var names []string
+	for range 3 {
+		info, err := e.backups.Create(context.Background(), backups.Manual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, info.Name)
+		time.Sleep(2 * time.Millisecond) // names carry the millisecond
+	}
+	list, _ := e.backups.List()
+	if len(list) != 2 || list[0].Name != names[2] || list[1].Name != names[1] {
+		t.Fatalf("backups kept: %+v, want the two newest of %v", list, names)
+	}
+}
