@@ -83,6 +83,24 @@ var alertScenarios = map[string]struct{ fires, quiet []scenario }{
 			`orchestrator_backups_total{trigger="manual",outcome="failed"} 0x30 1x30`,
 		}},
 	},
+	"OrchestratorDataVolumeLow": {
+		// 5 GiB volume, 300 MiB free: under 10 %; quiet at 30 %, and a
+		// brief dip (a backup being written) that recovers.
+		fires: []scenario{{`orchestrator_data_volume_available_bytes 314572800x60`, `orchestrator_data_volume_size_bytes 5368709120x60`}},
+		quiet: []scenario{
+			{`orchestrator_data_volume_available_bytes 1610612736x60`, `orchestrator_data_volume_size_bytes 5368709120x60`},
+			{`orchestrator_data_volume_available_bytes 1610612736x30 314572800x5 1610612736x24`, `orchestrator_data_volume_size_bytes 5368709120x60`},
+		},
+	},
+	"OrchestratorDataVolumeFilling": {
+		// 2 GB free, losing 10 MB a minute: full in about 3.5 hours. Quiet:
+		// losing 10 kB a minute (full in about 4 months), and flat.
+		fires: []scenario{{`orchestrator_data_volume_available_bytes 2000000000-10000000x60`}},
+		quiet: []scenario{
+			{`orchestrator_data_volume_available_bytes 2000000000-10000x60`},
+			{`orchestrator_data_volume_available_bytes 2000000000x60`},
+		},
+	},
 	"OrchestratorScheduleDriftRepaired": {
 		fires: []scenario{{`orchestrator_schedule_drift_total{kind="suspend"} 0x50 1x10`}},
 		quiet: []scenario{{`orchestrator_schedule_drift_total{kind="suspend"} 0x60`}},
