@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -120,5 +121,36 @@ func TestDiskGuard_ManualBackupsAreBounded(t *testing.T) {
 	list, _ := e.backups.List()
 	if len(list) != 2 || list[0].Name != names[2] || list[1].Name != names[1] {
 		t.Fatalf("backups kept: %+v, want the two newest of %v", list, names)
+	}
+}
+
+// The overview shows the database's size, the volume's free space and
+// when it fills at this week's rate: events arriving with nothing leaving
+// fill it; as many arriving as retention removes (they arrived 30 days
+// earlier) do not.
+func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
+	e, base := uiEnv(t, envOptions{backups: true})
+	ctx := context.Background()
+	now := time.Now().UTC()
+	add := func(prefix string, at time.Time, n int) {
+		for i := range n {
+			ev := store.Event{ID: uuid.NewString(), Source: "pagerduty", DeliveryID: fmt.Sprintf("%s-%d", prefix, i), EventType: "x",
+				Status: store.EventDelivered, Body: []byte(`{"a":1}`), ReceivedAt: at}
+			if _, err := e.db.InsertEvent(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add("this-week", now.Add(-24*time.Hour), 700)
+	c := login(t, base, adminToken)
+	_, page := getPage(t, c, base+"/ui/overview")
+	if !strings.Contains(page, `id="volume-free"`) || !strings.Contains(page, "Full in about") {
+		t.Fatalf("overview without a filling volume card:\n%s", page)
+	}
+	// As many arrived 30 days ago (retention removes them this week).
+	add("leaving", now.Add(-29*24*time.Hour), 700)
+	e.srv.ForgetStats()
+	if _, page = getPage(t, c, base+"/ui/overview"); !strings.Contains(page, "Not filling at this week") {
+		t.Fatalf("overview says the volume fills while retention keeps pace:\n%s", page)
 	}
 }

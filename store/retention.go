@@ -68,3 +68,18 @@ func affectedRows(res interface{ RowsAffected() (int64, error) }, err error) (in
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+// CountReceived counts the events received in [since, until) (every org).
+func (db *DB) CountReceived(ctx context.Context, since, until time.Time) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE received_at >= ? AND received_at < ?`,
+		formatTime(since), formatTime(until)).Scan(&n)
+	return n, err
+}
+
+// CountEvents counts every stored event.
+func (db *DB) CountEvents(ctx context.Context) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_webhook_events`).Scan(&n)
+	return n, err
+}

@@ -43,6 +43,7 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Failures                                                 []failure
 		Sources                                                  []string
 		Charts                                                   *charts
+		Volume                                                   *volumeView
 		ChartsError                                              string
 		StatsMaxAge                                              time.Duration
 	}{StatsMaxAge: u.o.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhook.Sources[:],
@@ -78,7 +79,7 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 				d.ChartsError = "The charts could not be drawn: " + err.Error()
 			} else {
 				c := st.charts()
-				d.Charts = &c
+				d.Charts, d.Volume = &c, st.Volume
 			}
 		}
 		for _, st := range []string{store.EventDead, store.EventFailed, store.EventUnrouted} {

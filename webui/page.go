@@ -58,6 +58,9 @@ type Settings struct {
 	// StatsMaxAge is how long the charts' and teams page's figures of the
 	// last day are reused (0: computed for every page).
 	StatsMaxAge time.Duration
+	// EventRetention is how long finished events are kept (the overview's
+	// "full in about N days" counts what retention will remove).
+	EventRetention time.Duration
 }
 
 // Options are what the page reads and acts through — the same domain

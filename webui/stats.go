@@ -2,12 +2,14 @@ package webui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"math"
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/chart"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -16,6 +18,8 @@ import (
 // StatsStore holds what the page's charts and the teams page read
 // (store.DB implements it).
 type StatsStore interface {
+	CountReceived(ctx context.Context, since, until time.Time) (int, error)
+	CountEvents(ctx context.Context) (int, error)
 	AckLatency(ctx context.Context, since, until time.Time) (store.Histogram, error)
 	AgentLatency(ctx context.Context, since, until time.Time, org string) (store.Histogram, error)
 	EventsPerSlot(ctx context.Context, w store.Window, org string) ([]store.SlotCount, error)
@@ -36,6 +40,20 @@ type pageStats struct {
 	Ack       *store.Histogram // nil for an org-bound admin: acks belong to no org
 	Agent     store.Histogram
 	SlotLabel []string
+	// Volume is the data volume's figures (admins bound to no org, on
+	// SQLite); nil otherwise.
+	Volume *volumeView
+}
+
+// volumeView is the overview's data volume card (SPEC §16).
+type volumeView struct {
+	backups.VolumeFigures
+	// Filling says the volume is filling at this week's rate, and then
+	// FullInDays when it will be full.
+	Filling    bool
+	FullInDays int
+	// PerEvent is the bytes a stored event costs now.
+	PerEvent int64
 }
 
 // statsCache keeps each org scope's figures. At a million events in a day
@@ -135,8 +153,52 @@ func (u *UI) computeStats(ctx context.Context, org string, now time.Time) (pageS
 			return st, err
 		}
 		st.Ack = &ack
+		if st.Volume, err = u.volume(ctx, now); err != nil {
+			return st, err
+		}
 	}
 	return st, nil
+}
+
+// volume estimates when the data volume fills, at this week's rate: the
+// events that arrived in the last 7 days, less those retention will remove
+// in the next 7 (they arrived a retention period earlier), at what a stored
+// event costs now. Nil on PostgreSQL or without the backups manager.
+func (u *UI) volume(ctx context.Context, now time.Time) (*volumeView, error) {
+	if u.o.Backups == nil {
+		return nil, nil
+	}
+	fig, err := u.o.Backups.Figures(ctx)
+	if errors.Is(err, backups.ErrShared) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := &volumeView{VolumeFigures: fig}
+	week := 7 * 24 * time.Hour
+	arrived, err := u.o.Stats.CountReceived(ctx, now.Add(-week), now)
+	if err != nil {
+		return nil, err
+	}
+	leaving := 0
+	if r := u.o.EventRetention; r > 0 {
+		if leaving, err = u.o.Stats.CountReceived(ctx, now.Add(-r), now.Add(-r+week)); err != nil {
+			return nil, err
+		}
+	}
+	total, err := u.o.Stats.CountEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if total > 0 {
+		v.PerEvent = fig.UsedBytes / int64(total)
+	}
+	perDay := float64(arrived-leaving) / 7 * float64(v.PerEvent)
+	if perDay > 0 && fig.Available > 0 {
+		v.Filling, v.FullInDays = true, int(math.Ceil(float64(fig.Available)/perDay))
+	}
+	return v, nil
 }
 
 // charts is the overview's pictures and the tables that say the same.

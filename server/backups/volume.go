@@ -104,3 +104,28 @@ func human(n int64) string {
 	}
 	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
 }
+
+// VolumeFigures are the data volume's figures the overview page shows.
+type VolumeFigures struct {
+	DatabaseBytes, UsedBytes, BackupsBytes int64
+	Volume
+}
+
+// Figures reads the database's and the volume's sizes now.
+func (m *Manager) Figures(ctx context.Context) (VolumeFigures, error) {
+	if m.o.DB.Shared() {
+		return VolumeFigures{}, ErrShared
+	}
+	used, err := m.o.DB.UsedBytes(ctx)
+	if err != nil {
+		return VolumeFigures{}, err
+	}
+	vol, err := m.o.Statfs(m.dataDir())
+	if err != nil {
+		return VolumeFigures{}, err
+	}
+	return VolumeFigures{DatabaseBytes: m.o.DB.FileBytes(), UsedBytes: used, BackupsBytes: m.BackupsBytes(), Volume: vol}, nil
+}
+
+// ErrShared: on PostgreSQL the volume is the database server's business.
+var ErrShared = errors.New("the database is PostgreSQL: its volume is not this pod's")
