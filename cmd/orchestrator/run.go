@@ -23,6 +23,7 @@ Usage:
   orchestrator migrate [up|status] [--data-dir DIR]          apply or list migrations
   orchestrator backup --out FILE [--data-dir DIR]            write a verified snapshot (server may run)
   orchestrator restore --from FILE [--data-dir DIR]          install a snapshot (server stopped)
+  orchestrator migrate-to-postgres --to URL [--data-dir DIR] copy the SQLite database into an empty PostgreSQL (server stopped)
   orchestrator version                                       print the version
   orchestrator send-sample SOURCE [--url URL] [--dev]        sign and send a sample webhook
 
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "backup":
 		return backup(ctx, rest, getenv, stdout, stderr)
+	case "migrate-to-postgres":
+		return migrateToPostgres(ctx, rest, getenv, stdout, stderr)
 	case "restore":
 		return restore(ctx, rest, getenv, stdout, stderr)
 	case "version":
