@@ -9,7 +9,7 @@ import (
 // Deletes go in small batches, each its own short transaction, so the
 // event writer (the group commit) never waits long behind a purge.
 
-// RetentionBatch is how many rows one purge transaction deletes.
+// RetentionBatch is the most rows one purge transaction deletes.
 const RetentionBatch = 500
 
 // FinishedStatuses are the event statuses retention may delete: an event

@@ -31,11 +31,14 @@ type Options struct {
 	Store Store
 	// Bodies, Events, Audit and Keys are how long each is kept.
 	Bodies, Events, Audit, Keys time.Duration
-	// Batch is how many rows one delete takes (default store.RetentionBatch);
-	// Pause is the wait between two batches (default 20 ms), the writer's
+	// Batch is how many rows one delete takes to begin with (default 100);
+	// it then grows or shrinks so that one delete holds the writer for
+	// about BatchTime (default 4 ms), at most store.RetentionBatch rows.
+	// Pause is the wait between two deletes (default 10 ms): the writer's
 	// time for acknowledgements.
-	Batch int
-	Pause time.Duration
+	Batch     int
+	BatchTime time.Duration
+	Pause     time.Duration
 	// Every is how often it runs after the first pass (default 1 h).
 	Every  time.Duration
 	Now    func() time.Time
@@ -59,10 +62,13 @@ func New(o Options) (*Chore, error) {
 		return nil, errors.New("retention: a store is required")
 	}
 	if o.Batch <= 0 {
-		o.Batch = store.RetentionBatch
+		o.Batch = 100
+	}
+	if o.BatchTime <= 0 {
+		o.BatchTime = 4 * time.Millisecond
 	}
 	if o.Pause <= 0 {
-		o.Pause = 20 * time.Millisecond
+		o.Pause = 10 * time.Millisecond
 	}
 	if o.Every <= 0 {
 		o.Every = time.Hour
@@ -116,14 +122,23 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-// batches deletes in batches until one comes back short, pausing between.
+// batches deletes in batches until one comes back short, pausing between,
+// each batch sized so that it holds the writer for about BatchTime.
 func (c *Chore) batches(ctx context.Context, purge func(context.Context, int) (int, error)) (int, error) {
-	total := 0
+	total, size := 0, min(c.o.Batch, store.RetentionBatch)
 	for {
-		n, err := purge(ctx, c.o.Batch)
+		t0 := time.Now()
+		n, err := purge(ctx, size)
+		took := time.Since(t0)
 		total += n
-		if err != nil || n < c.o.Batch {
+		if err != nil || n < size {
 			return total, err
+		}
+		switch {
+		case took > c.o.BatchTime && size > 10:
+			size = max(10, size/2)
+		case took < c.o.BatchTime/2 && size < store.RetentionBatch:
+			size = min(store.RetentionBatch, size*2)
 		}
 		select {
 		case <-ctx.Done():
