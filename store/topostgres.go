@@ -157,23 +157,22 @@ func (db *DB) copyTable(ctx context.Context, dst *DB, table string, types [][2]s
 	}
 	list := strings.Join(cols, ", ")
 	done := 0
-	for offset := 0; ; offset += copyBatch {
-		rows, err := db.read.QueryContext(ctx, `SELECT `+list+` FROM `+table+` ORDER BY rowid LIMIT ? OFFSET ?`, copyBatch, offset)
+	var last int64 // keyset paging on SQLite's rowid: each batch one seek
+	for {
+		rows, err := db.read.QueryContext(ctx, `SELECT rowid, `+list+` FROM `+table+` WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, copyBatch)
 		if err != nil {
 			return done, err
 		}
 		var args []any
 		var values []string
 		for rows.Next() {
-			raw := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range raw {
-				ptrs[i] = &raw[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
+			all, err := scanAny(rows, len(cols)+1)
+			if err != nil {
 				rows.Close()
 				return done, err
 			}
+			last, _ = all[0].(int64)
+			raw := all[1:]
 			marks := make([]string, len(cols))
 			for i, v := range raw {
 				cv, err := toPostgres(v, types[i][1])
@@ -271,12 +270,8 @@ func (db *DB) checksum(ctx context.Context, table string, types [][2]string) (in
 	defer rows.Close()
 	var hashes []string
 	for rows.Next() {
-		raw := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range raw {
-			ptrs[i] = &raw[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		raw, err := scanAny(rows, len(cols))
+		if err != nil {
 			return 0, "", err
 		}
 		h := sha256.New()
@@ -295,6 +290,16 @@ func (db *DB) checksum(ctx context.Context, table string, types [][2]string) (in
 	slices.Sort(hashes)
 	sum := sha256.Sum256([]byte(strings.Join(hashes, "")))
 	return len(hashes), hex.EncodeToString(sum[:]), nil
+}
+
+// scanAny reads a row of n columns as the driver hands them over.
+func scanAny(rows *sql.Rows, n int) ([]any, error) {
+	raw := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	return raw, rows.Scan(ptrs...)
 }
 
 func canonical(v any, pgType string) (string, error) {
