@@ -116,7 +116,7 @@ fuzz:
 ## the real binary with BENCH_EVENTS (default 1 000 000) events stored: start
 ## to ready, events list times, ack and ack-to-agent latency and RSS
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|pages|storage|Benchmark)'
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|pages|storage|purge|copy|Benchmark)'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
