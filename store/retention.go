@@ -83,3 +83,29 @@ func (db *DB) CountEvents(ctx context.Context) (int, error) {
 	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_webhook_events`).Scan(&n)
 	return n, err
 }
+
+// GiveSpaceBack returns the pages a purge freed to the file system and
+// truncates the WAL (SPEC §16), so the database file and its WAL shrink
+// after a purge. On SQLite only; on a database not yet converted to
+// incremental auto-vacuum the first step does nothing.
+func (db *DB) GiveSpaceBack(ctx context.Context) error {
+	if db.Shared() {
+		return nil // PostgreSQL: autovacuum's business
+	}
+	if _, err := db.write.ExecContext(ctx, `PRAGMA incremental_vacuum`); err != nil {
+		return err
+	}
+	_, err := db.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
+}
+
+// AutoVacuum is the database's auto_vacuum mode (0 none, 1 full, 2
+// incremental; PostgreSQL: -1).
+func (db *DB) AutoVacuum(ctx context.Context) (int, error) {
+	if db.Shared() {
+		return -1, nil
+	}
+	var mode int
+	err := db.read.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode)
+	return mode, err
+}

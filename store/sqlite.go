@@ -116,6 +116,13 @@ func dsn(path string, readOnly bool) string {
 		"_pragma=synchronous(FULL)",
 		"_txlock=immediate",
 	}
+	if !readOnly {
+		// A new database gives freed pages back to the file system on
+		// request (PRAGMA incremental_vacuum after a purge, SPEC §16). It
+		// must be set before the first table, so it goes first; on an
+		// existing database it changes nothing until that is converted.
+		q = append([]string{"_pragma=auto_vacuum(INCREMENTAL)"}, q...)
+	}
 	if readOnly {
 		// Readers share the OS page cache; a small private cache each keeps
 		// the pool's memory small (SQLite's default is 2 MB a connection).

@@ -24,6 +24,7 @@ type Store interface {
 	PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int, error)
 	PurgeAckStats(ctx context.Context, cutoff time.Time) (int, error)
+	GiveSpaceBack(ctx context.Context) error
 }
 
 // Options configure the retention chore.
@@ -119,6 +120,9 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 	}
 	rep.AckStats, err = c.o.Store.PurgeAckStats(ctx, now.Add(-store.AckStatsRetention))
 	note(err)
+	if rep.Events+rep.Runs+rep.AgentRuns+rep.AckStats+rep.Bodies > 0 {
+		note(c.o.Store.GiveSpaceBack(ctx))
+	}
 	return rep, errors.Join(errs...)
 }
 

@@ -150,3 +150,47 @@ func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
 		})
 	}
 }
+
+func fileBytes(path string) int64 {
+	var n int64
+	for _, p := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// SPEC §16, space given back: a new SQLite database is in incremental
+// auto-vacuum mode, and after a purge the file and its WAL shrink — a
+// spike's space is not held for ever.
+func TestRetention_SpaceIsGivenBackOnSQLite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db := open(t, store.Options{Path: path})
+	ctx := context.Background()
+	if mode, err := db.AutoVacuum(ctx); err != nil || mode != 2 {
+		t.Fatalf("auto_vacuum = %d %v, want 2 (incremental)", mode, err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	body := make([]byte, 8<<10)
+	for i := range 2000 { // about 16 MB of old, finished events
+		e := store.Event{ID: uuid.NewString(), Source: "github", DeliveryID: fmt.Sprintf("spike-%d", i), EventType: "push",
+			Status: store.EventDelivered, Body: body, ReceivedAt: now.Add(-60 * 24 * time.Hour)}
+		if _, err := db.InsertEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.GiveSpaceBack(ctx); err != nil { // the WAL folded in first: the file holds the spike
+		t.Fatal(err)
+	}
+	before := fileBytes(path)
+	chore, _ := New(Options{Store: db, Events: 30 * 24 * time.Hour, Now: func() time.Time { return now }})
+	if rep, err := chore.Once(ctx); err != nil || rep.Events != 2000 {
+		t.Fatalf("purge %+v %v", rep, err)
+	}
+	after := fileBytes(path)
+	if before < 10<<20 || after > before/4 {
+		t.Fatalf("database and WAL: %d bytes before the purge, %d after; want the spike's space given back", before, after)
+	}
+	t.Logf("database and WAL: %.1f MB before the purge, %.1f MB after", float64(before)/(1<<20), float64(after)/(1<<20))
+}
