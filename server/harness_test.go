@@ -375,8 +375,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 // send posts a signed sample (or body) of a source; headers override.
 func (e *env) send(source string, body []byte, header http.Header) response {
 	e.t.Helper()
-	path := map[string]string{webhook.Slack: "/webhooks/slack/events", webhook.GitHub: "/webhooks/github",
-		webhook.PagerDuty: "/webhooks/pagerduty", webhook.IncidentIO: "/webhooks/incidentio", webhook.Coralogix: "/webhooks/coralogix"}[source]
+	path := ingest.Paths[source]
 	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
 	for k, v := range header {
 		req.Header[k] = v

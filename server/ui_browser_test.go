@@ -147,12 +147,7 @@ func TestUI_TeamsPageAndDeprovisionPlanThenConfirm(t *testing.T) {
 	e, base := uiEnv(t, envOptions{withCluster: true})
 	seedTeams(t, e)
 	ctx := browser(t)
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	do := doer(t, ctx)
 	do(chromedp.Navigate(base+"/ui/login"), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("health-db")),
@@ -579,12 +574,7 @@ func TestUI_ReadableAt1280(t *testing.T) {
 	}
 
 	ctx := browser(t)
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	do := doer(t, ctx)
 	do(chromedp.Navigate(base+"/ui/login"), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("chart-latency")))

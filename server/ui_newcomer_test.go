@@ -16,7 +16,7 @@ func noFollow(c *http.Client) *http.Client {
 	return &http.Client{Jar: c.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-func formPost(t *testing.T, c *http.Client, base, path string, form url.Values) *http.Response {
+func formPost(t testing.TB, c *http.Client, base, path string, form url.Values) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

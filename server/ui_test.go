@@ -51,6 +51,16 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// doer runs browser steps in ctx, failing the test on the first error.
+func doer(t *testing.T, ctx context.Context) func(...chromedp.Action[chromedp.Void]) {
+	return func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
@@ -78,12 +88,7 @@ func reloadUntil(t *testing.T, ctx context.Context, sel, want string) {
 func TestUI_InARealBrowser(t *testing.T) {
 	e, base := uiEnv(t, envOptions{withCluster: true, maxAttempts: 2, backups: true})
 	ctx := browser(t)
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	do := doer(t, ctx)
 
 	// A wrong token is refused with a message.
 	do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")),
@@ -176,14 +181,7 @@ func login(t testing.TB, base, token string) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
-	req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader(url.Values{"token": {token}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", base)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := formPost(t, c, base, "/ui/login", url.Values{"token": {token}})
 	if resp.Request.URL.Path != "/ui/overview" {
 		t.Fatalf("login ended at %s (%d)", resp.Request.URL.Path, resp.StatusCode)
 	}

@@ -105,11 +105,7 @@ func jsonText(v any) any {
 func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, next_attempt_at = ?, updated_at = ?
 		WHERE status = ?`, EventQueued, formatTime(now), formatTime(now), EventDispatching)
-	if err != nil {
-		return 0, err
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return affectedRows(res, err)
 }
 
 // GetEvent returns one event.
@@ -204,11 +200,7 @@ func (db *DB) PurgeBodies(ctx context.Context, cutoff, now time.Time) (int, erro
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET body = NULL, body_purged_at = ?
 		WHERE received_at < ? AND body IS NOT NULL AND status NOT IN (?, ?)`,
 		formatTime(now), formatTime(cutoff), EventQueued, EventDispatching)
-	if err != nil {
-		return 0, err
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return affectedRows(res, err)
 }
 
 // QueueDepth counts events waiting for or in dispatch, of one org if org

@@ -109,3 +109,12 @@ func affected(res sql.Result, err error, what string) error {
 	}
 	return nil
 }
+
+// affectedRows is how many rows a statement changed (or its error).
+func affectedRows(res sql.Result, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}

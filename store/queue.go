@@ -133,11 +133,7 @@ func (db *DB) RequeueExpired(ctx context.Context, now time.Time) (int, error) {
 	at := formatTime(now)
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
 		WHERE status = ? AND next_attempt_at <= ?`, EventQueued, at, EventDispatching, at)
-	if err != nil {
-		return 0, err
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return affectedRows(res, err)
 }
 
 // Outcome is what one dispatch attempt (or one routing) came to for one

@@ -61,14 +61,6 @@ func (db *DB) ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int,
 	return affectedRows(res, err)
 }
 
-func affectedRows(res interface{ RowsAffected() (int64, error) }, err error) (int, error) {
-	if err != nil {
-		return 0, err
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
-}
-
 // CountReceived counts the events received in [since, until) (every org).
 func (db *DB) CountReceived(ctx context.Context, since, until time.Time) (int, error) {
 	var n int

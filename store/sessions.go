@@ -68,9 +68,5 @@ func (db *DB) DeleteSession(ctx context.Context, idHash string) error {
 func (db *DB) DeleteExpiredSessions(ctx context.Context, idleCutoff, createdCutoff time.Time) (int, error) {
 	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_ui_sessions WHERE seen_at < ? OR created_at < ?`,
 		formatTime(idleCutoff), formatTime(createdCutoff))
-	if err != nil {
-		return 0, err
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return affectedRows(res, err)
 }

@@ -154,11 +154,7 @@ func (db *DB) AckLatency(ctx context.Context, since, until time.Time) (Histogram
 // PurgeAckStats drops ack latency rows written before cutoff.
 func (db *DB) PurgeAckStats(ctx context.Context, cutoff time.Time) (int, error) {
 	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_ack_stats WHERE at < ?`, formatTime(cutoff))
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
+	return affectedRows(res, err)
 }
 
 // bucketCase is a CASE expression numbering the interval col falls in:

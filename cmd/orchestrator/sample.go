@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -41,10 +42,7 @@ func sendSample(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func postSample(ctx context.Context, source, baseURL, secret string, dev bool, getenv func(string) string, stdout io.Writer) error {
-	path, ok := map[string]string{
-		webhook.Slack: "/webhooks/slack/events", webhook.GitHub: "/webhooks/github", webhook.PagerDuty: "/webhooks/pagerduty",
-		webhook.IncidentIO: "/webhooks/incidentio", webhook.Coralogix: "/webhooks/coralogix",
-	}[source]
+	path, ok := ingest.Paths[source]
 	if !ok {
 		return &usageError{msg: fmt.Sprintf("send-sample: unknown source %q (want one of %s)", source, strings.Join(config.Sources[:], ", "))}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -49,11 +50,7 @@ func sendSignedSample(t *testing.T, base, source, secret string) int {
 	t.Helper()
 	now := time.Now()
 	body := webhook.Sample(source, "trust-"+source, now)
-	path := "/webhooks/" + source
-	if source == webhook.Slack {
-		path += "/events"
-	}
-	req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", base+ingest.Paths[source], bytes.NewReader(body))
 	req.Header = webhook.Sign(source, secret, body, now, "trust-"+source)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -291,7 +291,12 @@ func (a *Authenticator) limited(client netip.Addr, now time.Time) time.Duration 
 	if f == nil {
 		return 0
 	}
-	level := a.level(f, now)
+	return a.untilNext(a.level(f, now))
+}
+
+// untilNext is how long a bucket at level waits for its next token (0: it
+// has one).
+func (a *Authenticator) untilNext(level float64) time.Duration {
 	if level >= 1 {
 		return 0
 	}
@@ -325,8 +330,8 @@ func (a *Authenticator) failed(client netip.Addr, now time.Time) error {
 		a.clients[client] = f
 	}
 	level := a.level(f, now)
-	if level < 1 {
-		return tooManyFailures(time.Duration((1 - level) / float64(a.opts.FailuresPerMinute) * float64(time.Minute)))
+	if wait := a.untilNext(level); wait > 0 {
+		return tooManyFailures(wait)
 	}
 	f.tokens, f.at = level-1, now
 	return nil

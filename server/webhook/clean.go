@@ -32,9 +32,6 @@ func CheckHeaders(h http.Header) error {
 	return nil
 }
 
-// CleanText reports whether s can be stored as text as it is.
-func CleanText(s string) bool { return cleanText(s) }
-
 func cleanText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // clean repairs a value read from a payload and bounds it: invalid bytes
