@@ -105,10 +105,10 @@ type Dispatcher struct {
 	done    *completer
 
 	mu         sync.Mutex
-	teams      map[store.TeamKey]*bucket
-	tctx       map[store.TeamKey]teamContext
-	arrived    map[store.TeamKey]bool // teams that got due work since the loop last looked
-	rescan     atomic.Bool            // the router stored routes: scan the queue again
+	teams      map[teamID]*bucket
+	tctx       map[teamID]teamContext
+	arrived    map[teamID]store.TeamKey // teams that got due work since the loop last looked
+	rescan     atomic.Bool              // the router stored routes: scan the queue again
 	stop       chan struct{}
 	loopDone   chan struct{}
 	routerDone chan struct{}
@@ -169,7 +169,7 @@ func New(o Options) (*Dispatcher, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		teams: map[store.TeamKey]*bucket{}, tctx: map[store.TeamKey]teamContext{}, arrived: map[store.TeamKey]bool{},
+		teams: map[teamID]*bucket{}, tctx: map[teamID]teamContext{}, arrived: map[teamID]store.TeamKey{},
 		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -223,7 +223,7 @@ func (d *Dispatcher) Notify(org, team string) {
 		return
 	}
 	d.mu.Lock()
-	d.arrived[store.TeamKey{OrgID: org, TeamNodeID: team}] = true
+	d.arrived[teamID{org, team}] = store.TeamKey{OrgID: org, TeamNodeID: team}
 	d.mu.Unlock()
 	d.kickLoop()
 }

@@ -96,14 +96,14 @@ func (d *Dispatcher) takeArrived() {
 	}
 	d.mu.Lock()
 	arrived := d.arrived
-	d.arrived = map[store.TeamKey]bool{}
+	d.arrived = map[teamID]store.TeamKey{}
 	d.mu.Unlock()
 	if d.due == nil {
 		d.stale = true
 		return
 	}
-	for t := range arrived {
-		if !slices.Contains(d.due, t) {
+	for id, t := range arrived {
+		if !slices.ContainsFunc(d.due, func(k store.TeamKey) bool { return idOf(k) == id }) {
 			d.due = append(d.due, t)
 		}
 	}

@@ -9,6 +9,13 @@ import (
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
+// teamID names a team in the dispatcher's maps: its ids alone (a struct,
+// never the ids joined with a separator an id could contain), never a
+// store.TeamKey, whose OldestDue changes from one scan to the next.
+type teamID struct{ org, team string }
+
+func idOf(t store.TeamKey) teamID { return teamID{t.OrgID, t.TeamNodeID} }
+
 // The team gate's budget: TeamPerMinute calls a minute, with a burst of as
 // many. The dispatcher claims a team's events only while its budget has a
 // token, so a held-back event is never touched. On one replica the bucket
@@ -29,10 +36,10 @@ func (d *Dispatcher) take(t store.TeamKey, want int, now time.Time) (int, time.D
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	b := d.teams[t]
+	b := d.teams[idOf(t)]
 	if b == nil {
 		b = &bucket{tokens: float64(d.o.TeamPerMinute), at: now}
-		d.teams[t] = b
+		d.teams[idOf(t)] = b
 	}
 	level := store.Refill(b.tokens, b.at, now, d.o.TeamPerMinute)
 	got, wait := store.TakeTokens(level, want, d.o.TeamPerMinute)
@@ -52,7 +59,7 @@ func (d *Dispatcher) give(t store.TeamKey, n int, now time.Time) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if b := d.teams[t]; b != nil {
+	if b := d.teams[idOf(t)]; b != nil {
 		b.tokens, b.at = store.Refill(b.tokens+float64(n), b.at, now, d.o.TeamPerMinute), now
 	}
 	return nil
@@ -69,7 +76,7 @@ type teamContext struct {
 // context returns the team's token and config, from the cache while the
 // token has more than a minute left, else freshly minted and read.
 func (d *Dispatcher) context(ctx context.Context, org, team string) (teamContext, error) {
-	key := store.TeamKey{OrgID: org, TeamNodeID: team}
+	key := teamID{org, team}
 	d.mu.Lock()
 	tc, ok := d.tctx[key]
 	d.mu.Unlock()
@@ -98,7 +105,7 @@ func (d *Dispatcher) context(ctx context.Context, org, team string) (teamContext
 func (d *Dispatcher) forget(org, team string, err error) {
 	if h, ok := peers.AsHTTPError(err); ok && (h.Status == http.StatusUnauthorized || h.Status == http.StatusForbidden) {
 		d.mu.Lock()
-		delete(d.tctx, store.TeamKey{OrgID: org, TeamNodeID: team})
+		delete(d.tctx, teamID{org, team})
 		d.mu.Unlock()
 	}
 }
