@@ -431,7 +431,7 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 	}
 
 	// Retention purges bodies, keeps metadata; a purged event is not redrivable.
-	n, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now())
+	n, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now(), 1<<30)
 	if err != nil || n != 5 {
 		t.Fatalf("purged %d %v", n, err)
 	}
@@ -442,7 +442,7 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 	unrouted := []byte(`{"type":"event_callback","event_id":"EvOld","event":{"type":"app_mention","channel":"C0NONE","text":"x"}}`)
 	uid := e.send(webhook.Slack, unrouted, webhook.Sign(webhook.Slack, slackSecret, unrouted, time.Now(), "")).body["event_id"].(string)
 	e.waitStatus(uid, store.EventUnrouted)
-	if _, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now()); err != nil {
+	if _, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now(), 1<<30); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do("POST", "/api/v1/admin/events/"+uid+"/redrive", adminToken, nil); r.code != 409 || r.body["error"] != "body_purged" {

@@ -32,7 +32,7 @@ func fillMillion(b *testing.B, path string, n int, end time.Time, span time.Dura
 	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
 	sources := []string{"slack", "github", "pagerduty", "incidentio", "coralogix"}
 	statuses := []string{"delivered", "delivered", "delivered", "delivered", "delivered", "dead", "unrouted", "ignored", "queued", "delivered"}
-	body := []byte(`{"incident":{"id":"Q1","title":"disk full on db-7","status":"triggered","service":{"id":"PF9KMXH"}}}`)
+	payload := store.EncodePayload(nil, []byte(`{"incident":{"id":"Q1","title":"disk full on db-7","status":"triggered","service":{"id":"PF9KMXH"}}}`))
 	const batch = 10_000
 	var digest string
 	for i := 0; i < n; i += batch {
@@ -40,9 +40,9 @@ func fillMillion(b *testing.B, path string, n int, end time.Time, span time.Dura
 		if err != nil {
 			b.Fatal(err)
 		}
-		ev, err := tx.Prepare(`INSERT INTO orchestrator_webhook_events (id, source, delivery_id, event_type, status, routing_identifiers,
-			org_id, team_node_id, matched_by, attempts, headers, body, received_at, updated_at, digest_run_id, digest_size)
-			VALUES (?, ?, ?, 'incident.triggered', ?, '{}', ?, ?, 'test', 1, '{}', ?, ?, ?, ?, ?)`)
+		ev, err := tx.Prepare(`INSERT INTO orchestrator_webhook_events (source, delivery_id, event_type, status, routing_identifiers,
+			org_id, team_node_id, matched_by, attempts, payload, received_at, updated_at, digest_run_id, digest_size)
+			VALUES (?, ?, 'incident.triggered', ?, '{}', ?, ?, 'test', 1, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func fillMillion(b *testing.B, path string, n int, end time.Time, span time.Dura
 				}
 				digestID, size = digest, 10
 			}
-			if _, err := ev.Exec(uuid.NewString(), sources[j%len(sources)], fmt.Sprintf("bench-%d", j), st, org, team, body, ts(at), ts(at), digestID, size); err != nil {
+			if _, err := ev.Exec(sources[j%len(sources)], fmt.Sprintf("bench-%d", j), st, org, team, payload, at.UnixMilli(), at.UnixMilli(), digestID, size); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -61,7 +61,7 @@ func BenchmarkBytesPerStoredEvent(b *testing.B) {
 		b.Fatal(err)
 	}
 	snapWith := snap("with.db")
-	if _, err := e.db.PurgeBodies(ctx, time.Now().Add(time.Hour), time.Now()); err != nil {
+	if _, err := e.db.PurgeBodies(ctx, time.Now().Add(time.Hour), time.Now(), 1<<30); err != nil {
 		b.Fatal(err)
 	}
 	without, err := e.db.UsedBytes(ctx)

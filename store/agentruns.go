@@ -65,9 +65,13 @@ func scanAgentRun(row rowScanner) (AgentRun, error) {
 // EventAgentRuns lists the agent calls made for an event, oldest first:
 // its own calls and the digest it was last folded into.
 func (db *DB) EventAgentRuns(ctx context.Context, eventID string) ([]AgentRun, error) {
+	cond, arg, ok := eventRef(eventID)
+	if !ok {
+		return nil, nil
+	}
 	rows, err := db.read.QueryContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
-		WHERE webhook_event_id = ? OR id = (SELECT digest_run_id FROM orchestrator_webhook_events WHERE id = ?)
-		ORDER BY started_at, id`, eventID, eventID)
+		WHERE webhook_event_id = ? OR id = (SELECT digest_run_id FROM orchestrator_webhook_events WHERE `+cond+`)
+		ORDER BY started_at, id`, eventID, arg)
 	if err != nil {
 		return nil, err
 	}

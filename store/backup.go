@@ -37,13 +37,13 @@ func (db *DB) Versions(ctx context.Context) (current, known int64, err error) {
 }
 
 // KnownVersion reads the newest migration version among goose SQL files
-// (NNNNN_name.sql), without a database.
+// (NNNNN_name.sql) and this build's Go migrations, without a database.
 func KnownVersion(fsys fs.FS) (int64, error) {
 	names, err := fs.Glob(fsys, "*.sql")
 	if err != nil {
 		return 0, err
 	}
-	var known int64
+	var known int64 = leanEventsVersion
 	for _, n := range names {
 		head, _, _ := strings.Cut(n, "_")
 		v, err := strconv.ParseInt(head, 10, 64)

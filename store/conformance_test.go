@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,10 +60,11 @@ func conform(t *testing.T, f func(t *testing.T, db *DB, where string)) {
 	}
 }
 
-var t0 = time.Date(2026, 11, 24, 12, 0, 0, 123456000, time.UTC)
+// Events keep their times to the millisecond (migration 7).
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 123000000, time.UTC)
 
 func newEvent(source, delivery string, at time.Time) Event {
-	return Event{ID: uuid.NewString(), Source: source, DeliveryID: delivery, EventType: "x", Status: EventQueued,
+	return Event{Source: source, DeliveryID: delivery, EventType: "x", Status: EventQueued,
 		Identifiers: map[string]string{"k": delivery}, Headers: map[string]string{"h": "v"}, Body: []byte(`{"d":"` + delivery + `"}`),
 		ReceivedAt: at}
 }
@@ -119,7 +121,7 @@ func TestConformance_InsertDedupesConcurrentRedeliveries(t *testing.T) {
 		if err != nil || n != 200 {
 			t.Fatalf("queue depth = %d %v", n, err)
 		}
-		// Everything stored reads back as written, to the microsecond.
+		// Everything stored reads back as written, to the millisecond.
 		for d, id := range stored {
 			e, err := db.GetEvent(ctx, id)
 			if err != nil || e.DeliveryID != d || string(e.Body) != `{"d":"`+d+`"}` || !e.ReceivedAt.Equal(t0) ||
@@ -162,7 +164,7 @@ func TestConformance_ListPagesAndFilters(t *testing.T) {
 				t.Fatalf("event %s twice", e.ID)
 			}
 			seen[e.ID] = true
-			if i > 0 && (e.ReceivedAt.After(all[i-1].ReceivedAt) || e.ReceivedAt.Equal(all[i-1].ReceivedAt) && e.ID > all[i-1].ID) {
+			if i > 0 && (e.ReceivedAt.After(all[i-1].ReceivedAt) || e.ReceivedAt.Equal(all[i-1].ReceivedAt) && e.Key > all[i-1].Key) {
 				t.Fatalf("not newest first at %d", i)
 			}
 			if e.Body != nil {
@@ -362,7 +364,7 @@ func TestConformance_RedriveAndPurge(t *testing.T) {
 		if err != nil || e.Status != EventQueued || !e.Solo || e.Attempts != 0 {
 			t.Fatalf("redrive = %+v %v", e, err)
 		}
-		if n, err := db.PurgeBodies(ctx, t0.Add(time.Hour), t0.Add(time.Hour)); err != nil || n != 1 {
+		if n, err := db.PurgeBodies(ctx, t0.Add(time.Hour), t0.Add(time.Hour), 1<<30); err != nil || n != 1 {
 			t.Fatalf("purged %d %v; want the dead event's body only", n, err)
 		}
 		dead, _ := db.GetEvent(ctx, ids[1])
@@ -634,26 +636,35 @@ func TestConformance_ReplicasMigrateTogether(t *testing.T) {
 
 // SPEC §18: one event the database refuses fails alone, never the others
 // committed with it. The batch is handed to the group commit as one: the
-// second event repeats the first's primary key (both databases refuse it;
-// on PostgreSQL the refusal aborts the whole transaction), so before the
-// fix the first and third failed with it.
+// second event's row breaks a NOT NULL constraint (both databases refuse
+// it; on PostgreSQL the refusal aborts the whole transaction), so before
+// the fix the first and third failed with it.
 func TestConformance_ARefusedEventFailsAloneInItsBatch(t *testing.T) {
+	// req is an event as InsertEvent hands it to the group commit; a
+	// refused one has no status (NOT NULL: both databases refuse the row;
+	// InsertEvent's own checks would have stopped it earlier).
+	req := func(e Event, refused bool) insertReq {
+		r := insertReq{ev: e, vals: e.rowValues(), done: make(chan insertDone, 1)}
+		if refused {
+			r.vals[3] = nil
+		}
+		return r
+	}
 	conform(t, func(t *testing.T, db *DB, _ string) {
 		ctx := context.Background()
 		good1, good2 := newEvent("slack", "good-1", t0), newEvent("slack", "good-2", t0)
 		bad := newEvent("slack", "bad", t0)
-		bad.ID = good1.ID
-		batch := []insertReq{{ev: good1, done: make(chan insertDone, 1)}, {ev: bad, done: make(chan insertDone, 1)},
-			{ev: good2, done: make(chan insertDone, 1)}}
+		batch := []insertReq{req(good1, false), req(bad, true), req(good2, false)}
 		// The committer goroutine is idle: nothing else inserts here.
 		db.commitBatch(batch)
 		for i, want := range []bool{true, false, true} {
 			d := <-batch[i].done
-			if ok := d.err == nil && !d.res.Duplicate && d.res.ID == batch[i].ev.ID; ok != want {
+			if ok := d.err == nil && !d.res.Duplicate && d.res.ID != ""; ok != want {
 				t.Fatalf("event %d of the batch: %+v, stored=%v, want stored=%v", i, d, ok, want)
 			}
+			batch[i].ev.ID = d.res.ID
 		}
-		for _, id := range []string{good1.ID, good2.ID} {
+		for _, id := range []string{batch[0].ev.ID, batch[2].ev.ID} {
 			if e, err := db.GetEvent(ctx, id); err != nil || e.Status != EventQueued {
 				t.Fatalf("good event %s: %+v %v", id, e, err)
 			}
@@ -668,11 +679,10 @@ func TestConformance_ARefusedEventFailsAloneInItsBatch(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				e := newEvent("github", fmt.Sprintf("storm-%d", i), t0)
-				if i%21 == 20 {
-					e.ID = good2.ID // refused: the key is taken
-				}
-				_, err := db.InsertEvent(ctx, e)
+				// Handed to the group commit as InsertEvent does.
+				r := req(newEvent("github", fmt.Sprintf("storm-%d", i), t0), i%21 == 20)
+				db.inserts <- r
+				err := (<-r.done).err
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -719,26 +729,27 @@ func TestConformance_UncleanTextIsRefusedBeforeTheBatch(t *testing.T) {
 // replay and a duplicate of the first (SPEC §18), for as long as the first
 // is kept; other sources' bodies may repeat.
 func TestConformance_GitHubReplayOfABodyIsADuplicate(t *testing.T) {
+	sum12 := strings.Repeat("ab12", 16)
 	conform(t, func(t *testing.T, db *DB, _ string) {
 		ctx := context.Background()
 		first := newEvent("github", "delivery-1", t0)
-		first.BodySHA256 = "ab12"
+		first.BodySHA256 = sum12
 		r1, err := db.InsertEvent(ctx, first)
 		if err != nil || r1.Duplicate {
 			t.Fatal(r1, err)
 		}
 		replay := newEvent("github", "delivery-2", t0)
-		replay.BodySHA256 = "ab12"
+		replay.BodySHA256 = sum12
 		r2, err := db.InsertEvent(ctx, replay)
-		if err != nil || !r2.Duplicate || r2.ID != first.ID {
-			t.Fatalf("replay = %+v %v, want a duplicate of %s", r2, err, first.ID)
+		if err != nil || !r2.Duplicate || r2.ID != r1.ID {
+			t.Fatalf("replay = %+v %v, want a duplicate of %s", r2, err, r1.ID)
 		}
 		other := newEvent("slack", "delivery-1", t0)
-		other.BodySHA256 = "ab12"
+		other.BodySHA256 = sum12
 		if r3, err := db.InsertEvent(ctx, other); err != nil || r3.Duplicate {
 			t.Fatalf("another source with the same body = %+v %v", r3, err)
 		}
-		if e, err := db.GetEvent(ctx, first.ID); err != nil || e.BodySHA256 != "ab12" {
+		if e, err := db.GetEvent(ctx, r1.ID); err != nil || e.BodySHA256 != sum12 {
 			t.Fatalf("stored hash = %+v %v", e, err)
 		}
 	})

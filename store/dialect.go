@@ -32,9 +32,9 @@ type dialect struct {
 	probe func(ctx context.Context, db *DB) error
 	// uniqueViolation matches the driver's unique-constraint error.
 	uniqueViolation func(error) bool
-	// millisBetween is an SQL expression: whole milliseconds from the
-	// timestamp column a to b.
-	millisBetween func(a, b string) string
+	// epochMillis is an SQL expression: the TIMESTAMP column c in whole
+	// milliseconds since the Unix epoch (as the events table stores times).
+	epochMillis func(c string) string
 }
 
 // rebinds caches the numbered form of each query (queries are constants).

@@ -3,11 +3,15 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Webhook event statuses (SPEC §6): queued → dispatching → delivered |
@@ -31,7 +35,11 @@ var ErrBodyPurged = errors.New("event body purged by retention")
 
 // Event is a stored webhook event.
 type Event struct {
-	ID            string
+	// ID is the event's id as the API shows it: the decimal of Key, or, for
+	// an event stored before migration 7, the UUID it was given then.
+	ID string
+	// Key is the row's integer id, assigned when the event is stored.
+	Key           int64
 	Source        string
 	DeliveryID    string
 	EventType     string
@@ -62,37 +70,57 @@ type Event struct {
 	BodySHA256 string
 }
 
-const eventColumns = `id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
-	matched_by, attempts, next_attempt_at, last_error, headers, body, body_purged_at, received_at, updated_at, finished_at,
+const eventColumns = `id, legacy_id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
+	matched_by, attempts, next_attempt_at, last_error, payload, body_purged_at, received_at, updated_at, finished_at,
 	digest_run_id, digest_size, solo, body_sha256`
 
-// eventColumnsNoBody selects the same columns with the body left out (lists
-// and routing do not need it, and it can be large).
-var eventColumnsNoBody = strings.Replace(eventColumns, " body,", " NULL,", 1)
+// eventColumnsNoBody selects the same columns with the payload (headers and
+// body) left out: lists and routing do not need it.
+var eventColumnsNoBody = strings.Replace(eventColumns, " payload,", " NULL,", 1)
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
-	var idents, org, team, matched, lastErr, headers, digest, sum sql.NullString
+	var legacy, idents, org, team, matched, lastErr, digest sql.NullString
 	var digestSize sql.NullInt64
-	var next, purged, received, updated, finished nullTime
-	err := row.Scan(&e.ID, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
-		&matched, &e.Attempts, &next, &lastErr, &headers, &e.Body, &purged, &received, &updated, &finished,
+	var next, purged, received, updated, finished msTime
+	var payload, sum []byte
+	err := row.Scan(&e.Key, &legacy, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
+		&matched, &e.Attempts, &next, &lastErr, &payload, &purged, &received, &updated, &finished,
 		&digest, &digestSize, &e.Solo, &sum)
 	if err != nil {
 		return Event{}, err
 	}
-	e.DigestRunID, e.DigestSize, e.BodySHA256 = digest.String, int(digestSize.Int64), sum.String
+	e.ID = strconv.FormatInt(e.Key, 10)
+	if legacy.Valid {
+		e.ID = legacy.String
+	}
+	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
+	if len(sum) > 0 {
+		e.BodySHA256 = hex.EncodeToString(sum)
+	}
 	e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError = org.String, team.String, matched.String, lastErr.String
 	if idents.Valid {
 		_ = json.Unmarshal([]byte(idents.String), &e.Identifiers)
 	}
-	if headers.Valid {
-		_ = json.Unmarshal([]byte(headers.String), &e.Headers)
+	if e.Headers, e.Body, err = decodePayload(payload); err != nil {
+		return Event{}, fmt.Errorf("store: event %s: %w", e.ID, err)
 	}
 	e.NextAttemptAt, e.BodyPurgedAt, e.ReceivedAt, e.UpdatedAt, e.FinishedAt = next.Time, purged.ptr(), received.Time, updated.Time, finished.ptr()
 	return e, nil
 }
 
+// eventRef is the condition that finds the event the API names id: by its
+// key, or by the UUID of an event stored before migration 7. ok is false
+// for an id no event can have.
+func eventRef(id string) (cond string, arg any, ok bool) {
+	if k, err := strconv.ParseInt(id, 10, 64); err == nil && k > 0 && strconv.FormatInt(k, 10) == id {
+		return "id = ?", k, true
+	}
+	if u, err := uuid.Parse(id); err == nil && len(id) == 36 {
+		return "legacy_id = ?", u.String(), true
+	}
+	return "", nil, false
+}
 func jsonText(v any) any {
 	b, err := json.Marshal(v)
 	if err != nil || string(b) == "null" {
@@ -104,13 +132,17 @@ func jsonText(v any) any {
 // RequeueDispatching returns events a crash left dispatching to the queue.
 func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, next_attempt_at = ?, updated_at = ?
-		WHERE status = ?`, EventQueued, formatTime(now), formatTime(now), EventDispatching)
+		WHERE `+activeStatuses+` AND status = ?`, EventQueued, ms(now), ms(now), EventDispatching)
 	return affectedRows(res, err)
 }
 
 // GetEvent returns one event.
 func (db *DB) GetEvent(ctx context.Context, id string) (Event, error) {
-	e, err := scanEvent(db.read.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE id = ?`, id))
+	cond, arg, ok := eventRef(id)
+	if !ok {
+		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
+	}
+	e, err := scanEvent(db.read.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE `+cond, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
 	}
@@ -134,7 +166,7 @@ type EventFilter struct {
 
 // EventCursor is the paging cursor that names e: Cursor pages older than
 // it, Before newer.
-func EventCursor(e Event) string { return encodeCursor(e.ReceivedAt, e.ID) }
+func EventCursor(e Event) string { return encodeCursor(e.ReceivedAt, strconv.FormatInt(e.Key, 10)) }
 
 // ListEvents returns events newest first and the next page's cursor. The
 // list leaves bodies out: they can be large, and the detail has them.
@@ -142,18 +174,21 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 	var w filter
 	w.eq("source", f.Source)
 	w.eq("status", f.Status)
+	if f.Status != "" && f.Status != EventDelivered && f.Status != EventIgnored {
+		w.add(rareStatuses) // lets the rare statuses' partial index serve
+	}
 	w.eq("org_id", f.OrgID)
 	w.eq("team_node_id", f.TeamNodeID)
 	w.eq("delivery_id", f.DeliveryID)
 	if !f.Since.IsZero() {
-		w.add("received_at >= ?", formatTime(f.Since))
+		w.add("received_at >= ?", ms(f.Since))
 	}
 	if !f.Until.IsZero() {
-		w.add("received_at < ?", formatTime(f.Until))
+		w.add("received_at < ?", ms(f.Until))
 	}
 	return page[Event]{table: "orchestrator_webhook_events", columns: eventColumnsNoBody,
-		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, before: f.Before, scan: scanEvent,
-		key: func(e Event) (time.Time, string) { return e.ReceivedAt, e.ID }}.run(ctx, db.read, w)
+		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, before: f.Before, scan: scanEvent, keyArgs: eventKeyArgs,
+		key: func(e Event) (time.Time, string) { return e.ReceivedAt, strconv.FormatInt(e.Key, 10) }}.run(ctx, db.read, w)
 }
 
 // Redrivable reports whether the event's status allows queueing it again:
@@ -170,7 +205,11 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 		return Event{}, err
 	}
 	defer tx.Rollback()
-	e, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE id = ?`+db.d.forUpdate, id))
+	cond, arg, ok := eventRef(id)
+	if !ok {
+		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
+	}
+	e, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM orchestrator_webhook_events WHERE `+cond+db.d.forUpdate, arg))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Event{}, fmt.Errorf("%w: event %s", ErrNotFound, id)
@@ -181,10 +220,10 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 	case e.BodyPurgedAt != nil:
 		return Event{}, fmt.Errorf("%w: event %s", ErrBodyPurged, id)
 	}
-	at := formatTime(now)
+	at := ms(now)
 	// A redriven event goes alone (solo), never folded into a digest.
 	if _, err := tx.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
-		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL WHERE id = ?`, EventQueued, at, at, true, id); err != nil {
+		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL WHERE id = ?`, EventQueued, at, at, true, e.Key); err != nil {
 		return Event{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -194,19 +233,23 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 	return e, nil
 }
 
-// PurgeBodies drops the raw bodies of events received before cutoff that
-// are not waiting in the queue; their metadata stays.
-func (db *DB) PurgeBodies(ctx context.Context, cutoff, now time.Time) (int, error) {
-	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET body = NULL, body_purged_at = ?
-		WHERE received_at < ? AND body IS NOT NULL AND status NOT IN (?, ?)`,
-		formatTime(now), formatTime(cutoff), EventQueued, EventDispatching)
+// PurgeBodies drops the payloads (headers and body) of up to limit events
+// received before cutoff that are not waiting in the queue; their metadata
+// stays. Fewer than limit means none is left. ix_webhook_events_payload
+// holds only the events that still have one, so each batch reads just
+// what it purges.
+func (db *DB) PurgeBodies(ctx context.Context, cutoff, now time.Time, limit int) (int, error) {
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET payload = NULL, body_purged_at = ?
+		WHERE id IN (SELECT id FROM orchestrator_webhook_events WHERE `+withPayload+` AND received_at < ?
+			AND status NOT IN (?, ?) ORDER BY received_at LIMIT ?)`,
+		ms(now), ms(cutoff), EventQueued, EventDispatching, limit)
 	return affectedRows(res, err)
 }
 
 // QueueDepth counts events waiting for or in dispatch, of one org if org
 // is not "" (events not yet routed belong to no org).
 func (db *DB) QueueDepth(ctx context.Context, org string) (int, error) {
-	q, args := `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE status IN (?, ?)`, []any{EventQueued, EventDispatching}
+	q, args := `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE `+activeStatuses, []any{}
 	if org != "" {
 		q, args = q+` AND org_id = ?`, append(args, org)
 	}
@@ -230,7 +273,7 @@ func (db *DB) CountEventsSince(ctx context.Context, since time.Time, org string)
 	// Bounded on both sides, or SQLite's planner walks the whole
 	// (source, received_at) index for the GROUP BY instead of the hour.
 	q, args := `SELECT source, COUNT(*) FROM orchestrator_webhook_events WHERE received_at >= ? AND received_at < ?`,
-		[]any{formatTime(since), formatTime(endOfTime)}
+		[]any{ms(since), ms(endOfTime)}
 	if org != "" {
 		q, args = q+` AND org_id = ?`, append(args, org)
 	}
@@ -243,3 +286,46 @@ func (db *DB) CountEventsSince(ctx context.Context, since time.Time, org string)
 		return c, r.Scan(&c.Source, &c.Count)
 	})
 }
+
+// ms is a time as the events table stores it: milliseconds since the Unix
+// epoch (migration 7).
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// msTime scans an events table time (milliseconds, or NULL).
+type msTime struct {
+	Time  time.Time
+	Valid bool
+}
+
+func (m *msTime) Scan(v any) error {
+	var n sql.NullInt64
+	if err := n.Scan(v); err != nil {
+		return err
+	}
+	*m = msTime{Valid: n.Valid}
+	if n.Valid {
+		m.Time = time.UnixMilli(n.Int64).UTC()
+	}
+	return nil
+}
+
+func (m msTime) ptr() *time.Time {
+	if !m.Valid {
+		return nil
+	}
+	t := m.Time
+	return &t
+}
+
+// eventKeyArgs turns an events cursor's time and key into query arguments.
+func eventKeyArgs(at, id string) (any, any, error) {
+	t, err := time.Parse(timeLayout, at)
+	k, kerr := strconv.ParseInt(id, 10, 64)
+	if err != nil || kerr != nil {
+		return nil, nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+	}
+	return ms(t), k, nil
+}
+
+// withPayload is ix_webhook_events_payload's condition.
+const withPayload = `payload IS NOT NULL`

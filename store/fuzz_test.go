@@ -9,7 +9,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
 )
 
@@ -29,12 +28,11 @@ func FuzzInsertEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, delivery, eventType, identKey, identValue, header string, body []byte) {
 		e := Event{Source: "slack", DeliveryID: delivery, EventType: eventType, Status: EventQueued,
 			Identifiers: map[string]string{identKey: identValue}, Headers: map[string]string{"x-h": header},
-			Body: body, BodySHA256: "ab", ReceivedAt: t0}
+			Body: body, BodySHA256: strings.Repeat("ab", 32), ReceivedAt: t0}
 		clean := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 		valid := delivery != "" && clean(delivery) && clean(eventType) && clean(identKey) && clean(identValue) && clean(header) &&
 			utf8.RuneCountInString(delivery) <= 255 && utf8.RuneCountInString(eventType) <= 128
 		for name, db := range dbs {
-			e.ID = uuid.NewString()
 			r, err := db.InsertEvent(context.Background(), e)
 			switch {
 			case !valid && !errors.Is(err, ErrInvalid):

@@ -6,65 +6,71 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
 
-const insertEventSQL = `INSERT INTO orchestrator_webhook_events
-	(id, source, delivery_id, event_type, status, routing_identifiers, attempts, next_attempt_at, last_error,
-	 headers, body, received_at, updated_at, finished_at, org_id, team_node_id, matched_by, body_sha256)
-	VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (source, delivery_id) DO NOTHING`
+// insertColumns are what a new event's row is written with; the id is the
+// database's.
+var insertColumns = []string{"source", "delivery_id", "event_type", "status", "routing_identifiers", "next_attempt_at",
+	"last_error", "payload", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256"}
 
-const findEventSQL = `SELECT id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`
+// insertSQL inserts n events in one statement. ON CONFLICT DO NOTHING
+// without a target skips a redelivery (ux_webhook_events_delivery) and a
+// GitHub replay (ux_webhook_events_replay) alike; RETURNING names the rows
+// it stored.
+func insertSQL(n int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(insertColumns)), ", ") + ")"
+	return `INSERT INTO orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + ` ON CONFLICT DO NOTHING RETURNING id, source, delivery_id`
+}
+
+const findEventSQL = `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`
 
 // replaySource is the source whose bodies are unique (its signature covers
-// the body alone); ux_webhook_events_replay (migration 00006) indexes them.
+// the body alone); ux_webhook_events_replay indexes them.
 const replaySource = "github"
 
 // findReplaySQL names the source literally so that both databases use the
 // partial index.
-const findReplaySQL = `SELECT id FROM orchestrator_webhook_events WHERE source = 'github' AND body_sha256 = ?`
+const findReplaySQL = `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = 'github' AND body_sha256 = ?`
+
+// chunkSizes are the statement sizes a batch is cut into (largest first):
+// a batch of n events takes one statement per bit of n, and only these
+// nine statements are ever prepared.
+var chunkSizes = []int{256, 128, 64, 32, 16, 8, 4, 2, 1}
 
 // eventStmts are the group commit's statements, prepared once: preparing
 // per event cost more than the insert itself.
-type eventStmts struct{ insert, find, replay *sql.Stmt }
+type eventStmts struct {
+	insert        map[int]*sql.Stmt
+	find, replay  *sql.Stmt
+}
 
-// insertEvent is one event in a group commit: it reports the stored id and
-// whether the (source, delivery id) — or, for GitHub, the body — was
-// already there.
-func insertEvent(ctx context.Context, st eventStmts, e Event) (string, bool, error) {
-	if e.Source == replaySource && e.BodySHA256 != "" {
-		var id string
-		switch err := st.replay.QueryRowContext(ctx, e.BodySHA256).Scan(&id); {
-		case err == nil:
-			return id, true, nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return "", false, err
-		}
-	}
-	insert, find := st.insert, st.find
-	at := formatTime(e.ReceivedAt)
-	var finished any
+// deliveryKey is what makes an event a redelivery of another.
+type deliveryKey struct{ source, delivery string }
+
+// rowValues are an event's insertColumns, computed by the caller's
+// goroutine (the payload's compression among them), not the writer's.
+func (e Event) rowValues() []any {
+	at := ms(e.ReceivedAt)
+	var finished, sum any
 	if e.Status != EventQueued {
 		finished = at
 	}
-	res, err := insert.ExecContext(ctx, e.ID, e.Source, e.DeliveryID, e.EventType, e.Status, jsonText(e.Identifiers),
-		at, nullIfEmpty(e.LastError), jsonText(e.Headers), e.Body, at, at, finished,
-		nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID), nullIfEmpty(e.MatchedBy), nullIfEmpty(e.BodySHA256))
-	if err != nil {
-		return "", false, err
+	if b, err := hex.DecodeString(e.BodySHA256); err == nil && len(b) == sha256.Size {
+		sum = b
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return e.ID, false, nil
-	}
-	var id string
-	err = find.QueryRowContext(ctx, e.Source, e.DeliveryID).Scan(&id)
-	return id, true, err
+	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, jsonText(e.Identifiers), at, nullIfEmpty(e.LastError),
+		encodePayload(e.Headers, e.Body), at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
+		nullIfEmpty(e.MatchedBy), sum}
 }
 
 // InsertResult is the outcome of InsertEvent.
@@ -75,6 +81,7 @@ type InsertResult struct {
 
 type insertReq struct {
 	ev   Event
+	vals []any
 	done chan insertDone
 }
 
@@ -92,13 +99,13 @@ const maxBatch = 256
 // calls are batched into one transaction by a single writer goroutine, so
 // that durability costs one fsync per batch, not per event.
 func (db *DB) InsertEvent(ctx context.Context, e Event) (InsertResult, error) {
-	if e.ID == "" || e.Source == "" || e.DeliveryID == "" || e.Status == "" {
-		return InsertResult{}, fmt.Errorf("%w: event needs id, source, delivery id and status", ErrInvalid)
+	if e.Source == "" || e.DeliveryID == "" || e.Status == "" {
+		return InsertResult{}, fmt.Errorf("%w: event needs source, delivery id and status", ErrInvalid)
 	}
 	if err := e.checkText(); err != nil {
 		return InsertResult{}, err
 	}
-	req := insertReq{ev: e, done: make(chan insertDone, 1)}
+	req := insertReq{ev: e, vals: e.rowValues(), done: make(chan insertDone, 1)}
 	select {
 	case db.inserts <- req:
 	case <-db.closing:
@@ -183,14 +190,17 @@ func (db *DB) commitBatch(batch []insertReq) {
 	db.batches.Add(1)
 }
 
-// insertBatch inserts the events in one transaction. It stops at the first
-// row the database refuses (rowFailed) and then commits nothing.
+// insertBatch inserts the events in one transaction, a few multi-row
+// statements for the whole batch. It stops at the first statement the
+// database refuses (rowFailed) and then commits nothing.
 func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []insertDone, rowFailed bool, err error) {
 	results = make([]insertDone, len(batch))
 	if db.stmts.insert == nil {
-		var st eventStmts
-		if st.insert, err = db.write.PrepareContext(ctx, insertEventSQL); err != nil {
-			return results, false, err
+		st := eventStmts{insert: map[int]*sql.Stmt{}}
+		for _, n := range chunkSizes {
+			if st.insert[n], err = db.write.PrepareContext(ctx, insertSQL(n)); err != nil {
+				return results, false, err
+			}
 		}
 		if st.find, err = db.write.PrepareContext(ctx, findEventSQL); err != nil {
 			return results, false, err
@@ -205,15 +215,79 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 		return results, false, err
 	}
 	defer tx.Rollback()
-	st := eventStmts{tx.StmtContext(ctx, db.stmts.insert), tx.StmtContext(ctx, db.stmts.find), tx.StmtContext(ctx, db.stmts.replay)}
+	stored := make(map[deliveryKey]int64, len(batch))
+	rest := batch
+	for _, n := range chunkSizes {
+		for len(rest) >= n {
+			args := make([]any, 0, n*len(insertColumns))
+			for _, r := range rest[:n] {
+				args = append(args, r.vals...)
+			}
+			rows, err := tx.StmtContext(ctx, db.stmts.insert[n]).QueryContext(ctx, args...)
+			if err != nil {
+				return results, true, err
+			}
+			for rows.Next() {
+				var id int64
+				var k deliveryKey
+				if err := rows.Scan(&id, &k.source, &k.delivery); err != nil {
+					rows.Close()
+					return results, true, err
+				}
+				stored[k] = id
+			}
+			if err := rows.Close(); err != nil {
+				return results, true, err
+			}
+			if err := rows.Err(); err != nil {
+				return results, true, err
+			}
+			rest = rest[n:]
+		}
+	}
+	// The first of the batch with a delivery that was stored is new; the
+	// others, and those the database skipped, are duplicates of the row
+	// already there.
 	for i, r := range batch {
-		id, dup, err := insertEvent(ctx, st, r.ev)
+		k := deliveryKey{r.ev.Source, r.ev.DeliveryID}
+		if id, ok := stored[k]; ok {
+			results[i] = insertDone{res: InsertResult{ID: strconv.FormatInt(id, 10)}}
+			delete(stored, k)
+			continue
+		}
+		id, err := db.existing(ctx, tx, r.ev)
 		if err != nil {
 			return results, true, err
 		}
-		results[i] = insertDone{res: InsertResult{ID: id, Duplicate: dup}}
+		results[i] = insertDone{res: InsertResult{ID: id, Duplicate: true}}
 	}
 	return results, false, tx.Commit()
+}
+
+// existing names the stored event a skipped one duplicates: the same
+// delivery, or for GitHub the same body.
+func (db *DB) existing(ctx context.Context, t tx, e Event) (string, error) {
+	scan := func(row *sql.Row) (string, error) {
+		var id int64
+		var legacy sql.NullString
+		if err := row.Scan(&id, &legacy); err != nil {
+			return "", err
+		}
+		if legacy.Valid {
+			return legacy.String, nil
+		}
+		return strconv.FormatInt(id, 10), nil
+	}
+	id, err := scan(t.StmtContext(ctx, db.stmts.find).QueryRowContext(ctx, e.Source, e.DeliveryID))
+	if errors.Is(err, sql.ErrNoRows) && e.Source == replaySource {
+		if sum, herr := hex.DecodeString(e.BodySHA256); herr == nil {
+			id, err = scan(t.StmtContext(ctx, db.stmts.replay).QueryRowContext(ctx, sum))
+		}
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("store: event %s/%s was neither stored nor found", e.Source, e.DeliveryID)
+	}
+	return id, err
 }
 
 // checkText refuses what the databases would refuse or mangle (SPEC §18:
@@ -221,7 +295,12 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 // characters), so a bad value never reaches a batch.
 func (e Event) checkText() error {
 	bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
-	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError, e.BodySHA256} {
+	if e.BodySHA256 != "" {
+		if b, err := hex.DecodeString(e.BodySHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("%w: body_sha256 is not a hex SHA-256", ErrInvalid)
+		}
+	}
+	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError} {
 		if bad(s) {
 			return fmt.Errorf("%w: event text is not valid UTF-8 without NUL", ErrInvalid)
 		}
@@ -230,7 +309,7 @@ func (e Event) checkText() error {
 		s string
 		n int
 	}{{e.Source, 32}, {e.DeliveryID, 255}, {e.EventType, 128}, {e.Status, 32}, {e.OrgID, 128}, {e.TeamNodeID, 128},
-		{e.MatchedBy, 64}, {e.BodySHA256, 64}} {
+		{e.MatchedBy, 64}} {
 		if utf8.RuneCountInString(c.s) > c.n {
 			return fmt.Errorf("%w: %q is longer than its column (%d characters)", ErrInvalid, c.s[:min(len(c.s), 40)], c.n)
 		}

@@ -23,8 +23,8 @@ var postgresDialect = &dialect{
 	// Replicas claiming at once each take different events.
 	skipLocked: " FOR UPDATE SKIP LOCKED",
 	forUpdate:  " FOR UPDATE",
-	millisBetween: func(a, b string) string {
-		return "CAST(EXTRACT(EPOCH FROM (" + b + " - " + a + ")) * 1000 AS BIGINT)"
+	epochMillis: func(c string) string {
+		return "CAST(EXTRACT(EPOCH FROM " + c + ") * 1000 AS BIGINT)"
 	},
 	// A round trip: the server is there and answers (SPEC §13 /ready).
 	probe: func(ctx context.Context, db *DB) error {
@@ -70,7 +70,7 @@ func openPostgres(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.goose, err = goose.NewProvider(goose.DialectPostgres, pool, opts.Migrations,
-		goose.WithDisableGlobalRegistry(true), goose.WithSessionLocker(locker))
+		goose.WithDisableGlobalRegistry(true), goose.WithSessionLocker(locker), goose.WithGoMigrations(goMigrations(db)...))
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: migrations: %w", err)

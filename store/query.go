@@ -54,6 +54,9 @@ type page[T any] struct {
 	before string
 	scan   func(rowScanner) (T, error)
 	key    func(T) (time.Time, string)
+	// keyArgs turns a cursor's time and id into the query's arguments
+	// (default: as they are).
+	keyArgs func(at, id string) (any, any, error)
 }
 
 // run queries one page and returns it with the next page's cursor ("" at
@@ -68,9 +71,15 @@ func (p page[T]) run(ctx context.Context, db querier, f filter) ([]T, string, er
 		cursor, cmp, order = p.before, ">", "ASC"
 	}
 	if cursor != "" {
-		at, id, err := decodeCursor(cursor)
+		atText, idText, err := decodeCursor(cursor)
 		if err != nil {
 			return nil, "", err
+		}
+		var at, id any = atText, idText
+		if p.keyArgs != nil {
+			if at, id, err = p.keyArgs(atText, idText); err != nil {
+				return nil, "", err
+			}
 		}
 		f.add("("+p.timeCol+" "+cmp+" ? OR ("+p.timeCol+" = ? AND id "+cmp+" ?))", at, at, id)
 	}

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,8 +37,9 @@ func (db *DB) EventsToRoute(ctx context.Context, now time.Time, limit int) ([]Ev
 		}
 		rows, err := db.read.QueryContext(ctx, `SELECT `+eventColumnsNoBody+`
 			FROM orchestrator_webhook_events
-			WHERE status = ? AND team_node_id IS NULL AND next_attempt_at <= ? AND source `+op+` ?
-			ORDER BY next_attempt_at, id LIMIT ?`, EventQueued, formatTime(now), "slack", limit-len(out))
+			WHERE `+activeStatuses+` AND status = ? AND org_id IS NULL AND team_node_id IS NULL AND next_attempt_at <= ?
+			  AND source `+op+` ?
+			ORDER BY next_attempt_at, id LIMIT ?`, EventQueued, ms(now), "slack", limit-len(out))
 		if err != nil {
 			return nil, err
 		}
@@ -56,14 +59,14 @@ func (db *DB) EventsToRoute(ctx context.Context, now time.Time, limit int) ([]Ev
 func (db *DB) TeamsDue(ctx context.Context, now time.Time) ([]TeamKey, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT org_id, team_node_id, MIN(next_attempt_at)
 		FROM orchestrator_webhook_events
-		WHERE status = ? AND team_node_id IS NOT NULL AND next_attempt_at <= ?
-		GROUP BY org_id, team_node_id ORDER BY 3, 1, 2`, EventQueued, formatTime(now))
+		WHERE `+activeStatuses+` AND status = ? AND team_node_id IS NOT NULL AND next_attempt_at <= ?
+		GROUP BY org_id, team_node_id ORDER BY 3, 1, 2`, EventQueued, ms(now))
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, func(r rowScanner) (TeamKey, error) {
 		var k TeamKey
-		var due nullTime
+		var due msTime
 		err := r.Scan(&k.OrgID, &k.TeamNodeID, &due)
 		k.OldestDue = due.Time
 		return k, err
@@ -88,7 +91,7 @@ type Kind struct {
 // replica that claimed them died). On PostgreSQL, replicas claiming at once
 // skip each other's rows instead of waiting for them.
 func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, team TeamKey, kind Kind, limit int) ([]Event, error) {
-	at := formatTime(now)
+	at := ms(now)
 	cond, args := "(source = ? OR solo = ?)", []any{"slack", true}
 	if !kind.People {
 		cond, args = "source <> ? AND solo = ?", []any{"slack", false}
@@ -107,10 +110,10 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, te
 	}
 	q := `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?, next_attempt_at = ?
 		WHERE id IN (SELECT id FROM orchestrator_webhook_events
-			WHERE status = ? AND org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND ` + cond + `
+			WHERE ` + activeStatuses + ` AND status = ? AND org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND ` + cond + `
 			ORDER BY received_at, id LIMIT ?` + db.d.skipLocked + `)
 		RETURNING ` + eventColumns
-	all := append([]any{EventDispatching, at, formatTime(leaseUntil), EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
+	all := append([]any{EventDispatching, at, ms(leaseUntil), EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
 	rows, err := db.write.QueryContext(ctx, q, append(all, limit)...)
 	if err != nil {
 		return nil, err
@@ -120,7 +123,7 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, te
 		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
 			return c
 		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Compare(a.Key, b.Key)
 	})
 	return events, err
 }
@@ -130,9 +133,9 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, te
 // attempt count is unchanged; the agent may see such an event a second
 // time, with the same correlation id.
 func (db *DB) RequeueExpired(ctx context.Context, now time.Time) (int, error) {
-	at := formatTime(now)
+	at := ms(now)
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
-		WHERE status = ? AND next_attempt_at <= ?`, EventQueued, at, EventDispatching, at)
+		WHERE `+activeStatuses+` AND status = ? AND next_attempt_at <= ?`, EventQueued, at, EventDispatching, at)
 	return affectedRows(res, err)
 }
 
@@ -176,19 +179,24 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 			return fmt.Errorf("store: agent run %s: %w", r.ID, err)
 		}
 	}
-	stmt, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
+	// By key; an event stored before migration 7 may be named by its UUID.
+	stmts := map[string]*sql.Stmt{}
+	for _, col := range []string{"id", "legacy_id"} {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size)
-		WHERE id = ? AND status = ?`)
-	if err != nil {
-		return err
+		WHERE `+col+` = ? AND status = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		stmts[col+" = ?"] = stmt
 	}
-	defer stmt.Close()
 	for _, o := range outcomes {
 		var finished any
 		switch o.Status {
 		case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead:
-			finished = formatTime(o.At)
+			finished = ms(o.At)
 		}
 		next := o.NextAttemptAt
 		if next.IsZero() {
@@ -202,9 +210,13 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		if o.DigestSize > 0 {
 			size = o.DigestSize
 		}
-		if _, err := stmt.ExecContext(ctx, o.Status, o.Attempts, formatTime(next), nullIfEmpty(o.LastError),
-			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), formatTime(o.At), finished,
-			nullIfEmpty(o.DigestRunID), size, o.ID, from); err != nil {
+		cond, key, ok := eventRef(o.ID)
+		if !ok {
+			return fmt.Errorf("%w: outcome for event %q", ErrInvalid, o.ID)
+		}
+		if _, err := stmts[cond].ExecContext(ctx, o.Status, o.Attempts, ms(next), nullIfEmpty(o.LastError),
+			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
+			nullIfEmpty(o.DigestRunID), size, key, from); err != nil {
 			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
 		}
 	}

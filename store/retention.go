@@ -21,19 +21,19 @@ var FinishedStatuses = []string{EventDelivered, EventIgnored, EventUnrouted, Eve
 // cutoff (received before it when no finish time is known). It reports how
 // many went; fewer than limit means none is left.
 func (db *DB) PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	at := formatTime(cutoff)
+	at := ms(cutoff)
 	args := []any{}
 	for _, s := range FinishedStatuses {
 		args = append(args, s)
 	}
 	args = append(args, at, at, limit)
-	// received_at < cutoff is what the (status, received_at) index finds; a
-	// finish time is never before its receipt, so no finished event older
+	// received_at < cutoff is what the received index finds, oldest first;
+	// a finish time is never before its receipt, so no finished event older
 	// than the cutoff is missed.
 	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_webhook_events WHERE id IN (
 		SELECT id FROM orchestrator_webhook_events
 		WHERE status IN (?, ?, ?, ?, ?) AND received_at < ? AND COALESCE(finished_at, received_at) < ?
-		LIMIT ?)`, args...)
+		ORDER BY received_at LIMIT ?)`, args...)
 	return affectedRows(res, err)
 }
 
@@ -65,7 +65,7 @@ func (db *DB) ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int,
 func (db *DB) CountReceived(ctx context.Context, since, until time.Time) (int, error) {
 	var n int
 	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_webhook_events WHERE received_at >= ? AND received_at < ?`,
-		formatTime(since), formatTime(until)).Scan(&n)
+		ms(since), ms(until)).Scan(&n)
 	return n, err
 }
 

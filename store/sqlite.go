@@ -24,8 +24,8 @@ var sqliteDialect = &dialect{
 	skipLocked: "",
 	forUpdate:  "",
 	// Times are stored as UTC text that julianday reads (fraction and Z).
-	millisBetween: func(a, b string) string {
-		return "CAST(ROUND((julianday(" + b + ") - julianday(" + a + ")) * 86400000.0) AS INTEGER)"
+	epochMillis: func(c string) string {
+		return "CAST(ROUND((julianday(" + c + ") - 2440587.5) * 86400000.0) AS INTEGER)"
 	},
 	probe: func(ctx context.Context, db *DB) error {
 		// A real committed write: user_version is otherwise unused, and a
@@ -95,7 +95,7 @@ func openSQLite(ctx context.Context, opts Options) (*DB, error) {
 	}
 
 	db.goose, err = goose.NewProvider(goose.DialectSQLite3, w, opts.Migrations,
-		goose.WithDisableGlobalRegistry(true))
+		goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(goMigrations(db)...))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: migrations: %w", err)

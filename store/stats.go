@@ -177,13 +177,20 @@ type Window struct {
 	Slots        int
 }
 
-func (w Window) slotBounds() []any {
+// slotBoundsMs are the slot bounds as the events table stores times.
+func (w Window) slotBoundsMs() []any {
 	step := w.Until.Sub(w.Since) / time.Duration(w.Slots)
 	out := make([]any, w.Slots-1)
 	for i := range out {
-		out[i] = formatTime(w.Since.Add(time.Duration(i+1) * step))
+		out[i] = ms(w.Since.Add(time.Duration(i+1) * step))
 	}
 	return out
+}
+
+// eventIDText is the SQL for the id the API shows of the event aliased a
+// (as agent runs name it): its UUID if it has one, else its key as text.
+func eventIDText(a string) string {
+	return "COALESCE(CAST(" + a + ".legacy_id AS VARCHAR(36)), CAST(" + a + ".id AS VARCHAR(36)))"
 }
 
 // SlotCount is how many events of one source arrived in one slot.
@@ -200,8 +207,8 @@ func (db *DB) EventsPerSlot(ctx context.Context, w Window, org string) ([]SlotCo
 		return nil, fmt.Errorf("%w: a window needs at least one slot", ErrInvalid)
 	}
 	var args []any
-	slot := bucketCase("received_at", w.slotBounds(), &args)
-	args = append(args, formatTime(w.Since), formatTime(w.Until))
+	slot := bucketCase("received_at", w.slotBoundsMs(), &args)
+	args = append(args, ms(w.Since), ms(w.Until))
 	q := `SELECT source, ` + slot + ` AS slot, COUNT(*) FROM orchestrator_webhook_events WHERE received_at >= ? AND received_at < ?`
 	if org != "" {
 		q, args = q+` AND org_id = ?`, append(args, org)
@@ -228,7 +235,7 @@ type StatusCount struct {
 // status (an org's when org is not "").
 func (db *DB) EventStatuses(ctx context.Context, since, until time.Time, org string) ([]StatusCount, error) {
 	q, args := `SELECT COALESCE(org_id, ''), COALESCE(team_node_id, ''), status, COUNT(*) FROM orchestrator_webhook_events
-		WHERE received_at >= ? AND received_at < ?`, []any{formatTime(since), formatTime(until)}
+		WHERE received_at >= ? AND received_at < ?`, []any{ms(since), ms(until)}
 	if org != "" {
 		q, args = q+` AND org_id = ?`, append(args, org)
 	}
@@ -253,8 +260,8 @@ func (db *DB) AgentLatency(ctx context.Context, since, until time.Time, org stri
 		bounds[i] = b.Milliseconds()
 	}
 	var args []any
-	bucket := bucketCase(db.d.millisBetween("e.received_at", "r.started_at"), bounds, &args)
-	where, wargs := `e.status = ? AND e.received_at >= ? AND e.received_at < ?`, []any{EventDelivered, formatTime(since), formatTime(until)}
+	bucket := bucketCase("("+db.d.epochMillis("r.started_at")+" - e.received_at)", bounds, &args)
+	where, wargs := `e.status = ? AND e.received_at >= ? AND e.received_at < ?`, []any{EventDelivered, ms(since), ms(until)}
 	if org != "" {
 		where, wargs = where+` AND e.org_id = ?`, append(wargs, org)
 	}
@@ -265,7 +272,7 @@ func (db *DB) AgentLatency(ctx context.Context, since, until time.Time, org stri
 		JOIN orchestrator_agent_runs r ON r.id = e.digest_run_id WHERE ` + where + `
 		UNION ALL
 		SELECT ` + bucket + ` AS b FROM orchestrator_webhook_events e
-		JOIN orchestrator_agent_runs r ON r.webhook_event_id = e.id AND r.status = ?
+		JOIN orchestrator_agent_runs r ON r.webhook_event_id = `+eventIDText("e")+` AND r.status = ?
 		WHERE e.digest_run_id IS NULL AND ` + where + `) x GROUP BY b`
 	all := append(append(append([]any{}, args...), wargs...), args...)
 	all = append(append(all, RunSucceeded), wargs...)

@@ -141,6 +141,12 @@ func (db *DB) Migrate(ctx context.Context) ([]int64, error) {
 	for _, r := range results {
 		applied = append(applied, r.Source.Version)
 	}
+	// Part of migration 7's upgrade, outside any transaction (lean.go).
+	if mode, err := db.AutoVacuum(ctx); err == nil && mode != 2 && mode != -1 {
+		if err := db.convertAutoVacuum(ctx); err != nil {
+			return applied, fmt.Errorf("store: migrate: %w", err)
+		}
+	}
 	db.migrated.Store(true)
 	return applied, nil
 }
@@ -153,9 +159,13 @@ func (db *DB) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	}
 	out := make([]MigrationState, 0, len(status))
 	for _, s := range status {
+		name := filepath.Base(s.Source.Path)
+		if s.Source.Type == goose.TypeGo {
+			name = GoMigrationNames[s.Source.Version]
+		}
 		out = append(out, MigrationState{
 			Version:   s.Source.Version,
-			Name:      filepath.Base(s.Source.Path),
+			Name:      name,
 			Applied:   s.State == goose.StateApplied,
 			AppliedAt: s.AppliedAt.UTC(),
 		})

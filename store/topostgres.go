@@ -115,6 +115,9 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB, progress io.Writer) ([]TableC
 		if err != nil {
 			return out, fmt.Errorf("copying %s: %w", t, err)
 		}
+		if err := dst.advanceIdentity(ctx, t, types); err != nil {
+			return out, fmt.Errorf("copying %s: %w", t, err)
+		}
 		srcRows, srcSum, err := db.checksum(ctx, t, types)
 		if err != nil {
 			return out, err
@@ -131,6 +134,20 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB, progress io.Writer) ([]TableC
 		out = append(out, TableCopy{Table: t, Rows: n, Checksum: srcSum})
 	}
 	return out, nil
+}
+
+// advanceIdentity moves a table's identity sequence (the events' ids)
+// past the ids copied with their rows, so the next event gets a new one.
+func (db *DB) advanceIdentity(ctx context.Context, table string, types [][2]string) error {
+	if !slices.Contains(types, [2]string{"id", "bigint"}) {
+		return nil
+	}
+	var seq sql.NullString
+	if err := db.read.QueryRowContext(ctx, `SELECT pg_get_serial_sequence(?, 'id')`, table).Scan(&seq); err != nil || !seq.Valid {
+		return err
+	}
+	_, err := db.write.ExecContext(ctx, `SELECT setval(?, GREATEST(COALESCE((SELECT MAX(id) FROM `+table+`), 0), 1))`, seq.String)
+	return err
 }
 
 // columnTypes is each column's PostgreSQL type, in table order.

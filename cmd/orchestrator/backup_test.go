@@ -140,7 +140,7 @@ func TestUpgrade_NewerSchemaIsRefusedUntouched(t *testing.T) {
 	cmd.Env = append(os.Environ(), "ORCHESTRATOR_TEST_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || !strings.Contains(string(out), "database schema version 99 is newer than this build knows (6): run a newer image or restore a backup") {
+	if !errors.As(err, &exitErr) || !strings.Contains(string(out), "database schema version 99 is newer than this build knows (7): run a newer image or restore a backup") {
 		t.Fatalf("serve on a newer schema: %v %s", err, out)
 	}
 	if strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
@@ -176,7 +176,7 @@ func TestBackupRestore_RoundTripAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info map[string]any
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info["integrity"] != "ok" || info["schema_version"] != float64(6) || info["events"] != float64(5) {
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info["integrity"] != "ok" || info["schema_version"] != float64(7) || info["events"] != float64(5) {
 		t.Fatalf("backup said %s (%v)", out.String(), err)
 	}
 	if err := run(ctx, []string{"backup", "--out", snap, "--data-dir", dir}, envOf(nil), io.Discard, io.Discard); err == nil {

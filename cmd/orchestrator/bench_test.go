@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // BENCH_EVENTS sets how many events BenchmarkProcess seeds (default 1 000 000).
@@ -41,9 +41,9 @@ func seed(b *testing.B, path string, n int) {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	const rows = 500
-	q := `INSERT INTO orchestrator_webhook_events (id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
-		matched_by, attempts, next_attempt_at, headers, body, received_at, updated_at, finished_at) VALUES ` +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, 'app_mention', 'delivered', '{\"slack_channel_id\":\"C0A4967KRBM\"}', 'acme', 'platform-sre', 'slack_channel_id', 0, ?, '{\"content-type\":\"application/json\"}', ?, ?, ?, ?),", rows), ",")
+	q := `INSERT INTO orchestrator_webhook_events (source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
+		matched_by, attempts, next_attempt_at, payload, received_at, updated_at, finished_at) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, 'app_mention', 'delivered', '{\"slack_channel_id\":\"C0A4967KRBM\"}', 'acme', 'platform-sre', 'slack_channel_id', 0, ?, ?, ?, ?, ?),", rows), ",")
 	stmt, err := db.Prepare(q)
 	if err != nil {
 		b.Fatal(err)
@@ -54,9 +54,10 @@ func seed(b *testing.B, path string, n int) {
 	for i := 0; i < n; i += rows {
 		args := make([]any, 0, rows*8)
 		for j := i; j < i+rows; j++ {
-			at := start.Add(time.Duration(j) * 100 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000Z")
+			at := start.Add(time.Duration(j) * 100 * time.Millisecond).UnixMilli()
 			src := sources[j%len(sources)]
-			args = append(args, uuid.NewString(), src, fmt.Sprintf("seed-%d", j), at, webhook.Sample(src, strconv.Itoa(j), start), at, at, at)
+			payload := store.EncodePayload(map[string]string{"content-type": "application/json"}, webhook.Sample(src, strconv.Itoa(j), start))
+			args = append(args, src, fmt.Sprintf("seed-%d", j), at, payload, at, at, at)
 		}
 		if _, err := tx.Stmt(stmt).Exec(args...); err != nil {
 			b.Fatal(err)

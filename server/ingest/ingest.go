@@ -20,7 +20,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -261,7 +260,7 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 		body = ev.StoredBody
 	}
 	e := store.Event{
-		ID: uuid.NewString(), Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
+		Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
 		Identifiers: ev.Identifiers, Headers: headers, Body: body, LastError: lastErr, ReceivedAt: d.now(),
 		BodySHA256: hex.EncodeToString(sum[:]),
 	}

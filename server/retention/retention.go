@@ -18,7 +18,7 @@ import (
 
 // Store is what retention deletes from (store.DB implements it).
 type Store interface {
-	PurgeBodies(ctx context.Context, cutoff, now time.Time) (int, error)
+	PurgeBodies(ctx context.Context, cutoff, now time.Time, limit int) (int, error)
 	PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	PurgeRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
@@ -95,7 +95,9 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 	}
 	var err error
 	if c.o.Bodies > 0 {
-		rep.Bodies, err = c.o.Store.PurgeBodies(ctx, now.Add(-c.o.Bodies), now)
+		rep.Bodies, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeBodies(ctx, now.Add(-c.o.Bodies), now, n)
+		})
 		note(err)
 	}
 	if c.o.Events > 0 {
