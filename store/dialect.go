@@ -72,15 +72,28 @@ type conn struct {
 	d *dialect
 }
 
+// traceQuery, when a test sets it, sees every statement a pool runs
+// directly (the query-plan test reads them back with EXPLAIN).
+var traceQuery func(q string, args []any)
+
 func (c conn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if traceQuery != nil {
+		traceQuery(c.d.bind(q), args)
+	}
 	return c.DB.ExecContext(ctx, c.d.bind(q), args...)
 }
 
 func (c conn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if traceQuery != nil {
+		traceQuery(c.d.bind(q), args)
+	}
 	return c.DB.QueryContext(ctx, c.d.bind(q), args...)
 }
 
 func (c conn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if traceQuery != nil {
+		traceQuery(c.d.bind(q), args)
+	}
 	return c.DB.QueryRowContext(ctx, c.d.bind(q), args...)
 }
 
@@ -100,14 +113,23 @@ type tx struct {
 }
 
 func (t tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if traceQuery != nil {
+		traceQuery(t.d.bind(q), args)
+	}
 	return t.Tx.ExecContext(ctx, t.d.bind(q), args...)
 }
 
 func (t tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if traceQuery != nil {
+		traceQuery(t.d.bind(q), args)
+	}
 	return t.Tx.QueryContext(ctx, t.d.bind(q), args...)
 }
 
 func (t tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if traceQuery != nil {
+		traceQuery(t.d.bind(q), args)
+	}
 	return t.Tx.QueryRowContext(ctx, t.d.bind(q), args...)
 }
 

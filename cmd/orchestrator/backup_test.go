@@ -90,8 +90,42 @@ func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 	if code := getJSON(t, base+"/api/v1/admin/events/"+events.Events[0]["id"].(string), &one); code != 200 || one["body"] == nil {
 		t.Fatalf("an event of the fixture = %d %v", code, one)
 	}
-	// The pre-migration snapshot is a verified copy of the old schema.
+	// Migration 7 kept every id the API had handed out: each event of the
+	// old file (read from the pre-migrate snapshot) opens by its UUID with
+	// the same body and headers; a new event gets a new kind of id.
 	name := snap["name"].(string)
+	old, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "backups", name)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := old.Query(`SELECT id, body, headers FROM orchestrator_webhook_events`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oldIDs int
+	for rows.Next() {
+		var id, headers string
+		var body []byte
+		if err := rows.Scan(&id, &body, &headers); err != nil {
+			t.Fatal(err)
+		}
+		oldIDs++
+		var ev map[string]any
+		if code := getJSON(t, base+"/api/v1/admin/events/"+id, &ev); code != 200 || ev["id"] != id || ev["body"] != string(body) {
+			t.Fatalf("event %s after the migration = %d %v; its body was %s", id, code, ev, body)
+		}
+		var h map[string]any
+		_ = json.Unmarshal([]byte(headers), &h)
+		if fmt.Sprint(ev["headers"]) != fmt.Sprint(h) {
+			t.Fatalf("event %s headers = %v, were %v", id, ev["headers"], h)
+		}
+	}
+	rows.Close()
+	old.Close()
+	if oldIDs != 5 {
+		t.Fatalf("the snapshot holds %d events, want 5", oldIDs)
+	}
+	// The pre-migration snapshot is a verified copy of the old schema.
 	known, _ := store.KnownVersion(migrations.FS)
 	if !strings.HasPrefix(name, fmt.Sprintf("pre-migrate-2-%d-", known)) {
 		t.Fatalf("snapshot name %q", name)
@@ -108,6 +142,14 @@ func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 	}
 	_ = proc.Process.Signal(syscall.SIGTERM)
 	_ = proc.Wait()
+	// The same upgrade converted the file to incremental auto-vacuum.
+	if db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "orchestrator.db")+"?mode=ro"); err == nil {
+		var mode int
+		if err := db.QueryRow(`PRAGMA auto_vacuum`).Scan(&mode); err != nil || mode != 2 {
+			t.Fatalf("auto_vacuum after the upgrade = %d %v, want 2 (incremental)", mode, err)
+		}
+		db.Close()
+	}
 	// Dev mode says where the page is, beside the token.
 	if !strings.Contains(stdout.String(), "dev mode: admin page "+base+"/ui/ (log in with the admin token above)") {
 		t.Fatalf("stdout lacks the page's address %s/ui/:\n%s", base, stdout)
