@@ -50,8 +50,8 @@ var chunkSizes = []int{256, 128, 64, 32, 16, 8, 4, 2, 1}
 // eventStmts are the group commit's statements, prepared once: preparing
 // per event cost more than the insert itself.
 type eventStmts struct {
-	insert        map[int]*sql.Stmt
-	find, replay  *sql.Stmt
+	insert       map[int]*sql.Stmt
+	find, replay *sql.Stmt
 }
 
 // deliveryKey is what makes an event a redelivery of another.

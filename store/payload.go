@@ -136,4 +136,6 @@ func decodePayload(p []byte) (map[string]string, []byte, error) {
 
 // EncodePayload is the stored form of headers and a body (payload column),
 // for tools and benchmarks that write events straight into a database.
-func EncodePayload(headers map[string]string, body []byte) []byte { return encodePayload(headers, body) }
+func EncodePayload(headers map[string]string, body []byte) []byte {
+	return encodePayload(headers, body)
+}

@@ -272,7 +272,7 @@ func (db *DB) AgentLatency(ctx context.Context, since, until time.Time, org stri
 		JOIN orchestrator_agent_runs r ON r.id = e.digest_run_id WHERE ` + where + `
 		UNION ALL
 		SELECT ` + bucket + ` AS b FROM orchestrator_webhook_events e
-		JOIN orchestrator_agent_runs r ON r.webhook_event_id = `+eventIDText("e")+` AND r.status = ?
+		JOIN orchestrator_agent_runs r ON r.webhook_event_id = ` + eventIDText("e") + ` AND r.status = ?
 		WHERE e.digest_run_id IS NULL AND ` + where + `) x GROUP BY b`
 	all := append(append(append([]any{}, args...), wargs...), args...)
 	all = append(append(all, RunSucceeded), wargs...)
