@@ -173,7 +173,7 @@ func (db *DB) leanEvents(ctx context.Context, sqlTx *sql.Tx) error {
 		}
 		rows, err := c.QueryContext(ctx, `SELECT id, source, delivery_id, event_type, status, routing_identifiers, org_id,
 			team_node_id, matched_by, attempts, next_attempt_at, last_error, headers, body, body_sha256, body_purged_at,
-			received_at, updated_at, finished_at, digest_run_id, digest_size, solo
+			received_at, updated_at, finished_at, digest_run_id, digest_size, solo, CAST(received_at AS VARCHAR(40)) AS received_text
 			FROM orchestrator_webhook_events `+where+`
 			ORDER BY received_at, id LIMIT 2000`, args...)
 		if err != nil {
@@ -230,8 +230,9 @@ func scanV6Event(r rowScanner) (v6Event, error) {
 	var body []byte
 	var next, purged, received, updated, finished nullTime
 	var solo bool
+	var cursor string // the stored text itself: the next page starts exactly after it
 	if err := r.Scan(&id, &source, &delivery, &eventType, &status, &idents, &org, &team, &matched, &attempts, &next,
-		&lastErr, &headers, &body, &sum, &purged, &received, &updated, &finished, &digest, &digestSize, &solo); err != nil {
+		&lastErr, &headers, &body, &sum, &purged, &received, &updated, &finished, &digest, &digestSize, &solo, &cursor); err != nil {
 		return v6Event{}, err
 	}
 	var h map[string]string
@@ -252,7 +253,7 @@ func scanV6Event(r rowScanner) (v6Event, error) {
 		vals: []any{id, source, delivery, eventType, status, nullString(idents), nullString(org), nullString(team),
 			nullString(matched), attempts, msOrNil(next), nullString(lastErr), payload, rawSum, msOrNil(purged),
 			received.Time.UnixMilli(), updated.Time.UnixMilli(), msOrNil(finished), nullString(digest), nullInt64(digestSize), solo},
-		received: formatTime(received.Time), id: id,
+		received: cursor, id: id,
 	}, nil
 }
 
