@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -61,10 +60,10 @@ func TestDiskGuard_ABackupThatWouldBreachTheReserveIsRefusedAndWebhooksGoOn(t *t
 	dir, statfs := smallVolume(t)
 	e := newEnv(t, envOptions{dataDir: dir, backups: true, backupKeepManual: 2, statfs: statfs, webhooks: true, noDispatch: true})
 	ctx := context.Background()
-	// About 7 MiB of events: one snapshot fits, a second does not leave 10 %.
-	big := strings.Repeat("x", 60<<10)
+	// About 4 MiB of events: one snapshot fits, a second does not leave 10 %.
 	for i := range 120 {
-		ev := store.Event{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Source: "github", DeliveryID: fmt.Sprintf("fill-%d", i),
+		big := randomHex(60 << 10) // stored compressed: random hex keeps about half its size
+		ev := store.Event{Source: "github", DeliveryID: fmt.Sprintf("fill-%d", i),
 			EventType: "push", Status: store.EventDelivered, Body: []byte(big), ReceivedAt: time.Now()}
 		if _, err := e.db.InsertEvent(ctx, ev); err != nil {
 			t.Fatal(err)
@@ -134,7 +133,7 @@ func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
 	now := time.Now().UTC()
 	add := func(prefix string, at time.Time, n int) {
 		for i := range n {
-			ev := store.Event{ID: uuid.NewString(), Source: "pagerduty", DeliveryID: fmt.Sprintf("%s-%d", prefix, i), EventType: "x",
+			ev := store.Event{Source: "pagerduty", DeliveryID: fmt.Sprintf("%s-%d", prefix, i), EventType: "x",
 				Status: store.EventDelivered, Body: []byte(`{"a":1}`), ReceivedAt: at}
 			if _, err := e.db.InsertEvent(ctx, ev); err != nil {
 				t.Fatal(err)

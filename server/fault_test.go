@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,8 +26,16 @@ func mount(t *testing.T, args ...string) {
 }
 
 // bigAlert is a unique Coralogix alert of about n bytes.
+// bigAlert is an alert of about n bytes that does not compress (bodies are
+// stored compressed): its padding is random hex.
 func bigAlert(i, n int) []byte {
-	return fmt.Appendf(nil, `{"alert_name":"fill %d","team_name":"acme","pad":"%s"}`, i, strings.Repeat("x", n))
+	return fmt.Appendf(nil, `{"alert_name":"fill %d","team_name":"acme","pad":"%s"}`, i, randomHex(n))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
 }
 
 // The data disk (a 3 MiB tmpfs) fills up: webhooks answer 503, never 200,

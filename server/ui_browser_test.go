@@ -337,7 +337,7 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 		at := now.Add(-time.Duration(i) * 3 * time.Minute)
 		if (at.Hour()+i)%3 != 0 && at.Hour() >= 7 && at.Hour() <= 19 || i%4 == 0 {
 			src := []string{"slack", "github", "pagerduty", "incidentio", "coralogix", "pagerduty"}[i%6]
-			if _, err := e.db.InsertEvent(context.Background(), store.Event{ID: uuid.NewString(), Source: src, DeliveryID: fmt.Sprintf("history-%d", i),
+			if _, err := e.db.InsertEvent(context.Background(), store.Event{Source: src, DeliveryID: fmt.Sprintf("history-%d", i),
 				EventType: "x", Status: store.EventDelivered, OrgID: "acme", TeamNodeID: "search", ReceivedAt: at}); err != nil {
 				t.Fatal(err)
 			}
@@ -545,11 +545,13 @@ func TestUI_ReadableAt1280(t *testing.T) {
 	var outs []store.Outcome
 	var runs []store.AgentRun
 	for i := range 5 {
-		ev := store.Event{ID: uuid.NewString(), Source: "github", DeliveryID: fmt.Sprintf("slow-%d", i), EventType: "issues.opened",
+		ev := store.Event{Source: "github", DeliveryID: fmt.Sprintf("slow-%d", i), EventType: "issues.opened",
 			Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Hour)}
-		if _, err := e.db.InsertEvent(ctx0, ev); err != nil {
+		r, err := e.db.InsertEvent(ctx0, ev)
+		if err != nil {
 			t.Fatal(err)
 		}
+		ev.ID = r.ID
 		run := store.AgentRun{ID: uuid.NewString(), TriggerSource: "github", WebhookEventID: ev.ID, OrgID: "acme", TeamNodeID: "platform-sre",
 			AgentName: "planner", Status: "succeeded", StartedAt: ev.ReceivedAt.Add(90 * time.Millisecond), Duration: time.Second, EventCount: 1}
 		runs = append(runs, run)
@@ -558,10 +560,12 @@ func TestUI_ReadableAt1280(t *testing.T) {
 	// An event that went dead after three calls failed the same long way.
 	longErr := "agent call: agent POST /agents/planner/run: HTTP 503: upstream connect error or disconnect/reset before headers. " +
 		"reset reason: connection termination; retried with backoff\nsecond line of the error that the list must not show"
-	dead := store.Event{ID: uuid.NewString(), Source: "pagerduty", DeliveryID: "dead-long", EventType: "incident.triggered",
+	dead := store.Event{Source: "pagerduty", DeliveryID: "dead-long", EventType: "incident.triggered",
 		Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Minute)}
-	if _, err := e.db.InsertEvent(ctx0, dead); err != nil {
+	if r, err := e.db.InsertEvent(ctx0, dead); err != nil {
 		t.Fatal(err)
+	} else {
+		dead.ID = r.ID
 	}
 	for i := range 3 {
 		runs = append(runs, store.AgentRun{ID: uuid.NewString(), TriggerSource: "pagerduty", WebhookEventID: dead.ID, OrgID: "acme",
