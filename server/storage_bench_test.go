@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // BenchmarkBytesPerStoredEvent measures what a stored event costs in the
@@ -19,7 +20,7 @@ import (
 func BenchmarkBytesPerStoredEvent(b *testing.B) {
 	const n = 20000
 	// Dispatch runs: a delivered event also costs its agent call's row.
-	e := newEnv(b, envOptions{webhooks: true, backups: true, workers: 8})
+	e := newEnv(b, envOptions{webhooks: true, backups: true, workers: 8, teamPerMinute: 1_000_000}) // the limit would pace 20,000 mentions of one team over hours
 	ctx := context.Background()
 	before, err := e.db.UsedBytes(ctx)
 	if err != nil {
@@ -69,6 +70,22 @@ func BenchmarkBytesPerStoredEvent(b *testing.B) {
 		b.Fatal(err)
 	}
 	snapWithout := snap("without.db")
+	// The events table with its indexes alone (issue 27's measure), and
+	// the agent calls' rows, in each compacted copy.
+	for _, c := range []struct{ name, file string }{{"with its body", "with.db"}, {"after the purge", "without.db"}} {
+		space, err := store.SpaceByTable(ctx, e.dataDir+"/"+c.file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Printf("storage: compacted, %s: events table and its indexes %.0f bytes per event, agent calls %.0f, everything else %.0f\n",
+			c.name, float64(space["orchestrator_webhook_events"])/n, float64(space["orchestrator_agent_runs"])/n,
+			float64(space[""]-space["orchestrator_webhook_events"]-space["orchestrator_agent_runs"])/n)
+		if c.file == "with.db" {
+			b.ReportMetric(float64(space["orchestrator_webhook_events"])/n, "events_table_bytes/event")
+		} else {
+			b.ReportMetric(float64(space["orchestrator_webhook_events"])/n, "events_table_bytes/event_purged")
+		}
+	}
 	perWith, perWithout := float64(with-before)/n, float64(without-before)/n
 	cWith, cWithout := snapWith/n, snapWithout/n
 	fmt.Printf("storage: %d Slack events (%d-byte sample bodies), live file: %.0f bytes per event with its body, %.0f after the purge (its pages stay in use until rows go)\n",

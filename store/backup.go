@@ -289,3 +289,35 @@ func (db *DB) FileBytes() int64 {
 	}
 	return n
 }
+
+// SpaceByTable reads the SQLite file at path (a snapshot, say) and returns
+// the bytes of its pages per table, each table's indexes included, and the
+// whole file's under "".
+func SpaceByTable(ctx context.Context, path string) (map[string]int64, error) {
+	conn, err := sql.Open("sqlite", "file:"+uriPath(path)+"?mode=ro")
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	rows, err := conn.QueryContext(ctx, `SELECT COALESCE(m.tbl_name, s.name), SUM(s.pgsize) FROM dbstat s
+		LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	list, err := collect(rows, func(r rowScanner) (struct {
+		name string
+		n    int64
+	}, error) {
+		var v struct {
+			name string
+			n    int64
+		}
+		return v, r.Scan(&v.name, &v.n)
+	})
+	for _, v := range list {
+		out[v.name] = v.n
+		out[""] += v.n
+	}
+	return out, err
+}

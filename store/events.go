@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -99,9 +100,7 @@ func scanEvent(row rowScanner) (Event, error) {
 		e.BodySHA256 = hex.EncodeToString(sum)
 	}
 	e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError = org.String, team.String, matched.String, lastErr.String
-	if idents.Valid {
-		_ = json.Unmarshal([]byte(idents.String), &e.Identifiers)
-	}
+	e.Identifiers = parseIdentifiers(idents)
 	if e.Headers, e.Body, err = decodePayload(payload); err != nil {
 		return Event{}, fmt.Errorf("store: event %s: %w", e.ID, err)
 	}
@@ -120,13 +119,6 @@ func eventRef(id string) (cond string, arg any, ok bool) {
 		return "legacy_id = ?", u.String(), true
 	}
 	return "", nil, false
-}
-func jsonText(v any) any {
-	b, err := json.Marshal(v)
-	if err != nil || string(b) == "null" {
-		return nil
-	}
-	return string(b)
 }
 
 // RequeueDispatching returns events a crash left dispatching to the queue.
@@ -329,3 +321,34 @@ func eventKeyArgs(at, id string) (any, any, error) {
 
 // withPayload is ix_webhook_events_payload's condition.
 const withPayload = `payload IS NOT NULL`
+
+// identifiersText is how an event's routing identifiers are stored since
+// migration 7: URL query form (slack_channel_id=C0A4967KRBM), shorter than
+// the JSON object schema 6 stored; NULL when there are none.
+func identifiersText(m map[string]string) any {
+	if len(m) == 0 {
+		return nil
+	}
+	v := url.Values{}
+	for k, s := range m {
+		v.Set(k, s)
+	}
+	return v.Encode()
+}
+
+// parseIdentifiers reads either form.
+func parseIdentifiers(s sql.NullString) map[string]string {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	out := map[string]string{}
+	if strings.HasPrefix(s.String, "{") {
+		_ = json.Unmarshal([]byte(s.String), &out)
+		return out
+	}
+	v, _ := url.ParseQuery(s.String)
+	for k := range v {
+		out[k] = v.Get(k)
+	}
+	return out
+}

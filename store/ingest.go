@@ -62,13 +62,14 @@ type deliveryKey struct{ source, delivery string }
 func (e Event) rowValues() []any {
 	at := ms(e.ReceivedAt)
 	var finished, sum any
+	var next any = at
 	if e.Status != EventQueued {
-		finished = at
+		finished, next = at, nil
 	}
 	if b, err := hex.DecodeString(e.BodySHA256); err == nil && len(b) == sha256.Size {
 		sum = b
 	}
-	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, jsonText(e.Identifiers), at, nullIfEmpty(e.LastError),
+	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, identifiersText(e.Identifiers), next, nullIfEmpty(e.LastError),
 		encodePayload(e.Headers, e.Body), at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
 		nullIfEmpty(e.MatchedBy), sum}
 }

@@ -16,7 +16,9 @@ package store
 //     it by that UUID (a partial unique index finds it; retention removes
 //     the last of them after the retention window).
 //   - received_at, updated_at, finished_at, next_attempt_at and
-//     body_purged_at are BIGINT milliseconds since the Unix epoch.
+//     body_purged_at are BIGINT milliseconds since the Unix epoch; a
+//     finished event has no next_attempt_at.
+//   - routing_identifiers are in URL query form, not a JSON object.
 //   - payload is the headers and body, compressed (payload.go); the body's
 //     SHA-256 is 32 raw bytes.
 //   - only the indexes a query uses: the queue's and the rare statuses'
@@ -243,6 +245,11 @@ func scanV6Event(r rowScanner) (v6Event, error) {
 	if b, err := hex.DecodeString(sum.String); err == nil && len(b) == 32 {
 		rawSum = b
 	}
+	// A finished event has no next attempt.
+	var nextOrNil any
+	if status == EventQueued || status == EventDispatching {
+		nextOrNil = msOrNil(next)
+	}
 	// The payload is the headers and body together, purged together: an
 	// event whose body was purged keeps neither.
 	var payload any
@@ -250,8 +257,8 @@ func scanV6Event(r rowScanner) (v6Event, error) {
 		payload = encodePayload(h, body)
 	}
 	return v6Event{
-		vals: []any{id, source, delivery, eventType, status, nullString(idents), nullString(org), nullString(team),
-			nullString(matched), attempts, msOrNil(next), nullString(lastErr), payload, rawSum, msOrNil(purged),
+		vals: []any{id, source, delivery, eventType, status, identifiersText(parseIdentifiers(idents)), nullString(org), nullString(team),
+			nullString(matched), attempts, nextOrNil, nullString(lastErr), payload, rawSum, msOrNil(purged),
 			received.Time.UnixMilli(), updated.Time.UnixMilli(), msOrNil(finished), nullString(digest), nullInt64(digestSize), solo},
 		received: cursor, id: id,
 	}, nil

@@ -198,9 +198,14 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead:
 			finished = ms(o.At)
 		}
-		next := o.NextAttemptAt
-		if next.IsZero() {
-			next = o.At
+		// A finished event has no next attempt (and a NULL costs no bytes).
+		var next any
+		if finished == nil {
+			t := o.NextAttemptAt
+			if t.IsZero() {
+				t = o.At
+			}
+			next = ms(t)
 		}
 		from := o.From
 		if from == "" {
@@ -214,7 +219,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		if !ok {
 			return fmt.Errorf("%w: outcome for event %q", ErrInvalid, o.ID)
 		}
-		if _, err := stmts[cond].ExecContext(ctx, o.Status, o.Attempts, ms(next), nullIfEmpty(o.LastError),
+		if _, err := stmts[cond].ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
 			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
 			nullIfEmpty(o.DigestRunID), size, key, from); err != nil {
 			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
