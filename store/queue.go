@@ -85,7 +85,11 @@ type Kind struct {
 }
 
 // ClaimTeamEvents moves up to limit of the team's due queued events of one
-// kind to dispatching, in one statement, and returns them oldest first. A
+// kind to dispatching, in one statement, and returns them oldest first. It
+// takes the longest due first (for a new event, due is when it arrived), in
+// the order of the queue index, so a claim reads only the rows it takes
+// however many of the team's events wait (ordering by arrival made every
+// claim read and sort all of them: 40% of the CPU under a storm). A
 // claim is a lease: the events' next_attempt_at becomes leaseUntil, and
 // RequeueExpired returns them to the queue after it if no outcome came (the
 // replica that claimed them died). On PostgreSQL, replicas claiming at once
@@ -111,7 +115,7 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, te
 	q := `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?, next_attempt_at = ?
 		WHERE id IN (SELECT id FROM orchestrator_webhook_events
 			WHERE ` + activeStatuses + ` AND status = ? AND org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND ` + cond + `
-			ORDER BY received_at, id LIMIT ?` + db.d.skipLocked + `)
+			ORDER BY next_attempt_at, id LIMIT ?` + db.d.skipLocked + `)
 		RETURNING ` + eventColumns
 	all := append([]any{EventDispatching, at, ms(leaseUntil), EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
 	rows, err := db.write.QueryContext(ctx, q, append(all, limit)...)
