@@ -109,14 +109,20 @@ fuzz:
 	@ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -fuzz '^FuzzInsertEvent$$' -fuzztime $(STORE_FUZZTIME) -fuzzminimizetime 100x \
 		./store/ >/tmp/fuzz-FuzzInsertEvent.log 2>&1 || { cat /tmp/fuzz-FuzzInsertEvent.log; exit 1; }
 	@echo "fuzz FuzzInsertEvent (SQLite and PostgreSQL): $(STORE_FUZZTIME) ok"
+	@$(GO) test -run '^$$' -fuzz '^FuzzDecodePayload$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x \
+		./store/ >/tmp/fuzz-FuzzDecodePayload.log 2>&1 || { cat /tmp/fuzz-FuzzDecodePayload.log; exit 1; }
+	@echo "fuzz FuzzDecodePayload: $(FUZZTIME) ok"
 
 ## bench: ingest vs a bare net/http handler with dispatch idle and running
 ## (events/s, p50/p99, ratios); the alert storm on the real binary (acks,
 ## time to deliver, agent and Config Service calls, digests, peak RSS); then
 ## the real binary with BENCH_EVENTS (default 1 000 000) events stored: start
-## to ready, events list times, ack and ack-to-agent latency and RSS
+## to ready, events list times, ack and ack-to-agent latency and RSS; and
+## migration 7 on BENCH_MIGRATE_EVENTS (1 000 000) events on both databases
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./server/ | grep -E '^(ingest|pages|storage|purge|copy|Benchmark)'
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./server/ | grep -E '^(ingest|pages|storage|purge|copy|Benchmark)'
+	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
+	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
