@@ -304,20 +304,16 @@ func SpaceByTable(ctx context.Context, path string) (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	out := map[string]int64{}
-	list, err := collect(rows, func(r rowScanner) (struct {
-		name string
-		n    int64
-	}, error) {
-		var v struct {
-			name string
-			n    int64
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, err
 		}
-		return v, r.Scan(&v.name, &v.n)
-	})
-	for _, v := range list {
-		out[v.name] = v.n
-		out[""] += v.n
+		out[name] = n
+		out[""] += n
 	}
-	return out, err
+	return out, rows.Err()
 }

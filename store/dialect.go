@@ -72,29 +72,30 @@ type conn struct {
 	d *dialect
 }
 
-// traceQuery, when a test sets it, sees every statement a pool runs
-// directly (the query-plan test reads them back with EXPLAIN).
+// traceQuery, when a test sets it, sees every statement a pool or a
+// transaction runs directly (the query-plan test reads them back with
+// EXPLAIN).
 var traceQuery func(q string, args []any)
 
-func (c conn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+// prep is q in the dialect's form, shown to traceQuery if a test set it.
+func (d *dialect) prep(q string, args []any) string {
+	q = d.bind(q)
 	if traceQuery != nil {
-		traceQuery(c.d.bind(q), args)
+		traceQuery(q, args)
 	}
-	return c.DB.ExecContext(ctx, c.d.bind(q), args...)
+	return q
+}
+
+func (c conn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return c.DB.ExecContext(ctx, c.d.prep(q, args), args...)
 }
 
 func (c conn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if traceQuery != nil {
-		traceQuery(c.d.bind(q), args)
-	}
-	return c.DB.QueryContext(ctx, c.d.bind(q), args...)
+	return c.DB.QueryContext(ctx, c.d.prep(q, args), args...)
 }
 
 func (c conn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	if traceQuery != nil {
-		traceQuery(c.d.bind(q), args)
-	}
-	return c.DB.QueryRowContext(ctx, c.d.bind(q), args...)
+	return c.DB.QueryRowContext(ctx, c.d.prep(q, args), args...)
 }
 
 func (c conn) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {
@@ -113,24 +114,15 @@ type tx struct {
 }
 
 func (t tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	if traceQuery != nil {
-		traceQuery(t.d.bind(q), args)
-	}
-	return t.Tx.ExecContext(ctx, t.d.bind(q), args...)
+	return t.Tx.ExecContext(ctx, t.d.prep(q, args), args...)
 }
 
 func (t tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if traceQuery != nil {
-		traceQuery(t.d.bind(q), args)
-	}
-	return t.Tx.QueryContext(ctx, t.d.bind(q), args...)
+	return t.Tx.QueryContext(ctx, t.d.prep(q, args), args...)
 }
 
 func (t tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	if traceQuery != nil {
-		traceQuery(t.d.bind(q), args)
-	}
-	return t.Tx.QueryRowContext(ctx, t.d.bind(q), args...)
+	return t.Tx.QueryRowContext(ctx, t.d.prep(q, args), args...)
 }
 
 func (t tx) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {

@@ -91,10 +91,7 @@ func scanEvent(row rowScanner) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	e.ID = strconv.FormatInt(e.Key, 10)
-	if legacy.Valid {
-		e.ID = legacy.String
-	}
+	e.ID = apiID(e.Key, legacy)
 	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
 	if len(sum) > 0 {
 		e.BodySHA256 = hex.EncodeToString(sum)
@@ -106,6 +103,16 @@ func scanEvent(row rowScanner) (Event, error) {
 	}
 	e.NextAttemptAt, e.BodyPurgedAt, e.ReceivedAt, e.UpdatedAt, e.FinishedAt = next.Time, purged.ptr(), received.Time, updated.Time, finished.ptr()
 	return e, nil
+}
+
+// apiID is the id the API shows of the event with key and legacy_id: the
+// UUID of an event stored before migration 7, else the key (eventIDText is
+// the same in SQL).
+func apiID(key int64, legacy sql.NullString) string {
+	if legacy.Valid {
+		return legacy.String
+	}
+	return strconv.FormatInt(key, 10)
 }
 
 // eventRef is the condition that finds the event the API names id: by its

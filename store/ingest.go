@@ -269,15 +269,10 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 // delivery, or for GitHub the same body.
 func (db *DB) existing(ctx context.Context, t tx, e Event) (string, error) {
 	scan := func(row *sql.Row) (string, error) {
-		var id int64
+		var key int64
 		var legacy sql.NullString
-		if err := row.Scan(&id, &legacy); err != nil {
-			return "", err
-		}
-		if legacy.Valid {
-			return legacy.String, nil
-		}
-		return strconv.FormatInt(id, 10), nil
+		err := row.Scan(&key, &legacy)
+		return apiID(key, legacy), err
 	}
 	id, err := scan(t.StmtContext(ctx, db.stmts.find).QueryRowContext(ctx, e.Source, e.DeliveryID))
 	if errors.Is(err, sql.ErrNoRows) && e.Source == replaySource {

@@ -183,19 +183,28 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 			return fmt.Errorf("store: agent run %s: %w", r.ID, err)
 		}
 	}
-	// By key; an event stored before migration 7 may be named by its UUID.
+	// One statement per way an event is named (eventRef): by key, or, for
+	// an event stored before migration 7, by its UUID; each prepared when
+	// first needed.
 	stmts := map[string]*sql.Stmt{}
-	for _, col := range []string{"id", "legacy_id"} {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
+	stmtFor := func(cond string) (*sql.Stmt, error) {
+		if st := stmts[cond]; st != nil {
+			return st, nil
+		}
+		st, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size)
-		WHERE `+col+` = ? AND status = ?`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		stmts[col+" = ?"] = stmt
+		WHERE `+cond+` AND status = ?`)
+		stmts[cond] = st
+		return st, err
 	}
+	defer func() {
+		for _, st := range stmts {
+			if st != nil {
+				st.Close()
+			}
+		}
+	}()
 	for _, o := range outcomes {
 		var finished any
 		switch o.Status {
@@ -223,7 +232,11 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		if !ok {
 			return fmt.Errorf("%w: outcome for event %q", ErrInvalid, o.ID)
 		}
-		if _, err := stmts[cond].ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
+		stmt, err := stmtFor(cond)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
 			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
 			nullIfEmpty(o.DigestRunID), size, key, from); err != nil {
 			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
