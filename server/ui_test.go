@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // uiEnv is an orchestrator with the admin page on a real listener.
@@ -380,5 +381,25 @@ func TestUI_EventsSearchFiltersAndPaging(t *testing.T) {
 	if a, b := rowsOf.FindAllString(back, -1), rowsOf.FindAllString(first, -1); len(a) != 50 || fmt.Sprint(a) != fmt.Sprint(b) ||
 		strings.Contains(back, `id="page-newer"`) || !strings.Contains(back, `id="page-older"`) {
 		t.Fatalf("Newer from the second page: %d rows, same as the first: %v", len(a), fmt.Sprint(a) == fmt.Sprint(b))
+	}
+}
+
+// A purged event's page says its headers went with its body, instead of an
+// empty box.
+func TestUI_PurgedEventSaysItsHeadersWentWithTheBody(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	body, h := signed(webhook.PagerDuty, "purged-page", pagerdutySecret, time.Now())
+	id := e.send(webhook.PagerDuty, body, h).body["event_id"].(string)
+	e.waitStatus(id, store.EventDelivered)
+	c := login(t, base, adminToken)
+	if _, page := getPage(t, c, base+"/ui/events/"+id); !strings.Contains(page, "content-type: application/json") {
+		t.Fatalf("the event page before the purge lacks its headers:\n%s", page)
+	}
+	if _, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now(), 100); err != nil {
+		t.Fatal(err)
+	}
+	_, page := getPage(t, c, base+"/ui/events/"+id)
+	if !strings.Contains(page, `id="event-headers-purged"`) || strings.Contains(page, "content-type: application/json") {
+		t.Fatalf("the purged event's page:\n%s", page)
 	}
 }
