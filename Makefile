@@ -18,7 +18,7 @@ IMAGE   ?= incidentfox/orchestrator-edge
 APP_VERSION   := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/orchestrator/Chart.yaml)
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/orchestrator/Chart.yaml)
 
-.PHONY: build run test lint clean kube-assets fuzz bench helm image sbom bundle screenshot
+.PHONY: build run test lint clean kube-assets alertmanager fuzz bench helm image sbom bundle screenshot
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -31,15 +31,15 @@ run: build
 ## test: lint, a short fuzz run, then every test with a short summary.
 ## Needs PostgreSQL 15 and etcd (Debian packages; .ci/run installs them);
 ## builds kube-apiserver once.
-test: lint kube-assets helm fuzz bundle
+test: lint kube-assets helm alertmanager fuzz bundle
 	cd hack/tools && IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) BUNDLE=$(CURDIR)/$(BUNDLE) IMAGE_REQUIRE_QEMU=1 \
 		HELM=$(HELM) ORCHESTRATOR_BINARY=$(CURDIR)/$(BIN) \
 		$(GO) test -count=1 -v ./... >/tmp/orchestrator-tools-test.log 2>&1 \
 		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
 	@grep -E '^(ok|---)|(MB compressed|answered /ready|SBOM lists|queries parsed|alerts, each firing)' /tmp/orchestrator-tools-test.log
-	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) \
+	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) ALERTMANAGER="$$(hack/alertmanager.sh)" \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
-	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 \
+	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 ORCHESTRATOR_TEST_REQUIRE_ALERTMANAGER=1 ORCHESTRATOR_TEST_REQUIRE_PYTHON=1 \
 		$(GO) test -race -count=1 -timeout 20m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
 
 ## helm: build helm v3.22.0 once into the cache (the chart tests use it)
@@ -124,6 +124,10 @@ bench:
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
 	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
+
+## alertmanager: build Prometheus Alertmanager once into the cache (the Alertmanager source's tests run it)
+alertmanager:
+	@hack/alertmanager.sh >/dev/null
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
 kube-assets:

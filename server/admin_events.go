@@ -90,7 +90,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
-	f, err := scoped.EventFilter(r.URL.Query())
+	f, err := scoped.EventFilter(r.URL.Query(), s.sourceNames())
 	if err == nil {
 		f.Limit, err = scoped.ListQuery(r, a, &f.OrgID)
 	}

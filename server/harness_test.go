@@ -97,6 +97,7 @@ type env struct {
 	kube     *kube.Client
 	faulty   *faultyCluster
 	prov     *provision.Service
+	sources  *webhook.Registry
 	logs     *lockedBuffer
 	dataDir  string
 	reg      *prometheus.Registry
@@ -137,12 +138,13 @@ const (
 	pagerdutySecret  = "pagerduty-test-secret"
 	incidentioSecret = "whsec_aW5jaWRlbnRpby10ZXN0LXNlY3JldA=="
 	coralogixToken   = "coralogix-test-token"
+	alertmanagerTok  = "alertmanager-test-token"
 	internalToken    = "internal-test-token"
 )
 
 var secrets = map[string]string{
 	webhook.Slack: slackSecret, webhook.GitHub: githubSecret, webhook.PagerDuty: pagerdutySecret,
-	webhook.IncidentIO: incidentioSecret, webhook.Coralogix: coralogixToken,
+	webhook.IncidentIO: incidentioSecret, webhook.Coralogix: coralogixToken, webhook.Alertmanager: alertmanagerTok,
 }
 
 type envOptions struct {
@@ -176,6 +178,11 @@ type envOptions struct {
 	poll         time.Duration     // default 5 ms; benchmarks use production's 1 s
 	extraSecrets map[string]string // a second secret per source (rotation)
 	noInternal   bool
+	// sourcesFile is a sources file (YAML) and sourceEnv the environment
+	// its secret_env names read; amLabels map Alertmanager labels.
+	sourcesFile string
+	sourceEnv   map[string]string
+	amLabels    map[string]string
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
 	uiClock func() time.Time
@@ -333,9 +340,30 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		e.clock = &clock{t: time.Now().UTC()}
 		now = e.clock.Now
 	}
-	var err error
+	file := &webhook.SourcesFile{}
+	if o.sourcesFile != "" {
+		var err error
+		if file, err = webhook.ParseSourcesFile([]byte(o.sourcesFile), func(k string) string { return o.sourceEnv[k] }); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	builtins, err := webhook.Builtins(webhook.BuiltinOptions{Secrets: list, SlackApps: file.SlackApps,
+		AlertmanagerLabels: o.amLabels, Coalesce: o.coalesce})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	reg, err := webhook.NewRegistry(append(builtins, file.Sources...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.sources = reg
+	coalesce := o.coalesce
+	if len(coalesce) > 0 {
+		coalesce = reg.Coalescing()
+	}
 	e.disp, err = dispatch.New(dispatch.Options{
 		Store:              e.db,
+		Sources:            reg,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),
 		Agent:              peers.NewAgent(peers.Options{BaseURL: e.agentURL}),
 		InternalAdminToken: adminToken,
@@ -344,7 +372,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		SharedBudget:       e.db.Shared(),
 		// A fake clock jumps: no claim may expire under a test's feet.
 		Lease:           48 * time.Hour,
-		CoalesceSources: o.coalesce,
+		CoalesceSources: coalesce,
 		RoutingCacheTTL: o.routingTTL,
 		MaxAttempts:     o.maxAttempts,
 		BaseBackoff:     time.Millisecond,
@@ -358,7 +386,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	door := ingest.Options{Verifiers: webhook.Verifiers(list), Events: e.db, Notify: e.disp.Notify,
+	door := ingest.Options{Sources: reg, Events: e.db, Feedback: e.db, Notify: e.disp.Notify,
 		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, Acks: e.db,
 		Registry: e.reg, Logger: logger, Now: now}
 	if !o.noInternal {
@@ -375,7 +403,16 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 // send posts a signed sample (or body) of a source; headers override.
 func (e *env) send(source string, body []byte, header http.Header) response {
 	e.t.Helper()
-	path := ingest.Paths[source]
+	path := webhook.BuiltinPath(source)
+	if path == "" {
+		path = "/webhooks/" + source
+	}
+	return e.sendTo(path, body, header)
+}
+
+// sendTo posts a body to a webhook path; headers as given.
+func (e *env) sendTo(path string, body []byte, header http.Header) response {
+	e.t.Helper()
 	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
 	for k, v := range header {
 		req.Header[k] = v

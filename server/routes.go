@@ -6,7 +6,6 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
-	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -28,8 +27,10 @@ func (s *Server) routes() {
 	}
 
 	if s.door != nil {
-		for _, src := range s.door.Sources() {
-			s.handle(http.MethodPost, ingest.Paths[src], s.door.Handler(src))
+		for _, src := range s.door.Registry().Sources() {
+			for _, rt := range src.Routes {
+				s.handle(http.MethodPost, rt.Path, s.door.Handler(src.Name, rt))
+			}
 		}
 		if s.door.TriggerEnabled() {
 			s.handle(http.MethodPost, "/api/v1/internal/slack/trigger", s.door.Trigger)

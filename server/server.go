@@ -22,6 +22,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/julienschmidt/httprouter"
@@ -127,7 +128,10 @@ type Server struct {
 	router *httprouter.Router
 	// routeList is every registered route (Routes).
 	routeList []Route
-	metrics   *httpMetrics
+	// openapi is the API description served: the written one, plus the
+	// routes of configured sources and Slack apps.
+	openapi []byte
+	metrics *httpMetrics
 	// door is the webhook door (nil: no /webhooks/*).
 	door     *ingest.Door
 	ui       *webui.UI
@@ -174,10 +178,15 @@ func New(opts Options) (*Server, error) {
 		},
 	}
 	s.door = opts.Door
+	s.openapi = OpenAPI
+	if s.door != nil {
+		s.openapi = describeSources(s.door.Registry())
+	}
 	if opts.UI != nil {
 		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
 			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,
-			Notify: opts.Notify, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
+			Sources: doorSources(s.door),
+			Notify:  opts.Notify, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
 		// Nil stays nil: an interface holding a nil pointer is not.
 		if opts.Events != nil {
 			page.Events = opts.Events
@@ -288,4 +297,11 @@ type pageRouter struct{ s *Server }
 func (p pageRouter) Handle(method, path string, h http.HandlerFunc) { p.s.handle(method, path, h) }
 func (p pageRouter) HandleProbe(method, path string, h http.HandlerFunc) {
 	p.s.handleProbe(method, path, h)
+}
+
+func doorSources(d *ingest.Door) *webhook.Registry {
+	if d == nil {
+		return nil
+	}
+	return d.Registry()
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
-	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -42,7 +41,7 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			q.Set(k, v+":00Z")
 		}
 	}
-	f, err := scoped.EventFilter(q)
+	f, err := scoped.EventFilter(q, u.sourceNames())
 	if err == nil {
 		f.OrgID, err = scoped.OrgScope(a, f.OrgID)
 	}
@@ -56,7 +55,7 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	case err != nil:
 	case f.DeliveryID != "" && f.Source == "":
 		// A delivery id is unique per source: one indexed lookup each.
-		for _, src := range webhook.Sources[:] {
+		for _, src := range u.sourceNames() {
 			f.Source = src
 			got, _, lerr := u.o.Events.ListEvents(r.Context(), f)
 			events, err = append(events, got...), lerr
@@ -112,7 +111,7 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Source, Status, Org, Team, Since, Until, Find string
 		Sources, Statuses                             []string
 	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, r.URL.Query().Get("org_id"), f.TeamNodeID,
-		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, webhook.Sources[:], store.EventStatuses}})
+		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, u.sourceNames(), store.EventStatuses}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
@@ -140,7 +139,7 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	// digest), and the body as indented JSON when it is JSON.
 	message, body := "", string(e.Body)
 	if e.BodyPurgedAt == nil && len(e.Body) > 0 {
-		message, _ = webhook.Describe(e.Source, e.EventType, e.Body)
+		message = u.describe(e)
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, e.Body, "", "  ") == nil {
 			body = pretty.String()

@@ -46,7 +46,7 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Volume                                                   *volumeView
 		ChartsError                                              string
 		StatsMaxAge                                              time.Duration
-	}{StatsMaxAge: u.o.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhook.Sources[:],
+	}{StatsMaxAge: u.o.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhook.Builtin[:],
 		Events: u.o.Auth.Permits(a, auth.PermEventsRead), Runs: u.o.Auth.Permits(a, auth.PermProvisionRead),
 		Samples: u.mayPostSamples(a)}
 	if err := u.o.Store.Ready(ctx); err != nil {
@@ -78,7 +78,7 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			if st, err := u.stats(ctx, org); err != nil {
 				d.ChartsError = "The charts could not be drawn: " + err.Error()
 			} else {
-				c := st.charts()
+				c := st.charts(u.sourceNames())
 				d.Charts, d.Volume = &c, st.Volume
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -81,12 +82,33 @@ type Options struct {
 	Agents    *agentrun.Proxy
 	// Door takes the dev-mode sample events.
 	Door *ingest.Door
+	// Sources are the webhook sources (the door's registry); nil: the
+	// built-in ones, without their routes.
+	Sources *webhook.Registry
 	// Notify wakes the dispatcher after a redrive.
 	Notify       func(org, team string)
 	Dev          bool
 	MaxBodyBytes int64
 	// Now is the clock of events and figures (tests move it).
 	Now func() time.Time
+}
+
+// sourceNames lists the webhook sources' names, in the registry's order.
+func (u *UI) sourceNames() []string {
+	if u.o.Sources != nil {
+		return u.o.Sources.Names()
+	}
+	return webhook.Builtin[:]
+}
+
+// describe is what the agent is told of an event.
+func (u *UI) describe(e store.Event) string {
+	if u.o.Sources != nil {
+		msg, _ := u.o.Sources.Describe(e.Source, e.EventType, e.Body, e.Headers)
+		return msg
+	}
+	msg, _ := webhook.Describe(e.Source, e.EventType, e.Body)
+	return msg
 }
 
 // RunReader reads provisioning runs (store.DB implements it).

@@ -11,7 +11,6 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/chart"
-	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -232,10 +231,10 @@ type latencyRow struct {
 	Count               int64
 }
 
-func (st pageStats) charts() charts {
+func (st pageStats) charts(sources []string) charts {
 	c := charts{At: st.At, Since: st.Window.Since, Until: st.Window.Until, SlotLabels: st.SlotLabel, AckHidden: st.Ack == nil}
 	perSource := map[string][]int{}
-	for _, src := range webhook.Sources {
+	for _, src := range sources {
 		perSource[src] = make([]int, st.Window.Slots)
 	}
 	hourTotals := make([]int, st.Window.Slots)
@@ -252,7 +251,7 @@ func (st pageStats) charts() charts {
 		}
 	}
 	var series []chart.Series
-	for _, src := range webhook.Sources {
+	for _, src := range sources {
 		row := sourceRow{Source: src, Hours: perSource[src]}
 		for _, n := range row.Hours {
 			row.Total += n
@@ -269,7 +268,7 @@ func (st pageStats) charts() charts {
 	}
 	c.PerSource = chart.Columns("chart-per-source", "Events per source per hour, last 24 hours (UTC)", desc, series, st.SlotLabel, 3,
 		func(s, slot, v int) string {
-			return fmt.Sprintf("%s, %s–%s UTC: %d events", webhook.Sources[s], st.SlotLabel[slot],
+			return fmt.Sprintf("%s, %s–%s UTC: %d events", sources[s], st.SlotLabel[slot],
 				st.Window.Since.Add(time.Duration(slot+1)*time.Hour).Format("15:04"), v)
 		})
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/config"
-	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -42,8 +41,8 @@ func sendSample(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func postSample(ctx context.Context, source, baseURL, secret string, dev bool, getenv func(string) string, stdout io.Writer) error {
-	path, ok := ingest.Paths[source]
-	if !ok {
+	path := webhook.BuiltinPath(source)
+	if path == "" {
 		return &usageError{msg: fmt.Sprintf("send-sample: unknown source %q (want one of %s)", source, strings.Join(config.Sources[:], ", "))}
 	}
 	if secret == "" {

@@ -29,7 +29,7 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 	base := "http://" + waitLine(t, logs, "listening")["addr"].(string)
 	waitLine(t, logs, "started")
 	go drain(logs)
-	for _, src := range webhook.Sources {
+	for _, src := range webhook.Builtin {
 		if code := sendSignedSample(t, base, src, devSecret(src)); code != 200 {
 			t.Fatalf("%s sample = %d", src, code)
 		}
@@ -45,7 +45,7 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 	if resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req); err != nil || resp.StatusCode != 303 {
 		t.Fatalf("login: %v", err)
 	}
-	waitDelivered(t, base, 5+len(webhook.Sources))
+	waitDelivered(t, base, 5+len(webhook.Builtin))
 	before := snapshotAPI(t, base)
 	_ = proc.Process.Signal(syscall.SIGTERM) // flushes the ack figures
 	_ = proc.Wait()

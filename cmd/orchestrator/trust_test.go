@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -50,7 +49,7 @@ func sendSignedSample(t *testing.T, base, source, secret string) int {
 	t.Helper()
 	now := time.Now()
 	body := webhook.Sample(source, "trust-"+source, now)
-	req, _ := http.NewRequest("POST", base+ingest.Paths[source], bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", base+webhook.BuiltinPath(source), bytes.NewReader(body))
 	req.Header = webhook.Sign(source, secret, body, now, "trust-"+source)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -80,7 +81,15 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 			logger.Warn("no webhook secret configured: this source answers 401", "source", src)
 		}
 	}
-	verifiers := webhook.Verifiers(secrets)
+	sources, err := buildSources(cfg, secrets, getenv)
+	if err != nil {
+		return nil, err
+	}
+	for _, src := range sources.Sources() {
+		if src.Kind == "configured" {
+			logger.Info("configured webhook source", "source", src.Name, "route", src.Routes[0].Path, "verify", src.Scheme)
+		}
+	}
 	limits := map[string]dispatch.Limits{}
 	for src, l := range cfg.AgentLimits {
 		limits[src] = dispatch.Limits{Timeout: l.Timeout, MaxTurns: l.MaxTurns}
@@ -95,9 +104,9 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		return nil, err
 	}
 	d.dispatcher, err = dispatch.New(dispatch.Options{
-		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(),
+		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(), Sources: sources,
 		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
-		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: cfg.CoalesceSources, CoalesceMax: cfg.CoalesceMax,
+		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: coalescing(cfg, sources), CoalesceMax: cfg.CoalesceMax,
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Logger: logger, Registry: reg,
 	})
@@ -105,7 +114,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		return nil, err
 	}
 
-	d.door, err = ingest.New(ingest.Options{Verifiers: verifiers, Events: db, Notify: d.dispatcher.Notify,
+	d.door, err = ingest.New(ingest.Options{Sources: sources, Events: db, Feedback: db, Notify: d.dispatcher.Notify,
 		CachedRoute: d.dispatcher.CachedRoute, Rate: cfg.WebhookRateLimit, Burst: cfg.WebhookBurst,
 		MaxBodyBytes: cfg.MaxBodyBytes, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
 		Registry: reg, Logger: logger})
@@ -274,4 +283,36 @@ func devSecret(source string) string {
 		return "whsec_" + base64.StdEncoding.EncodeToString([]byte("dev-incidentio-secret"))
 	}
 	return "dev-" + source + "-secret"
+}
+
+// buildSources is the source registry: the built-in sources, the Slack apps
+// and configured sources of the sources file (SPEC §6). A mistake in the
+// file stops start-up with one line naming the source and the field.
+func buildSources(cfg *config.Config, secrets map[string][]string, getenv func(string) string) (*webhook.Registry, error) {
+	file := &webhook.SourcesFile{}
+	if cfg.SourcesFile != "" {
+		data, err := os.ReadFile(cfg.SourcesFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: ORCHESTRATOR_SOURCES_FILE: %v", err)
+		}
+		if file, err = webhook.ParseSourcesFile(data, getenv); err != nil {
+			return nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
+		}
+	}
+	builtins, err := webhook.Builtins(webhook.BuiltinOptions{Secrets: secrets, SlackApps: file.SlackApps,
+		AlertmanagerLabels: cfg.AlertmanagerLabels, Coalesce: cfg.CoalesceSources})
+	if err != nil {
+		return nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
+	}
+	return webhook.NewRegistry(append(builtins, file.Sources...)...)
+}
+
+// coalescing lists the sources folded into digests: the built-in ones
+// ORCHESTRATOR_COALESCE_SOURCES names and the configured ones marked
+// coalesce: true, unless coalescing is off ("none").
+func coalescing(cfg *config.Config, sources *webhook.Registry) []string {
+	if len(cfg.CoalesceSources) == 0 {
+		return nil
+	}
+	return sources.Coalescing()
 }

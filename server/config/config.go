@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +22,9 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// Sources are the webhook sources, in the order they are documented.
-var Sources = webhook.Sources
+// Sources are the built-in webhook sources, in the order they are
+// documented (configured ones come from the sources file).
+var Sources = webhook.Builtin
 
 // Secret is a configured credential. It prints, logs and marshals as
 // "[redacted]" so that it cannot leak by accident; Reveal returns the value.
@@ -90,6 +92,12 @@ type Config struct {
 	// WebhookSecrets holds each source's accepted secrets (several during a
 	// rotation); an empty list makes that source answer 401.
 	WebhookSecrets map[string][]Secret
+	// SourcesFile is ORCHESTRATOR_SOURCES_FILE: configured sources and more
+	// Slack apps (SPEC §6); "" = none.
+	SourcesFile string
+	// AlertmanagerLabels map Alertmanager labels to routing identifier
+	// types (ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS).
+	AlertmanagerLabels map[string]string
 
 	WebhookRateLimit      float64
 	WebhookBurst          int
@@ -195,7 +203,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		"pagerduty":  append(p.secrets("PAGERDUTY_WEBHOOK_SECRETS"), p.secrets("PAGERDUTY_WEBHOOK_SECRET")...),
 		"incidentio": p.standardWebhookSecrets("INCIDENTIO_WEBHOOK_SECRET"),
 		"coralogix":  p.secrets("CORALOGIX_WEBHOOK_TOKEN"),
+		// Alertmanager sends it as its http_config.authorization credentials.
+		"alertmanager": p.secrets("ALERTMANAGER_WEBHOOK_TOKEN"),
 	}
+	c.SourcesFile = p.str("ORCHESTRATOR_SOURCES_FILE", "")
+	c.AlertmanagerLabels = p.labelMap("ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS")
 	if p.err != nil {
 		return nil, p.err
 	}
@@ -264,7 +276,7 @@ func (p *parser) cron(name, def string) string {
 }
 
 // DefaultCoalesceSources are the alert sources folded into digests.
-var DefaultCoalesceSources = []string{"pagerduty", "incidentio", "coralogix", "github"}
+var DefaultCoalesceSources = []string{"pagerduty", "incidentio", "coralogix", "github", "alertmanager"}
 
 // coalesceSources reads a comma-separated list of alert sources. Unset
 // gives the default; "none" (or "off") turns coalescing off — an empty
@@ -387,6 +399,29 @@ func isDNSLabel(s string) bool {
 }
 
 func (p *parser) secret(name string) Secret { return Secret(p.raw(name)) }
+
+// labelMap reads label=identifier_type pairs, comma-separated.
+func (p *parser) labelMap(name string) map[string]string {
+	out := map[string]string{}
+	for _, part := range strings.Split(p.raw(name), ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		label, typ, ok := strings.Cut(part, "=")
+		label, typ = strings.TrimSpace(label), strings.TrimSpace(typ)
+		if !ok || !promLabel.MatchString(label) || !identifierType.MatchString(typ) {
+			p.fail(name, "%q is not label=identifier_type (e.g. namespace=k8s_namespace)", part)
+			return nil
+		}
+		out[label] = typ
+	}
+	return out
+}
+
+var (
+	promLabel      = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]{0,127}$`)
+	identifierType = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
 
 // secrets reads a comma-separated list of secrets (several during a rotation).
 func (p *parser) secrets(name string) []Secret {

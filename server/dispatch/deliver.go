@@ -11,7 +11,6 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
-	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -156,7 +155,7 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 	trigger := map[string]any{"org_id": c.team.OrgID, "team_node_id": c.team.TeamNodeID}
 	if len(c.events) == 1 {
 		e := c.events[0]
-		msg, meta := webhook.Describe(e.Source, e.EventType, e.Body)
+		msg, meta := d.o.Sources.Describe(e.Source, e.EventType, e.Body, e.Headers)
 		trigger["source"], trigger["event_id"], trigger["delivery_id"], trigger["event_type"] = e.Source, e.ID, e.DeliveryID, e.EventType
 		return peers.AgentRequest{Message: msg, TriggerSource: e.Source,
 			Context: map[string]any{"metadata": map[string]any{e.Source: meta}, "trigger": trigger}}, e.ID, newID()
@@ -171,7 +170,7 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 	groups := map[string]*group{}
 	var order []string
 	for _, e := range c.events {
-		msg, meta := webhook.Describe(e.Source, e.EventType, e.Body)
+		msg, meta := d.o.Sources.Describe(e.Source, e.EventType, e.Body, e.Headers)
 		lines = append(lines, "- "+msg)
 		listed = append(listed, map[string]any{"source": e.Source, "event_id": e.ID, "delivery_id": e.DeliveryID,
 			"event_type": e.EventType, "summary": msg})

@@ -60,8 +60,11 @@ type Options struct {
 	Config             ConfigService
 	Agent              AgentRunner
 	InternalAdminToken string
-	Workers            int
-	TeamPerMinute      int
+	// Sources describe each source's events to the agent and name the
+	// metrics' source labels.
+	Sources       *webhook.Registry
+	Workers       int
+	TeamPerMinute int
 	// MaxAttempts bounds transient failures before an event is dead (default 6).
 	MaxAttempts int
 	// BaseBackoff and MaxBackoff shape the retry delays (defaults 2 s, 5 min).
@@ -135,8 +138,8 @@ type metrics struct {
 
 // New returns a Dispatcher and registers its metrics.
 func New(o Options) (*Dispatcher, error) {
-	if o.Store == nil || o.Config == nil || o.Agent == nil {
-		return nil, errors.New("dispatch: store, config service and agent are required")
+	if o.Store == nil || o.Config == nil || o.Agent == nil || o.Sources == nil {
+		return nil, errors.New("dispatch: store, sources, config service and agent are required")
 	}
 	if slices.Contains(o.CoalesceSources, webhook.Slack) {
 		return nil, errors.New("dispatch: Slack mentions are never coalesced")
@@ -191,7 +194,7 @@ func New(o Options) (*Dispatcher, error) {
 		}),
 	}
 	// Every known series exists from the start at 0 (alerts on increase()).
-	for _, src := range webhook.Sources {
+	for _, src := range o.Sources.Names() {
 		for _, oc := range outcomes {
 			d.metrics.total.WithLabelValues(src, oc)
 		}

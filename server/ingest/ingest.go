@@ -28,15 +28,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Paths maps each source to its route (SPEC §3).
-var Paths = map[string]string{
-	webhook.Slack:      "/webhooks/slack/events",
-	webhook.GitHub:     "/webhooks/github",
-	webhook.PagerDuty:  "/webhooks/pagerduty",
-	webhook.IncidentIO: "/webhooks/incidentio",
-	webhook.Coralogix:  "/webhooks/coralogix",
-}
-
 // ingestOutcomes are the outcome label values of
 // orchestrator_webhook_events_total.
 var ingestOutcomes = []string{"accepted", "duplicate", "bad_signature", "rate_limited", "too_large", "bad_request", "store_error"}
@@ -46,6 +37,11 @@ type Store interface {
 	InsertEvent(ctx context.Context, e store.Event) (store.InsertResult, error)
 }
 
+// FeedbackStore records feedback clicks (store.DB implements it).
+type FeedbackStore interface {
+	RecordFeedback(ctx context.Context, e store.Event, ref string, fb store.Feedback) (store.FeedbackResult, error)
+}
+
 // AckStore keeps the ack latency figures (store.DB implements it).
 type AckStore interface {
 	AddAckStats(ctx context.Context, stats []store.AckStat) error
@@ -53,9 +49,12 @@ type AckStore interface {
 
 // Options configure a Door.
 type Options struct {
-	// Verifiers check each source; a source without one has no route.
-	Verifiers map[string]webhook.Verifier
-	Events    Store
+	// Sources are every webhook source with its routes and verifiers.
+	Sources *webhook.Registry
+	Events  Store
+	// Feedback records clicks on answers' feedback buttons; nil: they are
+	// stored as events like other interactions.
+	Feedback FeedbackStore
 	// Notify wakes the dispatcher after an event is stored, naming its team
 	// when the team is already known ("" otherwise).
 	Notify func(org, team string)
@@ -89,8 +88,8 @@ type Door struct {
 
 // New builds the door and registers the webhook metrics of SPEC §12.
 func New(o Options) (*Door, error) {
-	if o.Events == nil || o.Registry == nil || o.Logger == nil {
-		return nil, errors.New("ingest: events, registry and logger are required")
+	if o.Events == nil || o.Registry == nil || o.Logger == nil || o.Sources == nil {
+		return nil, errors.New("ingest: sources, events, registry and logger are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -98,26 +97,21 @@ func New(o Options) (*Door, error) {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
-	m, err := newIngestMetrics(o.Registry)
+	m, err := newIngestMetrics(o.Registry, o.Sources.Names())
 	if err != nil {
 		return nil, err
 	}
 	log := o.Logger.With("component", "ingest")
-	return &Door{o: o, log: log, out: httpx.Writer{Logger: log}, metrics: m, limiters: newLimiters(o.Rate, o.Burst)}, nil
+	return &Door{o: o, log: log, out: httpx.Writer{Logger: log}, metrics: m, limiters: newLimiters(o.Sources.Names(), o.Rate, o.Burst)}, nil
 }
 
 func (d *Door) now() time.Time { return d.o.Now().UTC() }
 
-// Sources lists the sources the door has a verifier for, in documented order.
-func (d *Door) Sources() []string {
-	var out []string
-	for _, src := range webhook.Sources {
-		if d.o.Verifiers[src] != nil {
-			out = append(out, src)
-		}
-	}
-	return out
-}
+// Sources lists the source names, in the registry's order.
+func (d *Door) Sources() []string { return d.o.Sources.Names() }
+
+// Registry is the door's source registry.
+func (d *Door) Registry() *webhook.Registry { return d.o.Sources }
 
 // ingestMetrics are the webhook metrics of SPEC §12.
 type ingestMetrics struct {
@@ -125,7 +119,7 @@ type ingestMetrics struct {
 	ack    *prometheus.HistogramVec
 }
 
-func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
+func newIngestMetrics(reg prometheus.Registerer, sources []string) (*ingestMetrics, error) {
 	m := &ingestMetrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_webhook_events_total",
@@ -144,24 +138,24 @@ func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
 	}
 	// Every known series exists from the start at 0, so an alert's rate()
 	// or increase() counts the first bad signature too.
-	for _, src := range append(slices.Clone(webhook.Sources[:]), "internal") {
+	for _, src := range append(slices.Clone(sources), "internal") {
 		for _, o := range ingestOutcomes {
 			m.events.WithLabelValues(src, o)
 		}
 	}
-	for _, src := range webhook.Sources {
+	for _, src := range sources {
 		m.ack.WithLabelValues(src)
 	}
 	return m, nil
 }
 
 // newLimiters makes one token bucket per source; perSecond 0 means none.
-func newLimiters(perSecond float64, burst int) map[string]*rate.Limiter {
+func newLimiters(sources []string, perSecond float64, burst int) map[string]*rate.Limiter {
 	out := map[string]*rate.Limiter{}
 	if perSecond <= 0 {
 		return out
 	}
-	for src := range Paths {
+	for _, src := range sources {
 		out[src] = rate.NewLimiter(rate.Limit(perSecond), burst)
 	}
 	return out
@@ -181,8 +175,8 @@ type Answer struct {
 	Outcome string
 }
 
-// Handler is a source's route: cap → verify → limit → clean → store → ack.
-func (d *Door) Handler(source string) http.HandlerFunc {
+// Handler is one route of a source: cap → verify → limit → clean → store → ack.
+func (d *Door) Handler(source string, rt webhook.Route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.o.MaxBodyBytes))
@@ -195,7 +189,7 @@ func (d *Door) Handler(source string) http.HandlerFunc {
 				a = Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read")}
 			}
 		} else {
-			a = d.accept(r.Context(), source, body, r.Header)
+			a = d.accept(r.Context(), source, rt.Verifier, body, r.Header)
 		}
 		d.answer(w, r, a)
 		d.count(source, a.Outcome, time.Since(start))
@@ -207,7 +201,11 @@ func (d *Door) Handler(source string) http.HandlerFunc {
 // signed samples through it.
 func (d *Door) Accept(ctx context.Context, source string, body []byte, h http.Header) Answer {
 	start := time.Now()
-	a := d.accept(ctx, source, body, h)
+	var v webhook.Verifier
+	if src := d.o.Sources.Get(source); src != nil && len(src.Routes) > 0 {
+		v = src.Routes[0].Verifier
+	}
+	a := d.accept(ctx, source, v, body, h)
 	d.count(source, a.Outcome, time.Since(start))
 	return a
 }
@@ -221,8 +219,7 @@ func (d *Door) count(source, outcome string, took time.Duration) {
 	}
 }
 
-func (d *Door) accept(ctx context.Context, source string, body []byte, h http.Header) Answer {
-	verifier := d.o.Verifiers[source]
+func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verifier, body []byte, h http.Header) Answer {
 	if verifier == nil {
 		return Answer{Outcome: "bad_request", Err: apperr.New(apperr.NotFound, "not_found", "no webhook source %q", source)}
 	}
@@ -246,11 +243,22 @@ func (d *Door) accept(ctx context.Context, source string, body []byte, h http.He
 		return Answer{Outcome: "rate_limited", Err: &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
 			Detail: "too many " + source + " events; retry later", RetryAfterSeconds: max(1, retry)}}
 	}
-	return d.store(ctx, ev, storedHeaders(h), body, http.StatusOK)
+	headers := storedHeaders(h)
+	if ev.Source == webhook.Slack {
+		// The app it came through is the route's, never the sender's word.
+		delete(headers, webhook.AppHeader)
+		if ev.App != "" {
+			headers[webhook.AppHeader] = ev.App
+		}
+	}
+	if ev.Feedback != nil && d.o.Feedback != nil {
+		return d.storeFeedback(ctx, ev, headers, body)
+	}
+	return d.store(ctx, ev, headers, body, http.StatusOK)
 }
 
-// store writes the event durably; only then is it acknowledged.
-func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]string, body []byte, okStatus int) Answer {
+// record is the stored form of a verified event.
+func (d *Door) record(ev webhook.Event, headers map[string]string, body []byte) store.Event {
 	status, lastErr := store.EventQueued, ""
 	if ev.Ignore != "" {
 		status, lastErr = store.EventIgnored, "ignored: "+ev.Ignore
@@ -259,11 +267,36 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 	if ev.StoredBody != nil {
 		body = ev.StoredBody
 	}
-	e := store.Event{
+	return store.Event{
 		Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
 		Identifiers: ev.Identifiers, Headers: headers, Body: body, LastError: lastErr, ReceivedAt: d.now(),
 		BodySHA256: hex.EncodeToString(sum[:]),
 	}
+}
+
+// storeFeedback records a feedback click on the run it names, with its
+// event, durably before the ack; the agent is not called for it.
+func (d *Door) storeFeedback(ctx context.Context, ev webhook.Event, headers map[string]string, body []byte) Answer {
+	e := d.record(ev, headers, body)
+	fb := store.Feedback{Value: ev.Feedback.Value, UserID: ev.Feedback.User, UserName: ev.Feedback.UserName,
+		SlackApp: ev.App, CreatedAt: e.ReceivedAt}
+	res, err := d.o.Feedback.RecordFeedback(ctx, e, ev.Feedback.Run, fb)
+	if err != nil {
+		return Answer{Outcome: "store_error", Err: apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry")}
+	}
+	if res.Duplicate {
+		return Answer{Status: http.StatusOK, EventID: res.ID, Duplicate: true, Outcome: "duplicate"}
+	}
+	if res.Run == nil {
+		d.log.Warn("feedback names no agent run", "event_id", res.ID, "ref", ev.Feedback.Run)
+	}
+	return Answer{Status: http.StatusOK, EventID: res.ID, Outcome: "accepted"}
+}
+
+// store writes the event durably; only then is it acknowledged.
+func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]string, body []byte, okStatus int) Answer {
+	e := d.record(ev, headers, body)
+	status := e.Status
 	// A route already in the dispatcher's cache is applied now, from memory:
 	// in a storm every event after the first arrives knowing its team.
 	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -20,7 +21,6 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
-	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -74,11 +74,11 @@ func OrgScope(a *auth.Admin, asked string) (string, error) {
 // EventFilter reads the events list's filters, for the API and the page:
 // source, status, team, delivery id, since/until (RFC 3339) and the cursor.
 // The org and the limit are ListQuery's.
-func EventFilter(q url.Values) (store.EventFilter, error) {
+func EventFilter(q url.Values, sources []string) (store.EventFilter, error) {
 	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
 		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor")}
-	if f.Source != "" && !slices.Contains(webhook.Sources[:], f.Source) {
-		return f, httpx.QueryError("source", "must be one of slack, github, pagerduty, incidentio, coralogix")
+	if f.Source != "" && !slices.Contains(sources, f.Source) {
+		return f, httpx.QueryError("source", "must be one of %s", strings.Join(sources, ", "))
 	}
 	if f.Status != "" && !slices.Contains(store.EventStatuses, f.Status) {
 		return f, httpx.QueryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")

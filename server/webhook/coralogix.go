@@ -61,9 +61,11 @@ func ParseCoralogix(body []byte) (Event, error) {
 	} else {
 		ev.DeliveryID = bodyHash(body)
 	}
-	if action := first(m, "alert_action", "alertAction", "action"); action != "" {
+	action := first(m, "alert_action", "alertAction", "action")
+	if action != "" {
 		ev.EventType = clean("alert."+action, 128)
 	}
+	ev.Alert = coralogixAlert(id, action)
 	if team := first(m, "team_name", "teamName", "team"); team != "" {
 		ev.Identifiers["coralogix_team_name"] = clean(team, 128)
 	}

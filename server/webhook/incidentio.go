@@ -23,43 +23,9 @@ func (v *IncidentIOVerifier) Verify(body []byte, h http.Header, now time.Time) (
 	if len(v.Secrets) == 0 {
 		return Event{}, ErrNoSecret
 	}
-	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
-	switch {
-	case id == "":
-		return Event{}, missingHeader("webhook-id")
-	case ts == "":
-		return Event{}, missingHeader("webhook-timestamp")
-	case len(id) > 255:
-		return Event{}, fmt.Errorf("%w: webhook-id longer than 255 characters", ErrSignature)
-	case !cleanText(id):
-		return Event{}, fmt.Errorf("%w: webhook-id is not valid UTF-8 text without NUL", ErrPayload)
-	}
-	if err := checkTimestamp(ts, now); err != nil {
+	id, err := verifyStandardWebhooks(v.Secrets, body, h, now)
+	if err != nil {
 		return Event{}, err
-	}
-	var sigs [][]byte
-	for _, part := range strings.Fields(h.Get("webhook-signature")) {
-		if s, ok := strings.CutPrefix(part, "v1,"); ok {
-			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-				sigs = append(sigs, b)
-			}
-		}
-	}
-	matched := false
-	for _, secret := range v.Secrets {
-		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-		if err != nil {
-			continue
-		}
-		want := hmacSHA256(key, []byte(id+"."+ts+"."), body)
-		for _, s := range sigs {
-			if hmac.Equal(s, want) {
-				matched = true
-			}
-		}
-	}
-	if !matched || len(sigs) > 16 {
-		return Event{}, fmt.Errorf("%w: webhook-signature does not match", ErrSignature)
 	}
 	m, err := parseJSON(body)
 	if err != nil {
@@ -69,6 +35,7 @@ func (v *IncidentIOVerifier) Verify(body []byte, h http.Header, now time.Time) (
 	// The payload sits under a key named after the event type.
 	payload := obj(m, str(m, "event_type"))
 	findIdentifiers(payload, ev.Identifiers, 0)
+	ev.Alert = incidentIOAlert(payload)
 	return ev, nil
 }
 
@@ -93,4 +60,48 @@ func findIdentifiers(v any, out map[string]string, depth int) {
 		}
 		findIdentifiers(val, out, depth+1)
 	}
+}
+
+// verifyStandardWebhooks checks a Standard Webhooks delivery against the
+// whsec_ secrets and returns its webhook-id.
+func verifyStandardWebhooks(secrets []string, body []byte, h http.Header, now time.Time) (string, error) {
+	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
+	switch {
+	case id == "":
+		return "", missingHeader("webhook-id")
+	case ts == "":
+		return "", missingHeader("webhook-timestamp")
+	case len(id) > 255:
+		return "", fmt.Errorf("%w: webhook-id longer than 255 characters", ErrSignature)
+	case !cleanText(id):
+		return "", fmt.Errorf("%w: webhook-id is not valid UTF-8 text without NUL", ErrPayload)
+	}
+	if err := checkTimestamp(ts, now); err != nil {
+		return "", err
+	}
+	var sigs [][]byte
+	for _, part := range strings.Fields(h.Get("webhook-signature")) {
+		if s, ok := strings.CutPrefix(part, "v1,"); ok {
+			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+				sigs = append(sigs, b)
+			}
+		}
+	}
+	matched := false
+	for _, secret := range secrets {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+		if err != nil {
+			continue
+		}
+		want := hmacSHA256(key, []byte(id+"."+ts+"."), body)
+		for _, s := range sigs {
+			if hmac.Equal(s, want) {
+				matched = true
+			}
+		}
+	}
+	if !matched || len(sigs) > 16 {
+		return "", fmt.Errorf("%w: webhook-signature does not match", ErrSignature)
+	}
+	return id, nil
 }

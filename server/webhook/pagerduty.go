@@ -60,5 +60,6 @@ func ParsePagerDuty(body []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: PagerDuty body without event.id", ErrPayload)
 	}
 	ev.DeliveryID, ev.EventType = clean(ev.DeliveryID, 255), clean(ev.EventType, 128)
+	ev.Alert = pagerDutyAlert(m, ev.EventType)
 	return ev, nil
 }

@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Sample returns a realistic body for a source, shaped as the vendor
+// sample returns a realistic body for a source, shaped as the vendor
 // documents it, routed to the dev team of SPEC §11. id makes it unique.
-func Sample(source, id string, now time.Time) []byte {
+func sample(source, id string, now time.Time) []byte {
 	ts := now.Unix()
 	switch source {
 	case Slack:

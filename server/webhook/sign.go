@@ -31,7 +31,7 @@ func Sign(source, secret string, body []byte, now time.Time, deliveryID string) 
 		h.Set("webhook-id", deliveryID)
 		h.Set("webhook-timestamp", ts)
 		h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(hmacSHA256(key, []byte(deliveryID+"."+ts+"."), body)))
-	case Coralogix:
+	case Coralogix, Alertmanager:
 		h.Set("Authorization", "Bearer "+secret)
 	}
 	return h

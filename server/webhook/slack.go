@@ -9,8 +9,16 @@ import (
 
 // SlackVerifier verifies Slack Events API requests: X-Slack-Signature is
 // "v0=" + hex HMAC-SHA256(secret, "v0:" + X-Slack-Request-Timestamp + ":" + body),
-// with the timestamp within ±5 minutes.
-type SlackVerifier struct{ Secrets []string }
+// with the timestamp within ±5 minutes. One verifier serves one Slack app's
+// events or its interactions.
+type SlackVerifier struct {
+	Secrets []string
+	// App is the app's slug ("" for the default app).
+	App string
+	// Interactions: the route takes interactivity payloads (form-encoded
+	// payload=…), not Events API bodies.
+	Interactions bool
+}
 
 // Source is "slack".
 func (v *SlackVerifier) Source() string { return Slack }
@@ -31,7 +39,15 @@ func (v *SlackVerifier) Verify(body []byte, h http.Header, now time.Time) (Event
 	if !ok || !anyHexMatch(v.Secrets, []string{sig}, []byte("v0:"+ts+":"), body) {
 		return Event{}, fmt.Errorf("%w: X-Slack-Signature does not match", ErrSignature)
 	}
-	return ParseSlack(body)
+	var ev Event
+	var err error
+	if v.Interactions {
+		ev, err = ParseSlackInteraction(body)
+	} else {
+		ev, err = ParseSlack(body)
+	}
+	ev.App = v.App
+	return ev, err
 }
 
 // ParseSlack reads a verified Slack body.

@@ -20,15 +20,16 @@ import (
 
 // Sources.
 const (
-	Slack      = "slack"
-	GitHub     = "github"
-	PagerDuty  = "pagerduty"
-	IncidentIO = "incidentio"
-	Coralogix  = "coralogix"
+	Slack        = "slack"
+	GitHub       = "github"
+	PagerDuty    = "pagerduty"
+	IncidentIO   = "incidentio"
+	Coralogix    = "coralogix"
+	Alertmanager = "alertmanager"
 )
 
-// Sources lists the sources in their documented order.
-var Sources = [...]string{Slack, GitHub, PagerDuty, IncidentIO, Coralogix}
+// Builtin lists the built-in sources in their documented order.
+var Builtin = [...]string{Slack, GitHub, PagerDuty, IncidentIO, Coralogix, Alertmanager}
 
 // Tolerance is how far a signed timestamp may be from now, either way.
 const Tolerance = 5 * time.Minute
@@ -62,6 +63,14 @@ type Event struct {
 	// StoredBody, when set, is the body to keep instead of the raw one
 	// (Slack's legacy verification token blanked, SPEC §18).
 	StoredBody []byte
+	// Alert is an alert source's identity of the event (nil otherwise).
+	Alert *Alert
+	// App is the slug of the Slack app a Slack delivery came through
+	// ("" for the default app).
+	App string
+	// Feedback, when set, is a click on an answer's feedback button: it is
+	// recorded on the agent run it names and not sent to the agent.
+	Feedback *Feedback
 }
 
 // Verifier checks one source's webhooks.
@@ -69,17 +78,6 @@ type Verifier interface {
 	Source() string
 	// Verify authenticates body and headers at time now and reads the event.
 	Verify(body []byte, h http.Header, now time.Time) (Event, error)
-}
-
-// Verifiers builds every verifier from the configured secrets per source.
-func Verifiers(secrets map[string][]string) map[string]Verifier {
-	return map[string]Verifier{
-		Slack:      &SlackVerifier{Secrets: secrets[Slack]},
-		GitHub:     &GitHubVerifier{Secrets: secrets[GitHub]},
-		PagerDuty:  &PagerDutyVerifier{Secrets: secrets[PagerDuty]},
-		IncidentIO: &IncidentIOVerifier{Secrets: secrets[IncidentIO]},
-		Coralogix:  &CoralogixVerifier{Tokens: secrets[Coralogix]},
-	}
 }
 
 func hmacSHA256(key []byte, parts ...[]byte) []byte {

@@ -348,7 +348,9 @@ func (f *ConfigService) routingLookup(w http.ResponseWriter, r *http.Request) {
 	for _, typ := range types {
 		key, ok := routingKeys[typ]
 		if !ok {
-			continue
+			// Any other identifier type (a configured source's, an
+			// Alertmanager label's) matches the routing list of its plural.
+			key = typ + "s"
 		}
 		for _, org := range sortedKeys(f.nodes) {
 			for _, id := range sortedKeys(f.nodes[org]) {

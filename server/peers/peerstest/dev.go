@@ -16,6 +16,8 @@ var DevRouting = map[string]any{
 	"pagerduty_service_ids":       []any{"PF9KMXH"},
 	"incidentio_alert_source_ids": []any{"01GW2G3V0S59R238FAHPDS1R66"},
 	"coralogix_team_names":        []any{"acme"},
+	// Alertmanager's sample (and any alert labelled service="checkout").
+	"services": []any{"checkout"},
 }
 
 // NewDevConfigService returns a Config Service fake seeded for dev mode,

@@ -1,0 +1,103 @@
+package webhook
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+)
+
+// Alert states (SPEC §6 Noise).
+const (
+	AlertFiring   = "firing"
+	AlertResolved = "resolved"
+	AlertOther    = "other"
+)
+
+// Alert is an alert event's identity: which alert it is about and what it
+// says about it. Noise control reads it: a resolve settles the waiting
+// firing events of its key, a firing that says nothing new is a repeat.
+type Alert struct {
+	// Key names the alert: PagerDuty's incident id, incident.io's alert or
+	// incident id, Coralogix's alert id, Alertmanager's group key.
+	Key string
+	// State is firing, resolved or other.
+	State string
+	// Fingerprints are Alertmanager's firing alerts' fingerprints, sorted:
+	// a new alert joining a group is news even under the same key.
+	Fingerprints []string
+}
+
+// Signature is a short digest of the firing fingerprints ("" without any).
+func (a *Alert) Signature() string {
+	if a == nil || len(a.Fingerprints) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(strings.Join(a.Fingerprints, ",")))
+	return hex.EncodeToString(sum[:8])
+}
+
+// newAlert builds an alert identity, or nil without a key.
+func newAlert(key, state string, fingerprints []string) *Alert {
+	if key = clean(key, 255); key == "" {
+		return nil
+	}
+	fps := slices.Clone(fingerprints)
+	slices.Sort(fps)
+	return &Alert{Key: key, State: state, Fingerprints: slices.Compact(fps)}
+}
+
+// pagerDutyAlert: the incident id; triggered and reopened fire, resolved
+// resolves (v3 event types and the older messages[] ones).
+func pagerDutyAlert(m map[string]any, eventType string) *Alert {
+	key := str(obj(obj(m, "event"), "data"), "id")
+	if msgs, ok := m["messages"].([]any); ok && len(msgs) > 0 && key == "" {
+		inc := obj(msgs[0], "incident")
+		if inc == nil {
+			inc = obj(obj(msgs[0], "log_entries"), "incident")
+		}
+		key = str(inc, "id")
+	}
+	state := AlertOther
+	switch eventType {
+	case "incident.triggered", "incident.reopened", "incident.trigger":
+		state = AlertFiring
+	case "incident.resolved", "incident.resolve":
+		state = AlertResolved
+	}
+	return newAlert(key, state, nil)
+}
+
+// incidentIOAlert: the alert's id (or the incident's) and its status.
+func incidentIOAlert(payload map[string]any) *Alert {
+	subject := payload
+	if a := obj(payload, "alert"); a != nil {
+		subject = a
+	} else if inc := obj(payload, "incident"); inc != nil && str(payload, "id") == "" {
+		subject = inc
+	}
+	status := strings.ToLower(str(subject, "status"))
+	if status == "" {
+		status = strings.ToLower(str(obj(subject, "incident_status"), "category"))
+	}
+	state := AlertOther
+	switch status {
+	case "firing", "triggered", "active", "triage", "live":
+		state = AlertFiring
+	case "resolved", "closed", "post-incident", "post_incident":
+		state = AlertResolved
+	}
+	return newAlert(str(subject, "id"), state, nil)
+}
+
+// coralogixAlert: the alert's unique id; trigger fires, resolve resolves.
+func coralogixAlert(id, action string) *Alert {
+	state := AlertOther
+	switch strings.ToLower(action) {
+	case "trigger", "triggered":
+		state = AlertFiring
+	case "resolve", "resolved":
+		state = AlertResolved
+	}
+	return newAlert(id, state, nil)
+}

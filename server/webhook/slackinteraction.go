@@ -1,0 +1,171 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Feedback values.
+const (
+	FeedbackPositive = "positive"
+	FeedbackNegative = "negative"
+)
+
+// Feedback is a click on one of an answer's feedback buttons.
+type Feedback struct {
+	// Run names the agent run the answer came from: its id or its
+	// correlation id, as the button's value carries it.
+	Run string
+	// Value is positive or negative.
+	Value string
+	// User and UserName say who clicked.
+	User, UserName string
+}
+
+// feedbackActions map the buttons' action ids to feedback values.
+var feedbackActions = map[string]string{"feedback_positive": FeedbackPositive, "feedback_negative": FeedbackNegative}
+
+// slackInteraction is the part of Slack's interactivity payload the
+// orchestrator reads.
+type slackInteraction struct {
+	Type       string `json:"type"`
+	TriggerID  string `json:"trigger_id"`
+	ActionTS   string `json:"action_ts"`
+	CallbackID string `json:"callback_id"`
+	User       struct {
+		ID       string `json:"id"`
+		Username string `json:"username"`
+		Name     string `json:"name"`
+	} `json:"user"`
+	Channel struct {
+		ID string `json:"id"`
+	} `json:"channel"`
+	Container struct {
+		ChannelID string `json:"channel_id"`
+		MessageTS string `json:"message_ts"`
+		ThreadTS  string `json:"thread_ts"`
+	} `json:"container"`
+	Message struct {
+		TS       string `json:"ts"`
+		ThreadTS string `json:"thread_ts"`
+		Text     string `json:"text"`
+	} `json:"message"`
+	Actions []struct {
+		ActionID string `json:"action_id"`
+		Value    string `json:"value"`
+		Text     struct {
+			Text string `json:"text"`
+		} `json:"text"`
+		ActionTS string `json:"action_ts"`
+	} `json:"actions"`
+	View struct {
+		CallbackID string `json:"callback_id"`
+	} `json:"view"`
+}
+
+// parseInteractionBody reads the form-encoded payload=… body.
+func parseInteractionBody(body []byte) (slackInteraction, error) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("payload") == "" {
+		return slackInteraction{}, fmt.Errorf("%w: a Slack interaction is a form with a payload field", ErrPayload)
+	}
+	var in slackInteraction
+	if err := json.Unmarshal([]byte(form.Get("payload")), &in); err != nil || in.Type == "" {
+		return slackInteraction{}, fmt.Errorf("%w: the interaction's payload is not Slack's JSON", ErrPayload)
+	}
+	return in, nil
+}
+
+// ParseSlackInteraction reads a verified Slack interactivity request. A
+// click on feedback_positive or feedback_negative carries Feedback (the
+// door records it on the run its value names); any other interaction goes
+// to the agent as an event of the team of its channel.
+func ParseSlackInteraction(body []byte) (Event, error) {
+	in, err := parseInteractionBody(body)
+	if err != nil {
+		return Event{}, err
+	}
+	ev := Event{Source: Slack, EventType: clean(in.Type, 128), Identifiers: map[string]string{}}
+	id := in.TriggerID
+	if id == "" && len(in.Actions) > 0 {
+		id = in.Actions[0].ActionTS
+	}
+	if id == "" {
+		ev.DeliveryID = bodyHash(body)
+	} else {
+		ev.DeliveryID = clean("interaction:"+id, 255)
+	}
+	ch := in.Channel.ID
+	if ch == "" {
+		ch = in.Container.ChannelID
+	}
+	if ch != "" {
+		ev.Identifiers["slack_channel_id"] = clean(ch, 128)
+	}
+	if in.Type == "block_actions" {
+		for _, a := range in.Actions {
+			if v, ok := feedbackActions[a.ActionID]; ok {
+				name := in.User.Username
+				if name == "" {
+					name = in.User.Name
+				}
+				ev.Feedback = &Feedback{Run: clean(strings.TrimSpace(a.Value), 128), Value: v,
+					User: clean(in.User.ID, 64), UserName: clean(name, 128)}
+				ev.EventType = "block_actions.feedback"
+				break
+			}
+		}
+	}
+	return ev, nil
+}
+
+// describeSlackInteraction: who did what where, for the agent.
+func describeSlackInteraction(eventType string, body []byte, meta map[string]any) string {
+	in, err := parseInteractionBody(body)
+	if err != nil {
+		return "Slack interaction " + eventType
+	}
+	who := in.User.Username
+	if who == "" {
+		who = in.User.ID
+	}
+	msg := "Slack " + in.Type + " by " + who
+	var acts []string
+	for _, a := range in.Actions {
+		s := a.ActionID
+		if a.Value != "" {
+			s += "=" + a.Value
+		}
+		acts = append(acts, s)
+	}
+	if len(acts) > 0 {
+		msg += ": " + strings.Join(acts, ", ")
+	}
+	if cb := or(in.CallbackID, in.View.CallbackID); cb != "" {
+		msg += " (" + cb + ")"
+	}
+	ch := in.Channel.ID
+	if ch == "" {
+		ch = in.Container.ChannelID
+	}
+	for k, v := range map[string]string{"channel": ch, "user": in.User.ID, "ts": or(in.Container.MessageTS, in.Message.TS),
+		"thread_ts": or(in.Container.ThreadTS, in.Message.ThreadTS), "interaction": in.Type} {
+		if v != "" {
+			meta[k] = v
+		}
+	}
+	if len(acts) > 0 {
+		meta["actions"] = acts
+	}
+	return msg
+}
+
+// or is a if it is set, else b.
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,138 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// SourcesFile is what a sources file (ORCHESTRATOR_SOURCES_FILE) declares:
+// configured sources and more Slack apps (SPEC §6).
+type SourcesFile struct {
+	Sources   []*Source
+	SlackApps []SlackApp
+}
+
+// SlackAppSpec is one entry of the file's slack_apps.
+type SlackAppSpec struct {
+	Slug             string `json:"slug"`
+	SigningSecretEnv string `json:"signing_secret_env"`
+}
+
+// ParseSourcesFile reads a sources file, with secrets read through getenv.
+// An error is one line naming the source (or Slack app) and the field.
+func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("not YAML: %s", oneLine(err))
+	}
+	var top struct {
+		Sources   []json.RawMessage `json:"sources"`
+		SlackApps []json.RawMessage `json:"slack_apps"`
+	}
+	if err := strictJSON(js, &top); err != nil {
+		return nil, fmt.Errorf("%s (the file has sources and slack_apps)", err)
+	}
+	out := &SourcesFile{}
+	names := map[string]bool{}
+	for i, raw := range top.Sources {
+		var spec SourceSpec
+		if err := strictJSON(raw, &spec); err != nil {
+			var named struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(raw, &named)
+			if named.Name == "" {
+				named.Name = fmt.Sprintf("#%d", i+1)
+			}
+			return nil, fmt.Errorf("source %q: %s", named.Name, err)
+		}
+		if names[spec.Name] {
+			return nil, &fieldError{source: spec.Name, field: "name", msg: "listed twice"}
+		}
+		names[spec.Name] = true
+		src, err := NewConfigured(spec, getenv)
+		if err != nil {
+			return nil, err
+		}
+		out.Sources = append(out.Sources, src)
+	}
+	for i, raw := range top.SlackApps {
+		var spec SlackAppSpec
+		if err := strictJSON(raw, &spec); err != nil {
+			return nil, fmt.Errorf("slack app #%d: %s", i+1, err)
+		}
+		if !slugPattern.MatchString(spec.Slug) || spec.Slug == "events" || spec.Slug == "interactions" {
+			return nil, fmt.Errorf("slack app %q: slug: must match [a-z][a-z0-9-]{0,31} and not be events or interactions", spec.Slug)
+		}
+		if !envName.MatchString(spec.SigningSecretEnv) {
+			return nil, fmt.Errorf("slack app %q: signing_secret_env: must name an environment variable (secrets are never written in the file)", spec.Slug)
+		}
+		var secrets []string
+		for _, s := range strings.Split(getenv(spec.SigningSecretEnv), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				secrets = append(secrets, s)
+			}
+		}
+		if len(secrets) == 0 {
+			return nil, fmt.Errorf("slack app %q: signing_secret_env: %s is unset or empty", spec.Slug, spec.SigningSecretEnv)
+		}
+		for _, a := range out.SlackApps {
+			if a.Slug == spec.Slug {
+				return nil, fmt.Errorf("slack app %q: slug: listed twice", spec.Slug)
+			}
+		}
+		out.SlackApps = append(out.SlackApps, SlackApp{Slug: spec.Slug, Secrets: secrets})
+	}
+	return out, nil
+}
+
+// strictJSON decodes refusing unknown fields, and words the error for an
+// operator: which field, and that secrets are never inline.
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		if strings.Contains(strings.ToLower(f), "secret") || strings.Contains(strings.ToLower(f), "token") ||
+			strings.Contains(strings.ToLower(f), "password") {
+			return fmt.Errorf("%s: secrets are never written in the file; name an environment variable in secret_env", f)
+		}
+		return fmt.Errorf("%s: unknown field", f)
+	}
+	var te *json.UnmarshalTypeError
+	if ok := asTypeError(err, &te); ok {
+		return fmt.Errorf("%s: must be %s", te.Field, kindWord(te.Type.Kind().String()))
+	}
+	return fmt.Errorf("%s", oneLine(err))
+}
+
+func asTypeError(err error, te **json.UnmarshalTypeError) bool {
+	t, ok := err.(*json.UnmarshalTypeError)
+	if ok {
+		*te = t
+	}
+	return ok
+}
+
+func kindWord(k string) string {
+	switch k {
+	case "slice":
+		return "a list"
+	case "map", "struct", "ptr":
+		return "a mapping"
+	case "bool":
+		return "true or false"
+	}
+	return "a " + k
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
