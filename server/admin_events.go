@@ -23,6 +23,7 @@ type EventStore interface {
 	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, string, error)
 	Redrive(ctx context.Context, id string, now time.Time) (store.Event, error)
 	EventAgentRuns(ctx context.Context, eventID string) ([]store.AgentRun, error)
+	RunFeedback(ctx context.Context, runIDs []string) (map[string][]store.Feedback, error)
 }
 
 // eventView is an event as the admin API shows it.
@@ -68,6 +69,17 @@ type agentRunView struct {
 	StartedAt      time.Time `json:"started_at"`
 	TriggerSource  string    `json:"trigger_source"`
 	EventCount     int       `json:"event_count"`
+	// Feedback lists the clicks on the answer's feedback buttons.
+	Feedback []feedbackView `json:"feedback,omitempty"`
+}
+
+type feedbackView struct {
+	Value     string    `json:"value"`
+	UserID    string    `json:"user_id,omitempty"`
+	UserName  string    `json:"user_name,omitempty"`
+	SlackApp  string    `json:"slack_app,omitempty"`
+	EventID   string    `json:"event_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 func viewEvent(e store.Event) eventView {
@@ -143,10 +155,24 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 		s.out.Error(w, r, err)
 		return
 	}
+	ids := make([]string, len(runs))
+	for i, run := range runs {
+		ids[i] = run.ID
+	}
+	feedback, err := s.opts.Events.RunFeedback(r.Context(), ids)
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
 	for _, run := range runs {
-		v.AgentRuns = append(v.AgentRuns, agentRunView{ID: run.ID, AgentName: run.AgentName, Status: run.Status,
+		rv := agentRunView{ID: run.ID, AgentName: run.AgentName, Status: run.Status,
 			UpstreamStatus: run.UpstreamStatus, Error: run.Error, DurationMS: run.Duration.Milliseconds(), StartedAt: run.StartedAt,
-			TriggerSource: run.TriggerSource, EventCount: run.EventCount})
+			TriggerSource: run.TriggerSource, EventCount: run.EventCount}
+		for _, f := range feedback[run.ID] {
+			rv.Feedback = append(rv.Feedback, feedbackView{Value: f.Value, UserID: f.UserID, UserName: f.UserName,
+				SlackApp: f.SlackApp, EventID: f.EventID, CreatedAt: f.CreatedAt})
+		}
+		v.AgentRuns = append(v.AgentRuns, rv)
 	}
 	s.out.JSON(w, r, http.StatusOK, v)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -56,6 +57,13 @@ func describeSources(reg *webhook.Registry) []byte {
 	}
 	paths, _ := doc["paths"].(map[string]any)
 	added := false
+	if names := reg.Names(); !slices.Equal(names, webhook.Builtin[:]) {
+		comps, _ := doc["components"].(map[string]any)
+		schemas, _ := comps["schemas"].(map[string]any)
+		if src, ok := schemas["Source"].(map[string]any); ok {
+			src["enum"], added = names, true
+		}
+	}
 	for _, src := range reg.Sources() {
 		for _, rt := range src.Routes {
 			if _, ok := paths[rt.Path]; ok {

@@ -280,7 +280,7 @@ func TestUI_ProvisionFormRoutesEveryFieldAndEventPageShowsTheMessage(t *testing.
 	c := login(t, base, adminToken)
 	form := url.Values{"org_id": {"acme"}, "team_node_id": {"all-fields"}, "deployment_mode": {"shared"},
 		"slack_channel_ids": {"C1, C2"}, "github_repos": {"acme/api"}, "pagerduty_service_ids": {"PABC"},
-		"incidentio_alert_source_ids": {"01INC"}, "coralogix_team_names": {"acme-prod"}, "services": {"checkout"}}
+		"incidentio_alert_source_ids": {"01INC"}, "coralogix_team_names": {"acme-prod"}, "services": {"payments-api"}}
 	_, page := getPage(t, c, base+"/ui/provision")
 	for key := range form {
 		if key != "org_id" && key != "team_node_id" && key != "deployment_mode" && !strings.Contains(page, `name="`+key+`"`) {
@@ -298,7 +298,7 @@ func TestUI_ProvisionFormRoutesEveryFieldAndEventPageShowsTheMessage(t *testing.
 	cfg, ok := e.cs.NodeConfig("acme", "all-fields")
 	routing, _ := cfg["routing"].(map[string]any)
 	if !ok || fmt.Sprint(routing["slack_channel_ids"]) != "[C1 C2]" || fmt.Sprint(routing["incidentio_alert_source_ids"]) != "[01INC]" ||
-		fmt.Sprint(routing["coralogix_team_names"]) != "[acme-prod]" || fmt.Sprint(routing["services"]) != "[checkout]" {
+		fmt.Sprint(routing["coralogix_team_names"]) != "[acme-prod]" || fmt.Sprint(routing["services"]) != "[payments-api]" {
 		t.Fatalf("routing in the team's config = %v", routing)
 	}
 

@@ -134,6 +134,11 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		return
 	}
 	runs, _ := u.o.Events.EventAgentRuns(r.Context(), e.ID)
+	ids := make([]string, len(runs))
+	for i, run := range runs {
+		ids[i] = run.ID
+	}
+	feedback, _ := u.o.Events.RunFeedback(r.Context(), ids)
 	redrivable := e.Redrivable() && e.BodyPurgedAt == nil
 	// What the agent is told of this event (alone, or as its line of a
 	// digest), and the body as indented JSON when it is JSON.
@@ -148,9 +153,10 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	u.render(w, r, http.StatusOK, "event", page{Session: se, Nav: "events", Data: struct {
 		Event         store.Event
 		Runs          []store.AgentRun
+		Feedback      map[string][]store.Feedback
 		Redrivable    bool
 		Message, Body string
-	}{e, runs, redrivable, message, body}})
+	}{e, runs, feedback, redrivable, message, body}})
 }
 
 func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {

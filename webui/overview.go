@@ -4,12 +4,15 @@ package webui
 
 import (
 	"context"
+	"fmt"
+	"html/template"
 	"net/http"
 	"sort"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/chart"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -43,6 +46,7 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Failures                                                 []failure
 		Sources                                                  []string
 		Charts                                                   *charts
+		Feedback                                                 *feedbackView
 		Volume                                                   *volumeView
 		ChartsError                                              string
 		StatsMaxAge                                              time.Duration
@@ -82,6 +86,13 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 				d.Charts, d.Volume = &c, st.Volume
 			}
 		}
+		if fs, ok := u.o.Events.(interface {
+			FeedbackSince(context.Context, string, time.Time) ([]store.TeamFeedback, error)
+		}); ok {
+			if teams, err := fs.FeedbackSince(ctx, org, u.now().Add(-7*24*time.Hour)); err == nil {
+				d.Feedback = feedbackChart(teams)
+			}
+		}
 		for _, st := range []string{store.EventDead, store.EventFailed, store.EventUnrouted} {
 			evs, _, _ := u.o.Events.ListEvents(ctx, store.EventFilter{Status: st, OrgID: org, Limit: 5})
 			for _, e := range evs {
@@ -97,4 +108,28 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	}
 	sort.Slice(d.Failures, func(i, j int) bool { return d.Failures[i].At.After(d.Failures[j].At) })
 	u.render(w, r, http.StatusOK, "overview", page{Session: se, Nav: "overview", Data: d})
+}
+
+// feedbackView is the overview's chart of answers rated helpful and
+// unhelpful per team over the last 7 days (Slack feedback buttons).
+type feedbackView struct {
+	Chart template.HTML
+	Rows  []store.TeamFeedback
+}
+
+func feedbackChart(teams []store.TeamFeedback) *feedbackView {
+	if len(teams) == 0 {
+		return nil
+	}
+	var bars []chart.Bar
+	most := 0
+	desc := "Answers rated by people in Slack, per team, last 7 days:"
+	for _, t := range teams {
+		name := t.OrgID + "/" + t.TeamNodeID
+		bars = append(bars, chart.Bar{Label: name + " helpful", Length: float64(t.Positive), Text: fmt.Sprint(t.Positive), Class: "o-delivered"},
+			chart.Bar{Label: name + " unhelpful", Length: float64(t.Negative), Text: fmt.Sprint(t.Negative), Class: "o-dead"})
+		most = max(most, t.Positive, t.Negative)
+		desc += fmt.Sprintf(" %s %d helpful, %d unhelpful.", name, t.Positive, t.Negative)
+	}
+	return &feedbackView{Chart: chart.Bars("chart-feedback", "Answers rated helpful and unhelpful, last 7 days", desc, bars, countTicks(most)), Rows: teams}
 }

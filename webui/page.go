@@ -123,6 +123,7 @@ type EventStore interface {
 	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, string, error)
 	Redrive(ctx context.Context, id string, now time.Time) (store.Event, error)
 	EventAgentRuns(ctx context.Context, eventID string) ([]store.AgentRun, error)
+	RunFeedback(ctx context.Context, runIDs []string) (map[string][]store.Feedback, error)
 }
 
 // Health is the overview's view of the database.
@@ -281,6 +282,7 @@ func (u *UI) Routes(rt Router) {
 	get("/ui/runs/:id", u.uiRun)
 	get("/ui/events", u.uiEvents)
 	get("/ui/events/:id", u.uiEvent)
+	get("/ui/sources", u.uiSources)
 	post("/ui/events/:id/redrive", u.uiRedrive)
 	get("/ui/schedules", u.uiSchedules)
 	post("/ui/schedules/:id", u.uiSchedule)

@@ -61,7 +61,7 @@ func TestLoad_Defaults(t *testing.T) {
 		{"LogLevel", c.LogLevel, slog.LevelInfo},
 		{"Dev", c.Dev, false},
 		{"RoutingCacheTTL", c.RoutingCacheTTL, 30 * time.Second},
-		{"CoalesceSources", strings.Join(c.CoalesceSources, ","), "pagerduty,incidentio,coralogix,github"},
+		{"CoalesceSources", strings.Join(c.CoalesceSources, ","), "pagerduty,incidentio,coralogix,github,alertmanager"},
 		{"CoalesceMax", c.CoalesceMax, 50},
 		{"BackupSchedule", c.BackupSchedule, "30 3 * * *"},
 		{"BackupKeep", c.BackupKeep, 7},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,7 +26,11 @@ func TestTeamBudget_HoldsAcrossScansOfTheSameTeam(t *testing.T) {
 	}
 	defer db.Close()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	d, err := New(Options{Store: db, Config: peers.NewConfigService(peers.Options{BaseURL: "http://127.0.0.1:1"}),
+	reg, err := webhook.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Options{Store: db, Sources: reg, Config: peers.NewConfigService(peers.Options{BaseURL: "http://127.0.0.1:1"}),
 		Agent: peers.NewAgent(peers.Options{BaseURL: "http://127.0.0.1:1"}), TeamPerMinute: 6,
 		Registry: prometheus.NewRegistry(), Now: func() time.Time { return now }})
 	if err != nil {
