@@ -89,20 +89,23 @@ func (b *lockedBuffer) String() string {
 // env is a whole orchestrator on a real SQLite file, the peer fakes, and —
 // when the test asks for it — a fresh namespace of the real API server.
 type env struct {
-	t        testing.TB
-	srv      *server.Server
-	db       *store.DB
-	cs       *peerstest.ConfigService
-	pipe     *peerstest.AIPipeline
-	kube     *kube.Client
-	faulty   *faultyCluster
-	prov     *provision.Service
-	sources  *webhook.Registry
-	logs     *lockedBuffer
-	dataDir  string
-	reg      *prometheus.Registry
-	agent    *peerstest.Agent
-	agentURL string
+	t       testing.TB
+	srv     *server.Server
+	db      *store.DB
+	cs      *peerstest.ConfigService
+	pipe    *peerstest.AIPipeline
+	kube    *kube.Client
+	faulty  *faultyCluster
+	prov    *provision.Service
+	sources *webhook.Registry
+	// servedDoc is the API description the server serves (with the routes
+	// its sources file adds).
+	servedDoc []byte
+	logs      *lockedBuffer
+	dataDir   string
+	reg       *prometheus.Registry
+	agent     *peerstest.Agent
+	agentURL  string
 	// answers holds every response body the test saw, with its path, for
 	// the secret scan at the end.
 	answersMu sync.Mutex

@@ -87,8 +87,9 @@ func describeSources(reg *webhook.Registry) []byte {
 			op["description"] = src.Description + ". Authenticated by " + src.Scheme + "."
 			op["operationId"] = "webhook_" + strings.NewReplacer("/", "_", "-", "_").Replace(strings.TrimPrefix(rt.Path, "/webhooks/"))
 			if src.Kind == "configured" {
+				// Its own scheme (src.Scheme), not one of the document's.
 				delete(op, "parameters")
-				delete(op, "security")
+				op["security"] = []any{}
 			}
 			paths[rt.Path] = map[string]any{"post": op}
 			added = true

@@ -4,36 +4,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/incidentfox/orchestrator-edge/internal/pyhmac"
 )
 
-// python signs with Python's own hmac and hashlib: an implementation that
-// shares no code with the verifier under test.
 func python(t *testing.T, algorithm, encoding, secret string, msg []byte) string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("ORCHESTRATOR_TEST_REQUIRE_PYTHON") == "1" {
-			t.Fatal("python3 is required (apt-get install python3)")
-		}
-		t.Skip("python3 not found")
-	}
-	script := `import sys, hmac, hashlib, base64
-key, alg, enc = sys.argv[1].encode(), sys.argv[2], sys.argv[3]
-mac = hmac.new(key, sys.stdin.buffer.read(), getattr(hashlib, alg)).digest()
-print(base64.b64encode(mac).decode() if enc == "base64" else mac.hex())`
-	cmd := exec.Command(py, "-c", script, secret, algorithm, encoding)
-	cmd.Stdin = strings.NewReader(string(msg))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python3: %v", err)
-	}
-	return strings.TrimSpace(string(out))
+	return pyhmac.Sign(t, algorithm, encoding, secret, msg)
 }
 
 func parseOne(t *testing.T, yaml string, env map[string]string) *Source {
@@ -110,7 +91,7 @@ func TestConfigured_TheSpecsFileSignedByPython(t *testing.T) {
 		t.Fatalf("describe = %q", msg)
 	}
 	refused := map[string]http.Header{
-		"a retired secret": sign("retired", ts),
+		"a retired secret":  sign("retired", ts),
 		"a stale timestamp": sign("new-secret", strconv.FormatInt(now.Add(-6*time.Minute).Unix(), 10)),
 		"no prefix": func() http.Header {
 			h := sign("new-secret", ts)

@@ -127,10 +127,7 @@ func describeSlackInteraction(eventType string, body []byte, meta map[string]any
 	if err != nil {
 		return "Slack interaction " + eventType
 	}
-	who := in.User.Username
-	if who == "" {
-		who = in.User.ID
-	}
+	who := or(in.User.Username, or(in.User.Name, in.User.ID))
 	msg := "Slack " + in.Type + " by " + who
 	var acts []string
 	for _, a := range in.Actions {

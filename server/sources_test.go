@@ -1,0 +1,327 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/internal/pyhmac"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/slack-go/slack"
+)
+
+// acmeFile is SPEC §6's example source, plus a Slack app.
+const acmeFile = `sources:
+  - name: acme-deploys
+    verify:
+      kind: hmac
+      header: X-Acme-Signature
+      algorithm: sha512
+      encoding: base64
+      prefix: "v1="
+      signed: "{timestamp}.{body}"
+      timestamp_header: X-Acme-Timestamp
+      secret_env: ACME_DEPLOYS_SECRET
+    delivery_id: {header: X-Acme-Delivery}
+    event_type: {pointer: /kind}
+    routing: {service: /service}
+    alert: {key: /incident/id, state: /status, firing: [triggered], resolved: [resolved]}
+    coalesce: true
+    describe: "{event_type} of {/app} {/version} to {/environment}"
+slack_apps:
+  - slug: sre-bot
+    signing_secret_env: SREBOT_SIGNING_SECRET
+`
+
+const sreBotSecret = "sre-bot-signing-secret"
+
+func acmeEnv(t *testing.T, secrets string) *env {
+	return newEnv(t, envOptions{webhooks: true, sourcesFile: acmeFile,
+		sourceEnv: map[string]string{"ACME_DEPLOYS_SECRET": secrets, "SREBOT_SIGNING_SECRET": sreBotSecret}})
+}
+
+// acmeDelivery is a deploy notification signed by Python's hmac.
+func acmeDelivery(t *testing.T, secret, delivery, version string, at time.Time) ([]byte, http.Header) {
+	body := []byte(`{"kind":"deploy.finished","app":"checkout","version":"` + version + `","environment":"prod",
+		"service":"checkout","incident":{"id":"INC-` + delivery + `"},"status":"triggered"}`)
+	ts := strconv.FormatInt(at.Unix(), 10)
+	sig := pyhmac.Sign(t, "sha512", "base64", secret, []byte(ts+"."+string(body)))
+	return body, http.Header{"X-Acme-Signature": {"v1=" + sig}, "X-Acme-Timestamp": {ts}, "X-Acme-Delivery": {delivery},
+		"Content-Type": {"application/json"}}
+}
+
+// TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered:
+// a source declared in the sources file, signed by an independent HMAC
+// implementation, is accepted under either secret of a rotation, refused
+// once a secret is retired, deduplicated, and reaches the agent described
+// by its template; the API, metrics and the served OpenAPI know it.
+func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *testing.T) {
+	e := acmeEnv(t, "old-secret,new-secret")
+	now := time.Now()
+	var ids []string
+	for i, secret := range []string{"new-secret", "old-secret"} {
+		body, h := acmeDelivery(t, secret, "d"+strconv.Itoa(i), "1.4."+strconv.Itoa(i), now)
+		r := e.sendTo("/webhooks/acme-deploys", body, h)
+		if r.code != 200 || r.body["ok"] != true {
+			t.Fatalf("signed with %s = %d %s", secret, r.code, r.raw)
+		}
+		ids = append(ids, r.body["event_id"].(string))
+		ev := e.waitStatus(ids[i], store.EventDelivered)
+		if ev.Source != "acme-deploys" || ev.EventType != "deploy.finished" || ev.TeamNodeID != peerstest.DevTeam || ev.MatchedBy != "service" {
+			t.Fatalf("event = %+v", ev)
+		}
+	}
+	calls := e.agent.CallsTo(peerstest.RouteAgentRun)
+	if len(calls) != 2 {
+		t.Fatalf("agent calls = %d", len(calls))
+	}
+	var req struct {
+		Message       string `json:"message"`
+		TriggerSource string `json:"trigger_source"`
+		Context       struct {
+			Metadata map[string]map[string]any `json:"metadata"`
+		} `json:"context"`
+	}
+	if err := json.Unmarshal(calls[0].Body, &req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Message != "deploy.finished of checkout 1.4.0 to prod" || req.TriggerSource != "acme-deploys" ||
+		req.Context.Metadata["acme-deploys"]["payload"] == nil {
+		t.Fatalf("agent request = %s", calls[0].Body)
+	}
+
+	// A redelivery (same delivery id) is a duplicate.
+	body, h := acmeDelivery(t, "new-secret", "d0", "1.4.0", now)
+	if r := e.sendTo("/webhooks/acme-deploys", body, h); r.code != 200 || r.body["duplicate"] != true || r.body["event_id"] != ids[0] {
+		t.Fatalf("redelivery = %d %s", r.code, r.raw)
+	}
+	// Refused: a secret never configured, a stale timestamp, no signature,
+	// a tampered body; and a body without the event type's field is 400.
+	refusals := map[string]func() ([]byte, http.Header){
+		"a wrong secret":    func() ([]byte, http.Header) { return acmeDelivery(t, "guess", "x1", "1", now) },
+		"a stale timestamp": func() ([]byte, http.Header) { return acmeDelivery(t, "new-secret", "x2", "1", now.Add(-10*time.Minute)) },
+		"no signature": func() ([]byte, http.Header) {
+			b, h := acmeDelivery(t, "new-secret", "x3", "1", now)
+			h.Del("X-Acme-Signature")
+			return b, h
+		},
+		"a tampered body": func() ([]byte, http.Header) {
+			b, h := acmeDelivery(t, "new-secret", "x4", "1", now)
+			return []byte(strings.Replace(string(b), "prod", "dev!", 1)), h
+		},
+	}
+	for what, f := range refusals {
+		b, h := f()
+		if r := e.sendTo("/webhooks/acme-deploys", b, h); r.code != 401 || r.body["error"] != "signature_verification_failed" {
+			t.Errorf("%s = %d %s", what, r.code, r.raw)
+		}
+	}
+	odd := []byte(`{"app":"checkout"}`)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	oh := http.Header{"X-Acme-Signature": {"v1=" + pyhmac.Sign(t, "sha512", "base64", "new-secret", []byte(ts+"."+string(odd)))},
+		"X-Acme-Timestamp": {ts}, "X-Acme-Delivery": {"x5"}}
+	if r := e.sendTo("/webhooks/acme-deploys", odd, oh); r.code != 400 || !strings.Contains(r.raw, "event type /kind is not in the body") {
+		t.Errorf("no event type = %d %s", r.code, r.raw)
+	}
+
+	// The API filters by it, refuses a source that does not exist, and the
+	// served document describes its route.
+	if r := e.do("GET", "/api/v1/admin/events?source=acme-deploys", adminToken, nil); r.code != 200 || len(r.body["events"].([]any)) != 2 {
+		t.Fatalf("filtered = %d %s", r.code, r.raw)
+	}
+	if r := e.do("GET", "/api/v1/admin/events?source=acme", adminToken, nil); r.code != 400 || !strings.Contains(r.raw, "acme-deploys") {
+		t.Fatalf("unknown source = %d %s", r.code, r.raw)
+	}
+	if r := e.do("GET", "/api/v1/openapi.json", "", nil); !strings.Contains(r.raw, `"/webhooks/acme-deploys"`) ||
+		!strings.Contains(r.raw, `"/webhooks/slack/sre-bot/interactions"`) || strings.Contains(r.raw, "new-secret") {
+		t.Fatalf("the served document lacks the configured routes")
+	}
+	for _, line := range []string{
+		`orchestrator_webhook_events_total{outcome="accepted",source="acme-deploys"} 2`,
+		`orchestrator_webhook_events_total{outcome="bad_signature",source="acme-deploys"} 4`,
+		`orchestrator_webhook_events_total{outcome="duplicate",source="acme-deploys"} 1`,
+		`orchestrator_dispatch_total{outcome="delivered",source="acme-deploys"} 2`,
+	} {
+		if !e.metric(line) {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+
+	// The rotation ends: the old secret is retired and refused.
+	after := acmeEnv(t, "new-secret")
+	b, h := acmeDelivery(t, "old-secret", "r1", "2.0", now)
+	if r := after.sendTo("/webhooks/acme-deploys", b, h); r.code != 401 {
+		t.Fatalf("retired secret = %d %s", r.code, r.raw)
+	}
+	b, h = acmeDelivery(t, "new-secret", "r2", "2.0", now)
+	if r := after.sendTo("/webhooks/acme-deploys", b, h); r.code != 200 {
+		t.Fatalf("current secret = %d %s", r.code, r.raw)
+	}
+}
+
+// slackSigned signs a Slack request with our signer and checks it with
+// slack-go's verifier: Slack's own scheme, as an independent library reads it.
+func slackSigned(t *testing.T, secret string, body []byte) http.Header {
+	t.Helper()
+	h := webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+	if strings.HasPrefix(string(body), "payload=") {
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	sv, err := slack.NewSecretsVerifier(h, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sv.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := sv.Ensure(); err != nil {
+		t.Fatalf("slack-go refuses the signature: %v", err)
+	}
+	return h
+}
+
+// TestSlackApps_EachAppItsOwnSecretAndItsSlugReachesTheAgent: a Slack app
+// from the sources file has its own routes and secret; an unknown slug is
+// 404; the app reaches the agent as slack.app, and a sender cannot forge it.
+func TestSlackApps_EachAppItsOwnSecretAndItsSlugReachesTheAgent(t *testing.T) {
+	e := acmeEnv(t, "s")
+	body := webhook.Sample(webhook.Slack, "app1", time.Now())
+	r := e.sendTo("/webhooks/slack/sre-bot/events", body, slackSigned(t, sreBotSecret, body))
+	if r.code != 200 {
+		t.Fatalf("app mention = %d %s", r.code, r.raw)
+	}
+	e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+	call := e.agent.CallsTo(peerstest.RouteAgentRun)
+	if len(call) != 1 || !strings.Contains(string(call[0].Body), `"app":"sre-bot"`) {
+		t.Fatalf("agent call = %v", call)
+	}
+	other := webhook.Sample(webhook.Slack, "app2", time.Now())
+	if r := e.sendTo("/webhooks/slack/sre-bot/events", other, slackSigned(t, slackSecret, other)); r.code != 401 {
+		t.Errorf("default app's secret on sre-bot = %d", r.code)
+	}
+	if r := e.sendTo("/webhooks/slack/events", other, slackSigned(t, sreBotSecret, other)); r.code != 401 {
+		t.Errorf("sre-bot's secret on the default app = %d", r.code)
+	}
+	if r := e.sendTo("/webhooks/slack/nope/events", other, slackSigned(t, sreBotSecret, other)); r.code != 404 || r.body["error"] != "not_found" {
+		t.Errorf("unknown slug = %d %s", r.code, r.raw)
+	}
+	// A sender claiming an app through the header the door uses gets nowhere.
+	h := slackSigned(t, slackSecret, other)
+	h.Set("X-Orchestrator-Slack-App", "sre-bot")
+	r = e.sendTo("/webhooks/slack/events", other, h)
+	e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+	call = e.agent.CallsTo(peerstest.RouteAgentRun)
+	if len(call) != 2 || !strings.Contains(string(call[1].Body), `"app":"default"`) {
+		t.Fatalf("forged app reached the agent: %s", call[len(call)-1].Body)
+	}
+}
+
+// interaction is a block_actions click as slack-go encodes it, form-encoded.
+func interaction(t *testing.T, trigger, actionID, value, channel string) []byte {
+	t.Helper()
+	cb := slack.InteractionCallback{Type: slack.InteractionTypeBlockActions, TriggerID: trigger,
+		User:      slack.User{ID: "U0ANA", Name: "ana"},
+		Container: slack.Container{ChannelID: channel, MessageTs: "1700000000.000100"},
+		ActionCallback: slack.ActionCallbacks{BlockActions: []*slack.BlockAction{
+			{ActionID: actionID, Value: value, ActionTs: "1700000001.000200"}}}}
+	cb.Channel.ID = channel
+	payload, err := json.Marshal(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// slack-go reads it back as Slack sends it.
+	req, _ := http.NewRequest("POST", "/", strings.NewReader(url.Values{"payload": {string(payload)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if back, err := slack.InteractionCallbackParse(req); err != nil || back.TriggerID != trigger {
+		t.Fatalf("slack-go cannot read the interaction: %v", err)
+	}
+	return []byte(url.Values{"payload": {string(payload)}}.Encode())
+}
+
+// TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent: a click on an
+// answer's feedback button is stored durably before its ack, recorded on
+// the run its value names (by id or correlation id), once however often
+// Slack sends it, and the agent is not called; another interaction goes to
+// the agent as an event of its channel's team.
+func TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent(t *testing.T) {
+	e := acmeEnv(t, "s")
+	body := webhook.Sample(webhook.Slack, "fb", time.Now())
+	mention := e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string)
+	e.waitStatus(mention, store.EventDelivered)
+	runs, err := e.db.EventAgentRuns(context.Background(), mention)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs = %v %v", runs, err)
+	}
+	run := runs[0]
+
+	click := interaction(t, "trig-1", "feedback_positive", run.ID, "C0A4967KRBM")
+	r := e.sendTo("/webhooks/slack/interactions", click, slackSigned(t, slackSecret, click))
+	if r.code != 200 || r.body["ok"] != true {
+		t.Fatalf("feedback = %d %s", r.code, r.raw)
+	}
+	fbEvent, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string))
+	if fbEvent.Status != store.EventIgnored || !strings.Contains(fbEvent.LastError, "feedback positive recorded on agent run "+run.ID) ||
+		fbEvent.EventType != "block_actions.feedback" {
+		t.Fatalf("feedback event = %+v", fbEvent)
+	}
+	// The same click again: a duplicate, nothing recorded twice.
+	if r := e.sendTo("/webhooks/slack/interactions", click, slackSigned(t, slackSecret, click)); r.body["duplicate"] != true {
+		t.Fatalf("redelivered click = %s", r.raw)
+	}
+	// Through the app's route, naming the run by its correlation id (what
+	// the agent was sent as X-Correlation-ID: the event's id).
+	neg := interaction(t, "trig-2", "feedback_negative", run.CorrelationID, "C0A4967KRBM")
+	if r := e.sendTo("/webhooks/slack/sre-bot/interactions", neg, slackSigned(t, sreBotSecret, neg)); r.code != 200 {
+		t.Fatalf("negative = %d %s", r.code, r.raw)
+	}
+	// A click that names no run is kept, and says so.
+	lost := interaction(t, "trig-3", "feedback_positive", "no-such-run", "C0A4967KRBM")
+	r = e.sendTo("/webhooks/slack/interactions", lost, slackSigned(t, slackSecret, lost))
+	if ev, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string)); r.code != 200 || !strings.Contains(ev.LastError, "names no agent run") {
+		t.Fatalf("unknown run = %d %+v", r.code, ev)
+	}
+	// Unsigned: refused at the door.
+	if r := e.sendTo("/webhooks/slack/interactions", click, http.Header{"X-Slack-Request-Timestamp": {strconv.FormatInt(time.Now().Unix(), 10)}}); r.code != 401 {
+		t.Fatalf("unsigned click = %d", r.code)
+	}
+
+	d := e.do("GET", "/api/v1/admin/events/"+mention, adminToken, nil)
+	var detail struct {
+		AgentRuns []struct {
+			ID       string `json:"id"`
+			Feedback []struct {
+				Value    string `json:"value"`
+				UserName string `json:"user_name"`
+				SlackApp string `json:"slack_app"`
+			} `json:"feedback"`
+		} `json:"agent_runs"`
+	}
+	_ = json.Unmarshal([]byte(d.raw), &detail)
+	if len(detail.AgentRuns) != 1 || len(detail.AgentRuns[0].Feedback) != 2 || detail.AgentRuns[0].Feedback[0].Value != "positive" ||
+		detail.AgentRuns[0].Feedback[1].Value != "negative" || detail.AgentRuns[0].Feedback[1].SlackApp != "sre-bot" {
+		t.Fatalf("event detail = %s", d.raw)
+	}
+	counts, err := e.db.FeedbackSince(context.Background(), "", time.Now().Add(-time.Hour))
+	if err != nil || len(counts) != 1 || counts[0].Positive != 1 || counts[0].Negative != 1 || counts[0].TeamNodeID != peerstest.DevTeam {
+		t.Fatalf("per team = %+v %v", counts, err)
+	}
+	if n := len(e.agent.CallsTo(peerstest.RouteAgentRun)); n != 1 {
+		t.Fatalf("agent calls = %d: feedback reached the agent", n)
+	}
+
+	// Another interaction goes to the agent, for the channel's team.
+	other := interaction(t, "trig-4", "rerun_investigation", "x", "C0A4967KRBM")
+	r = e.sendTo("/webhooks/slack/interactions", other, slackSigned(t, slackSecret, other))
+	ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+	calls := e.agent.CallsTo(peerstest.RouteAgentRun)
+	if ev.EventType != "block_actions" || len(calls) != 2 || !strings.Contains(string(calls[1].Body), "Slack block_actions by ana: rerun_investigation=x") {
+		t.Fatalf("other interaction = %s %s, %d calls", ev.EventType, ev.Status, len(calls))
+	}
+}
