@@ -105,8 +105,10 @@ func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *te
 	// Refused: a secret never configured, a stale timestamp, no signature,
 	// a tampered body; and a body without the event type's field is 400.
 	refusals := map[string]func() ([]byte, http.Header){
-		"a wrong secret":    func() ([]byte, http.Header) { return acmeDelivery(t, "guess", "x1", "1", now) },
-		"a stale timestamp": func() ([]byte, http.Header) { return acmeDelivery(t, "new-secret", "x2", "1", now.Add(-10*time.Minute)) },
+		"a wrong secret": func() ([]byte, http.Header) { return acmeDelivery(t, "guess", "x1", "1", now) },
+		"a stale timestamp": func() ([]byte, http.Header) {
+			return acmeDelivery(t, "new-secret", "x2", "1", now.Add(-10*time.Minute))
+		},
 		"no signature": func() ([]byte, http.Header) {
 			b, h := acmeDelivery(t, "new-secret", "x3", "1", now)
 			h.Del("X-Acme-Signature")
