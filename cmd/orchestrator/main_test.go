@@ -336,3 +336,33 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 		t.Errorf("version: %v %q", err, out.String())
 	}
 }
+
+// A mistake in the sources file stops start-up with one line naming the
+// source and the field, and never echoes a secret.
+func TestServe_BadSourcesFileIsOneLineNamingTheSourceAndField(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sources.yaml")
+	cases := map[string]string{
+		"sources: [{name: acme, verify: {kind: hmac, header: X-Sig, algorithm: md5, secret_env: ACME}}]": `source "acme": verify.algorithm`,
+		"sources: [{name: acme, verify: {kind: hmac, header: X-Sig, secret: s3cr3t-inline}}]":            `source "acme": secret: secrets are never written in the file`,
+		"slack_apps: [{slug: sre-bot, signing_secret_env: MISSING}]":                                     `slack app "sre-bot": signing_secret_env: MISSING is unset or empty`,
+		"sources: [{name: acme, verify: {kind: token, secret_env: ACME}, routing: {service: no-slash}}]": `source "acme": routing.service`,
+	}
+	for content, want := range cases {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		err := run(context.Background(), []string{"serve", "--data-dir", dir},
+			envOf(map[string]string{"ORCHESTRATOR_DEV": "1", "ORCHESTRATOR_SOURCES_FILE": file, "ACME": "acme-secret"}), io.Discard, &stderr)
+		if err == nil {
+			t.Fatalf("serve started with %s", content)
+		}
+		code := exitCode(err, &stderr)
+		out := strings.TrimSpace(stderr.String())
+		if code != 1 || strings.Count(out, "\n") != 0 || !strings.Contains(out, want) ||
+			strings.Contains(out, "s3cr3t-inline") || strings.Contains(out, "acme-secret") {
+			t.Errorf("%s\n  stderr %q (exit %d)\n  want one line with %s", content, out, code, want)
+		}
+	}
+}

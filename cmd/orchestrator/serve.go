@@ -44,6 +44,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// The sources file is configuration too: a mistake stops start-up
+	// before anything else runs (wire reads it again with the secrets).
+	if _, err := buildSources(cfg, nil, getenv); err != nil {
+		return err
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	// An appliance's footprint: collect at 60 % heap growth rather than Go's
 	// 100 % unless the operator chose (GOGC). In the storm benchmark this
