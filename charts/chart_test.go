@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -79,6 +80,10 @@ var allOn = []string{
 	"--set", "secrets.incidentioWebhookSecret=whsec_c2VjcmV0",
 	"--set", "config.namespace=teams",
 	"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true",
+	"--set-json", `sources=[{"name":"acme-deploys","verify":{"kind":"hmac","header":"X-Acme-Signature","algorithm":"sha512","encoding":"base64","prefix":"v1=","signed":"{timestamp}.{body}","timestamp_header":"X-Acme-Timestamp","secret_env":"ACME_DEPLOYS_SECRET"},"delivery_id":{"header":"X-Acme-Delivery"},"event_type":{"pointer":"/kind"},"routing":{"service":"/service"},"alert":{"key":"/incident/id","state":"/status","firing":["triggered"],"resolved":["resolved"]},"coalesce":true,"describe":"{event_type} of {/app}"}]`,
+	"--set-json", `slackApps=[{"slug":"sre-bot","signing_secret_env":"SREBOT_SIGNING_SECRET"}]`,
+	"--set", "secrets.sourceSecrets.ACME_DEPLOYS_SECRET=new\\,old", "--set", "secrets.sourceSecrets.SREBOT_SIGNING_SECRET=bot-signing-value",
+	"--set", "secrets.alertmanagerWebhookToken=am", "--set", "config.alertmanagerRoutingLabels=namespace=k8s_namespace",
 }
 
 func render(t *testing.T, ns string, extra ...string) []*unstructured.Unstructured {
@@ -177,8 +182,8 @@ func TestChart_Manifests(t *testing.T) {
 			t.Errorf("%s carries a literal value", e.Name)
 		}
 	}
-	if secretEnv != 7 {
-		t.Errorf("%d env vars from the Secret, want 7", secretEnv)
+	if secretEnv != 8 {
+		t.Errorf("%d env vars from the Secret, want 8", secretEnv)
 	}
 	// The Ingress exposes /webhooks/ only.
 	for _, o := range render(t, "sre", allOn...) {
@@ -493,4 +498,66 @@ func TestChart_DashboardAndAlertRules(t *testing.T) {
 		}
 	}
 	t.Logf("dashboard: %d queries; rules: %v", queries, names)
+}
+
+// TestChart_SourcesRenderAFileTheBinaryReads: values.sources and slackApps
+// become a ConfigMap holding a sources file the binary's own parser accepts,
+// with each secret it names read from the Secret by that name; a secret
+// written inline in values is refused at render time.
+func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
+	objs := render(t, "sre", allOn...)
+	var file string
+	secret := map[string]string{}
+	var dep appsv1.Deployment
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "ConfigMap" && strings.HasSuffix(o.GetName(), "-sources"):
+			file, _ = o.Object["data"].(map[string]any)["sources.yaml"].(string)
+		case o.GetKind() == "Secret" && o.GetName() == "orch-orchestrator":
+			for k, v := range o.Object["stringData"].(map[string]any) {
+				secret[k] = v.(string)
+			}
+		case o.GetKind() == "Deployment":
+			b, _ := yaml.Marshal(o.Object)
+			if err := yaml.Unmarshal(b, &dep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	env := map[string]string{}
+	c := dep.Spec.Template.Spec.Containers[0]
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = secret[e.ValueFrom.SecretKeyRef.Key]
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	if env["ORCHESTRATOR_SOURCES_FILE"] != "/etc/orchestrator/sources.yaml" || env["ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS"] != "namespace=k8s_namespace" ||
+		env["ALERTMANAGER_WEBHOOK_TOKEN"] != "am" {
+		t.Fatalf("env = %v", env)
+	}
+	f, err := webhook.ParseSourcesFile([]byte(file), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the binary refuses the rendered file: %v\n%s", err, file)
+	}
+	if len(f.Sources) != 1 || f.Sources[0].Name != "acme-deploys" || len(f.SlackApps) != 1 || f.SlackApps[0].Secrets[0] != "bot-signing-value" {
+		t.Fatalf("parsed = %+v", f)
+	}
+	if strings.Contains(file, "new,old") || strings.Contains(file, "bot-signing-value") {
+		t.Fatalf("a secret is in the ConfigMap:\n%s", file)
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || m.MountPath == "/etc/orchestrator" && m.ReadOnly
+	}
+	if !mounted || dep.Spec.Template.Annotations["checksum/sources"] == "" {
+		t.Fatalf("sources not mounted read-only or not rolled on change")
+	}
+	out, err := helm(t, "template", "sre", "./orchestrator", "--set-json",
+		`sources=[{"name":"x","verify":{"kind":"token","secret_env":"X","secret":"inline"}}]`)
+	if err == nil || !strings.Contains(out, "secrets are never written in values") {
+		t.Fatalf("an inline secret rendered: %v %s", err, out)
+	}
 }

@@ -60,3 +60,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "orchestrator.postgres" -}}
 {{- if or .Values.database.url .Values.database.existingSecret }}true{{ end -}}
 {{- end }}
+
+{{/*
+The environment variables the sources file names for its secrets, as a JSON
+list: each is read from the Secret under a key of the same name.
+*/}}
+{{- define "orchestrator.sourceSecretEnvs" -}}
+{{- $names := list -}}
+{{- range .Values.sources }}{{ $names = append $names .verify.secret_env }}{{ end -}}
+{{- range .Values.slackApps }}{{ $names = append $names .signing_secret_env }}{{ end -}}
+{{- $names | uniq | toJson -}}
+{{- end }}
