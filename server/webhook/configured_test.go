@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -295,4 +296,38 @@ func TestSlackInteraction_FeedbackAndOthers(t *testing.T) {
 func urlEscape(s string) string {
 	r := strings.NewReplacer("%", "%25", "&", "%26", "+", "%2B", "=", "%3D", " ", "+", "\n", "%0A", "\t", "%09")
 	return r.Replace(s)
+}
+
+// TestConfigured_TheDocsExamplesParse: every sources file shown in
+// docs/sources.md (and the chart's example) is one the parser accepts.
+func TestConfigured_TheDocsExamplesParse(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/sources.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		if strings.Contains(k, "SVIX") {
+			return "whsec_" + base64.StdEncoding.EncodeToString([]byte(k))
+		}
+		return "value-of-" + k
+	}
+	blocks := 0
+	for _, part := range strings.Split(string(doc), "```yaml\n")[1:] {
+		block := part[:strings.Index(part, "```")]
+		if !strings.HasPrefix(block, "sources:") {
+			continue
+		}
+		// The chart's values carry secrets and config beside the file's keys.
+		if i := strings.Index(block, "\nsecrets:"); i > 0 {
+			block = block[:i+1]
+		}
+		block = strings.Replace(block, "slackApps:", "slack_apps:", 1)
+		blocks++
+		if _, err := ParseSourcesFile([]byte(block), env); err != nil {
+			t.Errorf("docs/sources.md example does not parse: %v\n%s", err, block)
+		}
+	}
+	if blocks < 5 {
+		t.Fatalf("%d examples found", blocks)
+	}
 }
