@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pyhmac"
 )
@@ -18,7 +21,7 @@ func python(t *testing.T, algorithm, encoding, secret string, msg []byte) string
 	return pyhmac.Sign(t, algorithm, encoding, secret, msg)
 }
 
-func parseOne(t *testing.T, yaml string, env map[string]string) *Source {
+func parseOne(t testing.TB, yaml string, env map[string]string) *Source {
 	t.Helper()
 	f, err := ParseSourcesFile([]byte(yaml), func(k string) string { return env[k] })
 	if err != nil {
@@ -330,4 +333,56 @@ func TestConfigured_TheDocsExamplesParse(t *testing.T) {
 	if blocks < 5 {
 		t.Fatalf("%d examples found", blocks)
 	}
+}
+
+// FuzzConfigured: a configured HMAC source (sha256, base64, prefix, a
+// timestamp and an id in the signed string, pointers into the body) accepts
+// every correctly signed body in its window, or refuses it as ErrPayload
+// (not JSON, a pointer missing); refuses another secret; never panics on
+// arbitrary headers; gives clean text within its columns.
+func FuzzConfigured(f *testing.F) {
+	f.Add([]byte(`{"id":"1","kind":"deploy","service":"checkout","incident":{"id":"I","state":"up"}}`), int64(0), "m-1")
+	f.Add([]byte(`{"id":1e400,"kind":["x"],"service":{"a":null}}`), int64(299), "")
+	f.Add([]byte("not json"), int64(-400), "\xff")
+	src := parseOne(f, `sources:
+  - name: fuzzed
+    verify: {kind: hmac, header: X-Sig, algorithm: sha256, encoding: base64, prefix: "t=", signed: "{id}:{timestamp}:{body}", timestamp_header: X-Ts, id_header: X-Id, secret_env: S}
+    delivery_id: {pointer: /id}
+    event_type: {pointer: /kind}
+    routing: {service: /service, team: /incident/owner}
+    alert: {key: /incident/id, state: /incident/state, firing: [up], resolved: [down]}
+    describe: "{event_type} {/service} {/incident/~1weird~0key}"
+`, map[string]string{"S": "s1,s1-next"})
+	v := src.Routes[0].Verifier
+	sign := func(secret string, body []byte, ts, id string) http.Header {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(id + ":" + ts + ":"))
+		m.Write(body)
+		return http.Header{"X-Sig": {"t=" + base64.StdEncoding.EncodeToString(m.Sum(nil))}, "X-Ts": {ts}, "X-Id": {id}}
+	}
+	f.Fuzz(func(t *testing.T, body []byte, skew int64, id string) {
+		if id == "" || !utf8.ValidString(id) || strings.ContainsAny(id, "\x00\r\n") || strings.TrimSpace(id) != id {
+			id = "m"
+		}
+		ts := strconv.FormatInt(now.Unix()+skew%600, 10)
+		ev, err := v.Verify(body, sign("s1-next", body, ts, id), now)
+		inWindow := skew%600 <= 300 && skew%600 >= -300
+		if err != nil && !errors.Is(err, ErrPayload) && !(errors.Is(err, ErrSignature) && !inWindow) {
+			t.Fatalf("correctly signed body refused: %v", err)
+		}
+		if err == nil {
+			checkClean(t, "delivery id", ev.DeliveryID, 255)
+			checkClean(t, "event type", ev.EventType, 128)
+			for k, val := range ev.Identifiers {
+				checkClean(t, "identifier "+k, val, 256)
+			}
+			if msg, _ := src.Describe(ev.EventType, body, nil); msg == "" {
+				t.Fatal("empty message")
+			}
+		}
+		if _, err := v.Verify(body, sign("s2", body, ts, id), now); err == nil {
+			t.Fatal("accepted a body signed with another secret")
+		}
+		_, _ = v.Verify(body, http.Header{"X-Sig": {string(body)}, "X-Ts": {string(body)}, "X-Id": {id}}, now)
+	})
 }

@@ -247,10 +247,46 @@ func FuzzPagerDuty(f *testing.F)  { fuzzVerify(f, PagerDuty) }
 func FuzzIncidentIO(f *testing.F) { fuzzVerify(f, IncidentIO) }
 func FuzzCoralogix(f *testing.F)  { fuzzVerify(f, Coralogix) }
 
+// FuzzAlertmanager: Alertmanager's verifier and payload parser.
+func FuzzAlertmanager(f *testing.F) {
+	f.Add([]byte(`{"version":"4","groupKey":"k","status":"resolved","alerts":[{"status":"resolved","fingerprint":"f","labels":{"service":"\u0000x"}}]}`), int64(0), "")
+	fuzzVerify(f, Alertmanager)
+}
+
+// FuzzSlackInteraction: any form body gives an event or ErrPayload, never a
+// panic, and what it gives is clean text within its columns.
+func FuzzSlackInteraction(f *testing.F) {
+	f.Add([]byte(`payload={"type":"block_actions","trigger_id":"1","user":{"id":"U"},"channel":{"id":"C"},"actions":[{"action_id":"feedback_positive","value":"r"}]}`))
+	f.Add([]byte("payload=%7B%22type%22%3A%22view_submission%22%7D"))
+	f.Add([]byte("payload=\xff"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := ParseSlackInteraction(body)
+		if err != nil {
+			if !errors.Is(err, ErrPayload) {
+				t.Fatalf("error is not ErrPayload: %v", err)
+			}
+			return
+		}
+		checkClean(t, "delivery id", ev.DeliveryID, 255)
+		checkClean(t, "event type", ev.EventType, 128)
+		for k, v := range ev.Identifiers {
+			checkClean(t, "identifier "+k, v, 256)
+		}
+		if ev.Feedback != nil {
+			checkClean(t, "feedback run", ev.Feedback.Run, 128)
+			checkClean(t, "feedback user", ev.Feedback.UserName, 128)
+		}
+		if msg, _ := Describe(Slack, ev.EventType, body); msg == "" {
+			t.Fatal("empty message")
+		}
+	})
+}
+
 func FuzzDescribe(f *testing.F) {
-	for _, src := range []string{Slack, GitHub, PagerDuty, IncidentIO, Coralogix} {
+	for _, src := range Builtin {
 		f.Add(src, Sample(src, "seed", now))
 	}
+	f.Add(Slack, []byte(`payload={"type":"block_actions","user":{"name":"ana"},"actions":[{"action_id":"x"}]}`))
 	f.Fuzz(func(t *testing.T, src string, body []byte) {
 		if msg, _ := Describe(src, "t", body); msg == "" {
 			t.Fatal("empty message")
