@@ -89,7 +89,7 @@ bundle: image sbom helm
 ## page, events-per-source chart), taken by the browser tests
 screenshot:
 	UI_SCREENSHOT=$(CURDIR)/docs/run-detail.png UI_SCREENSHOTS_DIR=$(CURDIR)/docs KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" \
-		$(GO) test -count=1 -run 'TestUI_InARealBrowser|TestUI_TeamsPageAndDeprovisionPlanThenConfirm|TestUI_AccessibilityAuditOfEveryPage|TestUI_ReadableAt1280' ./server/
+		$(GO) test -count=1 -run 'TestUI_InARealBrowser|TestUI_TeamsPageAndDeprovisionPlanThenConfirm|TestUI_AccessibilityAuditOfEveryPage|TestUI_ReadableAt1280|TestUI_SourcesAndFeedbackInARealBrowser' ./server/
 
 ## fuzz: each fuzz target for FUZZTIME executions (a count: Go 1.26's duration
 ## form can fail with no failing input, golang/go#75804); long local runs may

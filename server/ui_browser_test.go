@@ -382,6 +382,7 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	visit("/ui/events", "events")
 	visit("/ui/events?source=pagerduty&status=delivered", "events")
 	visit("/ui/events/"+ev, "event-status")
+	visit("/ui/sources", "sources")
 	visit("/ui/schedules", "schedules")
 	visit("/ui/agents", "agent_name")
 	visit("/ui/backups", "backups")
