@@ -46,12 +46,23 @@ type eventView struct {
 	// Digest is the agent call this event was folded into with others;
 	// absent for a lone delivery (SPEC §6 Storms).
 	Digest *digestView `json:"digest,omitempty"`
+	// Alert is an alert event's identity (SPEC §6 Noise).
+	Alert *alertView `json:"alert,omitempty"`
+	// SuppressedReason and SuppressedBy: why noise control kept the event
+	// from the agent and what caused it (an event id, a silence id, a day).
+	SuppressedReason string `json:"suppressed_reason,omitempty"`
+	SuppressedBy     string `json:"suppressed_by,omitempty"`
 	// Detail only.
 	Headers      map[string]string `json:"headers,omitempty"`
 	Body         *string           `json:"body,omitempty"`
 	BodyEncoding string            `json:"body_encoding,omitempty"`
 	BodyPurgedAt *time.Time        `json:"body_purged_at,omitempty"`
 	AgentRuns    []agentRunView    `json:"agent_runs,omitempty"`
+}
+
+type alertView struct {
+	Key   string `json:"key"`
+	State string `json:"state"`
 }
 
 type digestView struct {
@@ -90,6 +101,10 @@ func viewEvent(e store.Event) eventView {
 	if e.DigestRunID != "" {
 		v.Digest = &digestView{AgentRunID: e.DigestRunID, Size: e.DigestSize}
 	}
+	if e.AlertKey != "" {
+		v.Alert = &alertView{Key: e.AlertKey, State: e.AlertState}
+	}
+	v.SuppressedReason, v.SuppressedBy = e.SuppressedReason, e.SuppressedBy
 	if e.Status == store.EventQueued && !e.NextAttemptAt.IsZero() {
 		t := e.NextAttemptAt
 		v.NextAttemptAt = &t
@@ -191,7 +206,7 @@ func (s *Server) handleRedrive(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrBodyPurged):
 		err = apperr.Wrap(err, apperr.Conflict, "body_purged", "the event's body was purged by retention; it cannot be dispatched again")
 	case errors.Is(err, store.ErrConflict):
-		err = apperr.Wrap(err, apperr.Conflict, "not_redrivable", "only unrouted, failed and dead events can be redriven")
+		err = apperr.Wrap(err, apperr.Conflict, "not_redrivable", "only unrouted, failed, dead and suppressed events can be redriven")
 	}
 	if err != nil {
 		s.out.Error(w, r, err)

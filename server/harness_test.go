@@ -29,6 +29,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/ingest"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
@@ -186,6 +187,11 @@ type envOptions struct {
 	sourcesFile string
 	sourceEnv   map[string]string
 	amLabels    map[string]string
+	// Noise control: the repeat window (0: off), the group wait, the
+	// daily budget of alert-triggered calls per team (0: none).
+	alertRepeat time.Duration
+	groupWait   time.Duration
+	callsPerDay int
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
 	uiClock func() time.Time
@@ -376,6 +382,8 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		// A fake clock jumps: no claim may expire under a test's feet.
 		Lease:           48 * time.Hour,
 		CoalesceSources: coalesce,
+		AlertRepeat:     o.alertRepeat,
+		CallsPerDay:     o.callsPerDay,
 		RoutingCacheTTL: o.routingTTL,
 		MaxAttempts:     o.maxAttempts,
 		BaseBackoff:     time.Millisecond,
@@ -390,6 +398,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		e.t.Fatal(err)
 	}
 	door := ingest.Options{Sources: reg, Events: e.db, Feedback: e.db, Notify: e.disp.Notify,
+		AlertGroupWait: o.groupWait, Settled: e.disp.CountSettled,
 		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, Acks: e.db,
 		Registry: e.reg, Logger: logger, Now: now}
 	if !o.noInternal {
@@ -400,6 +409,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	}
 	opts.Events = e.db
 	opts.Notify = e.disp.Notify
+	opts.Noise = &noise.Service{Store: e.db, Sources: reg, Changed: e.disp.ForgetSilences, Redriven: e.disp.Rescan, Now: now}
 	opts.Now = now
 }
 

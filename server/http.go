@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
@@ -20,6 +21,25 @@ import (
 func (s *Server) handle(method, route string, h http.HandlerFunc) {
 	s.addRoute(method, route)
 	s.router.Handler(method, route, s.instrument(route, func(w http.ResponseWriter, r *http.Request) {
+		if !s.serving.Load() {
+			s.out.Error(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
+			return
+		}
+		h(w, r)
+	}))
+}
+
+// handleAs registers h under the router's path, listed (and described) as
+// the path it serves: a static route the router cannot hold beside a
+// parameter at the same place.
+func (s *Server) handleAs(method, route, listed string, h http.HandlerFunc) {
+	s.addRoute(method, listed)
+	want := strings.Split(listed, "/")
+	s.router.Handler(method, route, s.instrument(listed, func(w http.ResponseWriter, r *http.Request) {
+		if got := strings.Split(r.URL.Path, "/"); len(got) != len(want) || got[len(got)-1] != want[len(want)-1] {
+			s.out.Error(w, r, apperr.New(apperr.NotFound, "not_found", "no route for %s", r.URL.Path))
+			return
+		}
 		if !s.serving.Load() {
 			s.out.Error(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
 			return

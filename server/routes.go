@@ -41,6 +41,16 @@ func (s *Server) routes() {
 		s.handle(http.MethodGet, "/api/v1/admin/events/:id", s.handleGetEvent)
 		s.handle(http.MethodPost, "/api/v1/admin/events/:id/redrive", s.handleRedrive)
 	}
+	if s.opts.Noise != nil {
+		// POST /api/v1/admin/events/redrive shares the router's node with
+		// /api/v1/admin/events/:id/redrive (httprouter allows no static
+		// segment beside a parameter): the :id route serves it.
+		s.handleAs(http.MethodPost, "/api/v1/admin/events/:id", "/api/v1/admin/events/redrive", s.handleBulkRedrive)
+		s.handle(http.MethodPost, "/api/v1/admin/silences", s.handleCreateSilence)
+		s.handle(http.MethodGet, "/api/v1/admin/silences", s.handleListSilences)
+		s.handle(http.MethodGet, "/api/v1/admin/silences/:id", s.handleGetSilence)
+		s.handle(http.MethodDelete, "/api/v1/admin/silences/:id", s.handleExpireSilence)
+	}
 
 	if s.opts.Schedules != nil {
 		s.handle(http.MethodGet, "/api/v1/admin/schedules", s.handleListSchedules)

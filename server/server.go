@@ -19,6 +19,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ingest"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
@@ -63,6 +64,8 @@ type Options struct {
 	// Notify wakes the dispatcher after an event is redriven, naming its
 	// team when known ("" otherwise).
 	Notify func(org, team string)
+	// Noise enables the silences and the bulk redrive (SPEC §6 Noise).
+	Noise *noise.Service
 	// Schedules enables the schedule, sync and team status routes.
 	Schedules *schedules.Service
 	// PipelineRunner enables the pipeline trigger.
@@ -185,8 +188,8 @@ func New(opts Options) (*Server, error) {
 	if opts.UI != nil {
 		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
 			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,
-			Sources: doorSources(s.door),
-			Notify:  opts.Notify, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
+			Sources: doorSources(s.door), Noise: opts.Noise,
+			Notify: opts.Notify, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
 		// Nil stays nil: an interface holding a nil pointer is not.
 		if opts.Events != nil {
 			page.Events = opts.Events

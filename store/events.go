@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,10 +26,24 @@ const (
 	EventUnrouted    = "unrouted"
 	EventFailed      = "failed"
 	EventDead        = "dead"
+	// EventSuppressed: kept from the agent by noise control (SPEC §6
+	// Noise), with a reason and its cause; redrivable.
+	EventSuppressed = "suppressed"
 )
 
+// Suppression reasons (SPEC §6 Noise).
+const (
+	SuppressedResolved = "resolved"
+	SuppressedRepeat   = "repeat"
+	SuppressedSilence  = "silence"
+	SuppressedBudget   = "budget"
+)
+
+// SuppressedReasons lists the reasons in the order the page shows them.
+var SuppressedReasons = []string{SuppressedResolved, SuppressedRepeat, SuppressedSilence, SuppressedBudget}
+
 // EventStatuses lists the event statuses in their lifecycle order.
-var EventStatuses = []string{EventQueued, EventDispatching, EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead}
+var EventStatuses = []string{EventQueued, EventDispatching, EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed}
 
 // ErrBodyPurged: the event's body was purged by retention, so it cannot be
 // dispatched again.
@@ -69,11 +84,21 @@ type Event struct {
 	// only the body, so the same body under a new X-GitHub-Delivery is a
 	// replay (SPEC §18).
 	BodySHA256 string
+	// AlertKey, AlertState and AlertSig are an alert event's identity: the
+	// alert it is about, firing/resolved/other, and a digest of its firing
+	// fingerprints (Alertmanager).
+	AlertKey, AlertState, AlertSig string
+	// SuppressedReason and SuppressedBy say why an event was kept from the
+	// agent and what caused it (an event id, a silence id, a day).
+	SuppressedReason, SuppressedBy string
+	// HoldUntil, when set on a new event, is when it becomes due (the alert
+	// group wait); zero = at once.
+	HoldUntil time.Time
 }
 
 const eventColumns = `id, legacy_id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
 	matched_by, attempts, next_attempt_at, last_error, payload, body_purged_at, received_at, updated_at, finished_at,
-	digest_run_id, digest_size, solo, body_sha256`
+	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by`
 
 // eventColumnsNoBody selects the same columns with the payload (headers and
 // body) left out: lists and routing do not need it.
@@ -81,17 +106,18 @@ var eventColumnsNoBody = strings.Replace(eventColumns, " payload,", " NULL,", 1)
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
-	var legacy, idents, org, team, matched, lastErr, digest sql.NullString
+	var legacy, idents, org, team, matched, lastErr, digest, akey, astate, asig, sreason, sby sql.NullString
 	var digestSize sql.NullInt64
 	var next, purged, received, updated, finished msTime
 	var payload, sum []byte
 	err := row.Scan(&e.Key, &legacy, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
 		&matched, &e.Attempts, &next, &lastErr, &payload, &purged, &received, &updated, &finished,
-		&digest, &digestSize, &e.Solo, &sum)
+		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby)
 	if err != nil {
 		return Event{}, err
 	}
 	e.ID = apiID(e.Key, legacy)
+	e.AlertKey, e.AlertState, e.AlertSig, e.SuppressedReason, e.SuppressedBy = akey.String, astate.String, asig.String, sreason.String, sby.String
 	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
 	if len(sum) > 0 {
 		e.BodySHA256 = hex.EncodeToString(sum)
@@ -128,6 +154,12 @@ func eventRef(id string) (cond string, arg any, ok bool) {
 	return "", nil, false
 }
 
+// redriveSQL queues an event again, alone, with a fresh attempt budget and
+// no suppression.
+const redriveSQL = `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
+		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL,
+		suppressed_reason = NULL, suppressed_by = NULL WHERE id = ?`
+
 // RequeueDispatching returns events a crash left dispatching to the queue.
 func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
 	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, next_attempt_at = ?, updated_at = ?
@@ -151,6 +183,8 @@ func (db *DB) GetEvent(ctx context.Context, id string) (Event, error) {
 // EventFilter selects events; empty fields do not filter.
 type EventFilter struct {
 	Source, Status, OrgID, TeamNodeID string
+	// SuppressedReason keeps the events suppressed for that reason.
+	SuppressedReason string
 	// DeliveryID finds the event a vendor knows by that id (with Source, it
 	// uses the unique index; without, it scans).
 	DeliveryID   string
@@ -179,6 +213,7 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 	w.eq("org_id", f.OrgID)
 	w.eq("team_node_id", f.TeamNodeID)
 	w.eq("delivery_id", f.DeliveryID)
+	w.eq("suppressed_reason", f.SuppressedReason)
 	if !f.Since.IsZero() {
 		w.add("received_at >= ?", ms(f.Since))
 	}
@@ -190,11 +225,12 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 		key: func(e Event) (time.Time, string) { return e.ReceivedAt, strconv.FormatInt(e.Key, 10) }}.run(ctx, db.read, w)
 }
 
+// RedrivableStatuses are the statuses an event may be queued again from.
+var RedrivableStatuses = []string{EventUnrouted, EventFailed, EventDead, EventSuppressed}
+
 // Redrivable reports whether the event's status allows queueing it again:
-// it ended unrouted, failed or dead. (Redrive also needs its body.)
-func (e Event) Redrivable() bool {
-	return e.Status == EventUnrouted || e.Status == EventFailed || e.Status == EventDead
-}
+// it ended unrouted, failed, dead or suppressed. (Redrive also needs its body.)
+func (e Event) Redrivable() bool { return slices.Contains(RedrivableStatuses, e.Status) }
 
 // Redrive puts an unrouted, failed or dead event back in the queue with a
 // fresh attempt budget.
@@ -215,20 +251,21 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 	case err != nil:
 		return Event{}, err
 	case !e.Redrivable():
-		return Event{}, fmt.Errorf("%w: event %s is %s; only unrouted, failed and dead events can be redriven", ErrConflict, id, e.Status)
+		return Event{}, fmt.Errorf("%w: event %s is %s; only unrouted, failed, dead and suppressed events can be redriven", ErrConflict, id, e.Status)
 	case e.BodyPurgedAt != nil:
 		return Event{}, fmt.Errorf("%w: event %s", ErrBodyPurged, id)
 	}
 	at := ms(now)
-	// A redriven event goes alone (solo), never folded into a digest.
-	if _, err := tx.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
-		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL WHERE id = ?`, EventQueued, at, at, true, e.Key); err != nil {
+	// A redriven event goes alone (solo), never folded into a digest, and
+	// past noise control: an operator asked for it.
+	if _, err := tx.ExecContext(ctx, redriveSQL, EventQueued, at, at, true, e.Key); err != nil {
 		return Event{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return Event{}, err
 	}
 	e.Status, e.Attempts, e.NextAttemptAt, e.FinishedAt, e.Solo, e.DigestRunID, e.DigestSize = EventQueued, 0, now, nil, true, "", 0
+	e.SuppressedReason, e.SuppressedBy = "", ""
 	return e, nil
 }
 

@@ -20,7 +20,8 @@ import (
 // insertColumns are what a new event's row is written with; the id is the
 // database's.
 var insertColumns = []string{"source", "delivery_id", "event_type", "status", "routing_identifiers", "next_attempt_at",
-	"last_error", "payload", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256"}
+	"last_error", "payload", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256",
+	"alert_key", "alert_state", "alert_sig"}
 
 // insertSQL inserts n events in one statement. ON CONFLICT DO NOTHING
 // without a target skips a redelivery (ux_webhook_events_delivery) and a
@@ -65,19 +66,28 @@ func (e Event) rowValues() []any {
 	var next any = at
 	if e.Status != EventQueued {
 		finished, next = at, nil
+	} else if e.HoldUntil.After(e.ReceivedAt) {
+		next = ms(e.HoldUntil)
 	}
 	if b, err := hex.DecodeString(e.BodySHA256); err == nil && len(b) == sha256.Size {
 		sum = b
 	}
 	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, identifiersText(e.Identifiers), next, nullIfEmpty(e.LastError),
 		encodePayload(e.Headers, e.Body), at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
-		nullIfEmpty(e.MatchedBy), sum}
+		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig)}
 }
 
 // InsertResult is the outcome of InsertEvent.
 type InsertResult struct {
 	ID        string
 	Duplicate bool
+	// Settled, for a resolve, is how many waiting firing events of its
+	// alert it settled (SPEC §6 Noise); the resolve itself is then
+	// suppressed too unless a firing of the alert reached the agent.
+	Settled int
+	// Suppressed: the stored event was settled at once (a resolve whose
+	// firing never reached the agent).
+	Suppressed bool
 }
 
 type insertReq struct {
@@ -262,6 +272,19 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 		}
 		results[i] = insertDone{res: InsertResult{ID: id, Duplicate: true}}
 	}
+	// A resolve settles its alert's waiting firing events in the same
+	// transaction: once it is acknowledged, none of them can be claimed.
+	for i, r := range batch {
+		if r.ev.AlertState != AlertStateResolved || r.ev.AlertKey == "" || results[i].res.Duplicate {
+			continue
+		}
+		key, _ := strconv.ParseInt(results[i].res.ID, 10, 64)
+		settled, suppressed, err := db.settle(ctx, tx, key, r.ev)
+		if err != nil {
+			return results, false, err
+		}
+		results[i].res.Settled, results[i].res.Suppressed = settled, suppressed
+	}
 	return results, false, tx.Commit()
 }
 
@@ -296,7 +319,8 @@ func (e Event) checkText() error {
 			return fmt.Errorf("%w: body_sha256 is not a hex SHA-256", ErrInvalid)
 		}
 	}
-	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError} {
+	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError,
+		e.AlertKey, e.AlertState, e.AlertSig} {
 		if bad(s) {
 			return fmt.Errorf("%w: event text is not valid UTF-8 without NUL", ErrInvalid)
 		}
@@ -305,7 +329,7 @@ func (e Event) checkText() error {
 		s string
 		n int
 	}{{e.Source, 32}, {e.DeliveryID, 255}, {e.EventType, 128}, {e.Status, 32}, {e.OrgID, 128}, {e.TeamNodeID, 128},
-		{e.MatchedBy, 64}} {
+		{e.MatchedBy, 64}, {e.AlertKey, 255}, {e.AlertState, 16}, {e.AlertSig, 32}} {
 		if utf8.RuneCountInString(c.s) > c.n {
 			return fmt.Errorf("%w: %q is longer than its column (%d characters)", ErrInvalid, c.s[:min(len(c.s), 40)], c.n)
 		}

@@ -127,3 +127,11 @@ func affectedRows(res sql.Result, err error) (int, error) {
 	n, err := res.RowsAffected()
 	return int(n), err
 }
+
+// clause is the filter as a WHERE clause ("" without conditions).
+func (f *filter) clause() string {
+	if len(f.where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(f.where, " AND ")
+}

@@ -161,6 +161,9 @@ type Outcome struct {
 	// DigestRunID and DigestSize, for an event folded into a digest.
 	DigestRunID string
 	DigestSize  int
+	// SuppressedReason and SuppressedBy, for an event noise control kept
+	// from the agent (status suppressed).
+	SuppressedReason, SuppressedBy string
 }
 
 // RecordOutcomes writes outcomes and the agent calls they came from in one
@@ -193,7 +196,8 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		}
 		st, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
-		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size)
+		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size),
+		suppressed_reason = ?, suppressed_by = ?
 		WHERE `+cond+` AND status = ?`)
 		stmts[cond] = st
 		return st, err
@@ -208,7 +212,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 	for _, o := range outcomes {
 		var finished any
 		switch o.Status {
-		case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead:
+		case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed:
 			finished = ms(o.At)
 		}
 		// A finished event has no next attempt (and a NULL costs no bytes).
@@ -238,7 +242,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		}
 		if _, err := stmt.ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
 			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
-			nullIfEmpty(o.DigestRunID), size, key, from); err != nil {
+			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), key, from); err != nil {
 			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
 		}
 	}

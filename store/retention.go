@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -15,7 +16,7 @@ const RetentionBatch = 500
 // FinishedStatuses are the event statuses retention may delete: an event
 // still queued, dispatching or waiting for a retry (queued with a later
 // next attempt) never is.
-var FinishedStatuses = []string{EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead}
+var FinishedStatuses = []string{EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed}
 
 // PurgeFinishedEvents deletes up to limit events that finished before
 // cutoff (received before it when no finish time is known). It reports how
@@ -32,7 +33,7 @@ func (db *DB) PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit i
 	// than the cutoff is missed.
 	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_webhook_events WHERE id IN (
 		SELECT id FROM orchestrator_webhook_events
-		WHERE status IN (?, ?, ?, ?, ?) AND received_at < ? AND COALESCE(finished_at, received_at) < ?
+		WHERE status IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(FinishedStatuses)), ", ")+`) AND received_at < ? AND COALESCE(finished_at, received_at) < ?
 		ORDER BY received_at LIMIT ?)`, args...)
 	return affectedRows(res, err)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ingest"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
@@ -85,6 +86,8 @@ type Options struct {
 	// Sources are the webhook sources (the door's registry); nil: the
 	// built-in ones, without their routes.
 	Sources *webhook.Registry
+	// Noise sets silences and redrives in bulk; nil: the page has neither.
+	Noise *noise.Service
 	// Notify wakes the dispatcher after a redrive.
 	Notify       func(org, team string)
 	Dev          bool

@@ -182,7 +182,7 @@ func TestUpgrade_NewerSchemaIsRefusedUntouched(t *testing.T) {
 	cmd.Env = append(os.Environ(), "ORCHESTRATOR_TEST_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || !strings.Contains(string(out), "database schema version 99 is newer than this build knows (7): run a newer image or restore a backup") {
+	if !errors.As(err, &exitErr) || !strings.Contains(string(out), fmt.Sprintf("database schema version 99 is newer than this build knows (%d): run a newer image or restore a backup", knownVersion(t))) {
 		t.Fatalf("serve on a newer schema: %v %s", err, out)
 	}
 	if strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
@@ -218,7 +218,7 @@ func TestBackupRestore_RoundTripAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info map[string]any
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info["integrity"] != "ok" || info["schema_version"] != float64(7) || info["events"] != float64(5) {
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info["integrity"] != "ok" || info["schema_version"] != float64(knownVersion(t)) || info["events"] != float64(5) {
 		t.Fatalf("backup said %s (%v)", out.String(), err)
 	}
 	if err := run(ctx, []string{"backup", "--out", snap, "--data-dir", dir}, envOf(nil), io.Discard, io.Discard); err == nil {
@@ -275,4 +275,14 @@ func TestBackupRestore_RoundTripAndRefusals(t *testing.T) {
 	if fileSum(t, filepath.Join(dir, "orchestrator.db")) != live {
 		t.Fatal("a refused restore changed the database")
 	}
+}
+
+// knownVersion is the newest migration this build carries.
+func knownVersion(t *testing.T) int64 {
+	t.Helper()
+	v, err := store.KnownVersion(migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

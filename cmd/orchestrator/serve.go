@@ -13,6 +13,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/config"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/retention"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
@@ -89,20 +90,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer deps.close()
 
 	srv, err := server.New(server.Options{
-		Addr:           cfg.ListenAddr,
-		Logger:         logger,
-		Registry:       reg,
-		Store:          db,
-		Version:        version,
-		Dev:            cfg.Dev,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Auth:           deps.auth,
-		Runs:           db,
-		Provision:      deps.provision,
-		Door:           deps.door,
-		Events:         db,
-		Stats:          db,
-		Notify:         deps.dispatcher.Notify,
+		Addr:         cfg.ListenAddr,
+		Logger:       logger,
+		Registry:     reg,
+		Store:        db,
+		Version:      version,
+		Dev:          cfg.Dev,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Auth:         deps.auth,
+		Runs:         db,
+		Provision:    deps.provision,
+		Door:         deps.door,
+		Events:       db,
+		Stats:        db,
+		Notify:       deps.dispatcher.Notify,
+		Noise: &noise.Service{Store: db, Sources: deps.door.Registry(), Changed: deps.dispatcher.ForgetSilences,
+			Redriven: deps.dispatcher.Rescan},
 		Schedules:      deps.schedules,
 		PipelineRunner: deps.pipeline,
 		Agents:         deps.agents,

@@ -107,6 +107,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(), Sources: sources,
 		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
 		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: coalescing(cfg, sources), CoalesceMax: cfg.CoalesceMax,
+		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay,
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Logger: logger, Registry: reg,
 	})
@@ -117,6 +118,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	d.door, err = ingest.New(ingest.Options{Sources: sources, Events: db, Feedback: db, Notify: d.dispatcher.Notify,
 		CachedRoute: d.dispatcher.CachedRoute, Rate: cfg.WebhookRateLimit, Burst: cfg.WebhookBurst,
 		MaxBodyBytes: cfg.MaxBodyBytes, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
+		AlertGroupWait: cfg.AlertGroupWait, Settled: d.dispatcher.CountSettled,
 		Registry: reg, Logger: logger})
 	if err != nil {
 		return nil, err

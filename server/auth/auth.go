@@ -38,6 +38,7 @@ const (
 	PermEventsRead     = "admin:events:read"
 	PermEventsRedrive  = "admin:events:redrive"
 	PermBackup         = "admin:backup"
+	PermSilence        = "admin:silence"
 )
 
 // IdentityChecker is the Config Service call auth needs.

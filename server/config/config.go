@@ -118,6 +118,12 @@ type Config struct {
 	// off. CoalesceMax bounds one digest.
 	CoalesceSources []string
 	CoalesceMax     int
+	// AlertGroupWait holds new firing alerts; AlertRepeat is the repeat
+	// window; TeamCallsPerDay the daily budget of alert-triggered calls
+	// (SPEC §6 Noise).
+	AlertGroupWait  time.Duration
+	AlertRepeat     time.Duration
+	TeamCallsPerDay int
 
 	// BackupSchedule is the cron expression of scheduled backups ("" = off);
 	// BackupKeep how many scheduled backups are kept (SPEC §14).
@@ -172,6 +178,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		RoutingCacheTTL:       p.seconds("ORCHESTRATOR_ROUTING_CACHE_SECONDS", 30, 0, 3600),
 		CoalesceSources:       p.coalesceSources("ORCHESTRATOR_COALESCE_SOURCES"),
 		CoalesceMax:           p.int("ORCHESTRATOR_COALESCE_MAX", 50, 1, 500),
+		AlertGroupWait:        p.seconds("ORCHESTRATOR_ALERT_GROUP_WAIT_SECONDS", 0, 0, 3600),
+		AlertRepeat:           p.seconds("ORCHESTRATOR_ALERT_REPEAT_SECONDS", 14400, 0, 7*86400),
+		TeamCallsPerDay:       p.int("ORCHESTRATOR_TEAM_AGENT_CALLS_PER_DAY", 0, 0, 1_000_000),
 		BackupSchedule:        p.cron("ORCHESTRATOR_BACKUP_SCHEDULE", "30 3 * * *"),
 		BackupKeep:            p.int("ORCHESTRATOR_BACKUP_KEEP", 7, 1, 1000),
 		BackupKeepManual:      p.int("ORCHESTRATOR_BACKUP_KEEP_MANUAL", 5, 1, 1000),

@@ -169,11 +169,27 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 	}
 	groups := map[string]*group{}
 	var order []string
+	// Several waiting events of one alert saying the same (firing, with the
+	// same fingerprints) are one line with a count (SPEC §6 Noise).
+	same := map[string]int{} // alert identity → its line
+	counts := map[int]int{}
 	for _, e := range c.events {
 		msg, meta := d.o.Sources.Describe(e.Source, e.EventType, e.Body, e.Headers)
-		lines = append(lines, "- "+msg)
 		listed = append(listed, map[string]any{"source": e.Source, "event_id": e.ID, "delivery_id": e.DeliveryID,
 			"event_type": e.EventType, "summary": msg})
+		ident := ""
+		if e.AlertKey != "" {
+			ident = e.Source + "\x00" + e.AlertKey + "\x00" + e.AlertState + "\x00" + e.AlertSig
+		}
+		if i, ok := same[ident]; ok && ident != "" {
+			counts[i]++
+		} else {
+			if ident != "" {
+				same[ident] = len(lines)
+			}
+			counts[len(lines)] = 1
+			lines = append(lines, "- "+msg)
+		}
 		k := e.Source + " " + e.EventType
 		g := groups[k]
 		if g == nil {
@@ -194,6 +210,11 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 			p += " (" + strings.Join(s, ", ") + ")"
 		}
 		parts = append(parts, p)
+	}
+	for i, n := range counts {
+		if n > 1 {
+			lines[i] += fmt.Sprintf(" (×%d)", n)
+		}
 	}
 	head := fmt.Sprintf("%d alerts for %s/%s: %s", len(c.events), c.team.OrgID, c.team.TeamNodeID, strings.Join(parts, ", "))
 	trigger["source"], trigger["digest_id"], trigger["event_count"] = "digest", id, len(c.events)

@@ -80,6 +80,12 @@ type Options struct {
 	// (default 50).
 	CoalesceSources []string
 	CoalesceMax     int
+	// AlertRepeat: a firing event that says nothing new within this long of
+	// its alert's last delivered firing is suppressed as a repeat (0: off).
+	AlertRepeat time.Duration
+	// CallsPerDay bounds each team's alert-triggered agent calls per UTC
+	// day (0: no budget).
+	CallsPerDay int
 	// FlushEvery and FlushAt shape the batched outcome writes (defaults
 	// 50 ms and 100 outcomes).
 	FlushEvery time.Duration
@@ -109,6 +115,8 @@ type Dispatcher struct {
 
 	mu         sync.Mutex
 	teams      map[teamID]*bucket
+	budgets    map[teamID]*dayBudget
+	silenced   silenceCache
 	tctx       map[teamID]teamContext
 	arrived    map[teamID]store.TeamKey // teams that got due work since the loop last looked
 	rescan     atomic.Bool              // the router stored routes: scan the queue again
@@ -130,10 +138,12 @@ type Dispatcher struct {
 }
 
 type metrics struct {
-	total     *prometheus.CounterVec
-	coalesced *prometheus.CounterVec
-	latency   prometheus.Histogram
-	depth     prometheus.Gauge
+	total      *prometheus.CounterVec
+	coalesced  *prometheus.CounterVec
+	suppressed *prometheus.CounterVec
+	budget     prometheus.Counter
+	latency    prometheus.Histogram
+	depth      prometheus.Gauge
 }
 
 // New returns a Dispatcher and registers its metrics.
@@ -172,17 +182,25 @@ func New(o Options) (*Dispatcher, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		teams: map[teamID]*bucket{}, tctx: map[teamID]teamContext{}, arrived: map[teamID]store.TeamKey{},
+		teams: map[teamID]*bucket{}, budgets: map[teamID]*dayBudget{}, tctx: map[teamID]teamContext{}, arrived: map[teamID]store.TeamKey{},
 		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_dispatch_total",
-			Help: "Dispatch attempts by source and outcome (delivered, retry, dead, failed, unrouted, interrupted).",
+			Help: "Dispatch attempts by source and outcome (delivered, retry, dead, failed, unrouted, interrupted, suppressed).",
 		}, []string{"source", "outcome"}),
 		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_dispatch_coalesced_total",
 			Help: "Events folded with others into one agent call (a digest), by source.",
 		}, []string{"source"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_suppressed_total",
+			Help: "Events kept from the agent by noise control, by source and reason (resolved, repeat, silence, budget).",
+		}, []string{"source", "reason"}),
+		budget: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orchestrator_team_budget_exhausted_total",
+			Help: "Alert events suppressed because their team's daily budget of alert-triggered agent calls was spent.",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orchestrator_dispatch_latency_seconds",
 			Help:    "Time from the ack of an event to its delivery to the agent.",
@@ -199,9 +217,12 @@ func New(o Options) (*Dispatcher, error) {
 			d.metrics.total.WithLabelValues(src, oc)
 		}
 		d.metrics.coalesced.WithLabelValues(src)
+		for _, r := range store.SuppressedReasons {
+			d.metrics.suppressed.WithLabelValues(src, r)
+		}
 	}
 	if o.Registry != nil {
-		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.latency, d.metrics.depth} {
+		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.suppressed, d.metrics.budget, d.metrics.latency, d.metrics.depth} {
 			if err := o.Registry.Register(c); err != nil {
 				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
 			}
@@ -211,7 +232,7 @@ func New(o Options) (*Dispatcher, error) {
 }
 
 // outcomes are the outcome label values of orchestrator_dispatch_total.
-var outcomes = []string{"delivered", "retry", "dead", "failed", "unrouted", "interrupted"}
+var outcomes = []string{"delivered", "retry", "dead", "failed", "unrouted", "interrupted", "suppressed"}
 
 // Notify wakes the dispatcher: an event was stored or redriven. With its
 // team known (its route was cached at ingest, or it was routed before), the

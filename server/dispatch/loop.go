@@ -175,8 +175,10 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 
 // claimTeam claims up to n calls' worth of one team's due events: its
 // mentions and redriven events first, each alone; then its coalesced alerts,
-// up to CoalesceMax a call; then its other events, each alone. exhausted
-// says every kind was asked for and none is left due.
+// up to CoalesceMax a call; then its other events, each alone. Alert events
+// pass noise control on the way (screen, then the daily budget per call);
+// those it keeps back are recorded suppressed and the team is looked at
+// again at once. exhausted says every kind was asked for and none is left due.
 func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []call, exhausted bool, err error) {
 	at := now.UTC()
 	people, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{People: true}, n)
@@ -186,6 +188,28 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 	if err != nil || len(calls) == n {
 		return calls, false, err
 	}
+	kept := false
+	alertCall := func(events []store.Event) {
+		pass := d.screen(t, events, now)
+		if len(pass) < len(events) {
+			kept = true
+		}
+		if len(pass) == 0 {
+			return
+		}
+		if !d.spend(t, now) {
+			d.overBudget(t, pass, now)
+			kept = true
+			return
+		}
+		calls = append(calls, call{team: t, events: pass})
+	}
+	defer func() {
+		if kept {
+			exhausted = false
+			d.kickLoop()
+		}
+	}()
 	for len(d.o.CoalesceSources) > 0 {
 		if len(calls) == n {
 			return calls, false, nil
@@ -195,7 +219,7 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 			return calls, false, err
 		}
 		if len(alerts) > 0 {
-			calls = append(calls, call{team: t, events: alerts})
+			alertCall(alerts)
 		}
 		if len(alerts) < d.o.CoalesceMax {
 			break
@@ -207,7 +231,7 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 	ask := n - len(calls)
 	others, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
 	for _, e := range others {
-		calls = append(calls, call{team: t, events: []store.Event{e}})
+		alertCall([]store.Event{e})
 	}
 	return calls, err == nil && len(others) < ask, err
 }

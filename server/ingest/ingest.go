@@ -67,6 +67,13 @@ type Options struct {
 	Burst int
 	// MaxBodyBytes caps a body (413 past it).
 	MaxBodyBytes int64
+	// AlertGroupWait holds a new firing alert event this long before it is
+	// due, so that one which resolves meanwhile never reaches the agent
+	// (ORCHESTRATOR_ALERT_GROUP_WAIT_SECONDS; 0 = no wait).
+	AlertGroupWait time.Duration
+	// Settled counts the events a resolve suppressed at ingest (the
+	// dispatcher's orchestrator_suppressed_total, reason resolved).
+	Settled func(source string, n int)
 	// InternalToken is the internal trigger's shared secret.
 	InternalToken string
 	// Acks keeps the ack latency figures; nil: none are kept.
@@ -117,6 +124,13 @@ func (d *Door) Registry() *webhook.Registry { return d.o.Sources }
 type ingestMetrics struct {
 	events *prometheus.CounterVec
 	ack    *prometheus.HistogramVec
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func newIngestMetrics(reg prometheus.Registerer, sources []string) (*ingestMetrics, error) {
@@ -267,11 +281,18 @@ func (d *Door) record(ev webhook.Event, headers map[string]string, body []byte) 
 	if ev.StoredBody != nil {
 		body = ev.StoredBody
 	}
-	return store.Event{
+	e := store.Event{
 		Source: ev.Source, DeliveryID: ev.DeliveryID, EventType: ev.EventType, Status: status,
 		Identifiers: ev.Identifiers, Headers: headers, Body: body, LastError: lastErr, ReceivedAt: d.now(),
 		BodySHA256: hex.EncodeToString(sum[:]),
 	}
+	if a := ev.Alert; a != nil {
+		e.AlertKey, e.AlertState, e.AlertSig = a.Key, a.State, a.Signature()
+		if a.State == webhook.AlertFiring && d.o.AlertGroupWait > 0 && status == store.EventQueued {
+			e.HoldUntil = e.ReceivedAt.Add(d.o.AlertGroupWait)
+		}
+	}
+	return e
 }
 
 // storeFeedback records a feedback click on the run it names, with its
@@ -309,8 +330,15 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 	if res.Duplicate {
 		return Answer{Status: http.StatusOK, EventID: res.ID, Duplicate: true, Outcome: "duplicate"}
 	}
-	if status == store.EventQueued && d.o.Notify != nil {
+	if status == store.EventQueued && !res.Suppressed && d.o.Notify != nil {
 		d.o.Notify(e.OrgID, e.TeamNodeID)
+	}
+	if res.Settled > 0 || res.Suppressed {
+		d.log.Info("a resolve settled its alert's waiting events", "event_id", res.ID, "source", ev.Source,
+			"settled", res.Settled, "resolve_suppressed", res.Suppressed)
+		if d.o.Settled != nil {
+			d.o.Settled(ev.Source, res.Settled+btoi(res.Suppressed))
+		}
 	}
 	return Answer{Status: okStatus, EventID: res.ID, Outcome: "accepted"}
 }

@@ -76,12 +76,16 @@ func OrgScope(a *auth.Admin, asked string) (string, error) {
 // The org and the limit are ListQuery's.
 func EventFilter(q url.Values, sources []string) (store.EventFilter, error) {
 	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
-		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor")}
+		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor"),
+		SuppressedReason: q.Get("suppressed_reason")}
+	if f.SuppressedReason != "" && !slices.Contains(store.SuppressedReasons, f.SuppressedReason) {
+		return f, httpx.QueryError("suppressed_reason", "must be one of %s", strings.Join(store.SuppressedReasons, ", "))
+	}
 	if f.Source != "" && !slices.Contains(sources, f.Source) {
 		return f, httpx.QueryError("source", "must be one of %s", strings.Join(sources, ", "))
 	}
 	if f.Status != "" && !slices.Contains(store.EventStatuses, f.Status) {
-		return f, httpx.QueryError("status", "must be queued, dispatching, delivered, ignored, unrouted, failed or dead")
+		return f, httpx.QueryError("status", "must be one of %s", strings.Join(store.EventStatuses, ", "))
 	}
 	if f.TeamNodeID != "" && !ids.Valid(f.TeamNodeID) {
 		return f, httpx.QueryError("team_node_id", "must be 1-128 characters of [A-Za-z0-9._-]")

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/julienschmidt/httprouter"
+)
+
+// silenceView is a silence as the API shows it.
+type silenceView struct {
+	ID         string       `json:"id"`
+	OrgID      string       `json:"org_id"`
+	TeamNodeID string       `json:"team_node_id,omitempty"`
+	Sources    []string     `json:"sources,omitempty"`
+	Match      *noise.Match `json:"match,omitempty"`
+	StartsAt   time.Time    `json:"starts_at"`
+	EndsAt     time.Time    `json:"ends_at"`
+	Comment    string       `json:"comment"`
+	State      string       `json:"state"`
+	CreatedBy  string       `json:"created_by"`
+	CreatedAt  time.Time    `json:"created_at"`
+	ExpiredBy  string       `json:"expired_by,omitempty"`
+	ExpiredAt  *time.Time   `json:"expired_at,omitempty"`
+}
+
+// SilenceState is active (in force now), pending (starts later) or expired.
+func SilenceState(s store.Silence, now time.Time) string {
+	switch {
+	case s.ExpiredAt != nil || !now.Before(s.EndsAt):
+		return "expired"
+	case now.Before(s.StartsAt):
+		return "pending"
+	}
+	return "active"
+}
+
+func viewSilence(s store.Silence, now time.Time) silenceView {
+	v := silenceView{ID: s.ID, OrgID: s.OrgID, TeamNodeID: s.TeamNodeID, Sources: s.Sources, StartsAt: s.StartsAt, EndsAt: s.EndsAt,
+		Comment: s.Comment, State: SilenceState(s, now), CreatedBy: s.CreatedBy, CreatedAt: s.CreatedAt, ExpiredBy: s.ExpiredBy, ExpiredAt: s.ExpiredAt}
+	if s.EventType != "" || s.Service != "" || s.AlertKey != "" {
+		v.Match = &noise.Match{EventType: s.EventType, Service: s.Service, AlertKey: s.AlertKey}
+	}
+	return v
+}
+
+func (s *Server) handleCreateSilence(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermSilence)
+	if a == nil {
+		return
+	}
+	var req noise.SilenceRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	sil, err := s.opts.Noise.Create(r.Context(), a, req)
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	s.logger.Info("silence set", "silence_id", sil.ID, "org_id", sil.OrgID, "team_node_id", sil.TeamNodeID, "ends_at", sil.EndsAt, "actor", a.Actor)
+	s.out.JSON(w, r, http.StatusCreated, viewSilence(sil, s.now()))
+}
+
+func (s *Server) handleListSilences(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermSilence)
+	if a == nil {
+		return
+	}
+	q := r.URL.Query()
+	list, err := s.opts.Noise.List(r.Context(), a, q.Get("org_id"), q.Get("state"))
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	now := s.now()
+	out := make([]silenceView, 0, len(list))
+	for _, sil := range list {
+		out = append(out, viewSilence(sil, now))
+	}
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"silences": out})
+}
+
+func (s *Server) handleGetSilence(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermSilence)
+	if a == nil {
+		return
+	}
+	sil, err := s.opts.Noise.Get(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	s.out.JSON(w, r, http.StatusOK, viewSilence(sil, s.now()))
+}
+
+func (s *Server) handleExpireSilence(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermSilence)
+	if a == nil {
+		return
+	}
+	sil, err := s.opts.Noise.Expire(r.Context(), a, httprouter.ParamsFromContext(r.Context()).ByName("id"))
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	s.logger.Info("silence expired", "silence_id", sil.ID, "actor", a.Actor)
+	s.out.JSON(w, r, http.StatusOK, viewSilence(sil, s.now()))
+}
+
+func (s *Server) handleBulkRedrive(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermEventsRedrive)
+	if a == nil {
+		return
+	}
+	var req noise.RedriveRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	res, err := s.opts.Noise.Redrive(r.Context(), a, req)
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	if !req.DryRun {
+		s.logger.Info("events redriven in bulk", "matched", res.Matched, "redriven", res.Redriven, "actor", a.Actor)
+	}
+	s.out.JSON(w, r, http.StatusOK, res)
+}

@@ -1,0 +1,267 @@
+package dispatch
+
+// Noise control at the moment of delivery (SPEC §6 Noise): a team's claimed
+// alert events pass the silences, the repeat rule and the team's daily budget
+// before they reach the agent; those kept back end suppressed, with their
+// reason and cause, and count. People (Slack mentions, interactions,
+// internal triggers) and redriven events always pass. A resolve's settling
+// of its waiting firing events happens earlier, at ingest, in the same
+// transaction as the resolve (store.settle).
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// passes reports whether noise control leaves the event alone: a person's
+// event, or one an operator redrove.
+func (d *Dispatcher) passes(e store.Event) bool {
+	if e.Solo {
+		return true
+	}
+	src := d.o.Sources.Get(e.Source)
+	return src != nil && src.People
+}
+
+// silenceCache holds the active silences, read at most once a second.
+type silenceCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	list []store.Silence
+}
+
+func (d *Dispatcher) activeSilences(now time.Time) []store.Silence {
+	c := &d.silenced
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.list != nil && now.Sub(c.at) < time.Second && !now.Before(c.at) {
+		return c.list
+	}
+	list, err := d.o.Store.ActiveSilences(d.work, now)
+	if err != nil {
+		d.log.Error("reading silences failed; none applied this round", "error", err)
+		return nil
+	}
+	c.list, c.at = list, now
+	return list
+}
+
+// ForgetSilences drops the cached silences (a silence was set or expired).
+func (d *Dispatcher) ForgetSilences() {
+	d.silenced.mu.Lock()
+	d.silenced.list = nil
+	d.silenced.mu.Unlock()
+}
+
+// Service is what a silence's service matches: the service identifier, or
+// PagerDuty's service id.
+func Service(e store.Event) string {
+	if s := e.Identifiers["service"]; s != "" {
+		return s
+	}
+	return e.Identifiers["pagerduty_service_id"]
+}
+
+// Matches reports whether the silence covers the team's event.
+func Matches(s store.Silence, t store.TeamKey, e store.Event) bool {
+	if s.OrgID != t.OrgID || s.TeamNodeID != "" && s.TeamNodeID != t.TeamNodeID {
+		return false
+	}
+	if len(s.Sources) > 0 && !contains(s.Sources, e.Source) {
+		return false
+	}
+	return glob(s.EventType, e.EventType) && glob(s.Service, Service(e)) && glob(s.AlertKey, e.AlertKey)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// glob matches value against pattern: "" matches anything, * any run of
+// characters, everything else itself.
+func glob(pattern, value string) bool {
+	if pattern == "" || pattern == "*" {
+		return true
+	}
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == value
+	}
+	if !strings.HasPrefix(value, parts[0]) {
+		return false
+	}
+	value = value[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(value, p)
+		if i < 0 {
+			return false
+		}
+		value = value[i+len(p):]
+	}
+	return strings.HasSuffix(value, parts[len(parts)-1])
+}
+
+// screen keeps the events of one claim that may reach the agent and
+// records the others suppressed: silenced, or a repeat of a firing
+// delivered within the repeat window.
+func (d *Dispatcher) screen(t store.TeamKey, events []store.Event, now time.Time) []store.Event {
+	var keep []store.Event
+	var outs []store.Outcome
+	var silences []store.Silence
+	for _, e := range events {
+		if d.passes(e) {
+			keep = append(keep, e)
+			continue
+		}
+		if silences == nil {
+			silences = d.activeSilences(now)
+		}
+		reason, by, why := "", "", ""
+		for _, s := range silences {
+			if Matches(s, t, e) {
+				reason, by, why = store.SuppressedSilence, s.ID, "silenced by "+s.ID+" ("+oneLine(s.Comment)+") until "+s.EndsAt.UTC().Format(time.RFC3339)
+				break
+			}
+		}
+		if reason == "" && e.AlertState == store.AlertStateFiring && e.AlertKey != "" && d.o.AlertRepeat > 0 {
+			h, err := d.o.Store.AlertHistoryOf(d.work, store.AlertRef{Source: e.Source, Key: e.AlertKey}, e.Key)
+			if err != nil {
+				d.log.Error("reading an alert's history failed; the event goes on", "event_id", e.ID, "error", err)
+			} else if h.RepeatOf(e.AlertSig, now, d.o.AlertRepeat) {
+				reason, by = store.SuppressedRepeat, h.Delivered
+				why = fmt.Sprintf("a repeat of event %s, delivered %s ago, with nothing new", h.Delivered, now.Sub(h.DeliveredAt).Round(time.Second))
+			}
+		}
+		if reason == "" {
+			keep = append(keep, e)
+			continue
+		}
+		outs = append(outs, d.suppressed(t, e, reason, by, why, now))
+	}
+	if len(outs) > 0 {
+		d.done.add(outs, nil)
+	}
+	return keep
+}
+
+// suppressed is the outcome of an event kept from the agent, counted.
+func (d *Dispatcher) suppressed(t store.TeamKey, e store.Event, reason, by, why string, now time.Time) store.Outcome {
+	d.metrics.total.WithLabelValues(e.Source, "suppressed").Inc()
+	d.metrics.suppressed.WithLabelValues(e.Source, reason).Inc()
+	d.log.Info("dispatch", "events", 1, "first_event_id", e.ID, "outcome", "suppressed", "reason", reason, "by", by,
+		"org_id", t.OrgID, "team_node_id", t.TeamNodeID)
+	return store.Outcome{ID: e.ID, Status: store.EventSuppressed, Attempts: e.Attempts, At: now, OrgID: t.OrgID,
+		TeamNodeID: t.TeamNodeID, SuppressedReason: reason, SuppressedBy: by, LastError: "suppressed: " + why}
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 80 {
+		s = s[:77] + "…"
+	}
+	return s
+}
+
+// dayBudget is a team's alert-triggered agent calls on one UTC day.
+type dayBudget struct {
+	day    string
+	used   int
+	synced time.Time
+}
+
+// budgetSync is how often a team's count is read back from the agent calls
+// (other replicas' calls count too).
+const budgetSync = 5 * time.Second
+
+// synced returns the team's budget for now's UTC day, its count read back
+// from the agent calls when it is older than budgetSync. Call with d.mu
+// unlocked.
+func (d *Dispatcher) synced(t store.TeamKey, now time.Time) *dayBudget {
+	day := now.UTC().Format(time.DateOnly)
+	d.mu.Lock()
+	b := d.budgets[idOf(t)]
+	if b == nil || b.day != day {
+		b = &dayBudget{day: day}
+		d.budgets[idOf(t)] = b
+	}
+	stale := b.synced.IsZero() || now.Sub(b.synced) >= budgetSync
+	d.mu.Unlock()
+	if stale {
+		start, _ := time.Parse(time.DateOnly, day)
+		n, err := d.o.Store.CountAlertCalls(d.work, t.OrgID, t.TeamNodeID, start)
+		d.mu.Lock()
+		if err == nil {
+			b.used, b.synced = max(b.used, n), now
+		}
+		d.mu.Unlock()
+	}
+	return b
+}
+
+// spend takes one alert-triggered call from the team's daily budget; false
+// when it is spent (ORCHESTRATOR_TEAM_AGENT_CALLS_PER_DAY; 0 = no budget).
+func (d *Dispatcher) spend(t store.TeamKey, now time.Time) bool {
+	if d.o.CallsPerDay <= 0 {
+		return true
+	}
+	b := d.synced(t, now)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b.used >= d.o.CallsPerDay {
+		return false
+	}
+	b.used++
+	return true
+}
+
+// CallsToday is a team's alert-triggered agent calls today (UTC) and its
+// daily budget (0: no budget, and the count is not kept).
+func (d *Dispatcher) CallsToday(org, team string, now time.Time) (int, int) {
+	if d.o.CallsPerDay <= 0 {
+		return 0, 0
+	}
+	b := d.synced(store.TeamKey{OrgID: org, TeamNodeID: team}, now)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return b.used, d.o.CallsPerDay
+}
+
+// overBudget records a call's events suppressed: the team's budget of
+// alert-triggered calls for the day is spent.
+func (d *Dispatcher) overBudget(t store.TeamKey, events []store.Event, now time.Time) {
+	day := now.UTC().Format(time.DateOnly)
+	outs := make([]store.Outcome, 0, len(events))
+	for _, e := range events {
+		outs = append(outs, d.suppressed(t, e, store.SuppressedBudget, day,
+			fmt.Sprintf("the team's %d alert-triggered agent calls of %s (UTC) are spent", d.o.CallsPerDay, day), now))
+		d.metrics.budget.Inc()
+	}
+	d.done.add(outs, nil)
+}
+
+// CountSettled counts events a resolve suppressed at ingest (the door calls
+// it: the resolve settled them in its own transaction).
+func (d *Dispatcher) CountSettled(source string, n int) {
+	d.metrics.total.WithLabelValues(source, "suppressed").Add(float64(n))
+	d.metrics.suppressed.WithLabelValues(source, store.SuppressedResolved).Add(float64(n))
+}
+
+// Rescan makes the dispatcher read the queue again at once: many events
+// came back to it (a bulk redrive), teams it did not know of among them.
+func (d *Dispatcher) Rescan() {
+	d.rescan.Store(true)
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	d.kickLoop()
+}
