@@ -101,12 +101,13 @@ type env struct {
 	sources *webhook.Registry
 	// servedDoc is the API description the server serves (with the routes
 	// its sources file adds).
-	servedDoc []byte
-	logs      *lockedBuffer
-	dataDir   string
-	reg       *prometheus.Registry
-	agent     *peerstest.Agent
-	agentURL  string
+	servedDoc  []byte
+	servedOnce sync.Once
+	logs       *lockedBuffer
+	dataDir    string
+	reg        *prometheus.Registry
+	agent      *peerstest.Agent
+	agentURL   string
 	// answers holds every response body the test saw, with its path, for
 	// the secret scan at the end.
 	answersMu sync.Mutex

@@ -117,11 +117,11 @@ func (e *env) validatorFor(req *http.Request) validator.Validator {
 	if e.sources == nil {
 		return v
 	}
-	if e.servedDoc == nil {
+	e.servedOnce.Do(func() {
 		rec := httptest.NewRecorder()
 		e.srv.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/openapi.json", nil))
 		e.servedDoc = rec.Body.Bytes()
-	}
+	})
 	doc := e.servedDoc
 	if string(doc) == string(server.OpenAPI) {
 		return v

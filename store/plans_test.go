@@ -103,7 +103,8 @@ func TestPlans_EveryEventsQueryUsesAnIndexAtAMillion(t *testing.T) {
 			call := func(err error) { calls = append(calls, err) }
 			for _, f := range []EventFilter{{}, {Source: "github"}, {Status: "dead"}, {Status: "delivered"}, {Status: "ignored"},
 				{OrgID: "org1"}, {OrgID: "org1", TeamNodeID: "team1"}, {OrgID: "org1", TeamNodeID: "team1", Status: "failed"},
-				{Source: "pagerduty", DeliveryID: "plan-15"}, {Since: end.Add(-day), Until: end}, {Source: "coralogix", Since: end.Add(-7 * day)}} {
+				{Source: "pagerduty", DeliveryID: "plan-15"}, {Since: end.Add(-day), Until: end}, {Source: "coralogix", Since: end.Add(-7 * day)},
+				{Status: "suppressed"}, {SuppressedReason: "repeat"}, {OrgID: "org1", SuppressedReason: "budget"}} {
 				f.Limit = 50
 				evs, next, err := db.ListEvents(ctx, f)
 				call(err)
@@ -164,6 +165,23 @@ func TestPlans_EveryEventsQueryUsesAnIndexAtAMillion(t *testing.T) {
 			_, err = db.PurgeBodies(ctx, end.Add(-7*day), end, 100)
 			call(err)
 			_, err = db.PurgeFinishedEvents(ctx, end.Add(-30*day+day), 100)
+			call(err)
+			// Noise control: an alert's history, a resolve's settling (in
+			// the group commit), the calls saved, the bulk redrive.
+			_, err = db.AlertHistoryOf(ctx, AlertRef{Source: "pagerduty", Key: "INC-1"}, 1<<40)
+			call(err)
+			_, err = db.InsertEvent(ctx, Event{Source: "pagerduty", DeliveryID: "plan-resolve", EventType: "incident.resolved", Status: EventQueued,
+				ReceivedAt: end, AlertKey: "INC-1", AlertState: AlertStateResolved})
+			call(err)
+			_, err = db.SuppressedSince(ctx, "", end.Add(-day))
+			call(err)
+			_, err = db.SuppressedSince(ctx, "org1", end.Add(-day))
+			call(err)
+			_, err = db.RedriveMatching(ctx, EventFilter{Status: "dead"}, true, end)
+			call(err)
+			_, err = db.RedriveMatching(ctx, EventFilter{SuppressedReason: "silence", OrgID: "org1", Since: end.Add(-day)}, true, end)
+			call(err)
+			_, err = db.RedriveMatching(ctx, EventFilter{Status: "dead", OrgID: "org1", TeamNodeID: "team1", Source: "github"}, false, end)
 			call(err)
 			for _, err := range calls {
 				if err != nil {
