@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -248,4 +249,168 @@ func TestNoise_TheDailyBudgetKeepsAlertsBackNotPeople(t *testing.T) {
 	e.clock.Add(24 * time.Hour)
 	next := e.sendPD(t, "b-3", "INC-3", "incident.triggered")
 	e.waitStatus(next, store.EventDelivered)
+}
+
+// TestSilences_APIScopeValidationAndEffect: a silence keeps its org's
+// matching alert events from the agent, never a person's mention; it needs
+// admin:silence, a comment and an end within 30 days; an admin of another
+// org can neither set one for this org nor see or expire this org's; an
+// expired silence is kept, with who expired it; both changes are audited.
+func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	e.cs.AddAdmin(bigToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "big"})
+	ends := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	valid := map[string]any{"org_id": "acme", "team_node_id": "platform-sre", "sources": []string{"pagerduty"},
+		"match": map[string]any{"service": "PF9K*"}, "ends_at": ends, "comment": "checkout DB failover window"}
+	with := func(k string, v any) map[string]any {
+		m := map[string]any{}
+		for kk, vv := range valid {
+			m[kk] = vv
+		}
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	for name, c := range map[string]struct {
+		token string
+		body  map[string]any
+		code  int
+		want  string
+	}{
+		"no comment":          {adminToken, with("comment", "  "), 400, "comment: required"},
+		"no end":              {adminToken, with("ends_at", nil), 400, "ends_at: required"},
+		"too long":            {adminToken, with("ends_at", time.Now().Add(31*24*time.Hour).UTC().Format(time.RFC3339)), 400, "at most 30 days"},
+		"in the past":         {adminToken, with("ends_at", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)), 400, "must be in the future"},
+		"people":              {adminToken, with("sources", []string{"slack"}), 400, "slack cannot be silenced"},
+		"unknown source":      {adminToken, with("sources", []string{"smtp"}), 400, "not a webhook source"},
+		"unknown field":       {adminToken, with("everything", true), 400, ""},
+		"another org's admin": {bigToken, valid, 403, ""},
+		"no permission":       {scopedToken, valid, 403, ""},
+		"no token":            {"", valid, 401, ""},
+	} {
+		r := e.do("POST", "/api/v1/admin/silences", c.token, c.body)
+		if r.code != c.code || !strings.Contains(r.raw, c.want) {
+			t.Errorf("%s = %d %s", name, r.code, r.raw)
+		}
+	}
+	r := e.do("POST", "/api/v1/admin/silences", adminToken, valid)
+	if r.code != 201 || r.body["state"] != "active" || r.body["created_by"] == "" {
+		t.Fatalf("create = %d %s", r.code, r.raw)
+	}
+	id := r.body["id"].(string)
+
+	silenced := e.sendPD(t, "s-1", "INC-S1", "incident.triggered")
+	ev := e.waitStatus(silenced, store.EventSuppressed, store.EventDelivered)
+	if ev.Status != store.EventSuppressed || ev.SuppressedReason != "silence" || ev.SuppressedBy != id ||
+		!strings.Contains(ev.LastError, "checkout DB failover window") {
+		t.Fatalf("silenced alert = %s %s %s %q", ev.Status, ev.SuppressedReason, ev.SuppressedBy, ev.LastError)
+	}
+	// Another source is not in the silence; a person is never silenced.
+	gh, h := signed(webhook.GitHub, "s-gh", githubSecret, time.Now())
+	e.waitStatus(e.send(webhook.GitHub, gh, h).body["event_id"].(string), store.EventDelivered)
+	body := webhook.Sample(webhook.Slack, "during-silence", time.Now())
+	e.waitStatus(e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string), store.EventDelivered)
+
+	// Another org's admin sees none of it, and cannot expire it.
+	if l := e.do("GET", "/api/v1/admin/silences", bigToken, nil); l.code != 200 || len(l.body["silences"].([]any)) != 0 {
+		t.Fatalf("another org's list = %d %s", l.code, l.raw)
+	}
+	if g := e.do("GET", "/api/v1/admin/silences/"+id, bigToken, nil); g.code != 404 {
+		t.Fatalf("another org's get = %d", g.code)
+	}
+	if d := e.do("DELETE", "/api/v1/admin/silences/"+id, bigToken, nil); d.code != 404 {
+		t.Fatalf("another org's expire = %d", d.code)
+	}
+	if l := e.do("GET", "/api/v1/admin/silences?state=active", orgToken, nil); len(l.body["silences"].([]any)) != 1 {
+		t.Fatalf("acme's own admin = %s", l.raw)
+	}
+	d := e.do("DELETE", "/api/v1/admin/silences/"+id, adminToken, nil)
+	if d.code != 200 || d.body["state"] != "expired" || d.body["expired_by"] == "" {
+		t.Fatalf("expire = %d %s", d.code, d.raw)
+	}
+	if again := e.do("DELETE", "/api/v1/admin/silences/"+id, adminToken, nil); again.code != 409 {
+		t.Fatalf("expire twice = %d", again.code)
+	}
+	after := e.sendPD(t, "s-2", "INC-S2", "incident.triggered")
+	e.waitStatus(after, store.EventDelivered)
+	if l := e.do("GET", "/api/v1/admin/silences?state=expired", adminToken, nil); len(l.body["silences"].([]any)) != 1 {
+		t.Fatalf("expired list = %s", l.raw)
+	}
+	audit, err := e.db.ListAudit(context.Background(), "acme", 10)
+	actions := map[string]string{}
+	for _, a := range audit {
+		actions[a.Action] = a.Actor
+	}
+	if err != nil || len(audit) != 2 || actions["silence.create"] != "alice" || actions["silence.expire"] != "alice" {
+		t.Fatalf("audit = %+v %v", audit, err)
+	}
+	if !e.metric(`orchestrator_suppressed_total{reason="silence",source="pagerduty"} 1`) {
+		t.Error("metrics lack the silenced event")
+	}
+}
+
+// TestBulkRedrive_DryRunThenRedriveScopedAndAudited.
+func TestBulkRedrive_DryRunThenRedriveScopedAndAudited(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, fakeClock: true, callsPerDay: 1})
+	e.cs.AddAdmin(bigToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "big"})
+	e.waitStatus(e.sendPD(t, "bulk-0", "INC-0", "incident.triggered"), store.EventDelivered)
+	var kept []string
+	for i := range 3 {
+		id := e.sendPD(t, fmt.Sprint("bulk-", i+1), fmt.Sprint("INC-", i+1), "incident.triggered")
+		e.waitStatus(id, store.EventSuppressed)
+		kept = append(kept, id)
+	}
+	filter := map[string]any{"suppressed_reason": "budget", "source": "pagerduty", "dry_run": true}
+	dry := e.do("POST", "/api/v1/admin/events/redrive", adminToken, filter)
+	if dry.code != 200 || dry.body["matched"] != float64(3) || dry.body["redriven"] != float64(0) || dry.body["limit"] != float64(10000) {
+		t.Fatalf("dry run = %d %s", dry.code, dry.raw)
+	}
+	if ev := e.event(t, kept[0]); ev.Status != store.EventSuppressed {
+		t.Fatal("a dry run changed an event")
+	}
+	// Another org's admin: nothing of acme's matches, nothing moves.
+	if other := e.do("POST", "/api/v1/admin/events/redrive", bigToken, map[string]any{"suppressed_reason": "budget"}); other.body["matched"] != float64(0) {
+		t.Fatalf("another org's redrive = %s", other.raw)
+	}
+	if other := e.do("POST", "/api/v1/admin/events/redrive", bigToken, map[string]any{"org_id": "acme"}); other.code != 403 {
+		t.Fatalf("another org's redrive naming acme = %d", other.code)
+	}
+	for name, bad := range map[string]map[string]any{"status": {"status": "delivered"}, "reason": {"suppressed_reason": "bored"},
+		"source": {"source": "smtp"}, "range": {"since": "2026-11-26T10:00:00Z", "until": "2026-11-26T09:00:00Z"}} {
+		if r := e.do("POST", "/api/v1/admin/events/redrive", adminToken, bad); r.code != 400 {
+			t.Errorf("bad %s = %d %s", name, r.code, r.raw)
+		}
+	}
+	if r := e.do("POST", "/api/v1/admin/events/redrive", scopedToken, filter); r.code != 403 {
+		t.Fatalf("without admin:events:redrive = %d", r.code)
+	}
+	if r := e.do("POST", "/api/v1/admin/events/12345/redrive", adminToken, nil); r.code != 404 {
+		t.Fatalf("one event's redrive route still there = %d %s", r.code, r.raw)
+	}
+	filter["dry_run"] = false
+	done := e.do("POST", "/api/v1/admin/events/redrive", adminToken, filter)
+	if done.code != 200 || done.body["redriven"] != float64(3) {
+		t.Fatalf("redrive = %d %s", done.code, done.raw)
+	}
+	// Redriven events go alone and past noise control (the budget is spent).
+	for _, id := range kept {
+		ev := e.waitStatus(id, store.EventDelivered)
+		if !ev.Solo || ev.SuppressedReason != "" {
+			t.Fatalf("redriven = %+v", ev)
+		}
+	}
+	// Every real bulk redrive is audited, the other org's attempt too.
+	// (The fake clock stands still: both have the same time.)
+	audit, err := e.db.ListAudit(context.Background(), "", 10)
+	byOrg := map[string]store.Audit{}
+	for _, a := range audit {
+		byOrg[a.OrgID] = a
+	}
+	if acme, big := byOrg[""], byOrg["big"]; err != nil || len(audit) != 2 || acme.Action != "events.redrive" || acme.Actor != "alice" ||
+		acme.Detail["redriven"] != float64(3) || big.Action != "events.redrive" || big.Detail["redriven"] != float64(0) {
+		t.Fatalf("audit = %+v %v", audit, err)
+	}
 }
