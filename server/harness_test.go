@@ -410,7 +410,8 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	}
 	opts.Events = e.db
 	opts.Notify = e.disp.Notify
-	opts.Noise = &noise.Service{Store: e.db, Sources: reg, Changed: e.disp.ForgetSilences, Redriven: e.disp.Rescan, Now: now}
+	opts.Noise = &noise.Service{Store: e.db, Sources: reg, Changed: e.disp.ForgetSilences, Redriven: e.disp.Rescan,
+		CallsToday: e.disp.CallsToday, Now: now}
 	opts.Now = now
 }
 

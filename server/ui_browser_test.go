@@ -383,6 +383,8 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	visit("/ui/events?source=pagerduty&status=delivered", "events")
 	visit("/ui/events/"+ev, "event-status")
 	visit("/ui/sources", "sources")
+	visit("/ui/silences", "silence-comment")
+	visit("/ui/events?suppressed_reason=repeat", "filter-reason")
 	visit("/ui/schedules", "schedules")
 	visit("/ui/agents", "agent_name")
 	visit("/ui/backups", "backups")

@@ -33,6 +33,15 @@ type Silence struct {
 	ExpiredAt                    *time.Time
 }
 
+// Service is what a silence's service matches for an event: its service
+// identifier, or PagerDuty's service id.
+func (e Event) Service() string {
+	if s := e.Identifiers["service"]; s != "" {
+		return s
+	}
+	return e.Identifiers["pagerduty_service_id"]
+}
+
 // Active reports whether the silence applies at now.
 func (s Silence) Active(now time.Time) bool {
 	return !now.Before(s.StartsAt) && now.Before(s.EndsAt) && s.ExpiredAt == nil

@@ -73,7 +73,7 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		return
 	}
 	filters := url.Values{}
-	for _, k := range []string{"source", "status", "org_id", "team_node_id", "since", "until", "q"} {
+	for _, k := range []string{"source", "status", "suppressed_reason", "org_id", "team_node_id", "since", "until", "q"} {
 		if v := r.URL.Query().Get(k); v != "" {
 			filters.Set(k, v)
 		}
@@ -104,14 +104,21 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			newer = link("before", store.EventCursor(events[0]))
 		}
 	}
+	q = r.URL.Query()
 	u.render(w, r, http.StatusOK, "events", page{Session: se, Nav: "events", Data: struct {
 		Events                                        []store.Event
 		Older, Newer, Newest                          template.URL // encoded query strings, not to be escaped again
 		Paged                                         bool
 		Source, Status, Org, Team, Since, Until, Find string
-		Sources, Statuses                             []string
-	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, r.URL.Query().Get("org_id"), f.TeamNodeID,
-		r.URL.Query().Get("since"), r.URL.Query().Get("until"), find, u.sourceNames(), store.EventStatuses}})
+		Reason                                        string
+		Sources, Statuses, Reasons                    []string
+		// CanRedrive: the admin may redrive what the filter names in
+		// bulk; RedriveMatched is the count a dry run answered.
+		CanRedrive                    bool
+		RedriveMatched, RedrivePurged string
+	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, q.Get("org_id"), f.TeamNodeID,
+		q.Get("since"), q.Get("until"), find, f.SuppressedReason, u.sourceNames(), store.EventStatuses, store.SuppressedReasons,
+		u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermEventsRedrive), q.Get("redrive_matched"), q.Get("redrive_purged")}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
@@ -150,13 +157,28 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			body = pretty.String()
 		}
 	}
+	cause, causeLink := suppressionCause(e)
+	silence := ""
+	if u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermSilence) && e.OrgID != "" && (u.o.Sources == nil || !u.isPeople(e.Source)) {
+		q := url.Values{"org_id": {e.OrgID}, "team_node_id": {e.TeamNodeID}, "source": {e.Source}, "event_type": {e.EventType}}
+		if svc := e.Service(); svc != "" {
+			q.Set("service", svc)
+		}
+		if e.AlertKey != "" {
+			q.Set("alert_key", e.AlertKey)
+		}
+		silence = "/ui/silences?" + q.Encode() + "#new-silence"
+	}
 	u.render(w, r, http.StatusOK, "event", page{Session: se, Nav: "events", Data: struct {
 		Event         store.Event
 		Runs          []store.AgentRun
 		Feedback      map[string][]store.Feedback
 		Redrivable    bool
 		Message, Body string
-	}{e, runs, feedback, redrivable, message, body}})
+		Cause         string
+		CauseLink     string
+		SilenceLink   string
+	}{e, runs, feedback, redrivable, message, body, cause, causeLink, silence}})
 }
 
 func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {
@@ -178,4 +200,30 @@ func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
+}
+
+// suppressionCause says what kept a suppressed event from the agent, and
+// links it: the resolving event (or the firing a resolve closed), the
+// earlier delivery, the silence.
+func suppressionCause(e store.Event) (string, string) {
+	switch e.SuppressedReason {
+	case store.SuppressedResolved:
+		if e.AlertState == store.AlertStateResolved {
+			return "resolved before anyone looked: it closed firing event " + e.SuppressedBy + ", which never reached the agent", "/ui/events/" + e.SuppressedBy
+		}
+		return "resolved before anyone looked: resolved by event " + e.SuppressedBy, "/ui/events/" + e.SuppressedBy
+	case store.SuppressedRepeat:
+		return "a repeat with nothing new: its alert's firing event " + e.SuppressedBy + " was delivered", "/ui/events/" + e.SuppressedBy
+	case store.SuppressedSilence:
+		return "silenced by silence " + e.SuppressedBy, "/ui/silences#silence-" + e.SuppressedBy
+	case store.SuppressedBudget:
+		return "the team's daily budget of alert-triggered agent calls was spent on " + e.SuppressedBy + " (UTC)", ""
+	}
+	return "", ""
+}
+
+// isPeople reports whether a source's events are a person's (never silenced).
+func (u *UI) isPeople(source string) bool {
+	s := u.o.Sources.Get(source)
+	return s != nil && s.People
 }

@@ -47,9 +47,13 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Sources                                                  []string
 		Charts                                                   *charts
 		Feedback                                                 *feedbackView
-		Volume                                                   *volumeView
-		ChartsError                                              string
-		StatsMaxAge                                              time.Duration
+		// Saved: alert events noise control kept from the agent in the
+		// last 24 h, by reason.
+		Saved       int
+		SavedBy     []store.ReasonCount
+		Volume      *volumeView
+		ChartsError string
+		StatsMaxAge time.Duration
 	}{StatsMaxAge: u.o.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhook.Builtin[:],
 		Events: u.o.Auth.Permits(a, auth.PermEventsRead), Runs: u.o.Auth.Permits(a, auth.PermProvisionRead),
 		Samples: u.mayPostSamples(a)}
@@ -84,6 +88,20 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			} else {
 				c := st.charts(u.sourceNames())
 				d.Charts, d.Volume = &c, st.Volume
+			}
+		}
+		if ss, ok := u.o.Events.(interface {
+			SuppressedSince(context.Context, string, time.Time) ([]store.ReasonCount, error)
+		}); ok {
+			if counts, err := ss.SuppressedSince(ctx, org, u.now().Add(-24*time.Hour)); err == nil {
+				byReason := map[string]int{}
+				for _, c := range counts {
+					byReason[c.Reason] = c.Count
+					d.Saved += c.Count
+				}
+				for _, r := range store.SuppressedReasons {
+					d.SavedBy = append(d.SavedBy, store.ReasonCount{Reason: r, Count: byReason[r]})
+				}
 			}
 		}
 		if fs, ok := u.o.Events.(interface {

@@ -48,6 +48,9 @@ type teamRow struct {
 	Events                   []outcomeRow // the last day's, by status (with admin:events:read)
 	EventsTotal              int
 	ShowSchedules, ShowAgent bool
+	// CallsToday and Budget: alert-triggered agent calls today (UTC)
+	// against the team's daily budget (Budget 0: none is set).
+	CallsToday, Budget int
 }
 
 func teamLink(org, team string) string {
@@ -175,14 +178,22 @@ func (u *UI) uiTeams(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		fillEvents(st, rows)
 	}
 	u.fillLive(ctx, a, rows)
+	budget := false
+	if u.o.Noise != nil && u.o.Noise.CallsToday != nil {
+		for i := range rows {
+			rows[i].CallsToday, rows[i].Budget = u.o.Noise.CallsToday(rows[i].OrgID, rows[i].TeamNodeID, u.now())
+			budget = budget || rows[i].Budget > 0
+		}
+	}
 	d := struct {
 		Teams                      []teamRow
 		Org                        string
+		Budget                     bool
 		Events                     bool
 		Total, From, To            int
 		Prev, Next                 string
 		SchedulesShown, AgentShown bool
-	}{Teams: rows, Org: org, Events: events, Total: total, From: from + 1, To: to,
+	}{Teams: rows, Org: org, Budget: budget, Events: events, Total: total, From: from + 1, To: to,
 		SchedulesShown: u.o.Schedules != nil && u.o.Auth.Permits(a, auth.PermPipelineRead),
 		AgentShown:     u.o.Schedules != nil && u.o.Auth.Permits(a, auth.PermDeploymentRead)}
 	if pageNo > 1 {
@@ -228,6 +239,7 @@ func (u *UI) uiTeamFor(w http.ResponseWriter, r *http.Request, se *uiSession, a 
 // teamPage is one team's page, with the deprovisioning form or its plan.
 type teamPage struct {
 	Team           teamRow
+	Silence        bool // the admin may silence the team's alerts
 	Runs           []store.Run
 	Events         bool
 	CanDeprovision bool
@@ -292,7 +304,11 @@ func (u *UI) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (team
 		fillEvents(st, rows)
 	}
 	u.fillLive(ctx, a, rows)
+	if u.o.Noise != nil && u.o.Noise.CallsToday != nil {
+		rows[0].CallsToday, rows[0].Budget = u.o.Noise.CallsToday(t.OrgID, t.TeamNodeID, u.now())
+	}
 	p.Team = rows[0]
+	p.Silence = u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermSilence)
 	p.Runs, _, _ = u.o.Runs.ListRuns(ctx, store.RunFilter{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Limit: 10})
 	return p, errText
 }

@@ -105,7 +105,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Stats:        db,
 		Notify:       deps.dispatcher.Notify,
 		Noise: &noise.Service{Store: db, Sources: deps.door.Registry(), Changed: deps.dispatcher.ForgetSilences,
-			Redriven: deps.dispatcher.Rescan},
+			Redriven: deps.dispatcher.Rescan, CallsToday: deps.dispatcher.CallsToday},
 		Schedules:      deps.schedules,
 		PipelineRunner: deps.pipeline,
 		Agents:         deps.agents,

@@ -57,15 +57,6 @@ func (d *Dispatcher) ForgetSilences() {
 	d.silenced.mu.Unlock()
 }
 
-// Service is what a silence's service matches: the service identifier, or
-// PagerDuty's service id.
-func Service(e store.Event) string {
-	if s := e.Identifiers["service"]; s != "" {
-		return s
-	}
-	return e.Identifiers["pagerduty_service_id"]
-}
-
 // Matches reports whether the silence covers the team's event.
 func Matches(s store.Silence, t store.TeamKey, e store.Event) bool {
 	if s.OrgID != t.OrgID || s.TeamNodeID != "" && s.TeamNodeID != t.TeamNodeID {
@@ -74,7 +65,7 @@ func Matches(s store.Silence, t store.TeamKey, e store.Event) bool {
 	if len(s.Sources) > 0 && !contains(s.Sources, e.Source) {
 		return false
 	}
-	return glob(s.EventType, e.EventType) && glob(s.Service, Service(e)) && glob(s.AlertKey, e.AlertKey)
+	return glob(s.EventType, e.EventType) && glob(s.Service, e.Service()) && glob(s.AlertKey, e.AlertKey)
 }
 
 func contains(list []string, s string) bool {

@@ -41,6 +41,9 @@ type Service struct {
 	Changed func()
 	// Redriven wakes dispatch after a bulk redrive.
 	Redriven func()
+	// CallsToday is a team's alert-triggered agent calls today (UTC) and
+	// its daily budget (0: none), as dispatch counts them.
+	CallsToday func(org, team string, now time.Time) (int, int)
 	Now      func() time.Time
 }
 
