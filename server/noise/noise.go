@@ -44,7 +44,7 @@ type Service struct {
 	// CallsToday is a team's alert-triggered agent calls today (UTC) and
 	// its daily budget (0: none), as dispatch counts them.
 	CallsToday func(org, team string, now time.Time) (int, int)
-	Now      func() time.Time
+	Now        func() time.Time
 }
 
 func (s *Service) now() time.Time {
