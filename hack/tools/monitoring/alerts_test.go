@@ -38,6 +38,10 @@ var alertScenarios = map[string]struct{ fires, quiet []scenario }{
 			{`orchestrator_dispatch_total{source="pagerduty",outcome="dead"} 0x20 1x40`}, // an hour ago
 		},
 	},
+	"OrchestratorTeamAgentBudgetSpent": {
+		fires: []scenario{{`orchestrator_team_budget_exhausted_total 0x50 3x10`}},
+		quiet: []scenario{{`orchestrator_team_budget_exhausted_total 0x60`}, {`orchestrator_team_budget_exhausted_total 0x10 4x50`}},
+	},
 	"OrchestratorEventsUnrouted": {
 		fires: []scenario{{`orchestrator_dispatch_total{source="github",outcome="unrouted"} 0x50 2x10`}},
 		quiet: []scenario{{`orchestrator_dispatch_total{source="github",outcome="unrouted"} 0x60`, `orchestrator_dispatch_total{source="github",outcome="delivered"} 0+3x60`}},
