@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -438,4 +439,97 @@ func TestReplicas_LeaderTakeoverWhenTheLeaderDies(t *testing.T) {
 	_ = reps[lead].cmd.Wait()
 	other := reps[1-lead]
 	waitUntil(t, time.Minute, "the other replica to take over", func() bool { return len(leaders([]*replica{other})) == 1 })
+}
+
+// The resolve race on three replicas (SPEC §6 Noise). First ten incidents
+// fire, are delivered, then resolve, one after the other: each is followed
+// by its resolve, and 20 of the team's burst of 60 calls are spent. Then
+// 110 incidents fire and resolve at once, each delivery to another replica,
+// while the slow agent is busy: the firings claimed before their resolve's
+// ack race it for the other 40 calls; once those are spent (the limit then
+// refills one a second) the rest wait and are settled by their resolve. Whatever the interleaving, a firing still
+// waiting when its resolve is acknowledged never reaches the agent (both
+// end suppressed), and one already claimed is delivered and followed by its
+// resolve. Nothing acknowledged is lost or left queued.
+func TestReplicas_AResolveRaceAcrossThreeReplicas(t *testing.T) {
+	const admin, secret, first, incidents = "replica-admin-token", "p-secret", 10, 120
+	f := startPeerFakes(t, admin)
+	f.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Delay: 20 * time.Millisecond})
+	dbURL := pgtest.Database(t)
+	env := append(f.env, "DATABASE_URL="+dbURL, "PAGERDUTY_WEBHOOK_SECRETS="+secret,
+		"ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=60", "ORCHESTRATOR_COALESCE_SOURCES=none")
+	reps := startReplicas(t, 3, env)
+	db := sharedDB(t, dbURL)
+	client := &http.Client{Timeout: 10 * time.Second}
+	send := func(rep *replica, delivery, incident, eventType string) string {
+		body := fmt.Appendf(nil, `{"event":{"id":"%s","event_type":"%s","resource_type":"incident","data":{"id":"%s","type":"incident",
+			"title":"race %s","service":{"id":"PF9KMXH","type":"service_reference"}}}}`, delivery, eventType, incident, incident)
+		req, _ := http.NewRequest("POST", rep.base+"/webhooks/pagerduty", bytes.NewReader(body))
+		req.Header = webhook.Sign(webhook.PagerDuty, secret, body, time.Now(), "")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return ""
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		id, _ := out["event_id"].(string)
+		if resp.StatusCode != 200 || id == "" {
+			t.Errorf("%s = %d %v", delivery, resp.StatusCode, out)
+		}
+		return id
+	}
+	status := func(id string) string {
+		var s string
+		if err := db.QueryRow(`SELECT status FROM orchestrator_webhook_events WHERE id = $1`, id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	type pair struct{ firing, resolve string }
+	pairs := make([]pair, incidents)
+	for i := range first {
+		inc := fmt.Sprintf("RACE-%d", i)
+		pairs[i].firing = send(reps[i%3], "f-"+inc, inc, "incident.triggered")
+		waitUntil(t, time.Minute, "the firing delivered", func() bool { return status(pairs[i].firing) == "delivered" })
+		pairs[i].resolve = send(reps[(i+1)%3], "r-"+inc, inc, "incident.resolved")
+		waitUntil(t, time.Minute, "the resolve delivered", func() bool { return status(pairs[i].resolve) == "delivered" })
+	}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := first + w; i < incidents; i += 6 {
+				inc := fmt.Sprintf("RACE-%d", i)
+				pairs[i].firing = send(reps[i%3], "f-"+inc, inc, "incident.triggered")
+				pairs[i].resolve = send(reps[(i+1)%3], "r-"+inc, inc, "incident.resolved")
+			}
+		}()
+	}
+	wg.Wait()
+	waitUntil(t, 3*time.Minute, "the queue to drain", func() bool {
+		c := statusCounts(t, db)
+		return c["queued"] == 0 && c["dispatching"] == 0
+	})
+	calls := callsPerEvent(f.agent)
+	settled, followed := 0, 0
+	for _, p := range pairs {
+		fs, rs := status(p.firing), status(p.resolve)
+		switch {
+		case fs == "suppressed" && rs == "suppressed" && calls[p.firing] == 0 && calls[p.resolve] == 0:
+			settled++
+		case fs == "delivered" && rs == "delivered" && calls[p.firing] == 1 && calls[p.resolve] == 1:
+			followed++
+		default:
+			t.Errorf("firing %s is %s (%d agent calls), its resolve %s is %s (%d calls)", p.firing, fs, calls[p.firing], p.resolve, rs, calls[p.resolve])
+		}
+	}
+	// 110 firings cannot all be claimed with 40 calls left: some are settled.
+	if settled == 0 || followed < first {
+		t.Errorf("%d settled at the resolve's ack, %d delivered then followed", settled, followed)
+	}
+	t.Logf("%d incidents fired and resolved across three replicas: %d settled at the resolve's ack (the agent never heard of them), %d claimed first and followed by their resolve (%d of them at once, in the race); %d agent calls",
+		incidents, settled, followed, followed-first, len(f.agent.CallsTo(peerstest.RouteAgentRun)))
 }
