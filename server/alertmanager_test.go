@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func freePort(t *testing.T) string {
 // startAlertmanager runs Alertmanager with a webhook receiver pointed at
 // the orchestrator: bearer auth for most alerts, basic auth for those
 // labelled via="basic". It returns Alertmanager's address.
-func startAlertmanager(t *testing.T, orchestrator, token string) string {
+func startAlertmanager(t *testing.T, orchestrator, token string, repeat time.Duration) string {
 	t.Helper()
 	bin := alertmanagerBinary(t)
 	dir := t.TempDir()
@@ -59,7 +60,7 @@ func startAlertmanager(t *testing.T, orchestrator, token string) string {
   group_by: [alertname, service]
   group_wait: 1s
   group_interval: 1s
-  repeat_interval: 1h
+  repeat_interval: %[3]s
   routes:
     - receiver: orchestrator-basic
       matchers: ['via="basic"']
@@ -76,7 +77,7 @@ receivers:
         send_resolved: true
         http_config:
           basic_auth: {username: alertmanager, password: %[2]s}
-`, orchestrator, token)
+`, orchestrator, token, model(repeat))
 	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestAlertmanager_ARealAlertmanagerFiresAndResolvesThroughTheDoor(t *testing
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
-	am := startAlertmanager(t, "http://"+e.srv.Addr(), alertmanagerTok)
+	am := startAlertmanager(t, "http://"+e.srv.Addr(), alertmanagerTok, time.Hour)
 
 	a := map[string]string{"alertname": "CheckoutDown", "service": "checkout", "namespace": "payments", "severity": "critical", "pod": "checkout-a"}
 	b := map[string]string{"alertname": "CheckoutDown", "service": "checkout", "namespace": "payments", "severity": "critical", "pod": "checkout-b"}
@@ -216,4 +217,99 @@ func TestAlertmanager_ARealAlertmanagerFiresAndResolvesThroughTheDoor(t *testing
 		}
 	}
 	t.Logf("Alertmanager's notifications: firing %s, resolved %s, basic auth %s, all delivered", firing.ID, resolved.ID, basic.ID)
+}
+
+// model writes a duration as Alertmanager's configuration reads it.
+func model(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+// openEnv is a webhook env listening on loopback (Alertmanager posts to it).
+func openEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	o.webhooks = true
+	e := newEnv(t, o)
+	if err := e.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
+	return e
+}
+
+// waitAlertmanagerStored waits for an Alertmanager event of the type in
+// one of the statuses, whose body passes match.
+func waitAlertmanagerStored(t *testing.T, e *env, eventType string, statuses []string, match func(store.Event) bool) store.Event {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		evs, _, err := e.db.ListEvents(context.Background(), store.EventFilter{Source: webhook.Alertmanager, Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.EventType != eventType || !slices.Contains(statuses, ev.Status) {
+				continue
+			}
+			if full, err := e.db.GetEvent(context.Background(), ev.ID); err == nil && match(full) {
+				return full
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no %s event %v arrived", eventType, statuses)
+	return store.Event{}
+}
+
+// TestAlertmanager_ARealResolveSettlesTheFiringHeldBack: a real
+// Alertmanager's firing notification waits behind the team's spent limit;
+// its resolved notification settles it at its ack: the agent never hears
+// of the alert.
+func TestAlertmanager_ARealResolveSettlesTheFiringHeldBack(t *testing.T) {
+	e := openEnv(t, envOptions{teamPerMinute: 1, fakeClock: true})
+	am := startAlertmanager(t, "http://"+e.srv.Addr(), alertmanagerTok, time.Hour)
+	body := webhook.Sample(webhook.Slack, "spend", time.Now())
+	e.waitStatus(e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string), store.EventDelivered)
+
+	flap := map[string]string{"alertname": "DiskPressure", "service": "checkout", "instance": "node-3"}
+	pushAlerts(t, am, time.Now().Add(time.Hour), flap)
+	firing := waitAlertmanagerStored(t, e, "alertmanager.firing", []string{store.EventQueued}, func(ev store.Event) bool { return ev.TeamNodeID != "" })
+	pushAlerts(t, am, time.Now().Add(-time.Second), flap)
+	resolved := waitAlertmanagerStored(t, e, "alertmanager.resolved", []string{store.EventSuppressed, store.EventQueued, store.EventDelivered},
+		func(store.Event) bool { return true })
+	f := e.event(t, firing.ID)
+	if f.Status != store.EventSuppressed || f.SuppressedReason != "resolved" || f.SuppressedBy != resolved.ID ||
+		resolved.Status != store.EventSuppressed || resolved.SuppressedBy != firing.ID {
+		t.Fatalf("firing %s %s by %s; resolve %s by %s", f.Status, f.SuppressedReason, f.SuppressedBy, resolved.Status, resolved.SuppressedBy)
+	}
+	if msgs := e.agentMessages(); len(msgs) != 1 {
+		t.Fatalf("agent heard %q", msgs)
+	}
+}
+
+// TestAlertmanager_ARealRepeatIsSuppressedAndANewAlertIsNews: Alertmanager
+// notifies the same group again after repeat_interval (a new body: its
+// notification_reason says so); nothing new, it is suppressed as a repeat
+// of the delivered one. A new alert joining the group is delivered.
+func TestAlertmanager_ARealRepeatIsSuppressedAndANewAlertIsNews(t *testing.T) {
+	e := openEnv(t, envOptions{alertRepeat: 4 * time.Hour})
+	am := startAlertmanager(t, "http://"+e.srv.Addr(), alertmanagerTok, 2*time.Second)
+	a := map[string]string{"alertname": "LatencyHigh", "service": "checkout", "pod": "checkout-a"}
+	pushAlerts(t, am, time.Now().Add(time.Hour), a)
+	first := waitAlertmanagerStored(t, e, "alertmanager.firing", []string{store.EventDelivered}, func(store.Event) bool { return true })
+	repeat := waitAlertmanagerStored(t, e, "alertmanager.firing", []string{store.EventSuppressed}, func(store.Event) bool { return true })
+	if repeat.SuppressedReason != "repeat" || repeat.SuppressedBy != first.ID || repeat.AlertKey != first.AlertKey {
+		t.Fatalf("repeat = %s %s by %s", repeat.Status, repeat.SuppressedReason, repeat.SuppressedBy)
+	}
+	pushAlerts(t, am, time.Now().Add(time.Hour), map[string]string{"alertname": "LatencyHigh", "service": "checkout", "pod": "checkout-b"})
+	joined := waitAlertmanagerStored(t, e, "alertmanager.firing", []string{store.EventDelivered}, func(ev store.Event) bool {
+		parsed, err := webhook.ParseAlertmanager(ev.Body, nil)
+		return err == nil && len(parsed.Alert.Fingerprints) == 2
+	})
+	if joined.AlertKey != first.AlertKey {
+		t.Fatalf("the joined notification is of another group: %s vs %s", joined.AlertKey, first.AlertKey)
+	}
+	t.Logf("first %s delivered, repeat %s suppressed, a new alert joining (%s) delivered", first.ID, repeat.ID, joined.ID)
 }
