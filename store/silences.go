@@ -189,3 +189,18 @@ func (db *DB) ListAudit(ctx context.Context, org string, limit int) ([]Audit, er
 		return a, err
 	})
 }
+
+// PurgeAudit deletes up to limit admin audit records and ended silences
+// older than cutoff (the audit retention, SPEC §16).
+func (db *DB) PurgeAudit(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_admin_audit WHERE id IN (
+		SELECT id FROM orchestrator_admin_audit WHERE at < ? LIMIT ?)`, ms(cutoff), limit)
+	n, err := affectedRows(res, err)
+	if err != nil || n == limit {
+		return n, err
+	}
+	res, err = db.write.ExecContext(ctx, `DELETE FROM orchestrator_silences WHERE id IN (
+		SELECT id FROM orchestrator_silences WHERE ends_at < ? LIMIT ?)`, ms(cutoff), limit-n)
+	m, err := affectedRows(res, err)
+	return n + m, err
+}

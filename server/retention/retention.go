@@ -23,6 +23,7 @@ type Store interface {
 	PurgeRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	PurgeFeedback(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	PurgeAudit(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int, error)
 	PurgeAckStats(ctx context.Context, cutoff time.Time) (int, error)
 	GiveSpaceBack(ctx context.Context) error
@@ -49,7 +50,7 @@ type Options struct {
 
 // Report says what one pass removed.
 type Report struct {
-	Bodies, Events, Runs, AgentRuns, Feedback, Keys, AckStats int
+	Bodies, Events, Runs, AgentRuns, Feedback, Audit, Keys, AckStats int
 }
 
 // Chore runs retention.
@@ -121,6 +122,11 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 			return c.o.Store.PurgeFeedback(ctx, now.Add(-c.o.Audit), n)
 		})
 		note(err)
+		// The admin audit, and silences that ended as long ago.
+		rep.Audit, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeAudit(ctx, now.Add(-c.o.Audit), n)
+		})
+		note(err)
 	}
 	if c.o.Keys > 0 {
 		rep.Keys, err = c.o.Store.ForgetIdempotencyKeys(ctx, now.Add(-c.o.Keys))
@@ -128,7 +134,7 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 	}
 	rep.AckStats, err = c.o.Store.PurgeAckStats(ctx, now.Add(-store.AckStatsRetention))
 	note(err)
-	if rep.Events+rep.Runs+rep.AgentRuns+rep.Feedback+rep.AckStats+rep.Bodies > 0 {
+	if rep.Events+rep.Runs+rep.AgentRuns+rep.Feedback+rep.Audit+rep.AckStats+rep.Bodies > 0 {
 		note(c.o.Store.GiveSpaceBack(ctx))
 	}
 	return rep, errors.Join(errs...)

@@ -106,6 +106,21 @@ func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// Feedback on the oldest agent call, given then.
+			if res, err := db.RecordFeedback(ctx, store.Event{Source: "slack", DeliveryID: "old-click", EventType: "block_actions.feedback",
+				ReceivedAt: now.Add(-401 * day)}, agentRuns[0].ID, store.Feedback{Value: store.FeedbackPositive,
+				CreatedAt: now.Add(-401 * day)}); err != nil || res.Run == nil {
+				t.Fatalf("feedback: %+v %v", res, err)
+			}
+			// The admin audit and silences: one of each older than the audit
+			// retention (the silence ended then), one of each recent.
+			for _, age := range []time.Duration{401 * day, 2 * day} {
+				at := now.Add(-age)
+				if _, err := db.CreateSilence(ctx, store.Silence{OrgID: "o", StartsAt: at, EndsAt: at.Add(time.Hour),
+					Comment: "window", CreatedBy: "admin", CreatedAt: at}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			chore, err := New(Options{Store: db, Bodies: 7 * day, Events: 30 * day, Audit: 400 * day, Keys: day, Batch: 3,
 				Pause: time.Millisecond, Now: func() time.Time { return now }})
 			if err != nil {
@@ -115,8 +130,14 @@ func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Events != 7 || rep.Runs != 2 || rep.AgentRuns != 4 {
-				t.Fatalf("report %+v, want 7 events, 2 runs, 4 agent calls", rep)
+			if rep.Events != 8 || rep.Runs != 2 || rep.AgentRuns != 4 || rep.Audit != 2 || rep.Feedback != 1 {
+				t.Fatalf("report %+v, want 8 events (the feedback click's too), 2 runs, 4 agent calls, 1 feedback, 2 audit records (a silence and its record)", rep)
+			}
+			if sil, err := db.ListSilences(ctx, "", "", now); err != nil || len(sil) != 1 {
+				t.Fatalf("silences left = %d %v, want the recent one", len(sil), err)
+			}
+			if audit, err := db.ListAudit(ctx, "", 10); err != nil || len(audit) != 1 {
+				t.Fatalf("audit left = %d %v, want the recent one", len(audit), err)
 			}
 			for id, why := range gone {
 				if _, err := db.GetEvent(ctx, id); !errors.Is(err, store.ErrNotFound) {
