@@ -136,24 +136,7 @@ func pushAlerts(t *testing.T, am string, ends time.Time, labels ...map[string]st
 // event type whose body passes match.
 func waitAlertmanagerEvent(t *testing.T, e *env, eventType string, match func(store.Event) bool) store.Event {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		evs, _, err := e.db.ListEvents(context.Background(), store.EventFilter{Source: webhook.Alertmanager, Limit: 50})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			if ev.EventType != eventType || ev.Status != store.EventDelivered {
-				continue
-			}
-			if full, err := e.db.GetEvent(context.Background(), ev.ID); err == nil && match(full) {
-				return full
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("no delivered %s event arrived", eventType)
-	return store.Event{}
+	return waitAlertmanagerStored(t, e, eventType, []string{store.EventDelivered}, match)
 }
 
 // TestAlertmanager_ARealAlertmanagerFiresAndResolvesThroughTheDoor: a real
@@ -198,15 +181,7 @@ func TestAlertmanager_ARealAlertmanagerFiresAndResolvesThroughTheDoor(t *testing
 		return strings.Contains(string(ev.Body), "QueueBacklog")
 	})
 
-	var messages []string
-	for _, c := range e.agent.CallsTo(peerstest.RouteAgentRun) {
-		var req struct {
-			Message string `json:"message"`
-		}
-		_ = json.Unmarshal(c.Body, &req)
-		messages = append(messages, req.Message)
-	}
-	joined := strings.Join(messages, "\n")
+	joined := strings.Join(e.agentMessages(), "\n")
 	for _, want := range []string{
 		"Alertmanager firing: 2 alerts: CheckoutDown ×2 — service=checkout namespace=payments severity=critical. checkout answers 503",
 		"Alertmanager resolved: 2 alerts: CheckoutDown ×2 — service=checkout namespace=payments severity=critical. checkout answers 503",
