@@ -53,6 +53,8 @@ var chunkSizes = []int{256, 128, 64, 32, 16, 8, 4, 2, 1}
 type eventStmts struct {
 	insert       map[int]*sql.Stmt
 	find, replay *sql.Stmt
+	// A resolve's settling (store/noise.go).
+	settleFirings, alertHanded, settleResolve *sql.Stmt
 }
 
 // deliveryKey is what makes an event a redelivery of another.
@@ -218,6 +220,14 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 		}
 		if st.replay, err = db.write.PrepareContext(ctx, findReplaySQL); err != nil {
 			return results, false, err
+		}
+		for _, p := range []struct {
+			dst **sql.Stmt
+			q   string
+		}{{&st.settleFirings, settleFiringsSQL}, {&st.alertHanded, alertHandedSQL}, {&st.settleResolve, settleResolveSQL}} {
+			if *p.dst, err = db.write.PrepareContext(ctx, p.q); err != nil {
+				return results, false, err
+			}
 		}
 		db.stmts = st
 	}

@@ -22,6 +22,28 @@ const (
 	AlertStateOther    = "other"
 )
 
+// The settle's statements, prepared once with the group commit's (a
+// resolve settles inside the writer's transaction, so its statements must
+// cost little: parsing them per resolve showed in the storm's ack p99).
+const (
+	// settleFiringsSQL suppresses an alert's waiting firing events, by the
+	// alert index (alert_key = ? implies its partial condition).
+	settleFiringsSQL = `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
+		finished_at = ?, updated_at = ?, next_attempt_at = NULL
+		WHERE source = ? AND alert_key = ? AND id < ? AND ` + activeStatuses + ` AND status = ? AND alert_state = ? AND solo = ?`
+	// alertHandedSQL: of the alert's firing events since its previous
+	// resolve, the newest that reached the agent (delivered or being
+	// delivered) and the newest of all.
+	alertHandedSQL = `SELECT MAX(CASE WHEN status IN ('delivered', 'dispatching') THEN id END), MAX(id)
+		FROM orchestrator_webhook_events
+		WHERE source = ? AND alert_key = ? AND id < ? AND alert_state = 'firing'
+		  AND id > COALESCE((SELECT MAX(id) FROM orchestrator_webhook_events
+		                     WHERE source = ? AND alert_key = ? AND id < ? AND alert_state = 'resolved'), 0)`
+	// settleResolveSQL suppresses the resolve itself.
+	settleResolveSQL = `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
+		finished_at = ?, updated_at = ?, next_attempt_at = NULL WHERE id = ? AND status = ?`
+)
+
 // settle runs in the group commit's transaction for a stored resolve (key):
 // its alert's waiting firing events (queued, not claimed, not redriven)
 // become suppressed, resolved by it. If no firing of the alert since its
@@ -30,42 +52,28 @@ const (
 // firing it closed. Otherwise it stays queued, to be delivered.
 func (db *DB) settle(ctx context.Context, t tx, key int64, e Event) (settled int, suppressed bool, err error) {
 	at := ms(e.ReceivedAt)
-	rows, err := t.QueryContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
-		finished_at = ?, updated_at = ?, next_attempt_at = NULL
-		WHERE source = ? AND alert_key = ? AND id < ? AND `+activeStatuses+` AND status = ? AND alert_state = ? AND solo = ?
-		RETURNING id`, EventSuppressed, SuppressedResolved, strconv.FormatInt(key, 10), at, at,
-		e.Source, e.AlertKey, key, EventQueued, AlertStateFiring, false)
+	res, err := t.StmtContext(ctx, db.stmts.settleFirings).ExecContext(ctx, EventSuppressed, SuppressedResolved, strconv.FormatInt(key, 10),
+		at, at, e.Source, e.AlertKey, key, EventQueued, AlertStateFiring, false)
 	if err != nil {
 		return 0, false, fmt.Errorf("store: settle alert %q: %w", e.AlertKey, err)
 	}
-	ids, err := collect(rows, func(r rowScanner) (int64, error) {
-		var id int64
-		return id, r.Scan(&id)
-	})
+	n, err := affectedRows(res, nil)
 	if err != nil {
 		return 0, false, err
 	}
-	// The firings since the alert's previous resolve: did any reach the agent?
-	var previous sql.NullInt64
-	if err := t.QueryRowContext(ctx, `SELECT MAX(id) FROM orchestrator_webhook_events
-		WHERE source = ? AND alert_key = ? AND id < ? AND alert_state = ?`, e.Source, e.AlertKey, key, AlertStateResolved).Scan(&previous); err != nil {
-		return 0, false, err
-	}
 	var handed, latest sql.NullInt64
-	if err := t.QueryRowContext(ctx, `SELECT MAX(CASE WHEN status IN (?, ?) THEN id END), MAX(id) FROM orchestrator_webhook_events
-		WHERE source = ? AND alert_key = ? AND id < ? AND id > ? AND alert_state = ?`,
-		EventDelivered, EventDispatching, e.Source, e.AlertKey, key, previous.Int64, AlertStateFiring).Scan(&handed, &latest); err != nil {
+	if err := t.StmtContext(ctx, db.stmts.alertHanded).QueryRowContext(ctx, e.Source, e.AlertKey, key,
+		e.Source, e.AlertKey, key).Scan(&handed, &latest); err != nil {
 		return 0, false, err
 	}
 	if handed.Valid || !latest.Valid {
 		// The agent heard of it (the resolve follows), or no firing is
 		// known here at all (the resolve goes, the agent may know more).
-		return len(ids), false, nil
+		return n, false, nil
 	}
-	_, err = t.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
-		finished_at = ?, updated_at = ?, next_attempt_at = NULL WHERE id = ? AND status = ?`,
-		EventSuppressed, SuppressedResolved, strconv.FormatInt(latest.Int64, 10), at, at, key, EventQueued)
-	return len(ids), err == nil, err
+	_, err = t.StmtContext(ctx, db.stmts.settleResolve).ExecContext(ctx, EventSuppressed, SuppressedResolved,
+		strconv.FormatInt(latest.Int64, 10), at, at, key, EventQueued)
+	return n, err == nil, err
 }
 
 // AlertRef names an alert: its source and key.

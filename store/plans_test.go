@@ -195,6 +195,9 @@ func TestPlans_EveryEventsQueryUsesAnIndexAtAMillion(t *testing.T) {
 			// Statements run through prepared handles, not the trace.
 			seen[db.d.bind(findEventSQL)] = []any{"slack", "plan-1"}
 			seen[db.d.bind(findReplaySQL)] = []any{slackBody}
+			seen[db.d.bind(settleFiringsSQL)] = []any{"suppressed", "resolved", "9", 1, 1, "pagerduty", "INC-1", 1 << 40, "queued", "firing", false}
+			seen[db.d.bind(alertHandedSQL)] = []any{"pagerduty", "INC-1", 1 << 40, "pagerduty", "INC-1", 1 << 40}
+			seen[db.d.bind(settleResolveSQL)] = []any{"suppressed", "resolved", "9", 1, 1, 5, "queued"}
 			seen[db.d.bind(`UPDATE orchestrator_webhook_events SET status = ? WHERE id = ? AND status = ?`)] = []any{"queued", 5, "dispatching"}
 
 			wholeTable := regexp.MustCompile(`^SCAN (orchestrator_webhook_events|e|n)$`)
