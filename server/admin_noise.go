@@ -2,9 +2,11 @@ package server
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/auth"
+	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -131,4 +133,40 @@ func (s *Server) handleBulkRedrive(w http.ResponseWriter, r *http.Request) {
 		s.logger.Info("events redriven in bulk", "matched", res.Matched, "redriven", res.Redriven, "actor", a.Actor)
 	}
 	s.out.JSON(w, r, http.StatusOK, res)
+}
+
+type auditView struct {
+	ID     string         `json:"id"`
+	At     time.Time      `json:"at"`
+	Actor  string         `json:"actor"`
+	OrgID  string         `json:"org_id,omitempty"`
+	Action string         `json:"action"`
+	Detail map[string]any `json:"detail"`
+}
+
+func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
+	a := s.admin(w, r, auth.PermAuditRead)
+	if a == nil {
+		return
+	}
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.out.Error(w, r, httpx.QueryError("limit", "1 to 500"))
+			return
+		}
+		limit = n
+	}
+	list, err := s.opts.Noise.Audit(r.Context(), a, q.Get("org_id"), limit)
+	if err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	out := make([]auditView, 0, len(list))
+	for _, x := range list {
+		out = append(out, auditView{ID: x.ID, At: x.At, Actor: x.Actor, OrgID: x.OrgID, Action: x.Action, Detail: x.Detail})
+	}
+	s.out.JSON(w, r, http.StatusOK, map[string]any{"audit": out})
 }

@@ -347,6 +347,19 @@ func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
 	if err != nil || len(audit) != 2 || actions["silence.create"] != "alice" || actions["silence.expire"] != "alice" {
 		t.Fatalf("audit = %+v %v", audit, err)
 	}
+	// The audit API: the org's own admin sees it, another org's does not.
+	if r := e.do("GET", "/api/v1/admin/audit", orgToken, nil); r.code != 200 || len(r.body["audit"].([]any)) != 2 {
+		t.Fatalf("audit API for acme's admin = %d %s", r.code, r.raw)
+	}
+	if r := e.do("GET", "/api/v1/admin/audit", bigToken, nil); r.code != 200 || len(r.body["audit"].([]any)) != 0 {
+		t.Fatalf("audit API for another org's admin = %d %s", r.code, r.raw)
+	}
+	if r := e.do("GET", "/api/v1/admin/audit?org_id=acme", bigToken, nil); r.code != 403 {
+		t.Fatalf("another org's admin asking for acme's audit = %d", r.code)
+	}
+	if r := e.do("GET", "/api/v1/admin/audit", scopedToken, nil); r.code != 403 {
+		t.Fatalf("without admin:audit:read = %d", r.code)
+	}
 	if !e.metric(`orchestrator_suppressed_total{reason="silence",source="pagerduty"} 1`) {
 		t.Error("metrics lack the silenced event")
 	}

@@ -50,6 +50,7 @@ func (s *Server) routes() {
 		s.handle(http.MethodGet, "/api/v1/admin/silences", s.handleListSilences)
 		s.handle(http.MethodGet, "/api/v1/admin/silences/:id", s.handleGetSilence)
 		s.handle(http.MethodDelete, "/api/v1/admin/silences/:id", s.handleExpireSilence)
+		s.handle(http.MethodGet, "/api/v1/admin/audit", s.handleListAudit)
 	}
 
 	if s.opts.Schedules != nil {

@@ -39,6 +39,7 @@ const (
 	PermEventsRedrive  = "admin:events:redrive"
 	PermBackup         = "admin:backup"
 	PermSilence        = "admin:silence"
+	PermAuditRead      = "admin:audit:read"
 )
 
 // IdentityChecker is the Config Service call auth needs.

@@ -31,6 +31,7 @@ type Store interface {
 	ExpireSilence(ctx context.Context, id, actor string, now time.Time) (store.Silence, error)
 	RedriveMatching(ctx context.Context, f store.EventFilter, dryRun bool, now time.Time) (store.BulkRedrive, error)
 	AddAudit(ctx context.Context, a store.Audit) error
+	ListAudit(ctx context.Context, org string, limit int) ([]store.Audit, error)
 }
 
 // Service sets and ends silences and redrives in bulk.
@@ -271,4 +272,25 @@ func (s *Service) Redrive(ctx context.Context, a *auth.Admin, req RedriveRequest
 		s.Redriven()
 	}
 	return out, nil
+}
+
+// Audit lists the admin audit newest first, the admin's own org's only when
+// the admin is bound to one (limit 1–500, default 100).
+func (s *Service) Audit(ctx context.Context, a *auth.Admin, org string, limit int) ([]store.Audit, error) {
+	if org != "" && !ids.Valid(org) {
+		return nil, apperr.New(apperr.Invalid, "invalid_query", "org_id: 1-128 characters of [A-Za-z0-9._-]")
+	}
+	if a.Identity.OrgID != "" {
+		if org != "" && org != a.Identity.OrgID {
+			return nil, a.CanActOn(org)
+		}
+		org = a.Identity.OrgID
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	if limit < 1 || limit > 500 {
+		return nil, apperr.New(apperr.Invalid, "invalid_query", "limit: 1 to 500")
+	}
+	return s.Store.ListAudit(ctx, org, limit)
 }
