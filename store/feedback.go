@@ -69,8 +69,14 @@ func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedba
 		}
 		var run *AgentRun
 		if ref != "" && len(ref) <= 128 {
+			// A run's id is a UUID (PostgreSQL's column type refuses
+			// anything else); a correlation id may be an event's id.
+			cond, args := `correlation_id = ?`, []any{ref}
+			if _, uerr := uuid.Parse(ref); uerr == nil && len(ref) == 36 {
+				cond, args = `id = ? OR correlation_id = ?`, []any{ref, ref}
+			}
 			r, err := scanAgentRun(tx.QueryRowContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
-				WHERE id = ? OR correlation_id = ? ORDER BY started_at DESC, id DESC LIMIT 1`, ref, ref))
+				WHERE `+cond+` ORDER BY started_at DESC, id DESC LIMIT 1`, args...))
 			switch {
 			case err == nil:
 				run = &r
@@ -88,7 +94,19 @@ func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedba
 			return err
 		}
 		vals := e.rowValues()
-		if err := tx.QueryRowContext(ctx, insertSQL(1), vals...).Scan(&key, new(string), new(string)); err != nil {
+		err = tx.QueryRowContext(ctx, insertSQL(1), vals...).Scan(&key, new(string), new(string))
+		if errors.Is(err, sql.ErrNoRows) {
+			// The same click stored meanwhile by another replica (the
+			// insert skipped it): a duplicate, recorded once.
+			out.Duplicate = true
+			if err := tx.QueryRowContext(ctx, `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`,
+				e.Source, e.DeliveryID).Scan(&key, &legacy); err != nil {
+				return err
+			}
+			out.ID = apiID(key, legacy)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		out.ID = fmt.Sprint(key)
