@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -160,6 +161,70 @@ func TestFeedback_TheSameClickTwiceAtOnceIsRecordedOnce(t *testing.T) {
 			fb, err := db.RunFeedback(ctx, []string{runID})
 			if err != nil || recorded != 1 || len(fb[runID]) != 1 {
 				t.Fatalf("%d recorded, %d feedback rows (%v)", recorded, len(fb[runID]), err)
+			}
+			teams, err := db.FeedbackSince(ctx, "o", now.Add(-time.Hour))
+			if err != nil || len(teams) != 1 || teams[0].Positive != 1 || teams[0].Negative != 1 {
+				t.Fatalf("per team = %+v %v", teams, err)
+			}
+			// Slack runs are people's: no alert-triggered call today.
+			if n, err := db.CountAlertCalls(ctx, "o", "t", now.Add(-time.Hour)); err != nil || n != 0 {
+				t.Fatalf("alert calls = %d %v", n, err)
+			}
+		})
+	}
+}
+
+// TestSilences_OnBothDatabases: set, list by state, the active set, expire
+// once (a second time is a conflict), the audit of both, and retention.
+func TestSilences_OnBothDatabases(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db, _ := b.open(t)
+			ctx := context.Background()
+			now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+			s, err := db.CreateSilence(ctx, Silence{OrgID: "acme", TeamNodeID: "sre", Sources: []string{"pagerduty", "alertmanager"},
+				Service: "check*", StartsAt: now, EndsAt: now.Add(2 * time.Hour), Comment: "failover", CreatedBy: "alice", CreatedAt: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			later, err := db.CreateSilence(ctx, Silence{OrgID: "big", StartsAt: now.Add(time.Hour), EndsAt: now.Add(3 * time.Hour),
+				Comment: "later", CreatedBy: "bob", CreatedAt: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			active, err := db.ActiveSilences(ctx, now.Add(time.Minute))
+			if err != nil || len(active) != 1 || active[0].ID != s.ID || len(active[0].Sources) != 2 || active[0].Service != "check*" {
+				t.Fatalf("active = %+v %v", active, err)
+			}
+			if l, err := db.ListSilences(ctx, "acme", "active", now); err != nil || len(l) != 1 {
+				t.Fatalf("acme's = %d %v", len(l), err)
+			}
+			if _, err := db.ExpireSilence(ctx, s.ID, "carol", now.Add(10*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExpireSilence(ctx, s.ID, "carol", now.Add(11*time.Minute)); !errors.Is(err, ErrConflict) {
+				t.Fatalf("expire twice: %v", err)
+			}
+			if _, err := db.ExpireSilence(ctx, "nope", "carol", now); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("expire unknown: %v", err)
+			}
+			got, err := db.GetSilence(ctx, s.ID)
+			if err != nil || got.ExpiredBy != "carol" || got.ExpiredAt == nil || got.Active(now.Add(20*time.Minute)) {
+				t.Fatalf("expired = %+v %v", got, err)
+			}
+			if l, _ := db.ListSilences(ctx, "", "expired", now.Add(time.Hour)); len(l) != 1 || l[0].ID != s.ID {
+				t.Fatalf("expired list = %+v", l)
+			}
+			if a, err := db.ListAudit(ctx, "acme", 10); err != nil || len(a) != 2 {
+				t.Fatalf("audit = %+v %v", a, err)
+			}
+			// A year on, retention takes the ended silences and the audit.
+			n, err := db.PurgeAudit(ctx, now.Add(365*24*time.Hour), 100)
+			if err != nil || n != 5 { // 3 audit records, 2 silences
+				t.Fatalf("purged %d %v", n, err)
+			}
+			if _, err := db.GetSilence(ctx, later.ID); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("the ended silence is still there: %v", err)
 			}
 		})
 	}
