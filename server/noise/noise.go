@@ -16,6 +16,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -151,14 +152,9 @@ func (s *Service) List(ctx context.Context, a *auth.Admin, org, state string) ([
 	if state != "" && state != "active" && state != "expired" {
 		return nil, apperr.New(apperr.Invalid, "invalid_query", "state: must be active or expired")
 	}
-	if org != "" && !ids.Valid(org) {
-		return nil, apperr.New(apperr.Invalid, "invalid_query", "org_id: 1-128 characters of [A-Za-z0-9._-]")
-	}
-	if a.Identity.OrgID != "" {
-		if org != "" && org != a.Identity.OrgID {
-			return nil, a.CanActOn(org)
-		}
-		org = a.Identity.OrgID
+	org, err := orgOf(a, org)
+	if err != nil {
+		return nil, err
 	}
 	return s.Store.ListSilences(ctx, org, state, s.now())
 }
@@ -277,14 +273,9 @@ func (s *Service) Redrive(ctx context.Context, a *auth.Admin, req RedriveRequest
 // Audit lists the admin audit newest first, the admin's own org's only when
 // the admin is bound to one (limit 1–500, default 100).
 func (s *Service) Audit(ctx context.Context, a *auth.Admin, org string, limit int) ([]store.Audit, error) {
-	if org != "" && !ids.Valid(org) {
-		return nil, apperr.New(apperr.Invalid, "invalid_query", "org_id: 1-128 characters of [A-Za-z0-9._-]")
-	}
-	if a.Identity.OrgID != "" {
-		if org != "" && org != a.Identity.OrgID {
-			return nil, a.CanActOn(org)
-		}
-		org = a.Identity.OrgID
+	org, err := orgOf(a, org)
+	if err != nil {
+		return nil, err
 	}
 	if limit == 0 {
 		limit = 100
@@ -293,4 +284,13 @@ func (s *Service) Audit(ctx context.Context, a *auth.Admin, org string, limit in
 		return nil, apperr.New(apperr.Invalid, "invalid_query", "limit: 1 to 500")
 	}
 	return s.Store.ListAudit(ctx, org, limit)
+}
+
+// orgOf is the org a listing may show: the admin's own when it is bound to
+// one (another org's is refused), else the org asked for ("" = every org).
+func orgOf(a *auth.Admin, org string) (string, error) {
+	if org != "" && !ids.Valid(org) {
+		return "", apperr.New(apperr.Invalid, "invalid_query", "org_id: 1-128 characters of [A-Za-z0-9._-]")
+	}
+	return scoped.OrgScope(a, org)
 }
