@@ -154,11 +154,29 @@ func eventRef(id string) (cond string, arg any, ok bool) {
 	return "", nil, false
 }
 
-// redriveSQL queues an event again, alone, with a fresh attempt budget and
-// no suppression.
-const redriveSQL = `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
+// scope adds the events filter's org, team, suppression reason and time
+// range (the list and the bulk redrive read them alike).
+func (w *filter) scope(f EventFilter) {
+	w.eq("org_id", f.OrgID)
+	w.eq("team_node_id", f.TeamNodeID)
+	w.eq("suppressed_reason", f.SuppressedReason)
+	if !f.Since.IsZero() {
+		w.add("received_at >= ?", ms(f.Since))
+	}
+	if !f.Until.IsZero() {
+		w.add("received_at < ?", ms(f.Until))
+	}
+}
+
+// requeueSQL queues events again, alone, with a fresh attempt budget and no
+// suppression (one redrive, or a bulk one); its arguments are the status,
+// the time twice and solo, then the condition's.
+const requeueSQL = `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
 		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL,
-		suppressed_reason = NULL, suppressed_by = NULL WHERE id = ?`
+		suppressed_reason = NULL, suppressed_by = NULL WHERE `
+
+// redriveSQL queues one event again.
+const redriveSQL = requeueSQL + `id = ?`
 
 // RequeueDispatching returns events a crash left dispatching to the queue.
 func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
@@ -210,16 +228,8 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 	if f.Status != "" && f.Status != EventDelivered && f.Status != EventIgnored {
 		w.add(rareStatuses) // lets the rare statuses' partial index serve
 	}
-	w.eq("org_id", f.OrgID)
-	w.eq("team_node_id", f.TeamNodeID)
 	w.eq("delivery_id", f.DeliveryID)
-	w.eq("suppressed_reason", f.SuppressedReason)
-	if !f.Since.IsZero() {
-		w.add("received_at >= ?", ms(f.Since))
-	}
-	if !f.Until.IsZero() {
-		w.add("received_at < ?", ms(f.Until))
-	}
+	w.scope(f)
 	return page[Event]{table: "orchestrator_webhook_events", columns: eventColumnsNoBody,
 		timeCol: "received_at", limit: f.Limit, cursor: f.Cursor, before: f.Before, scan: scanEvent, keyArgs: eventKeyArgs,
 		key: func(e Event) (time.Time, string) { return e.ReceivedAt, strconv.FormatInt(e.Key, 10) }}.run(ctx, db.read, w)

@@ -192,15 +192,7 @@ func (db *DB) RedriveMatching(ctx context.Context, f EventFilter, dryRun bool, n
 		w.add("status IN ('unrouted', 'failed', 'dead', 'suppressed')")
 	}
 	w.eq("source", f.Source)
-	w.eq("org_id", f.OrgID)
-	w.eq("team_node_id", f.TeamNodeID)
-	w.eq("suppressed_reason", f.SuppressedReason)
-	if !f.Since.IsZero() {
-		w.add("received_at >= ?", ms(f.Since))
-	}
-	if !f.Until.IsZero() {
-		w.add("received_at < ?", ms(f.Until))
-	}
+	w.scope(f)
 	var out BulkRedrive
 	if err := db.read.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN payload IS NULL THEN 0 ELSE 1 END), 0),
 		COALESCE(SUM(CASE WHEN payload IS NULL THEN 1 ELSE 0 END), 0) FROM orchestrator_webhook_events`+w.clause(), w.args...).Scan(&out.Matched, &out.Purged); err != nil {
@@ -231,10 +223,7 @@ func (db *DB) RedriveMatching(ctx context.Context, f EventFilter, dryRun bool, n
 			for _, k := range keys[:n] {
 				args = append(args, k)
 			}
-			res, err := t.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
-				updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL,
-				suppressed_reason = NULL, suppressed_by = NULL
-				WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`) AND `+rareStatuses+
+			res, err := t.ExecContext(ctx, requeueSQL+`id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`) AND `+rareStatuses+
 				` AND status IN ('unrouted', 'failed', 'dead', 'suppressed')`, args...)
 			if err != nil {
 				return err

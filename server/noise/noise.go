@@ -229,14 +229,9 @@ func (s *Service) Redrive(ctx context.Context, a *auth.Admin, req RedriveRequest
 	if req.OrgID != "" && !ids.Valid(req.OrgID) {
 		return RedriveResult{}, bad("org_id", "1-128 characters of [A-Za-z0-9._-]")
 	}
-	org := req.OrgID
-	if a.Identity.OrgID != "" {
-		if org != "" {
-			if err := a.CanActOn(org); err != nil {
-				return RedriveResult{}, err
-			}
-		}
-		org = a.Identity.OrgID
+	org, err := scoped.OrgScope(a, req.OrgID)
+	if err != nil {
+		return RedriveResult{}, err
 	}
 	f := store.EventFilter{Status: req.Status, SuppressedReason: req.SuppressedReason, Source: req.Source, OrgID: org, TeamNodeID: req.TeamNodeID}
 	if req.Since != nil {
