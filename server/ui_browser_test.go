@@ -654,6 +654,13 @@ func TestUI_ReadableAt1280(t *testing.T) {
 	if got := text(t, ctx, "#team-provisioned"); !strings.HasPrefix(got, "no") {
 		t.Errorf("team page says provisioned here: %q", got)
 	}
+	// The sources and silences pages fit too (schemes and routes are long).
+	do(chromedp.Navigate(base+"/ui/sources"), chromedp.WaitVisible(chromedp.ID("sources")))
+	noSideScroll(t, ctx, "sources")
+	screenshot(t, ctx, "main", "sources-page.png")
+	do(chromedp.Navigate(base+"/ui/silences"), chromedp.WaitVisible(chromedp.ID("silence-comment")))
+	noSideScroll(t, ctx, "silences")
+	screenshot(t, ctx, "main", "silences-page.png")
 }
 
 // A fresh orchestrator's teams page says what to do instead of an empty table.
