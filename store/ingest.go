@@ -44,9 +44,18 @@ const replaySource = "github"
 const findReplaySQL = `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = 'github' AND body_sha256 = ?`
 
 // chunkSizes are the statement sizes a batch is cut into (largest first):
-// a batch of n events takes one statement per bit of n, and only these
-// nine statements are ever prepared.
-var chunkSizes = []int{256, 128, 64, 32, 16, 8, 4, 2, 1}
+// every size up to 32, so that a batch of that many — what a few dozen
+// concurrent senders make — is one statement, then 64, 128 and 256. Only
+// these 35 statements are ever prepared. One statement a batch also spares
+// SQLite the statement journal that a second statement in the same
+// transaction needs (it copied every page the first one had changed).
+var chunkSizes = func() []int {
+	sizes := []int{256, 128, 64}
+	for n := 32; n >= 1; n-- {
+		sizes = append(sizes, n)
+	}
+	return sizes
+}()
 
 // eventStmts are the group commit's statements, prepared once: preparing
 // per event cost more than the insert itself.

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // The dictionary of codec 1 decodes every payload ever stored with it: its
@@ -49,7 +51,7 @@ func TestPayloadRoundTrips(t *testing.T) {
 	if p := encodePayload(nil, nil); p != nil {
 		t.Fatalf("nothing to store gave %q", p)
 	}
-	for _, bad := range [][]byte{{9, 1}, {codecRaw, 5, 1}, {codecDict, 0xff, 0xff}} {
+	for _, bad := range [][]byte{{9, 1}, {codecRaw, 5, 1}, {codecDict, 0xff, 0xff}, {codecS2Dict, 0xff, 0xff}} {
 		if _, _, err := decodePayload(bad); err == nil {
 			t.Errorf("decodePayload(%q) = no error", bad)
 		}
@@ -70,6 +72,29 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("re-encoding %q: %v", p, err)
 		}
 	})
+}
+
+// Payloads stored with zstd (codec 1, written until S2 replaced it) are
+// read for ever.
+func TestPayloadCodec1StillDecodes(t *testing.T) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderDictRaw(1, payloadDict), zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed := encodePayload(slackHeaders, slackBody)
+	if packed[0] != codecS2Dict {
+		t.Fatalf("a Slack payload is stored with codec %d, want %d", packed[0], codecS2Dict)
+	}
+	raw, err := s2Dict.Decode(nil, packed[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := enc.EncodeAll(raw, []byte{codecDict})
+	h, b, err := decodePayload(old)
+	if err != nil || !bytes.Equal(b, slackBody) || fmt.Sprint(h) != fmt.Sprint(slackHeaders) {
+		t.Fatalf("codec 1 payload read back as %v %q (%v)", h, b, err)
+	}
 }
 
 func BenchmarkEncodePayload(b *testing.B) {
