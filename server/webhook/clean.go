@@ -54,6 +54,55 @@ func clean(s string, n int) string {
 // githubEvent is what an X-GitHub-Event value looks like (SPEC §18).
 var githubEvent = regexp.MustCompile(`^[a-z_]{1,64}$`)
 
+// blankParsedString is blankTopLevelString(body, key) for a body already
+// parsed into m, without a second JSON decoder when it can be done
+// exactly: the key's value in m is not a non-empty string, or the quoted
+// key occurs once in the body and no \u escape could spell it another way,
+// so that occurrence is the top-level key and its string is cut out
+// directly. Every other body goes the decoder's way.
+func blankParsedString(body []byte, m map[string]any, key string) []byte {
+	quoted := `"` + key + `"`
+	once := bytes.Count(body, []byte(quoted)) == 1 && !bytes.Contains(body, []byte(`\u`))
+	v, _ := m[key].(string)
+	if !once {
+		if v == "" && !bytes.Contains(body, []byte(quoted)) && !bytes.Contains(body, []byte(`\u`)) {
+			return nil
+		}
+		return blankTopLevelString(body, key)
+	}
+	if v == "" {
+		return nil
+	}
+	i := bytes.Index(body, []byte(quoted)) + len(quoted)
+	space := func() {
+		for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+			i++
+		}
+	}
+	space()
+	if i >= len(body) || body[i] != ':' {
+		return blankTopLevelString(body, key)
+	}
+	i++
+	space()
+	if i >= len(body) || body[i] != '"' {
+		return blankTopLevelString(body, key)
+	}
+	start := i
+	for i++; i < len(body) && body[i] != '"'; i++ {
+		if body[i] == '\\' {
+			i++
+		}
+	}
+	if i >= len(body) {
+		return blankTopLevelString(body, key)
+	}
+	out := make([]byte, 0, len(body)-(i+1-start)+2)
+	out = append(out, body[:start]...)
+	out = append(out, `""`...)
+	return append(out, body[i+1:]...)
+}
+
 // blankTopLevelString returns body with the string value of the top-level
 // key replaced by "" (every other byte kept as it was), or nil when the
 // body has no such string.

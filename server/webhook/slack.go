@@ -73,7 +73,7 @@ func ParseSlack(body []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: event_callback without event_id", ErrPayload)
 	}
 	// Slack's legacy verification token is a credential: never stored.
-	ev.StoredBody = blankTopLevelString(body, "token")
+	ev.StoredBody = blankParsedString(body, m, "token")
 	inner := obj(m, "event")
 	ev.EventType = clean(str(inner, "type"), 128)
 	if ch := str(inner, "channel"); ch != "" {

@@ -6,6 +6,7 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -149,7 +149,7 @@ func str(v any, key string) string {
 
 func parseJSON(body []byte) (map[string]any, error) {
 	var m map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil || m == nil {
 		return nil, fmt.Errorf("%w: the body is not a JSON object", ErrPayload)
