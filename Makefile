@@ -126,6 +126,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./server/ | grep -E '^(ingest|pages|storage|purge|copy|Benchmark)'
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
 	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
+	$(GO) test -run '^$$' -bench 'BenchmarkGroupCommit' -benchtime 1x ./store/ | grep -E '^group commit'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## alertmanager: build Prometheus Alertmanager once into the cache (the Alertmanager source's tests run it)

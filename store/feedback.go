@@ -94,7 +94,7 @@ func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedba
 			return err
 		}
 		vals := e.rowValues()
-		err = tx.QueryRowContext(ctx, insertSQL(1), vals...).Scan(&key, new(string), new(string))
+		err = tx.QueryRowContext(ctx, db.d.insertSQL(1), vals...).Scan(&key, new(string), new(string))
 		if errors.Is(err, sql.ErrNoRows) {
 			// The same click stored meanwhile by another replica (the
 			// insert skipped it): a duplicate, recorded once.

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -23,14 +22,23 @@ var insertColumns = []string{"source", "delivery_id", "event_type", "status", "r
 	"last_error", "payload", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256",
 	"alert_key", "alert_state", "alert_sig"}
 
-// insertSQL inserts n events in one statement. ON CONFLICT DO NOTHING
-// without a target skips a redelivery (ux_webhook_events_delivery) and a
-// GitHub replay (ux_webhook_events_replay) alike; RETURNING names the rows
-// it stored.
-func insertSQL(n int) string {
+// insertSQL inserts n events in one statement. It skips a redelivery
+// (ux_webhook_events_delivery) and a GitHub replay
+// (ux_webhook_events_replay) alike; RETURNING names the rows it stored.
+// PostgreSQL says ON CONFLICT DO NOTHING. SQLite says INSERT OR IGNORE: a
+// statement that cannot abort half-way needs no statement journal, which
+// otherwise copied every page the insert changed (10% of the writer's
+// CPU). OR IGNORE also skips a row that breaks NOT NULL, but checkText and
+// rowValues never make one, and a row neither stored nor found fails its
+// batch over to one event a transaction all the same.
+func (d *dialect) insertSQL(n int) string {
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(insertColumns)), ", ") + ")"
-	return `INSERT INTO orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
-		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + ` ON CONFLICT DO NOTHING RETURNING id, source, delivery_id`
+	verb, conflict := "INSERT OR IGNORE INTO", ""
+	if d.name == "postgres" {
+		verb, conflict = "INSERT INTO", " ON CONFLICT DO NOTHING"
+	}
+	return verb + ` orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + conflict + ` RETURNING id, source, delivery_id`
 }
 
 const findEventSQL = `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`
@@ -188,8 +196,11 @@ func (db *DB) groupCommit() {
 // committed again on its own, so the refused one fails alone and the others
 // are stored (SPEC §18).
 func (db *DB) commitBatch(batch []insertReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// No deadline: modernc watches a cancellable context with a goroutine
+	// per statement, and waking them cost the writer 5% of its CPU. What
+	// could make a statement wait — the write lock — is bounded by
+	// busy_timeout; a disk that stops answering no context can interrupt.
+	ctx := context.Background()
 	results, rowFailed, err := db.insertBatch(ctx, batch)
 	switch {
 	case err == nil:
@@ -220,7 +231,7 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 	if db.stmts.insert == nil {
 		st := eventStmts{insert: map[int]*sql.Stmt{}}
 		for _, n := range chunkSizes {
-			if st.insert[n], err = db.write.PrepareContext(ctx, insertSQL(n)); err != nil {
+			if st.insert[n], err = db.write.PrepareContext(ctx, db.d.insertSQL(n)); err != nil {
 				return results, false, err
 			}
 		}
