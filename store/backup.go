@@ -43,7 +43,7 @@ func KnownVersion(fsys fs.FS) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var known int64 = leanEventsVersion
+	var known int64 = rowidIndexesVersion // the newest Go migration
 	for _, n := range names {
 		head, _, _ := strings.Cut(n, "_")
 		v, err := strconv.ParseInt(head, 10, 64)

@@ -52,12 +52,18 @@ func goMigrations(db *DB) []*goose.Migration {
 		goose.NewGoMigration(leanEventsVersion, &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
 			return db.leanEvents(ctx, tx)
 		}}, refuse),
+		goose.NewGoMigration(rowidIndexesVersion, &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+			return db.rowidIndexesDDL(ctx, tx, false)
+		}}, &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+			return db.rowidIndexesDDL(ctx, tx, true)
+		}}),
 	}
 }
 
 // GoMigrationNames name the Go migrations in a migration status.
 var GoMigrationNames = map[int64]string{
-	leanEventsVersion: "00007_lean_events (Go)",
+	leanEventsVersion:   "00007_lean_events (Go)",
+	rowidIndexesVersion: "00010_rowid_indexes (Go)",
 }
 
 // leanEventsDDL creates the events table of migration 7 under name.
