@@ -29,20 +29,9 @@ type silenceView struct {
 	ExpiredAt  *time.Time   `json:"expired_at,omitempty"`
 }
 
-// SilenceState is active (in force now), pending (starts later) or expired.
-func SilenceState(s store.Silence, now time.Time) string {
-	switch {
-	case s.ExpiredAt != nil || !now.Before(s.EndsAt):
-		return "expired"
-	case now.Before(s.StartsAt):
-		return "pending"
-	}
-	return "active"
-}
-
 func viewSilence(s store.Silence, now time.Time) silenceView {
 	v := silenceView{ID: s.ID, OrgID: s.OrgID, TeamNodeID: s.TeamNodeID, Sources: s.Sources, StartsAt: s.StartsAt, EndsAt: s.EndsAt,
-		Comment: s.Comment, State: SilenceState(s, now), CreatedBy: s.CreatedBy, CreatedAt: s.CreatedAt, ExpiredBy: s.ExpiredBy, ExpiredAt: s.ExpiredAt}
+		Comment: s.Comment, State: s.State(now), CreatedBy: s.CreatedBy, CreatedAt: s.CreatedAt, ExpiredBy: s.ExpiredBy, ExpiredAt: s.ExpiredAt}
 	if s.EventType != "" || s.Service != "" || s.AlertKey != "" {
 		v.Match = &noise.Match{EventType: s.EventType, Service: s.Service, AlertKey: s.AlertKey}
 	}

@@ -43,7 +43,10 @@ func KnownVersion(fsys fs.FS) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var known int64 = rowidIndexesVersion // the newest Go migration
+	var known int64
+	for v := range GoMigrationNames {
+		known = max(known, v)
+	}
 	for _, n := range names {
 		head, _, _ := strings.Cut(n, "_")
 		v, err := strconv.ParseInt(head, 10, 64)

@@ -238,12 +238,15 @@ func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, e
 // RedrivableStatuses are the statuses an event may be queued again from.
 var RedrivableStatuses = []string{EventUnrouted, EventFailed, EventDead, EventSuppressed}
 
+// redrivableCondition is RedrivableStatuses as SQL, its statuses literal.
+var redrivableCondition = "status IN ('" + strings.Join(RedrivableStatuses, "', '") + "')"
+
 // Redrivable reports whether the event's status allows queueing it again:
 // it ended unrouted, failed, dead or suppressed. (Redrive also needs its body.)
 func (e Event) Redrivable() bool { return slices.Contains(RedrivableStatuses, e.Status) }
 
-// Redrive puts an unrouted, failed or dead event back in the queue with a
-// fresh attempt budget.
+// Redrive puts an unrouted, failed, dead or suppressed event back in the
+// queue with a fresh attempt budget.
 func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, error) {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {

@@ -99,8 +99,7 @@ func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedba
 			// The same click stored meanwhile by another replica (the
 			// insert skipped it): a duplicate, recorded once.
 			out.Duplicate = true
-			if err := tx.QueryRowContext(ctx, `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`,
-				e.Source, e.DeliveryID).Scan(&key, &legacy); err != nil {
+			if err := tx.QueryRowContext(ctx, findEventSQL, e.Source, e.DeliveryID).Scan(&key, &legacy); err != nil {
 				return err
 			}
 			out.ID = apiID(key, legacy)

@@ -52,15 +52,17 @@ const replaySource = "github"
 // partial index.
 const findReplaySQL = `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = 'github' AND body_sha256 = ?`
 
+// oneStatement is the largest batch one insert statement holds: what a few
+// dozen concurrent senders make.
+const oneStatement = 32
+
 // chunkSizes are the statement sizes a batch is cut into (largest first):
-// every size up to 32, so that a batch of that many — what a few dozen
-// concurrent senders make — is one statement, then 64, 128 and 256. Only
-// these 35 statements are ever prepared. One statement a batch also spares
-// SQLite the statement journal that a second statement in the same
-// transaction needs (it copied every page the first one had changed).
+// every size up to oneStatement, so that such a batch is one statement —
+// and, settling nothing, needs no transaction of its own (insertBatch) —
+// then 64, 128 and 256. Only these 35 statements are ever prepared.
 var chunkSizes = func() []int {
 	sizes := []int{256, 128, 64}
-	for n := 32; n >= 1; n-- {
+	for n := oneStatement; n >= 1; n-- {
 		sizes = append(sizes, n)
 	}
 	return sizes
@@ -262,7 +264,7 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 	// transaction of its own: the statement is one — all its rows or none,
 	// committed (and fsynced) when it completes — which spares a BEGIN and
 	// a COMMIT: on PostgreSQL two network round trips of three.
-	single := len(batch) <= 32 && !settles(batch)
+	single := len(batch) <= oneStatement && !settles(batch)
 	use := func(s *sql.Stmt) *sql.Stmt { return s }
 	var t tx
 	if !single {

@@ -3,7 +3,8 @@ package store
 // Noise control (SPEC §6 Noise): what the store knows of an alert's history
 // — its waiting firing events, its last delivery, its last resolve — and
 // the silences. Every query goes through ix_webhook_events_alert (source,
-// alert_key, id), whose partial condition alert_key = ? implies.
+// alert_key, then the id: declared on PostgreSQL, the rowid on SQLite),
+// whose partial condition alert_key = ? implies.
 
 import (
 	"context"
@@ -189,7 +190,7 @@ func (db *DB) RedriveMatching(ctx context.Context, f EventFilter, dryRun bool, n
 	if f.Status != "" {
 		w.eq("status", f.Status)
 	} else {
-		w.add("status IN ('unrouted', 'failed', 'dead', 'suppressed')")
+		w.add(redrivableCondition)
 	}
 	w.eq("source", f.Source)
 	w.scope(f)
@@ -224,7 +225,7 @@ func (db *DB) RedriveMatching(ctx context.Context, f EventFilter, dryRun bool, n
 				args = append(args, k)
 			}
 			res, err := t.ExecContext(ctx, requeueSQL+`id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`) AND `+rareStatuses+
-				` AND status IN ('unrouted', 'failed', 'dead', 'suppressed')`, args...)
+				` AND `+redrivableCondition, args...)
 			if err != nil {
 				return err
 			}

@@ -42,10 +42,26 @@ func (e Event) Service() string {
 	return e.Identifiers["pagerduty_service_id"]
 }
 
-// Active reports whether the silence applies at now.
-func (s Silence) Active(now time.Time) bool {
-	return !now.Before(s.StartsAt) && now.Before(s.EndsAt) && s.ExpiredAt == nil
+// A silence's states.
+const (
+	SilenceActive  = "active"  // in force now
+	SilencePending = "pending" // starts later
+	SilenceExpired = "expired" // ended, or expired by an admin
+)
+
+// State is the silence's state at now.
+func (s Silence) State(now time.Time) string {
+	switch {
+	case s.ExpiredAt != nil || !now.Before(s.EndsAt):
+		return SilenceExpired
+	case now.Before(s.StartsAt):
+		return SilencePending
+	}
+	return SilenceActive
 }
+
+// Active reports whether the silence applies at now.
+func (s Silence) Active(now time.Time) bool { return s.State(now) == SilenceActive }
 
 const silenceColumns = `id, org_id, team_node_id, sources, match_event_type, match_service, match_alert_key, starts_at, ends_at,
 	comment, created_by, created_at, expired_by, expired_at`
@@ -97,9 +113,9 @@ func (db *DB) ListSilences(ctx context.Context, org, state string, now time.Time
 	var w filter
 	w.eq("org_id", org)
 	switch state {
-	case "active":
+	case SilenceActive:
 		w.add("expired_at IS NULL AND ends_at > ?", ms(now))
-	case "expired":
+	case SilenceExpired:
 		w.add("(expired_at IS NOT NULL OR ends_at <= ?)", ms(now))
 	}
 	rows, err := db.read.QueryContext(ctx, `SELECT `+silenceColumns+` FROM orchestrator_silences`+w.clause()+` ORDER BY created_at DESC, id LIMIT 500`, w.args...)

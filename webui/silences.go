@@ -37,16 +37,12 @@ func (u *UI) silencesPage(w http.ResponseWriter, r *http.Request, se *uiSession,
 	now := u.now()
 	var active, ended []silenceRow
 	for _, s := range list {
-		row := silenceRow{Silence: s, State: "active"}
-		switch {
-		case s.ExpiredAt != nil || !now.Before(s.EndsAt):
-			row.State = "expired"
+		row := silenceRow{Silence: s, State: s.State(now)}
+		if row.State == store.SilenceExpired {
 			ended = append(ended, row)
-			continue
-		case now.Before(s.StartsAt):
-			row.State = "pending"
+		} else {
+			active = append(active, row)
 		}
-		active = append(active, row)
 	}
 	var alertSources []string
 	for _, s := range u.o.Sources.Sources() {

@@ -10,6 +10,7 @@ package dispatch
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,19 +63,10 @@ func Matches(s store.Silence, t store.TeamKey, e store.Event) bool {
 	if s.OrgID != t.OrgID || s.TeamNodeID != "" && s.TeamNodeID != t.TeamNodeID {
 		return false
 	}
-	if len(s.Sources) > 0 && !contains(s.Sources, e.Source) {
+	if len(s.Sources) > 0 && !slices.Contains(s.Sources, e.Source) {
 		return false
 	}
 	return glob(s.EventType, e.EventType) && glob(s.Service, e.Service()) && glob(s.AlertKey, e.AlertKey)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // glob matches value against pattern: "" matches anything, * any run of

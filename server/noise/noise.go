@@ -149,7 +149,7 @@ func (s *Service) Create(ctx context.Context, a *auth.Admin, req SilenceRequest)
 
 // List lists the silences the admin may see (state: active, expired or "").
 func (s *Service) List(ctx context.Context, a *auth.Admin, org, state string) ([]store.Silence, error) {
-	if state != "" && state != "active" && state != "expired" {
+	if state != "" && state != store.SilenceActive && state != store.SilenceExpired {
 		return nil, apperr.New(apperr.Invalid, "invalid_query", "state: must be active or expired")
 	}
 	org, err := orgOf(a, org)

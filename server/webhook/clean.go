@@ -61,19 +61,16 @@ var githubEvent = regexp.MustCompile(`^[a-z_]{1,64}$`)
 // so that occurrence is the top-level key and its string is cut out
 // directly. Every other body goes the decoder's way.
 func blankParsedString(body []byte, m map[string]any, key string) []byte {
-	quoted := `"` + key + `"`
-	once := bytes.Count(body, []byte(quoted)) == 1 && !bytes.Contains(body, []byte(`\u`))
+	quoted := []byte(`"` + key + `"`)
+	n, escaped := bytes.Count(body, quoted), bytes.Contains(body, []byte(`\u`))
 	v, _ := m[key].(string)
-	if !once {
-		if v == "" && !bytes.Contains(body, []byte(quoted)) && !bytes.Contains(body, []byte(`\u`)) {
-			return nil
-		}
+	switch {
+	case escaped || n > 1:
 		return blankTopLevelString(body, key)
-	}
-	if v == "" {
+	case n == 0 || v == "":
 		return nil
 	}
-	i := bytes.Index(body, []byte(quoted)) + len(quoted)
+	i := bytes.Index(body, quoted) + len(quoted)
 	space := func() {
 		for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
 			i++
