@@ -57,7 +57,9 @@ type eventView struct {
 	Body         *string           `json:"body,omitempty"`
 	BodyEncoding string            `json:"body_encoding,omitempty"`
 	BodyPurgedAt *time.Time        `json:"body_purged_at,omitempty"`
-	AgentRuns    []agentRunView    `json:"agent_runs,omitempty"`
+	// PayloadError: the stored headers and body could not be read.
+	PayloadError string         `json:"payload_error,omitempty"`
+	AgentRuns    []agentRunView `json:"agent_runs,omitempty"`
 }
 
 type alertView struct {
@@ -97,7 +99,7 @@ func viewEvent(e store.Event) eventView {
 	v := eventView{ID: e.ID, Source: e.Source, DeliveryID: e.DeliveryID, EventType: e.EventType, Status: e.Status,
 		Identifiers: e.Identifiers, OrgID: e.OrgID, TeamNodeID: e.TeamNodeID, MatchedBy: e.MatchedBy,
 		Attempts: e.Attempts, LastError: e.LastError, ReceivedAt: e.ReceivedAt, UpdatedAt: e.UpdatedAt,
-		FinishedAt: e.FinishedAt, BodyPurgedAt: e.BodyPurgedAt}
+		FinishedAt: e.FinishedAt, BodyPurgedAt: e.BodyPurgedAt, PayloadError: e.PayloadError}
 	if e.DigestRunID != "" {
 		v.Digest = &digestView{AgentRunID: e.DigestRunID, Size: e.DigestSize}
 	}

@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // mount runs mount(8); the fault tests need root for a tmpfs of their own.
@@ -202,5 +206,44 @@ func TestFault_PeersDuringDispatch(t *testing.T) {
 				t.Fatal("failed without a reason")
 			}
 		})
+	}
+}
+
+// An event whose stored payload was corrupted after its ack (a crafted row,
+// a snapshot someone handed to restore) ends failed with the reason, without
+// an agent call; its neighbours are delivered, the API and the page say
+// the event is unreadable (issue 43).
+func TestFault_AnUnreadableStoredPayloadFailsItsEventAlone(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
+	good := e.sendPD(t, "PD-ok", "Q1OK", "incident.triggered")
+	bad := e.sendPD(t, "PD-bad", "Q1BAD", "incident.triggered")
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(e.dataDir, "orchestrator.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	crafted := []byte("\x02\xcc\xcc\xcc\xcc\x06accept\xf3\xf3\xf3\xf3\x0f:,\x03\x00.-\x03\x00.02\\x")
+	if _, err := raw.Exec(`UPDATE orchestrator_webhook_events SET payload = ? WHERE id = ?`, crafted, e.event(t, bad).Key); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("GET", "/api/v1/admin/events/"+bad, adminToken, nil); r.code != 200 || r.body["payload_error"] == nil || r.body["body"] != nil {
+		t.Fatalf("the event API on the corrupt event = %d %s", r.code, r.raw)
+	}
+	if err := e.disp.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.disp.Stop(context.Background()) })
+	e.waitStatus(good, store.EventDelivered)
+	ev := e.waitStatus(bad, store.EventFailed)
+	if !strings.Contains(ev.LastError, "stored payload unreadable") {
+		t.Fatalf("last error %q", ev.LastError)
+	}
+	for _, m := range e.agentMessages() {
+		if strings.Contains(m, "Q1BAD") {
+			t.Fatalf("the agent was called about the unreadable event: %q", m)
+		}
+	}
+	if n := len(e.agentMessages()); n != 1 {
+		t.Fatalf("%d agent calls, want 1", n)
 	}
 }

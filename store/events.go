@@ -70,9 +70,13 @@ type Event struct {
 	Headers       map[string]string
 	Body          []byte
 	BodyPurgedAt  *time.Time
-	ReceivedAt    time.Time
-	UpdatedAt     time.Time
-	FinishedAt    *time.Time
+	// PayloadError says why the stored headers and body could not be read
+	// (a corrupt or crafted row): the event is shown as unreadable and is
+	// not dispatched; empty when they were read.
+	PayloadError string
+	ReceivedAt   time.Time
+	UpdatedAt    time.Time
+	FinishedAt   *time.Time
 	// DigestRunID and DigestSize name the agent call this event was last
 	// folded into with others (SPEC §6 Storms); empty for a lone delivery.
 	DigestRunID string
@@ -125,7 +129,9 @@ func scanEvent(row rowScanner) (Event, error) {
 	e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError = org.String, team.String, matched.String, lastErr.String
 	e.Identifiers = parseIdentifiers(idents)
 	if e.Headers, e.Body, err = decodePayload(payload); err != nil {
-		return Event{}, fmt.Errorf("store: event %s: %w", e.ID, err)
+		// One unreadable row must not fail a page, a claim or a copy of
+		// many: it is reported on the event itself.
+		e.PayloadError = err.Error()
 	}
 	e.NextAttemptAt, e.BodyPurgedAt, e.ReceivedAt, e.UpdatedAt, e.FinishedAt = next.Time, purged.ptr(), received.Time, updated.Time, finished.ptr()
 	return e, nil

@@ -16,6 +16,7 @@ package store
 import (
 	_ "embed"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,6 +39,14 @@ const (
 //go:embed payload.dict
 var payloadDict []byte
 
+// MaxPayloadBytes is the most a stored payload can decode to: the largest
+// body the door accepts (ORCHESTRATOR_MAX_BODY_BYTES at its maximum, 64 MiB)
+// plus the headers the HTTP server lets through (64 KiB) and their framing.
+// A stored value that declares more is corrupt or crafted (a row someone
+// edited, a snapshot handed to restore): it is refused before anything is
+// allocated, so a 30-byte row never costs gigabytes (issue 43).
+const MaxPayloadBytes = 64<<20 + 1<<20
+
 // s2Dict encodes and decodes codec 2 (safe for concurrent use); decoder
 // reads codec 1 (DecodeAll runs on the caller's goroutine).
 var (
@@ -47,7 +56,7 @@ var (
 
 func mustDecoder() *zstd.Decoder {
 	d, err := zstd.NewReader(nil, zstd.WithDecoderDictRaw(1, payloadDict), zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(64<<20))
+		zstd.WithDecoderMaxMemory(MaxPayloadBytes))
 	if err != nil {
 		panic(err)
 	}
@@ -86,8 +95,18 @@ func encodePayload(headers map[string]string, body []byte) []byte {
 	return out
 }
 
+// errMalformedPayload is a stored payload that cannot be what the door
+// wrote: the event is shown as unreadable, nothing else breaks.
+var errMalformedPayload = errors.New("store: malformed payload")
+
 // decodePayload unpacks what encodePayload packed.
 func decodePayload(p []byte) (map[string]string, []byte, error) {
+	return decodePayloadMax(p, MaxPayloadBytes)
+}
+
+// decodePayloadMax is decodePayload refusing, before it allocates, a
+// payload that declares more than limit decoded bytes.
+func decodePayloadMax(p []byte, limit int) (map[string]string, []byte, error) {
 	if len(p) == 0 {
 		return nil, nil, nil
 	}
@@ -96,19 +115,31 @@ func decodePayload(p []byte) (map[string]string, []byte, error) {
 	case codecRaw:
 		raw = p[1:]
 	case codecS2Dict:
-		var err error
-		if raw, err = s2Dict.Decode(nil, p[1:]); err != nil {
-			return nil, nil, fmt.Errorf("store: decompress payload: %w", err)
+		n, err := s2.DecodedLen(p[1:])
+		if err != nil || n > limit {
+			return nil, nil, errMalformedPayload
+		}
+		if raw, err = s2Dict.Decode(make([]byte, n), p[1:]); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", errMalformedPayload, err)
 		}
 	case codecDict:
+		// A frame that declares its size is checked before decoding; one
+		// that does not is bounded by the decoder's memory limit.
+		var h zstd.Header
+		if err := h.Decode(p[1:]); err != nil || (h.HasFCS && h.FrameContentSize > uint64(limit)) {
+			return nil, nil, errMalformedPayload
+		}
 		var err error
 		if raw, err = decoder.DecodeAll(p[1:], nil); err != nil {
-			return nil, nil, fmt.Errorf("store: decompress payload: %w", err)
+			return nil, nil, fmt.Errorf("%w: %w", errMalformedPayload, err)
+		}
+		if len(raw) > limit {
+			return nil, nil, errMalformedPayload
 		}
 	default:
 		return nil, nil, fmt.Errorf("store: payload codec %d unknown to this build", p[0])
 	}
-	bad := fmt.Errorf("store: malformed payload")
+	bad := errMalformedPayload
 	n, k := binary.Uvarint(raw)
 	if k <= 0 || n > uint64(len(raw)) {
 		return nil, nil, bad

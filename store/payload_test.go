@@ -2,11 +2,16 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"runtime"
 	"testing"
+	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -58,11 +63,16 @@ func TestPayloadRoundTrips(t *testing.T) {
 	}
 }
 
+// fuzzPayloadLimit bounds what one fuzz input may decode to: the check is
+// the one decodePayload makes at MaxPayloadBytes, at a size that keeps the
+// fuzzer's workers from spending their time zeroing buffers.
+const fuzzPayloadLimit = 1 << 20
+
 func FuzzDecodePayload(f *testing.F) {
 	f.Add(encodePayload(slackHeaders, slackBody))
 	f.Add([]byte{codecRaw, 1, 1, 'a', 1, 'b', 'x'})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		h, b, err := decodePayload(p)
+		h, b, err := decodePayloadMax(p, fuzzPayloadLimit)
 		if err != nil {
 			return
 		}
@@ -72,6 +82,56 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("re-encoding %q: %v", p, err)
 		}
 	})
+}
+
+// A 30-byte S2 payload that declares 1,771,251,276 decoded bytes (the input
+// the fuzzer found, kept in testdata/fuzz) is refused before anything is
+// allocated: it cost 1.7 GB when s2 was trusted with the length (issue 43).
+func TestDecodePayload_DeclaredLengthIsBoundedBeforeAllocating(t *testing.T) {
+	crafted := []byte("\x02\xcc\xcc\xcc\xcc\x06accept\xf3\xf3\xf3\xf3\x0f:,\x03\x00.-\x03\x00.02\\x")
+	if n, err := s2.DecodedLen(crafted[1:]); err != nil || n != 1771251276 {
+		t.Fatalf("the crafted payload declares %d bytes (%v), want 1771251276", n, err)
+	}
+	// A zstd frame (codec 1) that declares more than the bound.
+	var frame []byte
+	{
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderDictRaw(1, payloadDict), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame = enc.EncodeAll(make([]byte, MaxPayloadBytes+1), []byte{codecDict})
+	}
+	// An S2 block that really decodes to one byte past the bound.
+	s2Big := append([]byte{codecS2Dict}, s2Dict.Encode(nil, make([]byte, MaxPayloadBytes+1))...)
+	for _, c := range []struct {
+		name string
+		p    []byte
+	}{{"fuzzer's s2 input", crafted}, {"zstd frame past the bound", frame}, {"s2 block past the bound", s2Big}} {
+		var err error
+		allocated := bytesAllocated(func() { _, _, err = decodePayload(c.p) })
+		if !errors.Is(err, errMalformedPayload) {
+			t.Errorf("%s: decodePayload = %v, want the malformed payload error", c.name, err)
+		}
+		if allocated > 4<<20 {
+			t.Errorf("%s: decoding it allocated %d bytes, want < 4 MiB", c.name, allocated)
+		}
+	}
+	// The largest payload the door can write still reads back.
+	body := bytes.Repeat([]byte("x"), 64<<20)
+	h, b, err := decodePayload(encodePayload(slackHeaders, body))
+	if err != nil || len(b) != len(body) || len(h) != len(slackHeaders) {
+		t.Fatalf("a 64 MiB body read back as %d bytes, %d headers (%v)", len(b), len(h), err)
+	}
+}
+
+// bytesAllocated is how many bytes f allocates on the heap.
+func bytesAllocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // Payloads stored with zstd (codec 1, written until S2 replaced it) are
@@ -111,4 +171,43 @@ func BenchmarkDecodePayload(b *testing.B) {
 	for b.Loop() {
 		_, _, _ = decodePayload(p)
 	}
+}
+
+// corruptPayload overwrites the stored payload of the event with key.
+func corruptPayload(t *testing.T, db *DB, key int64, p []byte) {
+	t.Helper()
+	if _, err := db.write.ExecContext(context.Background(), `UPDATE orchestrator_webhook_events SET payload = ? WHERE id = ?`, p, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A crafted or corrupt payload row is reported on its own event; the page,
+// the list and a claim of many events still read the others (issue 43).
+func TestConformance_UnreadablePayloadIsReportedOnItsEventOnly(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		ctx := context.Background()
+		ids := routed(t, db, "o", "t", "github", 3, t0)
+		bad, err := db.GetEvent(ctx, ids[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		corruptPayload(t, db, bad.Key, []byte("\x02\xcc\xcc\xcc\xcc\x06accept\xf3\xf3\xf3\xf3\x0f:,\x03\x00.-\x03\x00.02\\x"))
+		e, err := db.GetEvent(ctx, ids[1])
+		if err != nil || e.PayloadError == "" || e.Body != nil || e.Headers != nil {
+			t.Fatalf("GetEvent of the corrupt row = %+v, %v; want it with a payload error", e, err)
+		}
+		list, _, err := db.ListEvents(ctx, EventFilter{Limit: 10})
+		if err != nil || len(list) != 3 {
+			t.Fatalf("ListEvents = %d events, %v; want 3", len(list), err)
+		}
+		evs, err := db.ClaimTeamEvents(ctx, t0.Add(time.Second), t0.Add(time.Hour), TeamKey{OrgID: "o", TeamNodeID: "t"}, Kind{Exclude: true}, 3)
+		if err != nil || len(evs) != 3 {
+			t.Fatalf("claimed %d, %v; want all 3", len(evs), err)
+		}
+		for _, c := range evs {
+			if (c.ID == ids[1]) != (c.PayloadError != "") || (c.ID != ids[1] && c.Body == nil) {
+				t.Fatalf("claimed %s: payload error %q, body %q", c.ID, c.PayloadError, c.Body)
+			}
+		}
+	})
 }

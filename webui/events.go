@@ -146,7 +146,7 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		ids[i] = run.ID
 	}
 	feedback, _ := u.o.Events.RunFeedback(r.Context(), ids)
-	redrivable := e.Redrivable() && e.BodyPurgedAt == nil
+	redrivable := e.Redrivable() && e.BodyPurgedAt == nil && e.PayloadError == ""
 	// What the agent is told of this event (alone, or as its line of a
 	// digest), and the body as indented JSON when it is JSON.
 	message, body := "", string(e.Body)

@@ -53,6 +53,9 @@ type call struct {
 // call's agent-run row, to the completer. A digest succeeds or fails as a
 // whole: each folded event follows it.
 func (d *Dispatcher) deliver(c call) {
+	if c = d.dropUnreadable(c); len(c.events) == 0 {
+		return
+	}
 	ctx := d.work
 	now := d.now()
 	outs := make([]store.Outcome, len(c.events))
@@ -109,6 +112,30 @@ func (d *Dispatcher) deliver(c call) {
 	d.log.Info("dispatch", "events", len(c.events), "first_event_id", c.events[0].ID, "outcome", outcome,
 		"status", outs[0].Status, "org_id", c.team.OrgID, "team_node_id", c.team.TeamNodeID, "error", outs[0].LastError)
 	d.done.add(outs, run)
+}
+
+// dropUnreadable ends failed, without an agent call, the events of c whose
+// stored payload cannot be read (a corrupt or crafted row: the agent would
+// get nothing to look at), and returns the call with the rest.
+func (d *Dispatcher) dropUnreadable(c call) call {
+	if !slices.ContainsFunc(c.events, func(e store.Event) bool { return e.PayloadError != "" }) {
+		return c
+	}
+	var outs []store.Outcome
+	kept := make([]store.Event, 0, len(c.events))
+	for _, e := range c.events {
+		if e.PayloadError == "" {
+			kept = append(kept, e)
+			continue
+		}
+		outs = append(outs, store.Outcome{ID: e.ID, Status: store.EventFailed, Attempts: e.Attempts, At: d.now(),
+			OrgID: c.team.OrgID, TeamNodeID: c.team.TeamNodeID, LastError: "stored payload unreadable: " + e.PayloadError})
+		d.metrics.total.WithLabelValues(e.Source, "failed").Inc()
+		d.log.Error("dispatch", "event_id", e.ID, "outcome", "failed", "error", e.PayloadError)
+	}
+	d.done.add(outs, nil)
+	c.events = kept
+	return c
 }
 
 // callAgent reads the team's context and calls its agent; it returns the
