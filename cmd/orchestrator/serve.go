@@ -162,6 +162,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 	recoverRuns(ctx)
+	deps.policy.Start(ctx)
+	defer deps.policy.Stop()
 	if err := deps.dispatcher.Start(ctx); err != nil {
 		shutdown(srv, cfg.ShutdownTimeout, logger)
 		return err

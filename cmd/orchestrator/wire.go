@@ -23,6 +23,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/leader"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/policy"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -43,7 +44,10 @@ type deps struct {
 	door       *ingest.Door
 	backups    *backups.Manager
 	elector    *leader.Elector
-	closers    []func()
+	// policy is the reloadable part of the sources file (routing rules,
+	// time intervals, inhibit rules, destinations).
+	policy  *policy.Holder
+	closers []func()
 	// fakeAgent: the agent is dev mode's built-in fake.
 	fakeAgent bool
 }
@@ -82,6 +86,10 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		}
 	}
 	sources, err := buildSources(cfg, secrets, getenv)
+	if err != nil {
+		return nil, err
+	}
+	d.policy, err = policy.New(policy.Options{Path: cfg.SourcesFile, Every: cfg.SourcesReload, Getenv: getenv, Logger: logger, Registry: reg})
 	if err != nil {
 		return nil, err
 	}

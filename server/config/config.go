@@ -95,6 +95,10 @@ type Config struct {
 	// SourcesFile is ORCHESTRATOR_SOURCES_FILE: configured sources and more
 	// Slack apps (SPEC §6); "" = none.
 	SourcesFile string
+	// SourcesReload is how often the sources file is read again for its
+	// routing rules, time intervals, inhibit rules and destinations
+	// (ORCHESTRATOR_SOURCES_RELOAD_SECONDS, default 10).
+	SourcesReload time.Duration
 	// AlertmanagerLabels map Alertmanager labels to routing identifier
 	// types (ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS).
 	AlertmanagerLabels map[string]string
@@ -216,6 +220,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		"alertmanager": p.secrets("ALERTMANAGER_WEBHOOK_TOKEN"),
 	}
 	c.SourcesFile = p.str("ORCHESTRATOR_SOURCES_FILE", "")
+	c.SourcesReload = p.seconds("ORCHESTRATOR_SOURCES_RELOAD_SECONDS", 10, 1, 3600)
 	c.AlertmanagerLabels = p.labelMap("ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS")
 	if p.err != nil {
 		return nil, p.err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -25,16 +26,23 @@ type SlackAppSpec struct {
 // ParseSourcesFile reads a sources file, with secrets read through getenv.
 // An error is one line naming the source (or Slack app) and the field.
 func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, error) {
-	js, err := yaml.YAMLToJSON(data)
+	sections, err := SplitSourcesFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("not YAML: %s", oneLine(err))
+		return nil, err
 	}
 	var top struct {
-		Sources   []json.RawMessage `json:"sources"`
-		SlackApps []json.RawMessage `json:"slack_apps"`
+		Sources   []json.RawMessage
+		SlackApps []json.RawMessage
 	}
-	if err := strictJSON(js, &top); err != nil {
-		return nil, fmt.Errorf("%s (the file has sources and slack_apps)", err)
+	for _, s := range []struct {
+		key string
+		to  *[]json.RawMessage
+	}{{"sources", &top.Sources}, {"slack_apps", &top.SlackApps}} {
+		if raw, ok := sections[s.key]; ok && string(raw) != "null" {
+			if err := strictJSON(raw, s.to); err != nil {
+				return nil, fmt.Errorf("%s: must be a list", s.key)
+			}
+		}
 	}
 	out := &SourcesFile{}
 	names := map[string]bool{}
@@ -88,6 +96,30 @@ func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, er
 		out.SlackApps = append(out.SlackApps, SlackApp{Slug: spec.Slug, Secrets: secrets})
 	}
 	return out, nil
+}
+
+// FileSections are the top-level keys a sources file may have: the
+// sources and Slack apps (read here, at start) and the sections the
+// appliance reloads while it runs (server/policy reads those).
+var FileSections = []string{"sources", "slack_apps"}
+
+// SplitSourcesFile reads a sources file's YAML into its top-level
+// sections, refusing a key that is not one of FileSections.
+func SplitSourcesFile(data []byte) (map[string]json.RawMessage, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("not YAML: %s", oneLine(err))
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(js, &top); err != nil {
+		return nil, fmt.Errorf("the file must be a mapping with the keys %s", strings.Join(FileSections, ", "))
+	}
+	for k := range top {
+		if !slices.Contains(FileSections, k) {
+			return nil, fmt.Errorf("%s: unknown field (the file has %s)", k, strings.Join(FileSections, ", "))
+		}
+	}
+	return top, nil
 }
 
 // strictJSON decodes refusing unknown fields, and words the error for an

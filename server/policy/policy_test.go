@@ -1,0 +1,111 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func write(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A changed file is taken; a broken one keeps the policy in force and says
+// why (status, metrics) until the file is fixed; an unchanged one is not
+// read again into a new policy.
+func TestHolder_ReloadTakesAGoodFileAndKeepsThePreviousOnABrokenOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sources.yaml")
+	write(t, path, "sources: []\n")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	reg := prometheus.NewRegistry()
+	var applied int
+	h, err := New(Options{Path: path, Registry: reg, Now: func() time.Time { return now }, Applied: func(*Policy) { applied++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := h.Current()
+	if first.Hash == "" || applied != 1 || h.Status().Error != "" {
+		t.Fatalf("first load: %+v, applied %d, status %+v", first, applied, h.Status())
+	}
+	if err := h.Reload(); err != nil || h.Current() != first || applied != 1 {
+		t.Fatalf("an unchanged file gave a new policy: %v", err)
+	}
+
+	write(t, path, "sources: []\nnot_a_section: 1\n")
+	now = now.Add(time.Minute)
+	err = h.Reload()
+	if err == nil || !strings.Contains(err.Error(), "not_a_section") {
+		t.Fatalf("a broken file was taken: %v", err)
+	}
+	st := h.Status()
+	if h.Current() != first || st.Error == "" || st.ErrorAt == nil || !st.ErrorAt.Equal(now) || st.Hash != first.Hash {
+		t.Fatalf("after a broken file: current changed %v, status %+v", h.Current() != first, st)
+	}
+	if v := testutil.ToFloat64(h.ok); v != 0 {
+		t.Fatalf("orchestrator_sources_file_ok = %v while the file is refused", v)
+	}
+	if v := testutil.ToFloat64(h.reloads.WithLabelValues("error")); v != 1 {
+		t.Fatalf("error reloads = %v", v)
+	}
+
+	write(t, path, "# comment\nsources: []\n")
+	if err := h.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	st = h.Status()
+	if h.Current() == first || st.Error != "" || applied != 2 || testutil.ToFloat64(h.ok) != 1 {
+		t.Fatalf("a fixed file was not taken: status %+v, applied %d", st, applied)
+	}
+	if st.RestartNeeded {
+		t.Fatal("no source changed, yet a restart is asked for")
+	}
+}
+
+// The sources and Slack apps are the door's: a change to them is taken at
+// the next start, and the status says so.
+func TestHolder_AChangedSourceWaitsForARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sources.yaml")
+	write(t, path, "slack_apps: []\n")
+	h, err := New(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, "slack_apps: [{slug: b, signing_secret_env: B}]\n")
+	if err := h.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Status().RestartNeeded {
+		t.Fatalf("status %+v does not ask for a restart", h.Status())
+	}
+}
+
+// At start a broken file stops the appliance (one line naming the file),
+// as a broken sources file always has; an absent file too.
+func TestNew_ABrokenFileStopsStartUp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sources.yaml")
+	write(t, path, ": not yaml :\n\t-")
+	if _, err := New(Options{Path: path}); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("New on a broken file = %v", err)
+	}
+	if _, err := New(Options{Path: filepath.Join(dir, "missing.yaml")}); err == nil {
+		t.Fatal("New on a missing file succeeded")
+	}
+	big := filepath.Join(dir, "big.yaml")
+	write(t, big, "sources: []\n#"+strings.Repeat("x", MaxFileBytes))
+	if _, err := New(Options{Path: big}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("New on a file past the bound = %v", err)
+	}
+	h, err := New(Options{})
+	if err != nil || h.Current() == nil || h.Reload() != nil {
+		t.Fatalf("no file: %v", err)
+	}
+}
