@@ -92,6 +92,18 @@ type Notifier interface {
 	Find(ctx context.Context, d Destination, a Answer) (p Posted, ok bool, err error)
 }
 
+// Checker is what a Notifier may also implement: it says, before any
+// call and without I/O, why the appliance cannot post to d — no credential
+// for it (no bot token for that Slack app, no GitHub token or App, no
+// PagerDuty token or From email), a webhook name the sources file does not
+// declare. Resolution asks it: a destination it refuses is not marked
+// posted_by orchestrator (the agent may post it) and its delivery is
+// recorded failed with that reason, visible on the event page. A Notifier
+// without Check is taken to be able to post every destination of its type.
+type Checker interface {
+	Check(d Destination) error
+}
+
 // permanent is a failure that retrying cannot fix (a bad credential, a
 // channel the bot is not in, a destination that does not exist).
 type permanent struct{ err error }
