@@ -17,7 +17,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -62,11 +64,19 @@ func fileSum(t *testing.T, path string) string {
 	return hex.EncodeToString(s[:])
 }
 
+// fixtureWritten is an hour after the last thing release 0.1.0 wrote into
+// the fixture (its events arrived at 2026-11-24T11:42Z).
+var fixtureWritten = time.Date(2026, 11, 24, 12, 42, 0, 0, time.UTC)
+
 // A database written by release 0.1.0 opens with this build: a snapshot is
 // taken before migrating, it migrates, and its runs and events are served.
+// The server's clock is set to an hour after the fixture was written, so
+// retention (which runs at start) finds nothing old enough to touch
+// whatever day the test runs.
 func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 	dir := fixtureDir(t)
-	proc, logs, stdout := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent"},
+	proc, logs, stdout := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent",
+		wallclock.OffsetEnv + "=" + time.Until(fixtureWritten).String()},
 		"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
 	base := "http://" + waitLine(t, logs, "listening")["addr"].(string)
 	snap := waitLine(t, logs, "snapshot taken before migrating")

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -77,7 +78,7 @@ func New(o Options) (*Chore, error) {
 		o.Every = time.Hour
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = wallclock.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
