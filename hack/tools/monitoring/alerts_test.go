@@ -109,6 +109,10 @@ var alertScenarios = map[string]struct{ fires, quiet []scenario }{
 		fires: []scenario{{`orchestrator_schedule_drift_total{kind="suspend"} 0x50 1x10`}},
 		quiet: []scenario{{`orchestrator_schedule_drift_total{kind="suspend"} 0x60`}},
 	},
+	"OrchestratorSourcesFileRefused": {
+		fires: []scenario{{`orchestrator_sources_file_ok 1x30 0x30`}},
+		quiet: []scenario{{`orchestrator_sources_file_ok 1x60`}, {`orchestrator_sources_file_ok 1x40 0x5 1x15`}},
+	},
 	"OrchestratorNoLeader": {
 		fires: []scenario{{`orchestrator_leader{instance="a"} 0x60`, `orchestrator_leader{instance="b"} 0x60`}},
 		quiet: []scenario{{`orchestrator_leader{instance="a"} 1x60`, `orchestrator_leader{instance="b"} 0x60`}},
