@@ -11,8 +11,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
@@ -132,7 +132,7 @@ func (u *UI) uiSample(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := strings.ToLower(base64.RawURLEncoding.EncodeToString(b[:]))
-	now := time.Now()
+	now := wallclock.Now()
 	body := webhook.Sample(source, id, now)
 	ack := u.o.Door.Accept(r.Context(), source, body, webhook.Sign(source, secret, body, now, "sample-"+id))
 	if ack.Err != nil || ack.EventID == "" {

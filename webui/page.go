@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/agentrun"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
@@ -169,7 +170,7 @@ func New(o Options) (*UI, error) {
 		return nil, errors.New("webui: the admin page needs a logger, Auth, Runs, Provision, Events and Store")
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = wallclock.Now
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
@@ -230,7 +231,7 @@ func (u *UI) sessionNow() time.Time {
 	if u.o.Settings.Now != nil {
 		return u.o.Settings.Now()
 	}
-	return time.Now()
+	return wallclock.Now()
 }
 
 // page is what every template gets.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -88,7 +89,7 @@ func restore(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	info, kept, err := store.Restore(ctx, cfg.DatabasePath, *from, known, time.Now())
+	info, kept, err := store.Restore(ctx, cfg.DatabasePath, *from, known, wallclock.Now())
 	if err != nil {
 		if errors.Is(err, store.ErrNotSnapshot) || errors.Is(err, store.ErrSchemaTooNew) {
 			return fmt.Errorf("restore: refused, nothing was replaced: %w", err)

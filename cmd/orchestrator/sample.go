@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -59,7 +60,7 @@ func postSample(ctx context.Context, source, baseURL, secret string, dev bool, g
 		}
 	}
 	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:20]
-	now := time.Now()
+	now := wallclock.Now()
 	body := webhook.Sample(source, id, now)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+path, strings.NewReader(string(body)))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/config"
@@ -241,7 +242,7 @@ func sweepSessions(ctx context.Context, db *store.DB, logger *slog.Logger) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
 	for {
-		now := time.Now()
+		now := wallclock.Now()
 		if _, err := db.DeleteExpiredSessions(ctx, now.Add(-webui.SessionIdle), now.Add(-webui.SessionMax)); err != nil && ctx.Err() == nil {
 			logger.Warn("dropping expired sessions failed", "error", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
@@ -159,7 +160,7 @@ func (p *Proxy) logger() *slog.Logger {
 
 func (p *Proxy) now() time.Time {
 	if p.Now == nil {
-		return time.Now().UTC()
+		return wallclock.Now().UTC()
 	}
 	return p.Now().UTC()
 }

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 )
@@ -114,7 +115,7 @@ func New(o Options) *Authenticator {
 		o.MaxEntries = 1024
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = wallclock.Now
 	}
 	if o.FailureTTL <= 0 {
 		o.FailureTTL = 30 * time.Second

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
@@ -100,7 +101,7 @@ func New(o Options) (*Manager, error) {
 		o.Statfs = StatVolume
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = wallclock.Now
 	}
 	if o.Snapshot == nil {
 		o.Snapshot = o.DB.Snapshot
@@ -304,7 +305,7 @@ func (m *Manager) LastFailure() (string, time.Time) {
 func (m *Manager) Run(ctx context.Context, schedule cron.Schedule) {
 	for {
 		next := schedule.Next(m.o.Now())
-		t := time.NewTimer(time.Until(next))
+		t := time.NewTimer(next.Sub(m.o.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()

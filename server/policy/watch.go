@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,7 +68,7 @@ func New(o Options) (*Holder, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = wallclock.Now
 	}
 	h := &Holder{o: o, log: o.Logger.With("component", "policy"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{

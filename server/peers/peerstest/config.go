@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 )
 
@@ -286,7 +287,7 @@ func (f *ConfigService) issueToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "team not found"})
 		return
 	}
-	t := &teamToken{ID: "tok_" + randomHex(8), Secret: randomHex(24), IssuedAt: time.Now().UTC()}
+	t := &teamToken{ID: "tok_" + randomHex(8), Secret: randomHex(24), IssuedAt: wallclock.Now().UTC()}
 	f.tokens[teamKey{org, team}] = append(f.tokens[teamKey{org, team}], t)
 	writeJSON(w, http.StatusCreated, map[string]any{"token": t.ID + "." + t.Secret, "issued_at": t.IssuedAt})
 }
@@ -298,7 +299,7 @@ func (f *ConfigService) revokeToken(w http.ResponseWriter, r *http.Request) {
 	for _, t := range f.tokens[teamKey{org, team}] {
 		if t.ID == id {
 			if t.RevokedAt == nil {
-				now := time.Now().UTC()
+				now := wallclock.Now().UTC()
 				t.RevokedAt = &now
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"token_id": id, "revoked": true})
@@ -317,7 +318,7 @@ func (f *ConfigService) impersonate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := "imp_" + randomHex(8) + "." + randomHex(24)
-	exp := time.Now().Add(f.ImpersonationTTL).UTC()
+	exp := wallclock.Now().Add(f.ImpersonationTTL).UTC()
 	f.impersonations[tok] = impersonation{org: org, team: team, expires: exp}
 	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expires_at": exp})
 }
@@ -374,7 +375,7 @@ func (f *ConfigService) configMe(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	org, team := "", ""
-	if imp, ok := f.impersonations[token]; ok && time.Now().Before(imp.expires) {
+	if imp, ok := f.impersonations[token]; ok && wallclock.Now().Before(imp.expires) {
 		org, team = imp.org, imp.team
 	} else {
 		id, secret, _ := strings.Cut(token, ".")
