@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
@@ -537,7 +538,7 @@ func TestRecover_InterruptedRunIsFailedAndItsCreationsUndone(t *testing.T) {
 		{"name":"team_token","status":"succeeded","created":["token %s"]},
 		{"name":"pipeline_cronjob","status":"running","created":["CronJob/%s"]},
 		{"name":"pipeline_bootstrap","status":"pending"},{"name":"dedicated_agent","status":"pending"}]`, tokenID, name)
-	now := time.Now()
+	now := wallclock.Now()
 	if _, err := e.db.StartRun(ctx, store.Run{ID: "0b8a4f0e-5d0c-4b8e-9a51-3c1d2e3f4a5b", Kind: "provision", OrgID: "acme",
 		TeamNodeID: "crash", Status: "running", Steps: json.RawMessage(recorded), CreatedAt: now, UpdatedAt: now}, now); err != nil {
 		t.Fatal(err)

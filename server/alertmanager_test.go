@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -245,7 +246,7 @@ func waitAlertmanagerStored(t *testing.T, e *env, eventType string, statuses []s
 func TestAlertmanager_ARealResolveSettlesTheFiringHeldBack(t *testing.T) {
 	e := openEnv(t, envOptions{teamPerMinute: 1, fakeClock: true})
 	am := startAlertmanager(t, "http://"+e.srv.Addr(), alertmanagerTok, time.Hour)
-	body := webhook.Sample(webhook.Slack, "spend", time.Now())
+	body := webhook.Sample(webhook.Slack, "spend", wallclock.Now())
 	e.waitStatus(e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string), store.EventDelivered)
 
 	flap := map[string]string{"alertname": "DiskPressure", "service": "checkout", "instance": "node-3"}

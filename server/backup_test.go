@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
@@ -37,7 +38,7 @@ func TestBackup_SnapshotUnderLoadHoldsEveryEarlierAck(t *testing.T) {
 					return
 				default:
 				}
-				body, h := signed(webhook.PagerDuty, fmt.Sprintf("load-%d-%d", w, i), pagerdutySecret, time.Now())
+				body, h := signed(webhook.PagerDuty, fmt.Sprintf("load-%d-%d", w, i), pagerdutySecret, wallclock.Now())
 				r := e.send(webhook.PagerDuty, body, h)
 				if r.code != 200 {
 					t.Errorf("ack during the snapshot = %d %s", r.code, r.raw)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -31,7 +32,7 @@ type badCase struct {
 func TestBadInput_EveryEndpoint(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
 	deep := `{"org_id":"acme","team_node_id":"t","routing":` + strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40) + `}`
-	now := time.Now()
+	now := wallclock.Now()
 	slackBody := webhook.Sample(webhook.Slack, "bad", now)
 	staleSlack := webhook.Sign(webhook.Slack, slackSecret, slackBody, now.Add(-10*time.Minute), "")
 	futureSlack := webhook.Sign(webhook.Slack, slackSecret, slackBody, now.Add(10*time.Minute), "")

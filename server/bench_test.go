@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -90,8 +91,8 @@ func BenchmarkIngestVsBareHandler(b *testing.B) {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			bodies, headers := make([][]byte, total), make([]http.Header, total)
 			for i := range total {
-				bodies[i] = webhook.Sample(webhook.Slack, fmt.Sprintf("b%d_%d", conc, i), time.Now())
-				headers[i] = webhook.Sign(webhook.Slack, slackSecret, bodies[i], time.Now(), "")
+				bodies[i] = webhook.Sample(webhook.Slack, fmt.Sprintf("b%d_%d", conc, i), wallclock.Now())
+				headers[i] = webhook.Sign(webhook.Slack, slackSecret, bodies[i], wallclock.Now(), "")
 			}
 			bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.ReadAll(r.Body)

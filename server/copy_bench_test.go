@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -35,7 +36,7 @@ func BenchmarkCopyToPostgres(b *testing.B) {
 	if _, err := src.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	fillMillion(b, path, n, time.Now(), 30*24*time.Hour)
+	fillMillion(b, path, n, wallclock.Now(), 30*24*time.Hour)
 	dst, err := store.Open(ctx, store.Options{URL: pgtest.Database(b), Migrations: migrations.FS})
 	if err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -64,7 +65,7 @@ func TestDiskGuard_ABackupThatWouldBreachTheReserveIsRefusedAndWebhooksGoOn(t *t
 	for i := range 120 {
 		big := randomHex(60 << 10) // stored compressed: random hex keeps about half its size
 		ev := store.Event{Source: "github", DeliveryID: fmt.Sprintf("fill-%d", i),
-			EventType: "push", Status: store.EventDelivered, Body: []byte(big), ReceivedAt: time.Now()}
+			EventType: "push", Status: store.EventDelivered, Body: []byte(big), ReceivedAt: wallclock.Now()}
 		if _, err := e.db.InsertEvent(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +91,7 @@ func TestDiskGuard_ABackupThatWouldBreachTheReserveIsRefusedAndWebhooksGoOn(t *t
 	}
 	// Webhooks are still acknowledged.
 	for i := range 20 {
-		body, h := signed(webhook.Slack, fmt.Sprintf("after-refusal-%d", i), slackSecret, time.Now())
+		body, h := signed(webhook.Slack, fmt.Sprintf("after-refusal-%d", i), slackSecret, wallclock.Now())
 		if r := e.send(webhook.Slack, body, h); r.code != 200 {
 			t.Fatalf("webhook after the refused backup = %d %s", r.code, r.raw)
 		}
@@ -130,7 +131,7 @@ func TestDiskGuard_ManualBackupsAreBounded(t *testing.T) {
 func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
 	e, base := uiEnv(t, envOptions{backups: true})
 	ctx := context.Background()
-	now := time.Now().UTC()
+	now := wallclock.Now().UTC()
 	add := func(prefix string, at time.Time, n int) {
 		for i := range n {
 			ev := store.Event{Source: "pagerduty", DeliveryID: fmt.Sprintf("%s-%d", prefix, i), EventType: "x",

@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
@@ -83,7 +83,7 @@ func TestFault_DiskFull(t *testing.T) {
 	}
 	// Small events may still fit; fill what is left until they do not.
 	for i := range 2000 {
-		body, h := signed(webhook.Slack, fmt.Sprint("small", i), slackSecret, time.Now())
+		body, h := signed(webhook.Slack, fmt.Sprint("small", i), slackSecret, wallclock.Now())
 		r := e.send(webhook.Slack, body, h)
 		if r.code == 200 {
 			acked = append(acked, r.body["event_id"].(string))
@@ -107,7 +107,7 @@ func TestFault_DiskFull(t *testing.T) {
 
 	// The disk grows: intake works again, without a restart.
 	mount(t, "-o", "remount,size=64m", dir)
-	body, h := signed(webhook.Slack, "after-full", slackSecret, time.Now())
+	body, h := signed(webhook.Slack, "after-full", slackSecret, wallclock.Now())
 	if r := e.send(webhook.Slack, body, h); r.code != 200 {
 		t.Fatalf("after the disk grew: %d %s", r.code, r.raw)
 	}
@@ -193,7 +193,7 @@ func TestFault_PeersDuringDispatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{webhooks: true})
 			tc.inject(e)
-			body, h := signed(webhook.PagerDuty, "fault", pagerdutySecret, time.Now())
+			body, h := signed(webhook.PagerDuty, "fault", pagerdutySecret, wallclock.Now())
 			r := e.send(webhook.PagerDuty, body, h)
 			if r.code != 200 {
 				t.Fatalf("ack = %d", r.code)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
 	"github.com/incidentfox/orchestrator-edge/migrations"
@@ -345,9 +346,9 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 			list[src] = []string{extra, sec}
 		}
 	}
-	now := time.Now
+	now := wallclock.Now
 	if o.fakeClock {
-		e.clock = &clock{t: time.Now().UTC()}
+		e.clock = &clock{t: wallclock.Now().UTC()}
 		now = e.clock.Now
 	}
 	file := &webhook.SourcesFile{}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -25,7 +26,7 @@ func TestWebhook_EverySourceVerifiesStoresAndDispatches(t *testing.T) {
 	for _, src := range sources {
 		t.Run(src, func(t *testing.T) {
 			e := newEnv(t, envOptions{webhooks: true, extraSecrets: map[string]string{src: rotationSecret(src)}})
-			now := time.Now()
+			now := wallclock.Now()
 			body, h := signed(src, "ok1", secrets[src], now)
 			r := e.send(src, body, h)
 			if r.code != 200 || r.body["ok"] != true || r.body["event_id"] == nil {
@@ -159,11 +160,11 @@ func (e *env) metric(line string) bool {
 func TestSlack_URLVerificationNeedsAValidSignature(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	body := []byte(`{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`)
-	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, wallclock.Now(), ""))
 	if r.code != 200 || r.body["challenge"] != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {
 		t.Fatalf("challenge = %d %s", r.code, r.raw)
 	}
-	r = e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, "not-the-secret", body, time.Now(), ""))
+	r = e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, "not-the-secret", body, wallclock.Now(), ""))
 	if r.code != 401 || strings.Contains(r.raw, "3eZbrw1aBm2") {
 		t.Fatalf("unsigned challenge = %d %s", r.code, r.raw)
 	}
@@ -179,7 +180,7 @@ func TestWebhook_RateLimitAnswers429WithRetryAfter(t *testing.T) {
 		codes := []int{}
 		var last response
 		for i := range 3 {
-			body, h := signed(src, fmt.Sprint("rl", i), secrets[src], time.Now())
+			body, h := signed(src, fmt.Sprint("rl", i), secrets[src], wallclock.Now())
 			last = e.send(src, body, h)
 			codes = append(codes, last.code)
 		}
@@ -199,7 +200,7 @@ func TestWebhook_RateLimitAnswers429WithRetryAfter(t *testing.T) {
 func TestDispatch_TwoFailuresThenSuccessIsDelivered(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 502, Times: 2})
-	body, h := signed(webhook.Slack, "retry", slackSecret, time.Now())
+	body, h := signed(webhook.Slack, "retry", slackSecret, wallclock.Now())
 	r := e.send(webhook.Slack, body, h)
 	ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
 	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 3 {
@@ -217,7 +218,7 @@ func TestDispatch_TwoFailuresThenSuccessIsDelivered(t *testing.T) {
 func TestDispatch_AlwaysFailingAgentEndsDead(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, maxAttempts: 4})
 	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 503})
-	body, h := signed(webhook.PagerDuty, "dead", pagerdutySecret, time.Now())
+	body, h := signed(webhook.PagerDuty, "dead", pagerdutySecret, wallclock.Now())
 	r := e.send(webhook.PagerDuty, body, h)
 	ev := e.waitStatus(r.body["event_id"].(string), store.EventDead)
 	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 4 || ev.Attempts != 4 || !strings.Contains(ev.LastError, "503") {
@@ -228,7 +229,7 @@ func TestDispatch_AlwaysFailingAgentEndsDead(t *testing.T) {
 func TestDispatch_Agent4xxFailsWithoutRetry(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Status: 400})
-	body, h := signed(webhook.GitHub, "bad", githubSecret, time.Now())
+	body, h := signed(webhook.GitHub, "bad", githubSecret, wallclock.Now())
 	r := e.send(webhook.GitHub, body, h)
 	ev := e.waitStatus(r.body["event_id"].(string), store.EventFailed)
 	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 1 || ev.Attempts != 0 {
@@ -239,7 +240,7 @@ func TestDispatch_Agent4xxFailsWithoutRetry(t *testing.T) {
 func TestDispatch_UnroutedWaitsAndIsRedrivenAfterRoutingIsFixed(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	body := []byte(`{"type":"event_callback","event_id":"EvUnrouted","event":{"type":"app_mention","channel":"C0NOBODY","text":"<@U1> help"}}`)
-	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, wallclock.Now(), ""))
 	id := r.body["event_id"].(string)
 	ev := e.waitStatus(id, store.EventUnrouted)
 	if len(e.agent.Calls()) != 0 || !strings.Contains(ev.LastError, "C0NOBODY") {
@@ -276,7 +277,7 @@ func TestWebhook_AckDoesNotWaitForTheAgent(t *testing.T) {
 	var slowest time.Duration
 	var ids []string
 	for i := range 20 {
-		body, h := signed(webhook.Slack, fmt.Sprint("fast", i), slackSecret, time.Now())
+		body, h := signed(webhook.Slack, fmt.Sprint("fast", i), slackSecret, wallclock.Now())
 		start := time.Now()
 		r := e.send(webhook.Slack, body, h)
 		if d := time.Since(start); d > slowest {
@@ -302,7 +303,7 @@ func TestSlack_BotMessagesAndOtherEventsAreIgnored(t *testing.T) {
 		`{"type":"reaction_added","user":"U1","reaction":"eyes"}`,
 	} {
 		body := []byte(fmt.Sprintf(`{"type":"event_callback","event_id":"EvIgn%d","event":%s}`, i, inner))
-		r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+		r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, wallclock.Now(), ""))
 		if r.code != 200 {
 			t.Fatalf("ack = %d %s", r.code, r.raw)
 		}
@@ -312,14 +313,14 @@ func TestSlack_BotMessagesAndOtherEventsAreIgnored(t *testing.T) {
 	}
 	// GitHub's ping too.
 	body := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
-	h := webhook.Sign(webhook.GitHub, githubSecret, body, time.Now(), "ping-1")
+	h := webhook.Sign(webhook.GitHub, githubSecret, body, wallclock.Now(), "ping-1")
 	h.Set("X-GitHub-Event", "ping")
 	if r := e.send(webhook.GitHub, body, h); r.code != 200 {
 		t.Fatalf("ping = %d", r.code)
 	}
 	// Let a queued event through to prove the queue runs, then check the
 	// ignored ones never reached the agent.
-	b, hh := signed(webhook.Slack, "after", slackSecret, time.Now())
+	b, hh := signed(webhook.Slack, "after", slackSecret, wallclock.Now())
 	e.waitStatus(e.send(webhook.Slack, b, hh).body["event_id"].(string), store.EventDelivered)
 	if got := len(e.agent.Calls()); got != 1 {
 		t.Fatalf("agent calls = %d, want 1", got)
@@ -331,7 +332,7 @@ func TestDispatch_TeamLimitDelaysNeverDrops(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, teamPerMinute: 2, fakeClock: true})
 	var ids []string
 	for i := range 5 {
-		body, h := signed(webhook.GitHub, fmt.Sprint("lim", i), githubSecret, time.Now())
+		body, h := signed(webhook.GitHub, fmt.Sprint("lim", i), githubSecret, wallclock.Now())
 		ids = append(ids, e.send(webhook.GitHub, body, h).body["event_id"].(string))
 	}
 	count := func(pred func(store.Event) bool) int {
@@ -404,7 +405,7 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	ids := map[string]string{}
 	for _, src := range sources {
-		body, h := signed(src, "api", secrets[src], time.Now())
+		body, h := signed(src, "api", secrets[src], wallclock.Now())
 		ids[src] = e.send(src, body, h).body["event_id"].(string)
 		e.waitStatus(ids[src], store.EventDelivered)
 	}
@@ -418,7 +419,7 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 	if len(page.body["events"].([]any)) != 3 || len(rest.body["events"].([]any)) != len(sources)-3 {
 		t.Fatalf("pages = %s / %s", page.raw, rest.raw)
 	}
-	if r := e.do("GET", "/api/v1/admin/events?since="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), adminToken, nil); len(r.body["events"].([]any)) != 0 {
+	if r := e.do("GET", "/api/v1/admin/events?since="+wallclock.Now().Add(time.Hour).UTC().Format(time.RFC3339), adminToken, nil); len(r.body["events"].([]any)) != 0 {
 		t.Fatalf("since the future = %s", r.raw)
 	}
 	for _, q := range []string{"source=smtp", "status=lost", "since=yesterday", "limit=0", "cursor=abc"} {
@@ -436,7 +437,7 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 	}
 
 	// Retention purges bodies, keeps metadata; a purged event is not redrivable.
-	n, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now(), 1<<30)
+	n, err := e.db.PurgeBodies(context.Background(), wallclock.Now().Add(time.Minute), wallclock.Now(), 1<<30)
 	if err != nil || n != len(sources) {
 		t.Fatalf("purged %d %v", n, err)
 	}
@@ -445,9 +446,9 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 		t.Fatalf("after purge (the headers go with the body) = %s", d.raw)
 	}
 	unrouted := []byte(`{"type":"event_callback","event_id":"EvOld","event":{"type":"app_mention","channel":"C0NONE","text":"x"}}`)
-	uid := e.send(webhook.Slack, unrouted, webhook.Sign(webhook.Slack, slackSecret, unrouted, time.Now(), "")).body["event_id"].(string)
+	uid := e.send(webhook.Slack, unrouted, webhook.Sign(webhook.Slack, slackSecret, unrouted, wallclock.Now(), "")).body["event_id"].(string)
 	e.waitStatus(uid, store.EventUnrouted)
-	if _, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now(), 1<<30); err != nil {
+	if _, err := e.db.PurgeBodies(context.Background(), wallclock.Now().Add(time.Minute), wallclock.Now(), 1<<30); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do("POST", "/api/v1/admin/events/"+uid+"/redrive", adminToken, nil); r.code != 409 || r.body["error"] != "body_purged" {
@@ -461,7 +462,7 @@ func TestDispatch_ShutdownReturnsInFlightEventsToTheQueue(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	hold := make(chan struct{})
 	e.agent.Fail(peerstest.RouteAgentRun, peerstest.Fault{Until: hold, Times: 1})
-	body, h := signed(webhook.Slack, "inflight", slackSecret, time.Now())
+	body, h := signed(webhook.Slack, "inflight", slackSecret, wallclock.Now())
 	id := e.send(webhook.Slack, body, h).body["event_id"].(string)
 	waitFor(t, "the agent call", func() bool { return len(e.agent.Calls()) > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -484,7 +485,7 @@ func TestDispatch_ShutdownReturnsInFlightEventsToTheQueue(t *testing.T) {
 // the clear); the others are kept for the audit trail.
 func TestWebhook_CredentialHeadersAreRedactedByRule(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
-	body, h := signed(webhook.GitHub, "redact", githubSecret, time.Now())
+	body, h := signed(webhook.GitHub, "redact", githubSecret, wallclock.Now())
 	creds := map[string]string{
 		"Proxy-Authorization": "Basic cHJveHk6c2VjcmV0LXZhbHVlLTE=", "X-Api-Key": "secret-value-2",
 		"X-Auth-Token": "secret-value-3", "X-Client-Secret": "secret-value-4", "X-Db-Password": "secret-value-5",
@@ -518,7 +519,7 @@ func TestWebhook_CredentialHeadersAreRedactedByRule(t *testing.T) {
 func TestWebhook_StoreFailureIs503(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
 	e.db.Close()
-	body, h := signed(webhook.Slack, "closed", slackSecret, time.Now())
+	body, h := signed(webhook.Slack, "closed", slackSecret, wallclock.Now())
 	if r := e.send(webhook.Slack, body, h); r.code != 503 || r.body["error"] != "store_unavailable" {
 		t.Fatalf("closed store = %d %s", r.code, r.raw)
 	}

@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
@@ -199,11 +199,11 @@ func TestIsolation_EveryPageShowsOnlyWhatTheAdminMayRead(t *testing.T) {
 	}
 	// An unrouted event, whose identifiers name a repository of nobody's.
 	body := []byte(`{"action":"opened","repository":{"full_name":"secret-corp/unrouted-repo"}}`)
-	h := webhook.Sign(webhook.GitHub, githubSecret, body, time.Now(), "unrouted-1")
+	h := webhook.Sign(webhook.GitHub, githubSecret, body, wallclock.Now(), "unrouted-1")
 	unrouted := e.send(webhook.GitHub, body, h).body["event_id"].(string)
 	e.waitStatus(unrouted, store.EventUnrouted)
 	// And one of acme's own, delivered.
-	b2, h2 := signed(webhook.Slack, "own", slackSecret, time.Now())
+	b2, h2 := signed(webhook.Slack, "own", slackSecret, wallclock.Now())
 	own := e.send(webhook.Slack, b2, h2).body["event_id"].(string)
 	e.waitStatus(own, store.EventDelivered)
 

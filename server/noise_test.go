@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -20,7 +21,7 @@ func pd(delivery, incident, eventType string) ([]byte, http.Header) {
 	body := fmt.Appendf(nil, `{"event":{"id":"%s","event_type":"%s","resource_type":"incident","occurred_at":"2026-11-26T01:00:00Z",
 		"data":{"id":"%s","type":"incident","status":"x","title":"Checkout errors (%s)","service":{"id":"PF9KMXH","type":"service_reference"}}}}`,
 		delivery, eventType, incident, incident)
-	return body, webhook.Sign(webhook.PagerDuty, pagerdutySecret, body, time.Now(), "")
+	return body, webhook.Sign(webhook.PagerDuty, pagerdutySecret, body, wallclock.Now(), "")
 }
 
 // sendPD sends a PagerDuty delivery and returns its event id.
@@ -185,7 +186,7 @@ func TestNoise_AnAlertJoiningAnAlertmanagerGroupIsNews(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, fakeClock: true, alertRepeat: 4 * time.Hour})
 	send := func(fps ...string) string {
 		body := amBody("{}:{alertname=Down}", fps...)
-		r := e.send(webhook.Alertmanager, body, webhook.Sign(webhook.Alertmanager, alertmanagerTok, body, time.Now(), ""))
+		r := e.send(webhook.Alertmanager, body, webhook.Sign(webhook.Alertmanager, alertmanagerTok, body, wallclock.Now(), ""))
 		return r.body["event_id"].(string)
 	}
 	e.waitStatus(send("aaa"), store.EventDelivered)
@@ -236,7 +237,7 @@ func TestNoise_TheDailyBudgetKeepsAlertsBackNotPeople(t *testing.T) {
 	if ev.Status != store.EventSuppressed || ev.SuppressedReason != "budget" || ev.SuppressedBy != day {
 		t.Fatalf("the third alert = %s %s %s", ev.Status, ev.SuppressedReason, ev.SuppressedBy)
 	}
-	body := webhook.Sample(webhook.Slack, "budget", time.Now())
+	body := webhook.Sample(webhook.Slack, "budget", wallclock.Now())
 	mention := e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string)
 	e.waitStatus(mention, store.EventDelivered)
 	if !e.metric("orchestrator_team_budget_exhausted_total 1") {
@@ -259,7 +260,7 @@ func TestNoise_TheDailyBudgetKeepsAlertsBackNotPeople(t *testing.T) {
 func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
 	e.cs.AddAdmin(bigToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "big"})
-	ends := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	ends := wallclock.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
 	valid := map[string]any{"org_id": "acme", "team_node_id": "platform-sre", "sources": []string{"pagerduty"},
 		"match": map[string]any{"service": "PF9K*"}, "ends_at": ends, "comment": "checkout DB failover window"}
 	with := func(k string, v any) map[string]any {
@@ -282,8 +283,8 @@ func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
 	}{
 		"no comment":          {adminToken, with("comment", "  "), 400, "comment: required"},
 		"no end":              {adminToken, with("ends_at", nil), 400, "ends_at: required"},
-		"too long":            {adminToken, with("ends_at", time.Now().Add(31*24*time.Hour).UTC().Format(time.RFC3339)), 400, "at most 30 days"},
-		"in the past":         {adminToken, with("ends_at", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)), 400, "must be in the future"},
+		"too long":            {adminToken, with("ends_at", wallclock.Now().Add(31*24*time.Hour).UTC().Format(time.RFC3339)), 400, "at most 30 days"},
+		"in the past":         {adminToken, with("ends_at", wallclock.Now().Add(-time.Minute).UTC().Format(time.RFC3339)), 400, "must be in the future"},
 		"people":              {adminToken, with("sources", []string{"slack"}), 400, "slack cannot be silenced"},
 		"unknown source":      {adminToken, with("sources", []string{"smtp"}), 400, "not a webhook source"},
 		"unknown field":       {adminToken, with("everything", true), 400, ""},
@@ -309,9 +310,9 @@ func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
 		t.Fatalf("silenced alert = %s %s %s %q", ev.Status, ev.SuppressedReason, ev.SuppressedBy, ev.LastError)
 	}
 	// Another source is not in the silence; a person is never silenced.
-	gh, h := signed(webhook.GitHub, "s-gh", githubSecret, time.Now())
+	gh, h := signed(webhook.GitHub, "s-gh", githubSecret, wallclock.Now())
 	e.waitStatus(e.send(webhook.GitHub, gh, h).body["event_id"].(string), store.EventDelivered)
-	body := webhook.Sample(webhook.Slack, "during-silence", time.Now())
+	body := webhook.Sample(webhook.Slack, "during-silence", wallclock.Now())
 	e.waitStatus(e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string), store.EventDelivered)
 
 	// Another org's admin sees none of it, and cannot expire it.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/store"
 	_ "modernc.org/sqlite" // "sqlite" driver, to fill the file directly
 )
@@ -114,7 +115,7 @@ func BenchmarkPagesAtAMillionEvents(b *testing.B) {
 		}
 		b.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
 		base := "http://" + e.srv.Addr()
-		end := time.Now().UTC()
+		end := wallclock.Now().UTC()
 		start := time.Now()
 		fillMillion(b, filepath.Join(e.dataDir, "orchestrator.db"), n, end, c.span)
 		filled := time.Since(start)

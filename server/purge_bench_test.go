@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/retention"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -34,15 +35,15 @@ func BenchmarkAckDuringPurge(b *testing.B) {
 	b.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
 	url := "http://" + e.srv.Addr() + "/webhooks/slack/events"
 	start := time.Now()
-	fillMillion(b, filepath.Join(e.dataDir, "orchestrator.db"), n, time.Now().Add(-40*24*time.Hour), 7*24*time.Hour)
+	fillMillion(b, filepath.Join(e.dataDir, "orchestrator.db"), n, wallclock.Now().Add(-40*24*time.Hour), 7*24*time.Hour)
 	fmt.Printf("purge: %d events stored in %s, all older than the retention\n", n, time.Since(start).Round(time.Second))
 
 	const conc, per = 8, 4000
 	batch := func(tag string) ([][]byte, []http.Header) {
 		bodies, headers := make([][]byte, per), make([]http.Header, per)
 		for i := range per {
-			bodies[i] = webhook.Sample(webhook.Slack, fmt.Sprintf("%s%d", tag, i), time.Now())
-			headers[i] = webhook.Sign(webhook.Slack, slackSecret, bodies[i], time.Now(), "")
+			bodies[i] = webhook.Sample(webhook.Slack, fmt.Sprintf("%s%d", tag, i), wallclock.Now())
+			headers[i] = webhook.Sign(webhook.Slack, slackSecret, bodies[i], wallclock.Now(), "")
 		}
 		return bodies, headers
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pyhmac"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -64,7 +65,7 @@ func acmeDelivery(t *testing.T, secret, delivery, version string, at time.Time) 
 // by its template; the API, metrics and the served OpenAPI know it.
 func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *testing.T) {
 	e := acmeEnv(t, "old-secret,new-secret")
-	now := time.Now()
+	now := wallclock.Now()
 	var ids []string
 	for i, secret := range []string{"new-secret", "old-secret"} {
 		body, h := acmeDelivery(t, secret, "d"+strconv.Itoa(i), "1.4."+strconv.Itoa(i), now)
@@ -172,7 +173,7 @@ func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *te
 // slack-go's verifier: Slack's own scheme, as an independent library reads it.
 func slackSigned(t *testing.T, secret string, body []byte) http.Header {
 	t.Helper()
-	h := webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+	h := webhook.Sign(webhook.Slack, secret, body, wallclock.Now(), "")
 	if strings.HasPrefix(string(body), "payload=") {
 		h.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
@@ -194,7 +195,7 @@ func slackSigned(t *testing.T, secret string, body []byte) http.Header {
 // 404; the app reaches the agent as slack.app, and a sender cannot forge it.
 func TestSlackApps_EachAppItsOwnSecretAndItsSlugReachesTheAgent(t *testing.T) {
 	e := acmeEnv(t, "s")
-	body := webhook.Sample(webhook.Slack, "app1", time.Now())
+	body := webhook.Sample(webhook.Slack, "app1", wallclock.Now())
 	r := e.sendTo("/webhooks/slack/sre-bot/events", body, slackSigned(t, sreBotSecret, body))
 	if r.code != 200 {
 		t.Fatalf("app mention = %d %s", r.code, r.raw)
@@ -204,7 +205,7 @@ func TestSlackApps_EachAppItsOwnSecretAndItsSlugReachesTheAgent(t *testing.T) {
 	if len(call) != 1 || !strings.Contains(string(call[0].Body), `"app":"sre-bot"`) {
 		t.Fatalf("agent call = %v", call)
 	}
-	other := webhook.Sample(webhook.Slack, "app2", time.Now())
+	other := webhook.Sample(webhook.Slack, "app2", wallclock.Now())
 	if r := e.sendTo("/webhooks/slack/sre-bot/events", other, slackSigned(t, slackSecret, other)); r.code != 401 {
 		t.Errorf("default app's secret on sre-bot = %d", r.code)
 	}
@@ -254,7 +255,7 @@ func interaction(t *testing.T, trigger, actionID, value, channel string) []byte 
 // the agent as an event of its channel's team.
 func TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent(t *testing.T) {
 	e := acmeEnv(t, "s")
-	body := webhook.Sample(webhook.Slack, "fb", time.Now())
+	body := webhook.Sample(webhook.Slack, "fb", wallclock.Now())
 	mention := e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string)
 	e.waitStatus(mention, store.EventDelivered)
 	runs, err := e.db.EventAgentRuns(context.Background(), mention)
@@ -290,7 +291,7 @@ func TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent(t *testing.T) {
 		t.Fatalf("unknown run = %d %+v", r.code, ev)
 	}
 	// Unsigned: refused at the door.
-	if r := e.sendTo("/webhooks/slack/interactions", click, http.Header{"X-Slack-Request-Timestamp": {strconv.FormatInt(time.Now().Unix(), 10)}}); r.code != 401 {
+	if r := e.sendTo("/webhooks/slack/interactions", click, http.Header{"X-Slack-Request-Timestamp": {strconv.FormatInt(wallclock.Now().Unix(), 10)}}); r.code != 401 {
 		t.Fatalf("unsigned click = %d", r.code)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -26,7 +27,7 @@ func BenchmarkBytesPerStoredEvent(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	var wg sync.WaitGroup
 	for w := range 16 {
 		wg.Add(1)
@@ -62,7 +63,7 @@ func BenchmarkBytesPerStoredEvent(b *testing.B) {
 		b.Fatal(err)
 	}
 	snapWith := snap("with.db")
-	if _, err := e.db.PurgeBodies(ctx, time.Now().Add(time.Hour), time.Now(), 1<<30); err != nil {
+	if _, err := e.db.PurgeBodies(ctx, wallclock.Now().Add(time.Hour), wallclock.Now(), 1<<30); err != nil {
 		b.Fatal(err)
 	}
 	without, err := e.db.UsedBytes(ctx)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -55,7 +56,7 @@ func sendAlerts(t *testing.T, e *env, prefix string, n int) []string {
 	t.Helper()
 	var ids []string
 	for i := range n {
-		body, h := signed(webhook.PagerDuty, fmt.Sprintf("%s%04d", prefix, i), pagerdutySecret, time.Now())
+		body, h := signed(webhook.PagerDuty, fmt.Sprintf("%s%04d", prefix, i), pagerdutySecret, wallclock.Now())
 		r := e.send(webhook.PagerDuty, body, h)
 		if r.code != 200 {
 			t.Fatalf("alert %d = %d %s", i, r.code, r.raw)
@@ -80,7 +81,7 @@ func (e *env) countStatus(ids []string, status string) int {
 func (e *env) waitRouted() {
 	e.t.Helper()
 	waitFor(e.t.(*testing.T), "every event routed", func() bool {
-		evs, err := e.db.EventsToRoute(context.Background(), time.Now().Add(time.Hour), 1)
+		evs, err := e.db.EventsToRoute(context.Background(), wallclock.Now().Add(time.Hour), 1)
 		return err == nil && len(evs) == 0
 	})
 }
@@ -108,7 +109,7 @@ func stormOneTeam(t *testing.T, e *env) {
 	alerts := sendAlerts(t, e, "storm", 1000)
 	var mentions []string
 	for i := range 10 {
-		body, h := signed(webhook.Slack, fmt.Sprintf("storm-mention-%d", i), slackSecret, time.Now())
+		body, h := signed(webhook.Slack, fmt.Sprintf("storm-mention-%d", i), slackSecret, wallclock.Now())
 		mentions = append(mentions, e.send(webhook.Slack, body, h).body["event_id"].(string))
 	}
 	if err := e.disp.Start(context.Background()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -73,7 +74,7 @@ func TestTrust_OrgBoundAdminCannotClaimAnotherOrgsRoutingIdentifiers(t *testing.
 	}
 
 	// acme's Slack mention still goes to acme, with acme's token.
-	body, h := signed(webhook.Slack, "after-claim", slackSecret, time.Now())
+	body, h := signed(webhook.Slack, "after-claim", slackSecret, wallclock.Now())
 	sent := e.send(webhook.Slack, body, h)
 	ev := e.waitStatus(sent.body["event_id"].(string), store.EventDelivered)
 	if ev.OrgID != peerstest.DevOrg || ev.TeamNodeID != peerstest.DevTeam {
@@ -101,7 +102,7 @@ func TestTrust_OrgBoundAdminCannotClaimAnotherOrgsRoutingIdentifiers(t *testing.
 	if _, has := routing["pagerduty_service_ids"]; has {
 		t.Fatalf("the refused change reached the thief's config: %v", routing)
 	}
-	pd, ph := signed(webhook.PagerDuty, "after-claim", pagerdutySecret, time.Now())
+	pd, ph := signed(webhook.PagerDuty, "after-claim", pagerdutySecret, wallclock.Now())
 	sent = e.send(webhook.PagerDuty, pd, ph)
 	ev = e.waitStatus(sent.body["event_id"].(string), store.EventDelivered)
 	if ev.OrgID != peerstest.DevOrg || ev.TeamNodeID != peerstest.DevTeam {
@@ -116,7 +117,7 @@ func TestTrust_RoutingAnswerWithInvalidIDsIsRefused(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, routingTTL: time.Minute})
 	e.cs.AddTeam("a|b", "c", map[string]any{"routing": map[string]any{"slack_channel_ids": []any{"CPIPE00001"}}})
 	body := []byte(`{"type":"event_callback","event_id":"Ev-pipe","event":{"type":"app_mention","channel":"CPIPE00001","text":"hi"}}`)
-	now := time.Now()
+	now := wallclock.Now()
 	r := e.send(webhook.Slack, body, webhook.Sign(webhook.Slack, slackSecret, body, now, ""))
 	if r.code != 200 {
 		t.Fatalf("send = %d %s", r.code, r.raw)
@@ -147,7 +148,7 @@ func TestTrust_UncleanTextAtTheDoorNeverFailsOthers(t *testing.T) {
 				o.databaseURL = pgtest.Database(t)
 			}
 			e := newEnv(t, o)
-			now := time.Now()
+			now := wallclock.Now()
 			var wg sync.WaitGroup
 			codes := make([]int, 200)
 			for i := range codes {
@@ -219,7 +220,7 @@ func TestTrust_UncleanTextAtTheDoorNeverFailsOthers(t *testing.T) {
 // the stored body, whose hash stays the original's.
 func TestTrust_GitHubReplayIsADuplicateAndSignaturesAreNotKept(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true})
-	now := time.Now()
+	now := wallclock.Now()
 	body, h := signed(webhook.GitHub, "replayed", githubSecret, now)
 	first := e.send(webhook.GitHub, body, h)
 	if first.code != 200 {
@@ -269,7 +270,7 @@ func TestTrust_GitHubReplayIsADuplicateAndSignaturesAreNotKept(t *testing.T) {
 func TestTrust_HeaderRedactionByNameAndValue(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, noDispatch: true})
 	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJlLWJ5dGVz"
-	body, h := signed(webhook.PagerDuty, "redact", pagerdutySecret, time.Now())
+	body, h := signed(webhook.PagerDuty, "redact", pagerdutySecret, wallclock.Now())
 	extra := map[string]string{
 		"Authentication": "Bearer abcdef123456", "X-Auth": "s3cr3t-value", "X-Pass": "hunter2-value",
 		"X-Forwarded-Client": "Basic dXNlcjpwYXNzd29yZA==", "X-Trace-Context": jwt,
@@ -321,7 +322,7 @@ func (e *env) fromClient(remote, token string, header ...string) response {
 // X-Forwarded-For is believed only from a trusted proxy, and another
 // client's valid token still works.
 func TestTrust_FailedAdminTokensCannotDriveTheConfigService(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := &clock{t: wallclock.Now()}
 	e := newEnv(t, envOptions{authNow: clk.Now, trustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	authMe := func() int { return len(e.cs.CallsTo(peerstest.RouteAuthMe)) }
 	before := authMe()

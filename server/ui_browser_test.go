@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/google/uuid"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -133,7 +134,7 @@ func seedTeams(t *testing.T, e *env) {
 	var ids []string
 	for i := range 6 {
 		channel := "C0SEARCH" // the dedicated agent's Service has no pod behind it here
-		now := time.Now()
+		now := wallclock.Now()
 		body := fmt.Appendf(nil, `{"type":"event_callback","event_id":"EvTeams%d","team_id":"T1","event_time":%d,"event":{"type":"app_mention","channel":%q,"user":"U1","text":"<@U0> help","ts":"%d.00010%d"}}`,
 			i, now.Unix(), channel, now.Unix(), i)
 		ids = append(ids, e.send("slack", body, webhook.Sign(webhook.Slack, slackSecret, body, now, "")).body["event_id"].(string))
@@ -276,7 +277,7 @@ func TestUI_ChartsDrawTheLastDayFromStoredFigures(t *testing.T) {
 	var ids []string
 	for source, n := range sent {
 		for i := range n {
-			body, h := signed(source, fmt.Sprintf("chart-%s-%d", source, i), secrets[source], time.Now())
+			body, h := signed(source, fmt.Sprintf("chart-%s-%d", source, i), secrets[source], wallclock.Now())
 			ids = append(ids, e.send(source, body, h).body["event_id"].(string))
 		}
 	}
@@ -332,7 +333,7 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	}
 	// A day of history, so that the charts have something to draw: delivered
 	// events of every source over the last 24 hours, busier by day.
-	now := time.Now().UTC()
+	now := wallclock.Now().UTC()
 	for i := range 480 {
 		at := now.Add(-time.Duration(i) * 3 * time.Minute)
 		if (at.Hour()+i)%3 != 0 && at.Hour() >= 7 && at.Hour() <= 19 || i%4 == 0 {
@@ -344,7 +345,7 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 		}
 	}
 	run := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "audit"})
-	body, h := signed("pagerduty", "audit", pagerdutySecret, time.Now())
+	body, h := signed("pagerduty", "audit", pagerdutySecret, wallclock.Now())
 	ev := e.send("pagerduty", body, h).body["event_id"].(string)
 	e.waitStatus(ev, store.EventDelivered)
 
@@ -536,7 +537,7 @@ func parseBound(t *testing.T, s string) time.Duration {
 func TestUI_ReadableAt1280(t *testing.T) {
 	e, base := uiEnv(t, envOptions{})
 	ctx0 := context.Background()
-	now := time.Now().UTC()
+	now := wallclock.Now().UTC()
 	// A sample reaches the seeded team (not provisioned here).
 	body, h := signed("pagerduty", "readable", pagerdutySecret, now)
 	e.waitStatus(e.send("pagerduty", body, h).body["event_id"].(string), store.EventDelivered)

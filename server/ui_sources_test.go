@@ -4,9 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -21,7 +21,7 @@ func TestUI_SourcesAndFeedbackInARealBrowser(t *testing.T) {
 		sourceEnv: map[string]string{"ACME_DEPLOYS_SECRET": "acme-secret-value", "SREBOT_SIGNING_SECRET": sreBotSecret}})
 	const otherOrg = "other-org-admin-token"
 	e.cs.AddAdmin(otherOrg, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "big"})
-	body := webhook.Sample(webhook.Slack, "browser-fb", time.Now())
+	body := webhook.Sample(webhook.Slack, "browser-fb", wallclock.Now())
 	mention := e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string)
 	e.waitStatus(mention, store.EventDelivered)
 	runs, _ := e.db.EventAgentRuns(context.Background(), mention)

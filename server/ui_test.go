@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -205,7 +206,7 @@ func TestUI_PagesAreSelfContainedAndLockedDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := e.do("POST", provisionPath, adminToken, map[string]any{"org_id": "acme", "team_node_id": "pages"})
-	body, h := signed("slack", "pages", slackSecret, time.Now())
+	body, h := signed("slack", "pages", slackSecret, wallclock.Now())
 	ev := e.send("slack", body, h)
 	pages := []string{"/ui/login", "/ui/overview", "/ui/provision", "/ui/runs", "/ui/runs/" + run.body["provisioning_run_id"].(string),
 		"/ui/events", "/ui/events?source=slack&status=queued", "/ui/events/" + ev.body["event_id"].(string), "/ui/schedules", "/ui/agents",
@@ -236,7 +237,7 @@ func TestUI_PagesAreSelfContainedAndLockedDown(t *testing.T) {
 }
 
 func TestUI_SessionCookieOriginAndExpiry(t *testing.T) {
-	now := time.Now()
+	now := wallclock.Now()
 	clock := &clock{t: now}
 	_, base := uiEnv(t, envOptions{uiClock: clock.Now})
 	c := login(t, base, adminToken)
@@ -302,7 +303,7 @@ func TestUI_ProvisionFormRoutesEveryFieldAndEventPageShowsTheMessage(t *testing.
 		t.Fatalf("routing in the team's config = %v", routing)
 	}
 
-	body, h := signed("pagerduty", "page-msg", pagerdutySecret, time.Now())
+	body, h := signed("pagerduty", "page-msg", pagerdutySecret, wallclock.Now())
 	id := e.send("pagerduty", body, h).body["event_id"].(string)
 	code, page := getPage(t, c, base+"/ui/events/"+id)
 	if code != 200 || !strings.Contains(page, `id="event-message"`) || !strings.Contains(page, "PagerDuty incident.triggered: Checkout error rate above 5%") {
@@ -321,12 +322,12 @@ func TestUI_EventsSearchFiltersAndPaging(t *testing.T) {
 	c := login(t, base, adminToken)
 	var ids []string
 	for i := range 55 {
-		body, h := signed("pagerduty", fmt.Sprintf("find%02d", i), pagerdutySecret, time.Now())
+		body, h := signed("pagerduty", fmt.Sprintf("find%02d", i), pagerdutySecret, wallclock.Now())
 		ids = append(ids, e.send("pagerduty", body, h).body["event_id"].(string))
 	}
 	gh, gh2 := []byte(`{"action":"opened","repository":{"full_name":"acme/payments"}}`), []byte(`{"action":"closed","repository":{"full_name":"nobody/else"}}`)
-	routed := e.send("github", gh, webhook.Sign("github", githubSecret, gh, time.Now(), "gh-delivery-routed")).body["event_id"].(string)
-	lost := e.send("github", gh2, webhook.Sign("github", githubSecret, gh2, time.Now(), "gh-delivery-unrouted")).body["event_id"].(string)
+	routed := e.send("github", gh, webhook.Sign("github", githubSecret, gh, wallclock.Now(), "gh-delivery-routed")).body["event_id"].(string)
+	lost := e.send("github", gh2, webhook.Sign("github", githubSecret, gh2, wallclock.Now(), "gh-delivery-unrouted")).body["event_id"].(string)
 	e.waitStatus(routed, "delivered")
 	e.waitStatus(lost, "unrouted")
 	for _, id := range ids {
@@ -349,7 +350,7 @@ func TestUI_EventsSearchFiltersAndPaging(t *testing.T) {
 	if strings.Count(page, `class="event"`) != 1 || !strings.Contains(page, routed) {
 		t.Fatalf("team filter: %d rows", strings.Count(page, `class="event"`))
 	}
-	future := time.Now().UTC().Add(time.Hour).Format("2006-01-02T15:04")
+	future := wallclock.Now().UTC().Add(time.Hour).Format("2006-01-02T15:04")
 	if _, page = getPage(t, c, base+"/ui/events?since="+future); strings.Contains(page, `class="event"`) {
 		t.Fatal("events from the future")
 	}
@@ -388,14 +389,14 @@ func TestUI_EventsSearchFiltersAndPaging(t *testing.T) {
 // empty box.
 func TestUI_PurgedEventSaysItsHeadersWentWithTheBody(t *testing.T) {
 	e, base := uiEnv(t, envOptions{})
-	body, h := signed(webhook.PagerDuty, "purged-page", pagerdutySecret, time.Now())
+	body, h := signed(webhook.PagerDuty, "purged-page", pagerdutySecret, wallclock.Now())
 	id := e.send(webhook.PagerDuty, body, h).body["event_id"].(string)
 	e.waitStatus(id, store.EventDelivered)
 	c := login(t, base, adminToken)
 	if _, page := getPage(t, c, base+"/ui/events/"+id); !strings.Contains(page, "content-type: application/json") {
 		t.Fatalf("the event page before the purge lacks its headers:\n%s", page)
 	}
-	if _, err := e.db.PurgeBodies(context.Background(), time.Now().Add(time.Minute), time.Now(), 100); err != nil {
+	if _, err := e.db.PurgeBodies(context.Background(), wallclock.Now().Add(time.Minute), wallclock.Now(), 100); err != nil {
 		t.Fatal(err)
 	}
 	_, page := getPage(t, c, base+"/ui/events/"+id)

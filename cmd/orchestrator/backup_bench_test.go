@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -54,9 +55,9 @@ func BenchmarkSnapshot(b *testing.B) {
 				wg.Add(1)
 				go func(i int) {
 					defer wg.Done()
-					body := webhook.Sample(webhook.Slack, fmt.Sprintf("snap%d_%d", n, i), time.Now())
+					body := webhook.Sample(webhook.Slack, fmt.Sprintf("snap%d_%d", n, i), wallclock.Now())
 					req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(body))
-					req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+					req.Header = webhook.Sign(webhook.Slack, secret, body, wallclock.Now(), "")
 					t := time.Now()
 					resp, err := client.Do(req)
 					if err != nil {

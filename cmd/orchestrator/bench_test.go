@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -49,7 +50,7 @@ func seed(b *testing.B, path string, n int) {
 		b.Fatal(err)
 	}
 	sources := []string{"slack", "github", "pagerduty", "incidentio", "coralogix"}
-	start := time.Now().Add(-time.Duration(n) * time.Second / 10)
+	start := wallclock.Now().Add(-time.Duration(n) * time.Second / 10)
 	tx, _ := db.Begin()
 	for i := 0; i < n; i += rows {
 		args := make([]any, 0, rows*8)
@@ -118,7 +119,7 @@ func BenchmarkProcess(b *testing.B) {
 	waitReady(b, base)
 	fmt.Printf("start to /ready with %d events: %v; idle RSS %d MiB\n", n, time.Since(tStart).Round(time.Millisecond), rssKB(proc.Process.Pid, "VmRSS")/1024)
 
-	for _, q := range []string{"", "?source=slack&status=delivered", "?team_node_id=platform-sre&limit=200", "?since=" + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)} {
+	for _, q := range []string{"", "?source=slack&status=delivered", "?team_node_id=platform-sre&limit=200", "?since=" + wallclock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)} {
 		var d []time.Duration
 		for range 20 {
 			req, _ := http.NewRequest("GET", base+"/api/v1/admin/events"+q, nil)
@@ -154,9 +155,9 @@ func BenchmarkProcess(b *testing.B) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			body := webhook.Sample(webhook.Slack, fmt.Sprintf("rate%d", i), time.Now())
+			body := webhook.Sample(webhook.Slack, fmt.Sprintf("rate%d", i), wallclock.Now())
 			req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(body))
-			req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+			req.Header = webhook.Sign(webhook.Slack, secret, body, wallclock.Now(), "")
 			t := time.Now()
 			resp, err := client.Do(req)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	_ "modernc.org/sqlite" // reads the database after the crashes
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -49,9 +50,9 @@ func TestCrash_SIGKILLAfterAcksLosesNothingAndDispatchesOnce(t *testing.T) {
 			defer wg.Done()
 			for i := range perSender {
 				id := fmt.Sprintf("crash%d_%d", s, i)
-				body := webhook.Sample(webhook.Slack, id, time.Now())
+				body := webhook.Sample(webhook.Slack, id, wallclock.Now())
 				req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(body))
-				req.Header = webhook.Sign(webhook.Slack, secret, body, time.Now(), "")
+				req.Header = webhook.Sign(webhook.Slack, secret, body, wallclock.Now(), "")
 				resp, err := client.Do(req)
 				if err != nil {
 					t.Errorf("send: %v", err)
@@ -173,9 +174,9 @@ var webhookPaths = map[string]string{webhook.Slack: "/webhooks/slack/events", we
 // with delivery as its vendor delivery id, if the source has one), to a
 // process at base, and returns the answer's status and JSON body.
 func sendSigned(client *http.Client, base, src, secret, id, delivery string) (int, map[string]any, error) {
-	body := webhook.Sample(src, id, time.Now())
+	body := webhook.Sample(src, id, wallclock.Now())
 	req, _ := http.NewRequest("POST", base+webhookPaths[src], bytes.NewReader(body))
-	req.Header = webhook.Sign(src, secret, body, time.Now(), delivery)
+	req.Header = webhook.Sign(src, secret, body, wallclock.Now(), delivery)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err

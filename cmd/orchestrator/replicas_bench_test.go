@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -33,7 +34,7 @@ func BenchmarkReplicas(b *testing.B) {
 			reps := startReplicas(b, n, append(f.env, "DATABASE_URL="+url, "SLACK_SIGNING_SECRET="+secret))
 			bodies := make([][]byte, total)
 			for i := range bodies {
-				bodies[i] = webhook.Sample(webhook.Slack, fmt.Sprintf("n%d_%d", n, i), time.Now())
+				bodies[i] = webhook.Sample(webhook.Slack, fmt.Sprintf("n%d_%d", n, i), wallclock.Now())
 			}
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: 30 * time.Second}
 			var next atomic.Int64
@@ -50,7 +51,7 @@ func BenchmarkReplicas(b *testing.B) {
 							return
 						}
 						req, _ := http.NewRequest("POST", reps[i%n].base+"/webhooks/slack/events", bytes.NewReader(bodies[i]))
-						req.Header = webhook.Sign(webhook.Slack, secret, bodies[i], time.Now(), "")
+						req.Header = webhook.Sign(webhook.Slack, secret, bodies[i], wallclock.Now(), "")
 						resp, err := client.Do(req)
 						if err != nil || resp.StatusCode != 200 {
 							b.Errorf("send: %v %v", err, resp)

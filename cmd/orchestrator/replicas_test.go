@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	_ "github.com/jackc/pgx/v5/stdlib" // reads the shared database
@@ -465,7 +466,7 @@ func TestReplicas_AResolveRaceAcrossThreeReplicas(t *testing.T) {
 		body := fmt.Appendf(nil, `{"event":{"id":"%s","event_type":"%s","resource_type":"incident","data":{"id":"%s","type":"incident",
 			"title":"race %s","service":{"id":"PF9KMXH","type":"service_reference"}}}}`, delivery, eventType, incident, incident)
 		req, _ := http.NewRequest("POST", rep.base+"/webhooks/pagerduty", bytes.NewReader(body))
-		req.Header = webhook.Sign(webhook.PagerDuty, secret, body, time.Now(), "")
+		req.Header = webhook.Sign(webhook.PagerDuty, secret, body, wallclock.Now(), "")
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Error(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -115,14 +116,14 @@ func storm(b *testing.B, noisy bool) {
 		go func(i int) {
 			defer wg.Done()
 			body := pdAlert(fmt.Sprintf("storm%05d", i), incident, eventType)
-			send("/webhooks/pagerduty", body, webhook.Sign(webhook.PagerDuty, pdSecret, body, time.Now(), ""))
+			send("/webhooks/pagerduty", body, webhook.Sign(webhook.PagerDuty, pdSecret, body, wallclock.Now(), ""))
 		}(i)
 		if i%(total/mentions) == total/mentions/2 {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				body := webhook.Sample(webhook.Slack, fmt.Sprintf("stormmention%05d", i), time.Now())
-				send("/webhooks/slack/events", body, webhook.Sign(webhook.Slack, slackSecret, body, time.Now(), ""))
+				body := webhook.Sample(webhook.Slack, fmt.Sprintf("stormmention%05d", i), wallclock.Now())
+				send("/webhooks/slack/events", body, webhook.Sign(webhook.Slack, slackSecret, body, wallclock.Now(), ""))
 			}(i)
 		}
 		if i%100 == 0 {

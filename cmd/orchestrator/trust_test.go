@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -47,7 +48,7 @@ func serveDev(t *testing.T, dir string, env map[string]string) (string, *lineWai
 
 func sendSignedSample(t *testing.T, base, source, secret string) int {
 	t.Helper()
-	now := time.Now()
+	now := wallclock.Now()
 	body := webhook.Sample(source, "trust-"+source, now)
 	req, _ := http.NewRequest("POST", base+webhook.BuiltinPath(source), bytes.NewReader(body))
 	req.Header = webhook.Sign(source, secret, body, now, "trust-"+source)
@@ -172,7 +173,7 @@ func TestServe_DevModeDedicatedTeamIsServedByTheFakeAgent(t *testing.T) {
 	}
 	// A mention in the team's own channel reaches it; the sample channel's
 	// still reaches the seeded team.
-	now := time.Now()
+	now := wallclock.Now()
 	for channel, team := range map[string]string{"C0PAYMENTS1": "payments", "C0A4967KRBM": peerstest.DevTeam} {
 		msg := []byte(`{"type":"event_callback","event_id":"Ev-` + channel + `","event":{"type":"app_mention","channel":"` + channel + `","text":"<@U0BOT> hi"}}`)
 		req, _ := http.NewRequest("POST", base+"/webhooks/slack/events", bytes.NewReader(msg))
