@@ -220,6 +220,9 @@ func TestCrash_RandomSIGKILLRoundsUnderLoad(t *testing.T) {
 		base := "http://" + waitLine(t, logs, "listening")["addr"].(string)
 		waitLine(t, logs, "started")
 		go drain(logs)
+		mu.Lock()
+		before := len(acked)
+		mu.Unlock()
 
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -256,7 +259,20 @@ func TestCrash_RandomSIGKILLRoundsUnderLoad(t *testing.T) {
 				resp.Body.Close()
 			}
 		}()
-		// Kill at a random moment, once some events are in.
+		// Kill at a random moment once this round has events in: on a
+		// loaded machine the first ack can take longer than the random wait,
+		// and a round killed before it proves nothing.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			n := len(acked)
+			mu.Unlock()
+			if n > before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no event acked within 30 s", round)
+			}
+		}
 		time.Sleep(time.Duration(50+rand.IntN(250)) * time.Millisecond)
 		_ = proc.Process.Signal(syscall.SIGKILL)
 		_ = proc.Wait()
