@@ -68,15 +68,20 @@ func fileSum(t *testing.T, path string) string {
 // the fixture (its events arrived at 2026-11-24T11:42Z).
 var fixtureWritten = time.Date(2026, 11, 24, 12, 42, 0, 0, time.UTC)
 
+// onFixtureDay sets the clock of the test and of the servers it starts (they
+// inherit the environment) to an hour after the fixture was written, so the
+// retention chore, which runs at start, finds nothing of the fixture old
+// enough to remove whatever day the test runs.
+func onFixtureDay(t *testing.T) {
+	t.Setenv(wallclock.OffsetEnv, time.Until(fixtureWritten).String())
+}
+
 // A database written by release 0.1.0 opens with this build: a snapshot is
 // taken before migrating, it migrates, and its runs and events are served.
-// The server's clock is set to an hour after the fixture was written, so
-// retention (which runs at start) finds nothing old enough to touch
-// whatever day the test runs.
 func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
+	onFixtureDay(t)
 	dir := fixtureDir(t)
-	proc, logs, stdout := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent",
-		wallclock.OffsetEnv + "=" + time.Until(fixtureWritten).String()},
+	proc, logs, stdout := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent"},
 		"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
 	base := "http://" + waitLine(t, logs, "listening")["addr"].(string)
 	snap := waitLine(t, logs, "snapshot taken before migrating")

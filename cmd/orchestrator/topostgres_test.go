@@ -21,8 +21,10 @@ import (
 // calls, a provisioned team with its schedule, a page login, ack figures) —
 // is copied into a real, empty PostgreSQL, verified table by table, and the
 // server then serves the same events, runs and schedules from it. A second
-// copy into the now non-empty target is refused.
+// copy into the now non-empty target is refused. The day's use is the day
+// the fixture was written, so retention leaves the fixture's events.
 func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
+	onFixtureDay(t)
 	dir := fixtureDir(t)
 	env := []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=" + fixtureAdmin, "KUBECONFIG=/nonexistent"}
 	proc, logs, _ := child(t, env, "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
