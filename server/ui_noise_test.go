@@ -13,9 +13,10 @@ import (
 // control kept back (the overview's calls saved, the teams page's calls
 // today against the budget, an event's reason and cause), silences alerts
 // like one from its event page, and redrives what a filter names after
-// seeing the count.
+// seeing the count. The clock stands still, so the daily budget cannot roll
+// over at midnight UTC between the first call and the one it keeps back.
 func TestUI_NoiseControlInARealBrowser(t *testing.T) {
-	e, base := uiEnv(t, envOptions{callsPerDay: 1, alertRepeat: 4 * time.Hour})
+	e, base := uiEnv(t, envOptions{callsPerDay: 1, alertRepeat: 4 * time.Hour, fakeClock: true})
 	first := e.sendPD(t, "ui-1", "INC-1", "incident.triggered")
 	e.waitStatus(first, store.EventDelivered)
 	repeat := e.waitStatus(e.sendPD(t, "ui-2", "INC-1", "incident.triggered"), store.EventSuppressed)
