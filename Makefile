@@ -24,9 +24,10 @@ CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/orchestrator/Chart.yam
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/orchestrator
 
-## run: the appliance in dev mode, data in ./data
+## run: the appliance in dev mode, data in ./data; ORCHESTRATOR_DATA_DIR,
+## ORCHESTRATOR_DEV=0 and every other variable of docs/configuration.md apply
 run: build
-	./$(BIN) serve --dev --data-dir ./data
+	ORCHESTRATOR_DEV=$${ORCHESTRATOR_DEV:-1} ./$(BIN) serve
 
 ## test: lint, a short fuzz run, then every test with a short summary.
 ## Needs PostgreSQL 15 and etcd (Debian packages; .ci/run installs them);

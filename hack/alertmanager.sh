@@ -2,7 +2,7 @@
 # Builds Prometheus Alertmanager from its Go module into the cache directory
 # (default $HOME/.cache/orchestrator-edge/alertmanager-$VERSION) unless it is
 # there already, and prints the binary's path. The Alertmanager source's tests
-# run it for real (SPEC §6).
+# run it for real.
 #
 # `go install …/cmd/alertmanager` fails: ui/web.go embeds app/dist, which the
 # module does not ship. So the module's source is copied out of the module

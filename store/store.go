@@ -153,24 +153,32 @@ func (db *DB) Migrate(ctx context.Context) ([]int64, error) {
 
 // MigrationStatus lists every known migration and whether it is applied.
 func (db *DB) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
-	status, err := db.goose.Status(ctx)
+	return migrationStates(ctx, db.goose)
+}
+
+func migrationStates(ctx context.Context, p *goose.Provider) ([]MigrationState, error) {
+	status, err := p.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: migration status: %w", err)
 	}
 	out := make([]MigrationState, 0, len(status))
 	for _, s := range status {
-		name := filepath.Base(s.Source.Path)
-		if s.Source.Type == goose.TypeGo {
-			name = GoMigrationNames[s.Source.Version]
-		}
 		out = append(out, MigrationState{
 			Version:   s.Source.Version,
-			Name:      name,
+			Name:      migrationName(s.Source),
 			Applied:   s.State == goose.StateApplied,
 			AppliedAt: s.AppliedAt.UTC(),
 		})
 	}
 	return out, nil
+}
+
+// migrationName is a migration's file name, or the Go migration's name.
+func migrationName(src *goose.Source) string {
+	if src.Type == goose.TypeGo {
+		return GoMigrationNames[src.Version]
+	}
+	return filepath.Base(src.Path)
 }
 
 // Ready reports whether the schema is up to date and the database accepts a

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -13,15 +14,64 @@ import (
 	"time"
 )
 
-// walkthroughBlock is a README code block marked to be run as written.
+// walkthroughBlock is a code block of the README or the guide marked to be
+// run as written.
 var walkthroughBlock = regexp.MustCompile("(?s)```sh walkthrough\n(.*?)```")
 
-// The README's walkthrough, run as written (SPEC §11: a newcomer gets from
-// `make run` to a delivered Slack mention and a provisioned team by
-// following it top to bottom). The first step, `make run` with the dev
-// admin token exported, is the Makefile's run target, started here the same
-// way; every block marked `sh walkthrough` then runs in bash, from a folder
-// whose ./bin/orchestrator is this build, with only the port changed.
+// runRecipe is the Makefile's `run` target's command.
+var runRecipe = regexp.MustCompile(`(?m)^run: build\n\t(.+)$`)
+
+// makeRun starts the Makefile's `run` recipe as make would (its `$$` and
+// `$(BIN)` expanded), in bash, from root, whose ./bin/orchestrator is this
+// build: what `make run` does after building. env is added to the test's
+// environment, as a user's exported variables would be.
+func makeRun(t *testing.T, root string, env ...string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	makefile, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := runRecipe.FindStringSubmatch(string(makefile))
+	if m == nil {
+		t.Fatal("the Makefile has no `run: build` target with a one-line recipe")
+	}
+	recipe := strings.NewReplacer("$$", "$", "$(BIN)", "bin/orchestrator").Replace(m[1])
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := "#!/bin/sh\nORCHESTRATOR_TEST_MAIN=1 exec " + os.Args[0] + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(root, "bin", "orchestrator"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// One simple command: bash runs it in its own place (no fork), so the
+	// signal below reaches the server.
+	cmd := exec.Command("bash", "-c", recipe)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}
+	})
+	return cmd, bufio.NewReader(stderr)
+}
+
+// The README's walkthrough, run as written: a newcomer gets from `make run`
+// to a delivered Slack mention and a provisioned team by following it top
+// to bottom. The first step, `make run` with the dev admin token exported,
+// is the Makefile's run recipe, started here the same way; every block
+// marked `sh walkthrough` in the README and then in the guide (the silence
+// and bulk redrive examples of docs/webhooks.md) runs in bash, from a
+// folder whose ./bin/orchestrator is this build, with only the port changed.
 func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed (.ci/run installs it)")
@@ -30,30 +80,38 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	makefile, _ := os.ReadFile(filepath.Join("..", "..", "Makefile"))
-	if !strings.Contains(string(makefile), "./$(BIN) serve --dev --data-dir ./data") ||
-		!strings.Contains(string(readme), "export ORCHESTRATOR_DEV_ADMIN_TOKEN=dev-admin-token\nmake run") {
-		t.Fatal("the README's first step or the Makefile's run target changed: change this test with them")
+	if !strings.Contains(string(readme), "export ORCHESTRATOR_DEV_ADMIN_TOKEN=dev-admin-token\nmake run") {
+		t.Fatal("the README's first step changed: change this test with it")
 	}
 	blocks := walkthroughBlock.FindAllStringSubmatch(string(readme), -1)
 	if len(blocks) < 5 {
 		t.Fatalf("%d walkthrough blocks in the README", len(blocks))
 	}
+	pages, _ := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	guide := 0
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := walkthroughBlock.FindAllStringSubmatch(string(b), -1)
+		guide += len(found)
+		blocks = append(blocks, found...)
+	}
+	if guide < 2 {
+		t.Fatalf("%d walkthrough blocks in docs/", guide)
+	}
 
 	// `make run`: the binary in dev mode on ./data of a fresh checkout.
 	root := t.TempDir()
-	if err := os.Mkdir(filepath.Join(root, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	wrapper := "#!/bin/sh\nORCHESTRATOR_TEST_MAIN=1 exec " + os.Args[0] + " \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(root, "bin", "orchestrator"), []byte(wrapper), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	proc, logs, _ := child(t, []string{"ORCHESTRATOR_DEV_ADMIN_TOKEN=dev-admin-token", "KUBECONFIG=/nonexistent"},
-		"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(root, "data"))
-	addr := waitLine(t, logs, "listening")["addr"].(string)
+	_, logs := makeRun(t, root, "ORCHESTRATOR_DEV_ADMIN_TOKEN=dev-admin-token", "KUBECONFIG=/nonexistent",
+		"ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0")
+	listening := waitLine(t, logs, "listening")
+	addr := listening["addr"].(string)
 	go func() { _, _ = io.Copy(io.Discard, logs) }()
-	defer func() { _ = proc.Process.Signal(os.Interrupt); _ = proc.Wait() }()
+	if listening["data_dir"] != "./data" || listening["dev"] != true {
+		t.Fatalf("make run started with data_dir %v, dev %v", listening["data_dir"], listening["dev"])
+	}
 	_, port, _ := net.SplitHostPort(addr)
 	waitReady(t, "http://"+addr)
 
@@ -72,10 +130,16 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 		t.Fatalf("the walkthrough failed: %v\n%s", err, out)
 	}
 	for _, want := range []string{`"status":"ready"`, "slack /webhooks/slack/events → 200", `"team_node_id":"payments"`,
-		`"status":"succeeded"`, `"agent_result"`} {
+		`"status":"succeeded"`, `"agent_result"`,
+		// docs/webhooks.md: the silence is made (201) and listed active, the
+		// bulk redrive counts.
+		`"comment":"checkout DB failover"`, `"state":"active"`, `"dry_run":true`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the walkthrough's output lacks %s:\n%s", want, out)
 		}
+	}
+	if strings.Contains(string(out), `"error":`) {
+		t.Errorf("a walkthrough step answered an error:\n%s", out)
 	}
 	// The mention was delivered to the seeded team.
 	base := "http://" + addr
@@ -93,6 +157,32 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 			t.Fatalf("the mention was not delivered: %d %v", code, body)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// `make run` honours the variables a user exports: ORCHESTRATOR_DATA_DIR
+// moves the data, and ORCHESTRATOR_DEV=0 is production (which then wants
+// its peer URLs) instead of being overridden by a hard-coded flag.
+func TestDocs_MakeRunHonoursDataDirAndDev(t *testing.T) {
+	root := t.TempDir()
+	elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+	_, logs := makeRun(t, root, "ORCHESTRATOR_DATA_DIR="+elsewhere, "KUBECONFIG=/nonexistent",
+		"ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0")
+	listening := waitLine(t, logs, "listening")
+	if listening["data_dir"] != elsewhere || listening["dev"] != true {
+		t.Fatalf("make run with ORCHESTRATOR_DATA_DIR started with data_dir %v, dev %v", listening["data_dir"], listening["dev"])
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "orchestrator.db")); err != nil {
+		t.Errorf("no database in ORCHESTRATOR_DATA_DIR: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "data")); !os.IsNotExist(err) {
+		t.Errorf("./data was made beside it: %v", err)
+	}
+
+	prod, logs := makeRun(t, t.TempDir(), "ORCHESTRATOR_DEV=0", "CONFIG_SERVICE_URL=", "AI_PIPELINE_API_URL=", "AGENT_API_URL=")
+	rest, _ := io.ReadAll(logs)
+	if err := prod.Wait(); err == nil || !strings.Contains(string(rest), "CONFIG_SERVICE_URL: is required") {
+		t.Fatalf("make run with ORCHESTRATOR_DEV=0 did not start in production mode: %v\n%s", err, rest)
 	}
 }
 
@@ -128,6 +218,44 @@ func TestDocs_LinksResolveAndPicturesAreWhatTheySay(t *testing.T) {
 		}
 		if !strings.HasPrefix(string(b), "\x89PNG\r\n\x1a\n") {
 			t.Errorf("%s is not a PNG", filepath.Base(p))
+		}
+	}
+}
+
+// The guide stands alone: a user's clone holds no product specification,
+// so nothing a user reads — the README, docs/, the chart (values, NOTES,
+// templates, dashboard), hack/ and the served OpenAPI document — may send
+// them to one ("../shared/SPEC.md", "SPEC §6").
+func TestDocs_NothingAUserReadsPointsOutsideTheRepository(t *testing.T) {
+	root := filepath.Join("..", "..")
+	var files []string
+	for _, pattern := range []string{"README.md", "docs/*.md", "hack/*", "server/openapi.yaml"} {
+		m, _ := filepath.Glob(filepath.Join(root, pattern))
+		files = append(files, m...)
+	}
+	_ = filepath.WalkDir(filepath.Join(root, "charts"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(path, ".go") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if len(files) < 20 {
+		t.Fatalf("only %d files found to check", len(files))
+	}
+	outside := regexp.MustCompile(`\.\./shared|SPEC\.md|SPEC §`)
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if m := outside.FindString(line); m != "" {
+				rel, _ := filepath.Rel(root, f)
+				t.Errorf("%s:%d refers to %q, which a user's clone does not have", rel, i+1, m)
+			}
 		}
 	}
 }

@@ -20,7 +20,7 @@ const mainUsage = `orchestrator — Orchestrator Edge, the AI SRE control plane 
 
 Usage:
   orchestrator serve [--dev] [--addr ADDR] [--data-dir DIR]   run the server
-  orchestrator migrate [up|status] [--data-dir DIR]          apply or list migrations
+  orchestrator migrate [up|status|down] [--data-dir DIR]     apply, list or undo the newest migration
   orchestrator backup --out FILE [--data-dir DIR]            write a verified snapshot (server may run)
   orchestrator restore --from FILE [--data-dir DIR]          install a snapshot (server stopped)
   orchestrator migrate-to-postgres --to URL [--data-dir DIR] copy the SQLite database into an empty PostgreSQL (server stopped)

@@ -162,6 +162,21 @@ func (m *Manager) BeforeMigrate(ctx context.Context) (*Info, error) {
 	return &info, nil
 }
 
+// BeforeMigrateDown snapshots the database before `migrate down` takes it
+// from schema from back to schema to, named as an upgrade's snapshot is
+// (pre-migrate-<from>-<to>-<time>.db), so the way back can be undone too.
+// PostgreSQL is backed up with its own tools: nothing is written there.
+func (m *Manager) BeforeMigrateDown(ctx context.Context, from, to int64) (*Info, error) {
+	if m.o.DB.Shared() {
+		return nil, nil
+	}
+	info, err := m.create(ctx, PreMigrate, fmt.Sprintf("%s-%d-%d-", PreMigrate, from, to))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot before migrating from %d down to %d: %w", from, to, err)
+	}
+	return &info, nil
+}
+
 func (m *Manager) create(ctx context.Context, trigger, prefix string) (Info, error) {
 	if !m.running.TryLock() {
 		return Info{}, ErrInProgress

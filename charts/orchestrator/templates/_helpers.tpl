@@ -56,7 +56,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (printf "%s-data" (include "orchestrator.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
 
-{{/* PostgreSQL is the database (SPEC §13): several replicas may run. */}}
+{{/* PostgreSQL is the database (docs/scale-out.md): several replicas may run. */}}
 {{- define "orchestrator.postgres" -}}
 {{- if or .Values.database.url .Values.database.existingSecret }}true{{ end -}}
 {{- end }}
