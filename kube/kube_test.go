@@ -318,3 +318,48 @@ func TestOwnership_HandMadeObjectIsNotTheTeams(t *testing.T) {
 		t.Fatalf("hand-made CronJob afterwards: %v %+v", err, got)
 	}
 }
+
+// Dev mode's simulated cluster with Persist: a second Memory on the same
+// file holds what the first applied and not what it deleted, and a
+// corrupt file is refused with what to do.
+func TestMemory_PersistKeepsObjectsAcrossARestart(t *testing.T) {
+	ctx := context.Background()
+	path := t.TempDir() + "/cluster.json"
+	team := kube.Team{OrgID: "acme", TeamNodeID: "payments"}
+	first := kube.NewMemory("default")
+	if err := first.Persist(path); err != nil {
+		t.Fatal(err)
+	}
+	spec := kube.PipelineCronJobSpec{Team: team, Name: kube.CronJobName("acme", "payments"), Component: "scheduled-ingestion",
+		Schedule: "0 2 * * *", Image: "ai-pipeline:1", Command: kube.PipelineCommand("acme", "payments")}
+	if _, err := first.ApplyCronJob(ctx, kube.PipelineCronJob(spec)); err != nil {
+		t.Fatal(err)
+	}
+	other := spec
+	other.Name, other.Component = "dep-discovery-acme-payments", "dependency-discovery"
+	if _, err := first.ApplyCronJob(ctx, kube.PipelineCronJob(other)); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := first.Delete(ctx, team, kube.Object{Kind: kube.KindCronJob, Name: other.Name}); err != nil || !gone {
+		t.Fatalf("delete: %v %v", gone, err)
+	}
+
+	second := kube.NewMemory("default")
+	if err := second.Persist(path); err != nil {
+		t.Fatal(err)
+	}
+	cj, err := second.GetCronJob(ctx, team, spec.Name)
+	if err != nil || cj == nil || cj.Spec.Schedule != "0 2 * * *" {
+		t.Fatalf("the CronJob after a restart: %v %v", cj, err)
+	}
+	objs, _ := second.TeamObjects(ctx, "acme", "payments")
+	if len(objs) != 1 || objs[0].Name != spec.Name {
+		t.Fatalf("objects after a restart: %v", objs)
+	}
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.NewMemory("default").Persist(path); err == nil || !strings.Contains(err.Error(), "delete the file to start afresh") {
+		t.Fatalf("a corrupt state file: %v", err)
+	}
+}

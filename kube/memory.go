@@ -2,7 +2,12 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"sort"
 	"sync"
 
@@ -14,13 +19,17 @@ import (
 // Memory is dev mode's simulated cluster: it keeps the CronJobs,
 // Deployments and Services the orchestrator applies in memory, with the
 // same methods as Client. Nothing is deployed anywhere. (client-go's fake
-// clientset would do the same but doubles the binary.)
+// clientset would do the same but doubles the binary.) With Persist it
+// keeps them in a file too, so that a restart of dev mode finds the
+// objects its database's schedules and teams refer to.
 type Memory struct {
 	ns   string
 	mu   sync.Mutex
 	cjs  map[string]*batchv1.CronJob
 	deps map[string]*appsv1.Deployment
 	svcs map[string]*corev1.Service
+	// path, when set, is where the objects are kept (Persist).
+	path string
 }
 
 // NewMemory returns an empty simulated cluster working in namespace ns.
@@ -48,7 +57,7 @@ func put[T any, P object[T]](m *Memory, store map[string]*T, kind string, obj P)
 		return false, &ConflictError{kind, name}
 	}
 	store[name] = (*T)(obj)
-	return !existed, nil
+	return !existed, m.saveLocked()
 }
 
 // ApplyCronJob stores the CronJob unless the name is another team's; it
@@ -102,15 +111,22 @@ func memGet[T any, P interface {
 func (m *Memory) Delete(_ context.Context, t Team, o Object) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var existed bool
+	var err error
 	switch o.Kind {
 	case KindCronJob:
-		return forget(m.cjs, t, o)
+		existed, err = forget(m.cjs, t, o)
 	case KindDeployment:
-		return forget(m.deps, t, o)
+		existed, err = forget(m.deps, t, o)
 	case KindService:
-		return forget(m.svcs, t, o)
+		existed, err = forget(m.svcs, t, o)
+	default:
+		return false, fmt.Errorf("kube: unknown kind %q", o.Kind)
 	}
-	return false, fmt.Errorf("kube: unknown kind %q", o.Kind)
+	if err == nil && existed {
+		err = m.saveLocked()
+	}
+	return existed, err
 }
 
 func forget[T any, P object[T]](store map[string]*T, t Team, o Object) (bool, error) {
@@ -123,6 +139,72 @@ func forget[T any, P object[T]](store map[string]*T, t Team, o Object) (bool, er
 	}
 	delete(store, o.Name)
 	return true, nil
+}
+
+// memoryState is the file Persist keeps: the objects as the API server
+// would serve them.
+type memoryState struct {
+	CronJobs    []*batchv1.CronJob   `json:"cronJobs"`
+	Deployments []*appsv1.Deployment `json:"deployments"`
+	Services    []*corev1.Service    `json:"services"`
+}
+
+// Persist loads the objects kept at path, if there are any, and from then
+// on writes them there after every change (atomically, mode 0600).
+func (m *Memory) Persist(path string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("simulated cluster state: %w", err)
+	default:
+		var s memoryState
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("simulated cluster state %s: %w (delete the file to start afresh)", path, err)
+		}
+		for _, o := range s.CronJobs {
+			m.cjs[o.Name] = o
+		}
+		for _, o := range s.Deployments {
+			m.deps[o.Name] = o
+		}
+		for _, o := range s.Services {
+			m.svcs[o.Name] = o
+		}
+	}
+	m.path = path
+	return m.saveLocked()
+}
+
+// saveLocked writes the objects where Persist keeps them (nothing without
+// a path). The caller holds m.mu.
+func (m *Memory) saveLocked() error {
+	if m.path == "" {
+		return nil
+	}
+	s := memoryState{CronJobs: sortedValues(m.cjs), Deployments: sortedValues(m.deps), Services: sortedValues(m.svcs)}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := m.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("simulated cluster state: %w", err)
+	}
+	if err := os.Rename(tmp, m.path); err != nil {
+		return fmt.Errorf("simulated cluster state: %w", err)
+	}
+	return nil
+}
+
+func sortedValues[T any](m map[string]*T) []*T {
+	out := make([]*T, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 // TeamObjects lists the team's objects, as Client does, by label and ids.

@@ -155,8 +155,17 @@ type peerFakes struct {
 	env   []string
 }
 
+// mustDevConfigService is dev mode's seeded Config Service fake, in memory.
+func mustDevConfigService(t testing.TB, admin string) *peerstest.ConfigService {
+	cs, err := peerstest.NewDevConfigService(admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
 func startPeerFakes(t testing.TB, admin string) *peerFakes {
-	f := &peerFakes{cs: peerstest.NewDevConfigService(admin), agent: peerstest.NewAgent(), pipe: peerstest.NewAIPipeline()}
+	f := &peerFakes{cs: mustDevConfigService(t, admin), agent: peerstest.NewAgent(), pipe: peerstest.NewAIPipeline()}
 	csSrv, agentSrv, pipeSrv := httptest.NewServer(f.cs), httptest.NewServer(f.agent), httptest.NewServer(f.pipe)
 	t.Cleanup(csSrv.Close)
 	t.Cleanup(agentSrv.Close)

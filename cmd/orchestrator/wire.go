@@ -152,10 +152,15 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	simulated := false
 	if clusterErr != nil && cfg.Dev {
-		// Dev mode without a cluster: an in-memory one, and every page says so.
+		// Dev mode without a cluster: a simulated one, and every page says
+		// so. Its objects are kept in the data directory beside the
+		// schedules and runs that refer to them.
 		mem := kube.NewMemory(ns)
+		if err := mem.Persist(filepath.Join(cfg.DataDir, devClusterState)); err != nil {
+			return nil, err
+		}
 		cluster, schedCluster, pinger, simulated, clusterErr = mem, mem, mem, true, nil
-		logger.Warn("dev mode: no cluster answered; using an in-memory simulated cluster (nothing is really deployed)")
+		logger.Warn("dev mode: no cluster answered; using a simulated cluster kept in the data directory (nothing is really deployed)")
 		if d.fakeAgent {
 			// A simulated dedicated agent is served by the built-in fake.
 			agent.ServeDedicatedFromShared()
@@ -223,8 +228,16 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	return d, nil
 }
 
+// Dev mode's state files in the data directory: the fake Config Service's
+// orgs, teams and tokens, and the simulated cluster's objects.
+const (
+	devConfigServiceState = "dev-config-service.json"
+	devClusterState       = "dev-cluster.json"
+)
+
 // startDevPeers serves the built-in fakes on loopback for every peer URL
-// left unset, seeded as SPEC §11 says, and prints the dev admin token.
+// left unset, seeded with org acme and team platform-sre, and prints the
+// dev admin token.
 func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.Writer) error {
 	token := cfg.DevAdminToken.Reveal()
 	if token == "" {
@@ -238,12 +251,25 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 	if cfg.InternalAdminToken == "" && fakeConfig {
 		cfg.InternalAdminToken = config.Secret(token)
 	}
+	// The fake Config Service keeps its state in the data directory, so a
+	// restart finds the teams provisioned before it (docs/configuration.md).
+	var configService http.Handler
+	if fakeConfig {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("dev peers: %w", err)
+		}
+		cs, err := peerstest.NewDevConfigService(token, filepath.Join(cfg.DataDir, devConfigServiceState))
+		if err != nil {
+			return err
+		}
+		configService = cs
+	}
 	fakes := []struct {
 		url *string
 		h   http.Handler
 		env string
 	}{
-		{&cfg.ConfigServiceURL, peerstest.NewDevConfigService(token), "CONFIG_SERVICE_URL"},
+		{&cfg.ConfigServiceURL, configService, "CONFIG_SERVICE_URL"},
 		{&cfg.AIPipelineURL, peerstest.NewAIPipeline(), "AI_PIPELINE_API_URL"},
 		{&cfg.AgentURL, peerstest.NewAgent(), "AGENT_API_URL"},
 	}

@@ -101,6 +101,8 @@ func (s *Service) RunReconciler(ctx context.Context, interval time.Duration) {
 			s.log.Warn("schedule reconcile did not run", "error", err.Error())
 		case len(rep.Repaired) > 0 || len(rep.Skipped) > 0:
 			s.log.Info("schedule reconcile", "checked", rep.Checked, "repaired", len(rep.Repaired), "skipped", len(rep.Skipped))
+		case err == nil:
+			s.log.Debug("schedule reconcile", "checked", rep.Checked, "repaired", 0, "skipped", 0)
 		}
 		select {
 		case <-ctx.Done():

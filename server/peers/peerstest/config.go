@@ -50,6 +50,8 @@ type ConfigService struct {
 	impersonations map[string]impersonation    // token → team
 	// ImpersonationTTL is the lifetime of minted impersonation tokens.
 	ImpersonationTTL time.Duration
+	// statePath, when set, is where the state is kept (Persist).
+	statePath string
 }
 
 // teamKey names a team in the fake's maps (a struct: ids joined with a
@@ -57,14 +59,20 @@ type ConfigService struct {
 type teamKey struct{ org, team string }
 
 type node struct {
-	ID, Parent, Type string
-	Config           map[string]any
+	ID     string         `json:"node_id"`
+	Parent string         `json:"parent_id"`
+	Type   string         `json:"node_type"`
+	Config map[string]any `json:"config"`
 }
 
 type teamToken struct {
-	ID, Secret string
-	IssuedAt   time.Time
-	RevokedAt  *time.Time
+	ID string
+	// Secret is known only for tokens issued since this process started
+	// (IssuedSecrets); SecretSHA256 is what a presented token is checked
+	// against, and what Persist keeps.
+	Secret, SecretSHA256 string
+	IssuedAt             time.Time
+	RevokedAt            *time.Time
 }
 
 type impersonation struct {
@@ -236,6 +244,9 @@ func (f *ConfigService) createNode(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, map[string]string{"detail": "node exists"})
 	default:
 		nodes[in.NodeID] = &node{ID: in.NodeID, Parent: in.ParentID, Type: in.NodeType, Config: map[string]any{}}
+		if f.unsaved(w) {
+			return
+		}
 		writeJSON(w, http.StatusCreated, map[string]any{"node_id": in.NodeID, "parent_id": in.ParentID, "node_type": in.NodeType})
 	}
 }
@@ -256,7 +267,21 @@ func (f *ConfigService) patchConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	merge(n.Config, in.Patch)
+	if f.unsaved(w) {
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"config": n.Config})
+}
+
+// unsaved writes the state where Persist keeps it; if that fails it
+// answers 500 and reports true (the change stays in memory only). The
+// caller holds f.mu.
+func (f *ConfigService) unsaved(w http.ResponseWriter) bool {
+	if err := f.saveLocked(); err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": err.Error()})
+		return true
+	}
+	return false
 }
 
 func (f *ConfigService) teamExists(org, team string) bool {
@@ -288,7 +313,11 @@ func (f *ConfigService) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := &teamToken{ID: "tok_" + randomHex(8), Secret: randomHex(24), IssuedAt: wallclock.Now().UTC()}
+	t.SecretSHA256 = secretHash(t.Secret)
 	f.tokens[teamKey{org, team}] = append(f.tokens[teamKey{org, team}], t)
+	if f.unsaved(w) {
+		return
+	}
 	writeJSON(w, http.StatusCreated, map[string]any{"token": t.ID + "." + t.Secret, "issued_at": t.IssuedAt})
 }
 
@@ -301,6 +330,9 @@ func (f *ConfigService) revokeToken(w http.ResponseWriter, r *http.Request) {
 			if t.RevokedAt == nil {
 				now := wallclock.Now().UTC()
 				t.RevokedAt = &now
+				if f.unsaved(w) {
+					return
+				}
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"token_id": id, "revoked": true})
 			return
@@ -381,7 +413,7 @@ func (f *ConfigService) configMe(w http.ResponseWriter, r *http.Request) {
 		id, secret, _ := strings.Cut(token, ".")
 		for key, list := range f.tokens {
 			for _, t := range list {
-				if t.ID == id && t.Secret == secret && t.RevokedAt == nil {
+				if t.ID == id && t.SecretSHA256 == secretHash(secret) && t.RevokedAt == nil {
 					org, team = key.org, key.team
 				}
 			}
@@ -448,7 +480,9 @@ func (f *ConfigService) IssuedSecrets() []string {
 	var out []string
 	for _, list := range f.tokens {
 		for _, t := range list {
-			out = append(out, t.ID+"."+t.Secret)
+			if t.Secret != "" {
+				out = append(out, t.ID+"."+t.Secret)
+			}
 		}
 	}
 	for tok := range f.impersonations {

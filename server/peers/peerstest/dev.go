@@ -2,7 +2,7 @@ package peerstest
 
 import "github.com/incidentfox/orchestrator-edge/server/peers"
 
-// Dev seeds, as SPEC §11 describes: org acme with team platform-sre whose
+// Dev seeds (docs/configuration.md, Dev mode): org acme with team platform-sre whose
 // routing matches every sample event.
 const (
 	DevOrg  = "acme"
@@ -21,14 +21,26 @@ var DevRouting = map[string]any{
 }
 
 // NewDevConfigService returns a Config Service fake seeded for dev mode,
-// with adminToken as an admin:* token.
-func NewDevConfigService(adminToken string) *ConfigService {
+// with adminToken as an admin:* token. With a statePath the fake keeps its
+// orgs, teams and team tokens there (Persist), so dev mode's restart finds
+// what was provisioned before it; the seeded org and team are added only
+// when the state lacks them.
+func NewDevConfigService(adminToken, statePath string) (*ConfigService, error) {
 	cs := NewConfigService()
+	if statePath != "" {
+		if err := cs.Persist(statePath); err != nil {
+			return nil, err
+		}
+	}
 	cs.AddAdmin(adminToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, Subject: "dev-admin"})
-	cs.AddOrg(DevOrg)
-	cs.AddTeam(DevOrg, DevTeam, map[string]any{
-		"routing":        DevRouting,
-		"entrance_agent": "planner",
-	})
-	return cs
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.addOrgLocked(DevOrg)
+	if cs.nodes[DevOrg][DevTeam] == nil {
+		cs.nodes[DevOrg][DevTeam] = &node{ID: DevTeam, Parent: DevOrg, Type: "team", Config: map[string]any{
+			"routing":        clone(DevRouting),
+			"entrance_agent": "planner",
+		}}
+	}
+	return cs, cs.saveLocked()
 }

@@ -1,7 +1,7 @@
 // Package peerstest holds in-process fakes of the peer services — the Config
-// Service, the AI Pipeline and the Agent — that follow SPEC.md's contracts
-// (paths, bodies, status codes, token format <token_id>.<secret>). Tests use
-// them, and so does dev mode. Each can be told to fail a given route: a
+// Service, the AI Pipeline and the Agent — that follow the contracts of
+// docs/peers.md (paths, bodies, status codes, token format
+// <token_id>.<secret>). Tests use them, and so does dev mode. Each can be told to fail a given route: a
 // status, a delay, a hang until the caller gives up, or a closed connection.
 package peerstest
 
