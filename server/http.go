@@ -20,6 +20,7 @@ import (
 // is the metrics label.
 func (s *Server) handle(method, route string, h http.HandlerFunc) {
 	s.addRoute(method, route)
+	h = s.knownQuery(method, route, h)
 	s.router.Handler(method, route, s.instrument(route, func(w http.ResponseWriter, r *http.Request) {
 		if !s.serving.Load() {
 			s.out.Error(w, r, apperr.New(apperr.Unavailable, "not_ready", "the server is still starting"))
@@ -51,6 +52,7 @@ func (s *Server) handleAs(method, route, listed string, h http.HandlerFunc) {
 // handleProbe registers a route that answers even while starting.
 func (s *Server) handleProbe(method, route string, h http.HandlerFunc) {
 	s.addRoute(method, route)
+	h = s.knownQuery(method, route, h)
 	s.router.Handler(method, route, s.instrument(route, h))
 }
 

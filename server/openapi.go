@@ -114,11 +114,5 @@ type Route struct{ Method, Path string }
 func (s *Server) Routes() []Route { return s.routeList }
 
 func (s *Server) addRoute(method, route string) {
-	parts := strings.Split(route, "/")
-	for i, p := range parts {
-		if strings.HasPrefix(p, ":") || strings.HasPrefix(p, "*") {
-			parts[i] = "{" + p[1:] + "}"
-		}
-	}
-	s.routeList = append(s.routeList, Route{Method: method, Path: strings.Join(parts, "/")})
+	s.routeList = append(s.routeList, Route{Method: method, Path: openapiPath(route)})
 }

@@ -135,6 +135,9 @@ type Server struct {
 	// openapi is the API description served: the written one, plus the
 	// routes of configured sources and Slack apps.
 	openapi []byte
+	// queryParams are the query parameters of each GET route, read from
+	// openapi (query.go).
+	queryParams map[string][]string
 	metrics *httpMetrics
 	// door is the webhook door (nil: no /webhooks/*).
 	door     *ingest.Door
@@ -186,6 +189,7 @@ func New(opts Options) (*Server, error) {
 	if s.door != nil {
 		s.openapi = describeSources(s.door.Registry())
 	}
+	s.queryParams = queryParams(s.openapi)
 	if opts.UI != nil {
 		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
 			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,

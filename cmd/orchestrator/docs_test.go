@@ -102,10 +102,22 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 		t.Fatalf("%d walkthrough blocks in docs/", guide)
 	}
 
-	// `make run`: the binary in dev mode on ./data of a fresh checkout.
+	// `make run`: the binary in dev mode on ./data of a fresh checkout,
+	// with the FireHydrant source of docs/sources.md configured (its
+	// hand-signed delivery is one of the guide's blocks).
 	root := t.TempDir()
+	sources, _ := os.ReadFile(filepath.Join("..", "..", "docs", "sources.md"))
+	m := regexp.MustCompile("(?s)```yaml\n(sources:\n  - name: firehydrant\n.*?)```").FindSubmatch(sources)
+	if m == nil {
+		t.Fatal("docs/sources.md has no FireHydrant example")
+	}
+	sourcesFile := filepath.Join(t.TempDir(), "sources.yaml")
+	if err := os.WriteFile(sourcesFile, m[1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const fhSecret = "FIREHYDRANT_WEBHOOK_SECRET=walkthrough-firehydrant-secret"
 	_, logs := makeRun(t, root, "ORCHESTRATOR_DEV_ADMIN_TOKEN=dev-admin-token", "KUBECONFIG=/nonexistent",
-		"ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0")
+		"ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:0", "ORCHESTRATOR_SOURCES_FILE="+sourcesFile, fhSecret)
 	listening := waitLine(t, logs, "listening")
 	addr := listening["addr"].(string)
 	go func() { _, _ = io.Copy(io.Discard, logs) }()
@@ -124,7 +136,7 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:"+port)
+	cmd.Env = append(os.Environ(), "ORCHESTRATOR_LISTEN_ADDR=127.0.0.1:"+port, fhSecret)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the walkthrough failed: %v\n%s", err, out)
@@ -140,6 +152,11 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 	}
 	if strings.Contains(string(out), `"error":`) {
 		t.Errorf("a walkthrough step answered an error:\n%s", out)
+	}
+	// docs/sources.md: the hand-signed FireHydrant delivery was taken.
+	if code, body := apiCall(t, "GET", "http://"+addr+"/api/v1/admin/events?source=firehydrant", "dev-admin-token", nil); code != 200 ||
+		len(body["events"].([]any)) != 1 {
+		t.Errorf("the hand-signed FireHydrant delivery: %d %v", code, body)
 	}
 	// The mention was delivered to the seeded team.
 	base := "http://" + addr

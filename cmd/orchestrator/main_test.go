@@ -366,3 +366,36 @@ func TestServe_BadSourcesFileIsOneLineNamingTheSourceAndField(t *testing.T) {
 		}
 	}
 }
+
+// A misspelt ORCHESTRATOR_* variable is not silently ignored: start-up
+// warns naming it and the variable it most likely meant, and goes on.
+func TestServe_MisspeltVariableIsNamedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	proc, logs, _ := child(t, []string{"ORCHESTRATOR_DATADIR=/tmp/elsewhere", "ORCHESTRATOR_TEAM_AGENT_CALL_PER_DAY=3", "KUBECONFIG=/nonexistent"},
+		"serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	defer func() { _ = proc.Process.Signal(syscall.SIGTERM); _ = proc.Wait() }()
+	want := map[string]string{"ORCHESTRATOR_DATADIR": "ORCHESTRATOR_DATA_DIR",
+		"ORCHESTRATOR_TEAM_AGENT_CALL_PER_DAY": "ORCHESTRATOR_TEAM_AGENT_CALLS_PER_DAY"}
+	for {
+		line, err := logs.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no warning for %v: %v", want, err)
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		if m["msg"] == "started" {
+			t.Fatalf("started without warning about %v", want)
+		}
+		if name, _ := m["variable"].(string); want[name] != "" {
+			if m["level"] != "WARN" || m["closest"] != want[name] || !strings.Contains(m["msg"].(string), "did you mean "+want[name]) {
+				t.Errorf("warning: %s", line)
+			}
+			delete(want, name)
+			if len(want) == 0 {
+				return
+			}
+		}
+	}
+}

@@ -25,7 +25,8 @@ Usage:
   orchestrator restore --from FILE [--data-dir DIR]          install a snapshot (server stopped)
   orchestrator migrate-to-postgres --to URL [--data-dir DIR] copy the SQLite database into an empty PostgreSQL (server stopped)
   orchestrator version                                       print the version
-  orchestrator send-sample SOURCE [--url URL] [--dev]        sign and send a sample webhook
+  orchestrator send-sample SOURCE [--url URL] [--dev] [--secret SECRET]
+                                                             sign and send a built-in source's sample webhook
 
 Configuration comes from the environment (see docs/configuration.md); flags override it.
 Run "orchestrator COMMAND --help" for a command's flags.

@@ -17,16 +17,18 @@ import (
 // sendSample signs a realistic sample event of a source with the configured
 // secret (or, with --dev, the dev secret) and posts it to the orchestrator.
 func sendSample(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
-	fs := newFlagSet("send-sample", "send-sample SOURCE [--url URL] [--dev] [--secret S]\n\nSOURCE is one of "+strings.Join(config.Sources[:], ", "), stdout)
+	fs := newFlagSet("send-sample", "send-sample SOURCE [--url URL] [--dev] [--secret SECRET]\n\n"+
+		"SOURCE is a built-in source: "+strings.Join(config.Sources[:], ", ")+".\n"+
+		"(A configured source of the sources file is sent by its vendor; docs/sources.md shows how to sign one by hand.)", stdout)
 	// The default is where a server started with the same environment
 	// listens (ORCHESTRATOR_LISTEN_ADDR, else :8070).
 	listen := getenv("ORCHESTRATOR_LISTEN_ADDR")
 	if listen == "" {
 		listen = ":8070"
 	}
-	url := fs.String("url", pageURL(listen), "the orchestrator's base URL (default: where ORCHESTRATOR_LISTEN_ADDR points)")
+	url := fs.String("url", pageURL(listen), "the orchestrator's base URL: where a server started with this environment listens (ORCHESTRATOR_LISTEN_ADDR)")
 	dev := fs.Bool("dev", false, "sign with the dev-mode secret when the source's secret is not set")
-	secretFlag := fs.String("secret", "", "sign with this secret instead of the configured one")
+	secretFlag := fs.String("secret", "", "sign with `SECRET` instead of the source's configured secret (SLACK_SIGNING_SECRET, …)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,13 +40,14 @@ func sendSample(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return postSample(ctx, source, *url, *secretFlag, *dev, getenv, stdout)
 	}
-	return &usageError{msg: "send-sample: name a source: " + strings.Join(config.Sources[:], ", ")}
+	return &usageError{msg: "send-sample: name a built-in source: " + strings.Join(config.Sources[:], ", ")}
 }
 
 func postSample(ctx context.Context, source, baseURL, secret string, dev bool, getenv func(string) string, stdout io.Writer) error {
 	path := webhook.BuiltinPath(source)
 	if path == "" {
-		return &usageError{msg: fmt.Sprintf("send-sample: unknown source %q (want one of %s)", source, strings.Join(config.Sources[:], ", "))}
+		return &usageError{msg: fmt.Sprintf("send-sample: %q is not a built-in source (want one of %s; a configured source is sent by its vendor)",
+			source, strings.Join(config.Sources[:], ", "))}
 	}
 	if secret == "" {
 		cfg, err := config.Load(overlay(getenv, map[string]string{"ORCHESTRATOR_DEV": "1"}))
