@@ -98,6 +98,7 @@ type runView struct {
 	OrgID          string          `json:"org_id"`
 	TeamNodeID     string          `json:"team_node_id"`
 	Status         string          `json:"status"`
+	DryRun         bool            `json:"dry_run,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	Actor          string          `json:"actor,omitempty"`
 	HTTPStatus     int             `json:"http_status,omitempty"`
@@ -111,7 +112,7 @@ type runView struct {
 func viewRun(run store.Run, withResponse bool) runView {
 	v := runView{ID: run.ID, Kind: run.Kind, OrgID: run.OrgID, TeamNodeID: run.TeamNodeID, Status: run.Status,
 		IdempotencyKey: run.IdempotencyKey, Actor: run.Actor, HTTPStatus: run.HTTPStatus, Error: run.Error,
-		Steps: run.Steps, CreatedAt: run.CreatedAt, UpdatedAt: run.UpdatedAt}
+		Steps: run.Steps, CreatedAt: run.CreatedAt, UpdatedAt: run.UpdatedAt, DryRun: provision.IsDryRun(run)}
 	if withResponse {
 		v.Response = run.Response
 	}

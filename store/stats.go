@@ -298,8 +298,9 @@ func (db *DB) AgentLatency(ctx context.Context, since, until time.Time, org stri
 // routed an event to it — and its latest run, if any.
 type TeamRun struct {
 	OrgID, TeamNodeID string
-	// FirstProvisioned is when its first provisioning run started (zero:
-	// never provisioned here).
+	// FirstProvisioned is when its first provisioning run that succeeded
+	// started (zero: never provisioned here — a refused or failed run,
+	// say a 409 routing_conflict, created nothing).
 	FirstProvisioned time.Time
 	// Last is its latest run of either kind (zero ID: none here).
 	Last Run
@@ -311,13 +312,13 @@ func (t TeamRun) Provisioned() bool { return !t.FirstProvisioned.IsZero() }
 // Teams lists every team with a run here or an event routed to it (an
 // org's when org is not ""), by org and team, each with its latest run.
 func (db *DB) Teams(ctx context.Context, org string) ([]TeamRun, error) {
-	where, args := ``, []any{RunKindProvision}
+	where, args := ``, []any{RunKindProvision, RunSucceeded}
 	if org != "" {
 		where, args = `WHERE org_id = ?`, append(args, org)
 	}
 	rows, err := db.read.QueryContext(ctx, `SELECT t.org_id, t.team_node_id, t.first, `+prefixed("r", runColumns)+`
 		FROM (SELECT org_id, team_node_id, MAX(created_at) AS last,
-		             MIN(CASE WHEN kind = ? THEN created_at END) AS first
+		             MIN(CASE WHEN kind = ? AND status = ? THEN created_at END) AS first
 		      FROM orchestrator_provisioning_runs `+where+` GROUP BY org_id, team_node_id) t
 		JOIN orchestrator_provisioning_runs r
 		  ON r.org_id = t.org_id AND r.team_node_id = t.team_node_id AND r.created_at = t.last

@@ -128,7 +128,9 @@ func TestConformance_PageStatistics(t *testing.T) {
 		}
 
 		// Teams: every team with a run here or a routed event, each with
-		// its latest run and whether it was provisioned here.
+		// its latest run and whether it was provisioned here (a run that
+		// succeeded: one refused with 409 routing_conflict, or still
+		// running, provisioned nothing).
 		run := func(kind, org, team string, at time.Time, status string) Run {
 			r := Run{ID: uuid.NewString(), Kind: kind, OrgID: org, TeamNodeID: team, Status: status, CreatedAt: at, UpdatedAt: at}
 			if _, err := db.StartRun(ctx, r, at); err != nil {
@@ -141,6 +143,7 @@ func TestConformance_PageStatistics(t *testing.T) {
 		last := run(RunKindDeprovision, "o", "t", t0.Add(-time.Hour), RunSucceeded)
 		run(RunKindDeprovision, "o", "never", t0, RunSucceeded)
 		other := run(RunKindProvision, "p", "u", t0, RunRunning)
+		run(RunKindProvision, "o", "refused", t0, RunFailed)
 		teams, err := db.Teams(ctx, "")
 		if err != nil {
 			t.Fatal(err)
@@ -149,17 +152,17 @@ func TestConformance_PageStatistics(t *testing.T) {
 		for _, tm := range teams {
 			listed = append(listed, fmt.Sprintf("%s/%s provisioned=%v last=%v", tm.OrgID, tm.TeamNodeID, tm.Provisioned(), tm.Last.ID != ""))
 		}
-		if want := []string{"o/never provisioned=false last=true", "o/t provisioned=true last=true", "o/t2 provisioned=false last=false",
-			"p/u provisioned=true last=true"}; !slices.Equal(listed, want) {
+		if want := []string{"o/never provisioned=false last=true", "o/refused provisioned=false last=true", "o/t provisioned=true last=true",
+			"o/t2 provisioned=false last=false", "p/u provisioned=false last=true"}; !slices.Equal(listed, want) {
 			t.Fatalf("teams = %v, want %v", listed, want)
 		}
-		if teams[1].Last.ID != last.ID || !teams[1].FirstProvisioned.Equal(t0.Add(-3*time.Hour)) || teams[3].Last.ID != other.ID {
+		if teams[2].Last.ID != last.ID || !teams[2].FirstProvisioned.Equal(t0.Add(-2*time.Hour)) || teams[4].Last.ID != other.ID {
 			t.Fatalf("teams = %+v", teams)
 		}
 		if only, err := db.Teams(ctx, "p"); err != nil || len(only) != 1 || only[0].TeamNodeID != "u" {
 			t.Fatalf("org p teams = %+v %v", only, err)
 		}
-		if only, err := db.Teams(ctx, "o"); err != nil || len(only) != 3 || only[2].TeamNodeID != "t2" {
+		if only, err := db.Teams(ctx, "o"); err != nil || len(only) != 4 || only[3].TeamNodeID != "t2" {
 			t.Fatalf("org o teams = %+v %v", only, err)
 		}
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/chart"
+	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -119,9 +120,21 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	if d.Runs {
-		runs, _, _ := u.o.Runs.ListRuns(ctx, store.RunFilter{Status: store.RunFailed, OrgID: org, Limit: 5})
-		for _, run := range runs {
-			d.Failures = append(d.Failures, failure{At: run.CreatedAt, What: run.Kind + " " + run.OrgID + "/" + run.TeamNodeID, Link: "/ui/runs/" + run.ID, Status: run.Status, Error: run.Error})
+		// A dry run that failed changed nothing: it is no failure to
+		// show here (its team page and the runs list still have it).
+		shown, cursor := 0, ""
+		for pages := 0; shown < 5 && pages < 4; pages++ {
+			runs, next, err := u.o.Runs.ListRuns(ctx, store.RunFilter{Status: store.RunFailed, OrgID: org, Limit: 50, Cursor: cursor})
+			for _, run := range runs {
+				if shown < 5 && err == nil && !provision.IsDryRun(run) {
+					d.Failures = append(d.Failures, failure{At: run.CreatedAt, What: run.Kind + " " + run.OrgID + "/" + run.TeamNodeID,
+						Link: "/ui/runs/" + run.ID, Status: run.Status, Error: run.Error})
+					shown++
+				}
+			}
+			if cursor = next; err != nil || next == "" {
+				break
+			}
 		}
 	}
 	sort.Slice(d.Failures, func(i, j int) bool { return d.Failures[i].At.After(d.Failures[j].At) })

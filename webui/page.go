@@ -188,6 +188,14 @@ func New(o Options) (*UI, error) {
 			return fmt.Sprintf("%d B", n)
 		},
 		"join": strings.Join,
+		// runKind is a run's kind as lists show it: a deprovisioning that
+		// only planned says "(dry run)".
+		"runKind": func(run store.Run) string {
+			if provision.IsDryRun(run) {
+				return run.Kind + " (dry run)"
+			}
+			return run.Kind
+		},
 		// firstLine is a long text's first line, cut short: the events list
 		// shows that much of an error, its event page the whole.
 		"firstLine": func(s string) string {

@@ -2,8 +2,6 @@ package webui
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -35,7 +33,6 @@ type teamRow struct {
 	OrgID, TeamNodeID string
 	Link              string
 	Last              store.Run
-	LastDryRun        bool
 	// Provisioned: this orchestrator provisioned the team (else it only
 	// routed events to it, or only deprovisioned it).
 	Provisioned bool
@@ -59,19 +56,8 @@ func teamLink(org, team string) string {
 
 // newTeamRow is a team's row before its events and cluster state are read.
 func newTeamRow(t store.TeamRun) teamRow {
-	return teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last, LastDryRun: dryRun(t.Last),
+	return teamRow{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Link: teamLink(t.OrgID, t.TeamNodeID), Last: t.Last,
 		Provisioned: t.Provisioned()}
-}
-
-// dryRun says whether a deprovisioning run only planned.
-func dryRun(run store.Run) bool {
-	if run.Kind != store.RunKindDeprovision {
-		return false
-	}
-	var resp struct {
-		DryRun bool `json:"dry_run"`
-	}
-	return json.Unmarshal(run.Response, &resp) == nil && resp.DryRun
 }
 
 // fillLive reads each team's schedules and dedicated agent from the
@@ -273,7 +259,7 @@ func (u *UI) uiTeam(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		var body provision.DeprovisionResponse
 		if err == nil && run.Kind == store.RunKindDeprovision && run.OrgID == t.OrgID && run.TeamNodeID == t.TeamNodeID &&
 			json.Unmarshal(run.Response, &body) == nil && body.DryRun {
-			p.Plan, p.PlanDigest, p.PlanRunID = body.Plan, planDigest(body.Plan), run.ID
+			p.Plan, p.PlanDigest, p.PlanRunID = body.Plan, provision.PlanDigest(body.Plan), run.ID
 		} else {
 			errText = "No such plan for this team: plan again."
 		}
@@ -313,17 +299,10 @@ func (u *UI) teamPage(ctx context.Context, a *auth.Admin, t store.TeamRun) (team
 	return p, errText
 }
 
-// planDigest names a plan, so that a confirm carries out the plan the admin
-// saw and not one that changed since.
-func planDigest(plan []provision.Action) string {
-	b, _ := json.Marshal(plan)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:12])
-}
-
 // uiDeprovision plans (a dry run, recorded as a run) and, on confirm,
-// carries out a team's deprovisioning. A confirm plans again first: if the
-// plan is not the one shown, it is shown again instead of carried out.
+// carries out a team's deprovisioning. A confirm is one run: the plan is
+// made again under the team lock and carried out only if it is the one
+// shown; else that run is the dry run of the new plan, which is shown.
 func (u *UI) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	a := u.uiAdmin(w, r, se, auth.PermDeprovision, "teams")
 	if a == nil {
@@ -346,40 +325,36 @@ func (u *UI) uiDeprovision(w http.ResponseWriter, r *http.Request, se *uiSession
 		u.setFlash(r, se, msg)
 		http.Redirect(w, r, teamLink(t.OrgID, t.TeamNodeID)+"#deprovision", http.StatusSeeOther)
 	}
-	plan := func() (provision.DeprovisionResponse, string, bool) {
+	if r.PostFormValue("confirm") != "1" {
 		res, err := u.o.Provision.Deprovision(ctx, caller, req)
 		if err != nil {
 			back("Not planned: " + apperr.Message(err))
-			return provision.DeprovisionResponse{}, "", false
+			return
 		}
-		body, _ := res.Body.(provision.DeprovisionResponse)
-		if !body.OK {
+		if body, _ := res.Body.(provision.DeprovisionResponse); !body.OK {
 			back("The plan could not be made: " + fmt.Sprint(body.Errors))
-			return body, "", false
+			return
 		}
-		return body, res.RunID, true
-	}
-	body, planRun, ok := plan()
-	if !ok {
+		http.Redirect(w, r, planURL(t, res.RunID, opts), http.StatusSeeOther)
 		return
 	}
-	if r.PostFormValue("confirm") != "1" {
-		http.Redirect(w, r, planURL(t, planRun, opts), http.StatusSeeOther)
+	req.DryRun, req.ExpectPlan = false, r.PostFormValue("plan")
+	if req.ExpectPlan == "" {
+		back("Not deprovisioned: plan first, then confirm the plan shown.")
 		return
 	}
-	// Confirm: the plan must still be the one shown; else the new one is.
-	if planDigest(body.Plan) != r.PostFormValue("plan") {
-		u.setFlash(r, se, "The plan changed since it was shown: review it and confirm again.")
-		http.Redirect(w, r, planURL(t, planRun, opts), http.StatusSeeOther)
-		return
-	}
-	req.DryRun = false
 	res, err := u.o.Provision.Deprovision(ctx, caller, req)
 	if err != nil {
 		back("Not deprovisioned: " + apperr.Message(err))
 		return
 	}
-	body, _ = res.Body.(provision.DeprovisionResponse)
+	body, _ := res.Body.(provision.DeprovisionResponse)
+	if body.PlanChanged {
+		// Nothing was removed: this run planned again; show its plan.
+		u.setFlash(r, se, "The plan changed since it was shown: review it and confirm again.")
+		http.Redirect(w, r, planURL(t, res.RunID, opts), http.StatusSeeOther)
+		return
+	}
 	u.log.Info("team deprovisioned from the admin page", "org_id", t.OrgID, "team_node_id", t.TeamNodeID, "actor", a.Actor, "ok", body.OK)
 	if body.OK {
 		u.setFlash(r, se, fmt.Sprintf("Deprovisioned %s/%s: %d actions carried out.", t.OrgID, t.TeamNodeID, len(body.Deleted)))

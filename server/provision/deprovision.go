@@ -3,6 +3,8 @@ package provision
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -32,6 +34,32 @@ type DeprovisionRequest struct {
 	RevokeTokens       bool  `json:"revoke_tokens"`
 	ClearRouting       bool  `json:"clear_routing"`
 	DryRun             bool  `json:"dry_run"`
+	// ExpectPlan, when set (the admin page's confirm of a plan it showed),
+	// is the PlanDigest the plan made under the team lock must have: if the
+	// plan changed since, nothing is carried out and the run is recorded as
+	// the dry run of the new plan (PlanChanged) — one run either way, never
+	// a dry run before the real one.
+	ExpectPlan string `json:"-"`
+}
+
+// PlanDigest names a plan, so that a confirm carries out the plan the admin
+// saw and not one that changed since.
+func PlanDigest(plan []Action) string {
+	b, _ := json.Marshal(plan)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
+// IsDryRun says whether a run only planned a deprovisioning (it changed
+// nothing, and a failed one is no failure of the team's resources).
+func IsDryRun(run store.Run) bool {
+	if run.Kind != store.RunKindDeprovision {
+		return false
+	}
+	var resp struct {
+		DryRun bool `json:"dry_run"`
+	}
+	return json.Unmarshal(run.Response, &resp) == nil && resp.DryRun
 }
 
 // Normalize validates the request and fills defaults.
@@ -65,6 +93,8 @@ type DeprovisionResponse struct {
 	Deleted []Action `json:"deleted"`
 	Errors  []string `json:"errors"`
 	Steps   []Step   `json:"steps"`
+	// PlanChanged: ExpectPlan was not the plan, so this run only planned.
+	PlanChanged bool `json:"-"`
 }
 
 // Deprovision removes a team's resources, or with DryRun only plans it.
@@ -98,6 +128,9 @@ func (s *Service) Deprovision(ctx context.Context, caller Caller, req Deprovisio
 			tl.fail(step, err)
 			fail(err)
 		} else {
+			if req.ExpectPlan != "" && PlanDigest(resp.Plan) != req.ExpectPlan {
+				req.DryRun, resp.DryRun, resp.PlanChanged = true, true, true
+			}
 			tl.finish(step, StepSucceeded, planSummary(resp.Plan, req.DryRun))
 			if !req.DryRun {
 				s.progress(ctx, record, tl.steps)
