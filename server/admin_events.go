@@ -52,6 +52,10 @@ type eventView struct {
 	// from the agent and what caused it (an event id, a silence id, a day).
 	SuppressedReason string `json:"suppressed_reason,omitempty"`
 	SuppressedBy     string `json:"suppressed_by,omitempty"`
+	// Redriven: an operator queued the event again (it went alone, past
+	// noise control); a suppressed_reason it still carries is why it had
+	// been kept back before.
+	Redriven bool `json:"redriven,omitempty"`
 	// Detail only.
 	Headers      map[string]string `json:"headers,omitempty"`
 	Body         *string           `json:"body,omitempty"`
@@ -106,7 +110,7 @@ func viewEvent(e store.Event) eventView {
 	if e.AlertKey != "" {
 		v.Alert = &alertView{Key: e.AlertKey, State: e.AlertState}
 	}
-	v.SuppressedReason, v.SuppressedBy = e.SuppressedReason, e.SuppressedBy
+	v.SuppressedReason, v.SuppressedBy, v.Redriven = e.SuppressedReason, e.SuppressedBy, e.Solo
 	if e.Status == store.EventQueued && !e.NextAttemptAt.IsZero() {
 		t := e.NextAttemptAt
 		v.NextAttemptAt = &t

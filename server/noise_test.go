@@ -252,6 +252,36 @@ func TestNoise_TheDailyBudgetKeepsAlertsBackNotPeople(t *testing.T) {
 	e.waitStatus(next, store.EventDelivered)
 }
 
+// A resolve of a delivered alert closes the agent's investigation: it is
+// delivered even when the team's daily budget is spent (it used to end
+// suppressed (budget), so the agent never heard the alert ended), and a
+// call of resolves alone does not count against the budget; the next new
+// firing is still kept back.
+func TestNoise_AResolveOfADeliveredAlertGoesPastASpentBudget(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, fakeClock: true, callsPerDay: 1})
+	e.waitStatus(e.sendPD(t, "r-1", "INC-R", "incident.triggered"), store.EventDelivered)
+	resolve := e.sendPD(t, "r-2", "INC-R", "incident.resolved")
+	ev := e.waitStatus(resolve, store.EventDelivered, store.EventSuppressed)
+	if ev.Status != store.EventDelivered {
+		t.Fatalf("the resolve past the budget = %s (%s)", ev.Status, ev.SuppressedReason)
+	}
+	msgs := e.agentMessages()
+	if len(msgs) != 2 || !strings.Contains(msgs[1], "INC-R") {
+		t.Fatalf("the agent heard %q", msgs)
+	}
+	if v := e.do("GET", "/api/v1/admin/events/"+resolve, adminToken, nil); v.body["agent_runs"].([]any)[0].(map[string]any)["trigger_source"] != "resolve" {
+		t.Fatalf("the resolve's call: %s", v.raw)
+	}
+	e.clock.Add(6 * time.Second) // the count read back from the stored calls
+	if used, budget := e.disp.CallsToday("acme", "platform-sre", e.clock.Now()); used != 1 || budget != 1 {
+		t.Fatalf("calls today = %d of %d, want 1 of 1 (the resolve does not count)", used, budget)
+	}
+	next := e.waitStatus(e.sendPD(t, "r-3", "INC-S", "incident.triggered"), store.EventSuppressed, store.EventDelivered)
+	if next.Status != store.EventSuppressed || next.SuppressedReason != "budget" {
+		t.Fatalf("a new firing past the budget = %s %s", next.Status, next.SuppressedReason)
+	}
+}
+
 // TestSilences_APIScopeValidationAndEffect: a silence keeps its org's
 // matching alert events from the agent, never a person's mention; it needs
 // admin:silence, a comment and an end within 30 days; an admin of another
@@ -275,6 +305,7 @@ func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
 		}
 		return m
 	}
+	noOrg := map[string]any{"org_id": "nosuchorg", "ends_at": ends, "comment": "who is this for?"}
 	for name, c := range map[string]struct {
 		token string
 		body  map[string]any
@@ -291,6 +322,14 @@ func TestSilences_APIScopeValidationAndEffect(t *testing.T) {
 		"another org's admin": {bigToken, valid, 403, ""},
 		"no permission":       {scopedToken, valid, 403, ""},
 		"no token":            {"", valid, 401, ""},
+		// An org or team the Config Service does not know would silence
+		// nothing: refused, and only to an admin who may act on that org
+		// (another org's admin and an outsider learn nothing of it).
+		"unknown org":                      {adminToken, noOrg, 422, `"unknown_org","detail":"org_id: the Config Service knows no org nosuchorg"`},
+		"unknown team":                     {adminToken, with("team_node_id", "ghost"), 422, "knows no team ghost in org acme"},
+		"unknown org, another org's admin": {bigToken, noOrg, 403, "insufficient_permissions"},
+		"unknown org, acme's admin":        {orgToken, noOrg, 403, "insufficient_permissions"},
+		"unknown org, no token":            {"", noOrg, 401, ""},
 	} {
 		r := e.do("POST", "/api/v1/admin/silences", c.token, c.body)
 		if r.code != c.code || !strings.Contains(r.raw, c.want) {
@@ -409,12 +448,27 @@ func TestBulkRedrive_DryRunThenRedriveScopedAndAudited(t *testing.T) {
 	if done.code != 200 || done.body["redriven"] != float64(3) {
 		t.Fatalf("redrive = %d %s", done.code, done.raw)
 	}
-	// Redriven events go alone and past noise control (the budget is spent).
+	// Redriven events go alone and past noise control (the budget is
+	// spent); each keeps why it had been kept back (its history), and the
+	// API says it was redriven. They do not count against the budget (an
+	// operator asked for them): still 1 of 1, where the page used to say
+	// "4 of 1", and the overview's calls saved no longer counts them.
 	for _, id := range kept {
 		ev := e.waitStatus(id, store.EventDelivered)
-		if !ev.Solo || ev.SuppressedReason != "" {
+		if !ev.Solo || ev.SuppressedReason != "budget" || ev.SuppressedBy != e.clock.Now().UTC().Format(time.DateOnly) {
 			t.Fatalf("redriven = %+v", ev)
 		}
+		if v := e.do("GET", "/api/v1/admin/events/"+id, adminToken, nil); v.body["redriven"] != true || v.body["suppressed_reason"] != "budget" ||
+			v.body["status"] != "delivered" || v.body["agent_runs"].([]any)[0].(map[string]any)["trigger_source"] != "redrive" {
+			t.Fatalf("the redriven event in the API: %s", v.raw)
+		}
+	}
+	e.clock.Add(6 * time.Second) // past the count's 5 s sync: read back from the stored calls
+	if used, budget := e.disp.CallsToday("acme", "platform-sre", e.clock.Now()); used != 1 || budget != 1 {
+		t.Fatalf("calls today after redriving 3 = %d of %d, want 1 of 1", used, budget)
+	}
+	if saved, err := e.db.SuppressedSince(context.Background(), "", e.clock.Now().Add(-time.Hour)); err != nil || len(saved) != 0 {
+		t.Fatalf("calls saved after the redrive: %v %v", saved, err)
 	}
 	// Every real bulk redrive is audited, the other org's attempt too.
 	// (The fake clock stands still: both have the same time.)

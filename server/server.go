@@ -138,7 +138,7 @@ type Server struct {
 	// queryParams are the query parameters of each GET route, read from
 	// openapi (query.go).
 	queryParams map[string][]string
-	metrics *httpMetrics
+	metrics     *httpMetrics
 	// door is the webhook door (nil: no /webhooks/*).
 	door     *ingest.Door
 	ui       *webui.UI

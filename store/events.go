@@ -174,12 +174,13 @@ func (w *filter) scope(f EventFilter) {
 	}
 }
 
-// requeueSQL queues events again, alone, with a fresh attempt budget and no
-// suppression (one redrive, or a bulk one); its arguments are the status,
-// the time twice and solo, then the condition's.
+// requeueSQL queues events again, alone, with a fresh attempt budget (one
+// redrive, or a bulk one); its arguments are the status, the time twice and
+// solo, then the condition's. A suppressed event keeps its
+// suppressed_reason and suppressed_by: why it was kept back stays part of
+// its history (status says where it is now).
 const requeueSQL = `UPDATE orchestrator_webhook_events SET status = ?, attempts = 0, next_attempt_at = ?,
-		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL,
-		suppressed_reason = NULL, suppressed_by = NULL WHERE `
+		updated_at = ?, finished_at = NULL, solo = ?, digest_run_id = NULL, digest_size = NULL WHERE `
 
 // redriveSQL queues one event again.
 const redriveSQL = requeueSQL + `id = ?`
@@ -284,7 +285,6 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 		return Event{}, err
 	}
 	e.Status, e.Attempts, e.NextAttemptAt, e.FinishedAt, e.Solo, e.DigestRunID, e.DigestSize = EventQueued, 0, now, nil, true, "", 0
-	e.SuppressedReason, e.SuppressedBy = "", ""
 	return e, nil
 }
 

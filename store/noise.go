@@ -135,10 +135,12 @@ type ReasonCount struct {
 }
 
 // SuppressedSince counts the events suppressed since a time, per reason
-// (org "" = every org): the overview's agent calls saved.
+// (org "" = every org): the overview's agent calls saved. One redriven
+// since keeps its reason, but saved no call.
 func (db *DB) SuppressedSince(ctx context.Context, org string, since time.Time) ([]ReasonCount, error) {
 	var w filter
 	w.add("suppressed_reason IS NOT NULL")
+	w.eq("status", EventSuppressed)
 	w.add("received_at >= ?", ms(since))
 	w.eq("org_id", org)
 	rows, err := db.read.QueryContext(ctx, `SELECT suppressed_reason, COUNT(*) FROM orchestrator_webhook_events`+w.clause()+
@@ -152,14 +154,23 @@ func (db *DB) SuppressedSince(ctx context.Context, org string, since time.Time) 
 	})
 }
 
+// The trigger sources of agent calls the daily budget does not count
+// besides a person's (slack) and an admin's: an event an operator redrove,
+// and a call of resolves alone (closing alerts already delivered).
+const (
+	TriggerRedrive = "redrive"
+	TriggerResolve = "resolve"
+)
+
 // CountAlertCalls counts a team's alert-triggered agent calls started since
-// a time: every call but a person's (Slack) and an admin's (SPEC §6 Budget).
-// A digest is one call.
+// a time: every call but a person's (Slack), an admin's, a redriven event's
+// and one of resolves alone (docs/webhooks.md, Budget). A digest is one
+// call.
 func (db *DB) CountAlertCalls(ctx context.Context, org, team string, since time.Time) (int, error) {
 	var n int
 	err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_agent_runs
-		WHERE org_id = ? AND team_node_id = ? AND started_at >= ? AND trigger_source NOT IN ('slack', 'admin')`,
-		org, team, formatTime(since)).Scan(&n)
+		WHERE org_id = ? AND team_node_id = ? AND started_at >= ? AND trigger_source NOT IN ('slack', 'admin', ?, ?)`,
+		org, team, formatTime(since), TriggerRedrive, TriggerResolve).Scan(&n)
 	return n, err
 }
 

@@ -186,6 +186,8 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 			return fmt.Errorf("store: agent run %s: %w", r.ID, err)
 		}
 	}
+	// A redriven event keeps why it had been suppressed when it is
+	// delivered (or fails): only a new suppression replaces the reason.
 	// One statement per way an event is named (eventRef): by key, or, for
 	// an event stored before migration 7, by its UUID; each prepared when
 	// first needed.
@@ -197,7 +199,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		st, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size),
-		suppressed_reason = ?, suppressed_by = ?
+		suppressed_reason = COALESCE(?, suppressed_reason), suppressed_by = COALESCE(?, suppressed_by)
 		WHERE `+cond+` AND status = ?`)
 		stmts[cond] = st
 		return st, err

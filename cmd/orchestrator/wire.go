@@ -46,7 +46,9 @@ type deps struct {
 	elector    *leader.Elector
 	// policy is the reloadable part of the sources file (routing rules,
 	// time intervals, inhibit rules, destinations).
-	policy  *policy.Holder
+	policy *policy.Holder
+	// config is the Config Service client (silences ask it about orgs).
+	config  *peers.ConfigService
 	closers []func()
 	// fakeAgent: the agent is dev mode's built-in fake.
 	fakeAgent bool
@@ -212,7 +214,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
-	d.pipeline = pipeline
+	d.pipeline, d.config = pipeline, cs
 	d.agents = &agentrun.Proxy{Config: cs, Agent: agent, Audit: db, Logger: logger}
 	d.ui = &webui.Settings{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db,
 		StatsMaxAge: webui.DefaultStatsMaxAge, EventRetention: cfg.EventRetention}

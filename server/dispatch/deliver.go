@@ -158,7 +158,7 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, er
 	req.Timeout, req.MaxTurns = int(limits.Timeout/time.Second), limits.MaxTurns
 	start := d.now()
 	_, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
-	run := &store.AgentRun{ID: runID, TriggerSource: req.TriggerSource, OrgID: c.team.OrgID,
+	run := &store.AgentRun{ID: runID, TriggerSource: budgetSource(req.TriggerSource, c.events), OrgID: c.team.OrgID,
 		TeamNodeID: c.team.TeamNodeID, AgentName: agentName, Status: "succeeded", CorrelationID: correlation,
 		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK}
 	if len(c.events) == 1 {
@@ -172,6 +172,20 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, er
 		return run, fmt.Errorf("agent %s: %w", agentName, err)
 	}
 	return run, nil
+}
+
+// budgetSource is what the stored agent call says triggered it: the
+// request's trigger source, except for the calls the daily budget does not
+// count — "redrive" (an operator redrove the event) and "resolve" (resolves
+// alone, closing delivered alerts); store.CountAlertCalls leaves those out.
+func budgetSource(source string, events []store.Event) string {
+	if len(events) == 1 && events[0].Solo {
+		return store.TriggerRedrive
+	}
+	if resolves, _ := splitResolves(events); len(resolves) == len(events) {
+		return store.TriggerResolve
+	}
+	return source
 }
 
 // request builds the agent request of a call. A lone event is described as

@@ -197,12 +197,19 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		if len(pass) == 0 {
 			return
 		}
-		if !d.spend(t, now) {
-			d.overBudget(t, pass, now)
+		// A resolve that reaches here closes an investigation the agent
+		// has open (its firing was delivered): it is no new call's worth,
+		// so a call of resolves alone does not take from the daily budget,
+		// and when the budget is spent the resolves still go, alone.
+		closing, opening := splitResolves(pass)
+		if len(opening) > 0 && !d.spend(t, now) {
+			d.overBudget(t, opening, now)
 			kept = true
-			return
+			pass = closing
 		}
-		calls = append(calls, call{team: t, events: pass})
+		if len(pass) > 0 {
+			calls = append(calls, call{team: t, events: pass})
+		}
 	}
 	defer func() {
 		if kept {
@@ -234,6 +241,18 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		alertCall([]store.Event{e})
 	}
 	return calls, err == nil && len(others) < ask, err
+}
+
+// splitResolves parts a call's alert events into resolves and the rest.
+func splitResolves(events []store.Event) (resolves, rest []store.Event) {
+	for _, e := range events {
+		if e.AlertState == store.AlertStateResolved {
+			resolves = append(resolves, e)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	return resolves, rest
 }
 
 // backoff is exponential with jitter: attempt n waits between half and all

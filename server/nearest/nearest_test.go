@@ -8,9 +8,9 @@ func TestName_FindsTyposAndRefusesStrangers(t *testing.T) {
 		in, want string
 		ok       bool
 	}{
-		{"ORCHESTRATOR_DATADIR", "ORCHESTRATOR_DATA_DIR", true},             // a letter missing
-		{"ORCHESTRATOR_DATA_DRI", "ORCHESTRATOR_DATA_DIR", true},            // two swapped
-		{"orchestrator_dev", "ORCHESTRATOR_DEV", true},                      // case
+		{"ORCHESTRATOR_DATADIR", "ORCHESTRATOR_DATA_DIR", true},  // a letter missing
+		{"ORCHESTRATOR_DATA_DRI", "ORCHESTRATOR_DATA_DIR", true}, // two swapped
+		{"orchestrator_dev", "ORCHESTRATOR_DEV", true},           // case
 		{"ORCHESTRATOR_TEAM_AGENT_CALL_PER_DAY", "ORCHESTRATOR_TEAM_AGENT_CALLS_PER_DAY", true},
 		{"sorce", "source", true},
 		{"stauts", "status", true},

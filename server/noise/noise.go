@@ -48,6 +48,12 @@ type Service struct {
 	// its daily budget (0: none), as dispatch counts them.
 	CallsToday func(org, team string, now time.Time) (int, int)
 	Now        func() time.Time
+	// Nodes, when set, is asked whether a silence's org (and team) exist,
+	// with the admin's own token: a silence for an org the Config Service
+	// does not know would silence nothing and say nothing.
+	Nodes interface {
+		NodeExists(ctx context.Context, token, org, node string) (bool, error)
+	}
 }
 
 func (s *Service) now() time.Time {
@@ -139,6 +145,10 @@ func (s *Service) Create(ctx context.Context, a *auth.Admin, req SilenceRequest)
 	case !ends.After(starts):
 		return store.Silence{}, invalid("starts_at", "must be before ends_at")
 	}
+	// Last, after every check that needs no peer.
+	if err := s.checkNodes(ctx, a, req.OrgID, req.TeamNodeID); err != nil {
+		return store.Silence{}, err
+	}
 	sil, err := s.Store.CreateSilence(ctx, store.Silence{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID, Sources: sources,
 		EventType: m.EventType, Service: m.Service, AlertKey: m.AlertKey, StartsAt: starts, EndsAt: ends,
 		Comment: comment, CreatedBy: a.Actor, CreatedAt: now})
@@ -146,6 +156,28 @@ func (s *Service) Create(ctx context.Context, a *auth.Admin, req SilenceRequest)
 		s.Changed()
 	}
 	return sil, err
+}
+
+// checkNodes refuses (422) a silence for an org, or a team of it, that the
+// Config Service does not know.
+func (s *Service) checkNodes(ctx context.Context, a *auth.Admin, org, team string) error {
+	if s.Nodes == nil {
+		return nil
+	}
+	if ok, err := s.Nodes.NodeExists(ctx, a.Token, org, org); err != nil {
+		return err
+	} else if !ok {
+		return apperr.New(apperr.Unprocessable, "unknown_org", "org_id: the Config Service knows no org %s", org)
+	}
+	if team == "" {
+		return nil
+	}
+	if ok, err := s.Nodes.NodeExists(ctx, a.Token, org, team); err != nil {
+		return err
+	} else if !ok {
+		return apperr.New(apperr.Unprocessable, "unknown_team", "team_node_id: the Config Service knows no team %s in org %s", team, org)
+	}
+	return nil
 }
 
 // List lists the silences the admin may see (state: active, expired or "").
