@@ -24,6 +24,7 @@ type EventStore interface {
 	Redrive(ctx context.Context, id string, now time.Time) (store.Event, error)
 	EventAgentRuns(ctx context.Context, eventID string) ([]store.AgentRun, error)
 	RunFeedback(ctx context.Context, runIDs []string) (map[string][]store.Feedback, error)
+	EventFeedback(ctx context.Context, eventID string) ([]store.Feedback, error)
 }
 
 // eventView is an event as the admin API shows it.
@@ -64,6 +65,14 @@ type eventView struct {
 	// PayloadError: the stored headers and body could not be read.
 	PayloadError string         `json:"payload_error,omitempty"`
 	AgentRuns    []agentRunView `json:"agent_runs,omitempty"`
+	// Recorded is the feedback a click's event recorded on an agent run
+	// (the event is ignored: it is not for the agent).
+	Recorded []recordedView `json:"recorded_feedback,omitempty"`
+}
+
+type recordedView struct {
+	Value      string `json:"value"`
+	AgentRunID string `json:"agent_run_id"`
 }
 
 type alertView struct {
@@ -194,6 +203,16 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 				SlackApp: f.SlackApp, EventID: f.EventID, CreatedAt: f.CreatedAt})
 		}
 		v.AgentRuns = append(v.AgentRuns, rv)
+	}
+	if e.Status == store.EventIgnored {
+		recorded, err := s.opts.Events.EventFeedback(r.Context(), e.ID)
+		if err != nil {
+			s.out.Error(w, r, err)
+			return
+		}
+		for _, f := range recorded {
+			v.Recorded = append(v.Recorded, recordedView{Value: f.Value, AgentRunID: f.AgentRunID})
+		}
 	}
 	s.out.JSON(w, r, http.StatusOK, v)
 }

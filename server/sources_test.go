@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -278,9 +279,14 @@ func TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent(t *testing.T) {
 		t.Fatalf("feedback = %d %s", r.code, r.raw)
 	}
 	fbEvent, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string))
-	if fbEvent.Status != store.EventIgnored || !strings.Contains(fbEvent.LastError, "feedback positive recorded on agent run "+run.ID) ||
-		fbEvent.EventType != "block_actions.feedback" {
+	if fbEvent.Status != store.EventIgnored || fbEvent.LastError != "" || fbEvent.EventType != "block_actions.feedback" {
 		t.Fatalf("feedback event = %+v", fbEvent)
+	}
+	// Recorded reads as what it is, not as an error: no last error, the
+	// feedback it recorded in the API (and on its page, as helpful).
+	if v := e.do("GET", "/api/v1/admin/events/"+fbEvent.ID, adminToken, nil); v.body["last_error"] != nil ||
+		fmt.Sprint(v.body["recorded_feedback"]) != fmt.Sprintf("[map[agent_run_id:%s value:positive]]", run.ID) {
+		t.Fatalf("the click's event in the API: %s", v.raw)
 	}
 	// The same click again: a duplicate, nothing recorded twice.
 	if r := e.sendTo("/webhooks/slack/interactions", click, slackSigned(t, slackSecret, click)); r.body["duplicate"] != true {

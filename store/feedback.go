@@ -45,7 +45,8 @@ type FeedbackResult struct {
 // an agent run (its id, or its correlation id: the latest such run), the
 // feedback on that run, in one transaction: a redelivery of the click is
 // a duplicate and records nothing twice. The event is stored ignored (it
-// is not sent to the agent) with what happened as its last error.
+// is not sent to the agent); a click that names no run says so as its last
+// error (one recorded has none: nothing went wrong, see EventFeedback).
 func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedback) (FeedbackResult, error) {
 	if fb.Value != FeedbackPositive && fb.Value != FeedbackNegative {
 		return FeedbackResult{}, fmt.Errorf("%w: feedback is positive or negative", ErrInvalid)
@@ -85,7 +86,6 @@ func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedba
 			}
 		}
 		if run != nil {
-			e.LastError = "ignored: feedback " + fb.Value + " recorded on agent run " + run.ID
 			e.OrgID, e.TeamNodeID, e.MatchedBy = run.OrgID, run.TeamNodeID, "agent_run"
 		} else {
 			e.LastError = fmt.Sprintf("ignored: feedback names no agent run (%q)", ref)
@@ -203,4 +203,16 @@ func (db *DB) inTx(ctx context.Context, f func(tx) error) error {
 		return err
 	}
 	return t.Commit()
+}
+
+// EventFeedback lists the feedback a click's event recorded (none for any
+// other event). Only an ignored event's page asks, so the scan of the
+// feedback table it may cost is paid rarely.
+func (db *DB) EventFeedback(ctx context.Context, eventID string) ([]Feedback, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+feedbackColumns+` FROM orchestrator_agent_run_feedback
+		WHERE webhook_event_id = ? ORDER BY created_at, id`, eventID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanFeedback)
 }

@@ -158,6 +158,10 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	cause, causeLink := suppressionCause(e)
+	var recorded []store.Feedback
+	if e.Status == store.EventIgnored {
+		recorded, _ = u.o.Events.EventFeedback(r.Context(), e.ID)
+	}
 	silence := ""
 	if u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermSilence) && e.OrgID != "" && (u.o.Sources == nil || !u.isPeople(e.Source)) {
 		q := url.Values{"org_id": {e.OrgID}, "team_node_id": {e.TeamNodeID}, "source": {e.Source}, "event_type": {e.EventType}}
@@ -178,7 +182,8 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Cause         string
 		CauseLink     string
 		SilenceLink   string
-	}{e, runs, feedback, redrivable, message, body, cause, causeLink, silence}})
+		Recorded      []store.Feedback
+	}{e, runs, feedback, redrivable, message, body, cause, causeLink, silence, recorded}})
 }
 
 func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {

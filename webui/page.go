@@ -128,6 +128,7 @@ type EventStore interface {
 	Redrive(ctx context.Context, id string, now time.Time) (store.Event, error)
 	EventAgentRuns(ctx context.Context, eventID string) ([]store.AgentRun, error)
 	RunFeedback(ctx context.Context, runIDs []string) (map[string][]store.Feedback, error)
+	EventFeedback(ctx context.Context, eventID string) ([]store.Feedback, error)
 }
 
 // Health is the overview's view of the database.

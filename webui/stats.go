@@ -44,13 +44,15 @@ type pageStats struct {
 	Volume *volumeView
 }
 
-// volumeView is the overview's data volume card (SPEC §16).
+// volumeView is the overview's data volume card (docs/backups.md).
 type volumeView struct {
 	backups.VolumeFigures
 	// Filling says the volume is filling at this week's rate, and then
 	// FullInDays when it will be full.
 	Filling    bool
 	FullInDays int
+	// FarOff: it grows, but would take more than a year to fill.
+	FarOff bool
 	// PerEvent is the bytes a stored event costs now.
 	PerEvent int64
 }
@@ -194,10 +196,26 @@ func (u *UI) volume(ctx context.Context, now time.Time) (*volumeView, error) {
 		v.PerEvent = fig.UsedBytes / int64(total)
 	}
 	perDay := float64(arrived-leaving) / 7 * float64(v.PerEvent)
-	if perDay > 0 && fig.Available > 0 {
-		v.Filling, v.FullInDays = true, int(math.Ceil(float64(fig.Available)/perDay))
-	}
+	v.Filling, v.FullInDays, v.FarOff = outlook(fig.Available, perDay)
 	return v, nil
+}
+
+// fillHorizon is how far ahead "full in about N days" is worth saying: a
+// week's rate says nothing of the volume years from now.
+const fillHorizon = 365
+
+// outlook is when a volume with available bytes free fills at perDay bytes
+// a day: in days when that is within fillHorizon, else not filling (farOff
+// when it grows, but would take longer than that).
+func outlook(available int64, perDay float64) (filling bool, days int, farOff bool) {
+	if perDay <= 0 || available <= 0 {
+		return false, 0, false
+	}
+	d := math.Ceil(float64(available) / perDay)
+	if d > fillHorizon {
+		return false, 0, true
+	}
+	return true, int(d), false
 }
 
 // charts is the overview's pictures and the tables that say the same.

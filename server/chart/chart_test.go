@@ -49,3 +49,42 @@ func TestCount(t *testing.T) {
 		}
 	}
 }
+
+// A chart is drawn at the size it is shown (width and height set, so the
+// page never stretches its text), with room for its longest label (a
+// longer one is cut, whole in its tooltip); the series of a columns chart
+// differ by colour and pattern.
+func TestCharts_DrawnAtTheirSizeWithRoomForLabelsAndDistinctSeries(t *testing.T) {
+	long := strings.Repeat("a-very-long-team-name/", 4)
+	out := string(Bars("b", "t", "d", []Bar{{Label: "acme/platform-sre helpful", Length: 3, Text: "3"}, {Label: long, Length: 1, Text: "1"}}, nil))
+	if !strings.Contains(out, `viewBox="0 0 480 `) || !strings.Contains(out, `width="480"`) || strings.Contains(out, `width="100%"`) {
+		t.Fatalf("the bar chart's size: %.200s", out)
+	}
+	if !strings.Contains(out, ">acme/platform-sre helpful<title>") || !strings.Contains(out, "…<title>"+long+"</title>") {
+		t.Errorf("labels: %s", out)
+	}
+	// The bars start after the longest label's room, not over it.
+	if !strings.Contains(out, `<rect class="bar " x="220"`) {
+		t.Errorf("a cut label's chart keeps its bars at the widest label room: %s", out)
+	}
+	var series []Series
+	for i := range 10 {
+		series = append(series, Series{Label: string(rune('a' + i)), Values: []int{1}})
+	}
+	cols := string(Columns("c", "t", "d", series, []string{"00"}, 1, func(s, slot, v int) string { return "x" }))
+	seen := map[string]bool{}
+	for i := range 10 {
+		colour, mark := seriesStyle(i)
+		key := colour + string(rune('0'+mark))
+		if seen[key] {
+			t.Errorf("series %d repeats a colour and pattern", i)
+		}
+		seen[key] = true
+		if !strings.Contains(cols, `fill="url(#c-p`+string(rune('0'+i))) {
+			t.Errorf("series %d is not filled with its pattern", i)
+		}
+	}
+	if strings.Count(cols, "<pattern ") != 10 {
+		t.Errorf("%d patterns for 10 series", strings.Count(cols, "<pattern "))
+	}
+}
