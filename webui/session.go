@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -196,11 +198,35 @@ func (u *UI) uiPage(h func(http.ResponseWriter, *http.Request, *uiSession)) http
 		}
 		se := u.session(r)
 		if se == nil {
-			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+			// A page asked for by its address (a bookmark, a link in a
+			// chat) is where the login returns.
+			to := "/ui/login"
+			if next := safeNext(r.URL.RequestURI()); r.Method == http.MethodGet && next != "" {
+				to += "?" + url.Values{"next": {next}}.Encode()
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
 		h(w, r, se)
 	}
+}
+
+// safeNext is where a login may send the browser: a page of this admin
+// page, as a path and query on this site ("/ui/events?source=slack"), or ""
+// for anything else — another host however written (//evil.example,
+// https://evil.example, /\evil.example), a path that leaves /ui/ once
+// cleaned, control characters — so a link cannot make the login an open
+// redirect.
+func safeNext(next string) string {
+	if next == "" || len(next) > 2048 || !strings.HasPrefix(next, "/ui/") || strings.ContainsAny(next, "\\\x00\r\n\t") {
+		return ""
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		path.Clean(u.Path) != u.Path || !strings.HasPrefix(u.Path, "/ui/") || u.Path == "/ui/login" {
+		return ""
+	}
+	return u.RequestURI()
 }
 
 // admin checks the session's token for one action, as the API does.
@@ -213,12 +239,25 @@ func (u *UI) uiAdmin(w http.ResponseWriter, r *http.Request, se *uiSession, perm
 	return a
 }
 
+// loginData is the login form's: where it returns after the login.
+type loginData struct{ Next string }
+
+// afterLogin is where a login sends the browser: next if it is safe, else
+// the overview.
+func afterLogin(next string) string {
+	if next = safeNext(next); next != "" {
+		return next
+	}
+	return "/ui/overview"
+}
+
 func (u *UI) uiLoginForm(w http.ResponseWriter, r *http.Request) {
+	next := r.URL.Query().Get("next")
 	if u.session(r) != nil {
-		http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+		http.Redirect(w, r, afterLogin(next), http.StatusSeeOther)
 		return
 	}
-	u.render(w, r, http.StatusOK, "login", page{})
+	u.render(w, r, http.StatusOK, "login", page{Data: loginData{Next: safeNext(next)}})
 }
 
 func (u *UI) uiLogin(w http.ResponseWriter, r *http.Request) {
@@ -228,9 +267,11 @@ func (u *UI) uiLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	token := strings.TrimSpace(r.PostFormValue("token"))
+	next := safeNext(r.PostFormValue("next"))
 	a, err := u.o.Auth.CheckFrom(r.Context(), u.o.Auth.ClientAddr(r), token, "")
 	if err != nil {
-		u.render(w, r, httpx.Classify(err).Kind.Status(), "login", page{Error: "Login refused: " + apperr.Message(err)})
+		u.render(w, r, httpx.Classify(err).Kind.Status(), "login", page{Error: "Login refused: " + apperr.Message(err),
+			Data: loginData{Next: next}})
 		return
 	}
 	var b [32]byte
@@ -250,7 +291,7 @@ func (u *UI) uiLogin(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: u.o.SecureCookie, MaxAge: int(SessionMax / time.Second)})
 	u.log.Info("admin page login", "actor", a.Actor)
-	http.Redirect(w, r, "/ui/overview", http.StatusSeeOther)
+	http.Redirect(w, r, afterLogin(next), http.StatusSeeOther)
 }
 
 func (u *UI) uiLogout(w http.ResponseWriter, r *http.Request, se *uiSession) {

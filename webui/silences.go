@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -94,9 +95,17 @@ func (u *UI) uiCreateSilence(w http.ResponseWriter, r *http.Request, se *uiSessi
 	if form.Source != "" {
 		req.Sources = []string{form.Source}
 	}
+	// The form asks for hours, so its errors speak of hours (the API's
+	// speak of ends_at, which this form does not have).
+	maxHours := noise.MaxSilence / time.Hour
 	hours, err := time.ParseDuration(form.Hours + "h")
-	if err != nil || hours <= 0 {
-		u.silencesPage(w, r, se, a, http.StatusBadRequest, form, "For how long: a number of hours, e.g. 2 or 0.5.")
+	switch {
+	case err != nil || hours <= 0:
+		u.silencesPage(w, r, se, a, http.StatusBadRequest, form, "For how many hours: a number of hours, e.g. 2 or 0.5.")
+		return
+	case hours > noise.MaxSilence:
+		u.silencesPage(w, r, se, a, http.StatusBadRequest, form,
+			fmt.Sprintf("For how many hours: at most %d (30 days); %s is more.", maxHours, form.Hours))
 		return
 	}
 	ends := u.now().Add(hours)
@@ -104,7 +113,11 @@ func (u *UI) uiCreateSilence(w http.ResponseWriter, r *http.Request, se *uiSessi
 	sil, err := u.o.Noise.Create(r.Context(), a, req)
 	if err != nil {
 		// Nothing was set: the form comes back with what was typed.
-		u.silencesPage(w, r, se, a, httpx.Classify(err).Kind.Status(), form, apperr.Message(err))
+		msg := apperr.Message(err)
+		if strings.HasPrefix(msg, "ends_at: ") || strings.HasPrefix(msg, "starts_at: ") {
+			msg = fmt.Sprintf("For how many hours: %s is not a window that can be set now (at most %d hours).", form.Hours, maxHours)
+		}
+		u.silencesPage(w, r, se, a, httpx.Classify(err).Kind.Status(), form, msg)
 		return
 	}
 	u.log.Info("silence set", "silence_id", sil.ID, "org_id", sil.OrgID, "actor", a.Actor)
