@@ -5,11 +5,13 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,42 @@ func noSideScroll(t *testing.T, ctx context.Context, name string) {
 	}
 	if wide[0] > wide[1] {
 		t.Errorf("%s is %d px wide in a %d px window: it scrolls sideways", name, wide[0], wide[1])
+	}
+}
+
+// chartShape is one chart as the browser draws it.
+type chartShape struct {
+	ID       string  `json:"id"`
+	Drawn    float64 `json:"drawn"`    // its width on the page, CSS px
+	Declared float64 `json:"declared"` // its width attribute
+	Overlap  string  `json:"overlap"`  // a label that runs into the bars
+}
+
+// chartsAtTheirSize fails unless every chart on the page is drawn at the
+// size it declares (not stretched: the feedback chart's 480 units used to
+// fill 1180 px, its text 2.4 times the page's) and no row label runs into
+// the bars beside it.
+func chartsAtTheirSize(t *testing.T, ctx context.Context, want int) {
+	t.Helper()
+	shapes, err := chromedp.Run(ctx, chromedp.Evaluate[[]chartShape](`Array.from(document.querySelectorAll('svg.chart')).map(svg => {
+		const bars = Array.from(svg.querySelectorAll('rect.bar')).map(r => r.x.baseVal.value);
+		const start = bars.length ? Math.min(...bars) : Infinity;
+		const over = Array.from(svg.querySelectorAll('text.label')).find(l => { const b = l.getBBox(); return b.x + b.width > start - 2; });
+		return {id: svg.id, drawn: svg.getBoundingClientRect().width, declared: svg.width.baseVal.value, overlap: over ? over.textContent : ''};
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shapes) != want {
+		t.Fatalf("%d charts on the page, want %d", len(shapes), want)
+	}
+	for _, c := range shapes {
+		if math.Abs(c.Drawn-c.Declared) > 0.5 {
+			t.Errorf("chart %s is drawn %.1f px wide, declared %.0f: stretched or squeezed", c.ID, c.Drawn, c.Declared)
+		}
+		if c.Overlap != "" {
+			t.Errorf("chart %s: label %q runs into its bars", c.ID, c.Overlap)
+		}
 	}
 }
 
@@ -370,6 +408,13 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit(t, ctx, axe, "/ui/overview")
+	chartsAtTheirSize(t, ctx, 3)
+	// The events chart's sources: a fill each, no two alike.
+	fills, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#chart-per-source rect.swatch')).map(r =>
+		getComputedStyle(r).fill)`))
+	if err != nil || len(fills) < 5 || len(slices.Compact(slices.Sorted(slices.Values(fills)))) != len(fills) {
+		t.Errorf("the events chart's sources are filled %v (%v): want a distinct pattern each", fills, err)
+	}
 	screenshot(t, ctx, "#chart-per-source", "chart-events-per-source.png")
 	visit("/ui/teams", "teams")
 	visit("/ui/teams/acme/checkout", "plan-deprovision")
@@ -587,6 +632,7 @@ func TestUI_ReadableAt1280(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("chart-latency")))
 	noSideScroll(t, ctx, "overview")
+	chartsAtTheirSize(t, ctx, 3)
 
 	// One scale for every latency bar: a longer time is a longer bar.
 	bars, err := chromedp.Run(ctx, chromedp.Evaluate[[]latencyBar](`Array.from(document.querySelectorAll('#chart-latency rect.bar')).map(r =>

@@ -47,6 +47,10 @@ func TestUI_SourcesAndFeedbackInARealBrowser(t *testing.T) {
 	if !strings.Contains(fb, "acme/platform-sre") || !strings.Contains(fb, "1") {
 		t.Errorf("overview feedback table = %q", fb)
 	}
+	// The feedback chart sits alone on its row: drawn at its own size,
+	// not stretched across it.
+	chartsAtTheirSize(t, ctx, 4)
+	screenshot(t, ctx, "#feedback + figure", "chart-feedback.png")
 	do(chromedp.Navigate(base+"/ui/sources"), chromedp.WaitVisible(chromedp.ID("sources")))
 	page := text(t, ctx, "#sources")
 	for _, want := range []string{"acme-deploys", "configured", "POST /webhooks/acme-deploys", "HMAC-SHA512 (base64) of {timestamp}.{body} in X-Acme-Signature",
