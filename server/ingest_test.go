@@ -33,7 +33,7 @@ func TestWebhook_EverySourceVerifiesStoresAndDispatches(t *testing.T) {
 				t.Fatalf("valid = %d %s", r.code, r.raw)
 			}
 			ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
-			if ev.OrgID != peerstest.DevOrg || ev.TeamNodeID != peerstest.DevTeam || ev.Attempts != 0 {
+			if ev.OrgID != peerstest.DevOrg || ev.TeamNodeID != peerstest.DevTeam || ev.Attempts != 1 {
 				t.Fatalf("delivered event = %+v", ev)
 			}
 			call := e.agent.CallsTo(peerstest.RouteAgentRun)
@@ -206,8 +206,8 @@ func TestDispatch_TwoFailuresThenSuccessIsDelivered(t *testing.T) {
 	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 3 {
 		t.Fatalf("agent called %d times, want 3", got)
 	}
-	if ev.Attempts != 2 {
-		t.Fatalf("attempts = %d, want 2 failed attempts counted", ev.Attempts)
+	if ev.Attempts != 3 {
+		t.Fatalf("attempts = %d, want 3 (two failed calls and the one that delivered)", ev.Attempts)
 	}
 	detail := e.do("GET", "/api/v1/admin/events/"+ev.ID, adminToken, nil)
 	if runs := detail.body["agent_runs"].([]any); len(runs) != 3 {
@@ -232,7 +232,7 @@ func TestDispatch_Agent4xxFailsWithoutRetry(t *testing.T) {
 	body, h := signed(webhook.GitHub, "bad", githubSecret, wallclock.Now())
 	r := e.send(webhook.GitHub, body, h)
 	ev := e.waitStatus(r.body["event_id"].(string), store.EventFailed)
-	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 1 || ev.Attempts != 0 {
+	if got := len(e.agent.CallsTo(peerstest.RouteAgentRun)); got != 1 || ev.Attempts != 1 {
 		t.Fatalf("calls %d, attempts %d", got, ev.Attempts)
 	}
 }

@@ -672,7 +672,7 @@ func TestUI_ReadableAt1280(t *testing.T) {
 		t.Fatalf("filter button's right edge %v, lines per timestamp %v (%v)", checks[0], checks[1], err)
 	}
 	table := text(t, ctx, "#events")
-	if !strings.Contains(table, "Failed attempts") || strings.Contains(table, "second line of the error") ||
+	if !strings.Contains(table, "Agent calls") || strings.Contains(table, "second line of the error") ||
 		!strings.Contains(table, "upstream connect error") {
 		t.Errorf("events list:\n%s", table)
 	}
@@ -686,7 +686,7 @@ func TestUI_ReadableAt1280(t *testing.T) {
 		t.Errorf("the event page does not show the whole error: %q", got)
 	}
 	do(chromedp.Navigate(base+"/ui/events/"+outs[0].ID), chromedp.WaitVisible(chromedp.ID("event-attempts")))
-	if got := text(t, ctx, "#event-attempts"); got != "0 (delivered at the first try)" {
+	if got := text(t, ctx, "#event-attempts"); got != "1 (delivered at the first try)" {
 		t.Errorf("a delivered event's attempts read %q", got)
 	}
 

@@ -173,7 +173,7 @@ func TestUI_InARealBrowser(t *testing.T) {
 	// Log out, and the pages are refused.
 	do(chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.Navigate(base+"/ui/events"), chromedp.WaitVisible(chromedp.ID("token")))
-	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(loc, "/ui/login") {
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(loc, "/ui/login?next=%2Fui%2Fevents") {
 		t.Fatalf("after logout /ui/events led to %s", loc)
 	}
 }

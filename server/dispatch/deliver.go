@@ -16,14 +16,15 @@ import (
 
 // failed fills o for a failed attempt: 5xx, 429, timeouts and refused
 // connections retry with backoff until MaxAttempts (then dead); other
-// failures end failed. It returns o and the metric outcome.
+// failures end failed. It returns o and the metric outcome. Every agent
+// call counts as an attempt, the failed ones as the one that delivered.
 func (d *Dispatcher) failed(o store.Outcome, attempts int, err error) (store.Outcome, string) {
 	o.LastError = errorText(err)
+	o.Attempts = attempts + 1
 	if !transient(err) {
 		o.Status = store.EventFailed
 		return o, "failed"
 	}
-	o.Attempts = attempts + 1
 	if o.Attempts >= d.o.MaxAttempts {
 		o.Status = store.EventDead
 		return o, "dead"
@@ -83,8 +84,10 @@ func (d *Dispatcher) deliver(c call) {
 			outs[i], outcome = o, oc
 		}
 	} else {
-		for i := range outs {
-			outs[i].Status = store.EventDelivered
+		// The call that delivered is an attempt too: a delivered event
+		// says how many calls it took (1 when the first one did).
+		for i, e := range c.events {
+			outs[i].Status, outs[i].Attempts = store.EventDelivered, e.Attempts+1
 		}
 	}
 	if ctx.Err() != nil && err != nil {
