@@ -74,7 +74,7 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 	}
 
 	// The server on PostgreSQL serves the same events, runs and schedules.
-	proc, logs, _ = child(t, append(env, "DATABASE_URL="+target), "serve", "--dev", "--addr", "127.0.0.1:0")
+	proc, logs, _ = child(t, append(env, "DATABASE_URL="+target), "serve", "--dev", "--addr", "127.0.0.1:0", "--data-dir", dir)
 	base = "http://" + waitLine(t, logs, "listening")["addr"].(string)
 	waitLine(t, logs, "started")
 	go drain(logs)
