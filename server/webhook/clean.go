@@ -51,8 +51,9 @@ func clean(s string, n int) string {
 	return s[:cut]
 }
 
-// githubEvent is what an X-GitHub-Event value looks like (SPEC §18).
-var githubEvent = regexp.MustCompile(`^[a-z_]{1,64}$`)
+// githubEvent is what an X-GitHub-Event value looks like: GitHub's event
+// names are lower-case words, digits and underscores (projects_v2_item).
+var githubEvent = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 
 // blankParsedString is blankTopLevelString(body, key) for a body already
 // parsed into m, without a second JSON decoder when it can be done

@@ -26,7 +26,7 @@ func (v *GitHubVerifier) Verify(body []byte, h http.Header, _ time.Time) (Event,
 	case delivery == "":
 		return Event{}, missingHeader("X-GitHub-Delivery")
 	case !githubEvent.MatchString(event):
-		return Event{}, fmt.Errorf("%w: X-GitHub-Event is not an event name ([a-z_]{1,64})", ErrPayload)
+		return Event{}, fmt.Errorf("%w: X-GitHub-Event is not an event name ([a-z0-9_]{1,64})", ErrPayload)
 	case !cleanText(delivery):
 		return Event{}, fmt.Errorf("%w: X-GitHub-Delivery is not valid UTF-8 text without NUL", ErrPayload)
 	}

@@ -300,3 +300,52 @@ func checkClean(t *testing.T, what, s string, n int) {
 		t.Fatalf("%s %q is not clean text of at most %d bytes", what, s, n)
 	}
 }
+
+// githubEvents is every X-GitHub-Event name GitHub's "Webhook events and
+// payloads" page documents (docs.github.com/en/webhooks/webhook-events-and-payloads),
+// plus the delegated-bypass events GitHub Enterprise Cloud sends. Seven of
+// 329 real deliveries (projects_v2_item) were refused while the rule allowed
+// no digits.
+var githubEvents = []string{
+	"branch_protection_configuration", "branch_protection_rule", "check_run", "check_suite",
+	"code_scanning_alert", "commit_comment", "create", "custom_property", "custom_property_values",
+	"delete", "dependabot_alert", "deploy_key", "deployment", "deployment_protection_rule",
+	"deployment_review", "deployment_status", "discussion", "discussion_comment",
+	"exemption_request_push_ruleset", "exemption_request_secret_scanning", "fork",
+	"github_app_authorization", "gollum", "installation", "installation_repositories",
+	"installation_target", "issue_comment", "issue_dependencies", "issues", "label",
+	"marketplace_purchase", "member", "membership", "merge_group", "meta", "milestone",
+	"org_block", "organization", "package", "page_build", "personal_access_token_request", "ping",
+	"project", "project_card", "project_column", "projects_v2", "projects_v2_item",
+	"projects_v2_status_update", "public", "pull_request", "pull_request_review",
+	"pull_request_review_comment", "pull_request_review_thread", "push", "registry_package",
+	"release", "repository", "repository_advisory", "repository_dispatch", "repository_import",
+	"repository_ruleset", "repository_vulnerability_alert", "secret_scanning_alert",
+	"secret_scanning_alert_location", "secret_scanning_scan", "security_advisory",
+	"security_and_analysis", "sponsorship", "star", "status", "sub_issues", "team", "team_add",
+	"watch", "workflow_dispatch", "workflow_job", "workflow_run",
+}
+
+func TestGitHub_EveryDocumentedEventNameIsAccepted(t *testing.T) {
+	v := verifierFor(GitHub, secret)
+	body := []byte(`{"action":"edited","repository":{"full_name":"acme/payments"}}`)
+	for _, name := range githubEvents {
+		h := Sign(GitHub, secret, body, now, "d-"+name)
+		h.Set("X-GitHub-Event", name)
+		ev, err := v.Verify(body, h, now)
+		if err != nil {
+			t.Errorf("X-GitHub-Event %s: %v", name, err)
+			continue
+		}
+		if ev.EventType != name+".edited" {
+			t.Errorf("X-GitHub-Event %s: event type %q", name, ev.EventType)
+		}
+	}
+	for _, bad := range []string{"Issues", "issues!", "projects-v2", strings.Repeat("a", 65), "issues\x00"} {
+		h := Sign(GitHub, secret, body, now, "d-bad")
+		h.Set("X-GitHub-Event", bad)
+		if _, err := v.Verify(body, h, now); !errors.Is(err, ErrPayload) {
+			t.Errorf("X-GitHub-Event %q: %v, want a payload error", bad, err)
+		}
+	}
+}
