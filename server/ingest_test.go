@@ -429,7 +429,7 @@ func TestEventsAPI_FiltersDetailRedactionAndPurge(t *testing.T) {
 	}
 	d := e.do("GET", "/api/v1/admin/events/"+ids[webhook.Coralogix], adminToken, nil)
 	headers := d.body["headers"].(map[string]any)
-	if d.code != 200 || headers["authorization"] != "[redacted]" || strings.Contains(d.raw, coralogixToken) || d.body["body"] == nil {
+	if _, kept := headers["authorization"]; d.code != 200 || kept || strings.Contains(d.raw, coralogixToken) || d.body["body"] == nil {
 		t.Fatalf("detail = %d %s", d.code, d.raw)
 	}
 	if r := e.do("GET", "/api/v1/admin/events/"+ids[webhook.Slack], "", nil); r.code != 401 {

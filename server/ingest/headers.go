@@ -53,16 +53,18 @@ func containsFold(s, sub string) bool {
 	return false
 }
 
-// storedHeaders keeps the request's headers for the audit trail: signature
-// headers left out (a replay needs only the body and them, and the body's
-// hash is kept), credentials redacted by name and by the shape of the
-// value, the size bounded.
-func storedHeaders(h http.Header) map[string]string {
+// storedHeaders keeps the request's headers for the audit trail: the
+// headers that verified the request (verify, in lower case: signature,
+// token, timestamp, delivery id, basic auth — whatever their names) and any
+// signature header left out (a replay needs only the body and them, and
+// the body's hash is kept), credentials redacted by name and by the shape
+// of the value, the size bounded.
+func storedHeaders(h http.Header, verify []string) map[string]string {
 	out := map[string]string{}
 	size := 0
 	for k, v := range h {
 		lk := strings.ToLower(k)
-		if strings.Contains(lk, "signature") {
+		if strings.Contains(lk, "signature") || slices.Contains(verify, lk) {
 			continue
 		}
 		val := strings.Join(v, ", ")

@@ -258,7 +258,11 @@ func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verif
 		return Answer{Outcome: "rate_limited", Err: &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
 			Detail: "too many " + source + " events; retry later", RetryAfterSeconds: max(1, retry)}}
 	}
-	headers := storedHeaders(h)
+	var verifyHeaders []string
+	if src := d.o.Sources.Get(source); src != nil {
+		verifyHeaders = src.VerifyHeaders
+	}
+	headers := storedHeaders(h, verifyHeaders)
 	if ev.Source == webhook.Slack {
 		// The app it came through is the route's, never the sender's word.
 		delete(headers, webhook.AppHeader)

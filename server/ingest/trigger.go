@@ -24,6 +24,9 @@ type triggerRequest struct {
 	EventID string `json:"event_id,omitempty"`
 }
 
+// triggerHeaders carry the internal token: never stored.
+var triggerHeaders = []string{"authorization", "x-internal-token"}
+
 // Trigger enqueues a Slack-style mention from another in-cluster service
 // (POST /api/v1/internal/slack/trigger). Mount it only with an internal
 // token configured.
@@ -75,7 +78,7 @@ func (d *Door) Trigger(w http.ResponseWriter, r *http.Request) {
 		d.out.Error(w, r, err)
 		return
 	}
-	a := d.store(r.Context(), ev, storedHeaders(r.Header), body, http.StatusAccepted)
+	a := d.store(r.Context(), ev, storedHeaders(r.Header, triggerHeaders), body, http.StatusAccepted)
 	outcome = a.Outcome
 	d.answer(w, r, a)
 }

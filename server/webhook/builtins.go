@@ -18,6 +18,11 @@ type SlackApp struct {
 // look like.
 var slugPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
+// standardWebhooksHeaders are the headers Standard Webhooks signs with.
+func standardWebhooksHeaders() []string {
+	return []string{"webhook-id", "webhook-timestamp", "webhook-signature"}
+}
+
 // BuiltinOptions configure the six built-in sources.
 type BuiltinOptions struct {
 	// Secrets are each built-in source's accepted secrets or tokens.
@@ -38,6 +43,7 @@ func Builtins(o BuiltinOptions) ([]*Source, error) {
 		Scheme:      "HMAC-SHA256 of v0:timestamp:body in X-Slack-Signature, ±5 min",
 		Description: "Slack Events API mentions and interactions (feedback buttons), per Slack app",
 		Routing:     []string{"slack_channel_id"}, describe: describeSlack,
+		VerifyHeaders: []string{"x-slack-signature", "x-slack-request-timestamp"},
 		Routes: []Route{
 			{Path: "/webhooks/slack/events", Summary: "Slack Events API (default app)", Verifier: &SlackVerifier{Secrets: sec(Slack)}},
 			{Path: "/webhooks/slack/interactions", Summary: "Slack interactions (default app)",
@@ -71,27 +77,31 @@ func Builtins(o BuiltinOptions) ([]*Source, error) {
 		{Name: GitHub, Kind: "built-in", Coalesce: co(GitHub),
 			Scheme:      "HMAC-SHA256 of the body in X-Hub-Signature-256",
 			Description: "GitHub repository webhooks", Routing: []string{"github_repo"}, describe: builtinDescribe[GitHub],
-			Routes: []Route{{Path: "/webhooks/github", Summary: "GitHub webhooks", Verifier: &GitHubVerifier{Secrets: sec(GitHub)}}}},
+			// X-Hub-Signature (SHA-1) is GitHub's legacy copy of the signature.
+			VerifyHeaders: []string{"x-hub-signature-256", "x-hub-signature", "x-github-delivery"},
+			Routes:        []Route{{Path: "/webhooks/github", Summary: "GitHub webhooks", Verifier: &GitHubVerifier{Secrets: sec(GitHub)}}}},
 		{Name: PagerDuty, Kind: "built-in", Alerts: true, Coalesce: co(PagerDuty),
 			Scheme:      "HMAC-SHA256 of the body in X-PagerDuty-Signature (v1=…, any of several)",
 			Description: "PagerDuty v3 webhook subscriptions (and the older messages[] body)",
 			Routing:     []string{"pagerduty_service_id"}, describe: builtinDescribe[PagerDuty],
-			Routes: []Route{{Path: "/webhooks/pagerduty", Summary: "PagerDuty v3 webhooks", Verifier: &PagerDutyVerifier{Secrets: sec(PagerDuty)}}}},
+			VerifyHeaders: []string{"x-pagerduty-signature"},
+			Routes:        []Route{{Path: "/webhooks/pagerduty", Summary: "PagerDuty v3 webhooks", Verifier: &PagerDutyVerifier{Secrets: sec(PagerDuty)}}}},
 		{Name: IncidentIO, Kind: "built-in", Alerts: true, Coalesce: co(IncidentIO),
 			Scheme:      "Standard Webhooks (webhook-signature v1, ±5 min)",
 			Description: "incident.io incident and alert webhooks",
 			Routing:     []string{"incidentio_alert_source_id", "slack_channel_id"}, describe: builtinDescribe[IncidentIO],
+			VerifyHeaders: standardWebhooksHeaders(),
 			Routes: []Route{{Path: "/webhooks/incidentio", Summary: "incident.io webhooks (Standard Webhooks)",
 				Verifier: &IncidentIOVerifier{Secrets: sec(IncidentIO)}}}},
 		{Name: Coralogix, Kind: "built-in", Alerts: true, Coalesce: co(Coralogix),
 			Scheme:      "shared token (Authorization: Bearer or X-Webhook-Token)",
 			Description: "Coralogix alert webhooks", Routing: []string{"coralogix_team_name", "service"},
-			describe: builtinDescribe[Coralogix],
-			Routes:   []Route{{Path: "/webhooks/coralogix", Summary: "Coralogix webhooks", Verifier: &CoralogixVerifier{Tokens: sec(Coralogix)}}}},
+			describe: builtinDescribe[Coralogix], VerifyHeaders: []string{"authorization", "x-webhook-token"},
+			Routes: []Route{{Path: "/webhooks/coralogix", Summary: "Coralogix webhooks", Verifier: &CoralogixVerifier{Tokens: sec(Coralogix)}}}},
 		{Name: Alertmanager, Kind: "built-in", Alerts: true, Coalesce: co(Alertmanager),
 			Scheme:      "shared token (Authorization: Bearer, or basic auth with the token as password)",
 			Description: "Prometheus Alertmanager webhook receiver (payload version 4)", Routing: labels,
-			describe: describeAlertmanager,
+			describe: describeAlertmanager, VerifyHeaders: []string{"authorization"},
 			Routes: []Route{{Path: "/webhooks/alertmanager", Summary: "Prometheus Alertmanager webhook receiver",
 				Verifier: &AlertmanagerVerifier{Tokens: sec(Alertmanager), Labels: o.AlertmanagerLabels}}}},
 	}, nil

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -259,8 +260,30 @@ func NewConfigured(spec SourceSpec, getenv func(string) string) (*Source, error)
 	coalesce := spec.Coalesce != nil && *spec.Coalesce
 	return &Source{Name: spec.Name, Kind: "configured", Scheme: scheme, Routing: routing, Alerts: spec.Alert != nil,
 		Coalesce: coalesce, Description: "configured in the sources file: " + spec.Describe, describe: c.describe,
+		VerifyHeaders: verifyHeaders(v),
 		Routes: []Route{{Path: "/webhooks/" + spec.Name, Summary: spec.Name + " webhooks (configured source)",
 			Verifier: verifierFunc{source: spec.Name, verify: c.verify}}}}, nil
+}
+
+// verifyHeaders are the headers a checked verify block reads, in lower
+// case: they are never stored, whatever their names.
+func verifyHeaders(v VerifySpec) []string {
+	var out []string
+	switch v.Kind {
+	case KindHMAC:
+		out = []string{v.Header, v.TimestampHeader, v.IDHeader}
+	case KindStandardWebhooks:
+		out = standardWebhooksHeaders()
+	case KindToken:
+		out = []string{cmp.Or(v.Header, "Authorization")}
+	case KindBasic:
+		out = []string{"Authorization"}
+	}
+	out = slices.DeleteFunc(out, func(h string) bool { return h == "" })
+	for i, h := range out {
+		out[i] = strings.ToLower(h)
+	}
+	return out
 }
 
 func checkField(f *FieldSpec, literal bool) error {

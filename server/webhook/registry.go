@@ -33,6 +33,10 @@ type Source struct {
 	Coalesce bool
 	// Routes are its webhook routes, each with its verifier.
 	Routes []Route
+	// VerifyHeaders are the headers its verification reads (signature,
+	// token, timestamp, delivery id, basic auth), in lower case: what
+	// verified a request is never stored, whatever the header's name.
+	VerifyHeaders []string
 
 	describe func(eventType string, body []byte, headers map[string]string) (string, map[string]any)
 }
