@@ -100,7 +100,7 @@ screenshot:
 ## (fsync on both), so it runs fewer executions.
 FUZZTIME ?= 100000x
 STORE_FUZZTIME ?= 5000x
-FUZZ_TARGETS := FuzzSlack FuzzGitHub FuzzPagerDuty FuzzIncidentIO FuzzCoralogix FuzzAlertmanager FuzzSlackInteraction FuzzConfigured FuzzDescribe FuzzBlankToken
+FUZZ_TARGETS := FuzzSlack FuzzGitHub FuzzPagerDuty FuzzIncidentIO FuzzCoralogix FuzzAlertmanager FuzzSlackInteraction FuzzConfigured FuzzConfiguredSignedOnce FuzzSourcesFile FuzzDescribe FuzzBlankToken
 fuzz:
 	@for f in $(FUZZ_TARGETS); do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./server/webhook/ >/tmp/fuzz-$$f.log 2>&1 \

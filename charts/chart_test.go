@@ -80,7 +80,7 @@ var allOn = []string{
 	"--set", "secrets.incidentioWebhookSecret=whsec_c2VjcmV0",
 	"--set", "config.namespace=teams",
 	"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true",
-	"--set-json", `sources=[{"name":"acme-deploys","verify":{"kind":"hmac","header":"X-Acme-Signature","algorithm":"sha512","encoding":"base64","prefix":"v1=","signed":"{timestamp}.{body}","timestamp_header":"X-Acme-Timestamp","secret_env":"ACME_DEPLOYS_SECRET"},"delivery_id":{"header":"X-Acme-Delivery"},"event_type":{"pointer":"/kind"},"routing":{"service":"/service"},"alert":{"key":"/incident/id","state":"/status","firing":["triggered"],"resolved":["resolved"]},"coalesce":true,"describe":"{event_type} of {/app}"}]`,
+	"--set-json", `sources=[{"name":"acme-deploys","verify":{"kind":"hmac","header":"X-Acme-Signature","algorithm":"sha512","encoding":"base64","prefix":"v1=","signed":"{id}.{timestamp}.{body}","timestamp_header":"X-Acme-Timestamp","id_header":"X-Acme-Delivery","secret_env":"ACME_DEPLOYS_SECRET"},"delivery_id":{"header":"X-Acme-Delivery"},"event_type":{"pointer":"/kind"},"routing":{"service":"/service"},"alert":{"key":"/incident/id","state":"/status","firing":["triggered"],"resolved":["resolved"]},"coalesce":true,"describe":"{event_type} of {/app}"}]`,
 	"--set-json", `slackApps=[{"slug":"sre-bot","signing_secret_env":"SREBOT_SIGNING_SECRET"}]`,
 	"--set", "secrets.sourceSecrets.ACME_DEPLOYS_SECRET=new\\,old", "--set", "secrets.sourceSecrets.SREBOT_SIGNING_SECRET=bot-signing-value",
 	"--set", "secrets.alertmanagerWebhookToken=am", "--set", "config.alertmanagerRoutingLabels=namespace=k8s_namespace",

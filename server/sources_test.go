@@ -28,9 +28,10 @@ const acmeFile = `sources:
       algorithm: sha512
       encoding: base64
       prefix: "v1="
-      signed: "{timestamp}.{body}"
+      signed: "{id}.{timestamp}.{body}"
       timestamp_header: X-Acme-Timestamp
       secret_env: ACME_DEPLOYS_SECRET
+      id_header: X-Acme-Delivery
     delivery_id: {header: X-Acme-Delivery}
     event_type: {pointer: /kind}
     routing: {service: /service}
@@ -54,7 +55,7 @@ func acmeDelivery(t *testing.T, secret, delivery, version string, at time.Time) 
 	body := []byte(`{"kind":"deploy.finished","app":"checkout","version":"` + version + `","environment":"prod",
 		"service":"checkout","incident":{"id":"INC-` + delivery + `"},"status":"triggered"}`)
 	ts := strconv.FormatInt(at.Unix(), 10)
-	sig := pyhmac.Sign(t, "sha512", "base64", secret, []byte(ts+"."+string(body)))
+	sig := pyhmac.Sign(t, "sha512", "base64", secret, []byte(delivery+"."+ts+"."+string(body)))
 	return body, http.Header{"X-Acme-Signature": {"v1=" + sig}, "X-Acme-Timestamp": {ts}, "X-Acme-Delivery": {delivery},
 		"Content-Type": {"application/json"}}
 }
@@ -129,10 +130,25 @@ func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *te
 	}
 	odd := []byte(`{"app":"checkout"}`)
 	ts := strconv.FormatInt(now.Unix(), 10)
-	oh := http.Header{"X-Acme-Signature": {"v1=" + pyhmac.Sign(t, "sha512", "base64", "new-secret", []byte(ts+"."+string(odd)))},
+	oh := http.Header{"X-Acme-Signature": {"v1=" + pyhmac.Sign(t, "sha512", "base64", "new-secret", []byte("x5."+ts+"."+string(odd)))},
 		"X-Acme-Timestamp": {ts}, "X-Acme-Delivery": {"x5"}}
 	if r := e.sendTo("/webhooks/acme-deploys", odd, oh); r.code != 400 || !strings.Contains(r.raw, "event type /kind is not in the body") {
 		t.Errorf("no event type = %d %s", r.code, r.raw)
+	}
+	// Round 4: a captured delivery sent again under a new delivery id does
+	// not verify (the id is signed), and a signed body with bytes after its
+	// JSON is a 400: neither becomes a second event.
+	b, h := acmeDelivery(t, "new-secret", "d0", "1.4.0", now)
+	h.Set("X-Acme-Delivery", "d0-again")
+	if r := e.sendTo("/webhooks/acme-deploys", b, h); r.code != 401 || r.body["error"] != "signature_verification_failed" {
+		t.Errorf("a new id on a captured delivery = %d %s", r.code, r.raw)
+	}
+	trailing := []byte(`{"kind":"deploy.finished","service":"checkout"}{"kind":"again"}`)
+	th := http.Header{"X-Acme-Signature": {"v1=" + pyhmac.Sign(t, "sha512", "base64", "new-secret", []byte("x6."+ts+"."+string(trailing)))},
+		"X-Acme-Timestamp": {ts}, "X-Acme-Delivery": {"x6"}, "Content-Type": {"application/json"}}
+	if r := e.sendTo("/webhooks/acme-deploys", trailing, th); r.code != 400 || r.body["error"] != "bad_request" ||
+		!strings.Contains(r.raw, "not one JSON object or array") {
+		t.Errorf("bytes after the body = %d %s", r.code, r.raw)
 	}
 
 	// The API filters by it, refuses a source that does not exist, and the
@@ -149,7 +165,7 @@ func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *te
 	}
 	for _, line := range []string{
 		`orchestrator_webhook_events_total{outcome="accepted",source="acme-deploys"} 2`,
-		`orchestrator_webhook_events_total{outcome="bad_signature",source="acme-deploys"} 4`,
+		`orchestrator_webhook_events_total{outcome="bad_signature",source="acme-deploys"} 5`,
 		`orchestrator_webhook_events_total{outcome="duplicate",source="acme-deploys"} 1`,
 		`orchestrator_dispatch_total{outcome="delivered",source="acme-deploys"} 2`,
 	} {
@@ -160,7 +176,7 @@ func TestConfiguredSource_SignedByPythonAcceptedRotatedRefusedAndDelivered(t *te
 
 	// The rotation ends: the old secret is retired and refused.
 	after := acmeEnv(t, "new-secret")
-	b, h := acmeDelivery(t, "old-secret", "r1", "2.0", now)
+	b, h = acmeDelivery(t, "old-secret", "r1", "2.0", now)
 	if r := after.sendTo("/webhooks/acme-deploys", b, h); r.code != 401 {
 		t.Fatalf("retired secret = %d %s", r.code, r.raw)
 	}

@@ -53,7 +53,7 @@ func TestUI_SourcesAndFeedbackInARealBrowser(t *testing.T) {
 	screenshot(t, ctx, "#feedback + figure", "chart-feedback.png")
 	do(chromedp.Navigate(base+"/ui/sources"), chromedp.WaitVisible(chromedp.ID("sources")))
 	page := text(t, ctx, "#sources")
-	for _, want := range []string{"acme-deploys", "configured", "POST /webhooks/acme-deploys", "HMAC-SHA512 (base64) of {timestamp}.{body} in X-Acme-Signature",
+	for _, want := range []string{"acme-deploys", "configured", "POST /webhooks/acme-deploys", "HMAC-SHA512 (base64) of {id}.{timestamp}.{body} in X-Acme-Signature",
 		"alertmanager", "POST /webhooks/alertmanager", "POST /webhooks/slack/sre-bot/interactions", "POST /webhooks/slack/interactions", "service"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the sources page lacks %q:\n%s", want, page)

@@ -347,6 +347,12 @@ func TestServe_BadSourcesFileIsOneLineNamingTheSourceAndField(t *testing.T) {
 		"sources: [{name: acme, verify: {kind: hmac, header: X-Sig, secret: s3cr3t-inline}}]":            `source "acme": secret: secrets are never written in the file`,
 		"slack_apps: [{slug: sre-bot, signing_secret_env: MISSING}]":                                     `slack app "sre-bot": signing_secret_env: MISSING is unset or empty`,
 		"sources: [{name: acme, verify: {kind: token, secret_env: ACME}, routing: {service: no-slash}}]": `source "acme": routing.service`,
+		// Round 4: what verified a delivery cannot be shifted or replaced.
+		`sources: [{name: acme, verify: {kind: hmac, header: X-Sig, signed: "{body}{id}", id_header: X-Id, secret_env: ACME}}]`: `source "acme": verify.signed: {body}{id}: placeholders must be separated by literal text`,
+		`sources: [{name: acme, verify: {kind: hmac, header: X-Sig, secret_env: ACME}, delivery_id: {header: X-Id}}]`:           `source "acme": delivery_id.header: X-Id is not signed`,
+		`sources: [{name: acme, verify: {kind: hmac, header: X-Sig, timestamp_header: X-Ts, secret_env: ACME}}]`:                `source "acme": verify.timestamp_header: requires {timestamp} in verify.signed`,
+		"sources:\n" + strings.Repeat("  - {name: acme, verify: {kind: token, secret_env: ACME}}\n", 257):                       `sources: 257 sources listed, at most 256`,
+		"sources: []\n#" + strings.Repeat("x", 1<<20):                                                                           `ORCHESTRATOR_SOURCES_FILE: larger than 1048576 bytes (1 MiB)`,
 	}
 	for content, want := range cases {
 		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {

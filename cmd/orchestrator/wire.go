@@ -329,7 +329,7 @@ func devSecret(source string) string {
 func buildSources(cfg *config.Config, secrets map[string][]string, getenv func(string) string) (*webhook.Registry, error) {
 	file := &webhook.SourcesFile{}
 	if cfg.SourcesFile != "" {
-		data, err := os.ReadFile(cfg.SourcesFile)
+		data, err := webhook.ReadSourcesFile(cfg.SourcesFile)
 		if err != nil {
 			return nil, fmt.Errorf("config: ORCHESTRATOR_SOURCES_FILE: %v", err)
 		}

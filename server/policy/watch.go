@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -13,12 +12,13 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MaxFileBytes bounds the sources file a reload reads (the same bound as at
 // start).
-const MaxFileBytes = 1 << 20
+const MaxFileBytes = webhook.MaxSourcesFileBytes
 
 // Options configure a Holder.
 type Options struct {
@@ -205,17 +205,9 @@ func (h *Holder) Stop() {
 
 // readFile reads the file, refusing one past MaxFileBytes.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := webhook.ReadSourcesFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("sources file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("sources file: %w", err)
-	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("sources file %s: larger than %d bytes", path, MaxFileBytes)
+		return nil, fmt.Errorf("sources file %s: %w", path, err)
 	}
 	return data, nil
 }

@@ -1,23 +1,16 @@
 package webhook
 
 import (
-	"bytes"
 	"cmp"
-	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"hash"
-	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // A configured source is one an operator adds in the sources file, without
@@ -161,11 +154,28 @@ func NewConfigured(spec SourceSpec, getenv func(string) string) (*Source, error)
 		if !slices.Contains(parts, "{body}") {
 			return nil, fail("verify.signed", "must include {body}")
 		}
+		// Two placeholders side by side would let text move from one into
+		// the other under the same signature ({body}{id}: one signed
+		// delivery, any number of delivery ids).
+		for i := 1; i < len(parts); i++ {
+			if isPlaceholder(parts[i-1]) && isPlaceholder(parts[i]) {
+				return nil, fail("verify.signed", "%s%s: placeholders must be separated by literal text (e.g. %s.%s)",
+					parts[i-1], parts[i], parts[i-1], parts[i])
+			}
+		}
 		if slices.Contains(parts, "{timestamp}") && v.TimestampHeader == "" {
 			return nil, fail("verify.timestamp_header", "required when verify.signed uses {timestamp}")
 		}
 		if slices.Contains(parts, "{id}") && v.IDHeader == "" {
 			return nil, fail("verify.id_header", "required when verify.signed uses {id}")
+		}
+		// What is read from a header but not signed could be replaced by
+		// whoever captured one delivery: a fresh timestamp, a new id.
+		if v.TimestampHeader != "" && !slices.Contains(parts, "{timestamp}") {
+			return nil, fail("verify.timestamp_header", "requires {timestamp} in verify.signed (an unsigned timestamp proves nothing)")
+		}
+		if v.IDHeader != "" && !slices.Contains(parts, "{id}") {
+			return nil, fail("verify.id_header", "requires {id} in verify.signed (an unsigned id proves nothing)")
 		}
 		c.signed = parts
 		scheme = fmt.Sprintf("HMAC-%s (%s) of %s in %s", strings.ToUpper(v.Algorithm), v.Encoding, v.Signed, v.Header)
@@ -212,6 +222,9 @@ func NewConfigured(spec SourceSpec, getenv func(string) string) (*Source, error)
 	c.spec.Verify = v
 	if err := checkField(spec.DeliveryID, false); err != nil {
 		return nil, fail("delivery_id", "%v", err)
+	}
+	if err := signedDeliveryID(spec.DeliveryID, v); err != nil {
+		return nil, fail("delivery_id.header", "%v", err)
 	}
 	if err := checkField(spec.EventType, true); err != nil {
 		return nil, fail("event_type", "%v", err)
@@ -264,6 +277,30 @@ func NewConfigured(spec SourceSpec, getenv func(string) string) (*Source, error)
 		Routes: []Route{{Path: "/webhooks/" + spec.Name, Summary: spec.Name + " webhooks (configured source)",
 			Verifier: verifierFunc{source: spec.Name, verify: c.verify}}}}, nil
 }
+
+// signedDeliveryID checks that a delivery id read from a header is one the
+// signature covers: otherwise one captured delivery, sent again with a new
+// id, is a new event each time. Token and basic sources sign nothing (the
+// credential is the whole proof, and whoever holds it can send any
+// delivery), so their id may come from any header.
+func signedDeliveryID(f *FieldSpec, v VerifySpec) error {
+	if f == nil || f.Header == "" {
+		return nil
+	}
+	switch v.Kind {
+	case KindHMAC:
+		if !strings.EqualFold(f.Header, v.IDHeader) {
+			return fmt.Errorf("%s is not signed: name it in verify.id_header and put {id} in verify.signed", f.Header)
+		}
+	case KindStandardWebhooks:
+		if !strings.EqualFold(f.Header, "webhook-id") {
+			return fmt.Errorf("%s is not signed: Standard Webhooks signs webhook-id (the default delivery id)", f.Header)
+		}
+	}
+	return nil
+}
+
+func isPlaceholder(p string) bool { return strings.HasPrefix(p, "{") }
 
 // verifyHeaders are the headers a checked verify block reads, in lower
 // case: they are never stored, whatever their names.
@@ -347,259 +384,4 @@ func cutTemplate(t string, ok func(string) bool) ([]string, error) {
 		}
 	}
 	return parts, nil
-}
-
-// verify authenticates a delivery and reads its event.
-func (c *configured) verify(body []byte, h http.Header, now time.Time) (Event, error) {
-	v := c.spec.Verify
-	var swID string
-	switch v.Kind {
-	case KindHMAC:
-		if err := c.verifyHMAC(body, h, now); err != nil {
-			return Event{}, err
-		}
-	case KindStandardWebhooks:
-		id, err := verifyStandardWebhooks(c.secrets, body, h, now)
-		if err != nil {
-			return Event{}, err
-		}
-		swID = id
-	case KindToken:
-		if !tokenMatches(c.secrets, credential(h, v.Header)) {
-			return Event{}, fmt.Errorf("%w: missing or wrong token", ErrSignature)
-		}
-	case KindBasic:
-		if !tokenMatches(c.secrets, basicPair(h)) {
-			return Event{}, fmt.Errorf("%w: missing or wrong basic auth", ErrSignature)
-		}
-	}
-	return c.read(body, h, swID)
-}
-
-func basicPair(h http.Header) string {
-	b, ok := strings.CutPrefix(h.Get("Authorization"), "Basic ")
-	if !ok {
-		return ""
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b))
-	if err != nil {
-		return ""
-	}
-	return string(raw)
-}
-
-func (c *configured) verifyHMAC(body []byte, h http.Header, now time.Time) error {
-	v := c.spec.Verify
-	var ts, id string
-	if v.TimestampHeader != "" {
-		if ts = h.Get(v.TimestampHeader); ts == "" {
-			return missingHeader(v.TimestampHeader)
-		}
-		if err := checkTimestamp(ts, now); err != nil {
-			return err
-		}
-	}
-	if v.IDHeader != "" {
-		if id = h.Get(v.IDHeader); id == "" {
-			return missingHeader(v.IDHeader)
-		}
-	}
-	var sigs [][]byte
-	for _, part := range strings.FieldsFunc(h.Get(v.Header), func(r rune) bool { return r == ',' || r == ' ' }) {
-		s, ok := strings.CutPrefix(part, v.Prefix)
-		if !ok || len(sigs) >= 16 {
-			continue
-		}
-		var b []byte
-		var err error
-		if v.Encoding == "base64" {
-			b, err = base64.StdEncoding.DecodeString(s)
-		} else {
-			b, err = hex.DecodeString(s)
-		}
-		if err == nil {
-			sigs = append(sigs, b)
-		}
-	}
-	matched := false
-	for _, secret := range c.secrets {
-		m := hmac.New(c.hash, []byte(secret))
-		for _, p := range c.signed {
-			switch p {
-			case "{body}":
-				m.Write(body)
-			case "{timestamp}":
-				m.Write([]byte(ts))
-			case "{id}":
-				m.Write([]byte(id))
-			default:
-				m.Write([]byte(p))
-			}
-		}
-		want := m.Sum(nil)
-		for _, s := range sigs {
-			if hmac.Equal(s, want) {
-				matched = true
-			}
-		}
-	}
-	if !matched {
-		return fmt.Errorf("%w: %s does not match", ErrSignature, v.Header)
-	}
-	return nil
-}
-
-// read takes the delivery id, event type, routing identifiers and alert
-// identity from a verified delivery.
-func (c *configured) read(body []byte, h http.Header, swID string) (Event, error) {
-	s := c.spec
-	var doc any
-	var docErr error
-	parsed := false
-	json1 := func() (any, error) {
-		if !parsed {
-			parsed = true
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.UseNumber()
-			if docErr = dec.Decode(&doc); docErr != nil {
-				docErr = fmt.Errorf("%w: the body is not JSON", ErrPayload)
-			}
-		}
-		return doc, docErr
-	}
-	field := func(f *FieldSpec, what string) (string, error) {
-		switch {
-		case f.Value != "":
-			return f.Value, nil
-		case f.Header != "":
-			if v := h.Get(f.Header); v != "" {
-				return v, nil
-			}
-			return "", fmt.Errorf("%w: %s header %s is missing", ErrPayload, what, f.Header)
-		}
-		d, err := json1()
-		if err != nil {
-			return "", err
-		}
-		if v, ok := pointerText(d, f.Pointer); ok && v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("%w: %s %s is not in the body", ErrPayload, what, f.Pointer)
-	}
-	ev := Event{Source: s.Name, EventType: "event", Identifiers: map[string]string{}}
-	switch {
-	case s.DeliveryID != nil:
-		id, err := field(s.DeliveryID, "delivery id")
-		if err != nil {
-			return Event{}, err
-		}
-		ev.DeliveryID = clean(id, 255)
-	case swID != "":
-		ev.DeliveryID = swID
-	default:
-		sum := sha256.Sum256(body)
-		ev.DeliveryID = "sha256:" + hex.EncodeToString(sum[:])
-	}
-	if s.EventType != nil {
-		t, err := field(s.EventType, "event type")
-		if err != nil {
-			return Event{}, err
-		}
-		ev.EventType = clean(t, 128)
-	}
-	for typ, ptr := range s.Routing {
-		d, err := json1()
-		if err != nil {
-			return Event{}, err
-		}
-		if v, ok := pointerText(d, ptr); ok && v != "" {
-			ev.Identifiers[typ] = clean(v, 128)
-		}
-	}
-	if a := s.Alert; a != nil {
-		if d, err := json1(); err == nil {
-			key, _ := pointerText(d, a.Key)
-			st, _ := pointerText(d, a.State)
-			state := AlertOther
-			switch {
-			case c.firing[st]:
-				state = AlertFiring
-			case c.resolve[st]:
-				state = AlertResolved
-			}
-			ev.Alert = newAlert(key, state, nil)
-		}
-	}
-	return ev, nil
-}
-
-// describe fills the describe template from the stored body.
-func (c *configured) describe(eventType string, body []byte, _ map[string]string) (string, map[string]any) {
-	meta := map[string]any{"event_type": eventType}
-	var doc any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if dec.Decode(&doc) == nil && len(body) <= 16<<10 {
-		meta["payload"] = doc
-	}
-	var b strings.Builder
-	for _, p := range c.tmpl {
-		switch {
-		case p == "{event_type}":
-			b.WriteString(eventType)
-		case strings.HasPrefix(p, "{/"):
-			v, _ := pointerText(doc, p[1:len(p)-1])
-			b.WriteString(v)
-		default:
-			b.WriteString(p)
-		}
-	}
-	msg := strings.Join(strings.Fields(b.String()), " ")
-	if len(msg) > 1000 {
-		msg = clean(msg, 1000)
-	}
-	if msg == "" {
-		msg = c.spec.Name + " " + eventType
-	}
-	return msg, meta
-}
-
-// pointerText resolves an RFC 6901 pointer and gives its value as text:
-// strings as they are, numbers and booleans as JSON writes them, objects
-// and arrays as compact JSON. ok is false when the pointer resolves to
-// nothing.
-func pointerText(doc any, ptr string) (string, bool) {
-	cur := doc
-	for _, tok := range strings.Split(ptr, "/")[1:] {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-		switch n := cur.(type) {
-		case map[string]any:
-			v, ok := n[tok]
-			if !ok {
-				return "", false
-			}
-			cur = v
-		case []any:
-			i, err := strconv.Atoi(tok)
-			if err != nil || i < 0 || i >= len(n) || strconv.Itoa(i) != tok {
-				return "", false
-			}
-			cur = n[i]
-		default:
-			return "", false
-		}
-	}
-	switch v := cur.(type) {
-	case nil:
-		return "", false
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
-	default:
-		b, err := json.Marshal(v)
-		return string(b), err == nil
-	}
 }

@@ -42,9 +42,10 @@ const specFile = `sources:
       algorithm: sha512          # sha1 | sha256 | sha512
       encoding: base64           # hex | base64
       prefix: "v1="
-      signed: "{timestamp}.{body}"
+      signed: "{id}.{timestamp}.{body}"
       timestamp_header: X-Acme-Timestamp
       secret_env: ACME_DEPLOYS_SECRET   # comma-separated values = rotation
+      id_header: X-Acme-Delivery         # a delivery id read from a header must be signed ({id})
     delivery_id: {header: X-Acme-Delivery}   # or {pointer: /id}; absent = SHA-256 of the body
     event_type: {pointer: /kind}             # or {header: …} or {value: "deploy"}
     routing: {service: /service}             # identifier type → JSON pointer
@@ -76,7 +77,7 @@ func TestConfigured_TheSpecsFileSignedByPython(t *testing.T) {
 		"incident":{"id":"INC-7"},"status":"triggered"}`)
 	ts := strconv.FormatInt(now.Unix(), 10)
 	sign := func(secret string, at string) http.Header {
-		return http.Header{"X-Acme-Signature": {"v1=" + python(t, "sha512", "base64", secret, []byte(at+"."+string(body)))},
+		return http.Header{"X-Acme-Signature": {"v1=" + python(t, "sha512", "base64", secret, []byte("dlv-1."+at+"."+string(body)))},
 			"X-Acme-Timestamp": {at}, "X-Acme-Delivery": {"dlv-1"}}
 	}
 	v := acme.Routes[0].Verifier
@@ -119,13 +120,23 @@ func TestConfigured_TheSpecsFileSignedByPython(t *testing.T) {
 	}
 	h = sign("new-secret", ts)
 	h.Del("X-Acme-Delivery")
-	if _, err := v.Verify(body, h, now); !errors.Is(err, ErrPayload) {
+	if _, err := v.Verify(body, h, now); !errors.Is(err, ErrMissingHeader) {
 		t.Errorf("no delivery header: %v", err)
+	}
+	// A captured delivery sent again under a new id no longer verifies:
+	// the id is signed.
+	h = sign("new-secret", ts)
+	h.Set("X-Acme-Delivery", "dlv-2")
+	if _, err := v.Verify(body, h, now); !errors.Is(err, ErrSignature) {
+		t.Errorf("a new delivery id on a captured delivery: %v", err)
 	}
 
 	bot := f.Sources[1].Routes[0].Verifier
-	if _, err := bot.Verify([]byte(`plain text`), http.Header{"X-Token": {"bot-token"}}, now); err != nil {
+	if _, err := bot.Verify([]byte(`{"text":"deployed"}`), http.Header{"X-Token": {"bot-token"}}, now); err != nil {
 		t.Fatalf("token: %v", err)
+	}
+	if _, err := bot.Verify([]byte(`plain text`), http.Header{"X-Token": {"bot-token"}}, now); !errors.Is(err, ErrPayload) {
+		t.Fatalf("a body that is not JSON: %v", err)
 	}
 	for _, h := range []http.Header{{"X-Token": {"bot-tokem"}}, {"Authorization": {"Bearer bot-token"}}, {}} {
 		if _, err := bot.Verify([]byte(`x`), h, now); !errors.Is(err, ErrSignature) {
@@ -189,7 +200,7 @@ func TestConfigured_StandardWebhooksAndBasic(t *testing.T) {
 // TestConfigured_MistakesNameTheSourceAndTheField: every mistake stops
 // start-up with one line naming the source and the field.
 func TestConfigured_MistakesNameTheSourceAndTheField(t *testing.T) {
-	env := map[string]string{"S": "secret", "W": "not-whsec"}
+	env := map[string]string{"S": "secret", "W": "not-whsec", "W2": "whsec_" + base64.StdEncoding.EncodeToString([]byte("k"))}
 	cases := []struct{ file, want string }{
 		{`sources: [{name: Bad_Name, verify: {kind: token, secret_env: S}}]`, `source "Bad_Name": name: must match`},
 		{`sources: [{name: github, verify: {kind: token, secret_env: S}}]`, `source "github": name: "github" is a built-in source's name`},
@@ -219,6 +230,24 @@ func TestConfigured_MistakesNameTheSourceAndTheField(t *testing.T) {
 		{`slack_apps: [{slug: bot, signing_secret_env: NOPE}]`, `slack app "bot": signing_secret_env: NOPE is unset or empty`},
 		{`slack_apps: [{slug: bot, signing_secret: abc}]`, `slack app #1: signing_secret: secrets are never written in the file`},
 		{"sources: [", `not YAML`},
+		// Round 4: nothing that verified a delivery can be shifted or replaced.
+		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, signed: "{body}{id}", id_header: X-Id, secret_env: S}}]`,
+			`source "a": verify.signed: {body}{id}: placeholders must be separated by literal text`},
+		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, signed: "v0:{timestamp}{body}", timestamp_header: T, secret_env: S}}]`,
+			`source "a": verify.signed: {timestamp}{body}: placeholders must be separated`},
+		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, signed: "{body}", timestamp_header: T, secret_env: S}}]`,
+			`source "a": verify.timestamp_header: requires {timestamp} in verify.signed`},
+		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, id_header: X-Id, secret_env: S}}]`,
+			`source "a": verify.id_header: requires {id} in verify.signed`},
+		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, signed: "{timestamp}.{body}", timestamp_header: T, secret_env: S}, delivery_id: {header: X-D}}]`,
+			`source "a": delivery_id.header: X-D is not signed: name it in verify.id_header and put {id} in verify.signed`},
+		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, signed: "{id}.{body}", id_header: X-Id, secret_env: S}, delivery_id: {header: X-Other}}]`,
+			`source "a": delivery_id.header: X-Other is not signed`},
+		{`sources: [{name: a, verify: {kind: standard-webhooks, secret_env: W2}, delivery_id: {header: X-D}}]`,
+			`source "a": delivery_id.header: X-D is not signed: Standard Webhooks signs webhook-id`},
+		{"sources:\n" + strings.Repeat("  - {name: a, verify: {kind: token, secret_env: S}}\n", 257), `sources: 257 sources listed, at most 256`},
+		{"slack_apps:\n" + strings.Repeat("  - {slug: a, signing_secret_env: S}\n", 257), `slack_apps: 257 Slack apps listed, at most 256`},
+		{"sources: []\n#" + strings.Repeat("x", MaxSourcesFileBytes), `the file is larger than 1048576 bytes (1 MiB)`},
 	}
 	for _, c := range cases {
 		_, err := ParseSourcesFile([]byte(c.file), func(k string) string { return env[k] })

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -149,12 +150,27 @@ func str(v any, key string) string {
 
 func parseJSON(body []byte) (map[string]any, error) {
 	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil || m == nil {
-		return nil, fmt.Errorf("%w: the body is not a JSON object", ErrPayload)
+	if err := decodeOne(body, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("%w: the body is not one JSON object", ErrPayload)
 	}
 	return m, nil
+}
+
+// decodeOne decodes a body that must be exactly one JSON value (numbers
+// kept as json.Number), with nothing but white space after it: bytes after
+// the value would be signed and stored, yet read by nobody — and for a
+// configured source they could move between the body and the delivery id
+// under one signature.
+func decodeOne(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("bytes after the JSON value")
+	}
+	return nil
 }
 
 func bodyHash(body []byte) string {
