@@ -22,6 +22,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/clientlimit"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 )
 
@@ -91,7 +92,7 @@ type Authenticator struct {
 	mu      sync.Mutex
 	cache   map[[32]byte]cached
 	refused map[[32]byte]cached // tokens the Config Service refused
-	clients map[netip.Addr]*failures
+	clients *clientlimit.Limiter
 }
 
 type cached struct {
@@ -99,15 +100,6 @@ type cached struct {
 	err     error // for a refused token
 	expires time.Time
 }
-
-// failures is a client's bucket of allowed failed checks.
-type failures struct {
-	tokens float64
-	at     time.Time
-}
-
-// maxClients bounds the failure buckets kept.
-const maxClients = 10000
 
 // New returns an Authenticator.
 func New(o Options) *Authenticator {
@@ -124,43 +116,13 @@ func New(o Options) *Authenticator {
 		o.FailuresPerMinute = 10
 	}
 	return &Authenticator{opts: o, cache: map[[32]byte]cached{}, refused: map[[32]byte]cached{},
-		clients: map[netip.Addr]*failures{}}
+		clients: clientlimit.New(o.FailuresPerMinute)}
 }
 
-// ClientAddr is the address a request's failures are counted against: the
-// connection's peer, or — when that peer is a proxy the operator trusts —
-// the last address in X-Forwarded-For that is not a trusted proxy.
+// ClientAddr is the address a request's failures are counted against (see
+// clientlimit.ClientAddr, with the proxies the operator trusts).
 func (a *Authenticator) ClientAddr(r *http.Request) netip.Addr {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	addr := peer.Addr()
-	if err != nil {
-		addr, _ = netip.ParseAddr(r.RemoteAddr)
-	}
-	addr = addr.Unmap()
-	if !a.trusted(addr) {
-		return addr
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return addr // a hop we cannot read: count the proxy itself
-		}
-		if hop = hop.Unmap(); !a.trusted(hop) {
-			return hop
-		}
-		addr = hop
-	}
-	return addr
-}
-
-func (a *Authenticator) trusted(addr netip.Addr) bool {
-	for _, p := range a.opts.TrustedProxies {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return clientlimit.ClientAddr(r, a.opts.TrustedProxies)
 }
 
 // TokenFromRequest returns the admin token of a request, or "".
@@ -285,65 +247,16 @@ func tooManyFailures(wait time.Duration) error {
 // limited says how long the client must wait before its next check may
 // fail (0: it may check now). A check without a client is not limited.
 func (a *Authenticator) limited(client netip.Addr, now time.Time) time.Duration {
-	if !client.IsValid() {
-		return 0
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.clients[client]
-	if f == nil {
-		return 0
-	}
-	return a.untilNext(a.level(f, now))
-}
-
-// untilNext is how long a bucket at level waits for its next token (0: it
-// has one).
-func (a *Authenticator) untilNext(level float64) time.Duration {
-	if level >= 1 {
-		return 0
-	}
-	return time.Duration((1 - level) / float64(a.opts.FailuresPerMinute) * float64(time.Minute))
+	return a.clients.Wait(client, now)
 }
 
 // failed counts a failure of the client; the failure that empties its
 // bucket is still answered as what it is, the next one is 429.
 func (a *Authenticator) failed(client netip.Addr, now time.Time) error {
-	if !client.IsValid() {
-		return nil
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.clients[client]
-	if f == nil {
-		if len(a.clients) >= maxClients {
-			for k, v := range a.clients { // full buckets first, then any
-				if a.level(v, now) >= float64(a.opts.FailuresPerMinute) {
-					delete(a.clients, k)
-				}
-			}
-			for k := range a.clients {
-				if len(a.clients) < maxClients {
-					break
-				}
-				delete(a.clients, k)
-			}
-		}
-		f = &failures{tokens: float64(a.opts.FailuresPerMinute), at: now}
-		a.clients[client] = f
-	}
-	level := a.level(f, now)
-	if wait := a.untilNext(level); wait > 0 {
+	if wait := a.clients.Fail(client, now); wait > 0 {
 		return tooManyFailures(wait)
 	}
-	f.tokens, f.at = level-1, now
 	return nil
-}
-
-// level is the bucket's tokens at now, refilled at FailuresPerMinute.
-func (a *Authenticator) level(f *failures, now time.Time) float64 {
-	per := float64(a.opts.FailuresPerMinute)
-	return min(per, f.tokens+now.Sub(f.at).Minutes()*per)
 }
 
 // store caches an answer in m, evicting expired entries (and, if still

@@ -17,11 +17,13 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/clientlimit"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -66,6 +68,13 @@ type Options struct {
 	// Rate and Burst limit each source (events/s; 0 = none).
 	Rate  float64
 	Burst int
+	// SignatureFailuresPerMinute bounds the failed signature checks of one
+	// client address (default 30): past it, that address is answered 429
+	// before its body is read, until its bucket refills.
+	SignatureFailuresPerMinute int
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client
+	// (ORCHESTRATOR_TRUSTED_PROXIES); from anyone else it is ignored.
+	TrustedProxies []netip.Prefix
 	// MaxBodyBytes caps a body (413 past it).
 	MaxBodyBytes int64
 	// AlertGroupWait holds a new firing alert event this long before it is
@@ -91,8 +100,15 @@ type Door struct {
 	out      httpx.Writer
 	metrics  *ingestMetrics
 	limiters map[string]*rate.Limiter
+	// failures counts failed signature checks per client address.
+	failures *clientlimit.Limiter
 	acks     ackStats
 }
+
+// defaultSignatureFailuresPerMinute leaves room for a sender whose secret
+// is being rotated while one address (an ingress without
+// ORCHESTRATOR_TRUSTED_PROXIES) stands for every sender.
+const defaultSignatureFailuresPerMinute = 30
 
 // New builds the door and registers the webhook metrics of SPEC §12.
 func New(o Options) (*Door, error) {
@@ -105,12 +121,16 @@ func New(o Options) (*Door, error) {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
+	if o.SignatureFailuresPerMinute <= 0 {
+		o.SignatureFailuresPerMinute = defaultSignatureFailuresPerMinute
+	}
 	m, err := newIngestMetrics(o.Registry, o.Sources.Names())
 	if err != nil {
 		return nil, err
 	}
 	log := o.Logger.With("component", "ingest")
-	return &Door{o: o, log: log, out: httpx.Writer{Logger: log}, metrics: m, limiters: newLimiters(o.Sources.Names(), o.Rate, o.Burst)}, nil
+	return &Door{o: o, log: log, out: httpx.Writer{Logger: log}, metrics: m,
+		limiters: newLimiters(o.Sources.Names(), o.Rate, o.Burst), failures: clientlimit.New(o.SignatureFailuresPerMinute)}, nil
 }
 
 func (d *Door) now() time.Time { return d.o.Now().UTC() }
@@ -194,6 +214,15 @@ type Answer struct {
 func (d *Door) Handler(source string, rt webhook.Route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		client := clientlimit.ClientAddr(r, d.o.TrustedProxies)
+		// A client past its failed signatures is refused before its body
+		// is read: guessing costs it a request, not our bandwidth and HMACs.
+		if wait := d.failures.Wait(client, d.now()); wait > 0 {
+			a := Answer{Outcome: "rate_limited", Err: tooManySignatureFailures(wait)}
+			d.answer(w, r, a)
+			d.count(source, a.Outcome, time.Since(start))
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.o.MaxBodyBytes))
 		var a Answer
 		if err != nil {
@@ -206,9 +235,20 @@ func (d *Door) Handler(source string, rt webhook.Route) http.HandlerFunc {
 		} else {
 			a = d.accept(r.Context(), source, rt.Verifier, body, r.Header)
 		}
+		if a.Outcome == "bad_signature" {
+			d.failures.Fail(client, d.now())
+		}
 		d.answer(w, r, a)
 		d.count(source, a.Outcome, time.Since(start))
 	}
+}
+
+// tooManySignatureFailures is the 429 of a client past its failed
+// signature checks.
+func tooManySignatureFailures(wait time.Duration) error {
+	return &apperr.Error{Kind: apperr.RateLimited, Code: "too_many_signature_failures",
+		Detail:            "too many failed signature checks from this address; retry later",
+		RetryAfterSeconds: max(1, int(math.Ceil(wait.Seconds())))}
 }
 
 // Accept takes one delivery of a source as the route would — verify, limit,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
+	"github.com/incidentfox/orchestrator-edge/server/clientlimit"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -33,6 +34,12 @@ var triggerHeaders = []string{"authorization", "x-internal-token"}
 func (d *Door) Trigger(w http.ResponseWriter, r *http.Request) {
 	outcome := "accepted"
 	defer func() { d.metrics.events.WithLabelValues("internal", outcome).Inc() }()
+	client := clientlimit.ClientAddr(r, d.o.TrustedProxies)
+	if wait := d.failures.Wait(client, d.now()); wait > 0 {
+		outcome = "rate_limited"
+		d.out.Error(w, r, tooManySignatureFailures(wait))
+		return
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		got = r.Header.Get("X-Internal-Token")
@@ -40,6 +47,7 @@ func (d *Door) Trigger(w http.ResponseWriter, r *http.Request) {
 	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(d.o.InternalToken))
 	if got == "" || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
 		outcome = "bad_signature"
+		d.failures.Fail(client, d.now())
 		d.out.Error(w, r, apperr.New(apperr.Unauthenticated, "invalid_internal_token", "send the internal token as Authorization: Bearer or X-Internal-Token"))
 		return
 	}
