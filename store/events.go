@@ -98,11 +98,15 @@ type Event struct {
 	// HoldUntil, when set on a new event, is when it becomes due (the alert
 	// group wait); zero = at once.
 	HoldUntil time.Time
+	// Decision is where the event went and why, as server/routing wrote
+	// it (JSON, bounded there); nil for an event not routed yet or stored
+	// before decisions were.
+	Decision []byte
 }
 
 const eventColumns = `id, legacy_id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
 	matched_by, attempts, next_attempt_at, last_error, payload, body_purged_at, received_at, updated_at, finished_at,
-	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by`
+	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by, decision`
 
 // eventColumnsNoBody selects the same columns with the payload (headers and
 // body) left out: lists and routing do not need it.
@@ -110,19 +114,22 @@ var eventColumnsNoBody = strings.Replace(eventColumns, " payload,", " NULL,", 1)
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
-	var legacy, idents, org, team, matched, lastErr, digest, akey, astate, asig, sreason, sby sql.NullString
+	var legacy, idents, org, team, matched, lastErr, digest, akey, astate, asig, sreason, sby, decision sql.NullString
 	var digestSize sql.NullInt64
 	var next, purged, received, updated, finished msTime
 	var payload, sum []byte
 	err := row.Scan(&e.Key, &legacy, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
 		&matched, &e.Attempts, &next, &lastErr, &payload, &purged, &received, &updated, &finished,
-		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby)
+		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby, &decision)
 	if err != nil {
 		return Event{}, err
 	}
 	e.ID = apiID(e.Key, legacy)
 	e.AlertKey, e.AlertState, e.AlertSig, e.SuppressedReason, e.SuppressedBy = akey.String, astate.String, asig.String, sreason.String, sby.String
 	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
+	if decision.Valid && decision.String != "" {
+		e.Decision = []byte(decision.String)
+	}
 	if len(sum) > 0 {
 		e.BodySHA256 = hex.EncodeToString(sum)
 	}
@@ -166,6 +173,7 @@ func (w *filter) scope(f EventFilter) {
 	w.eq("org_id", f.OrgID)
 	w.eq("team_node_id", f.TeamNodeID)
 	w.eq("suppressed_reason", f.SuppressedReason)
+	w.eq("matched_by", f.MatchedBy)
 	if !f.Since.IsZero() {
 		w.add("received_at >= ?", ms(f.Since))
 	}
@@ -210,6 +218,9 @@ type EventFilter struct {
 	Source, Status, OrgID, TeamNodeID string
 	// SuppressedReason keeps the events suppressed for that reason.
 	SuppressedReason string
+	// MatchedBy keeps the events routed (or ignored) that way: "rule:<name>"
+	// for a routing rule's.
+	MatchedBy string
 	// DeliveryID finds the event a vendor knows by that id (with Source, it
 	// uses the unique index; without, it scans).
 	DeliveryID   string

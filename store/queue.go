@@ -164,6 +164,9 @@ type Outcome struct {
 	// SuppressedReason and SuppressedBy, for an event noise control kept
 	// from the agent (status suppressed).
 	SuppressedReason, SuppressedBy string
+	// Decision, when set, replaces the event's stored decision (routing
+	// writes it; the team loop writes it again with its own steps added).
+	Decision []byte
 }
 
 // RecordOutcomes writes outcomes and the agent calls they came from in one
@@ -199,7 +202,8 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		st, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size),
-		suppressed_reason = COALESCE(?, suppressed_reason), suppressed_by = COALESCE(?, suppressed_by)
+		suppressed_reason = COALESCE(?, suppressed_reason), suppressed_by = COALESCE(?, suppressed_by),
+		decision = COALESCE(?, decision)
 		WHERE `+cond+` AND status = ?`)
 		stmts[cond] = st
 		return st, err
@@ -244,7 +248,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		}
 		if _, err := stmt.ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
 			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
-			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), key, from); err != nil {
+			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), nullIfEmpty(string(o.Decision)), key, from); err != nil {
 			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
 		}
 	}

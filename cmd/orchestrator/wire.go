@@ -25,6 +25,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/policy"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -91,7 +92,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
-	d.policy, err = policy.New(policy.Options{Path: cfg.SourcesFile, Every: cfg.SourcesReload, Getenv: getenv, Logger: logger, Registry: reg})
+	d.policy, err = policy.New(policy.Options{Path: cfg.SourcesFile, Every: cfg.SourcesReload, Getenv: getenv, Logger: logger, Registry: reg,
+		Identifiers: sources.IdentifierTypes()})
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +121,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: coalescing(cfg, sources), CoalesceMax: cfg.CoalesceMax,
 		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay,
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
+		Rules:  func() *routing.Rules { return d.policy.Current().Routes },
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -86,8 +87,18 @@ func (d *Dispatcher) deliver(c call) {
 	} else {
 		// The call that delivered is an attempt too: a delivered event
 		// says how many calls it took (1 when the first one did).
+		step := routing.Step{Kind: routing.KindAgent}
+		if run != nil {
+			step.Agent = run.AgentName
+			if len(c.events) > 1 {
+				step.Detail = fmt.Sprintf("one call for %d events (a digest, run %s)", len(c.events), run.ID)
+			} else {
+				step.Detail = "run " + run.ID
+			}
+		}
 		for i, e := range c.events {
 			outs[i].Status, outs[i].Attempts = store.EventDelivered, e.Attempts+1
+			outs[i].Decision = withStep(e, step)
 		}
 	}
 	if ctx.Err() != nil && err != nil {
@@ -115,6 +126,13 @@ func (d *Dispatcher) deliver(c call) {
 	d.log.Info("dispatch", "events", len(c.events), "first_event_id", c.events[0].ID, "outcome", outcome,
 		"status", outs[0].Status, "org_id", c.team.OrgID, "team_node_id", c.team.TeamNodeID, "error", outs[0].LastError)
 	d.done.add(outs, run)
+}
+
+// withStep is the event's stored decision with one more step.
+func withStep(e store.Event, s routing.Step) []byte {
+	dec := routing.DecodeDecision(e.Decision)
+	dec.Add(s)
+	return dec.Encode()
 }
 
 // dropUnreadable ends failed, without an agent call, the events of c whose

@@ -32,6 +32,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,8 @@ type ConfigService interface {
 	RoutingLookup(ctx context.Context, token string, identifiers map[string]string) (peers.Route, error)
 	ImpersonationToken(ctx context.Context, token, org, team string) (peers.Impersonation, error)
 	ConfigMe(ctx context.Context, teamToken string) (map[string]any, error)
+	// NodeExists: whether a routing rule's target team exists.
+	NodeExists(ctx context.Context, token, org, node string) (bool, error)
 }
 
 // AgentRunner calls the agent.
@@ -96,6 +99,9 @@ type Options struct {
 	// event with no outcome goes back to the queue for any replica. Default:
 	// the longest agent timeout plus a minute.
 	Lease time.Duration
+	// Rules gives the operator's routing rules in force (nil: none); read
+	// for every event routed, so a reload takes effect at once.
+	Rules func() *routing.Rules
 	// SharedBudget keeps each team's dispatch budget in the database, so
 	// that replicas sharing it share the limit (PostgreSQL).
 	SharedBudget bool

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -143,7 +144,8 @@ func (d *Dispatcher) suppressed(t store.TeamKey, e store.Event, reason, by, why 
 	d.log.Info("dispatch", "events", 1, "first_event_id", e.ID, "outcome", "suppressed", "reason", reason, "by", by,
 		"org_id", t.OrgID, "team_node_id", t.TeamNodeID)
 	return store.Outcome{ID: e.ID, Status: store.EventSuppressed, Attempts: e.Attempts, At: now, OrgID: t.OrgID,
-		TeamNodeID: t.TeamNodeID, SuppressedReason: reason, SuppressedBy: by, LastError: "suppressed: " + why}
+		TeamNodeID: t.TeamNodeID, SuppressedReason: reason, SuppressedBy: by, LastError: "suppressed: " + why,
+		Decision: withStep(e, routing.Step{Kind: routing.KindNoise, Reason: reason, By: by, Detail: why})}
 }
 
 func oneLine(s string) string {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -163,17 +165,15 @@ func (d *Dispatcher) routeRound() (int, error) {
 
 // route decides one event's team; it returns the outcome to record and the
 // metric outcome when the event ends here ("" when it goes on to its team).
+// The identifiers are looked up first, then the operator's rules (SPEC §20);
+// the decision is written with the outcome.
 func (d *Dispatcher) route(e store.Event) (store.Outcome, string) {
 	o := store.Outcome{ID: e.ID, From: store.EventQueued, Attempts: e.Attempts, At: d.now()}
-	switch {
-	case d.o.InternalAdminToken == "":
+	if d.o.InternalAdminToken == "" {
 		o.Status, o.LastError = store.EventFailed, "ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook dispatch cannot authenticate"
 		return o, "failed"
-	case len(e.Identifiers) == 0:
-		o.Status, o.LastError = store.EventUnrouted, "the event carries no routing identifier"
-		return o, "unrouted"
 	}
-	r, err := d.lookup(d.work, e.Identifiers)
+	res, err := d.Decide(d.work, e)
 	if errors.Is(err, errInvalidRoute) {
 		o.Status, o.LastError = store.EventFailed, "routing lookup: "+err.Error()
 		return o, "failed"
@@ -181,10 +181,63 @@ func (d *Dispatcher) route(e store.Event) (store.Outcome, string) {
 	if err != nil {
 		return d.failed(o, e.Attempts, &stepError{"routing lookup", err})
 	}
-	if !r.Found {
-		o.Status, o.LastError = store.EventUnrouted, "no team's routing matches "+describeIdentifiers(e.Identifiers)
+	o.Decision = res.Decision.Encode()
+	switch res.Status {
+	case routing.Ignored:
+		o.Status, o.LastError, o.MatchedBy = store.EventIgnored, res.Reason, res.MatchedBy
+		return o, "ignored"
+	case routing.Unrouted:
+		o.Status, o.LastError = store.EventUnrouted, res.Reason
 		return o, "unrouted"
 	}
-	o.Status, o.OrgID, o.TeamNodeID, o.MatchedBy, o.NextAttemptAt = store.EventQueued, r.OrgID, r.TeamNodeID, r.MatchedBy, e.NextAttemptAt
+	o.Status, o.OrgID, o.TeamNodeID, o.MatchedBy, o.NextAttemptAt = store.EventQueued, res.OrgID, res.TeamNodeID, res.MatchedBy, e.NextAttemptAt
 	return o, ""
+}
+
+// Decide routes one stored event through the identifier lookup and the
+// rules in force, calling only read-only lookups; it stores nothing (the
+// routes test endpoint asks it too).
+func (d *Dispatcher) Decide(ctx context.Context, e store.Event) (routing.Result, error) {
+	var rules *routing.Rules
+	if d.o.Rules != nil {
+		rules = d.o.Rules()
+	}
+	in := routing.Input{Source: e.Source, EventType: e.EventType, Identifiers: e.Identifiers,
+		Load: func() (map[string]string, map[string]any) {
+			body := e.Body
+			if body == nil && e.Key != 0 { // the routing round reads events without their body
+				full, err := d.o.Store.GetEvent(ctx, e.ID)
+				if err != nil {
+					d.log.Warn("routing rules: the event's body could not be read", "event_id", e.ID, "error", err)
+					return nil, nil
+				}
+				body = full.Body
+			}
+			return d.o.Sources.Get(e.Source).Labels(body, e.Identifiers), webhook.ParseBody(body)
+		}}
+	return routing.Route(ctx, rules, in, finder{d})
+}
+
+// finder is the Config Service as routing asks it, through the cache.
+type finder struct{ d *Dispatcher }
+
+func (f finder) Lookup(ctx context.Context, idents map[string]string) (routing.Found, error) {
+	r, err := f.d.lookup(ctx, idents)
+	return routing.Found{Found: r.Found, OrgID: r.OrgID, TeamNodeID: r.TeamNodeID, MatchedBy: r.MatchedBy}, err
+}
+
+// TeamExists asks the Config Service whether a rule's target exists,
+// cached like the routing lookups (a rule's target is asked once per
+// cache period, not once per event).
+func (f finder) TeamExists(ctx context.Context, org, team string) (bool, error) {
+	key, now := "\x01team\x00"+org+"\x00"+team, f.d.o.Now()
+	if r, ok := f.d.routes.get(key, now); ok {
+		return r.Found, nil
+	}
+	ok, err := f.d.o.Config.NodeExists(ctx, f.d.o.InternalAdminToken, org, team)
+	if err != nil {
+		return false, err
+	}
+	f.d.routes.put(key, peers.Route{Found: ok}, now)
+	return ok, nil
 }

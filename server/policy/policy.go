@@ -21,8 +21,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -35,12 +38,17 @@ type Policy struct {
 	// Fixed is the SHA-256 of the file's sources and slack_apps sections:
 	// when a reload sees it change, the change waits for a restart.
 	Fixed string
+	// Routes are the operator's routing rules (routes:), in order.
+	Routes *routing.Rules
 }
 
 // Parse reads the reloadable sections of a sources file. getenv reads the
 // environment variables the file names (secrets are never in the file). An
 // error is one line naming the section, the entry and the field.
-func Parse(data []byte, getenv func(string) string) (*Policy, error) {
+// identifiers are routing identifier types rules may name beyond the
+// built-in ones and those the file's sources declare (an Alertmanager
+// label mapping's).
+func Parse(data []byte, getenv func(string) string, identifiers ...string) (*Policy, error) {
 	sections, err := webhook.SplitSourcesFile(data)
 	if err != nil {
 		return nil, err
@@ -48,7 +56,29 @@ func Parse(data []byte, getenv func(string) string) (*Policy, error) {
 	sum := sha256.Sum256(data)
 	p := &Policy{Hash: hex.EncodeToString(sum[:]), Fixed: fixedHash(sections)}
 	_ = getenv
+	if p.Routes, err = routing.Parse(sections["routes"], knownIdentifiers(sections["sources"], identifiers)); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// knownIdentifiers are the identifier types routing rules may read: the
+// built-in sources', the file's sources' (their routing: keys) and extra.
+func knownIdentifiers(sources json.RawMessage, extra []string) []string {
+	set := map[string]bool{}
+	for _, id := range append(slices.Clone(webhook.BuiltinIdentifiers), extra...) {
+		set[id] = true
+	}
+	var list []struct {
+		Routing map[string]json.RawMessage `json:"routing"`
+	}
+	_ = json.Unmarshal(sources, &list) // the sources section's own errors are reported at start
+	for _, s := range list {
+		for id := range s.Routing {
+			set[id] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // fixedHash digests the sections read only at start.

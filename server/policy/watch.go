@@ -36,6 +36,9 @@ type Options struct {
 	// Applied, when set, is called with each policy put in force (at
 	// Load and at every successful reload), e.g. to warm caches.
 	Applied func(*Policy)
+	// Identifiers are routing identifier types rules may name beyond the
+	// built-in sources' and the file's (an Alertmanager label mapping's).
+	Identifiers []string
 }
 
 // Holder keeps the policy in force and reloads it from its file.
@@ -95,7 +98,7 @@ func New(o Options) (*Holder, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p, err = Parse(data, o.Getenv); err != nil {
+		if p, err = Parse(data, o.Getenv, o.Identifiers...); err != nil {
 			return nil, fmt.Errorf("sources file %s: %v", o.Path, err)
 		}
 		h.seen = p.Hash
@@ -144,7 +147,7 @@ func (h *Holder) Reload() error {
 			return nil
 		}
 		var p *Policy
-		if p, err = Parse(data, h.o.Getenv); err == nil {
+		if p, err = Parse(data, h.o.Getenv, h.o.Identifiers...); err == nil {
 			h.put(p)
 			h.reloads.WithLabelValues("ok").Inc()
 			h.ok.Set(1)
