@@ -33,7 +33,9 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/policy"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -189,6 +191,9 @@ type envOptions struct {
 	sourcesFile string
 	sourceEnv   map[string]string
 	amLabels    map[string]string
+	// routes is a sources file's routes: section (YAML, with its key):
+	// the operator's routing rules the dispatcher reads.
+	routes string
 	// Noise control: the repeat window (0: off), the group wait, the
 	// daily budget of alert-triggered calls per team (0: none).
 	alertRepeat time.Duration
@@ -372,7 +377,16 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	if len(coalesce) > 0 {
 		coalesce = reg.Coalescing()
 	}
+	var rules *routing.Rules
+	if o.routes != "" {
+		p, err := policy.Parse([]byte(o.routes), func(string) string { return "" }, reg.IdentifierTypes()...)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rules = p.Routes
+	}
 	e.disp, err = dispatch.New(dispatch.Options{
+		Rules:              func() *routing.Rules { return rules },
 		Store:              e.db,
 		Sources:            reg,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),

@@ -754,3 +754,39 @@ func TestConformance_GitHubReplayOfABodyIsADuplicate(t *testing.T) {
 		}
 	})
 }
+
+// A routing decision is stored with the outcome that carries it, kept by an
+// outcome without one, replaced by the next that has one; the list filters
+// by matched_by (a rule's "rule:<name>").
+func TestConformance_DecisionAndMatchedByFilter(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		ctx := context.Background()
+		a, _ := db.InsertEvent(ctx, newEvent("alertmanager", "a1", t0))
+		b, _ := db.InsertEvent(ctx, newEvent("alertmanager", "b1", t0))
+		routedBy := `[{"kind":"rule","rule":"k8s-namespace","matchers":["label.namespace=\"payments\""],"org_id":"o","team_node_id":"t"}]`
+		if err := db.RecordOutcomes(ctx, []Outcome{
+			{ID: a.ID, Status: EventQueued, OrgID: "o", TeamNodeID: "t", MatchedBy: "rule:k8s-namespace", At: t0, From: EventQueued, Decision: []byte(routedBy)},
+			{ID: b.ID, Status: EventUnrouted, At: t0, From: EventQueued, LastError: "nothing matched", Decision: []byte(`[{"kind":"unrouted"}]`)},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := db.GetEvent(ctx, a.ID)
+		if string(got.Decision) != routedBy {
+			t.Fatalf("decision = %s", got.Decision)
+		}
+		evs, _, err := db.ListEvents(ctx, EventFilter{MatchedBy: "rule:k8s-namespace", Limit: 10})
+		if err != nil || len(evs) != 1 || evs[0].ID != a.ID {
+			t.Fatalf("filtered by rule: %v %v", evs, err)
+		}
+		claimed, _ := db.ClaimTeamEvents(ctx, t0.Add(time.Second), t0.Add(time.Hour), TeamKey{OrgID: "o", TeamNodeID: "t"}, Kind{Exclude: true}, 1)
+		if len(claimed) != 1 || string(claimed[0].Decision) != routedBy {
+			t.Fatalf("a claimed event carries its decision: %+v", claimed)
+		}
+		if err := db.RecordOutcomes(ctx, []Outcome{{ID: a.ID, Status: EventDead, At: t0}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ = db.GetEvent(ctx, a.ID); string(got.Decision) != routedBy {
+			t.Fatalf("an outcome without a decision replaced it: %s", got.Decision)
+		}
+	})
+}

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -342,15 +341,6 @@ func (d *Dispatcher) now() time.Time { return d.o.Now().UTC() }
 // leaseCheckEvery is how often the loop takes back events whose claim's
 // lease passed (their replica died); cheap, one indexed UPDATE.
 const leaseCheckEvery = 5 * time.Second
-
-func describeIdentifiers(ids map[string]string) string {
-	parts := make([]string, 0, len(ids))
-	for k, v := range ids {
-		parts = append(parts, k+"="+v)
-	}
-	slices.Sort(parts)
-	return strings.Join(parts, ", ")
-}
 
 // errorText keeps the last error short enough to store and show.
 func errorText(err error) string {

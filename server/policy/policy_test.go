@@ -109,3 +109,46 @@ func TestNew_ABrokenFileStopsStartUp(t *testing.T) {
 		t.Fatalf("no file: %v", err)
 	}
 }
+
+// Routing rules are part of the policy: reloaded when changed, and a bad
+// rule (an invalid regex here) keeps the rules in force, the error naming
+// the rule. Identifier types the file's sources declare, and those passed
+// in, may be matched.
+func TestHolder_RoutesReloadAndABadRuleKeepsThePrevious(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sources.yaml")
+	write(t, path, `sources:
+  - name: acme-deploys
+    verify: {kind: token, header: X-Token, secret_env: T}
+    routing: {deploy_app: /app}
+routes:
+  - name: payments
+    match: ['label.namespace="payments"', 'deploy_app="x"', 'k8s_namespace!=""']
+    route_to: {org_id: acme, team_node_id: payments}
+`)
+	h, err := New(Options{Path: path, Identifiers: []string{"k8s_namespace"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Current().Routes.Len() != 1 || !h.Current().Routes.Has("payments") {
+		t.Fatalf("rules in force: %v", h.Current().Routes.List())
+	}
+	write(t, path, `routes:
+  - name: payments
+    match: ['label.namespace=~"pay(ments"']
+    route_to: {org_id: acme, team_node_id: payments}
+`)
+	err = h.Reload()
+	if err == nil || !strings.HasPrefix(err.Error(), `routes: rule "payments": match "label.namespace=~\"pay(ments\"": invalid regex`) {
+		t.Fatalf("a bad rule: %v", err)
+	}
+	if !h.Current().Routes.Has("payments") || !strings.Contains(h.Status().Error, `rule "payments"`) {
+		t.Fatalf("the previous rules must stay: %v / %+v", h.Current().Routes.List(), h.Status())
+	}
+	write(t, path, `routes:
+  - name: catch-all
+    route_to: {org_id: acme, team_node_id: sre}
+`)
+	if err := h.Reload(); err != nil || !h.Current().Routes.Has("catch-all") || h.Current().Routes.Has("payments") {
+		t.Fatalf("the fixed file: %v", err)
+	}
+}
