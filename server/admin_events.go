@@ -11,6 +11,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -65,6 +66,11 @@ type eventView struct {
 	// PayloadError: the stored headers and body could not be read.
 	PayloadError string         `json:"payload_error,omitempty"`
 	AgentRuns    []agentRunView `json:"agent_runs,omitempty"`
+	// Decision is where the event went and why, step by step (SPEC §20);
+	// DecisionSummary says it in one line. Detail only; absent for an
+	// event not routed yet or stored before decisions were.
+	Decision        *routing.Decision `json:"decision,omitempty"`
+	DecisionSummary string            `json:"decision_summary,omitempty"`
 	// Recorded is the feedback a click's event recorded on an agent run
 	// (the event is ignored: it is not for the agent).
 	Recorded []recordedView `json:"recorded_feedback,omitempty"`
@@ -173,6 +179,9 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	v := viewEvent(e)
 	v.Headers = e.Headers
+	if dec := routing.DecodeDecision(e.Decision); len(dec.Steps) > 0 {
+		v.Decision, v.DecisionSummary = &dec, dec.Sentence()
+	}
 	if e.Body != nil {
 		body, enc := string(e.Body), "utf-8"
 		if !utf8.Valid(e.Body) {

@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"html"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -33,13 +35,9 @@ const k8sRoutes = `routes:
 // falls to the fallback; a rule naming a team the Config Service does not
 // have is passed over, and each event keeps its decision in words.
 func TestRouting_ARealAlertmanagersGroupsGoWhereTheRulesSay(t *testing.T) {
-	e := newEnv(t, envOptions{webhooks: true, routes: k8sRoutes})
+	e, base := uiEnv(t, envOptions{routes: k8sRoutes})
 	e.cs.AddTeam(peerstest.DevOrg, "payments", map[string]any{})
-	if err := e.srv.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
-	am := startAlertmanager(t, "http://"+e.srv.Addr(), alertmanagerTok, time.Hour)
+	am := startAlertmanager(t, base, alertmanagerTok, time.Hour)
 
 	later := time.Now().Add(time.Hour)
 	pushAlerts(t, am, later,
@@ -84,6 +82,49 @@ func TestRouting_ARealAlertmanagersGroupsGoWhereTheRulesSay(t *testing.T) {
 	evs, _, err := e.db.ListEvents(context.Background(), store.EventFilter{MatchedBy: routing.RuleMatchedBy("fallback"), Limit: 10})
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("events routed by the fallback: %d (%v)", len(evs), err)
+	}
+	// The API's detail has the decision and its sentence; the list filters
+	// by rule. Another org's admin sees neither; an outsider is refused.
+	r := e.do("GET", "/api/v1/admin/events/"+pay.ID, adminToken, nil)
+	steps, _ := r.body["decision"].([]any)
+	if r.code != 200 || r.body["decision_summary"] != want || len(steps) < 2 {
+		t.Fatalf("detail: %d %s", r.code, r.raw)
+	}
+	if first, _ := steps[0].(map[string]any); first["kind"] != "rule" || first["rule"] != "k8s-namespace" || first["action"] != "route_to" {
+		t.Fatalf("first step %v", steps[0])
+	}
+	r = e.do("GET", "/api/v1/admin/events?rule=fallback", adminToken, nil)
+	if items, _ := r.body["events"].([]any); r.code != 200 || len(items) != 2 {
+		t.Fatalf("?rule=fallback: %d %s", r.code, r.raw)
+	}
+	if r = e.do("GET", "/api/v1/admin/events?rule=bad%20name", adminToken, nil); r.code != 400 || !strings.Contains(r.raw, "rule") {
+		t.Fatalf("?rule= with a bad name: %d %s", r.code, r.raw)
+	}
+	e.cs.AddAdmin("globex-admin", peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "globex"})
+	if r = e.do("GET", "/api/v1/admin/events/"+pay.ID, "globex-admin", nil); r.code != 404 {
+		t.Fatalf("another org's admin read the event: %d %s", r.code, r.raw)
+	}
+	if r = e.do("GET", "/api/v1/admin/events?rule=fallback", "globex-admin", nil); r.code != 200 || strings.Contains(r.raw, web.ID) {
+		t.Fatalf("another org's admin listed acme's events: %d %s", r.code, r.raw)
+	}
+	if r = e.do("GET", "/api/v1/admin/events/"+pay.ID, "", nil); r.code != 401 {
+		t.Fatalf("an outsider: %d", r.code)
+	}
+	// The event page says it in words, step by step; the events page
+	// filters by rule.
+	c := login(t, base, adminToken)
+	code, page := getPage(t, c, base+"/ui/events/"+pay.ID)
+	if code != 200 || !strings.Contains(html.UnescapeString(page), `<td id="event-decision">`+want+`</td>`) ||
+		!strings.Contains(html.UnescapeString(page), `<li>rule k8s-namespace matched (label.namespace="payments", label.severity=~"critical|page"): route to acme/payments</li>`) {
+		t.Fatalf("the event page does not say why: %d\n%s", code, page)
+	}
+	code, page = getPage(t, c, base+"/ui/events/"+gone.ID)
+	if code != 200 || !strings.Contains(html.UnescapeString(page), "<li>rule to-nowhere matched (label.cluster=\"gone\"): route to acme/ghost — not taken: team acme/ghost does not exist in the Config Service</li>") {
+		t.Fatalf("the page does not say the rule to a missing team was passed over:\n%s", page)
+	}
+	code, page = getPage(t, c, base+"/ui/events?rule=drop-info")
+	if code != 200 || !strings.Contains(page, "/ui/events/"+info.ID+`"`) || strings.Contains(page, "/ui/events/"+pay.ID+`"`) {
+		t.Fatalf("the events page filtered by rule: %d", code)
 	}
 	for _, m := range e.agentMessages() {
 		if strings.Contains(m, "DiskFillingSlowly") {

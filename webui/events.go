@@ -13,6 +13,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
@@ -73,7 +74,7 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		return
 	}
 	filters := url.Values{}
-	for _, k := range []string{"source", "status", "suppressed_reason", "org_id", "team_node_id", "since", "until", "q"} {
+	for _, k := range []string{"source", "status", "suppressed_reason", "rule", "org_id", "team_node_id", "since", "until", "q"} {
 		if v := r.URL.Query().Get(k); v != "" {
 			filters.Set(k, v)
 		}
@@ -110,14 +111,14 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Older, Newer, Newest                          template.URL // encoded query strings, not to be escaped again
 		Paged                                         bool
 		Source, Status, Org, Team, Since, Until, Find string
-		Reason                                        string
+		Reason, Rule                                  string
 		Sources, Statuses, Reasons                    []string
 		// CanRedrive: the admin may redrive what the filter names in
 		// bulk; RedriveMatched is the count a dry run answered.
 		CanRedrive                    bool
 		RedriveMatched, RedrivePurged string
 	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, q.Get("org_id"), f.TeamNodeID,
-		q.Get("since"), q.Get("until"), find, f.SuppressedReason, u.sourceNames(), store.EventStatuses, store.SuppressedReasons,
+		q.Get("since"), q.Get("until"), find, f.SuppressedReason, q.Get("rule"), u.sourceNames(), store.EventStatuses, store.SuppressedReasons,
 		u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermEventsRedrive), q.Get("redrive_matched"), q.Get("redrive_purged")}})
 }
 
@@ -183,7 +184,9 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		CauseLink     string
 		SilenceLink   string
 		Recorded      []store.Feedback
-	}{e, runs, feedback, redrivable, message, body, cause, causeLink, silence, recorded}})
+		// Decision is where the event went and why (SPEC §20).
+		Decision routing.Decision
+	}{e, runs, feedback, redrivable, message, body, cause, causeLink, silence, recorded, routing.DecodeDecision(e.Decision)}})
 }
 
 func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {

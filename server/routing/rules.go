@@ -97,6 +97,9 @@ func (rs *Rules) Has(name string) bool {
 	return false
 }
 
+// ValidRuleName reports whether name can be a rule's name.
+func ValidRuleName(name string) bool { return ruleName.MatchString(name) }
+
 // spec is one rule as the file writes it.
 type spec struct {
 	Name        string            `json:"name"`

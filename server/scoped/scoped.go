@@ -21,6 +21,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
+	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -78,6 +79,12 @@ func EventFilter(q url.Values, sources []string) (store.EventFilter, error) {
 	f := store.EventFilter{Source: q.Get("source"), Status: q.Get("status"), OrgID: q.Get("org_id"),
 		TeamNodeID: q.Get("team_node_id"), DeliveryID: q.Get("delivery_id"), Cursor: q.Get("cursor"),
 		SuppressedReason: q.Get("suppressed_reason")}
+	if rule := q.Get("rule"); rule != "" {
+		if !routing.ValidRuleName(rule) {
+			return f, httpx.QueryError("rule", "must be a routing rule's name ([a-zA-Z0-9][a-zA-Z0-9_.:-]{0,63})")
+		}
+		f.MatchedBy = routing.RuleMatchedBy(rule)
+	}
 	if f.SuppressedReason != "" && !slices.Contains(store.SuppressedReasons, f.SuppressedReason) {
 		return f, httpx.QueryError("suppressed_reason", "must be one of %s", strings.Join(store.SuppressedReasons, ", "))
 	}
