@@ -425,6 +425,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	}
 	opts.Events = e.db
 	opts.Notify = e.disp.Notify
+	opts.RouteTest = e.disp.Decide
 	opts.Noise = &noise.Service{Store: e.db, Sources: reg, Changed: e.disp.ForgetSilences, Redriven: e.disp.Rescan, Nodes: peers.NewConfigService(peers.Options{BaseURL: csURL}),
 		CallsToday: e.disp.CallsToday, Now: now}
 	opts.Now = now

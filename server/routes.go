@@ -41,6 +41,9 @@ func (s *Server) routes() {
 		s.handle(http.MethodGet, "/api/v1/admin/events/:id", s.handleGetEvent)
 		s.handle(http.MethodPost, "/api/v1/admin/events/:id/redrive", s.handleRedrive)
 	}
+	if s.opts.RouteTest != nil && s.door != nil {
+		s.handle(http.MethodPost, "/api/v1/admin/routes/test", s.handleRoutesTest)
+	}
 	if s.opts.Noise != nil {
 		// POST /api/v1/admin/events/redrive shares the router's node with
 		// /api/v1/admin/events/:id/redrive (httprouter allows no static

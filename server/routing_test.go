@@ -132,3 +132,48 @@ func TestRouting_ARealAlertmanagersGroupsGoWhereTheRulesSay(t *testing.T) {
 		}
 	}
 }
+
+// TestRouting_TheTestEndpointSaysWhereAPayloadWouldGo: an operator's
+// admin:* token tries payloads (no signature) and is told the decision;
+// nothing is stored. An org-bound admin, a viewer and an outsider are
+// refused; a bad payload or source is a clear 400.
+func TestRouting_TheTestEndpointSaysWhereAPayloadWouldGo(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, routes: k8sRoutes})
+	e.cs.AddTeam(peerstest.DevOrg, "payments", map[string]any{})
+	payload := map[string]any{"version": "4", "groupKey": "{}:{alertname=\"PaymentsDown\"}", "status": "firing", "receiver": "orchestrator",
+		"groupLabels": map[string]string{"alertname": "PaymentsDown"}, "commonLabels": map[string]string{"alertname": "PaymentsDown", "namespace": "payments", "severity": "critical"},
+		"alerts": []map[string]any{{"status": "firing", "labels": map[string]string{"alertname": "PaymentsDown", "namespace": "payments", "severity": "critical"}, "fingerprint": "a1"}}}
+	r := e.do("POST", "/api/v1/admin/routes/test", adminToken, map[string]any{"source": "alertmanager", "body": payload})
+	want := `routed to acme/payments by rule k8s-namespace: label.namespace="payments", label.severity=~"critical|page"`
+	if r.code != 200 || r.body["status"] != "routed" || r.body["team_node_id"] != "payments" || r.body["rule"] != "k8s-namespace" || r.body["decision_summary"] != want {
+		t.Fatalf("routes/test: %d %s", r.code, r.raw)
+	}
+	// An identifier the Config Service knows wins over the namespace rule.
+	payload["commonLabels"] = map[string]string{"namespace": "payments", "severity": "critical", "service": "checkout"}
+	r = e.do("POST", "/api/v1/admin/routes/test", adminToken, map[string]any{"source": "alertmanager", "body": payload})
+	if r.code != 200 || r.body["team_node_id"] != peerstest.DevTeam || r.body["matched_by"] != "service" {
+		t.Fatalf("routes/test by identifier: %d %s", r.code, r.raw)
+	}
+	evs, _, _ := e.db.ListEvents(context.Background(), store.EventFilter{Limit: 10})
+	if len(evs) != 0 || len(e.agentMessages()) != 0 {
+		t.Fatalf("a test stored %d events or called the agent", len(evs))
+	}
+	for _, c := range []struct {
+		token string
+		code  int
+		body  map[string]any
+		want  string
+	}{
+		{orgToken, 403, map[string]any{"source": "alertmanager", "body": payload}, "operator_only"},
+		{viewerToken, 403, map[string]any{"source": "alertmanager", "body": payload}, "insufficient_permissions"},
+		{scopedToken, 403, map[string]any{"source": "alertmanager", "body": payload}, "insufficient_permissions"},
+		{"", 401, map[string]any{"source": "alertmanager", "body": payload}, ""},
+		{adminToken, 400, map[string]any{"source": "nope", "body": payload}, "invalid_source"},
+		{adminToken, 400, map[string]any{"source": "alertmanager", "body": map[string]any{"version": "3"}}, "unreadable_payload"},
+		{adminToken, 400, map[string]any{"source": "alertmanager"}, "invalid_body"},
+	} {
+		if r := e.do("POST", "/api/v1/admin/routes/test", c.token, c.body); r.code != c.code || !strings.Contains(r.raw, c.want) {
+			t.Errorf("token %q: %d %s, want %d %s", c.token, r.code, r.raw, c.code, c.want)
+		}
+	}
+}

@@ -65,6 +65,8 @@ type Options struct {
 	// Notify wakes the dispatcher after an event is redriven, naming its
 	// team when known ("" otherwise).
 	Notify func(org, team string)
+	// RouteTest enables POST /api/v1/admin/routes/test (with Door).
+	RouteTest RouteTester
 	// Noise enables the silences and the bulk redrive (SPEC §6 Noise).
 	Noise *noise.Service
 	// Schedules enables the schedule, sync and team status routes.

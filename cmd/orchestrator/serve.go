@@ -117,6 +117,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Events:       db,
 		Stats:        db,
 		Notify:       deps.dispatcher.Notify,
+		RouteTest:    deps.dispatcher.Decide,
 		Noise: &noise.Service{Store: db, Sources: deps.door.Registry(), Changed: deps.dispatcher.ForgetSilences, Nodes: deps.config,
 			Redriven: deps.dispatcher.Rescan, CallsToday: deps.dispatcher.CallsToday},
 		Schedules:      deps.schedules,

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"hash"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -275,7 +276,8 @@ func NewConfigured(spec SourceSpec, getenv func(string) string) (*Source, error)
 		Coalesce: coalesce, Description: "configured in the sources file: " + spec.Describe, describe: c.describe,
 		VerifyHeaders: verifyHeaders(v),
 		Routes: []Route{{Path: "/webhooks/" + spec.Name, Summary: spec.Name + " webhooks (configured source)",
-			Verifier: verifierFunc{source: spec.Name, verify: c.verify}}}}, nil
+			Verifier: verifierFunc{source: spec.Name, verify: c.verify,
+				read: func(body []byte, h http.Header) (Event, error) { return c.read(body, h, h.Get("webhook-id")) }}}}}, nil
 }
 
 // signedDeliveryID checks that a delivery id read from a header is one the

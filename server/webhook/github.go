@@ -37,6 +37,23 @@ func (v *GitHubVerifier) Verify(body []byte, h http.Header, _ time.Time) (Event,
 	if len(delivery) > 255 {
 		return Event{}, fmt.Errorf("%w: X-GitHub-Delivery longer than 255 characters", ErrPayload)
 	}
+	return readGitHub(body, event, delivery)
+}
+
+// Read implements Reader: the event as Verify reads it, without checking
+// a signature (X-GitHub-Event defaults to issues).
+func (v *GitHubVerifier) Read(body []byte, h http.Header) (Event, error) {
+	event := h.Get("X-GitHub-Event")
+	if event == "" {
+		event = "issues"
+	}
+	if !githubEvent.MatchString(event) {
+		return Event{}, fmt.Errorf("%w: X-GitHub-Event is not an event name ([a-z0-9_]{1,64})", ErrPayload)
+	}
+	return readGitHub(body, event, h.Get("X-GitHub-Delivery"))
+}
+
+func readGitHub(body []byte, event, delivery string) (Event, error) {
 	m, err := parseJSON(body)
 	if err != nil {
 		return Event{}, err

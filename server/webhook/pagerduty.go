@@ -33,6 +33,12 @@ func (v *PagerDutyVerifier) Verify(body []byte, h http.Header, _ time.Time) (Eve
 	return ParsePagerDuty(body)
 }
 
+// Read implements Reader: the event as Verify reads it, without checking
+// a signature.
+func (v *PagerDutyVerifier) Read(body []byte, _ http.Header) (Event, error) {
+	return ParsePagerDuty(body)
+}
+
 // ParsePagerDuty reads a verified PagerDuty body, v3 or v2.
 func ParsePagerDuty(body []byte) (Event, error) {
 	m, err := parseJSON(body)
