@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/kube/kubetest"
+	"github.com/incidentfox/orchestrator-edge/server/policy"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -554,6 +555,25 @@ func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
 	}
 	if !mounted || dep.Spec.Template.Annotations["checksum/sources"] == "" {
 		t.Fatalf("sources not mounted read-only or not rolled on change")
+	}
+	// Routes ride in the same file, read by the binary's own policy parser;
+	// changing them does not roll the pods (they are reloaded).
+	withRoutes := render(t, "sre", append(slices.Clone(allOn), "--set-json",
+		`routes=[{"name":"k8s-namespace","match":["label.namespace=\"payments\""],"route_to":{"org_id":"acme","team_node_id":"payments"}},{"name":"fallback","route_to":{"org_id":"acme","team_node_id":"sre"}}]`)...)
+	for _, o := range withRoutes {
+		switch {
+		case o.GetKind() == "ConfigMap" && strings.HasSuffix(o.GetName(), "-sources"):
+			text, _ := o.Object["data"].(map[string]any)["sources.yaml"].(string)
+			p, err := policy.Parse([]byte(text), func(k string) string { return env[k] })
+			if err != nil || p.Routes.Len() != 2 || !p.Routes.Has("k8s-namespace") {
+				t.Fatalf("the binary does not read the rendered routes: %v\n%s", err, text)
+			}
+		case o.GetKind() == "Deployment":
+			ann, _, _ := unstructured.NestedString(o.Object, "spec", "template", "metadata", "annotations", "checksum/sources")
+			if ann != dep.Spec.Template.Annotations["checksum/sources"] {
+				t.Fatalf("a routes change rolls the pods: %s != %s", ann, dep.Spec.Template.Annotations["checksum/sources"])
+			}
+		}
 	}
 	out, err := helm(t, "template", "sre", "./orchestrator", "--set-json",
 		`sources=[{"name":"x","verify":{"kind":"token","secret_env":"X","secret":"inline"}}]`)
