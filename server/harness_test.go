@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,8 @@ func (b *lockedBuffer) String() string {
 // env is a whole orchestrator on a real SQLite file, the peer fakes, and —
 // when the test asks for it — a fresh namespace of the real API server.
 type env struct {
+	// rules are the routing rules in force (setRoutes).
+	rules   atomic.Pointer[routing.Rules]
 	t       testing.TB
 	srv     *server.Server
 	db      *store.DB
@@ -377,16 +380,11 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	if len(coalesce) > 0 {
 		coalesce = reg.Coalescing()
 	}
-	var rules *routing.Rules
 	if o.routes != "" {
-		p, err := policy.Parse([]byte(o.routes), func(string) string { return "" }, reg.IdentifierTypes()...)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rules = p.Routes
+		e.setRoutes(o.routes)
 	}
 	e.disp, err = dispatch.New(dispatch.Options{
-		Rules:              func() *routing.Rules { return rules },
+		Rules:              e.rules.Load,
 		Store:              e.db,
 		Sources:            reg,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),
@@ -429,6 +427,17 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	opts.Noise = &noise.Service{Store: e.db, Sources: reg, Changed: e.disp.ForgetSilences, Redriven: e.disp.Rescan, Nodes: peers.NewConfigService(peers.Options{BaseURL: csURL}),
 		CallsToday: e.disp.CallsToday, Now: now}
 	opts.Now = now
+}
+
+// setRoutes puts routing rules in force (a sources file's routes: section,
+// with its key), as a reload would.
+func (e *env) setRoutes(text string) {
+	e.t.Helper()
+	p, err := policy.Parse([]byte(text), func(string) string { return "" }, e.sources.IdentifierTypes()...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.rules.Store(p.Routes)
 }
 
 // send posts a signed sample (or body) of a source; headers override.

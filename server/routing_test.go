@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"html"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +176,46 @@ func TestRouting_TheTestEndpointSaysWhereAPayloadWouldGo(t *testing.T) {
 	} {
 		if r := e.do("POST", "/api/v1/admin/routes/test", c.token, c.body); r.code != c.code || !strings.Contains(r.raw, c.want) {
 			t.Errorf("token %q: %d %s, want %d %s", c.token, r.code, r.raw, c.code, c.want)
+		}
+	}
+}
+
+// TestRouting_FixingARuleAndRedrivingUnroutedEventsMovesThem: alerts no
+// identifier routes end unrouted, saying so; once a rule takes their
+// namespace, a bulk redrive of the unrouted events routes them again,
+// through the rule, and the decision says so.
+func TestRouting_FixingARuleAndRedrivingUnroutedEventsMovesThem(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true})
+	am := func(name string) string {
+		body := fmt.Appendf(nil, `{"version":"4","groupKey":"{}:{alertname=\"%[1]s\"}","status":"firing","receiver":"orchestrator",
+			"groupLabels":{"alertname":"%[1]s"},"commonLabels":{"alertname":"%[1]s","namespace":"ledger","severity":"critical"},
+			"alerts":[{"status":"firing","labels":{"alertname":"%[1]s","namespace":"ledger"},"fingerprint":"%[1]s"}]}`, name)
+		r := e.send("alertmanager", body, http.Header{"Authorization": {"Bearer " + alertmanagerTok}, "Content-Type": {"application/json"}})
+		if r.code != 200 {
+			t.Fatalf("ack %d %s", r.code, r.raw)
+		}
+		return r.body["event_id"].(string)
+	}
+	ids := []string{am("LedgerSlow"), am("LedgerDown")}
+	for _, id := range ids {
+		ev := e.waitStatus(id, store.EventUnrouted)
+		if ev.LastError != "the event carries no routing identifier" || routing.DecodeDecision(ev.Decision).Sentence() != "unrouted: the event carries no routing identifier" {
+			t.Fatalf("unrouted: %q %s", ev.LastError, ev.Decision)
+		}
+	}
+	e.setRoutes(`routes:
+  - name: ledger
+    match: ['label.namespace="ledger"']
+    route_to: {org_id: ` + peerstest.DevOrg + `, team_node_id: ` + peerstest.DevTeam + `}
+`)
+	r := e.do("POST", "/api/v1/admin/events/redrive", adminToken, map[string]any{"status": "unrouted", "source": "alertmanager"})
+	if r.code != 200 || r.body["redriven"] != float64(2) {
+		t.Fatalf("bulk redrive: %d %s", r.code, r.raw)
+	}
+	for _, id := range ids {
+		ev := e.waitStatus(id, store.EventDelivered)
+		if ev.MatchedBy != "rule:ledger" || !strings.HasPrefix(routing.DecodeDecision(ev.Decision).Sentence(), "routed to "+peerstest.DevOrg+"/"+peerstest.DevTeam+" by rule ledger") {
+			t.Fatalf("redriven: %s by %s, %s", ev.Status, ev.MatchedBy, ev.Decision)
 		}
 	}
 }
