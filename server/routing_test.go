@@ -219,3 +219,42 @@ func TestRouting_FixingARuleAndRedrivingUnroutedEventsMovesThem(t *testing.T) {
 		}
 	}
 }
+
+// TestRouting_ACachedRouteNeitherSkipsAlwaysRulesNorTheDecision: in a
+// storm an event may take its team at ingest from the routing cache; an
+// always rule must still see it, and a delivered event so routed still
+// says how it was routed.
+func TestRouting_ACachedRouteNeitherSkipsAlwaysRulesNorTheDecision(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, routingTTL: time.Hour})
+	send := func(name, severity string) string {
+		body := fmt.Appendf(nil, `{"version":"4","groupKey":"{}:{alertname=\"%[1]s\"}","status":"firing","receiver":"orchestrator",
+			"groupLabels":{"alertname":"%[1]s"},"commonLabels":{"alertname":"%[1]s","service":"checkout","severity":"%[2]s"},
+			"alerts":[{"status":"firing","labels":{"alertname":"%[1]s","service":"checkout"},"fingerprint":"%[1]s"}]}`, name, severity)
+		r := e.send("alertmanager", body, http.Header{"Authorization": {"Bearer " + alertmanagerTok}, "Content-Type": {"application/json"}})
+		if r.code != 200 {
+			t.Fatalf("ack %d %s", r.code, r.raw)
+		}
+		return r.body["event_id"].(string)
+	}
+	first := e.waitStatus(send("CheckoutSlow", "critical"), store.EventDelivered)
+	second := e.waitStatus(send("CheckoutSlower", "critical"), store.EventDelivered)
+	if first.MatchedBy != "service" || second.MatchedBy != "service" {
+		t.Fatalf("matched by %s, %s", first.MatchedBy, second.MatchedBy)
+	}
+	for _, ev := range []store.Event{first, second} {
+		want := "routed to " + peerstest.DevOrg + "/" + peerstest.DevTeam + " by its identifiers (service=checkout matched by service)"
+		if got := routing.DecodeDecision(ev.Decision).Sentence(); got != want {
+			t.Fatalf("event %s: %q, want %q (%s)", ev.ID, got, want, ev.Decision)
+		}
+	}
+	e.setRoutes(`routes:
+  - name: drop-info
+    when: always
+    match: ['label.severity="info"']
+    ignore: true
+`)
+	info := e.waitStatus(send("CheckoutInfo", "info"), store.EventIgnored)
+	if info.MatchedBy != "rule:drop-info" {
+		t.Fatalf("an info alert with a cached route: %s by %s", info.Status, info.MatchedBy)
+	}
+}

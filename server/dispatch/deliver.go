@@ -128,9 +128,16 @@ func (d *Dispatcher) deliver(c call) {
 	d.done.add(outs, run)
 }
 
-// withStep is the event's stored decision with one more step.
+// withStep is the event's stored decision with one more step. An event
+// that took its team at ingest from a cached lookup (a storm's events after
+// the first) has no decision yet: it starts with that lookup.
 func withStep(e store.Event, s routing.Step) []byte {
 	dec := routing.DecodeDecision(e.Decision)
+	if len(dec.Steps) == 0 && e.OrgID != "" && len(e.Identifiers) > 0 {
+		found := true
+		dec.Add(routing.Step{Kind: routing.KindLookup, Identifiers: e.Identifiers, Found: &found, OrgID: e.OrgID,
+			TeamNodeID: e.TeamNodeID, MatchedBy: e.MatchedBy, Detail: "answered from the routing cache when the event arrived"})
+	}
 	dec.Add(s)
 	return dec.Encode()
 }

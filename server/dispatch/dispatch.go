@@ -261,6 +261,10 @@ func (d *Dispatcher) Notify(org, team string) {
 // CachedRoute answers a routing lookup from the cache only, without I/O:
 // ingest stores an event whose route is cached with its team already set.
 func (d *Dispatcher) CachedRoute(ids map[string]string) (org, team, matchedBy string, ok bool) {
+	if d.o.Rules != nil && d.o.Rules().HasAlways() {
+		// Rules read before the lookup (when: always) must see every event.
+		return "", "", "", false
+	}
 	r, ok := d.routes.get(identifiersKey(ids), d.o.Now())
 	if !ok || !r.Found {
 		return "", "", "", false

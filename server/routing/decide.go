@@ -230,6 +230,11 @@ func (rs *Rules) phase(ctx context.Context, rules []*Rule, f *facts, find Finder
 	return taken, nil
 }
 
+// HasAlways reports whether some rule is read before the identifier
+// lookup: then no event may take its team from a cached lookup without
+// being routed.
+func (rs *Rules) HasAlways() bool { return rs != nil && len(rs.always) > 0 }
+
 // NeedsBody reports whether some rule reads labels or fields.
 func (rs *Rules) NeedsBody() bool { return rs != nil && rs.body }
 
