@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,49 @@ func TestRouting_ACachedRouteNeitherSkipsAlwaysRulesNorTheDecision(t *testing.T)
 	info := e.waitStatus(send("CheckoutInfo", "info"), store.EventIgnored)
 	if info.MatchedBy != "rule:drop-info" {
 		t.Fatalf("an info alert with a cached route: %s by %s", info.Status, info.MatchedBy)
+	}
+}
+
+// TestRouting_TheSourcesPageTriesAPayload: an operator tries a payload on
+// the Sources page (prefilled with the source's last real payload) and is
+// told where it would go, step by step; an org-bound admin has no form and
+// is refused; an outsider is sent to the login.
+func TestRouting_TheSourcesPageTriesAPayload(t *testing.T) {
+	e, base := uiEnv(t, envOptions{routes: k8sRoutes})
+	e.cs.AddTeam(peerstest.DevOrg, "payments", map[string]any{})
+	body := `{"version":"4","groupKey":"{}:{alertname=\"PaymentsDown\"}","status":"firing","receiver":"orchestrator","groupLabels":{"alertname":"PaymentsDown"},"commonLabels":{"alertname":"PaymentsDown","namespace":"payments","severity":"critical"},"alerts":[{"status":"firing","labels":{"alertname":"PaymentsDown"},"fingerprint":"p1"}]}`
+	r := e.send("alertmanager", []byte(body), http.Header{"Authorization": {"Bearer " + alertmanagerTok}, "Content-Type": {"application/json"}})
+	e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
+	stored := len(e.agentMessages())
+
+	c := login(t, base, adminToken)
+	code, page := getPage(t, c, base+"/ui/sources?try=alertmanager")
+	if code != 200 || !strings.Contains(html.UnescapeString(page), `"namespace":"payments"`) || !strings.Contains(page, `id="route-test-body"`) {
+		t.Fatalf("the form is not prefilled with the last payload: %d", code)
+	}
+	code, page = postPage(t, c, base, "/ui/sources/test", url.Values{"source": {"alertmanager"}, "body": {body}})
+	want := `routed to acme/payments by rule k8s-namespace: label.namespace="payments", label.severity=~"critical|page"`
+	if code != 200 || !strings.Contains(html.UnescapeString(page), `<p id="route-test-summary"><strong>`+want+`</strong></p>`) ||
+		!strings.Contains(page, `id="route-test-steps"`) {
+		t.Fatalf("the answer: %d\n%s", code, page)
+	}
+	if code, page = postPage(t, c, base, "/ui/sources/test", url.Values{"source": {"alertmanager"}, "body": {`{"version":"3"}`}}); code != 400 ||
+		!strings.Contains(html.UnescapeString(page), "Payload: alertmanager cannot read it") {
+		t.Fatalf("a bad payload: %d", code)
+	}
+	evs, _, _ := e.db.ListEvents(context.Background(), store.EventFilter{Limit: 10})
+	if len(evs) != 1 || len(e.agentMessages()) != stored {
+		t.Fatalf("trying stored %d events or called the agent", len(evs))
+	}
+
+	org := login(t, base, orgToken)
+	if code, page = getPage(t, org, base+"/ui/sources?try=alertmanager"); code != 200 || strings.Contains(page, "route-test") || strings.Contains(page, "PaymentsDown") {
+		t.Fatalf("an org-bound admin sees the form or a payload: %d", code)
+	}
+	if code, _ = postPage(t, org, base, "/ui/sources/test", url.Values{"source": {"alertmanager"}, "body": {body}}); code != 403 {
+		t.Fatalf("an org-bound admin tried a payload: %d", code)
+	}
+	if code, _ = postPage(t, &http.Client{}, base, "/ui/sources/test", url.Values{"source": {"alertmanager"}, "body": {body}}); code != http.StatusSeeOther && code != 401 && code != 403 {
+		t.Fatalf("an outsider: %d", code)
 	}
 }

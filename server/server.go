@@ -196,7 +196,7 @@ func New(opts Options) (*Server, error) {
 		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
 			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,
 			Sources: doorSources(s.door), Noise: opts.Noise,
-			Notify: opts.Notify, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
+			Notify: opts.Notify, RouteTest: webui.RouteTester(opts.RouteTest), Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
 		// Nil stays nil: an interface holding a nil pointer is not.
 		if opts.Events != nil {
 			page.Events = opts.Events

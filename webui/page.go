@@ -89,6 +89,8 @@ type Options struct {
 	Sources *webhook.Registry
 	// Noise sets silences and redrives in bulk; nil: the page has neither.
 	Noise *noise.Service
+	// RouteTest enables the Sources page's routing test form (operators).
+	RouteTest RouteTester
 	// Notify wakes the dispatcher after a redrive.
 	Notify       func(org, team string)
 	Dev          bool
@@ -296,6 +298,7 @@ func (u *UI) Routes(rt Router) {
 	get("/ui/events", u.uiEvents)
 	get("/ui/events/:id", u.uiEvent)
 	get("/ui/sources", u.uiSources)
+	post("/ui/sources/test", u.uiRouteTest)
 	get("/ui/silences", u.uiSilences)
 	post("/ui/silences", u.uiCreateSilence)
 	post("/ui/silences/:id/expire", u.uiExpireSilence)

@@ -23,6 +23,15 @@ func (u *UI) uiSources(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	if u.uiAdmin(w, r, se, auth.PermEventsRead, "sources") == nil {
 		return
 	}
+	t := routeTest{Allowed: u.operator(r, se), Source: r.URL.Query().Get("try")}
+	if t.Allowed && t.Source != "" {
+		t.Body = u.lastPayload(r, t.Source) // the last real payload of that source, prefilled
+	}
+	u.renderSources(w, r, se, http.StatusOK, t)
+}
+
+// renderSources draws the Sources page with the routing test form.
+func (u *UI) renderSources(w http.ResponseWriter, r *http.Request, se *uiSession, code int, t routeTest) {
 	var rows []sourceInfo
 	if u.o.Sources != nil {
 		for _, s := range u.o.Sources.Sources() {
@@ -34,9 +43,10 @@ func (u *UI) uiSources(w http.ResponseWriter, r *http.Request, se *uiSession) {
 			rows = append(rows, row)
 		}
 	}
-	u.render(w, r, http.StatusOK, "sources", page{Session: se, Nav: "sources", Data: struct {
+	u.render(w, r, code, "sources", page{Session: se, Nav: "sources", Data: struct {
 		Sources    []sourceInfo
 		AppHeader  string
 		DefaultApp string
-	}{rows, webhook.AppHeader, webhook.DefaultApp}})
+		Test       routeTest
+	}{rows, webhook.AppHeader, webhook.DefaultApp, t}})
 }
