@@ -2,15 +2,21 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
+	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // readCounter is a request body that counts the bytes read from it.
@@ -97,5 +103,56 @@ func TestDoor_FailedSignaturesAreLimitedPerClientAddress(t *testing.T) {
 	e.clock.Add(2 * time.Second)
 	if r, _ := e.fromAddr("203.0.113.7:4000", body, signed("good-5")); r.code != 200 {
 		t.Fatalf("after the bucket refilled = %d %s", r.code, r.raw)
+	}
+}
+
+// The door keeps room to drain: on a small volume (a real tmpfs where it
+// can be mounted) whose free space falls below half the 10 % reserve, a
+// delivery is answered 503 insufficient_storage with Retry-After before
+// its body is read, while the store still writes what dispatch and
+// retention write; once room comes back the same delivery is accepted.
+func TestDoor_BelowHalfTheDiskReserveTheDoorRefusesAndTheStoreStillWrites(t *testing.T) {
+	dir, statfs := smallVolume(t)
+	e := newEnv(t, envOptions{dataDir: dir, backups: true, statfs: statfs, webhooks: true, noDispatch: true})
+	if statfs == nil {
+		statfs = backups.StatVolume
+	}
+	body := []byte(`{"action":"opened","organization":{"login":"acme"}}`)
+	h := webhook.Sign(webhook.GitHub, githubSecret, body, wallclock.Now(), "low-disk-1")
+	h.Set("X-GitHub-Event", "issues")
+	if r, _ := e.fromAddr("198.51.100.9:1", body, h); r.code != 200 {
+		t.Fatalf("with room = %d %s", r.code, r.raw)
+	}
+	h = webhook.Sign(webhook.GitHub, githubSecret, body, wallclock.Now(), "low-disk-2")
+	h.Set("X-GitHub-Event", "issues")
+
+	// Fill the volume to 200 KiB under half the reserve.
+	vol, err := statfs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, vol.Available-(vol.Size*10/200-200<<10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, read := e.fromAddr("198.51.100.9:1", body, h)
+	if r.code != 503 || r.body["error"] != "insufficient_storage" || r.header.Get("Retry-After") != "60" || read != 0 {
+		t.Fatalf("below half the reserve = %d %s Retry-After %q, read %d", r.code, r.raw, r.header.Get("Retry-After"), read)
+	}
+	if !e.metric(`orchestrator_webhook_events_total{outcome="insufficient_storage",source="github"} 1`) {
+		t.Fatal("the refusal was not counted as insufficient_storage")
+	}
+	// What is accepted can still be written: an event's outcome, a purge.
+	ctx := context.Background()
+	if _, err := e.db.InsertEvent(ctx, store.Event{Source: "github", DeliveryID: "written-while-low", EventType: "push",
+		Status: store.EventDelivered, Body: []byte(randomHex(64 << 10)), ReceivedAt: wallclock.Now()}); err != nil {
+		t.Fatalf("the store could not write below half the reserve: %v", err)
+	}
+	// Room comes back: the same delivery is accepted.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := e.fromAddr("198.51.100.9:1", body, h); r.code != 200 {
+		t.Fatalf("after room came back = %d %s", r.code, r.raw)
 	}
 }

@@ -414,7 +414,8 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	door := ingest.Options{Sources: reg, Events: e.db, Feedback: e.db, Notify: e.disp.Notify,
 		AlertGroupWait: o.groupWait, Settled: e.disp.CountSettled,
 		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, Acks: e.db,
-		TrustedProxies: o.trustedProxies, Registry: e.reg, Logger: logger, Now: now}
+		TrustedProxies: o.trustedProxies, Registry: e.reg,
+		LowDisk: func() bool { return e.backups != nil && e.backups.IntakeLow() }, Logger: logger, Now: now}
 	if !o.noInternal {
 		door.InternalToken = internalToken
 	}

@@ -59,6 +59,23 @@ func (m *Manager) checkSpace(ctx context.Context) error {
 	return nil
 }
 
+// IntakeLow reports whether the data volume has less than half the reserve
+// free: the webhook door then refuses new deliveries (503, senders retry)
+// so that the room left goes to what is already accepted — dispatch,
+// outcomes, retention's deletes. On PostgreSQL the volume is the database
+// server's, and a volume that cannot be read is not called low (the
+// store's own errors still answer 503).
+func (m *Manager) IntakeLow() bool {
+	if m.o.DB.Shared() {
+		return false
+	}
+	vol, err := m.o.Statfs(m.dataDir())
+	if err != nil || vol.Size <= 0 {
+		return false
+	}
+	return vol.Available < vol.Size*int64(m.o.ReservePercent)/200
+}
+
 // BackupsBytes is the size of every file in the backups folder.
 func (m *Manager) BackupsBytes() int64 {
 	entries, err := os.ReadDir(m.o.Dir)

@@ -33,7 +33,7 @@ import (
 
 // ingestOutcomes are the outcome label values of
 // orchestrator_webhook_events_total.
-var ingestOutcomes = []string{"accepted", "duplicate", "bad_signature", "rate_limited", "too_large", "bad_request", "store_error"}
+var ingestOutcomes = []string{"accepted", "duplicate", "bad_signature", "rate_limited", "too_large", "bad_request", "store_error", "insufficient_storage"}
 
 // Store keeps the events (store.DB implements it).
 type Store interface {
@@ -75,6 +75,10 @@ type Options struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client
 	// (ORCHESTRATOR_TRUSTED_PROXIES); from anyone else it is ignored.
 	TrustedProxies []netip.Prefix
+	// LowDisk, if set, reports that the data volume is below half its
+	// reserve: deliveries are then refused with 503 insufficient_storage
+	// before their body is read, keeping the rest for what was accepted.
+	LowDisk func() bool
 	// MaxBodyBytes caps a body (413 past it).
 	MaxBodyBytes int64
 	// AlertGroupWait holds a new firing alert event this long before it is
@@ -158,7 +162,7 @@ func newIngestMetrics(reg prometheus.Registerer, sources []string) (*ingestMetri
 	m := &ingestMetrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_webhook_events_total",
-			Help: "Webhook requests by source and outcome (accepted, duplicate, bad_signature, rate_limited, too_large, bad_request, store_error).",
+			Help: "Webhook requests by source and outcome (accepted, duplicate, bad_signature, rate_limited, too_large, bad_request, store_error, insufficient_storage).",
 		}, []string{"source", "outcome"}),
 		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orchestrator_webhook_ack_seconds",
@@ -223,6 +227,12 @@ func (d *Door) Handler(source string, rt webhook.Route) http.HandlerFunc {
 			d.count(source, a.Outcome, time.Since(start))
 			return
 		}
+		if d.o.LowDisk != nil && d.o.LowDisk() {
+			a := Answer{Outcome: "insufficient_storage", Err: insufficientStorage()}
+			d.answer(w, r, a)
+			d.count(source, a.Outcome, time.Since(start))
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.o.MaxBodyBytes))
 		var a Answer
 		if err != nil {
@@ -249,6 +259,17 @@ func tooManySignatureFailures(wait time.Duration) error {
 	return &apperr.Error{Kind: apperr.RateLimited, Code: "too_many_signature_failures",
 		Detail:            "too many failed signature checks from this address; retry later",
 		RetryAfterSeconds: max(1, int(math.Ceil(wait.Seconds())))}
+}
+
+// lowDiskRetryAfter is how long a sender is asked to wait while the volume
+// is below half its reserve: long enough for retention to free room.
+const lowDiskRetryAfter = 60
+
+// insufficientStorage is the 503 of a door whose volume is nearly full.
+func insufficientStorage() error {
+	return &apperr.Error{Kind: apperr.Unavailable, Code: "insufficient_storage",
+		Detail:            "the data volume is nearly full; the delivery was not stored, retry later",
+		RetryAfterSeconds: lowDiskRetryAfter}
 }
 
 // Accept takes one delivery of a source as the route would — verify, limit,

@@ -40,6 +40,11 @@ func (d *Door) Trigger(w http.ResponseWriter, r *http.Request) {
 		d.out.Error(w, r, tooManySignatureFailures(wait))
 		return
 	}
+	if d.o.LowDisk != nil && d.o.LowDisk() {
+		outcome = "insufficient_storage"
+		d.out.Error(w, r, insufficientStorage())
+		return
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		got = r.Header.Get("X-Internal-Token")
