@@ -59,11 +59,12 @@ func (e *env) agentMessages() []string {
 
 // TestNoise_AResolveSettlesItsWaitingFiringAtItsAck: a firing held back by
 // the team's limit is settled by its resolve in the resolve's own
-// transaction: both are suppressed (resolved) the moment the resolve is
+// transaction when the resolve's route is known at its ack (cached, as in
+// a storm): both are suppressed (resolved) the moment the resolve is
 // acknowledged, whatever the limit; the agent never hears of the incident.
 // A resolve whose firing was delivered is delivered.
 func TestNoise_AResolveSettlesItsWaitingFiringAtItsAck(t *testing.T) {
-	e := newEnv(t, envOptions{webhooks: true, teamPerMinute: 1, fakeClock: true})
+	e := newEnv(t, envOptions{webhooks: true, teamPerMinute: 1, fakeClock: true, routingTTL: time.Hour})
 	first := e.sendPD(t, "d-1", "INC-A", "incident.triggered")
 	e.waitStatus(first, store.EventDelivered)
 	// The team's one call a minute is spent: this firing waits.
@@ -113,14 +114,19 @@ func TestNoise_AResolveSettlesItsWaitingFiringAtItsAck(t *testing.T) {
 
 // TestNoise_GroupWaitLetsAFlappingAlertResolveFirst: with a group wait a
 // new firing is held that long; resolved within it, the agent never hears
-// of it; unresolved, it goes when the wait is over.
+// of it (the resolve settles it as soon as the router gives the resolve
+// its team, while the clock stands still); unresolved, it goes when the
+// wait is over.
 func TestNoise_GroupWaitLetsAFlappingAlertResolveFirst(t *testing.T) {
 	e := newEnv(t, envOptions{webhooks: true, fakeClock: true, groupWait: 30 * time.Second})
 	flap := e.sendPD(t, "g-1", "INC-F", "incident.triggered")
 	steady := e.sendPD(t, "g-2", "INC-S", "incident.triggered")
 	resolve := e.sendPD(t, "g-3", "INC-F", "incident.resolved")
-	if f := e.event(t, flap); f.Status != store.EventSuppressed || f.SuppressedBy != resolve {
+	if f := e.waitStatus(flap, store.EventSuppressed); f.SuppressedBy != resolve {
 		t.Fatalf("the flapping firing = %s by %s", f.Status, f.SuppressedBy)
+	}
+	if r := e.waitStatus(resolve, store.EventSuppressed); r.SuppressedBy != flap {
+		t.Fatalf("the resolve = %s by %s", r.Status, r.SuppressedBy)
 	}
 	if s := e.event(t, steady); s.Status != store.EventQueued {
 		t.Fatalf("the steady firing = %s, want held", s.Status)

@@ -273,6 +273,15 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 		}
 		defer t.Rollback()
 		use = func(s *sql.Stmt) *sql.Stmt { return t.StmtContext(ctx, s) }
+		var refs []AlertRef
+		for _, r := range batch {
+			if settling(r.ev) {
+				refs = append(refs, r.ev.alertRef())
+			}
+		}
+		if err := db.lockAlerts(ctx, t, refs); err != nil {
+			return results, false, err
+		}
 	}
 	stored := make(map[deliveryKey]int64, len(batch))
 	rest := batch
@@ -335,7 +344,7 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 			continue
 		}
 		key, _ := strconv.ParseInt(results[i].res.ID, 10, 64)
-		settled, suppressed, err := db.settle(ctx, t, key, r.ev)
+		settled, suppressed, err := settle(ctx, alertStatements{t: t, prepared: &db.stmts}, key, r.ev.alertRef(), r.ev.ReceivedAt)
 		if err != nil {
 			return results, false, err
 		}
@@ -344,9 +353,18 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 	return results, false, t.Commit()
 }
 
-// settling reports whether storing e settles its alert's waiting events (a
-// resolve, SPEC §6 Noise).
-func settling(e Event) bool { return e.AlertState == AlertStateResolved && e.AlertKey != "" }
+// settling reports whether storing e settles its alert's waiting events:
+// a resolve whose team is known when it is stored (its route was cached).
+// An alert is its team's (SPEC §18, round 4): a resolve not yet routed
+// settles when the router gives it its team (RecordRoutes).
+func settling(e Event) bool {
+	return e.AlertState == AlertStateResolved && e.AlertKey != "" && e.OrgID != "" && e.TeamNodeID != "" && !e.Solo
+}
+
+// alertRef names the alert of a routed event.
+func (e Event) alertRef() AlertRef {
+	return AlertRef{OrgID: e.OrgID, TeamNodeID: e.TeamNodeID, Source: e.Source, Key: e.AlertKey}
+}
 
 // settles reports whether any event of the batch is settling.
 func settles(batch []insertReq) bool {

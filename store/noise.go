@@ -2,15 +2,21 @@ package store
 
 // Noise control (SPEC §6 Noise): what the store knows of an alert's history
 // — its waiting firing events, its last delivery, its last resolve — and
-// the silences. Every query goes through ix_webhook_events_alert (source,
-// alert_key, then the id: declared on PostgreSQL, the rowid on SQLite),
-// whose partial condition alert_key = ? implies.
+// the silences. An alert is one team's (SPEC §18, round 4): every query
+// compares events of one org, team, source and key, so another org's
+// resolve or delivery of the same key is another alert. Every query goes
+// through ix_webhook_events_alert (source, alert_key, then the id: declared
+// on PostgreSQL, the rowid on SQLite), whose partial condition
+// alert_key = ? implies; the org and team are checked on the few rows of
+// one key.
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +29,10 @@ const (
 	AlertStateOther    = "other"
 )
 
+// alertOf is the condition naming one team's alert; its arguments are an
+// AlertRef's args.
+const alertOf = `org_id = ? AND team_node_id = ? AND source = ? AND alert_key = ?`
+
 // The settle's statements, prepared once with the group commit's (a
 // resolve settles inside the writer's transaction, so its statements must
 // cost little: parsing them per resolve showed in the storm's ack p99).
@@ -31,40 +41,72 @@ const (
 	// alert index (alert_key = ? implies its partial condition).
 	settleFiringsSQL = `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
 		finished_at = ?, updated_at = ?, next_attempt_at = NULL
-		WHERE source = ? AND alert_key = ? AND id < ? AND ` + activeStatuses + ` AND status = ? AND alert_state = ? AND solo = ?`
+		WHERE ` + alertOf + ` AND id < ? AND ` + activeStatuses + ` AND status = ? AND alert_state = ? AND solo = ?`
 	// alertHandedSQL: of the alert's firing events since its previous
 	// resolve, the newest that reached the agent (delivered or being
 	// delivered) and the newest of all.
 	alertHandedSQL = `SELECT MAX(CASE WHEN status IN ('delivered', 'dispatching') THEN id END), MAX(id)
 		FROM orchestrator_webhook_events
-		WHERE source = ? AND alert_key = ? AND id < ? AND alert_state = 'firing'
+		WHERE ` + alertOf + ` AND id < ? AND alert_state = 'firing'
 		  AND id > COALESCE((SELECT MAX(id) FROM orchestrator_webhook_events
-		                     WHERE source = ? AND alert_key = ? AND id < ? AND alert_state = 'resolved'), 0)`
+		                     WHERE ` + alertOf + ` AND id < ? AND alert_state = 'resolved'), 0)`
 	// settleResolveSQL suppresses the resolve itself.
 	settleResolveSQL = `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
 		finished_at = ?, updated_at = ?, next_attempt_at = NULL WHERE id = ? AND status = ?`
+	// nextResolveSQL finds the first resolve of an alert after one of its
+	// firing events (the router's check when the firing is routed later
+	// than its resolve).
+	nextResolveSQL = `SELECT MIN(id) FROM orchestrator_webhook_events WHERE ` + alertOf + ` AND id > ? AND alert_state = 'resolved'`
 )
 
-// settle runs in the group commit's transaction for a stored resolve (key):
-// its alert's waiting firing events (queued, not claimed, not redriven)
-// become suppressed, resolved by it. If no firing of the alert since its
-// previous resolve reached the agent (delivered, or being delivered), the
-// agent never heard of it: the resolve is suppressed too, naming the
-// firing it closed. Otherwise it stays queued, to be delivered.
-func (db *DB) settle(ctx context.Context, t tx, key int64, e Event) (settled int, suppressed bool, err error) {
-	at := ms(e.ReceivedAt)
-	res, err := t.StmtContext(ctx, db.stmts.settleFirings).ExecContext(ctx, EventSuppressed, SuppressedResolved, strconv.FormatInt(key, 10),
-		at, at, e.Source, e.AlertKey, key, EventQueued, AlertStateFiring, false)
+// AlertRef names an alert: the org and team its events were routed to,
+// their source and the alert's key.
+type AlertRef struct{ OrgID, TeamNodeID, Source, Key string }
+
+func (r AlertRef) args() []any { return []any{r.OrgID, r.TeamNodeID, r.Source, r.Key} }
+
+// alertStatements runs the settle's statements: the group commit's
+// prepared ones (on its writer goroutine), or by their text elsewhere.
+type alertStatements struct {
+	t        tx
+	prepared *eventStmts
+}
+
+func (a alertStatements) exec(ctx context.Context, st func(*eventStmts) *sql.Stmt, q string, args ...any) (sql.Result, error) {
+	if a.prepared != nil {
+		return a.t.StmtContext(ctx, st(a.prepared)).ExecContext(ctx, args...)
+	}
+	return a.t.ExecContext(ctx, q, args...)
+}
+
+func (a alertStatements) queryRow(ctx context.Context, st func(*eventStmts) *sql.Stmt, q string, args ...any) *sql.Row {
+	if a.prepared != nil {
+		return a.t.StmtContext(ctx, st(a.prepared)).QueryRowContext(ctx, args...)
+	}
+	return a.t.QueryRowContext(ctx, q, args...)
+}
+
+// settle runs in the transaction that stores or routes a resolve (key) of
+// the alert ref: the alert's waiting firing events (queued, not claimed,
+// not redriven) become suppressed, resolved by it. If no firing of the
+// alert since its previous resolve reached the agent (delivered, or being
+// delivered), the agent never heard of it: the resolve is suppressed too,
+// naming the firing it closed. Otherwise it stays queued, to be delivered.
+func settle(ctx context.Context, a alertStatements, key int64, ref AlertRef, at time.Time) (settled int, suppressed bool, err error) {
+	when := ms(at)
+	args := append([]any{EventSuppressed, SuppressedResolved, strconv.FormatInt(key, 10), when, when}, ref.args()...)
+	res, err := a.exec(ctx, func(s *eventStmts) *sql.Stmt { return s.settleFirings }, settleFiringsSQL,
+		append(args, key, EventQueued, AlertStateFiring, false)...)
 	if err != nil {
-		return 0, false, fmt.Errorf("store: settle alert %q: %w", e.AlertKey, err)
+		return 0, false, fmt.Errorf("store: settle alert %q: %w", ref.Key, err)
 	}
 	n, err := affectedRows(res, nil)
 	if err != nil {
 		return 0, false, err
 	}
 	var handed, latest sql.NullInt64
-	if err := t.StmtContext(ctx, db.stmts.alertHanded).QueryRowContext(ctx, e.Source, e.AlertKey, key,
-		e.Source, e.AlertKey, key).Scan(&handed, &latest); err != nil {
+	if err := a.queryRow(ctx, func(s *eventStmts) *sql.Stmt { return s.alertHanded }, alertHandedSQL,
+		append(append(ref.args(), key), append(ref.args(), key)...)...).Scan(&handed, &latest); err != nil {
 		return 0, false, err
 	}
 	if handed.Valid || !latest.Valid {
@@ -72,13 +114,50 @@ func (db *DB) settle(ctx context.Context, t tx, key int64, e Event) (settled int
 		// known here at all (the resolve goes, the agent may know more).
 		return n, false, nil
 	}
-	_, err = t.StmtContext(ctx, db.stmts.settleResolve).ExecContext(ctx, EventSuppressed, SuppressedResolved,
-		strconv.FormatInt(latest.Int64, 10), at, at, key, EventQueued)
-	return n, err == nil, err
+	res, err = a.exec(ctx, func(s *eventStmts) *sql.Stmt { return s.settleResolve }, settleResolveSQL, EventSuppressed, SuppressedResolved,
+		strconv.FormatInt(latest.Int64, 10), when, when, key, EventQueued)
+	if err != nil {
+		return n, false, err
+	}
+	done, err := affectedRows(res, nil)
+	return n, done == 1, err
 }
 
-// AlertRef names an alert: its source and key.
-type AlertRef struct{ Source, Key string }
+// alertLockClass is the first key of the PostgreSQL advisory locks that
+// serialize the settling of one alert across replicas ("alrt"); the two-key
+// form keeps them apart from the team locks' single keys.
+const alertLockClass = 0x616c7274
+
+// lockAlerts takes, on PostgreSQL, the transaction's advisory lock of each
+// alert it will settle or route, before it writes anything: a replica
+// routing a firing and another storing or routing its resolve then run one
+// after the other, so the later sees the earlier's team and settles. Locks
+// are taken in one order, so two transactions never wait for each other.
+// SQLite has one writer: nothing to take.
+func (db *DB) lockAlerts(ctx context.Context, t tx, refs []AlertRef) error {
+	if db.d.name != "postgres" || len(refs) == 0 {
+		return nil
+	}
+	keys := make([]int32, 0, len(refs))
+	for _, r := range refs {
+		h := fnv.New32a()
+		for _, s := range []string{r.OrgID, r.TeamNodeID, r.Source, r.Key} {
+			// Length-prefixed: no id can shift a boundary.
+			h.Write([]byte(strconv.Itoa(len(s)) + ":" + s))
+		}
+		keys = append(keys, int32(h.Sum32()))
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	list := make([]string, len(keys))
+	for i, k := range keys {
+		list[i] = strconv.FormatInt(int64(k), 10)
+	}
+	// unnest yields the sorted keys in order, and every row is evaluated.
+	_, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+strconv.Itoa(alertLockClass)+`, k)
+		FROM unnest(ARRAY[`+strings.Join(list, ", ")+`]::int[]) AS k`)
+	return err
+}
 
 // AlertHistory is what noise control needs to know of an alert before an
 // event of it (Before) is delivered.
@@ -100,14 +179,15 @@ func (h AlertHistory) RepeatOf(sig string, now time.Time, window time.Duration) 
 }
 
 // AlertHistoryOf reads an alert's last delivered firing before the event
-// with key before, and whether a resolve came after it.
+// with key before, and whether a resolve came after it: of its own team's
+// events only.
 func (db *DB) AlertHistoryOf(ctx context.Context, ref AlertRef, before int64) (AlertHistory, error) {
 	var h AlertHistory
 	var sig sql.NullString
 	var finished msTime
 	err := db.read.QueryRowContext(ctx, `SELECT id, alert_sig, finished_at FROM orchestrator_webhook_events
-		WHERE source = ? AND alert_key = ? AND id < ? AND alert_state = ? AND status = ?
-		ORDER BY id DESC LIMIT 1`, ref.Source, ref.Key, before, AlertStateFiring, EventDelivered).Scan(&h.deliveredKey, &sig, &finished)
+		WHERE `+alertOf+` AND id < ? AND alert_state = ? AND status = ?
+		ORDER BY id DESC LIMIT 1`, append(ref.args(), before, AlertStateFiring, EventDelivered)...).Scan(&h.deliveredKey, &sig, &finished)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return h, nil
@@ -117,8 +197,8 @@ func (db *DB) AlertHistoryOf(ctx context.Context, ref AlertRef, before int64) (A
 	h.Delivered, h.DeliveredSig, h.DeliveredAt = strconv.FormatInt(h.deliveredKey, 10), sig.String, finished.Time
 	var one int
 	err = db.read.QueryRowContext(ctx, `SELECT 1 FROM orchestrator_webhook_events
-		WHERE source = ? AND alert_key = ? AND id > ? AND id < ? AND alert_state = ? LIMIT 1`,
-		ref.Source, ref.Key, h.deliveredKey, before, AlertStateResolved).Scan(&one)
+		WHERE `+alertOf+` AND id > ? AND id < ? AND alert_state = ? LIMIT 1`,
+		append(ref.args(), h.deliveredKey, before, AlertStateResolved)...).Scan(&one)
 	switch {
 	case err == nil:
 		h.resolvedAfter = true

@@ -168,10 +168,10 @@ func TestPlans_EveryEventsQueryUsesAnIndexAtAMillion(t *testing.T) {
 			call(err)
 			// Noise control: an alert's history, a resolve's settling (in
 			// the group commit), the calls saved, the bulk redrive.
-			_, err = db.AlertHistoryOf(ctx, AlertRef{Source: "pagerduty", Key: "INC-1"}, 1<<40)
+			_, err = db.AlertHistoryOf(ctx, AlertRef{OrgID: "org1", TeamNodeID: "team1", Source: "pagerduty", Key: "INC-1"}, 1<<40)
 			call(err)
 			_, err = db.InsertEvent(ctx, Event{Source: "pagerduty", DeliveryID: "plan-resolve", EventType: "incident.resolved", Status: EventQueued,
-				ReceivedAt: end, AlertKey: "INC-1", AlertState: AlertStateResolved})
+				OrgID: "org1", TeamNodeID: "team1", ReceivedAt: end, AlertKey: "INC-1", AlertState: AlertStateResolved})
 			call(err)
 			_, err = db.SuppressedSince(ctx, "", end.Add(-day))
 			call(err)
@@ -195,8 +195,10 @@ func TestPlans_EveryEventsQueryUsesAnIndexAtAMillion(t *testing.T) {
 			// Statements run through prepared handles, not the trace.
 			seen[db.d.bind(findEventSQL)] = []any{"slack", "plan-1"}
 			seen[db.d.bind(findReplaySQL)] = []any{slackBody}
-			seen[db.d.bind(settleFiringsSQL)] = []any{"suppressed", "resolved", "9", 1, 1, "pagerduty", "INC-1", 1 << 40, "queued", "firing", false}
-			seen[db.d.bind(alertHandedSQL)] = []any{"pagerduty", "INC-1", 1 << 40, "pagerduty", "INC-1", 1 << 40}
+			alert := []any{"org1", "team1", "pagerduty", "INC-1"}
+			seen[db.d.bind(settleFiringsSQL)] = append([]any{"suppressed", "resolved", "9", 1, 1}, append(alert, 1<<40, "queued", "firing", false)...)
+			seen[db.d.bind(alertHandedSQL)] = append(append(alert, 1<<40), append(alert, 1<<40)...)
+			seen[db.d.bind(nextResolveSQL)] = append(alert, 1)
 			seen[db.d.bind(settleResolveSQL)] = []any{"suppressed", "resolved", "9", 1, 1, 5, "queued"}
 			seen[db.d.bind(`UPDATE orchestrator_webhook_events SET status = ? WHERE id = ? AND status = ?`)] = []any{"queued", 5, "dispatching"}
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,10 +25,13 @@ type TeamKey struct {
 	OldestDue time.Time
 }
 
-// EventsToRoute returns up to limit due queued events that have no team yet
-// — Slack mentions first, then the oldest — without claiming them: routing
+// EventsToRoute returns up to limit queued events that have no team yet —
+// Slack mentions first, then the oldest — without claiming them: routing
 // is one goroutine's work, and its write-back is guarded by "still queued
-// without a team".
+// without a team". A new event is routed at once even when it is held (the
+// alert group wait): only a routed resolve can settle it, so it must know
+// its team before the wait is over. An event whose lookup failed waits
+// for its retry.
 func (db *DB) EventsToRoute(ctx context.Context, now time.Time, limit int) ([]Event, error) {
 	var out []Event
 	for _, people := range []bool{true, false} {
@@ -37,7 +41,7 @@ func (db *DB) EventsToRoute(ctx context.Context, now time.Time, limit int) ([]Ev
 		}
 		rows, err := db.read.QueryContext(ctx, `SELECT `+eventColumnsNoBody+`
 			FROM orchestrator_webhook_events
-			WHERE `+activeStatuses+` AND status = ? AND org_id IS NULL AND team_node_id IS NULL AND next_attempt_at <= ?
+			WHERE `+activeStatuses+` AND status = ? AND org_id IS NULL AND team_node_id IS NULL AND (next_attempt_at <= ? OR attempts = 0)
 			  AND source `+op+` ?
 			ORDER BY next_attempt_at, id LIMIT ?`, EventQueued, ms(now), "slack", limit-len(out))
 		if err != nil {
@@ -178,17 +182,114 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 	if len(outcomes) == 0 && len(runs) == 0 {
 		return nil
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
+	t, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer t.Rollback()
 	// Runs first: a folded event's digest_run_id points at its run.
 	for _, r := range runs {
-		if err := insertAgentRun(ctx, tx, r); err != nil {
+		if err := insertAgentRun(ctx, t, r); err != nil {
 			return fmt.Errorf("store: agent run %s: %w", r.ID, err)
 		}
 	}
+	if _, err := writeOutcomes(ctx, t, outcomes); err != nil {
+		return err
+	}
+	return t.Commit()
+}
+
+// Routed is the router's result for one event: its outcome (From queued),
+// and the event's alert identity, so that an alert event given its team is
+// settled by team.
+type Routed struct {
+	Outcome
+	Source, AlertKey, AlertState string
+	// Solo: a redriven event, past noise control.
+	Solo bool
+}
+
+// settles reports whether routing r may settle its alert: a firing or a
+// resolve of an alert, not redriven, going on to its team.
+func (r Routed) settles() bool {
+	return r.Status == EventQueued && r.OrgID != "" && r.TeamNodeID != "" && r.AlertKey != "" && !r.Solo &&
+		(r.AlertState == AlertStateResolved || r.AlertState == AlertStateFiring)
+}
+
+func (r Routed) alertRef() AlertRef {
+	return AlertRef{OrgID: r.OrgID, TeamNodeID: r.TeamNodeID, Source: r.Source, Key: r.AlertKey}
+}
+
+// RecordRoutes writes the router's results in one transaction and settles
+// alerts by team (SPEC §18, round 4: an alert is one team's, so only a
+// routed resolve can settle): a resolve given its team settles its
+// alert's waiting firing events as it would have at its ack had its route
+// been known then, and a firing given its team after a resolve of its
+// alert was routed is settled by that resolve. It returns, per source, how
+// many events the settling suppressed.
+func (db *DB) RecordRoutes(ctx context.Context, routed []Routed) (map[string]int, error) {
+	if len(routed) == 0 {
+		return nil, nil
+	}
+	t, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Rollback()
+	var refs []AlertRef
+	outcomes := make([]Outcome, len(routed))
+	for i, r := range routed {
+		outcomes[i] = r.Outcome
+		if r.settles() {
+			refs = append(refs, r.alertRef())
+		}
+	}
+	if err := db.lockAlerts(ctx, t, refs); err != nil {
+		return nil, err
+	}
+	applied, err := writeOutcomes(ctx, t, outcomes)
+	if err != nil {
+		return nil, err
+	}
+	settled := map[string]int{}
+	for i, r := range routed {
+		key, kerr := strconv.ParseInt(r.ID, 10, 64)
+		if !applied[i] || !r.settles() || kerr != nil {
+			continue
+		}
+		ref, resolve := r.alertRef(), key
+		if r.AlertState == AlertStateFiring {
+			var next sql.NullInt64
+			if err := t.QueryRowContext(ctx, nextResolveSQL, append(ref.args(), key)...).Scan(&next); err != nil {
+				return nil, err
+			}
+			if !next.Valid {
+				continue
+			}
+			resolve = next.Int64
+		}
+		n, suppressed, err := settle(ctx, alertStatements{t: t}, resolve, ref, r.At)
+		if err != nil {
+			return nil, err
+		}
+		if n += btoi(suppressed); n > 0 {
+			settled[r.Source] += n
+		}
+	}
+	return settled, t.Commit()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// writeOutcomes applies outcomes in t; applied[i] reports whether the
+// event of outcomes[i] was still in its From status, and so took it.
+func writeOutcomes(ctx context.Context, t tx, outcomes []Outcome) ([]bool, error) {
+	applied := make([]bool, len(outcomes))
 	// A redriven event keeps why it had been suppressed when it is
 	// delivered (or fails): only a new suppression replaces the reason.
 	// One statement per way an event is named (eventRef): by key, or, for
@@ -199,7 +300,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		if st := stmts[cond]; st != nil {
 			return st, nil
 		}
-		st, err := tx.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
+		st, err := t.PrepareContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size),
 		suppressed_reason = COALESCE(?, suppressed_reason), suppressed_by = COALESCE(?, suppressed_by),
@@ -215,7 +316,7 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 			}
 		}
 	}()
-	for _, o := range outcomes {
+	for i, o := range outcomes {
 		var finished any
 		switch o.Status {
 		case EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed:
@@ -224,11 +325,11 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		// A finished event has no next attempt (and a NULL costs no bytes).
 		var next any
 		if finished == nil {
-			t := o.NextAttemptAt
-			if t.IsZero() {
-				t = o.At
+			at := o.NextAttemptAt
+			if at.IsZero() {
+				at = o.At
 			}
-			next = ms(t)
+			next = ms(at)
 		}
 		from := o.From
 		if from == "" {
@@ -240,17 +341,23 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		}
 		cond, key, ok := eventRef(o.ID)
 		if !ok {
-			return fmt.Errorf("%w: outcome for event %q", ErrInvalid, o.ID)
+			return nil, fmt.Errorf("%w: outcome for event %q", ErrInvalid, o.ID)
 		}
 		stmt, err := stmtFor(cond)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if _, err := stmt.ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
+		res, err := stmt.ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
 			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
-			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), nullIfEmpty(string(o.Decision)), key, from); err != nil {
-			return fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
+			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), nullIfEmpty(string(o.Decision)), key, from)
+		if err != nil {
+			return nil, fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
 		}
+		n, err := affectedRows(res, nil)
+		if err != nil {
+			return nil, err
+		}
+		applied[i] = n > 0
 	}
-	return tx.Commit()
+	return applied, nil
 }

@@ -4,9 +4,11 @@ package dispatch
 // alert events pass the silences, the repeat rule and the team's daily budget
 // before they reach the agent; those kept back end suppressed, with their
 // reason and cause, and count. People (Slack mentions, interactions,
-// internal triggers) and redriven events always pass. A resolve's settling
-// of its waiting firing events happens earlier, at ingest, in the same
-// transaction as the resolve (store.settle).
+// internal triggers) and redriven events always pass. An alert is its
+// team's: the repeat rule reads the history of the claiming team's events
+// only. A resolve's settling of its waiting firing events happens earlier,
+// as soon as the resolve has a team: at ingest when its route is cached,
+// else when the router writes its route (store.RecordRoutes).
 
 import (
 	"fmt"
@@ -117,7 +119,7 @@ func (d *Dispatcher) screen(t store.TeamKey, events []store.Event, now time.Time
 			}
 		}
 		if reason == "" && e.AlertState == store.AlertStateFiring && e.AlertKey != "" && d.o.AlertRepeat > 0 {
-			h, err := d.o.Store.AlertHistoryOf(d.work, store.AlertRef{Source: e.Source, Key: e.AlertKey}, e.Key)
+			h, err := d.o.Store.AlertHistoryOf(d.work, store.AlertRef{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Source: e.Source, Key: e.AlertKey}, e.Key)
 			if err != nil {
 				d.log.Error("reading an alert's history failed; the event goes on", "event_id", e.ID, "error", err)
 			} else if h.RepeatOf(e.AlertSig, now, d.o.AlertRepeat) {
@@ -233,8 +235,9 @@ func (d *Dispatcher) overBudget(t store.TeamKey, events []store.Event, now time.
 	d.done.add(outs, nil)
 }
 
-// CountSettled counts events a resolve suppressed at ingest (the door calls
-// it: the resolve settled them in its own transaction).
+// CountSettled counts events a resolve suppressed as it was stored (the
+// door calls it: the resolve settled them in its own transaction) or
+// routed (the router).
 func (d *Dispatcher) CountSettled(source string, n int) {
 	d.metrics.total.WithLabelValues(source, "suppressed").Add(float64(n))
 	d.metrics.suppressed.WithLabelValues(source, store.SuppressedResolved).Add(float64(n))

@@ -144,21 +144,29 @@ func (d *Dispatcher) routeRound() (int, error) {
 	if err != nil || len(events) == 0 {
 		return 0, err
 	}
-	outs := make([]store.Outcome, 0, len(events))
+	outs := make([]store.Routed, 0, len(events))
 	for _, e := range events {
 		if d.work.Err() != nil {
 			return 0, nil // shutting down: the rest stay queued, unrouted yet
 		}
 		o, outcome := d.route(e)
-		outs = append(outs, o)
+		outs = append(outs, store.Routed{Outcome: o, Source: e.Source, AlertKey: e.AlertKey, AlertState: e.AlertState, Solo: e.Solo})
 		if outcome != "" {
 			d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
 			d.log.Info("dispatch", "event_id", e.ID, "source", e.Source, "outcome", outcome, "status", o.Status,
 				"attempts", o.Attempts, "error", o.LastError)
 		}
 	}
-	if err := d.o.Store.RecordOutcomes(context.WithoutCancel(d.work), outs, nil); err != nil {
+	// An alert is its team's (SPEC §18, round 4): a resolve settles its
+	// team's waiting firing events once it has a team, here, in the same
+	// transaction that writes the routes.
+	settled, err := d.o.Store.RecordRoutes(context.WithoutCancel(d.work), outs)
+	if err != nil {
 		return 0, err
+	}
+	for source, n := range settled {
+		d.CountSettled(source, n)
+		d.log.Info("routed resolves settled their alerts' waiting events", "source", source, "suppressed", n)
 	}
 	return len(events), nil
 }

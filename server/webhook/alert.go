@@ -37,9 +37,32 @@ func (a *Alert) Signature() string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// MaxAlertKey is the longest alert key stored as it is (the column holds
+// 255 characters).
+const MaxAlertKey = 255
+
+// alertKeyHead is how much of a longer key is kept readable before its
+// digest.
+const alertKeyHead = 176
+
+// AlertKey is the stored form of an alert's key: the key itself, or, when
+// it is longer than MaxAlertKey bytes or not clean text, its first
+// characters (repaired) followed by "…sha256:" and the SHA-256 of the
+// whole key as it was sent. Two keys that share a long prefix, or differ
+// only in bytes the repair replaces alike, stay two alerts (SPEC §18,
+// round 4: never cut into a shared prefix), and the head keeps the page
+// and a silence's glob readable.
+func AlertKey(key string) string {
+	if len(key) <= MaxAlertKey && cleanText(key) {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return clean(key, alertKeyHead) + "…sha256:" + hex.EncodeToString(sum[:])
+}
+
 // newAlert builds an alert identity, or nil without a key.
 func newAlert(key, state string, fingerprints []string) *Alert {
-	if key = clean(key, 255); key == "" {
+	if key = AlertKey(key); key == "" {
 		return nil
 	}
 	fps := slices.Clone(fingerprints)
