@@ -82,7 +82,8 @@ var allOn = []string{
 	"--set", "config.namespace=teams",
 	"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true",
 	"--set-json", `sources=[{"name":"acme-deploys","verify":{"kind":"hmac","header":"X-Acme-Signature","algorithm":"sha512","encoding":"base64","prefix":"v1=","signed":"{id}.{timestamp}.{body}","timestamp_header":"X-Acme-Timestamp","id_header":"X-Acme-Delivery","secret_env":"ACME_DEPLOYS_SECRET"},"delivery_id":{"header":"X-Acme-Delivery"},"event_type":{"pointer":"/kind"},"routing":{"service":"/service"},"alert":{"key":"/incident/id","state":"/status","firing":["triggered"],"resolved":["resolved"]},"coalesce":true,"describe":"{event_type} of {/app}"}]`,
-	"--set-json", `slackApps=[{"slug":"sre-bot","signing_secret_env":"SREBOT_SIGNING_SECRET"}]`,
+	"--set-json", `slackApps=[{"slug":"sre-bot","signing_secret_env":"SREBOT_SIGNING_SECRET","orgs":["acme"]}]`,
+	"--set", `config.sourceOrgs=slack=acme\,github=acme;aaa`,
 	"--set", "secrets.sourceSecrets.ACME_DEPLOYS_SECRET=new\\,old", "--set", "secrets.sourceSecrets.SREBOT_SIGNING_SECRET=bot-signing-value",
 	"--set", "secrets.alertmanagerWebhookToken=am", "--set", "config.alertmanagerRoutingLabels=namespace=k8s_namespace",
 }
@@ -536,14 +537,15 @@ func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
 		}
 	}
 	if env["ORCHESTRATOR_SOURCES_FILE"] != "/etc/orchestrator/sources.yaml" || env["ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS"] != "namespace=k8s_namespace" ||
-		env["ALERTMANAGER_WEBHOOK_TOKEN"] != "am" {
+		env["ALERTMANAGER_WEBHOOK_TOKEN"] != "am" || env["ORCHESTRATOR_SOURCE_ORGS"] != "slack=acme,github=acme;aaa" {
 		t.Fatalf("env = %v", env)
 	}
 	f, err := webhook.ParseSourcesFile([]byte(file), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("the binary refuses the rendered file: %v\n%s", err, file)
 	}
-	if len(f.Sources) != 1 || f.Sources[0].Name != "acme-deploys" || len(f.SlackApps) != 1 || f.SlackApps[0].Secrets[0] != "bot-signing-value" {
+	if len(f.Sources) != 1 || f.Sources[0].Name != "acme-deploys" || len(f.SlackApps) != 1 || f.SlackApps[0].Secrets[0] != "bot-signing-value" ||
+		len(f.SlackApps[0].Orgs) != 1 || f.SlackApps[0].Orgs[0] != "acme" {
 		t.Fatalf("parsed = %+v", f)
 	}
 	if strings.Contains(file, "new,old") || strings.Contains(file, "bot-signing-value") {

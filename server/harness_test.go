@@ -197,6 +197,8 @@ type envOptions struct {
 	// routes is a sources file's routes: section (YAML, with its key):
 	// the operator's routing rules the dispatcher reads.
 	routes string
+	// sourceOrgs bind built-in sources to orgs (ORCHESTRATOR_SOURCE_ORGS).
+	sourceOrgs map[string][]string
 	// Noise control: the repeat window (0: off), the group wait, the
 	// daily budget of alert-triggered calls per team (0: none).
 	alertRepeat time.Duration
@@ -367,7 +369,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		}
 	}
 	builtins, err := webhook.Builtins(webhook.BuiltinOptions{Secrets: list, SlackApps: file.SlackApps,
-		AlertmanagerLabels: o.amLabels, Coalesce: o.coalesce})
+		AlertmanagerLabels: o.amLabels, Coalesce: o.coalesce, Orgs: o.sourceOrgs})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -341,7 +341,7 @@ func buildSources(cfg *config.Config, secrets map[string][]string, getenv func(s
 		}
 	}
 	builtins, err := webhook.Builtins(webhook.BuiltinOptions{Secrets: secrets, SlackApps: file.SlackApps,
-		AlertmanagerLabels: cfg.AlertmanagerLabels, Coalesce: cfg.CoalesceSources})
+		AlertmanagerLabels: cfg.AlertmanagerLabels, Coalesce: cfg.CoalesceSources, Orgs: cfg.SourceOrgs})
 	if err != nil {
 		return nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
 	}

@@ -102,6 +102,10 @@ type Config struct {
 	// AlertmanagerLabels map Alertmanager labels to routing identifier
 	// types (ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS).
 	AlertmanagerLabels map[string]string
+	// SourceOrgs bind built-in sources to orgs (ORCHESTRATOR_SOURCE_ORGS,
+	// e.g. slack=acme,github=acme;aaa): their events route only to teams
+	// of those orgs. A source absent routes to any org.
+	SourceOrgs map[string][]string
 
 	WebhookRateLimit      float64
 	WebhookBurst          int
@@ -222,6 +226,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.SourcesFile = p.str("ORCHESTRATOR_SOURCES_FILE", "")
 	c.SourcesReload = p.seconds("ORCHESTRATOR_SOURCES_RELOAD_SECONDS", 10, 1, 3600)
 	c.AlertmanagerLabels = p.labelMap("ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS")
+	c.SourceOrgs = p.sourceOrgs("ORCHESTRATOR_SOURCE_ORGS")
 	if p.err != nil {
 		return nil, p.err
 	}

@@ -198,6 +198,17 @@ func (d *Dispatcher) route(e store.Event) (store.Outcome, string) {
 		o.Status, o.LastError = store.EventUnrouted, res.Reason
 		return o, "unrouted"
 	}
+	// A source bound to orgs routes to their teams only (SPEC §18, round
+	// 4); the other org is not named: the event stays unrouted, readable
+	// by admins of every org only.
+	if !d.o.Sources.Allows(e.Source, e.Headers, res.OrgID) {
+		what := routing.DescribeIdentifiers(e.Identifiers)
+		if res.Rule != "" {
+			what = "rule " + res.Rule
+		}
+		o.Status, o.LastError = store.EventUnrouted, what+" routes to a team of another org; "+d.o.Sources.Binding(e.Source, e.Headers)
+		return o, "unrouted"
+	}
 	o.Status, o.OrgID, o.TeamNodeID, o.MatchedBy, o.NextAttemptAt = store.EventQueued, res.OrgID, res.TeamNodeID, res.MatchedBy, e.NextAttemptAt
 	return o, ""
 }

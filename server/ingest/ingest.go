@@ -324,6 +324,8 @@ func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verif
 		verifyHeaders = src.VerifyHeaders
 	}
 	headers := storedHeaders(h, verifyHeaders)
+	// Only the internal trigger marks its events (bound to no org).
+	delete(headers, webhook.TriggerHeader)
 	if ev.Source == webhook.Slack {
 		// The app it came through is the route's, never the sender's word.
 		delete(headers, webhook.AppHeader)
@@ -386,8 +388,12 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 	status := e.Status
 	// A route already in the dispatcher's cache is applied now, from memory:
 	// in a storm every event after the first arrives knowing its team.
+	// A source bound to orgs takes a cached route of its orgs only; the
+	// router says why another is refused (SPEC §18, round 4).
 	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil {
-		e.OrgID, e.TeamNodeID, e.MatchedBy, _ = d.o.CachedRoute(ev.Identifiers)
+		if org, team, by, ok := d.o.CachedRoute(ev.Identifiers); ok && d.o.Sources.Allows(ev.Source, headers, org) {
+			e.OrgID, e.TeamNodeID, e.MatchedBy = org, team, by
+		}
 	}
 	res, err := d.o.Events.InsertEvent(ctx, e)
 	if err != nil {

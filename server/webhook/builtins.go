@@ -12,6 +12,8 @@ import (
 type SlackApp struct {
 	Slug    string
 	Secrets []string
+	// Orgs bind the app to orgs (nil: any org).
+	Orgs []string
 }
 
 // slugPattern is what a Slack app's slug and a configured source's name
@@ -34,6 +36,9 @@ type BuiltinOptions struct {
 	AlertmanagerLabels map[string]string
 	// Coalesce lists the built-in sources folded into digests.
 	Coalesce []string
+	// Orgs bind built-in sources to orgs (ORCHESTRATOR_SOURCE_ORGS; slack
+	// is the default Slack app); a source absent routes to any org.
+	Orgs map[string][]string
 }
 
 // Builtins returns the built-in sources, in SPEC §6's order.
@@ -58,6 +63,12 @@ func Builtins(o BuiltinOptions) ([]*Source, error) {
 			return nil, fmt.Errorf("slack_apps: slug %q is listed twice", app.Slug)
 		}
 		seen[app.Slug] = true
+		if app.Orgs != nil {
+			if slack.appOrgs == nil {
+				slack.appOrgs = map[string][]string{}
+			}
+			slack.appOrgs[app.Slug] = app.Orgs
+		}
 		slack.Routes = append(slack.Routes,
 			Route{Path: "/webhooks/slack/" + app.Slug + "/events", Summary: "Slack Events API (app " + app.Slug + ")",
 				Verifier: &SlackVerifier{Secrets: app.Secrets, App: app.Slug}},
@@ -72,7 +83,7 @@ func Builtins(o BuiltinOptions) ([]*Source, error) {
 	}
 	slices.Sort(labels[1:])
 	co := func(name string) bool { return slices.Contains(o.Coalesce, name) }
-	return []*Source{
+	all := []*Source{
 		slack,
 		{Name: GitHub, Kind: "built-in", Coalesce: co(GitHub),
 			Scheme:      "HMAC-SHA256 of the body in X-Hub-Signature-256",
@@ -104,7 +115,18 @@ func Builtins(o BuiltinOptions) ([]*Source, error) {
 			describe: describeAlertmanager, VerifyHeaders: []string{"authorization"},
 			Routes: []Route{{Path: "/webhooks/alertmanager", Summary: "Prometheus Alertmanager webhook receiver",
 				Verifier: &AlertmanagerVerifier{Tokens: sec(Alertmanager), Labels: o.AlertmanagerLabels}}}},
-	}, nil
+	}
+	for name, orgs := range o.Orgs {
+		i := slices.IndexFunc(all, func(s *Source) bool { return s.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("source orgs: %q is not a built-in source", name)
+		}
+		if err := CheckOrgs(orgs); err != nil {
+			return nil, fmt.Errorf("source orgs: %s: %v", name, err)
+		}
+		all[i].Orgs = orgs
+	}
+	return all, nil
 }
 
 // Sample returns a realistic body for a built-in source, shaped as the

@@ -28,6 +28,8 @@ type SourceSpec struct {
 	Alert      *AlertSpec        `json:"alert,omitempty"`
 	Coalesce   *bool             `json:"coalesce,omitempty"`
 	Describe   string            `json:"describe,omitempty"`
+	// Orgs bind the source to orgs: its events route only to their teams.
+	Orgs []string `json:"orgs,omitempty"`
 }
 
 // VerifySpec says how a configured source's deliveries are authenticated.
@@ -271,8 +273,13 @@ func NewConfigured(spec SourceSpec, getenv func(string) string) (*Source, error)
 		return nil, fail("describe", "%v (placeholders are {event_type} and {/json/pointer})", err)
 	}
 	c.tmpl = parts
+	if spec.Orgs != nil {
+		if err := CheckOrgs(spec.Orgs); err != nil {
+			return nil, fail("orgs", "%v", err)
+		}
+	}
 	coalesce := spec.Coalesce != nil && *spec.Coalesce
-	return &Source{Name: spec.Name, Kind: "configured", Scheme: scheme, Routing: routing, Alerts: spec.Alert != nil,
+	return &Source{Name: spec.Name, Kind: "configured", Scheme: scheme, Routing: routing, Alerts: spec.Alert != nil, Orgs: spec.Orgs,
 		Coalesce: coalesce, Description: "configured in the sources file: " + spec.Describe, describe: c.describe,
 		VerifyHeaders: verifyHeaders(v),
 		Routes: []Route{{Path: "/webhooks/" + spec.Name, Summary: spec.Name + " webhooks (configured source)",

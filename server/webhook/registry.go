@@ -37,6 +37,13 @@ type Source struct {
 	// token, timestamp, delivery id, basic auth), in lower case: what
 	// verified a request is never stored, whatever the header's name.
 	VerifyHeaders []string
+	// Orgs bind the source (for Slack, its default app) to orgs: its
+	// events route only to their teams (nil: any org; see BoundOrgs).
+	Orgs []string
+
+	// appOrgs bind each further Slack app, by slug (an app without orgs
+	// is absent: any org).
+	appOrgs map[string][]string
 
 	describe func(eventType string, body []byte, headers map[string]string) (string, map[string]any)
 }

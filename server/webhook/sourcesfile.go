@@ -23,6 +23,8 @@ type SourcesFile struct {
 type SlackAppSpec struct {
 	Slug             string `json:"slug"`
 	SigningSecretEnv string `json:"signing_secret_env"`
+	// Orgs bind the app to orgs: its events route only to their teams.
+	Orgs []string `json:"orgs,omitempty"`
 }
 
 // ParseSourcesFile reads a sources file, with secrets read through getenv.
@@ -101,7 +103,12 @@ func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, er
 				return nil, fmt.Errorf("slack app %q: slug: listed twice", spec.Slug)
 			}
 		}
-		out.SlackApps = append(out.SlackApps, SlackApp{Slug: spec.Slug, Secrets: secrets})
+		if spec.Orgs != nil {
+			if err := CheckOrgs(spec.Orgs); err != nil {
+				return nil, fmt.Errorf("slack app %q: orgs: %v", spec.Slug, err)
+			}
+		}
+		out.SlackApps = append(out.SlackApps, SlackApp{Slug: spec.Slug, Secrets: secrets, Orgs: spec.Orgs})
 	}
 	return out, nil
 }
