@@ -36,13 +36,17 @@ func (e *env) sendAM(t *testing.T, body []byte) string {
 	return r.body["event_id"].(string)
 }
 
+// bigChannel is org big's Slack channel.
+const bigChannel = "C0BIGORG01"
+
 // twoOrgs is a harness where org acme's team platform-sre routes service
-// checkout and org big's team intruder routes service billing: two orgs
+// checkout and org big's team intruder routes service billing (and Slack
+// channel bigChannel): two orgs
 // whose Alertmanagers share a configuration, hence group keys. bigToken
 // is big's admin.
 func twoOrgs(t *testing.T, o envOptions) *env {
 	e := newEnv(t, o)
-	e.cs.AddTeam("big", "intruder", map[string]any{"routing": map[string]any{"services": []any{"billing"}}})
+	e.cs.AddTeam("big", "intruder", map[string]any{"routing": map[string]any{"services": []any{"billing"}, "slack_channel_ids": []any{bigChannel}}})
 	e.cs.AddAdmin(bigToken, peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "big"})
 	return e
 }

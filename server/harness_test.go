@@ -413,7 +413,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	door := ingest.Options{Sources: reg, Events: e.db, Feedback: e.db, Notify: e.disp.Notify,
+	door := ingest.Options{Sources: reg, Events: e.db, Notify: e.disp.Notify,
 		AlertGroupWait: o.groupWait, Settled: e.disp.CountSettled,
 		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, Acks: e.db,
 		TrustedProxies: o.trustedProxies, Registry: e.reg,

@@ -1,9 +1,7 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -271,90 +269,4 @@ func interaction(t *testing.T, trigger, actionID, value, channel string) []byte 
 		t.Fatalf("slack-go cannot read the interaction: %v", err)
 	}
 	return []byte(url.Values{"payload": {string(payload)}}.Encode())
-}
-
-// TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent: a click on an
-// answer's feedback button is stored durably before its ack, recorded on
-// the run its value names (by id or correlation id), once however often
-// Slack sends it, and the agent is not called; another interaction goes to
-// the agent as an event of its channel's team.
-func TestSlackFeedback_RecordedOnTheRunAndNeverSentToTheAgent(t *testing.T) {
-	e := acmeEnv(t, "s")
-	body := webhook.Sample(webhook.Slack, "fb", wallclock.Now())
-	mention := e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string)
-	e.waitStatus(mention, store.EventDelivered)
-	runs, err := e.db.EventAgentRuns(context.Background(), mention)
-	if err != nil || len(runs) != 1 {
-		t.Fatalf("runs = %v %v", runs, err)
-	}
-	run := runs[0]
-
-	click := interaction(t, "trig-1", "feedback_positive", run.ID, "C0A4967KRBM")
-	r := e.sendTo("/webhooks/slack/interactions", click, slackSigned(t, slackSecret, click))
-	if r.code != 200 || r.body["ok"] != true {
-		t.Fatalf("feedback = %d %s", r.code, r.raw)
-	}
-	fbEvent, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string))
-	if fbEvent.Status != store.EventIgnored || fbEvent.LastError != "" || fbEvent.EventType != "block_actions.feedback" {
-		t.Fatalf("feedback event = %+v", fbEvent)
-	}
-	// Recorded reads as what it is, not as an error: no last error, the
-	// feedback it recorded in the API (and on its page, as helpful).
-	if v := e.do("GET", "/api/v1/admin/events/"+fbEvent.ID, adminToken, nil); v.body["last_error"] != nil ||
-		fmt.Sprint(v.body["recorded_feedback"]) != fmt.Sprintf("[map[agent_run_id:%s value:positive]]", run.ID) {
-		t.Fatalf("the click's event in the API: %s", v.raw)
-	}
-	// The same click again: a duplicate, nothing recorded twice.
-	if r := e.sendTo("/webhooks/slack/interactions", click, slackSigned(t, slackSecret, click)); r.body["duplicate"] != true {
-		t.Fatalf("redelivered click = %s", r.raw)
-	}
-	// Through the app's route, naming the run by its correlation id (what
-	// the agent was sent as X-Correlation-ID: the event's id).
-	neg := interaction(t, "trig-2", "feedback_negative", run.CorrelationID, "C0A4967KRBM")
-	if r := e.sendTo("/webhooks/slack/sre-bot/interactions", neg, slackSigned(t, sreBotSecret, neg)); r.code != 200 {
-		t.Fatalf("negative = %d %s", r.code, r.raw)
-	}
-	// A click that names no run is kept, and says so.
-	lost := interaction(t, "trig-3", "feedback_positive", "no-such-run", "C0A4967KRBM")
-	r = e.sendTo("/webhooks/slack/interactions", lost, slackSigned(t, slackSecret, lost))
-	if ev, _ := e.db.GetEvent(context.Background(), r.body["event_id"].(string)); r.code != 200 || !strings.Contains(ev.LastError, "names no agent run") {
-		t.Fatalf("unknown run = %d %+v", r.code, ev)
-	}
-	// Unsigned: refused at the door.
-	if r := e.sendTo("/webhooks/slack/interactions", click, http.Header{"X-Slack-Request-Timestamp": {strconv.FormatInt(wallclock.Now().Unix(), 10)}}); r.code != 401 {
-		t.Fatalf("unsigned click = %d", r.code)
-	}
-
-	d := e.do("GET", "/api/v1/admin/events/"+mention, adminToken, nil)
-	var detail struct {
-		AgentRuns []struct {
-			ID       string `json:"id"`
-			Feedback []struct {
-				Value    string `json:"value"`
-				UserName string `json:"user_name"`
-				SlackApp string `json:"slack_app"`
-			} `json:"feedback"`
-		} `json:"agent_runs"`
-	}
-	_ = json.Unmarshal([]byte(d.raw), &detail)
-	if len(detail.AgentRuns) != 1 || len(detail.AgentRuns[0].Feedback) != 2 || detail.AgentRuns[0].Feedback[0].Value != "positive" ||
-		detail.AgentRuns[0].Feedback[1].Value != "negative" || detail.AgentRuns[0].Feedback[1].SlackApp != "sre-bot" {
-		t.Fatalf("event detail = %s", d.raw)
-	}
-	counts, err := e.db.FeedbackSince(context.Background(), "", time.Now().Add(-time.Hour))
-	if err != nil || len(counts) != 1 || counts[0].Positive != 1 || counts[0].Negative != 1 || counts[0].TeamNodeID != peerstest.DevTeam {
-		t.Fatalf("per team = %+v %v", counts, err)
-	}
-	if n := len(e.agent.CallsTo(peerstest.RouteAgentRun)); n != 1 {
-		t.Fatalf("agent calls = %d: feedback reached the agent", n)
-	}
-
-	// Another interaction goes to the agent, for the channel's team.
-	other := interaction(t, "trig-4", "rerun_investigation", "x", "C0A4967KRBM")
-	r = e.sendTo("/webhooks/slack/interactions", other, slackSigned(t, slackSecret, other))
-	ev := e.waitStatus(r.body["event_id"].(string), store.EventDelivered)
-	calls := e.agent.CallsTo(peerstest.RouteAgentRun)
-	if ev.EventType != "block_actions" || len(calls) != 2 || !strings.Contains(string(calls[1].Body), "Slack block_actions by ana: rerun_investigation=x") {
-		t.Fatalf("other interaction = %s %s, %d calls", ev.EventType, ev.Status, len(calls))
-	}
 }

@@ -14,7 +14,7 @@ import (
 
 // TestUI_SourcesAndFeedbackInARealBrowser: in Chromium, the Sources tab
 // lists every route and how it is verified (never a secret); an answer's
-// feedback, given through two Slack apps, shows on its event page and in
+// feedback, given by two people through two Slack apps, shows on its event page and in
 // the overview's per-team chart; an admin of another org sees neither.
 func TestUI_SourcesAndFeedbackInARealBrowser(t *testing.T) {
 	e, base := uiEnv(t, envOptions{sourcesFile: acmeFile,
@@ -25,14 +25,18 @@ func TestUI_SourcesAndFeedbackInARealBrowser(t *testing.T) {
 	mention := e.send(webhook.Slack, body, slackSigned(t, slackSecret, body)).body["event_id"].(string)
 	e.waitStatus(mention, store.EventDelivered)
 	runs, _ := e.db.EventAgentRuns(context.Background(), mention)
-	up := interaction(t, "b-1", "feedback_positive", runs[0].ID, "C0A4967KRBM")
-	if r := e.sendTo("/webhooks/slack/sre-bot/interactions", up, slackSigned(t, sreBotSecret, up)); r.code != 200 {
+	// Two people's feedback, through two apps, each recorded by the router.
+	up := interaction(t, "b-1", "feedback_positive", runs[0].FeedbackRef, "C0A4967KRBM")
+	r := e.sendTo("/webhooks/slack/sre-bot/interactions", up, slackSigned(t, sreBotSecret, up))
+	if r.code != 200 {
 		t.Fatalf("feedback = %d %s", r.code, r.raw)
 	}
-	down := interaction(t, "b-2", "feedback_negative", runs[0].CorrelationID, "C0A4967KRBM")
-	if r := e.sendTo("/webhooks/slack/interactions", down, slackSigned(t, slackSecret, down)); r.code != 200 {
+	e.waitStatus(r.body["event_id"].(string), store.EventIgnored)
+	down := clickBy(t, "U0BOB", "b-2", "feedback_negative", runs[0].FeedbackRef, "C0A4967KRBM")
+	if r = e.sendTo("/webhooks/slack/interactions", down, slackSigned(t, slackSecret, down)); r.code != 200 {
 		t.Fatalf("feedback = %d %s", r.code, r.raw)
 	}
+	e.waitStatus(r.body["event_id"].(string), store.EventIgnored)
 
 	ctx := browser(t)
 	do := doer(t, ctx)

@@ -5,7 +5,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"regexp"
 	"time"
 )
 
@@ -26,7 +28,20 @@ type AgentRun struct {
 	StartedAt      time.Time
 	// EventCount is how many events the call carried (1 unless a digest).
 	EventCount int
+	// FeedbackRef is the run's unguessable reference (NewFeedbackRef), the
+	// value its answer's feedback buttons carry; "" for a run made before
+	// migration 11 or by an admin.
+	FeedbackRef string
 }
+
+// NewFeedbackRef makes an agent run's feedback reference: 130 random bits
+// (crypto/rand's Text, 26 base32 characters), so that a button's value
+// cannot be guessed from another's — a correlation id can be: a lone
+// event's is its sequential id.
+func NewFeedbackRef() string { return rand.Text() }
+
+// feedbackRefPattern is what NewFeedbackRef makes.
+var feedbackRefPattern = regexp.MustCompile(`^[A-Z2-7]{26}$`)
 
 // InsertAgentRun records an agent call.
 func (db *DB) InsertAgentRun(ctx context.Context, r AgentRun) error {
@@ -38,26 +53,26 @@ func insertAgentRun(ctx context.Context, x interface {
 }, r AgentRun) error {
 	_, err := x.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
 		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
-		 correlation_id, duration_ms, started_at, finished_at, event_count)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
 		r.Status, nullInt(r.UpstreamStatus), nullIfEmpty(r.Error), nullIfEmpty(r.CorrelationID), r.Duration.Milliseconds(),
-		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount))
+		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount), nullIfEmpty(r.FeedbackRef))
 	return err
 }
 
 const agentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
-	upstream_status, error, correlation_id, duration_ms, started_at, event_count`
+	upstream_status, error, correlation_id, duration_ms, started_at, event_count, feedback_ref`
 
 func scanAgentRun(row rowScanner) (AgentRun, error) {
 	var r AgentRun
-	var event, actor, errText, corr sql.NullString
+	var event, actor, errText, corr, ref sql.NullString
 	var upstream sql.NullInt64
 	var ms int64
 	var started nullTime
 	err := row.Scan(&r.ID, &r.TriggerSource, &event, &actor, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
-		&upstream, &errText, &corr, &ms, &started, &r.EventCount)
-	r.WebhookEventID, r.Actor, r.Error, r.CorrelationID = event.String, actor.String, errText.String, corr.String
+		&upstream, &errText, &corr, &ms, &started, &r.EventCount, &ref)
+	r.WebhookEventID, r.Actor, r.Error, r.CorrelationID, r.FeedbackRef = event.String, actor.String, errText.String, corr.String, ref.String
 	r.UpstreamStatus, r.Duration, r.StartedAt = int(upstream.Int64), time.Duration(ms)*time.Millisecond, started.Time
 	return r, err
 }

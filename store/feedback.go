@@ -1,7 +1,9 @@
 package store
 
-// Feedback on agent answers (SPEC §6 Slack apps): a click on an answer's
-// feedback button, recorded on the agent run it names.
+// Feedback on agent answers (SPEC §6 Slack apps, §18 round 4): a click on
+// an answer's feedback button, recorded on the agent run it names when the
+// click comes from a channel of the run's own team; one row a person and
+// run.
 
 import (
 	"context"
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -33,97 +36,130 @@ type Feedback struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
-// FeedbackResult is the outcome of RecordFeedback.
-type FeedbackResult struct {
-	InsertResult
-	// Run is the agent run the feedback was recorded on (nil: the button
-	// named no run this appliance knows, and only the event was stored).
-	Run *AgentRun
+// FeedbackClick is a click on an answer's feedback button, as the router
+// hands it over once the click's Slack app and channel have a team.
+type FeedbackClick struct {
+	// EventID is the click's stored event (queued, without a team yet).
+	EventID string
+	// OrgID, TeamNodeID and MatchedBy are the team the click's channel
+	// routes to (through its app's binding).
+	OrgID, TeamNodeID, MatchedBy string
+	// Ref is the button's value: the run's feedback reference.
+	Ref string
+	// Value, UserID, UserName, SlackApp say what was clicked, by whom and
+	// through which Slack app.
+	Value, UserID, UserName, SlackApp string
+	// At is when the click arrived (the last click wins); Now is when it
+	// is recorded.
+	At, Now time.Time
 }
 
-// RecordFeedback stores the event of a feedback click and, when ref names
-// an agent run (its id, or its correlation id: the latest such run), the
-// feedback on that run, in one transaction: a redelivery of the click is
-// a duplicate and records nothing twice. The event is stored ignored (it
-// is not sent to the agent); a click that names no run says so as its last
-// error (one recorded has none: nothing went wrong, see EventFeedback).
-func (db *DB) RecordFeedback(ctx context.Context, e Event, ref string, fb Feedback) (FeedbackResult, error) {
-	if fb.Value != FeedbackPositive && fb.Value != FeedbackNegative {
+// FeedbackResult is the outcome of RecordFeedback.
+type FeedbackResult struct {
+	// Run is the agent run the feedback was recorded on; nil when it was
+	// not (Reason says why, in the event's last error).
+	Run    *AgentRun
+	Reason string
+	// Applied is false when the click's event was no longer waiting to be
+	// routed (another replica's router got there first): nothing changed.
+	Applied bool
+}
+
+// findRunByRef finds the agent run a button's value names: its feedback
+// reference, or, for a button of a run made before migration 11 or of a
+// digest, the run's id or correlation id when that is a UUID (random, so
+// as unguessable). A sequential correlation id — a lone event's id — names
+// nothing: anyone could count to it.
+func findRunByRef(ctx context.Context, t tx, ref string) (*AgentRun, error) {
+	var cond string
+	var args []any
+	switch {
+	case feedbackRefPattern.MatchString(ref):
+		cond, args = `feedback_ref = ?`, []any{ref}
+	case len(ref) == 36 && uuid.Validate(ref) == nil:
+		cond, args = `id = ? OR correlation_id = ?`, []any{ref, ref}
+	default:
+		return nil, nil
+	}
+	r, err := scanAgentRun(t.QueryRowContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
+		WHERE `+cond+` ORDER BY started_at DESC, id DESC LIMIT 1`, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return &r, err
+}
+
+// RecordFeedback binds a feedback click to the run its button names (SPEC
+// §18, round 4) and ends the click's event ignored (it never reaches the
+// agent), in one transaction. The feedback counts only when the run is of
+// the team the click's app and channel route to, and then it is the one
+// row of that person on that run: a later click replaces an earlier one
+// (last click wins), whichever replica records it. The event keeps the
+// team its channel routed to, and why in its last error when the feedback
+// was not recorded.
+func (db *DB) RecordFeedback(ctx context.Context, c FeedbackClick) (FeedbackResult, error) {
+	if c.Value != FeedbackPositive && c.Value != FeedbackNegative {
 		return FeedbackResult{}, fmt.Errorf("%w: feedback is positive or negative", ErrInvalid)
 	}
-	if e.Source == "" || e.DeliveryID == "" {
-		return FeedbackResult{}, fmt.Errorf("%w: event needs source and delivery id", ErrInvalid)
+	if c.OrgID == "" || c.TeamNodeID == "" {
+		return FeedbackResult{}, fmt.Errorf("%w: a feedback click is recorded once its channel has a team", ErrInvalid)
 	}
-	e.Status = EventIgnored
 	var out FeedbackResult
-	err := db.inTx(ctx, func(tx tx) error {
-		var key int64
-		var legacy sql.NullString
-		err := tx.QueryRowContext(ctx, `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`,
-			e.Source, e.DeliveryID).Scan(&key, &legacy)
-		if err == nil {
-			out.ID, out.Duplicate = apiID(key, legacy), true
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		var run *AgentRun
-		if ref != "" && len(ref) <= 128 {
-			// A run's id is a UUID (PostgreSQL's column type refuses
-			// anything else); a correlation id may be an event's id.
-			cond, args := `correlation_id = ?`, []any{ref}
-			if _, uerr := uuid.Parse(ref); uerr == nil && len(ref) == 36 {
-				cond, args = `id = ? OR correlation_id = ?`, []any{ref, ref}
-			}
-			r, err := scanAgentRun(tx.QueryRowContext(ctx, `SELECT `+agentRunColumns+` FROM orchestrator_agent_runs
-				WHERE `+cond+` ORDER BY started_at DESC, id DESC LIMIT 1`, args...))
-			switch {
-			case err == nil:
-				run = &r
-			case !errors.Is(err, sql.ErrNoRows):
-				return err
-			}
-		}
-		if run != nil {
-			e.OrgID, e.TeamNodeID, e.MatchedBy = run.OrgID, run.TeamNodeID, "agent_run"
-		} else {
-			e.LastError = fmt.Sprintf("ignored: feedback names no agent run (%q)", ref)
-		}
-		if err := e.checkText(); err != nil {
-			return err
-		}
-		vals := e.rowValues()
-		err = tx.QueryRowContext(ctx, db.d.insertSQL(1), vals...).Scan(&key, new(string), new(string))
-		if errors.Is(err, sql.ErrNoRows) {
-			// The same click stored meanwhile by another replica (the
-			// insert skipped it): a duplicate, recorded once.
-			out.Duplicate = true
-			if err := tx.QueryRowContext(ctx, findEventSQL, e.Source, e.DeliveryID).Scan(&key, &legacy); err != nil {
-				return err
-			}
-			out.ID = apiID(key, legacy)
-			return nil
-		}
+	err := db.inTx(ctx, func(t tx) error {
+		run, err := findRunByRef(ctx, t, c.Ref)
 		if err != nil {
 			return err
 		}
-		out.ID = fmt.Sprint(key)
-		if run == nil {
+		switch {
+		case run == nil && (feedbackRefPattern.MatchString(c.Ref) || uuid.Validate(c.Ref) == nil):
+			out.Reason = "the button names no agent run this appliance keeps"
+		case run == nil:
+			out.Reason = fmt.Sprintf("the button's value %q is not an agent run's feedback reference", clip(c.Ref, 40))
+		case run.OrgID != c.OrgID || run.TeamNodeID != c.TeamNodeID:
+			out.Reason = "the agent run is not of the team this channel routes to (feedback counts only from the run's own team)"
+		case c.UserID == "":
+			out.Reason = "the click names no Slack user"
+		default:
+			out.Run = run
+		}
+		// Recorded reads as what it is, not as an error: no last error (its
+		// page and the API show the feedback, see EventFeedback).
+		last := ""
+		if out.Run == nil {
+			last = "ignored: feedback " + c.Value + " not recorded: " + out.Reason
+		}
+		applied, err := writeOutcomes(ctx, t, []Outcome{{ID: c.EventID, Status: EventIgnored, From: EventQueued, OrgID: c.OrgID,
+			TeamNodeID: c.TeamNodeID, MatchedBy: c.MatchedBy, LastError: last, At: c.Now}})
+		if err != nil || !applied[0] {
+			out.Run = nil
+			return err
+		}
+		out.Applied = true
+		if out.Run == nil {
 			return nil
 		}
-		fb.ID, fb.AgentRunID, fb.EventID, fb.OrgID, fb.TeamNodeID = uuid.NewString(), run.ID, out.ID, run.OrgID, run.TeamNodeID
-		if fb.CreatedAt.IsZero() {
-			fb.CreatedAt = e.ReceivedAt
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO orchestrator_agent_run_feedback
+		// One row a person and run: a later click replaces it, an earlier
+		// one (a replica that was slower) does not.
+		_, err = t.ExecContext(ctx, `INSERT INTO orchestrator_agent_run_feedback
 			(id, agent_run_id, webhook_event_id, org_id, team_node_id, value, user_id, user_name, slack_app, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, fb.ID, fb.AgentRunID, fb.EventID, fb.OrgID, fb.TeamNodeID, fb.Value,
-			nullIfEmpty(fb.UserID), nullIfEmpty(fb.UserName), nullIfEmpty(fb.SlackApp), ms(fb.CreatedAt))
-		out.Run = run
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (agent_run_id, user_id) DO UPDATE SET value = excluded.value, webhook_event_id = excluded.webhook_event_id,
+				user_name = excluded.user_name, slack_app = excluded.slack_app, created_at = excluded.created_at
+			WHERE orchestrator_agent_run_feedback.created_at <= excluded.created_at`,
+			uuid.NewString(), run.ID, c.EventID, run.OrgID, run.TeamNodeID, c.Value, c.UserID, nullIfEmpty(c.UserName),
+			nullIfEmpty(c.SlackApp), ms(c.At))
 		return err
 	})
 	return out, err
+}
+
+// clip cuts s to at most n bytes on a character boundary.
+func clip(s string, n int) string {
+	for len(s) > n {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 const feedbackColumns = `id, agent_run_id, webhook_event_id, org_id, team_node_id, value, user_id, user_name, slack_app, created_at`

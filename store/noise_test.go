@@ -113,67 +113,6 @@ func TestNoise_SettleAndBulkRedriveOnBothDatabases(t *testing.T) {
 	}
 }
 
-// TestFeedback_TheSameClickTwiceAtOnceIsRecordedOnce: two replicas store the
-// same click at the same moment; one records it, the other answers a
-// duplicate (not an error, which would make Slack retry).
-func TestFeedback_TheSameClickTwiceAtOnceIsRecordedOnce(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			db, _ := b.open(t)
-			ctx := context.Background()
-			now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-			// A run named by its UUID, another by its correlation id (an
-			// event's decimal id, as a lone delivery's correlation id is).
-			runID := "6f1c1e1a-4b8e-4d7a-9a55-3b0e2f6d9c01"
-			for _, r := range []AgentRun{{ID: runID, CorrelationID: "41"}, {ID: "0d3f5b7e-8a5c-4c1e-b0b2-9f7e6d5c4b3a", CorrelationID: "42"}} {
-				r.TriggerSource, r.OrgID, r.TeamNodeID, r.AgentName, r.Status, r.StartedAt = "slack", "o", "t", "planner", "succeeded", now
-				if err := db.InsertAgentRun(ctx, r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			byCorrelation, err := db.RecordFeedback(ctx, Event{Source: "slack", DeliveryID: "interaction:click-0", EventType: "block_actions.feedback",
-				ReceivedAt: now}, "42", Feedback{Value: FeedbackNegative})
-			if err != nil || byCorrelation.Run == nil || byCorrelation.Run.CorrelationID != "42" {
-				t.Fatalf("by correlation id: %+v %v", byCorrelation, err)
-			}
-			const n = 8
-			results := make([]FeedbackResult, n)
-			errs := make([]error, n)
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					results[i], errs[i] = db.RecordFeedback(ctx, Event{Source: "slack", DeliveryID: "interaction:click-1",
-						EventType: "block_actions.feedback", ReceivedAt: now}, runID, Feedback{Value: FeedbackPositive, UserID: "U1"})
-				}()
-			}
-			wg.Wait()
-			recorded := 0
-			for i := range n {
-				if errs[i] != nil {
-					t.Fatalf("click %d: %v", i, errs[i])
-				}
-				if !results[i].Duplicate {
-					recorded++
-				}
-			}
-			fb, err := db.RunFeedback(ctx, []string{runID})
-			if err != nil || recorded != 1 || len(fb[runID]) != 1 {
-				t.Fatalf("%d recorded, %d feedback rows (%v)", recorded, len(fb[runID]), err)
-			}
-			teams, err := db.FeedbackSince(ctx, "o", now.Add(-time.Hour))
-			if err != nil || len(teams) != 1 || teams[0].Positive != 1 || teams[0].Negative != 1 {
-				t.Fatalf("per team = %+v %v", teams, err)
-			}
-			// Slack runs are people's: no alert-triggered call today.
-			if n, err := db.CountAlertCalls(ctx, "o", "t", now.Add(-time.Hour)); err != nil || n != 0 {
-				t.Fatalf("alert calls = %d %v", n, err)
-			}
-		})
-	}
-}
-
 // TestSilences_OnBothDatabases: set, list by state, the active set, expire
 // once (a second time is a conflict), the audit of both, and retention.
 func TestSilences_OnBothDatabases(t *testing.T) {

@@ -128,7 +128,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		return nil, err
 	}
 
-	d.door, err = ingest.New(ingest.Options{Sources: sources, Events: db, Feedback: db, Notify: d.dispatcher.Notify,
+	d.door, err = ingest.New(ingest.Options{Sources: sources, Events: db, Notify: d.dispatcher.Notify,
 		CachedRoute: d.dispatcher.CachedRoute, Rate: cfg.WebhookRateLimit, Burst: cfg.WebhookBurst,
 		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies, LowDisk: d.backups.IntakeLow, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
 		AlertGroupWait: cfg.AlertGroupWait, Settled: d.dispatcher.CountSettled,

@@ -175,6 +175,10 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, er
 	}
 	agentName, agentURL := d.agentTarget(tc.cfg, c.team)
 	req, correlation, runID := d.request(c)
+	// The answer's feedback buttons carry this unguessable reference to the
+	// run, never the correlation id (a lone event's is its sequential id).
+	ref := store.NewFeedbackRef()
+	req.Context["feedback_ref"] = ref
 	limits := Limits{}
 	for _, e := range c.events {
 		l := d.o.Limits[e.Source]
@@ -188,7 +192,7 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, er
 	_, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
 	run := &store.AgentRun{ID: runID, TriggerSource: budgetSource(req.TriggerSource, c.events), OrgID: c.team.OrgID,
 		TeamNodeID: c.team.TeamNodeID, AgentName: agentName, Status: "succeeded", CorrelationID: correlation,
-		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK}
+		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK, FeedbackRef: ref}
 	if len(c.events) == 1 {
 		run.WebhookEventID = c.events[0].ID
 	}

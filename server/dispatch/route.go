@@ -150,6 +150,14 @@ func (d *Dispatcher) routeRound() (int, error) {
 			return 0, nil // shutting down: the rest stay queued, unrouted yet
 		}
 		o, outcome := d.route(e)
+		if e.Source == webhook.Slack && e.EventType == webhook.FeedbackEventType && o.Status == store.EventQueued && o.OrgID != "" {
+			// A feedback click, its team found: recorded on its run here,
+			// never sent to the agent.
+			if o, ok := d.recordFeedback(e, o); !ok {
+				outs = append(outs, store.Routed{Outcome: o})
+			}
+			continue
+		}
 		outs = append(outs, store.Routed{Outcome: o, Source: e.Source, AlertKey: e.AlertKey, AlertState: e.AlertState, Solo: e.Solo})
 		if outcome != "" {
 			d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
@@ -259,4 +267,38 @@ func (f finder) TeamExists(ctx context.Context, org, team string) (bool, error) 
 	}
 	f.d.routes.put(key, peers.Route{Found: ok}, now)
 	return ok, nil
+}
+
+// recordFeedback records a feedback click whose Slack app and channel
+// routed to the team of o (SPEC §18, round 4): on the run its button
+// names, when that run is of this team, as that person's one row on it;
+// the click's event ends ignored either way, in the same transaction. ok
+// is false when it could not be recorded: then the returned outcome (a
+// retry, or ignored for a click that does not read) is the router's to
+// write.
+func (d *Dispatcher) recordFeedback(e store.Event, o store.Outcome) (store.Outcome, bool) {
+	ev, err := webhook.ParseSlackInteraction(e.Body)
+	if err != nil || ev.Feedback == nil {
+		return store.Outcome{ID: e.ID, Status: store.EventIgnored, From: store.EventQueued, Attempts: e.Attempts, At: d.now(),
+			LastError: "ignored: the feedback click's stored payload does not read as one"}, false
+	}
+	fb := ev.Feedback
+	res, err := d.o.Store.RecordFeedback(context.WithoutCancel(d.work), store.FeedbackClick{EventID: e.ID, OrgID: o.OrgID,
+		TeamNodeID: o.TeamNodeID, MatchedBy: o.MatchedBy, Ref: fb.Run, Value: fb.Value, UserID: fb.User, UserName: fb.UserName,
+		SlackApp: e.Headers[webhook.AppHeader], At: e.ReceivedAt, Now: d.now()})
+	if err != nil {
+		retry, outcome := d.failed(store.Outcome{ID: e.ID, From: store.EventQueued, Attempts: e.Attempts, At: d.now()}, e.Attempts,
+			&stepError{"recording feedback", err})
+		d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
+		return retry, false
+	}
+	if res.Applied {
+		run := ""
+		if res.Run != nil {
+			run = res.Run.ID
+		}
+		d.log.Info("feedback", "event_id", e.ID, "value", fb.Value, "agent_run_id", run, "not_recorded", res.Reason,
+			"org_id", o.OrgID, "team_node_id", o.TeamNodeID)
+	}
+	return store.Outcome{}, true
 }

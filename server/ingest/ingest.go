@@ -40,11 +40,6 @@ type Store interface {
 	InsertEvent(ctx context.Context, e store.Event) (store.InsertResult, error)
 }
 
-// FeedbackStore records feedback clicks (store.DB implements it).
-type FeedbackStore interface {
-	RecordFeedback(ctx context.Context, e store.Event, ref string, fb store.Feedback) (store.FeedbackResult, error)
-}
-
 // AckStore keeps the ack latency figures (store.DB implements it).
 type AckStore interface {
 	AddAckStats(ctx context.Context, stats []store.AckStat) error
@@ -55,9 +50,6 @@ type Options struct {
 	// Sources are every webhook source with its routes and verifiers.
 	Sources *webhook.Registry
 	Events  Store
-	// Feedback records clicks on answers' feedback buttons; nil: they are
-	// stored as events like other interactions.
-	Feedback FeedbackStore
 	// Notify wakes the dispatcher after an event is stored, naming its team
 	// when the team is already known ("" otherwise).
 	Notify func(org, team string)
@@ -333,9 +325,6 @@ func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verif
 			headers[webhook.AppHeader] = ev.App
 		}
 	}
-	if ev.Feedback != nil && d.o.Feedback != nil {
-		return d.storeFeedback(ctx, ev, headers, body)
-	}
 	return d.store(ctx, ev, headers, body, http.StatusOK)
 }
 
@@ -363,25 +352,6 @@ func (d *Door) record(ev webhook.Event, headers map[string]string, body []byte) 
 	return e
 }
 
-// storeFeedback records a feedback click on the run it names, with its
-// event, durably before the ack; the agent is not called for it.
-func (d *Door) storeFeedback(ctx context.Context, ev webhook.Event, headers map[string]string, body []byte) Answer {
-	e := d.record(ev, headers, body)
-	fb := store.Feedback{Value: ev.Feedback.Value, UserID: ev.Feedback.User, UserName: ev.Feedback.UserName,
-		SlackApp: ev.App, CreatedAt: e.ReceivedAt}
-	res, err := d.o.Feedback.RecordFeedback(ctx, e, ev.Feedback.Run, fb)
-	if err != nil {
-		return Answer{Outcome: "store_error", Err: apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry")}
-	}
-	if res.Duplicate {
-		return Answer{Status: http.StatusOK, EventID: res.ID, Duplicate: true, Outcome: "duplicate"}
-	}
-	if res.Run == nil {
-		d.log.Warn("feedback names no agent run", "event_id", res.ID, "ref", ev.Feedback.Run)
-	}
-	return Answer{Status: http.StatusOK, EventID: res.ID, Outcome: "accepted"}
-}
-
 // store writes the event durably; only then is it acknowledged.
 func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]string, body []byte, okStatus int) Answer {
 	e := d.record(ev, headers, body)
@@ -389,8 +359,9 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 	// A route already in the dispatcher's cache is applied now, from memory:
 	// in a storm every event after the first arrives knowing its team.
 	// A source bound to orgs takes a cached route of its orgs only; the
-	// router says why another is refused (SPEC §18, round 4).
-	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil {
+	// router says why another is refused (SPEC §18, round 4). A feedback
+	// click always goes through the router, which binds it to its run.
+	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil && ev.Feedback == nil {
 		if org, team, by, ok := d.o.CachedRoute(ev.Identifiers); ok && d.o.Sources.Allows(ev.Source, headers, org) {
 			e.OrgID, e.TeamNodeID, e.MatchedBy = org, team, by
 		}

@@ -107,9 +107,13 @@ func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
 			}
 
 			// Feedback on the oldest agent call, given then.
-			if res, err := db.RecordFeedback(ctx, store.Event{Source: "slack", DeliveryID: "old-click", EventType: "block_actions.feedback",
-				ReceivedAt: now.Add(-401 * day)}, agentRuns[0].ID, store.Feedback{Value: store.FeedbackPositive,
-				CreatedAt: now.Add(-401 * day)}); err != nil || res.Run == nil {
+			click, err := db.InsertEvent(ctx, store.Event{Source: "slack", DeliveryID: "old-click", EventType: "block_actions.feedback",
+				Status: store.EventQueued, ReceivedAt: now.Add(-401 * day)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res, err := db.RecordFeedback(ctx, store.FeedbackClick{EventID: click.ID, OrgID: "o", TeamNodeID: "t", Ref: agentRuns[0].ID,
+				Value: store.FeedbackPositive, UserID: "U1", At: now.Add(-401 * day), Now: now.Add(-401 * day)}); err != nil || res.Run == nil {
 				t.Fatalf("feedback: %+v %v", res, err)
 			}
 			// The admin audit and silences: one of each older than the audit

@@ -15,14 +15,18 @@ const (
 
 // Feedback is a click on one of an answer's feedback buttons.
 type Feedback struct {
-	// Run names the agent run the answer came from: its id or its
-	// correlation id, as the button's value carries it.
+	// Run names the agent run the answer came from, as the button's value
+	// carries it: the run's feedback reference (or, on an older button,
+	// the run's UUID).
 	Run string
 	// Value is positive or negative.
 	Value string
 	// User and UserName say who clicked.
 	User, UserName string
 }
+
+// FeedbackEventType is the event type of a click on a feedback button.
+const FeedbackEventType = "block_actions.feedback"
 
 // feedbackActions map the buttons' action ids to feedback values.
 var feedbackActions = map[string]string{"feedback_positive": FeedbackPositive, "feedback_negative": FeedbackNegative}
@@ -113,7 +117,7 @@ func ParseSlackInteraction(body []byte) (Event, error) {
 				}
 				ev.Feedback = &Feedback{Run: clean(strings.TrimSpace(a.Value), 128), Value: v,
 					User: clean(in.User.ID, 64), UserName: clean(name, 128)}
-				ev.EventType = "block_actions.feedback"
+				ev.EventType = FeedbackEventType
 				break
 			}
 		}

@@ -69,8 +69,9 @@ type Event struct {
 	// App is the slug of the Slack app a Slack delivery came through
 	// ("" for the default app).
 	App string
-	// Feedback, when set, is a click on an answer's feedback button: it is
-	// recorded on the agent run it names and not sent to the agent.
+	// Feedback, when set, is a click on an answer's feedback button: once
+	// its channel has a team, the router records it on the agent run it
+	// names (a run of that team only); it is never sent to the agent.
 	Feedback *Feedback
 }
 
