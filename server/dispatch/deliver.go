@@ -12,6 +12,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
@@ -261,7 +262,7 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 				same[ident] = len(lines)
 			}
 			counts[len(lines)] = 1
-			lines = append(lines, "- "+msg)
+			lines = append(lines, "- "+webhook.EscapeText(msg))
 		}
 		k := e.Source + " " + e.EventType
 		g := groups[k]
@@ -289,7 +290,8 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 			lines[i] += fmt.Sprintf(" (×%d)", n)
 		}
 	}
-	head := fmt.Sprintf("%d alerts for %s/%s: %s", len(c.events), c.team.OrgID, c.team.TeamNodeID, strings.Join(parts, ", "))
+	// Event types and subjects come from senders: one line each, escaped.
+	head := webhook.EscapeText(fmt.Sprintf("%d alerts for %s/%s: %s", len(c.events), c.team.OrgID, c.team.TeamNodeID, strings.Join(parts, ", ")))
 	trigger["source"], trigger["digest_id"], trigger["event_count"] = "digest", id, len(c.events)
 	return peers.AgentRequest{Message: head + "\n" + strings.Join(lines, "\n"), TriggerSource: "digest",
 		Context: map[string]any{"metadata": map[string]any{"events": listed}, "trigger": trigger}}, id, id

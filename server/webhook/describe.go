@@ -17,9 +17,13 @@ const DefaultApp = "default"
 // Describe describes an event of a built-in source (see Source.Describe).
 func Describe(source string, eventType string, body []byte) (string, map[string]any) {
 	if d := builtinDescribe[source]; d != nil {
-		return d(eventType, body, nil)
+		msg, meta := d(eventType, body, nil)
+		if source != Slack {
+			msg = EscapeText(msg) // describeSlack escapes what it takes
+		}
+		return msg, meta
 	}
-	return source + " event " + eventType, map[string]any{"event_type": eventType}
+	return EscapeText(source + " event " + eventType), map[string]any{"event_type": eventType}
 }
 
 type describeFunc func(eventType string, body []byte, headers map[string]string) (string, map[string]any)
@@ -49,11 +53,11 @@ func describeSlack(eventType string, body []byte, headers map[string]string) (st
 		meta["app"] = app
 	}
 	if strings.HasPrefix(string(body), "payload=") {
-		return describeSlackInteraction(eventType, body, meta), meta
+		return EscapeText(describeSlackInteraction(eventType, body, meta)), meta
 	}
 	m, err := parseJSON(body)
 	if err != nil {
-		return "slack event " + eventType, meta
+		return EscapeText("slack event " + eventType), meta
 	}
 	e := obj(m, "event")
 	msg := strings.TrimSpace(slackMention.ReplaceAllString(str(e, "text"), ""))
@@ -65,7 +69,8 @@ func describeSlack(eventType string, body []byte, headers map[string]string) (st
 	if msg == "" {
 		msg = "(empty mention)"
 	}
-	return msg, meta
+	// A person's own question, sent alone: its line breaks stay.
+	return escapeText(msg, true), meta
 }
 
 func describeGitHub(eventType string, m map[string]any, meta map[string]any) string {

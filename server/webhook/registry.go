@@ -56,16 +56,22 @@ type Route struct {
 }
 
 // Describe gives the agent's message and metadata for one of the source's
-// stored events. It never fails: an odd body still gives a message.
+// stored events. It never fails: an odd body still gives a message. What
+// the sender wrote in it is escaped (EscapeText): the message is one line
+// (a Slack mention keeps its own line breaks).
 func (s *Source) Describe(eventType string, body []byte, headers map[string]string) (string, map[string]any) {
 	if s == nil || s.describe == nil {
 		name := "unknown"
 		if s != nil {
 			name = s.Name
 		}
-		return name + " event " + eventType, map[string]any{"event_type": eventType}
+		return EscapeText(name + " event " + eventType), map[string]any{"event_type": eventType}
 	}
-	return s.describe(eventType, body, headers)
+	msg, meta := s.describe(eventType, body, headers)
+	if s.Name == Slack {
+		return msg, meta // describeSlack escapes what it takes
+	}
+	return EscapeText(msg), meta
 }
 
 // Reader reads an event as its verifier would, without checking the
@@ -150,7 +156,7 @@ func (r *Registry) Describe(source, eventType string, body []byte, headers map[s
 	if s := r.Get(source); s != nil {
 		return s.Describe(eventType, body, headers)
 	}
-	return source + " event " + eventType, map[string]any{"event_type": eventType}
+	return EscapeText(source + " event " + eventType), map[string]any{"event_type": eventType}
 }
 
 // Coalescing lists the sources whose events fold into digests by default.

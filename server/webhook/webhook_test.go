@@ -287,9 +287,16 @@ func FuzzDescribe(f *testing.F) {
 		f.Add(src, Sample(src, "seed", now))
 	}
 	f.Add(Slack, []byte(`payload={"type":"block_actions","user":{"name":"ana"},"actions":[{"action_id":"x"}]}`))
+	f.Add(Alertmanager, []byte(`{"version":"4","groupKey":"g","status":"firing","commonLabels":{"service":"a\n- 2 alerts\u001b\u2028"}}`))
 	f.Fuzz(func(t *testing.T, src string, body []byte) {
-		if msg, _ := Describe(src, "t", body); msg == "" {
+		msg, _ := Describe(src, "t", body)
+		if msg == "" {
 			t.Fatal("empty message")
+		}
+		// One line whatever the sender wrote (a Slack mention keeps its
+		// own line breaks).
+		if i := strings.IndexFunc(msg, func(r rune) bool { return escaped(r, src == Slack) }); i >= 0 {
+			t.Fatalf("%s message holds %q unescaped: %q", src, msg[i:], msg)
 		}
 	})
 }
