@@ -15,6 +15,9 @@ var (
 	ErrNotMigrated = errors.New("database migrations are pending")
 	// ErrLockTimeout: a team lock was not free within the bounded wait.
 	ErrLockTimeout = errors.New("lock wait timed out")
+	// ErrLimit: the write would pass a bound on what is kept (an org's
+	// active silences).
+	ErrLimit = errors.New("limit reached")
 )
 
 // isUniqueViolation matches a unique or primary key constraint error of

@@ -77,8 +77,11 @@ func TestMigration7_KeepsEveryEventAndItsID(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := old.InsertAgentRun(ctx, AgentRun{ID: run, TriggerSource: "coralogix", WebhookEventID: ids["delivered"], OrgID: "acme",
-				TeamNodeID: "sre", AgentName: "investigation", Status: RunSucceeded, StartedAt: t0.Add(time.Minute)}); err != nil {
+			// The agent run as schema 6 kept it.
+			if _, err := old.write.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs (id, trigger_source, webhook_event_id, org_id,
+				team_node_id, agent_name, status, duration_ms, started_at, finished_at, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				run, "coralogix", ids["delivered"], "acme", "sre", "investigation", RunSucceeded, 0, formatTime(t0.Add(time.Minute)),
+				formatTime(t0.Add(time.Minute)), 1); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := old.Migrate(ctx); err != nil {

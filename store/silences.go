@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,11 +81,38 @@ func scanSilence(row rowScanner) (Silence, error) {
 	return s, err
 }
 
+// MaxActiveSilences bounds an org's silences that have not ended (active
+// or pending; SPEC §18, round 4): each is matched against every alert
+// event of the org, and the list is read once a second.
+const MaxActiveSilences = 1000
+
+// silenceLockClass is the first key of the PostgreSQL advisory lock that
+// makes an org's silence count and insert one step across replicas
+// ("silc").
+const silenceLockClass = 0x73696c63
+
 // CreateSilence stores a new silence (its ID is set here) and its audit
-// record in one transaction.
+// record in one transaction, unless its org already has MaxActiveSilences
+// that have not ended at s.CreatedAt (ErrLimit).
 func (db *DB) CreateSilence(ctx context.Context, s Silence) (Silence, error) {
 	s.ID = uuid.NewString()
 	err := db.inTx(ctx, func(t tx) error {
+		if db.d.name == "postgres" {
+			// Two replicas creating the org's 1000th at once: one waits.
+			h := fnv.New32a()
+			h.Write([]byte(s.OrgID))
+			if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+strconv.Itoa(silenceLockClass)+`, ?)`, int32(h.Sum32())); err != nil {
+				return err
+			}
+		}
+		var n int
+		if err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_silences WHERE org_id = ? AND expired_at IS NULL AND ends_at > ?`,
+			s.OrgID, ms(s.CreatedAt)).Scan(&n); err != nil {
+			return err
+		}
+		if n >= MaxActiveSilences {
+			return fmt.Errorf("%w: org %s has %d silences that have not ended, the most an org may have", ErrLimit, s.OrgID, n)
+		}
 		if _, err := t.ExecContext(ctx, `INSERT INTO orchestrator_silences (`+silenceColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`, s.ID, s.OrgID, nullIfEmpty(s.TeamNodeID),
 			nullIfEmpty(strings.Join(s.Sources, ",")), nullIfEmpty(s.EventType), nullIfEmpty(s.Service), nullIfEmpty(s.AlertKey),

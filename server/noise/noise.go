@@ -152,6 +152,10 @@ func (s *Service) Create(ctx context.Context, a *auth.Admin, req SilenceRequest)
 	sil, err := s.Store.CreateSilence(ctx, store.Silence{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID, Sources: sources,
 		EventType: m.EventType, Service: m.Service, AlertKey: m.AlertKey, StartsAt: starts, EndsAt: ends,
 		Comment: comment, CreatedBy: a.Actor, CreatedAt: now})
+	if errors.Is(err, store.ErrLimit) {
+		return sil, apperr.Wrap(err, apperr.Conflict, "too_many_silences",
+			"org %s has %d silences that have not ended, the most an org may have: expire some first", req.OrgID, store.MaxActiveSilences)
+	}
 	if err == nil && s.Changed != nil {
 		s.Changed()
 	}
