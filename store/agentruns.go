@@ -30,7 +30,7 @@ type AgentRun struct {
 	EventCount int
 	// FeedbackRef is the run's unguessable reference (NewFeedbackRef), the
 	// value its answer's feedback buttons carry; "" for a run made before
-	// migration 11 or by an admin.
+	// migration 12 or by an admin.
 	FeedbackRef string
 }
 

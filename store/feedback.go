@@ -66,7 +66,7 @@ type FeedbackResult struct {
 }
 
 // findRunByRef finds the agent run a button's value names: its feedback
-// reference, or, for a button of a run made before migration 11 or of a
+// reference, or, for a button of a run made before migration 12 or of a
 // digest, the run's id or correlation id when that is a UUID (random, so
 // as unguessable). A sequential correlation id — a lone event's id — names
 // nothing: anyone could count to it.

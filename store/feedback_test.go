@@ -141,15 +141,15 @@ func TestFeedback_BoundToTheRunsTeamOneRowAPersonLastClickWins(t *testing.T) {
 	}
 }
 
-// TestFeedback_Migration11KeepsEachPersonsLatestClick: on a database
+// TestFeedback_Migration12KeepsEachPersonsLatestClick: on a database
 // where one person clicked a run's buttons several times (several rows, as
-// migration 8 kept them), migration 11 keeps that person's latest row and
+// migration 8 kept them), migration 12 keeps that person's latest row and
 // every other person's, then holds one row a person and run; down and up
 // again work. Both databases.
-func TestFeedback_Migration11KeepsEachPersonsLatestClick(t *testing.T) {
+func TestFeedback_Migration12KeepsEachPersonsLatestClick(t *testing.T) {
 	conform(t, func(t *testing.T, db *DB, _ string) {
 		ctx := context.Background()
-		if _, err := db.goose.DownTo(ctx, 10); err != nil {
+		if _, err := db.goose.DownTo(ctx, 11); err != nil {
 			t.Fatal(err)
 		}
 		for i, row := range []struct {
@@ -170,7 +170,7 @@ func TestFeedback_Migration11KeepsEachPersonsLatestClick(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := db.goose.UpTo(ctx, 11); err != nil {
+		if _, err := db.goose.UpTo(ctx, 12); err != nil {
 			t.Fatal(err)
 		}
 		rows, err := db.read.QueryContext(ctx, `SELECT id FROM orchestrator_agent_run_feedback ORDER BY id`)
@@ -188,7 +188,7 @@ func TestFeedback_Migration11KeepsEachPersonsLatestClick(t *testing.T) {
 			(id, agent_run_id, org_id, team_node_id, value, user_id, created_at) VALUES ('h', 'run-1', 'o', 't', 'positive', 'U1', 4000)`); err == nil {
 			t.Fatal("a second row of one person on one run was accepted")
 		}
-		if _, err := db.goose.DownTo(ctx, 10); err != nil {
+		if _, err := db.goose.DownTo(ctx, 11); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.Migrate(ctx); err != nil {
