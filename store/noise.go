@@ -269,6 +269,9 @@ type BulkRedrive struct {
 	Purged int      `json:"purged"`
 	More   bool     `json:"more"`
 	IDs    []string `json:"-"`
+	// ByOrg counts the redriven events of each org (events never routed
+	// belong to none), so that each org's audit shows what touched it.
+	ByOrg map[string]int `json:"-"`
 }
 
 // RedriveMatching queues again, alone and past noise control, the oldest
@@ -315,13 +318,27 @@ func (db *DB) RedriveMatching(ctx context.Context, f EventFilter, dryRun bool, n
 			for _, k := range keys[:n] {
 				args = append(args, k)
 			}
-			res, err := t.ExecContext(ctx, requeueSQL+`id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`) AND `+rareStatuses+
-				` AND `+redrivableCondition, args...)
+			rows, err := t.QueryContext(ctx, requeueSQL+`id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`) AND `+rareStatuses+
+				` AND `+redrivableCondition+` RETURNING org_id`, args...)
 			if err != nil {
 				return err
 			}
-			done, _ := res.RowsAffected()
-			out.Redriven += int(done)
+			orgs, err := collect(rows, func(r rowScanner) (sql.NullString, error) {
+				var org sql.NullString
+				return org, r.Scan(&org)
+			})
+			if err != nil {
+				return err
+			}
+			out.Redriven += len(orgs)
+			for _, org := range orgs {
+				if org.Valid {
+					if out.ByOrg == nil {
+						out.ByOrg = map[string]int{}
+					}
+					out.ByOrg[org.String]++
+				}
+			}
 			for _, k := range keys[:n] {
 				out.IDs = append(out.IDs, strconv.FormatInt(k, 10))
 			}

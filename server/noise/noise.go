@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
@@ -293,8 +294,19 @@ func (s *Service) Redrive(ctx context.Context, a *auth.Admin, req RedriveRequest
 	if len(res.IDs) > 0 {
 		detail["first_event_id"], detail["last_event_id"] = res.IDs[0], res.IDs[len(res.IDs)-1]
 	}
-	if err := s.Store.AddAudit(ctx, store.Audit{At: now, Actor: a.Actor, OrgID: org, Action: "events.redrive", Detail: detail}); err != nil {
+	id := uuid.NewString()
+	if err := s.Store.AddAudit(ctx, store.Audit{ID: id, At: now, Actor: a.Actor, OrgID: org, Action: "events.redrive", Detail: detail}); err != nil {
 		return out, err
+	}
+	// A redrive across orgs (by an admin of every org) is in each touched
+	// org's audit too (SPEC §18, round 4), with that org's count only.
+	if org == "" {
+		for touched, n := range res.ByOrg {
+			if err := s.Store.AddAudit(ctx, store.Audit{At: now, Actor: a.Actor, OrgID: touched, Action: "events.redrive",
+				Detail: map[string]any{"filter": req, "redriven": n, "redrive_audit_id": id}}); err != nil {
+				return out, err
+			}
+		}
 	}
 	if res.Redriven > 0 && s.Redriven != nil {
 		s.Redriven()
