@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +156,40 @@ func TestDoor_BelowHalfTheDiskReserveTheDoorRefusesAndTheStoreStillWrites(t *tes
 	}
 	if r, _ := e.fromAddr("198.51.100.9:1", body, h); r.code != 200 {
 		t.Fatalf("after room came back = %d %s", r.code, r.raw)
+	}
+}
+
+// Each source has a byte rate limit beside its request limit
+// (ORCHESTRATOR_INGEST_BYTES_PER_SECOND): at 64 KiB/s, with a burst of one
+// largest body (1 MiB), three verified 256 KiB GitHub deliveries are
+// accepted and the fourth is 429 rate_limited with Retry-After; another
+// source is not affected, and after Retry-After seconds on the test's
+// clock the delivery is taken.
+func TestDoor_EachSourceHasAByteRateLimit(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, noDispatch: true, fakeClock: true, bytesPerSec: 64 << 10})
+	body := []byte(`{"action":"opened","organization":{"login":"acme"},"pad":"` + strings.Repeat("x", 256<<10) + `"}`)
+	send := func(delivery string) response {
+		h := webhook.Sign(webhook.GitHub, githubSecret, body, e.clock.Now(), delivery)
+		h.Set("X-GitHub-Event", "issues")
+		r, _ := e.fromAddr("198.51.100.9:1", body, h)
+		return r
+	}
+	for i := range 3 {
+		if r := send(fmt.Sprint("bytes-", i)); r.code != 200 {
+			t.Fatalf("delivery %d = %d %s", i, r.code, r.raw)
+		}
+	}
+	r := send("bytes-3")
+	wantRetry := (len(body) + 64<<10 - 1) / (64 << 10)
+	if r.code != 429 || r.body["error"] != "rate_limited" || r.header.Get("Retry-After") != strconv.Itoa(wantRetry) {
+		t.Fatalf("past the byte limit = %d %s Retry-After %q, want %d", r.code, r.raw, r.header.Get("Retry-After"), wantRetry)
+	}
+	pd := []byte(`{"event":{"id":"bytes-pd","event_type":"incident.triggered","data":{"id":"P1","service":{"id":"PSVC"}}}}`)
+	if r := e.send(webhook.PagerDuty, pd, webhook.Sign(webhook.PagerDuty, pagerdutySecret, pd, e.clock.Now(), "")); r.code != 200 {
+		t.Fatalf("another source = %d %s", r.code, r.raw)
+	}
+	e.clock.Add(time.Duration(wantRetry) * time.Second)
+	if r := send("bytes-3"); r.code != 200 {
+		t.Fatalf("after Retry-After = %d %s", r.code, r.raw)
 	}
 }

@@ -178,6 +178,7 @@ type envOptions struct {
 	noDispatch    bool
 	rate          float64
 	burst         int
+	bytesPerSec   int64 // the door's byte limit per source (0: none)
 	maxAttempts   int
 	teamPerMinute int
 	fakeClock     bool
@@ -415,7 +416,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	}
 	door := ingest.Options{Sources: reg, Events: e.db, Notify: e.disp.Notify,
 		AlertGroupWait: o.groupWait, Settled: e.disp.CountSettled,
-		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, Acks: e.db,
+		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, BytesPerSecond: o.bytesPerSec, Acks: e.db,
 		TrustedProxies: o.trustedProxies, Registry: e.reg,
 		LowDisk: func() bool { return e.backups != nil && e.backups.IntakeLow() }, Logger: logger, Now: now}
 	if !o.noInternal {

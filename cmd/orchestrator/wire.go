@@ -130,7 +130,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 
 	d.door, err = ingest.New(ingest.Options{Sources: sources, Events: db, Notify: d.dispatcher.Notify,
 		CachedRoute: d.dispatcher.CachedRoute, Rate: cfg.WebhookRateLimit, Burst: cfg.WebhookBurst,
-		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies, LowDisk: d.backups.IntakeLow, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
+		MaxBodyBytes: cfg.MaxBodyBytes, BytesPerSecond: cfg.IngestBytesPerSecond, TrustedProxies: cfg.TrustedProxies, LowDisk: d.backups.IntakeLow, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
 		AlertGroupWait: cfg.AlertGroupWait, Settled: d.dispatcher.CountSettled,
 		Registry: reg, Logger: logger})
 	if err != nil {

@@ -111,8 +111,11 @@ type Config struct {
 	WebhookBurst          int
 	TeamDispatchPerMinute int
 	MaxBodyBytes          int64
-	DispatchWorkers       int
-	EventBodyRetention    time.Duration
+	// IngestBytesPerSecond bounds the body bytes each source may send a
+	// second (0 = no limit), beside its request limit.
+	IngestBytesPerSecond int64
+	DispatchWorkers      int
+	EventBodyRetention   time.Duration
 	// EventRetention and AuditRetention bound finished events and the audit
 	// trail (runs, agent calls) (SPEC §16).
 	EventRetention    time.Duration
@@ -178,6 +181,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		WebhookBurst:          p.int("ORCHESTRATOR_WEBHOOK_RATE_LIMIT_BURST", 200, 1, 1_000_000),
 		TeamDispatchPerMinute: p.int("ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE", 60, 1, 1_000_000),
 		MaxBodyBytes:          int64(p.int("ORCHESTRATOR_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
+		IngestBytesPerSecond:  int64(p.int("ORCHESTRATOR_INGEST_BYTES_PER_SECOND", 8<<20, 0, 1<<30)),
 		DispatchWorkers:       p.int("ORCHESTRATOR_DISPATCH_WORKERS", 8, 1, 256),
 		EventBodyRetention:    time.Duration(p.int("ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS", 7, 1, 3650)) * 24 * time.Hour,
 		EventRetention:        time.Duration(p.int("ORCHESTRATOR_EVENT_RETENTION_DAYS", 30, 1, 3650)) * 24 * time.Hour,

@@ -71,6 +71,9 @@ type Options struct {
 	// reserve: deliveries are then refused with 503 insufficient_storage
 	// before their body is read, keeping the rest for what was accepted.
 	LowDisk func() bool
+	// BytesPerSecond limits the body bytes of each source (0 = none); its
+	// burst is a second's worth, and never less than one largest body.
+	BytesPerSecond int64
 	// MaxBodyBytes caps a body (413 past it).
 	MaxBodyBytes int64
 	// AlertGroupWait holds a new firing alert event this long before it is
@@ -96,6 +99,8 @@ type Door struct {
 	out      httpx.Writer
 	metrics  *ingestMetrics
 	limiters map[string]*rate.Limiter
+	// byteLimiters limit each source's body bytes.
+	byteLimiters map[string]*rate.Limiter
 	// failures counts failed signature checks per client address.
 	failures *clientlimit.Limiter
 	acks     ackStats
@@ -126,7 +131,8 @@ func New(o Options) (*Door, error) {
 	}
 	log := o.Logger.With("component", "ingest")
 	return &Door{o: o, log: log, out: httpx.Writer{Logger: log}, metrics: m,
-		limiters: newLimiters(o.Sources.Names(), o.Rate, o.Burst), failures: clientlimit.New(o.SignatureFailuresPerMinute)}, nil
+		limiters:     newLimiters(o.Sources.Names(), o.Rate, o.Burst),
+		byteLimiters: newLimiters(o.Sources.Names(), float64(o.BytesPerSecond), int(max(o.BytesPerSecond, o.MaxBodyBytes))), failures: clientlimit.New(o.SignatureFailuresPerMinute)}, nil
 }
 
 func (d *Door) now() time.Time { return d.o.Now().UTC() }
@@ -310,6 +316,13 @@ func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verif
 		retry := int(math.Ceil(1 / float64(limiter.Limit())))
 		return Answer{Outcome: "rate_limited", Err: &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
 			Detail: "too many " + source + " events; retry later", RetryAfterSeconds: max(1, retry)}}
+	}
+	// The byte limit counts verified deliveries only: forged ones cannot
+	// spend a source's bytes (they count against their address instead).
+	if limiter := d.byteLimiters[source]; limiter != nil && !limiter.AllowN(d.now(), len(body)) {
+		retry := int(math.Ceil(float64(len(body)) / float64(limiter.Limit())))
+		return Answer{Outcome: "rate_limited", Err: &apperr.Error{Kind: apperr.RateLimited, Code: "rate_limited",
+			Detail: "too many bytes from " + source + "; retry later", RetryAfterSeconds: max(1, retry)}}
 	}
 	var verifyHeaders []string
 	if src := d.o.Sources.Get(source); src != nil {
