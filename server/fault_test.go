@@ -223,7 +223,7 @@ func TestFault_AnUnreadableStoredPayloadFailsItsEventAlone(t *testing.T) {
 	}
 	defer raw.Close()
 	crafted := []byte("\x02\xcc\xcc\xcc\xcc\x06accept\xf3\xf3\xf3\xf3\x0f:,\x03\x00.-\x03\x00.02\\x")
-	if _, err := raw.Exec(`UPDATE orchestrator_webhook_events SET payload = ? WHERE id = ?`, crafted, e.event(t, bad).Key); err != nil {
+	if _, err := raw.Exec(`UPDATE orchestrator_event_payloads SET payload = ? WHERE event_id = ?`, crafted, e.event(t, bad).Key); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do("GET", "/api/v1/admin/events/"+bad, adminToken, nil); r.code != 200 || r.body["payload_error"] == nil || r.body["body"] != nil {

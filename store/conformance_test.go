@@ -644,7 +644,8 @@ func TestConformance_ARefusedEventFailsAloneInItsBatch(t *testing.T) {
 	// refused one has no status (NOT NULL: both databases refuse the row;
 	// InsertEvent's own checks would have stopped it earlier).
 	req := func(e Event, refused bool) insertReq {
-		r := insertReq{ev: e, vals: e.rowValues(), done: make(chan insertDone, 1)}
+		r := insertReq{ev: e, done: make(chan insertDone, 1)}
+		r.vals, r.payload = e.rowValues()
 		if refused {
 			r.vals[3] = nil
 		}
@@ -664,8 +665,10 @@ func TestConformance_ARefusedEventFailsAloneInItsBatch(t *testing.T) {
 			}
 			batch[i].ev.ID = d.res.ID
 		}
-		for _, id := range []string{batch[0].ev.ID, batch[2].ev.ID} {
-			if e, err := db.GetEvent(ctx, id); err != nil || e.Status != EventQueued {
+		for _, i := range []int{0, 2} {
+			id := batch[i].ev.ID
+			if e, err := db.GetEvent(ctx, id); err != nil || e.Status != EventQueued || string(e.Body) != string(batch[i].ev.Body) ||
+				e.Headers["h"] != "v" {
 				t.Fatalf("good event %s: %+v %v", id, e, err)
 			}
 		}

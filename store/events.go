@@ -104,13 +104,15 @@ type Event struct {
 	Decision []byte
 }
 
+// eventColumns are what scanEvent reads, the payload (headers and body)
+// from its own table (payloadtable.go).
 const eventColumns = `id, legacy_id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
-	matched_by, attempts, next_attempt_at, last_error, payload, body_purged_at, received_at, updated_at, finished_at,
+	matched_by, attempts, next_attempt_at, last_error, ` + payloadOf + `, body_purged_at, received_at, updated_at, finished_at,
 	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by, decision`
 
-// eventColumnsNoBody selects the same columns with the payload (headers and
-// body) left out: lists and routing do not need it.
-var eventColumnsNoBody = strings.Replace(eventColumns, " payload,", " NULL,", 1)
+// eventColumnsNoBody selects the same columns with the payload left out:
+// lists and routing do not need it.
+var eventColumnsNoBody = strings.Replace(eventColumns, payloadOf, "NULL", 1)
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
@@ -301,15 +303,56 @@ func (db *DB) Redrive(ctx context.Context, id string, now time.Time) (Event, err
 
 // PurgeBodies drops the payloads (headers and body) of up to limit events
 // received before cutoff that are not waiting in the queue; their metadata
-// stays. Fewer than limit means none is left. ix_webhook_events_payload
-// holds only the events that still have one, so each batch reads just
-// what it purges.
+// stays, marked purged at now. Fewer than limit means none is left.
+// ix_webhook_events_unpurged holds only the events not yet purged, so each
+// batch reads just what it purges; the payload rows go whole, oldest ids
+// first, so the pages they filled empty and the incremental vacuum after
+// the retention pass returns them (SPEC §16).
 func (db *DB) PurgeBodies(ctx context.Context, cutoff, now time.Time, limit int) (int, error) {
-	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET payload = NULL, body_purged_at = ?
-		WHERE id IN (SELECT id FROM orchestrator_webhook_events WHERE `+withPayload+` AND received_at < ?
-			AND status NOT IN (?, ?) ORDER BY received_at LIMIT ?)`,
-		ms(now), ms(cutoff), EventQueued, EventDispatching, limit)
-	return affectedRows(res, err)
+	t, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer t.Rollback()
+	rows, err := t.QueryContext(ctx, `UPDATE orchestrator_webhook_events SET body_purged_at = ?
+		WHERE id IN (SELECT id FROM orchestrator_webhook_events WHERE `+unpurged+` AND received_at < ?
+			AND status NOT IN (?, ?) ORDER BY received_at LIMIT ?`+db.d.forUpdate+`)
+		RETURNING id`, ms(now), ms(cutoff), EventQueued, EventDispatching, limit)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := collect(rows, scanKey)
+	if err != nil {
+		return 0, err
+	}
+	if err := deletePayloads(ctx, t, ids); err != nil {
+		return 0, err
+	}
+	return len(ids), t.Commit()
+}
+
+// scanKey reads an event's integer id.
+func scanKey(r rowScanner) (int64, error) {
+	var id int64
+	return id, r.Scan(&id)
+}
+
+// deletePayloads deletes the payloads of the events with ids, in id order.
+func deletePayloads(ctx context.Context, q querier, ids []int64) error {
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		n := min(len(ids), RetentionBatch)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		if _, err := q.ExecContext(ctx, `DELETE FROM orchestrator_event_payloads WHERE event_id IN (`+
+			strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`, args...); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // QueueDepth counts events waiting for or in dispatch, of one org if org
@@ -393,7 +436,9 @@ func eventKeyArgs(at, id string) (any, any, error) {
 	return ms(t), k, nil
 }
 
-// withPayload is ix_webhook_events_payload's condition.
+// withPayload is ix_webhook_events_payload's condition: the index over the
+// events' payload column of migrations 7 to 10 (payloadtable.go's down
+// restores it).
 const withPayload = `payload IS NOT NULL`
 
 // identifiersText is how an event's routing identifiers are stored since

@@ -5,12 +5,14 @@ package store
 // fails alone.
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,28 +20,69 @@ import (
 )
 
 // insertColumns are what a new event's row is written with; the id is the
-// database's.
+// database's. The payload goes to its own table (payloadtable.go).
 var insertColumns = []string{"source", "delivery_id", "event_type", "status", "routing_identifiers", "next_attempt_at",
-	"last_error", "payload", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256",
+	"last_error", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256",
 	"alert_key", "alert_state", "alert_sig"}
 
 // insertSQL inserts n events in one statement. It skips a redelivery
 // (ux_webhook_events_delivery) and a GitHub replay
 // (ux_webhook_events_replay) alike; RETURNING names the rows it stored.
-// PostgreSQL says ON CONFLICT DO NOTHING. SQLite says INSERT OR IGNORE: a
-// statement that cannot abort half-way needs no statement journal, which
-// otherwise copied every page the insert changed (10% of the writer's
-// CPU). OR IGNORE also skips a row that breaks NOT NULL, but checkText and
-// rowValues never make one, and a row neither stored nor found fails its
-// batch over to one event a transaction all the same.
+//
+// SQLite says INSERT OR IGNORE: a statement that cannot abort half-way
+// needs no statement journal, which otherwise copied every page the insert
+// changed (10% of the writer's CPU). OR IGNORE also skips a row that breaks
+// NOT NULL, but checkText and rowValues never make one, and a row neither
+// stored nor found fails its batch over to one event a transaction all the
+// same. The payloads follow in a second statement (insertPayloadsSQL), in
+// the same transaction.
+//
+// PostgreSQL says ON CONFLICT DO NOTHING, and stores the payloads in the
+// same statement (a data-modifying WITH), so that a batch is still one
+// statement — one round trip, atomic without BEGIN and COMMIT. Each row's
+// values come with its payload last; the payloads are joined to the rows
+// stored by (source, delivery_id), which a batch never repeats (insertBatch
+// sends the first of a delivery only).
 func (d *dialect) insertSQL(n int) string {
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(insertColumns)), ", ") + ")"
-	verb, conflict := "INSERT OR IGNORE INTO", ""
 	if d.name == "postgres" {
-		verb, conflict = "INSERT INTO", " ON CONFLICT DO NOTHING"
+		cols := append(slices.Clone(insertColumns), "payload")
+		marks := make([]string, len(cols))
+		for i, c := range cols {
+			marks[i] = "CAST(? AS " + pgInsertType(c) + ")"
+		}
+		one := "(" + strings.Join(marks, ", ") + ")"
+		list := strings.Join(insertColumns, ", ")
+		return `WITH v (` + strings.Join(cols, ", ") + `) AS (VALUES ` + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + `),
+	e AS (INSERT INTO orchestrator_webhook_events (` + list + `) SELECT ` + list + ` FROM v
+		ON CONFLICT DO NOTHING RETURNING id, source, delivery_id),
+	p AS (INSERT INTO orchestrator_event_payloads (event_id, payload)
+		SELECT e.id, v.payload FROM e JOIN v ON v.source = e.source AND v.delivery_id = e.delivery_id WHERE v.payload IS NOT NULL)
+SELECT id, source, delivery_id FROM e`
 	}
-	return verb + ` orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
-		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + conflict + ` RETURNING id, source, delivery_id`
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(insertColumns)), ", ") + ")"
+	return `INSERT OR IGNORE INTO orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + ` RETURNING id, source, delivery_id`
+}
+
+// pgInsertType is the type of an insert column on PostgreSQL (the values
+// of a WITH are typed by their casts, not by the columns they go to).
+func pgInsertType(col string) string {
+	switch col {
+	case "next_attempt_at", "received_at", "updated_at", "finished_at":
+		return "BIGINT"
+	case "body_sha256", "payload":
+		return "BYTEA"
+	}
+	return "TEXT"
+}
+
+// insertPayloadsSQL stores n payloads on SQLite, after their events'
+// insert in the same transaction. OR REPLACE: SQLite may give a new event
+// the id of the newest event once that is deleted, and whatever payload
+// is found under it is not this event's.
+func insertPayloadsSQL(n int) string {
+	return `INSERT OR REPLACE INTO orchestrator_event_payloads (event_id, payload) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?), ", n), ", ")
 }
 
 const findEventSQL = `SELECT id, legacy_id FROM orchestrator_webhook_events WHERE source = ? AND delivery_id = ?`
@@ -71,8 +114,10 @@ var chunkSizes = func() []int {
 // eventStmts are the group commit's statements, prepared once: preparing
 // per event cost more than the insert itself.
 type eventStmts struct {
-	insert       map[int]*sql.Stmt
-	find, replay *sql.Stmt
+	// insert stores n events (insertSQL); payloads stores n payloads
+	// (insertPayloadsSQL, SQLite only).
+	insert, payloads map[int]*sql.Stmt
+	find, replay     *sql.Stmt
 	// A resolve's settling (store/noise.go).
 	settleFirings, alertHanded, settleResolve *sql.Stmt
 }
@@ -80,9 +125,10 @@ type eventStmts struct {
 // deliveryKey is what makes an event a redelivery of another.
 type deliveryKey struct{ source, delivery string }
 
-// rowValues are an event's insertColumns, computed by the caller's
-// goroutine (the payload's compression among them), not the writer's.
-func (e Event) rowValues() []any {
+// rowValues are an event's insertColumns and its stored payload, computed
+// by the caller's goroutine (the payload's compression among them), not
+// the writer's.
+func (e Event) rowValues() ([]any, []byte) {
 	at := ms(e.ReceivedAt)
 	var finished, sum any
 	var next any = at
@@ -95,8 +141,8 @@ func (e Event) rowValues() []any {
 		sum = b
 	}
 	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, identifiersText(e.Identifiers), next, nullIfEmpty(e.LastError),
-		encodePayload(e.Headers, e.Body), at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
-		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig)}
+		at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
+		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig)}, encodePayload(e.Headers, e.Body)
 }
 
 // InsertResult is the outcome of InsertEvent.
@@ -113,9 +159,10 @@ type InsertResult struct {
 }
 
 type insertReq struct {
-	ev   Event
-	vals []any
-	done chan insertDone
+	ev      Event
+	vals    []any
+	payload []byte // nil: none
+	done    chan insertDone
 }
 
 type insertDone struct {
@@ -138,7 +185,8 @@ func (db *DB) InsertEvent(ctx context.Context, e Event) (InsertResult, error) {
 	if err := e.checkText(); err != nil {
 		return InsertResult{}, err
 	}
-	req := insertReq{ev: e, vals: e.rowValues(), done: make(chan insertDone, 1)}
+	req := insertReq{ev: e, done: make(chan insertDone, 1)}
+	req.vals, req.payload = e.rowValues()
 	select {
 	case db.inserts <- req:
 	case <-db.closing:
@@ -238,33 +286,30 @@ func (db *DB) commitBatch(batch []insertReq) {
 func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []insertDone, rowFailed bool, err error) {
 	results = make([]insertDone, len(batch))
 	if db.stmts.insert == nil {
-		st := eventStmts{insert: map[int]*sql.Stmt{}}
-		for _, n := range chunkSizes {
-			if st.insert[n], err = db.write.PrepareContext(ctx, db.d.insertSQL(n)); err != nil {
-				return results, false, err
-			}
-		}
-		if st.find, err = db.write.PrepareContext(ctx, findEventSQL); err != nil {
+		if err := db.prepareInserts(ctx); err != nil {
 			return results, false, err
 		}
-		if st.replay, err = db.write.PrepareContext(ctx, findReplaySQL); err != nil {
-			return results, false, err
+	}
+	// Only the first of a delivery is sent: the others are its duplicates
+	// whatever happens to it, and PostgreSQL's statement pairs payloads
+	// with rows by delivery.
+	firsts := make([]insertReq, 0, len(batch))
+	seen := make(map[deliveryKey]bool, len(batch))
+	withPayload := false
+	for _, r := range batch {
+		if k := (deliveryKey{r.ev.Source, r.ev.DeliveryID}); !seen[k] {
+			seen[k] = true
+			firsts = append(firsts, r)
+			withPayload = withPayload || r.payload != nil
 		}
-		for _, p := range []struct {
-			dst **sql.Stmt
-			q   string
-		}{{&st.settleFirings, settleFiringsSQL}, {&st.alertHanded, alertHandedSQL}, {&st.settleResolve, settleResolveSQL}} {
-			if *p.dst, err = db.write.PrepareContext(ctx, p.q); err != nil {
-				return results, false, err
-			}
-		}
-		db.stmts = st
 	}
 	// A batch that one statement holds and that settles nothing needs no
 	// transaction of its own: the statement is one — all its rows or none,
 	// committed (and fsynced) when it completes — which spares a BEGIN and
-	// a COMMIT: on PostgreSQL two network round trips of three.
-	single := len(batch) <= oneStatement && !settles(batch)
+	// a COMMIT: on PostgreSQL two network round trips of three. On SQLite
+	// the payloads are a second statement, so a batch with any is a
+	// transaction (BEGIN and COMMIT cost no round trip there).
+	single := len(firsts) <= oneStatement && !settles(batch) && (db.d.name == "postgres" || !withPayload)
 	use := func(s *sql.Stmt) *sql.Stmt { return s }
 	var t tx
 	if !single {
@@ -284,12 +329,19 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 		}
 	}
 	stored := make(map[deliveryKey]int64, len(batch))
-	rest := batch
+	perRow := len(insertColumns)
+	if db.d.name == "postgres" {
+		perRow++ // the payload
+	}
+	rest := firsts
 	for _, n := range chunkSizes {
 		for len(rest) >= n {
-			args := make([]any, 0, n*len(insertColumns))
+			args := make([]any, 0, n*perRow)
 			for _, r := range rest[:n] {
 				args = append(args, r.vals...)
+				if perRow > len(insertColumns) {
+					args = append(args, r.payload)
+				}
 			}
 			rows, err := use(db.stmts.insert[n]).QueryContext(ctx, args...)
 			if err != nil {
@@ -311,6 +363,11 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 				return results, true, err
 			}
 			rest = rest[n:]
+		}
+	}
+	if db.d.name != "postgres" && withPayload {
+		if err := db.insertPayloads(ctx, use, firsts, stored); err != nil {
+			return results, true, err
 		}
 	}
 	// The first of the batch with a delivery that was stored is new; the
@@ -364,6 +421,63 @@ func settling(e Event) bool {
 // alertRef names the alert of a routed event.
 func (e Event) alertRef() AlertRef {
 	return AlertRef{OrgID: e.OrgID, TeamNodeID: e.TeamNodeID, Source: e.Source, Key: e.AlertKey}
+}
+
+// prepareInserts prepares the group commit's statements, once: preparing
+// per event cost more than the insert itself.
+func (db *DB) prepareInserts(ctx context.Context) error {
+	var err error
+	st := eventStmts{insert: map[int]*sql.Stmt{}, payloads: map[int]*sql.Stmt{}}
+	for _, n := range chunkSizes {
+		if st.insert[n], err = db.write.PrepareContext(ctx, db.d.insertSQL(n)); err != nil {
+			return err
+		}
+		if db.d.name != "postgres" {
+			if st.payloads[n], err = db.write.PrepareContext(ctx, insertPayloadsSQL(n)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&st.find, findEventSQL}, {&st.replay, findReplaySQL},
+		{&st.settleFirings, settleFiringsSQL}, {&st.alertHanded, alertHandedSQL}, {&st.settleResolve, settleResolveSQL}} {
+		if *p.dst, err = db.write.PrepareContext(ctx, p.q); err != nil {
+			return err
+		}
+	}
+	db.stmts = st
+	return nil
+}
+
+// insertPayloads stores, on SQLite, the payloads of the events of firsts
+// that were stored (their ids in stored), in id order.
+func (db *DB) insertPayloads(ctx context.Context, use func(*sql.Stmt) *sql.Stmt, firsts []insertReq, stored map[deliveryKey]int64) error {
+	type row struct {
+		id      int64
+		payload []byte
+	}
+	rows := make([]row, 0, len(firsts))
+	for _, r := range firsts {
+		if id, ok := stored[deliveryKey{r.ev.Source, r.ev.DeliveryID}]; ok && r.payload != nil {
+			rows = append(rows, row{id, r.payload})
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.id, b.id) })
+	for _, n := range chunkSizes {
+		for len(rows) >= n {
+			args := make([]any, 0, 2*n)
+			for _, r := range rows[:n] {
+				args = append(args, r.id, r.payload)
+			}
+			if _, err := use(db.stmts.payloads[n]).ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			rows = rows[n:]
+		}
+	}
+	return nil
 }
 
 // settles reports whether any event of the batch is settling.

@@ -57,6 +57,7 @@ func goMigrations(db *DB) []*goose.Migration {
 		}}, &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
 			return db.rowidIndexesDDL(ctx, tx, true)
 		}}),
+		goose.NewGoMigration(payloadTableVersion, &goose.GoFunc{RunTx: db.payloadTableUp}, &goose.GoFunc{RunTx: db.payloadTableDown}),
 	}
 }
 
@@ -64,6 +65,7 @@ func goMigrations(db *DB) []*goose.Migration {
 var GoMigrationNames = map[int64]string{
 	leanEventsVersion:   "00007_lean_events (Go)",
 	rowidIndexesVersion: "00010_rowid_indexes (Go)",
+	payloadTableVersion: "00011_payload_table (Go)",
 }
 
 // leanEventsDDL creates the events table of migration 7 under name.

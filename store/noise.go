@@ -289,15 +289,15 @@ func (db *DB) RedriveMatching(ctx context.Context, f EventFilter, dryRun bool, n
 	w.eq("source", f.Source)
 	w.scope(f)
 	var out BulkRedrive
-	if err := db.read.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN payload IS NULL THEN 0 ELSE 1 END), 0),
-		COALESCE(SUM(CASE WHEN payload IS NULL THEN 1 ELSE 0 END), 0) FROM orchestrator_webhook_events`+w.clause(), w.args...).Scan(&out.Matched, &out.Purged); err != nil {
+	if err := db.read.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN `+unpurged+` THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN `+unpurged+` THEN 0 ELSE 1 END), 0) FROM orchestrator_webhook_events`+w.clause(), w.args...).Scan(&out.Matched, &out.Purged); err != nil {
 		return out, err
 	}
 	out.More = out.Matched > RedriveLimit
 	if dryRun || out.Matched == 0 {
 		return out, nil
 	}
-	w.add("payload IS NOT NULL")
+	w.add(unpurged)
 	rows, err := db.read.QueryContext(ctx, `SELECT id FROM orchestrator_webhook_events`+w.clause()+` ORDER BY received_at, id LIMIT ?`,
 		append(w.args, RedriveLimit)...)
 	if err != nil {

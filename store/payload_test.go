@@ -176,8 +176,9 @@ func BenchmarkDecodePayload(b *testing.B) {
 // corruptPayload overwrites the stored payload of the event with key.
 func corruptPayload(t *testing.T, db *DB, key int64, p []byte) {
 	t.Helper()
-	if _, err := db.write.ExecContext(context.Background(), `UPDATE orchestrator_webhook_events SET payload = ? WHERE id = ?`, p, key); err != nil {
-		t.Fatal(err)
+	res, err := db.write.ExecContext(context.Background(), `UPDATE orchestrator_event_payloads SET payload = ? WHERE event_id = ?`, p, key)
+	if n, _ := affectedRows(res, err); n != 1 {
+		t.Fatalf("corrupting the payload of event %d: %d rows changed (%v)", key, n, err)
 	}
 }
 

@@ -19,8 +19,9 @@ const RetentionBatch = 500
 var FinishedStatuses = []string{EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed}
 
 // PurgeFinishedEvents deletes up to limit events that finished before
-// cutoff (received before it when no finish time is known). It reports how
-// many went; fewer than limit means none is left.
+// cutoff (received before it when no finish time is known), with their
+// payloads if body retention left any. It reports how many went; fewer than
+// limit means none is left.
 func (db *DB) PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	at := ms(cutoff)
 	args := []any{}
@@ -28,14 +29,30 @@ func (db *DB) PurgeFinishedEvents(ctx context.Context, cutoff time.Time, limit i
 		args = append(args, s)
 	}
 	args = append(args, at, at, limit)
+	t, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer t.Rollback()
 	// received_at < cutoff is what the received index finds, oldest first;
 	// a finish time is never before its receipt, so no finished event older
-	// than the cutoff is missed.
-	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_webhook_events WHERE id IN (
+	// than the cutoff is missed. The payloads go by the ids deleted, so an
+	// event that changed meanwhile (another replica's redrive) keeps its own.
+	rows, err := t.QueryContext(ctx, `DELETE FROM orchestrator_webhook_events WHERE id IN (
 		SELECT id FROM orchestrator_webhook_events
 		WHERE status IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(FinishedStatuses)), ", ")+`) AND received_at < ? AND COALESCE(finished_at, received_at) < ?
-		ORDER BY received_at LIMIT ?)`, args...)
-	return affectedRows(res, err)
+		ORDER BY received_at LIMIT ?`+db.d.forUpdate+`) RETURNING id`, args...)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := collect(rows, scanKey)
+	if err != nil {
+		return 0, err
+	}
+	if err := deletePayloads(ctx, t, ids); err != nil {
+		return 0, err
+	}
+	return len(ids), t.Commit()
 }
 
 // PurgeRuns deletes up to limit provisioning and deprovisioning runs

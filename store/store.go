@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,12 @@ func (db *DB) Migrate(ctx context.Context) ([]int64, error) {
 	if mode, err := db.AutoVacuum(ctx); err == nil && mode != 2 && mode != -1 {
 		if err := db.convertAutoVacuum(ctx); err != nil {
 			return applied, fmt.Errorf("store: migrate: %w", err)
+		}
+	} else if slices.Contains(applied, payloadTableVersion) {
+		// Part of migration 11's (payloadtable.go); the conversion's
+		// VACUUM above did the same.
+		if err := db.compact(ctx); err != nil {
+			db.logger.Warn("the database was migrated but not compacted; retention frees its old pages as their events go", "error", err)
 		}
 	}
 	db.migrated.Store(true)
