@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -152,5 +153,49 @@ func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
 	e.srv.ForgetStats()
 	if _, page = getPage(t, c, base+"/ui/overview"); !strings.Contains(page, "Not filling at this week") {
 		t.Fatalf("overview says the volume fills while retention keeps pace:\n%s", page)
+	}
+}
+
+// The overview's outlook counts a body apart from its event: body
+// retention purges it within a week and its pages go back, so a week of
+// events with large bodies fills the volume by their rows alone. Counting
+// each event at the live file's average cost, bodies included, said it
+// would fill dozens of times sooner.
+func TestDiskGuard_OutlookCountsBodiesUntilTheirPurge(t *testing.T) {
+	e, base := uiEnv(t, envOptions{backups: true})
+	ctx := context.Background()
+	now := time.Now().UTC()
+	body := make([]byte, 16<<10)
+	rand.Read(body) // stored compressed: random bytes stay their size
+	const n = 300
+	for i := range n {
+		ev := store.Event{Source: "github", DeliveryID: fmt.Sprintf("big-%d", i), EventType: "push",
+			Status: store.EventDelivered, Body: body, ReceivedAt: now.Add(-24 * time.Hour)}
+		if _, err := e.db.InsertEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := login(t, base, adminToken)
+	_, page := getPage(t, c, base+"/ui/overview")
+	var days int
+	if i := strings.Index(page, "Full in about "); i < 0 {
+		t.Fatalf("the overview says the volume is not filling:\n%s", page)
+	} else if _, err := fmt.Sscanf(page[i:], "Full in about %d days", &days); err != nil {
+		t.Fatal(err)
+	}
+	fig, err := e.backups.Figures(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloads, err := e.db.PayloadSpace(ctx)
+	if err != nil || payloads.Payloads != n || payloads.Bytes < n*16<<10 {
+		t.Fatalf("payload space %+v %v: want %d payloads of at least 16 KiB", payloads, err, n)
+	}
+	perDay := func(perEvent int64) float64 { return float64(n) / 7 * float64(perEvent) }
+	averaged := float64(fig.Available) / perDay(fig.UsedBytes/n)
+	rows := float64(fig.Available) / perDay((fig.UsedBytes-payloads.Bytes)/n)
+	t.Logf("full in about %d days; %.0f counting rows alone, %.0f at the average cost with bodies", days, rows, averaged)
+	if float64(days) < rows/2 || float64(days) > rows*2 || float64(days) < 10*averaged {
+		t.Fatalf("full in about %d days: want about %.0f (the rows alone), not %.0f (every event at its cost with its body)", days, rows, averaged)
 	}
 }

@@ -327,7 +327,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.ui {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"
 		opts.UI = &webui.Settings{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db, StatsMaxAge: o.statsMaxAge,
-			EventRetention: 30 * 24 * time.Hour}
+			EventRetention: 30 * 24 * time.Hour, BodyRetention: 7 * 24 * time.Hour}
 		if e.kube != nil {
 			opts.UI.Cluster = e.kube
 		}

@@ -149,3 +149,31 @@ func (db *DB) compact(ctx context.Context) error {
 		"took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
+
+// PayloadSpace is what the stored payloads take.
+type PayloadSpace struct {
+	// Bytes is the payload table's pages in use (SQLite: overflow pages
+	// included; PostgreSQL: the table with its index and TOAST).
+	Bytes int64
+	// Payloads is how many events still have theirs.
+	Payloads int
+}
+
+// PayloadSpace measures the payload table: a body costs what it adds to
+// the live database until its purge (the overview's "full in about N
+// days" counts bodies apart, since retention purges them sooner than the
+// events). It reads every page of the table: call it seldom.
+func (db *DB) PayloadSpace(ctx context.Context) (PayloadSpace, error) {
+	var s PayloadSpace
+	q := `SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = 'orchestrator_event_payloads'`
+	if db.Shared() {
+		q = `SELECT pg_total_relation_size('orchestrator_event_payloads')`
+	}
+	if err := db.read.QueryRowContext(ctx, q).Scan(&s.Bytes); err != nil {
+		return s, fmt.Errorf("store: payload space: %w", err)
+	}
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM orchestrator_event_payloads`).Scan(&s.Payloads); err != nil {
+		return s, fmt.Errorf("store: payload space: %w", err)
+	}
+	return s, nil
+}

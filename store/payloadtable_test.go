@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -155,7 +157,7 @@ func TestMigration11_PayloadsMoveToTheirOwnTableAndBack(t *testing.T) {
 }
 
 // count runs a COUNT query.
-func count(t *testing.T, db *DB, q string, args ...any) int {
+func count(t testing.TB, db *DB, q string, args ...any) int {
 	t.Helper()
 	var n int
 	if err := db.read.QueryRowContext(context.Background(), q, args...).Scan(&n); err != nil {
@@ -267,4 +269,45 @@ func TestConformance_PayloadRowsGoWithPurgesAndEvents(t *testing.T) {
 			t.Fatalf("%d payload rows, want 2", c)
 		}
 	})
+}
+
+// BenchmarkMigration11 times migration 11 (and, on SQLite, the VACUUM that
+// compacts the file after it) on BENCH_MIGRATE_EVENTS (1,000,000) events
+// as migration 10 left them — 30 days of them, the last 7 with their
+// payloads — and the bytes they take before and after: on SQLite the
+// file's pages in use, on PostgreSQL the events and payload tables with
+// their indexes and TOAST after a VACUUM (not FULL).
+func BenchmarkMigration11(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_MIGRATE_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	end := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for _, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				o := Options{Path: filepath.Join(b.TempDir(), "v10.db")}
+				if name == "postgres" {
+					o = Options{URL: pgtest.Database(b)}
+				}
+				db := openAt(b, o, payloadTableVersion-1)
+				fillPlanRows(b, db, n, end, encodePayload(slackHeaders, slackBody))
+				if !db.Shared() {
+					if err := db.GiveSpaceBack(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				before := db.eventBytes(b)
+				start := time.Now()
+				if _, err := db.Migrate(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				took := time.Since(start)
+				after := db.eventBytes(b)
+				fmt.Printf("migration 11 on %s: %d events (%d with payloads) in %s; %.0f bytes per event before, %.0f after\n",
+					name, n, count(b, db, `SELECT COUNT(*) FROM orchestrator_event_payloads`), took.Round(100*time.Millisecond),
+					float64(before)/float64(n), float64(after)/float64(n))
+			}
+		})
+	}
 }

@@ -28,14 +28,33 @@ func planEvents() int {
 // statement both databases run: mostly delivered Slack mentions, some
 // ignored, dead, unrouted, failed and queued, routed to 40 teams of 4 orgs;
 // the last 7 days keep their payloads.
-func fillPlanEvents(t *testing.T, db *DB, n int, end time.Time) {
+func fillPlanEvents(t testing.TB, db *DB, n int, end time.Time) {
+	t.Helper()
+	fillPlanRows(t, db, n, end, nil)
+	if _, err := db.write.ExecContext(context.Background(), `INSERT INTO orchestrator_event_payloads (event_id, payload)
+		SELECT id, ? FROM orchestrator_webhook_events WHERE received_at >= ? ORDER BY id`,
+		encodePayload(slackHeaders, slackBody), ms(end.Add(-7*24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillPlanRows stores fillPlanEvents' events without their payloads: those
+// of the last 7 days are not marked purged. With v10Payload, the schema is
+// migration 10's, and those events carry it in their rows.
+func fillPlanRows(t testing.TB, db *DB, n int, end time.Time, v10Payload []byte) {
 	t.Helper()
 	ctx := context.Background()
 	step := int64(30*24*time.Hour/time.Millisecond) / int64(n)
 	start := ms(end) - step*int64(n)
+	cutoff := ms(end.Add(-7 * 24 * time.Hour))
+	col, val, args := "", "", []any{}
+	if v10Payload != nil {
+		col, val = ", payload", `, CASE WHEN CAST(? AS BIGINT) + i * CAST(? AS BIGINT) >= CAST(? AS BIGINT) THEN CAST(? AS BYTEA) ELSE NULL END`
+		args = []any{start, step, cutoff, v10Payload}
+	}
 	_, err := db.write.ExecContext(ctx, `WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?)
 		INSERT INTO orchestrator_webhook_events (source, delivery_id, event_type, status, routing_identifiers, org_id,
-			team_node_id, matched_by, attempts, next_attempt_at, received_at, updated_at, finished_at, body_purged_at)
+			team_node_id, matched_by, attempts, next_attempt_at, received_at, updated_at, finished_at, body_purged_at`+col+`)
 		SELECT CASE WHEN i % 20 < 12 THEN 'slack' WHEN i % 20 < 14 THEN 'github' WHEN i % 20 < 17 THEN 'pagerduty'
 		            WHEN i % 20 < 19 THEN 'incidentio' ELSE 'coralogix' END,
 		       'plan-' || i, 'app_mention',
@@ -47,18 +66,9 @@ func fillPlanEvents(t *testing.T, db *DB, n int, end time.Time) {
 		       'slack_channel_id', 1, CAST(? AS BIGINT) + i * CAST(? AS BIGINT), CAST(? AS BIGINT) + i * CAST(? AS BIGINT),
 		       CAST(? AS BIGINT) + i * CAST(? AS BIGINT),
 		       CASE WHEN i % 100 = 99 THEN NULL ELSE CAST(? AS BIGINT) + i * CAST(? AS BIGINT) + 2000 END,
-		       CAST(? AS BIGINT) + i * CAST(? AS BIGINT)
-		FROM seq`, n, start, step, start, step, start, step, start, step, start, step)
+		       CASE WHEN CAST(? AS BIGINT) + i * CAST(? AS BIGINT) >= CAST(? AS BIGINT) THEN NULL ELSE CAST(? AS BIGINT) + i * CAST(? AS BIGINT) END`+val+`
+		FROM seq`, append([]any{n, start, step, start, step, start, step, start, step, start, step, cutoff, start, step}, args...)...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET body_purged_at = NULL WHERE received_at >= ?`,
-		ms(end.Add(-7*24*time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.write.ExecContext(ctx, `INSERT INTO orchestrator_event_payloads (event_id, payload)
-		SELECT id, ? FROM orchestrator_webhook_events WHERE received_at >= ? ORDER BY id`,
-		encodePayload(slackHeaders, slackBody), ms(end.Add(-7*24*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 }

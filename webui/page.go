@@ -61,9 +61,10 @@ type Settings struct {
 	// StatsMaxAge is how long the charts' and teams page's figures of the
 	// last day are reused (0: computed for every page).
 	StatsMaxAge time.Duration
-	// EventRetention is how long finished events are kept (the overview's
-	// "full in about N days" counts what retention will remove).
-	EventRetention time.Duration
+	// EventRetention is how long finished events are kept, BodyRetention
+	// their bodies (the overview's "full in about N days" counts what
+	// retention will remove).
+	EventRetention, BodyRetention time.Duration
 }
 
 // Options are what the page reads and acts through — the same domain

@@ -19,6 +19,7 @@ import (
 type StatsStore interface {
 	CountReceived(ctx context.Context, since, until time.Time) (int, error)
 	CountEvents(ctx context.Context) (int, error)
+	PayloadSpace(ctx context.Context) (store.PayloadSpace, error)
 	AckLatency(ctx context.Context, since, until time.Time) (store.Histogram, error)
 	AgentLatency(ctx context.Context, since, until time.Time, org string) (store.Histogram, error)
 	EventsPerSlot(ctx context.Context, w store.Window, org string) ([]store.SlotCount, error)
@@ -53,7 +54,7 @@ type volumeView struct {
 	FullInDays int
 	// FarOff: it grows, but would take more than a year to fill.
 	FarOff bool
-	// PerEvent is the bytes a stored event costs now.
+	// PerEvent is the bytes a stored event costs now without its body.
 	PerEvent int64
 }
 
@@ -161,10 +162,16 @@ func (u *UI) computeStats(ctx context.Context, org string, now time.Time) (pageS
 	return st, nil
 }
 
-// volume estimates when the data volume fills, at this week's rate: the
-// events that arrived in the last 7 days, less those retention will remove
-// in the next 7 (they arrived a retention period earlier), at what a stored
-// event costs now. Nil on PostgreSQL or without the backups manager.
+// volume estimates when the data volume fills, at this week's rate, from
+// what the live file holds now: an event's row costs what the database's
+// pages in use outside the payload table cost per event, and stays until
+// event retention removes it; its body costs what the payload table's
+// pages cost per payload, and stays until body retention purges it (the
+// purge gives whole pages back). So the growth of a day is the events that
+// arrived in the last 7 days less those event retention removes in the
+// next 7 (they arrived a retention period earlier), times the first, plus
+// the bodies that arrived less those body retention purges in the next 7,
+// times the second. Nil on PostgreSQL or without the backups manager.
 func (u *UI) volume(ctx context.Context, now time.Time) (*volumeView, error) {
 	if u.o.Backups == nil {
 		return nil, nil
@@ -182,9 +189,21 @@ func (u *UI) volume(ctx context.Context, now time.Time) (*volumeView, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaving := 0
-	if r := u.o.EventRetention; r > 0 {
-		if leaving, err = u.o.Stats.CountReceived(ctx, now.Add(-r), now.Add(-r+week)); err != nil {
+	// leaving counts the events received in the week that ends a
+	// retention period from now: they go within the next 7 days.
+	leaving := func(r time.Duration) (int, error) {
+		if r <= 0 {
+			return 0, nil
+		}
+		return u.o.Stats.CountReceived(ctx, now.Add(-r), now.Add(-r+week))
+	}
+	events, err := leaving(u.o.EventRetention)
+	if err != nil {
+		return nil, err
+	}
+	bodies := events
+	if u.o.BodyRetention > 0 {
+		if bodies, err = leaving(u.o.BodyRetention); err != nil {
 			return nil, err
 		}
 	}
@@ -192,10 +211,18 @@ func (u *UI) volume(ctx context.Context, now time.Time) (*volumeView, error) {
 	if err != nil {
 		return nil, err
 	}
-	if total > 0 {
-		v.PerEvent = fig.UsedBytes / int64(total)
+	payloads, err := u.o.Stats.PayloadSpace(ctx)
+	if err != nil {
+		return nil, err
 	}
-	perDay := float64(arrived-leaving) / 7 * float64(v.PerEvent)
+	var perBody int64
+	if total > 0 {
+		v.PerEvent = max(0, fig.UsedBytes-payloads.Bytes) / int64(total)
+	}
+	if payloads.Payloads > 0 {
+		perBody = payloads.Bytes / int64(payloads.Payloads)
+	}
+	perDay := (float64(arrived-events)*float64(v.PerEvent) + float64(arrived-bodies)*float64(perBody)) / 7
 	v.Filling, v.FullInDays, v.FarOff = outlook(fig.Available, perDay)
 	return v, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,7 +49,7 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 		t.Fatalf("login: %v", err)
 	}
 	waitDelivered(t, base, 5+len(webhook.Builtin))
-	before := snapshotAPI(t, base)
+	before, bodies := snapshotAPI(t, base), eventBodies(t, base)
 	_ = proc.Process.Signal(syscall.SIGTERM) // flushes the ack figures
 	_ = proc.Wait()
 
@@ -57,7 +58,7 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 	if err := run(context.Background(), []string{"migrate-to-postgres", "--to", target, "--data-dir", dir}, envOf(nil), &out, &progress); err != nil {
 		t.Fatalf("migrate-to-postgres: %v\n%s", err, progress.String())
 	}
-	for _, table := range []string{"orchestrator_webhook_events", "orchestrator_agent_runs", "orchestrator_provisioning_runs",
+	for _, table := range []string{"orchestrator_webhook_events", "orchestrator_event_payloads", "orchestrator_agent_runs", "orchestrator_provisioning_runs",
 		"orchestrator_pipeline_schedules", "orchestrator_ui_sessions", "orchestrator_ack_stats"} {
 		if !strings.Contains(progress.String(), table+": ") || strings.Contains(progress.String(), table+": 0 rows copied") {
 			t.Errorf("%s was not copied with rows:\n%s", table, progress.String())
@@ -81,6 +82,10 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 	if after := snapshotAPI(t, base); after != before {
 		t.Fatalf("served from PostgreSQL:\n%s\nbefore, from SQLite:\n%s", after, before)
 	}
+	// Each event's headers and body (their own table) came along.
+	if after := eventBodies(t, base); !maps.Equal(after, bodies) {
+		t.Fatalf("bodies served from PostgreSQL:\n%v\nbefore, from SQLite:\n%v", after, bodies)
+	}
 	_ = proc.Process.Signal(syscall.SIGTERM)
 	_ = proc.Wait()
 }
@@ -99,6 +104,29 @@ func waitDelivered(t *testing.T, base string, n int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// eventBodies is each event's headers and body as the API serves them
+// (of the events that still have them: at least the day's samples).
+func eventBodies(t *testing.T, base string) map[string]string {
+	t.Helper()
+	_, list := apiCall(t, "GET", base+"/api/v1/admin/events?limit=200", fixtureAdmin, nil)
+	out := map[string]string{}
+	items, _ := list["events"].([]any)
+	for _, it := range items {
+		id := it.(map[string]any)["id"].(string)
+		code, ev := apiCall(t, "GET", base+"/api/v1/admin/events/"+id, fixtureAdmin, nil)
+		if code != 200 {
+			t.Fatalf("GET event %s = %d %v", id, code, ev)
+		}
+		if ev["body"] != nil {
+			out[id] = fmt.Sprint(ev["headers"], " ", ev["body"])
+		}
+	}
+	if len(out) < len(webhook.Builtin) {
+		t.Fatalf("%d events with a body, want at least the %d samples", len(out), len(webhook.Builtin))
+	}
+	return out
 }
 
 // snapshotAPI is what the API serves of events, runs and schedules, as

@@ -23,6 +23,12 @@ import (
 // deleted, and the SQLite file (with its WAL) is at most 1.25 times its
 // size at the end of the first retention window, the spike's space given
 // back. On SQLite and on a real PostgreSQL.
+// liveBytesWithBody and liveBytesPurged are what a stored event costs in
+// the live file with its body and after its purge, as docs/backups.md
+// sizes the volume with them (BenchmarkBytesPerStoredEvent: a delivered
+// Slack mention with its agent call, the whole file's pages in use).
+const liveBytesWithBody, liveBytesPurged = 890, 702
+
 func TestRetention_ASimulatedYear(t *testing.T) {
 	for _, name := range []string{"sqlite", "postgres"} {
 		t.Run(name, func(t *testing.T) {
@@ -152,11 +158,27 @@ func TestRetention_ASimulatedYear(t *testing.T) {
 				t.Fatalf("%d runs kept, want 30 (%v)", len(runs), err)
 			}
 			if name == "sqlite" {
+				// The live file: what is on disk after the retention pass,
+				// never a compacted copy. It is exactly its pages in use
+				// (the purges' free pages went back to the file system, the
+				// WAL was truncated), and within what the sizing in
+				// docs/backups.md says a live database holds at this volume.
 				end := db.FileBytes()
-				t.Logf("SQLite file with its WAL: %.1f MB after the first 30 days, %.1f MB at most (the spike), %.1f MB after a year (%.2f×)",
-					float64(firstWindow)/1e6, float64(largest)/1e6, float64(end)/1e6, float64(end)/float64(firstWindow))
+				used, err := db.UsedBytes(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sized := int64(perDay * (7*liveBytesWithBody + 23*liveBytesPurged))
+				t.Logf("SQLite file with its WAL: %.1f MB after the first 30 days, %.1f MB at most (the spike), %.1f MB after a year (%.2f×); the sizing says %.1f MB",
+					float64(firstWindow)/1e6, float64(largest)/1e6, float64(end)/1e6, float64(end)/float64(firstWindow), float64(sized)/1e6)
+				if end != used {
+					t.Fatalf("the file and its WAL hold %d bytes, its pages in use %d: the space purges freed was not given back", end, used)
+				}
 				if float64(end) > 1.25*float64(firstWindow) {
 					t.Fatalf("the file is %d bytes after a year, more than 1.25 × its %d bytes after the first window", end, firstWindow)
+				}
+				if end > sized {
+					t.Fatalf("the file is %d bytes after a year, more than the %d the sizing gives %d events a day", end, sized, perDay)
 				}
 				if largest <= end {
 					t.Fatalf("the largest size %d is not above the end's %d: the test did not take the file through a spike", largest, end)
