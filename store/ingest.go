@@ -39,41 +39,24 @@ var insertColumns = []string{"source", "delivery_id", "event_type", "status", "r
 //
 // PostgreSQL says ON CONFLICT DO NOTHING, and stores the payloads in the
 // same statement (a data-modifying WITH), so that a batch is still one
-// statement — one round trip, atomic without BEGIN and COMMIT. Each row's
-// values come with its payload last; the payloads are joined to the rows
-// stored by (source, delivery_id), which a batch never repeats (insertBatch
-// sends the first of a delivery only).
+// statement — one round trip, atomic without BEGIN and COMMIT. The rows'
+// values come first, then each row's source, delivery id and payload: the
+// payloads are joined to the rows stored by (source, delivery_id), which a
+// batch never repeats (insertBatch sends the first of a delivery only).
 func (d *dialect) insertSQL(n int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(insertColumns)), ", ") + ")"
 	if d.name == "postgres" {
-		cols := append(slices.Clone(insertColumns), "payload")
-		marks := make([]string, len(cols))
-		for i, c := range cols {
-			marks[i] = "CAST(? AS " + pgInsertType(c) + ")"
-		}
-		one := "(" + strings.Join(marks, ", ") + ")"
-		list := strings.Join(insertColumns, ", ")
-		return `WITH v (` + strings.Join(cols, ", ") + `) AS (VALUES ` + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + `),
-	e AS (INSERT INTO orchestrator_webhook_events (` + list + `) SELECT ` + list + ` FROM v
+		rows := strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+		pay := strings.TrimSuffix(strings.Repeat("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BYTEA)), ", n), ", ")
+		return `WITH e AS (INSERT INTO orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` + rows + `
 		ON CONFLICT DO NOTHING RETURNING id, source, delivery_id),
 	p AS (INSERT INTO orchestrator_event_payloads (event_id, payload)
-		SELECT e.id, v.payload FROM e JOIN v ON v.source = e.source AND v.delivery_id = e.delivery_id WHERE v.payload IS NOT NULL)
+		SELECT e.id, v.payload FROM e JOIN (VALUES ` + pay + `) AS v (source, delivery_id, payload)
+			ON v.source = e.source AND v.delivery_id = e.delivery_id WHERE v.payload IS NOT NULL)
 SELECT id, source, delivery_id FROM e`
 	}
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(insertColumns)), ", ") + ")"
 	return `INSERT OR IGNORE INTO orchestrator_webhook_events (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
 		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + ` RETURNING id, source, delivery_id`
-}
-
-// pgInsertType is the type of an insert column on PostgreSQL (the values
-// of a WITH are typed by their casts, not by the columns they go to).
-func pgInsertType(col string) string {
-	switch col {
-	case "next_attempt_at", "received_at", "updated_at", "finished_at":
-		return "BIGINT"
-	case "body_sha256", "payload":
-		return "BYTEA"
-	}
-	return "TEXT"
 }
 
 // insertPayloadsSQL stores n payloads on SQLite, after their events'
@@ -329,18 +312,16 @@ func (db *DB) insertBatch(ctx context.Context, batch []insertReq) (results []ins
 		}
 	}
 	stored := make(map[deliveryKey]int64, len(batch))
-	perRow := len(insertColumns)
-	if db.d.name == "postgres" {
-		perRow++ // the payload
-	}
 	rest := firsts
 	for _, n := range chunkSizes {
 		for len(rest) >= n {
-			args := make([]any, 0, n*perRow)
+			args := make([]any, 0, n*(len(insertColumns)+3))
 			for _, r := range rest[:n] {
 				args = append(args, r.vals...)
-				if perRow > len(insertColumns) {
-					args = append(args, r.payload)
+			}
+			if db.d.name == "postgres" {
+				for _, r := range rest[:n] {
+					args = append(args, r.ev.Source, r.ev.DeliveryID, r.payload)
 				}
 			}
 			rows, err := use(db.stmts.insert[n]).QueryContext(ctx, args...)
