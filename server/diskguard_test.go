@@ -164,7 +164,7 @@ func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
 func TestDiskGuard_OutlookCountsBodiesUntilTheirPurge(t *testing.T) {
 	e, base := uiEnv(t, envOptions{backups: true})
 	ctx := context.Background()
-	now := time.Now().UTC()
+	now := wallclock.Now().UTC()
 	body := make([]byte, 16<<10)
 	rand.Read(body) // stored compressed: random bytes stay their size
 	const n = 300

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/internal/pgtest"
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/retention"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -62,7 +63,7 @@ func storeEvents(b *testing.B, e *env, prefix string, n int, now time.Time) {
 // appliance (small batches, then the space given back) on every body.
 func purgeBodies(b *testing.B, e *env, n int) {
 	chore, err := retention.New(retention.Options{Store: e.db, Bodies: time.Nanosecond, Events: 30 * 24 * time.Hour,
-		Audit: 400 * 24 * time.Hour, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+		Audit: 400 * 24 * time.Hour, Now: func() time.Time { return wallclock.Now().Add(time.Hour) }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func benchBytesSQLite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	storeEvents(b, e, "size", n, now)
 	dbPath := e.db.Path()
 	// live measures the live file after a checkpoint: its pages in use,
@@ -172,7 +173,7 @@ func benchBytesPostgres(b *testing.B) {
 		}
 		return float64(ev) / n, float64(pl) / n, float64(ag) / n
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	storeEvents(b, e, "pg", n, now)
 	ev, pl, ag := size()
 	purgeBodies(b, e, n)
