@@ -39,6 +39,16 @@ func smallVolume(t *testing.T) (string, func(string) (backups.Volume, error)) {
 	}
 }
 
+// volumeWithFree is a statfs reporting a 1 GiB volume with free bytes
+// free, whatever the machine's disk holds: the overview's outlook says
+// 'not filling' beyond a year, which a test's week of events on a large
+// real disk always is.
+func volumeWithFree(free int64) func(string) (backups.Volume, error) {
+	return func(string) (backups.Volume, error) {
+		return backups.Volume{Size: 1 << 30, Available: free}, nil
+	}
+}
+
 func fsWalk(dir string, add func(int64)) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -130,7 +140,7 @@ func TestDiskGuard_ManualBackupsAreBounded(t *testing.T) {
 // fill it; as many arriving as retention removes (they arrived 30 days
 // earlier) do not.
 func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
-	e, base := uiEnv(t, envOptions{backups: true})
+	e, base := uiEnv(t, envOptions{backups: true, statfs: volumeWithFree(2 << 20)})
 	ctx := context.Background()
 	now := wallclock.Now().UTC()
 	add := func(prefix string, at time.Time, n int) {
@@ -162,7 +172,7 @@ func TestDiskGuard_OverviewSaysWhenTheVolumeFills(t *testing.T) {
 // each event at the live file's average cost, bodies included, said it
 // would fill dozens of times sooner.
 func TestDiskGuard_OutlookCountsBodiesUntilTheirPurge(t *testing.T) {
-	e, base := uiEnv(t, envOptions{backups: true})
+	e, base := uiEnv(t, envOptions{backups: true, statfs: volumeWithFree(2 << 20)})
 	ctx := context.Background()
 	now := wallclock.Now().UTC()
 	body := make([]byte, 16<<10)
