@@ -65,7 +65,7 @@ func goMigrations(db *DB) []*goose.Migration {
 var GoMigrationNames = map[int64]string{
 	leanEventsVersion:   "00007_lean_events (Go)",
 	rowidIndexesVersion: "00010_rowid_indexes (Go)",
-	payloadTableVersion: "00012_payload_table (Go)",
+	payloadTableVersion: "00013_payload_table (Go)",
 }
 
 // leanEventsDDL creates the events table of migration 7 under name.

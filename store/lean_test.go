@@ -174,7 +174,7 @@ func BenchmarkMigration7(b *testing.B) {
 }
 
 // eventBytes is what the events cost: SQLite's pages in use, PostgreSQL's
-// events table and payload table (from migration 12) with their indexes
+// events table and payload table (from migration 13) with their indexes
 // and TOAST, after a VACUUM (not FULL: what autovacuum leaves).
 func (db *DB) eventBytes(b testing.TB) int64 {
 	ctx := context.Background()

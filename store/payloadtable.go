@@ -1,6 +1,6 @@
 package store
 
-// Migration 12 (issue 37): an event's payload — its headers and body,
+// Migration 13 (issue 37): an event's payload — its headers and body,
 // compressed (payload.go) — moves out of the event's row into a table of
 // its own, orchestrator_event_payloads, keyed by the event's id.
 //
@@ -43,8 +43,8 @@ import (
 	"time"
 )
 
-// payloadTableVersion is migration 12's version.
-const payloadTableVersion = 12
+// payloadTableVersion is migration 13's version.
+const payloadTableVersion = 13
 
 // unpurged is ix_webhook_events_unpurged's condition: events whose payload
 // has not been purged (hasBody, in a query that may read the index).
@@ -72,7 +72,7 @@ func (d *dialect) payloadTableDDL() string {
 )`
 }
 
-// payloadTableUp is migration 12: the payload table, filled from the
+// payloadTableUp is migration 13: the payload table, filled from the
 // events' payload column, which then goes.
 func (db *DB) payloadTableUp(ctx context.Context, sqlTx *sql.Tx) error {
 	start := time.Now()
@@ -94,12 +94,12 @@ func (db *DB) payloadTableUp(ctx context.Context, sqlTx *sql.Tx) error {
 			moved, _ = res.RowsAffected()
 		}
 	}
-	db.logger.Info("migration 12: payloads moved to their own table", "payloads", moved,
+	db.logger.Info("migration 13: payloads moved to their own table", "payloads", moved,
 		"took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 
-// payloadTableDown undoes migration 12: the payloads go back into their
+// payloadTableDown undoes migration 13: the payloads go back into their
 // events' rows (as the last column: every query names its columns).
 func (db *DB) payloadTableDown(ctx context.Context, sqlTx *sql.Tx) error {
 	c := tx{sqlTx, db.d}
@@ -119,7 +119,7 @@ func (db *DB) payloadTableDown(ctx context.Context, sqlTx *sql.Tx) error {
 }
 
 // compact rewrites the SQLite file without its free room (VACUUM) and
-// truncates the WAL: after migration 12, the events table's pages no
+// truncates the WAL: after migration 13, the events table's pages no
 // longer hold the payloads' room. It runs on a connection of its own,
 // outside any transaction. A failure is not the upgrade's: the schema is
 // migrated, and retention frees the old pages as their events go.
@@ -145,7 +145,7 @@ func (db *DB) compact(ctx context.Context) error {
 		}
 	}
 	after, _ := db.UsedBytes(ctx)
-	db.logger.Info("database compacted after migration 12", "bytes_before", before, "bytes_after", after,
+	db.logger.Info("database compacted after migration 13", "bytes_before", before, "bytes_after", after,
 		"took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }

@@ -20,13 +20,13 @@ const v10Insert = `INSERT INTO orchestrator_webhook_events (source, delivery_id,
 	matched_by, next_attempt_at, payload, body_sha256, body_purged_at, received_at, updated_at, finished_at)
 	VALUES (?, ?, 'x', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// Migration 12 on a database migration 11 left: every payload moves to its
+// Migration 13 on a database migration 10 left (11 and 12 applied on the way): every payload moves to its
 // own table, byte for byte, and is read back with its event (the page, a
 // claim); a purged event stays purged and one that never had a payload has
 // none; the events table no longer has the column; SQLite's file is
 // compacted by the same upgrade. Down puts every payload back into its
 // row, and up again moves them once more. On both databases.
-func TestMigration12_PayloadsMoveToTheirOwnTableAndBack(t *testing.T) {
+func TestMigration13_PayloadsMoveToTheirOwnTableAndBack(t *testing.T) {
 	for _, name := range []string{"sqlite", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			o := Options{Path: filepath.Join(t.TempDir(), "v10.db")}
@@ -77,20 +77,20 @@ func TestMigration12_PayloadsMoveToTheirOwnTableAndBack(t *testing.T) {
 			}
 			d, err := db.GetEvent(ctx, ids["delivered"])
 			if err != nil || string(d.Body) != string(slackBody) || d.Headers["user-agent"] != slackHeaders["user-agent"] || d.BodyPurgedAt != nil {
-				t.Fatalf("delivered event after migration 12: %+v %v", d, err)
+				t.Fatalf("delivered event after migration 13: %+v %v", d, err)
 			}
 			p, err := db.GetEvent(ctx, ids["purged"])
 			if err != nil || p.Body != nil || p.Headers != nil || p.BodyPurgedAt == nil || !p.BodyPurgedAt.Equal(t0.Add(time.Second)) {
-				t.Fatalf("purged event after migration 12: %+v %v", p, err)
+				t.Fatalf("purged event after migration 13: %+v %v", p, err)
 			}
 			n, err := db.GetEvent(ctx, ids["none"])
 			if err != nil || n.Body != nil || n.BodyPurgedAt != nil || n.PayloadError != "" {
-				t.Fatalf("event without a payload after migration 12: %+v %v", n, err)
+				t.Fatalf("event without a payload after migration 13: %+v %v", n, err)
 			}
 			claimed, err := db.ClaimTeamEvents(ctx, t0.Add(time.Minute), t0.Add(time.Hour), TeamKey{OrgID: "acme", TeamNodeID: "sre"},
 				Kind{Sources: []string{"github"}}, 10)
 			if err != nil || len(claimed) != 1 || claimed[0].ID != ids["queued"] || string(claimed[0].Body) != `{"queued":true}` {
-				t.Fatalf("claim after migration 12: %+v %v", claimed, err)
+				t.Fatalf("claim after migration 13: %+v %v", claimed, err)
 			}
 			stored := func(table, keyCol, key string) []byte {
 				t.Helper()
@@ -110,7 +110,7 @@ func TestMigration12_PayloadsMoveToTheirOwnTableAndBack(t *testing.T) {
 				t.Fatal("the events table still has its payload column")
 			}
 			if got := eventIndexes(t, db); !got["ix_webhook_events_unpurged"] || got["ix_webhook_events_payload"] {
-				t.Fatalf("indexes after migration 12: %v", got)
+				t.Fatalf("indexes after migration 13: %v", got)
 			}
 			if !db.Shared() {
 				// Compacted: the pages in use are what a snapshot writes.
@@ -271,13 +271,13 @@ func TestConformance_PayloadRowsGoWithPurgesAndEvents(t *testing.T) {
 	})
 }
 
-// BenchmarkMigration12 times migration 12 (and, on SQLite, the VACUUM that
+// BenchmarkMigration13 times migration 13 (and, on SQLite, the VACUUM that
 // compacts the file after it) on BENCH_MIGRATE_EVENTS (1,000,000) events
-// as migration 11 left them — 30 days of them, the last 7 with their
+// as migration 12 left them — 30 days of them, the last 7 with their
 // payloads — and the bytes they take before and after: on SQLite the
 // file's pages in use, on PostgreSQL the events and payload tables with
 // their indexes and TOAST after a VACUUM (not FULL).
-func BenchmarkMigration12(b *testing.B) {
+func BenchmarkMigration13(b *testing.B) {
 	n := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_MIGRATE_EVENTS")); err == nil && v > 0 {
 		n = v
@@ -304,7 +304,7 @@ func BenchmarkMigration12(b *testing.B) {
 				}
 				took := time.Since(start)
 				after := db.eventBytes(b)
-				fmt.Printf("migration 12 on %s: %d events (%d with payloads) in %s; %.0f bytes per event before, %.0f after\n",
+				fmt.Printf("migration 13 on %s: %d events (%d with payloads) in %s; %.0f bytes per event before, %.0f after\n",
 					name, n, count(b, db, `SELECT COUNT(*) FROM orchestrator_event_payloads`), took.Round(100*time.Millisecond),
 					float64(before)/float64(n), float64(after)/float64(n))
 			}

@@ -148,7 +148,7 @@ func (db *DB) Migrate(ctx context.Context) ([]int64, error) {
 			return applied, fmt.Errorf("store: migrate: %w", err)
 		}
 	} else if slices.Contains(applied, payloadTableVersion) {
-		// Part of migration 12's (payloadtable.go); the conversion's
+		// Part of migration 13's (payloadtable.go); the conversion's
 		// VACUUM above did the same.
 		if err := db.compact(ctx); err != nil {
 			db.logger.Warn("the database was migrated but not compacted; retention frees its old pages as their events go", "error", err)

@@ -163,7 +163,7 @@ func TestUpgrade_Release010DatabaseMigratesAndIsServed(t *testing.T) {
 		if err := db.QueryRow(`PRAGMA auto_vacuum`).Scan(&mode); err != nil || mode != 2 {
 			t.Fatalf("auto_vacuum after the upgrade = %d %v, want 2 (incremental)", mode, err)
 		}
-		// Migration 12 moved the payloads to their own table.
+		// Migration 13 moved the payloads to their own table.
 		var payloads int
 		if err := db.QueryRow(`SELECT COUNT(*) FROM orchestrator_event_payloads`).Scan(&payloads); err != nil || payloads != oldIDs {
 			t.Fatalf("%d payloads after the upgrade (%v), want the %d events'", payloads, err, oldIDs)
