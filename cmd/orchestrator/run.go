@@ -23,7 +23,7 @@ Usage:
   orchestrator migrate [up|status|down] [--data-dir DIR]     apply, list or undo the newest migration
   orchestrator backup --out FILE [--data-dir DIR]            write a verified snapshot (server may run)
   orchestrator restore --from FILE [--data-dir DIR]          install a snapshot (server stopped)
-  orchestrator migrate-to-postgres --to URL [--data-dir DIR] copy the SQLite database into an empty PostgreSQL (server stopped)
+  orchestrator migrate-to-postgres --to URL|--to-env VAR [--data-dir DIR] copy the SQLite database into an empty PostgreSQL (server stopped)
   orchestrator version                                       print the version
   orchestrator send-sample SOURCE [--url URL] [--dev] [--secret SECRET]
                                                              sign and send a built-in source's sample webhook

@@ -17,14 +17,32 @@ import (
 // target gets this build's schema, every table is copied in batches with
 // progress on stderr and verified (row counts and a checksum per table).
 func migrateToPostgres(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("migrate-to-postgres", "migrate-to-postgres --to postgres://… [--data-dir DIR]", stdout)
+	fs := newFlagSet("migrate-to-postgres", "migrate-to-postgres --to postgres://… | --to-env VAR [--data-dir DIR]", stdout)
 	to := fs.String("to", "", "the PostgreSQL database to copy into (postgres:// or postgresql://); it must be empty")
+	toEnv := fs.String("to-env", "", "the environment variable holding the target URL (keeps the password out of argv; default ORCHESTRATOR_MIGRATE_TO)")
 	dataDir := fs.String("data-dir", "", "data directory (ORCHESTRATOR_DATA_DIR, default ./data)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// The target's password is better read from the environment (a
+	// Secret) than from argv, which any process on the node can list.
+	from := "--to"
+	switch {
+	case *to != "" && *toEnv != "":
+		return &usageError{msg: "migrate-to-postgres: give --to or --to-env, not both"}
+	case *toEnv != "":
+		from, *to = *toEnv, getenv(*toEnv)
+		if *to == "" {
+			return &usageError{msg: "migrate-to-postgres: --to-env " + *toEnv + ": the variable is empty or unset"}
+		}
+	case *to == "" && getenv("ORCHESTRATOR_MIGRATE_TO") != "":
+		from, *to = "ORCHESTRATOR_MIGRATE_TO", getenv("ORCHESTRATOR_MIGRATE_TO")
+	}
 	if fs.NArg() > 0 || !(strings.HasPrefix(*to, "postgres://") || strings.HasPrefix(*to, "postgresql://")) {
-		return &usageError{msg: "migrate-to-postgres: --to postgres://user:pass@host:5432/db is required"}
+		if *to != "" && from != "--to" {
+			return &usageError{msg: "migrate-to-postgres: " + from + " must hold a postgres:// or postgresql:// URL"}
+		}
+		return &usageError{msg: "migrate-to-postgres: --to postgres://user:pass@host:5432/db (or --to-env VAR, or ORCHESTRATOR_MIGRATE_TO) is required"}
 	}
 	cfg, err := dataConfig(getenv, *dataDir)
 	if err != nil {

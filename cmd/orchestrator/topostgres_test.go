@@ -55,7 +55,9 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 
 	target := pgtest.Database(t)
 	var out, progress bytes.Buffer
-	if err := run(context.Background(), []string{"migrate-to-postgres", "--to", target, "--data-dir", dir}, envOf(nil), &out, &progress); err != nil {
+	// The target comes from the environment (a Secret), never argv.
+	if err := run(context.Background(), []string{"migrate-to-postgres", "--to-env", "PG_TARGET", "--data-dir", dir},
+		envOf(map[string]string{"PG_TARGET": target}), &out, &progress); err != nil {
 		t.Fatalf("migrate-to-postgres: %v\n%s", err, progress.String())
 	}
 	for _, table := range []string{"orchestrator_webhook_events", "orchestrator_event_payloads", "orchestrator_agent_runs", "orchestrator_provisioning_runs",
@@ -69,7 +71,8 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 		t.Fatalf("summary: %s", out.String())
 	}
 	// Again into the same (now full) target: refused, nothing changed.
-	err := run(context.Background(), []string{"migrate-to-postgres", "--to", target, "--data-dir", dir}, envOf(nil), &out, &progress)
+	err := run(context.Background(), []string{"migrate-to-postgres", "--data-dir", dir},
+		envOf(map[string]string{"ORCHESTRATOR_MIGRATE_TO": target}), &out, &progress)
 	if err == nil || !strings.Contains(err.Error(), "already holds data") {
 		t.Fatalf("a second copy = %v", err)
 	}
@@ -154,4 +157,29 @@ func snapshotAPI(t *testing.T, base string) string {
 	read("/api/v1/admin/schedules", "schedules", "id", "team_node_id", "cron_expression", "enabled")
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// The target URL may come from --to-env VAR or ORCHESTRATOR_MIGRATE_TO (so
+// the password stays out of argv); a missing or wrong one is a usage error
+// naming where it was read, never echoing its value.
+func TestMigrateToPostgres_TargetFromTheEnvironment(t *testing.T) {
+	for name, c := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"unset --to-env": {[]string{"--to-env", "PG_TARGET"}, nil, "--to-env PG_TARGET: the variable is empty or unset"},
+		"not a URL":      {[]string{"--to-env", "PG_TARGET"}, map[string]string{"PG_TARGET": "mysql://u:hunter2@db/x"}, "PG_TARGET must hold a postgres://"},
+		"both":           {[]string{"--to", "postgres://db/x", "--to-env", "PG_TARGET"}, nil, "not both"},
+		"env not a URL":  {nil, map[string]string{"ORCHESTRATOR_MIGRATE_TO": "hunter2"}, "ORCHESTRATOR_MIGRATE_TO must hold a postgres://"},
+		"nothing":        {nil, nil, "or ORCHESTRATOR_MIGRATE_TO) is required"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, progress bytes.Buffer
+			err := run(context.Background(), append([]string{"migrate-to-postgres", "--data-dir", t.TempDir()}, c.args...), envOf(c.env), &out, &progress)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
 }
