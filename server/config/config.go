@@ -153,6 +153,9 @@ type Config struct {
 // Load reads the configuration through getenv (os.Getenv in production).
 func Load(getenv func(string) string) (*Config, error) {
 	p := &parser{getenv: getenv}
+	// migrate-to-postgres reads ORCHESTRATOR_MIGRATE_TO itself; it is named
+	// here so that a pod that sets it is not warned about a misspelling.
+	_ = getenv("ORCHESTRATOR_MIGRATE_TO")
 	c := &Config{
 		ListenAddr: p.addr("ORCHESTRATOR_LISTEN_ADDR", ":8070"),
 		DataDir:    p.str("ORCHESTRATOR_DATA_DIR", "./data"),
