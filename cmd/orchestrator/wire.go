@@ -15,6 +15,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/kube"
 	"github.com/incidentfox/orchestrator-edge/server/agentrun"
+	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/config"
@@ -121,8 +122,9 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: coalescing(cfg, sources), CoalesceMax: cfg.CoalesceMax,
 		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay,
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
-		Rules:  func() *routing.Rules { return d.policy.Current().Routes },
-		Logger: logger, Registry: reg,
+		Rules:   func() *routing.Rules { return d.policy.Current().Routes },
+		Answers: answers.Resolver{Mode: cfg.PostAnswers},
+		Logger:  logger, Registry: reg,
 	})
 	if err != nil {
 		return nil, err

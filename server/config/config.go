@@ -145,6 +145,11 @@ type Config struct {
 	BackupKeepManual   int
 	DiskReservePercent int
 
+	// PostAnswers is who posts the agent's answers where the question was
+	// asked (ORCHESTRATOR_POST_ANSWERS: orchestrator, the default, or
+	// agent); team config output_config.posted_by overrides it.
+	PostAnswers string
+
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client whose failed admin-token checks are limited (SPEC §18).
 	TrustedProxies []netip.Prefix
@@ -234,6 +239,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.SourcesReload = p.seconds("ORCHESTRATOR_SOURCES_RELOAD_SECONDS", 10, 1, 3600)
 	c.AlertmanagerLabels = p.labelMap("ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS")
 	c.SourceOrgs = p.sourceOrgs("ORCHESTRATOR_SOURCE_ORGS")
+	c.PostAnswers = p.oneOf("ORCHESTRATOR_POST_ANSWERS", "orchestrator", "orchestrator", "agent")
 	if p.err != nil {
 		return nil, p.err
 	}
@@ -273,6 +279,18 @@ func (p *parser) prefixes(name string) []netip.Prefix {
 		out = append(out, pre.Masked())
 	}
 	return out
+}
+
+// oneOf reads a value that must be one of a few words (def when unset).
+func (p *parser) oneOf(name, def string, words ...string) string {
+	v := strings.ToLower(p.raw(name))
+	if v == "" {
+		return def
+	}
+	if !slices.Contains(words, v) {
+		p.fail(name, "%q is not one of %s", v, strings.Join(words, ", "))
+	}
+	return v
 }
 
 func (p *parser) str(name, def string) string {

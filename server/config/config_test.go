@@ -66,6 +66,7 @@ func TestLoad_Defaults(t *testing.T) {
 		{"CoalesceMax", c.CoalesceMax, 50},
 		{"BackupSchedule", c.BackupSchedule, "30 3 * * *"},
 		{"BackupKeep", c.BackupKeep, 7},
+		{"PostAnswers", c.PostAnswers, "orchestrator"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -174,6 +175,7 @@ func TestLoad_BadValueNamesTheVariable(t *testing.T) {
 		{"ORCHESTRATOR_COALESCE_SOURCES", "pagerduty,slack", "every mention gets an answer of its own"},
 		{"ORCHESTRATOR_COALESCE_SOURCES", "jira", "not a webhook source"},
 		{"ORCHESTRATOR_COALESCE_MAX", "0", "out of range"},
+		{"ORCHESTRATOR_POST_ANSWERS", "both", `"both" is not one of orchestrator, agent`},
 		{"ORCHESTRATOR_ROUTING_CACHE_SECONDS", "-1", "out of range"},
 		{"ORCHESTRATOR_BACKUP_SCHEDULE", "every night", "not a cron expression"},
 		{"ORCHESTRATOR_BACKUP_KEEP", "0", "out of range"},

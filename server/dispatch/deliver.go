@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
@@ -175,11 +176,18 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, er
 		return nil, err
 	}
 	agentName, agentURL := d.agentTarget(tc.cfg, c.team)
-	req, correlation, runID := d.request(c)
+	req, correlation, runID, trigger := d.request(c)
 	// The answer's feedback buttons carry this unguessable reference to the
 	// run, never the correlation id (a lone event's is its sequential id).
 	ref := store.NewFeedbackRef()
 	req.Context["feedback_ref"] = ref
+	plan := d.o.Answers.Resolve(tc.cfg, trigger)
+	for _, w := range plan.Warnings {
+		d.log.Warn("team's output_config: "+w, "org_id", c.team.OrgID, "team_node_id", c.team.TeamNodeID)
+	}
+	if len(plan.Destinations) > 0 {
+		req.OutputDestinations = plan.Destinations
+	}
 	limits := Limits{}
 	for _, e := range c.events {
 		l := d.o.Limits[e.Source]
@@ -221,19 +229,22 @@ func budgetSource(source string, events []store.Event) string {
 	return source
 }
 
-// request builds the agent request of a call. A lone event is described as
-// itself, with its id as correlation id. A digest opens with a count line,
-// then one line per event, oldest first; its correlation id is the digest's
-// (= its agent run's) id.
-func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
+// request builds the agent request of a call, and says what asked (for
+// the answer's destinations). A lone event is described as itself, with
+// its id as correlation id. A digest opens with a count line, then one line
+// per event, oldest first; its correlation id is the digest's (= its agent
+// run's) id.
+func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string, answers.Trigger) {
 	trigger := map[string]any{"org_id": c.team.OrgID, "team_node_id": c.team.TeamNodeID}
 	if len(c.events) == 1 {
 		e := c.events[0]
 		msg, meta := d.o.Sources.Describe(e.Source, e.EventType, e.Body, e.Headers)
 		trigger["source"], trigger["event_id"], trigger["delivery_id"], trigger["event_type"] = e.Source, e.ID, e.DeliveryID, e.EventType
 		return peers.AgentRequest{Message: msg, TriggerSource: e.Source,
-			Context: map[string]any{"metadata": map[string]any{e.Source: meta}, "trigger": trigger}}, e.ID, newID()
+				Context: map[string]any{"metadata": map[string]any{e.Source: meta}, "trigger": trigger}}, e.ID, newID(),
+			answers.Trigger{Source: e.Source, Meta: meta}
 	}
+	sources := make([]string, 0, 2)
 	id := newID()
 	lines := make([]string, 0, len(c.events)+1)
 	listed := make([]map[string]any, 0, len(c.events))
@@ -248,6 +259,9 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 	same := map[string]int{} // alert identity → its line
 	counts := map[int]int{}
 	for _, e := range c.events {
+		if !slices.Contains(sources, e.Source) {
+			sources = append(sources, e.Source)
+		}
 		msg, meta := d.o.Sources.Describe(e.Source, e.EventType, e.Body, e.Headers)
 		listed = append(listed, map[string]any{"source": e.Source, "event_id": e.ID, "delivery_id": e.DeliveryID,
 			"event_type": e.EventType, "summary": msg})
@@ -294,7 +308,8 @@ func (d *Dispatcher) request(c call) (peers.AgentRequest, string, string) {
 	head := webhook.EscapeText(fmt.Sprintf("%d alerts for %s/%s: %s", len(c.events), c.team.OrgID, c.team.TeamNodeID, strings.Join(parts, ", ")))
 	trigger["source"], trigger["digest_id"], trigger["event_count"] = "digest", id, len(c.events)
 	return peers.AgentRequest{Message: head + "\n" + strings.Join(lines, "\n"), TriggerSource: "digest",
-		Context: map[string]any{"metadata": map[string]any{"events": listed}, "trigger": trigger}}, id, id
+			Context: map[string]any{"metadata": map[string]any{"events": listed}, "trigger": trigger}}, id, id,
+		answers.Trigger{Digest: true, Sources: sources}
 }
 
 // subject is what an alert is about, for the count line: the PagerDuty

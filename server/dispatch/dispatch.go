@@ -30,6 +30,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
+	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -94,6 +95,9 @@ type Options struct {
 	FlushEvery time.Duration
 	FlushAt    int
 	Limits     map[string]Limits
+	// Answers resolves where each call's answer goes (output_destinations
+	// in the agent's request body).
+	Answers answers.Resolver
 	// Lease is how long a claim holds its events (SPEC §13): past it, an
 	// event with no outcome goes back to the queue for any replica. Default:
 	// the longest agent timeout plus a minute.

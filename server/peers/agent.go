@@ -33,6 +33,10 @@ type AgentRequest struct {
 	Timeout       int            `json:"timeout"` // seconds
 	MaxTurns      int            `json:"max_turns"`
 	TriggerSource string         `json:"trigger_source"`
+	// OutputDestinations are where the answer goes (the answers room's
+	// destinations, as JSON): the ones the appliance posts itself carry
+	// "posted_by":"orchestrator", so the agent does not post them too.
+	OutputDestinations any `json:"output_destinations,omitempty"`
 }
 
 // Run calls the agent. baseURL "" means the shared agent. The team token

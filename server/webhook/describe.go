@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -83,6 +84,22 @@ func describeGitHub(eventType string, m map[string]any, meta map[string]any) str
 		title = first(obj(m, "workflow_run"), "name")
 	}
 	meta["repo"], meta["action"], meta["sender"] = repo, str(m, "action"), str(obj(m, "sender"), "login")
+	// The issue or pull request the event is on, where an answer is posted
+	// back: a comment on an issue that is a pull request is the PR's.
+	if pr := obj(m, "pull_request"); pr != nil {
+		meta["pr_number"] = number(pr, "number")
+	} else if is := obj(m, "issue"); is != nil {
+		if obj(is, "pull_request") != nil {
+			meta["pr_number"] = number(is, "number")
+		} else {
+			meta["issue_number"] = number(is, "number")
+		}
+	}
+	for _, k := range []string{"pr_number", "issue_number"} {
+		if meta[k] == 0 {
+			delete(meta, k)
+		}
+	}
 	msg := "GitHub " + eventType + " on " + repo
 	if title != "" {
 		msg += ": " + title
@@ -93,11 +110,18 @@ func describeGitHub(eventType string, m map[string]any, meta map[string]any) str
 func describePagerDuty(eventType string, m map[string]any, meta map[string]any) string {
 	data := obj(obj(m, "event"), "data")
 	title, svc := str(data, "title"), str(obj(data, "service"), "id")
+	// The incident an answer's note goes on: the data itself for incident
+	// events, the incident it references otherwise.
+	incident, link := str(data, "id"), str(data, "html_url")
+	if t := str(data, "type"); t != "" && t != "incident" {
+		incident = str(obj(data, "incident"), "id")
+	}
 	if msgs, ok := m["messages"].([]any); ok && len(msgs) > 0 {
 		inc := obj(msgs[0], "incident")
 		title, svc = str(inc, "title"), str(obj(inc, "service"), "id")
+		incident, link = str(inc, "id"), str(inc, "html_url")
 	}
-	meta["service_id"], meta["incident_id"], meta["html_url"] = svc, str(data, "id"), str(data, "html_url")
+	meta["service_id"], meta["incident_id"], meta["html_url"] = svc, incident, link
 	return "PagerDuty " + eventType + ": " + title
 }
 
@@ -123,4 +147,13 @@ func describeCoralogix(_ string, m map[string]any, meta map[string]any) string {
 	name := first(m, "alert_name", "alertName", "name", "title")
 	meta["severity"], meta["application"] = first(m, "alert_severity", "severity"), first(m, "application", "applicationName")
 	return "Coralogix alert: " + name
+}
+
+// number reads a positive whole number field (0 if it is not one).
+func number(m map[string]any, key string) int {
+	n, err := strconv.Atoi(str(m, key))
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }

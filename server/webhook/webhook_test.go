@@ -194,6 +194,34 @@ func TestDescribe_GivesAMessagePerSource(t *testing.T) {
 	}
 }
 
+// The metadata names where an answer goes back: the issue or pull request
+// of a GitHub event (a comment on an issue that is a PR is the PR's), the
+// incident of a PagerDuty event.
+func TestDescribe_NamesWhereTheAnswerGoes(t *testing.T) {
+	cases := []struct {
+		source, eventType, body string
+		key                     string
+		want                    any
+	}{
+		{GitHub, "issues.opened", `{"issue":{"number":42},"repository":{"full_name":"acme/payments"}}`, "issue_number", 42},
+		{GitHub, "issue_comment.created", `{"issue":{"number":43,"pull_request":{"url":"x"}},"comment":{"id":1},"repository":{"full_name":"acme/payments"}}`, "pr_number", 43},
+		{GitHub, "pull_request.opened", `{"number":44,"pull_request":{"number":44},"repository":{"full_name":"acme/payments"}}`, "pr_number", 44},
+		{GitHub, "pull_request_review_comment.created", `{"pull_request":{"number":45},"comment":{"id":9},"repository":{"full_name":"acme/payments"}}`, "pr_number", 45},
+		{PagerDuty, "incident.triggered", `{"event":{"data":{"id":"Q1ABC","type":"incident"}}}`, "incident_id", "Q1ABC"},
+		{PagerDuty, "incident.annotated", `{"event":{"data":{"id":"N1","type":"incident_note","incident":{"id":"Q2DEF"}}}}`, "incident_id", "Q2DEF"},
+		{PagerDuty, "incident.trigger", `{"messages":[{"incident":{"id":"Q3GHI","title":"t"}}]}`, "incident_id", "Q3GHI"},
+	}
+	for _, c := range cases {
+		_, meta := Describe(c.source, c.eventType, []byte(c.body))
+		if meta[c.key] != c.want {
+			t.Errorf("%s %s: %s = %v, want %v (%v)", c.source, c.eventType, c.key, meta[c.key], c.want, meta)
+		}
+	}
+	if _, meta := Describe(GitHub, "push", []byte(`{"repository":{"full_name":"acme/payments"}}`)); meta["pr_number"] != nil || meta["issue_number"] != nil {
+		t.Errorf("a push names a number: %v", meta)
+	}
+}
+
 // fuzzVerify checks that a verifier never panics, never accepts a body
 // signed with another secret, and always accepts what was signed correctly
 // (or reports an unreadable payload).
