@@ -19,6 +19,7 @@ var wantTables = []string{
 	"orchestrator_admin_audit",
 	"orchestrator_agent_run_feedback",
 	"orchestrator_agent_runs",
+	"orchestrator_answer_deliveries",
 	"orchestrator_pipeline_schedules",
 	"orchestrator_provisioning_runs",
 	"orchestrator_silences",
@@ -28,13 +29,14 @@ var wantTables = []string{
 }
 
 var wantIndexes = []string{
-	"ix_ack_stats_at", "ix_admin_audit_at", "ix_agent_runs_correlation", "ix_agent_runs_event", "ix_agent_runs_started", "ix_agent_runs_team",
+	"ix_ack_stats_at", "ix_admin_audit_at", "ix_agent_runs_answer", "ix_agent_runs_correlation", "ix_agent_runs_event", "ix_agent_runs_started", "ix_agent_runs_team",
+	"ix_answer_deliveries_created", "ix_answer_deliveries_finished", "ix_answer_deliveries_queue",
 	"ix_feedback_created",
 	"ix_provisioning_runs_created", "ix_provisioning_runs_status", "ix_provisioning_runs_team", "ix_silences_ends",
 	"ix_ui_sessions_seen",
 	"ix_webhook_events_alert", "ix_webhook_events_matched_by", "ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received", "ix_webhook_events_status_received",
 	"ix_webhook_events_suppressed", "ix_webhook_events_team", "ix_webhook_events_team_queue",
-	"ux_agent_runs_feedback_ref", "ux_feedback_run_user",
+	"ux_agent_runs_feedback_ref", "ux_answer_deliveries_run", "ux_feedback_run_user",
 	"ux_pipeline_schedules_cronjob", "ux_pipeline_schedules_team_type",
 	"ux_provisioning_runs_idempotency", "ux_webhook_events_delivery", "ux_webhook_events_replay",
 }

@@ -103,6 +103,8 @@ type agentRunView struct {
 	EventCount     int       `json:"event_count"`
 	// Feedback lists the clicks on the answer's feedback buttons.
 	Feedback []feedbackView `json:"feedback,omitempty"`
+	// Deliveries are the answer's deliveries, one per destination.
+	Deliveries []deliveryView `json:"deliveries,omitempty"`
 }
 
 type feedbackView struct {
@@ -203,6 +205,13 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 		s.out.Error(w, r, err)
 		return
 	}
+	deliveries := map[string][]store.AnswerDelivery{}
+	if s.opts.Answers != nil {
+		if deliveries, err = s.opts.Answers.RunDeliveries(r.Context(), ids); err != nil {
+			s.out.Error(w, r, err)
+			return
+		}
+	}
 	for _, run := range runs {
 		rv := agentRunView{ID: run.ID, AgentName: run.AgentName, Status: run.Status,
 			UpstreamStatus: run.UpstreamStatus, Error: run.Error, DurationMS: run.Duration.Milliseconds(), StartedAt: run.StartedAt,
@@ -210,6 +219,9 @@ func (s *Server) handleGetEvent(w http.ResponseWriter, r *http.Request) {
 		for _, f := range feedback[run.ID] {
 			rv.Feedback = append(rv.Feedback, feedbackView{Value: f.Value, UserID: f.UserID, UserName: f.UserName,
 				SlackApp: f.SlackApp, EventID: f.EventID, CreatedAt: f.CreatedAt})
+		}
+		for _, d := range deliveries[run.ID] {
+			rv.Deliveries = append(rv.Deliveries, viewDelivery(d))
 		}
 		v.AgentRuns = append(v.AgentRuns, rv)
 	}

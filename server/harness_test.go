@@ -27,6 +27,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/migrations"
 	"github.com/incidentfox/orchestrator-edge/server"
 	"github.com/incidentfox/orchestrator-edge/server/agentrun"
+	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
@@ -36,6 +37,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/policy"
 	"github.com/incidentfox/orchestrator-edge/server/provision"
+	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -120,8 +122,12 @@ type env struct {
 	answers   []response
 	sched     *schedules.Service
 	disp      *dispatch.Dispatcher
-	clock     *clock
-	backups   *backups.Manager
+	// slack is the fake Slack Web API and outbox the answers' poster
+	// (envOptions.answers).
+	slack   *peerstest.Slack
+	outbox  *answers.Outbox
+	clock   *clock
+	backups *backups.Manager
 }
 
 // clock is a test clock that only moves when told.
@@ -205,6 +211,12 @@ type envOptions struct {
 	alertRepeat time.Duration
 	groupWait   time.Duration
 	callsPerDay int
+	// answers posts the agent's answers (a fake Slack with the bot token
+	// slackBot and the dev channel; ORCHESTRATOR_POST_ANSWERS postAnswers;
+	// publicURL links the runs).
+	answers     bool
+	postAnswers string
+	publicURL   string
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
 	uiClock func() time.Time
@@ -338,6 +350,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	e.srv.SetServing(true)
 	if e.disp != nil && !o.noDispatch {
+		if e.outbox != nil {
+			if err := e.outbox.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { e.outbox.Stop(context.Background()) })
+		}
 		if err := e.disp.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -386,8 +404,28 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	if o.routes != "" {
 		e.setRoutes(o.routes)
 	}
+	resolver := answers.Resolver{Mode: o.postAnswers}
+	var outbox dispatch.Outbox
+	if o.answers {
+		e.slack = peerstest.NewDevSlack()
+		slackSrv := httptest.NewServer(e.slack)
+		e.t.Cleanup(slackSrv.Close)
+		notifiers := map[string]answers.Notifier{answers.TypeSlack: answers.NewSlack(answers.SlackOptions{APIURL: slackSrv.URL,
+			Tokens: map[string]string{"": peerstest.DevSlackToken}, TokenEnv: map[string]string{"": "SLACK_BOT_TOKEN"}})}
+		resolver.Notifiers = notifiers
+		e.outbox, err = answers.NewOutbox(answers.OutboxOptions{Store: e.db, Notifiers: notifiers, PublicURL: o.publicURL,
+			Retry: queue.Policy{Base: time.Millisecond, Max: 5 * time.Millisecond}, Poll: 5 * time.Millisecond,
+			Logger: logger, Registry: e.reg, Now: now})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		outbox = e.outbox
+		opts.Answers, opts.Redelivered = e.db, e.outbox.Notify
+	}
 	e.disp, err = dispatch.New(dispatch.Options{
 		Rules:              e.rules.Load,
+		Answers:            resolver,
+		Outbox:             outbox,
 		Store:              e.db,
 		Sources:            reg,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),

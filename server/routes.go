@@ -44,6 +44,9 @@ func (s *Server) routes() {
 	if s.opts.RouteTest != nil && s.door != nil {
 		s.handle(http.MethodPost, "/api/v1/admin/routes/test", s.handleRoutesTest)
 	}
+	if s.opts.Answers != nil {
+		s.handle(http.MethodPost, "/api/v1/admin/answers/:id/redeliver", s.handleRedeliver)
+	}
 	if s.opts.Noise != nil {
 		// POST /api/v1/admin/events/redrive shares the router's node with
 		// /api/v1/admin/events/:id/redrive (httprouter allows no static

@@ -67,6 +67,11 @@ type Options struct {
 	Notify func(org, team string)
 	// RouteTest enables POST /api/v1/admin/routes/test (with Door).
 	RouteTest RouteTester
+	// Answers enables the answer deliveries in the events API and their
+	// redelivery (store.DB implements it); Redelivered wakes the outbox
+	// after one is queued again.
+	Answers     AnswerStore
+	Redelivered func()
 	// Noise enables the silences and the bulk redrive (SPEC §6 Noise).
 	Noise *noise.Service
 	// Schedules enables the schedule, sync and team status routes.
@@ -176,7 +181,7 @@ func New(opts Options) (*Server, error) {
 		opts:    opts,
 		logger:  logger,
 		out:     httpx.Writer{Logger: logger},
-		reads:   scoped.Reader{Events: opts.Events, Runs: opts.Runs},
+		reads:   scoped.Reader{Events: opts.Events, Runs: opts.Runs, Deliveries: opts.Answers},
 		metrics: m,
 		router: &httprouter.Router{
 			// Redirects would turn bad paths (traversal in ids, stray
@@ -196,7 +201,10 @@ func New(opts Options) (*Server, error) {
 		page := webui.Options{Settings: *opts.UI, Logger: opts.Logger, Auth: opts.Auth, Runs: opts.Runs, Provision: opts.Provision,
 			Store: opts.Store, Schedules: opts.Schedules, Backups: opts.Backups, Agents: opts.Agents, Door: s.door,
 			Sources: doorSources(s.door), Noise: opts.Noise,
-			Notify: opts.Notify, RouteTest: webui.RouteTester(opts.RouteTest), Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
+			Notify: opts.Notify, RouteTest: webui.RouteTester(opts.RouteTest), Redelivered: opts.Redelivered, Dev: opts.Dev, MaxBodyBytes: opts.MaxBodyBytes, Now: opts.Now}
+		if opts.Answers != nil {
+			page.Answers, _ = opts.Answers.(webui.AnswerStore)
+		}
 		// Nil stays nil: an interface holding a nil pointer is not.
 		if opts.Events != nil {
 			page.Events = opts.Events

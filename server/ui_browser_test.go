@@ -622,7 +622,7 @@ func TestUI_ReadableAt1280(t *testing.T) {
 			StartedAt: dead.ReceivedAt.Add(time.Duration(i+1) * time.Second)})
 	}
 	outs = append(outs, store.Outcome{ID: dead.ID, Status: store.EventDead, At: now, From: store.EventQueued, Attempts: 3, LastError: longErr})
-	if err := e.db.RecordOutcomes(ctx0, outs, runs); err != nil {
+	if err := e.db.RecordOutcomes(ctx0, outs, runs, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -32,6 +32,9 @@ type AgentRun struct {
 	// value its answer's feedback buttons carry; "" for a run made before
 	// migration 12 or by an admin.
 	FeedbackRef string
+	// Answer is the agent's answer text, written with the run (cut to
+	// MaxAnswerBytes); read back by GetAgentRun and AgentRunAnswers only.
+	Answer string
 }
 
 // NewFeedbackRef makes an agent run's feedback reference: 130 random bits
@@ -51,27 +54,44 @@ func (db *DB) InsertAgentRun(ctx context.Context, r AgentRun) error {
 func insertAgentRun(ctx context.Context, x interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, r AgentRun) error {
-	_, err := x.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs
-		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
-		 correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
+	args := []any{r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
 		r.Status, nullInt(r.UpstreamStatus), nullIfEmpty(r.Error), nullIfEmpty(r.CorrelationID), r.Duration.Milliseconds(),
-		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount), nullIfEmpty(r.FeedbackRef))
+		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount), nullIfEmpty(r.FeedbackRef)}
+	q := insertAgentRunSQL
+	if r.Answer != "" {
+		// Only a run with an answer names the column (migration 13's), so
+		// a run without one is written the same on every schema.
+		q, args = insertAgentRunAnswerSQL, append(args, clipAnswer(r.Answer))
+	}
+	_, err := x.ExecContext(ctx, q, args...)
 	return err
 }
+
+const insertAgentRunSQL = `INSERT INTO orchestrator_agent_runs
+		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
+		 correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+const insertAgentRunAnswerSQL = `INSERT INTO orchestrator_agent_runs
+		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
+		 correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref, answer)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 const agentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
 	upstream_status, error, correlation_id, duration_ms, started_at, event_count, feedback_ref`
 
-func scanAgentRun(row rowScanner) (AgentRun, error) {
+func scanAgentRun(row rowScanner) (AgentRun, error) { return scanAgentRunWith(row) }
+
+// scanAgentRunWith scans agentRunColumns and then the extra columns a
+// query selects after them.
+func scanAgentRunWith(row rowScanner, extra ...any) (AgentRun, error) {
 	var r AgentRun
 	var event, actor, errText, corr, ref sql.NullString
 	var upstream sql.NullInt64
 	var ms int64
 	var started nullTime
-	err := row.Scan(&r.ID, &r.TriggerSource, &event, &actor, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
-		&upstream, &errText, &corr, &ms, &started, &r.EventCount, &ref)
+	err := row.Scan(append([]any{&r.ID, &r.TriggerSource, &event, &actor, &r.OrgID, &r.TeamNodeID, &r.AgentName, &r.Status,
+		&upstream, &errText, &corr, &ms, &started, &r.EventCount, &ref}, extra...)...)
 	r.WebhookEventID, r.Actor, r.Error, r.CorrelationID, r.FeedbackRef = event.String, actor.String, errText.String, corr.String, ref.String
 	r.UpstreamStatus, r.Duration, r.StartedAt = int(upstream.Int64), time.Duration(ms)*time.Millisecond, started.Time
 	return r, err

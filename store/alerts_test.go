@@ -109,7 +109,7 @@ func TestAlerts_SettlingAndHistoryAreOneTeamsOnBothDatabases(t *testing.T) {
 
 		// The repeat rule reads the team's own deliveries.
 		delivered := store("big", "intruder", "repeat", AlertStateFiring)
-		if err := db.RecordOutcomes(ctx, []Outcome{{ID: delivered.ID, Status: EventDelivered, At: at, From: EventQueued}}, nil); err != nil {
+		if err := db.RecordOutcomes(ctx, []Outcome{{ID: delivered.ID, Status: EventDelivered, At: at, From: EventQueued}}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		later := store("acme", "sre", "repeat", AlertStateFiring)

@@ -223,7 +223,7 @@ func TestConformance_RouteClaimLeaseAndOutcomes(t *testing.T) {
 			{ID: gh.ID, Status: EventQueued, OrgID: "o", TeamNodeID: "t", MatchedBy: "repo", At: t0, From: EventQueued},
 			{ID: sl.ID, Status: EventQueued, OrgID: "o", TeamNodeID: "t", MatchedBy: "channel", At: t0, From: EventQueued},
 		}
-		if err := db.RecordOutcomes(ctx, route, nil); err != nil {
+		if err := db.RecordOutcomes(ctx, route, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		alerts := routed(t, db, "o", "t", "pagerduty", 5, t0)
@@ -257,7 +257,7 @@ func TestConformance_RouteClaimLeaseAndOutcomes(t *testing.T) {
 			outs = append(outs, Outcome{ID: e.ID, Status: EventDelivered, Attempts: 1, At: now, DigestRunID: run.ID, DigestSize: 3})
 		}
 		outs = append(outs, Outcome{ID: gh.ID, Status: EventQueued, Attempts: 1, NextAttemptAt: now.Add(time.Hour), LastError: "503", At: now})
-		if err := db.RecordOutcomes(ctx, outs, []AgentRun{run}); err != nil {
+		if err := db.RecordOutcomes(ctx, outs, []AgentRun{run}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := db.RequeueExpired(ctx, lease); err != nil || n != 1 {
@@ -272,7 +272,7 @@ func TestConformance_RouteClaimLeaseAndOutcomes(t *testing.T) {
 			t.Fatalf("claimed again = %v %v", again, err)
 		}
 		// An outcome for an event no longer dispatching is skipped.
-		if err := db.RecordOutcomes(ctx, []Outcome{{ID: digest[0].ID, Status: EventDead, At: now}}, nil); err != nil {
+		if err := db.RecordOutcomes(ctx, []Outcome{{ID: digest[0].ID, Status: EventDead, At: now}}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		d0, _ := db.GetEvent(ctx, digest[0].ID)
@@ -357,7 +357,7 @@ func TestConformance_RedriveAndPurge(t *testing.T) {
 		for _, e := range evs {
 			outs = append(outs, Outcome{ID: e.ID, Status: EventDead, Attempts: 6, At: t0})
 		}
-		if err := db.RecordOutcomes(ctx, outs, nil); err != nil {
+		if err := db.RecordOutcomes(ctx, outs, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		e, err := db.Redrive(ctx, ids[0], t0.Add(time.Second))
@@ -770,7 +770,7 @@ func TestConformance_DecisionAndMatchedByFilter(t *testing.T) {
 		if err := db.RecordOutcomes(ctx, []Outcome{
 			{ID: a.ID, Status: EventQueued, OrgID: "o", TeamNodeID: "t", MatchedBy: "rule:k8s-namespace", At: t0, From: EventQueued, Decision: []byte(routedBy)},
 			{ID: b.ID, Status: EventUnrouted, At: t0, From: EventQueued, LastError: "nothing matched", Decision: []byte(`[{"kind":"unrouted"}]`)},
-		}, nil); err != nil {
+		}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := db.GetEvent(ctx, a.ID)
@@ -785,7 +785,7 @@ func TestConformance_DecisionAndMatchedByFilter(t *testing.T) {
 		if len(claimed) != 1 || string(claimed[0].Decision) != routedBy {
 			t.Fatalf("a claimed event carries its decision: %+v", claimed)
 		}
-		if err := db.RecordOutcomes(ctx, []Outcome{{ID: a.ID, Status: EventDead, At: t0}}, nil); err != nil {
+		if err := db.RecordOutcomes(ctx, []Outcome{{ID: a.ID, Status: EventDead, At: t0}}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ = db.GetEvent(ctx, a.ID); string(got.Decision) != routedBy {

@@ -197,9 +197,7 @@ const redriveSQL = requeueSQL + `id = ?`
 
 // RequeueDispatching returns events a crash left dispatching to the queue.
 func (db *DB) RequeueDispatching(ctx context.Context, now time.Time) (int, error) {
-	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, next_attempt_at = ?, updated_at = ?
-		WHERE `+activeStatuses+` AND status = ?`, EventQueued, ms(now), ms(now), EventDispatching)
-	return affectedRows(res, err)
+	return eventsQueue.requeueAll(ctx, db, now)
 }
 
 // GetEvent returns one event.

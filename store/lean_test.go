@@ -113,7 +113,7 @@ func TestMigration7_KeepsEveryEventAndItsID(t *testing.T) {
 			if err != nil || len(claimed) != 1 || claimed[0].ID != ids["queued"] {
 				t.Fatalf("claim after migration 7: %+v %v", claimed, err)
 			}
-			if err := old.RecordOutcomes(ctx, []Outcome{{ID: claimed[0].ID, Status: EventDelivered, Attempts: 3, At: t0.Add(time.Hour)}}, nil); err != nil {
+			if err := old.RecordOutcomes(ctx, []Outcome{{ID: claimed[0].ID, Status: EventDelivered, Attempts: 3, At: t0.Add(time.Hour)}}, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			if q, _ := old.GetEvent(ctx, ids["queued"]); q.Status != EventDelivered || q.Attempts != 3 {

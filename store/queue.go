@@ -121,13 +121,8 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, te
 			return nil, nil // no source selected
 		}
 	}
-	q := `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?, next_attempt_at = ?
-		WHERE id IN (SELECT id FROM orchestrator_webhook_events
-			WHERE ` + activeStatuses + ` AND status = ? AND org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND ` + cond + `
-			ORDER BY next_attempt_at, id LIMIT ?` + db.d.skipLocked + `)
-		RETURNING ` + eventColumns
-	all := append([]any{EventDispatching, at, ms(leaseUntil), EventQueued, team.OrgID, team.TeamNodeID, at}, args...)
-	rows, err := db.write.QueryContext(ctx, q, append(all, limit)...)
+	rows, err := eventsQueue.claim(ctx, db, now, leaseUntil, `org_id = ? AND team_node_id = ? AND next_attempt_at <= ? AND `+cond,
+		append([]any{team.OrgID, team.TeamNodeID, at}, args...), limit, eventColumns)
 	if err != nil {
 		return nil, err
 	}
@@ -146,9 +141,57 @@ func (db *DB) ClaimTeamEvents(ctx context.Context, now, leaseUntil time.Time, te
 // attempt count is unchanged; the agent may see such an event a second
 // time, with the same correlation id.
 func (db *DB) RequeueExpired(ctx context.Context, now time.Time) (int, error) {
+	return eventsQueue.requeueExpired(ctx, db, now)
+}
+
+// leasedQueue is what the store's two durable queues share — the webhook
+// events and the answer deliveries (ARCHITECTURE.md: one claim, lease and
+// redrive machinery, not two): a status that is waiting or working,
+// next_attempt_at in milliseconds as the due time while waiting and as the
+// claim's lease while working, and a partial index on the active rows.
+type leasedQueue struct {
+	table string
+	// active is the queue index's condition (waiting or working), repeated
+	// in every query so that SQLite uses the partial index.
+	active           string
+	waiting, working string
+}
+
+var (
+	eventsQueue  = leasedQueue{"orchestrator_webhook_events", activeStatuses, EventQueued, EventDispatching}
+	answersQueue = leasedQueue{"orchestrator_answer_deliveries", answerActive, AnswerQueued, AnswerPosting}
+)
+
+// claim moves up to limit waiting rows that match where (with its args) to
+// working, leased until leaseUntil, in one statement, and returns their
+// columns. It takes the longest due first, in the queue index's order. On
+// PostgreSQL, replicas claiming at once skip each other's rows instead of
+// waiting for them.
+func (q leasedQueue) claim(ctx context.Context, db *DB, now, leaseUntil time.Time, where string, args []any, limit int, columns string) (*sql.Rows, error) {
+	stmt := `UPDATE ` + q.table + ` SET status = ?, updated_at = ?, next_attempt_at = ?
+		WHERE id IN (SELECT id FROM ` + q.table + `
+			WHERE ` + q.active + ` AND status = ? AND ` + where + `
+			ORDER BY next_attempt_at, id LIMIT ?` + db.d.skipLocked + `)
+		RETURNING ` + columns
+	all := append([]any{q.working, ms(now), ms(leaseUntil), q.waiting}, args...)
+	return db.write.QueryContext(ctx, stmt, append(all, limit)...)
+}
+
+// requeueExpired returns working rows whose lease has passed to the queue:
+// the replica that claimed them stopped without an outcome. Their attempt
+// count is unchanged.
+func (q leasedQueue) requeueExpired(ctx context.Context, db *DB, now time.Time) (int, error) {
 	at := ms(now)
-	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, updated_at = ?
-		WHERE `+activeStatuses+` AND status = ? AND next_attempt_at <= ?`, EventQueued, at, EventDispatching, at)
+	res, err := db.write.ExecContext(ctx, `UPDATE `+q.table+` SET status = ?, updated_at = ?
+		WHERE `+q.active+` AND status = ? AND next_attempt_at <= ?`, q.waiting, at, q.working, at)
+	return affectedRows(res, err)
+}
+
+// requeueAll returns every working row to the queue, due now: on a
+// database of its own, what a crash left working was this process's.
+func (q leasedQueue) requeueAll(ctx context.Context, db *DB, now time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, `UPDATE `+q.table+` SET status = ?, next_attempt_at = ?, updated_at = ?
+		WHERE `+q.active+` AND status = ?`, q.waiting, ms(now), ms(now), q.working)
 	return affectedRows(res, err)
 }
 
@@ -178,13 +221,13 @@ type Outcome struct {
 	Decision []byte
 }
 
-// RecordOutcomes writes outcomes and the agent calls they came from in one
-// transaction: the batched completion of SPEC §6, so that dispatch
+// RecordOutcomes writes outcomes, the agent calls they came from and the
+// calls' answer deliveries in one transaction: the batched completion of SPEC §6, so that dispatch
 // bookkeeping costs one commit per batch, not one per event. An outcome
 // whose event is no longer in its From status is skipped (a redrive or a
 // restart got there first).
-func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []AgentRun) error {
-	if len(outcomes) == 0 && len(runs) == 0 {
+func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []AgentRun, deliveries []AnswerDelivery) error {
+	if len(outcomes) == 0 && len(runs) == 0 && len(deliveries) == 0 {
 		return nil
 	}
 	t, err := db.write.BeginTx(ctx, nil)
@@ -197,6 +240,10 @@ func (db *DB) RecordOutcomes(ctx context.Context, outcomes []Outcome, runs []Age
 		if err := insertAgentRun(ctx, t, r); err != nil {
 			return fmt.Errorf("store: agent run %s: %w", r.ID, err)
 		}
+	}
+	// The answers' deliveries, one row each, in multi-row statements.
+	if err := insertDeliveries(ctx, t, deliveries); err != nil {
+		return fmt.Errorf("store: answer deliveries: %w", err)
 	}
 	if _, err := writeOutcomes(ctx, t, outcomes); err != nil {
 		return err

@@ -111,7 +111,7 @@ func TestConformance_PageStatistics(t *testing.T) {
 			outs = append(outs, Outcome{ID: id, Status: EventDelivered, At: digest.StartedAt, From: EventQueued, DigestRunID: digest.ID, DigestSize: 3})
 		}
 		outs = append(outs, Outcome{ID: slack[0], Status: EventDelivered, At: lone.StartedAt, From: EventQueued})
-		if err := db.RecordOutcomes(ctx, outs, []AgentRun{digest, failed, lone}); err != nil {
+		if err := db.RecordOutcomes(ctx, outs, []AgentRun{digest, failed, lone}, nil); err != nil {
 			t.Fatal(err)
 		}
 		lat, err := db.AgentLatency(ctx, since, t0, "")

@@ -178,6 +178,7 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Event         store.Event
 		Runs          []store.AgentRun
 		Feedback      map[string][]store.Feedback
+		Deliveries    map[string][]deliveryRow
 		Redrivable    bool
 		Message, Body string
 		Cause         string
@@ -186,7 +187,7 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Recorded      []store.Feedback
 		// Decision is where the event went and why (SPEC §20).
 		Decision routing.Decision
-	}{e, runs, feedback, redrivable, message, body, cause, causeLink, silence, recorded, routing.DecodeDecision(e.Decision)}})
+	}{e, runs, feedback, u.deliveryRows(r.Context(), a, ids), redrivable, message, body, cause, causeLink, silence, recorded, routing.DecodeDecision(e.Decision)}})
 }
 
 func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {

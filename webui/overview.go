@@ -50,9 +50,11 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Feedback                                                 *feedbackView
 		// Saved: alert events noise control kept from the agent in the
 		// last 24 h, by reason.
-		Saved       int
-		SavedBy     []store.ReasonCount
-		Volume      *volumeView
+		Saved   int
+		SavedBy []store.ReasonCount
+		Volume  *volumeView
+		// Answers: answers posted and failed since the UTC day began.
+		Answers     *answerCounts
 		ChartsError string
 		StatsMaxAge time.Duration
 	}{StatsMaxAge: u.o.StatsMaxAge, DB: "ready", Cluster: "ok", Peers: "ok", Org: org, Sources: webhook.Builtin[:],
@@ -76,6 +78,7 @@ func (u *UI) uiOverview(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		d.BackupFailure, d.BackupFailedAt = u.o.Backups.LastFailure()
 	}
 	if d.Events {
+		d.Answers = u.answersToday(ctx, org)
 		if db, ok := u.o.Store.(interface {
 			QueueDepth(context.Context, string) (int, error)
 			CountEventsSince(context.Context, time.Time, string) ([]store.SourceCount, error)

@@ -93,7 +93,11 @@ type Options struct {
 	// RouteTest enables the Sources page's routing test form (operators).
 	RouteTest RouteTester
 	// Notify wakes the dispatcher after a redrive.
-	Notify       func(org, team string)
+	Notify func(org, team string)
+	// Answers shows where answers went and redelivers them; nil: neither.
+	// Redelivered wakes the outbox after a redelivery.
+	Answers      AnswerStore
+	Redelivered  func()
 	Dev          bool
 	MaxBodyBytes int64
 	// Now is the clock of events and figures (tests move it).
@@ -233,7 +237,7 @@ func New(o Options) (*UI, error) {
 		return nil, err
 	}
 	log := o.Logger.With("component", "webui")
-	return &UI{o: o, log: log, out: httpx.Writer{Logger: log}, reads: scoped.Reader{Events: o.Events, Runs: o.Runs}, pages: pages}, nil
+	return &UI{o: o, log: log, out: httpx.Writer{Logger: log}, reads: scoped.Reader{Events: o.Events, Runs: o.Runs, Deliveries: o.Answers, AgentRuns: o.Answers}, pages: pages}, nil
 }
 
 func (u *UI) now() time.Time { return u.o.Now().UTC() }
@@ -298,6 +302,10 @@ func (u *UI) Routes(rt Router) {
 	get("/ui/runs/:id", u.uiRun)
 	get("/ui/events", u.uiEvents)
 	get("/ui/events/:id", u.uiEvent)
+	if u.o.Answers != nil {
+		get("/ui/agent-runs/:id", u.uiAgentRun)
+		post("/ui/answers/:id/redeliver", u.uiRedeliver)
+	}
 	get("/ui/sources", u.uiSources)
 	post("/ui/sources/test", u.uiRouteTest)
 	get("/ui/silences", u.uiSilences)

@@ -142,7 +142,7 @@ func TestDocs_TheREADMEWalkthroughRunsAsWritten(t *testing.T) {
 		t.Fatalf("the walkthrough failed: %v\n%s", err, out)
 	}
 	for _, want := range []string{`"status":"ready"`, "slack /webhooks/slack/events → 200", `"team_node_id":"payments"`,
-		`"status":"succeeded"`, `"agent_result"`,
+		`"status":"succeeded"`, `"agent_result"`, `"deliveries":[{`, `"type":"slack"`, `"status":"posted"`, `/archives/C0A4967KRBM/p`,
 		// docs/webhooks.md: the silence is made (201) and listed active, the
 		// bulk redrive counts.
 		`"comment":"checkout DB failover"`, `"state":"active"`, `"dry_run":true`} {

@@ -52,7 +52,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	// The sources file is configuration too: a mistake stops start-up
 	// before anything else runs (wire reads it again with the secrets).
-	if _, err := buildSources(cfg, nil, reads.Getenv); err != nil {
+	if _, _, err := buildSources(cfg, nil, reads.Getenv); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
@@ -118,6 +118,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Stats:        db,
 		Notify:       deps.dispatcher.Notify,
 		RouteTest:    deps.dispatcher.Decide,
+		Answers:      db,
+		Redelivered:  deps.outbox.Notify,
 		Noise: &noise.Service{Store: db, Sources: deps.door.Registry(), Changed: deps.dispatcher.ForgetSilences, Nodes: deps.config,
 			Redriven: deps.dispatcher.Rescan, CallsToday: deps.dispatcher.CallsToday},
 		Schedules:      deps.schedules,
@@ -178,8 +180,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	recoverRuns(ctx)
 	deps.policy.Start(ctx)
 	defer deps.policy.Stop()
+	if err := deps.outbox.Start(ctx); err != nil {
+		shutdown(srv, cfg.ShutdownTimeout, logger)
+		return err
+	}
 	if err := deps.dispatcher.Start(ctx); err != nil {
 		shutdown(srv, cfg.ShutdownTimeout, logger)
+		deps.outbox.Stop(ctx)
 		return err
 	}
 	// The once-only work runs on the leader (SPEC §13): on SQLite that is
@@ -229,6 +236,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		logger.Warn("shutdown cut in-flight requests", "error", err)
 	}
 	deps.dispatcher.Stop(sctx)
+	// After the dispatcher: its last outcomes hand their answers over.
+	deps.outbox.Stop(sctx)
 	logger.Info("stopped")
 	return nil
 }

@@ -39,13 +39,15 @@ type deps struct {
 	auth       *auth.Authenticator
 	provision  *provision.Service
 	dispatcher *dispatch.Dispatcher
-	schedules  *schedules.Service
-	pipeline   *peers.AIPipeline
-	agents     *agentrun.Proxy
-	ui         *webui.Settings
-	door       *ingest.Door
-	backups    *backups.Manager
-	elector    *leader.Elector
+	// outbox posts the agents' answers where the questions were asked.
+	outbox    *answers.Outbox
+	schedules *schedules.Service
+	pipeline  *peers.AIPipeline
+	agents    *agentrun.Proxy
+	ui        *webui.Settings
+	door      *ingest.Door
+	backups   *backups.Manager
+	elector   *leader.Elector
 	// policy is the reloadable part of the sources file (routing rules,
 	// time intervals, inhibit rules, destinations).
 	policy *policy.Holder
@@ -71,6 +73,9 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		if err := d.startDevPeers(cfg, logger, stdout); err != nil {
 			return nil, err
 		}
+		if err := d.startDevSlack(cfg, logger); err != nil {
+			return nil, err
+		}
 	}
 	peerMetric, err := peers.NewRequestsMetric(reg)
 	if err != nil {
@@ -89,7 +94,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 			logger.Warn("no webhook secret configured: this source answers 401", "source", src)
 		}
 	}
-	sources, err := buildSources(cfg, secrets, getenv)
+	sources, slackApps, err := buildSources(cfg, secrets, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +121,12 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
+	notifiers := answerNotifiers(cfg, slackApps)
+	d.outbox, err = answers.NewOutbox(answers.OutboxOptions{Store: db, Notifiers: notifiers, Lease: cfg.AnswerLease,
+		PublicURL: cfg.PublicURL, Logger: logger, Registry: reg})
+	if err != nil {
+		return nil, err
+	}
 	d.dispatcher, err = dispatch.New(dispatch.Options{
 		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(), Sources: sources,
 		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
@@ -123,8 +134,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay,
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Rules:   func() *routing.Rules { return d.policy.Current().Routes },
-		Answers: answers.Resolver{Mode: cfg.PostAnswers},
-		Logger:  logger, Registry: reg,
+		Answers: answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
+		Logger: logger, Registry: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -331,23 +342,62 @@ func devSecret(source string) string {
 // buildSources is the source registry: the built-in sources, the Slack apps
 // and configured sources of the sources file (SPEC §6). A mistake in the
 // file stops start-up with one line naming the source and the field.
-func buildSources(cfg *config.Config, secrets map[string][]string, getenv func(string) string) (*webhook.Registry, error) {
+func buildSources(cfg *config.Config, secrets map[string][]string, getenv func(string) string) (*webhook.Registry, []webhook.SlackApp, error) {
 	file := &webhook.SourcesFile{}
 	if cfg.SourcesFile != "" {
 		data, err := webhook.ReadSourcesFile(cfg.SourcesFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: ORCHESTRATOR_SOURCES_FILE: %v", err)
+			return nil, nil, fmt.Errorf("config: ORCHESTRATOR_SOURCES_FILE: %v", err)
 		}
 		if file, err = webhook.ParseSourcesFile(data, getenv); err != nil {
-			return nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
+			return nil, nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
 		}
 	}
 	builtins, err := webhook.Builtins(webhook.BuiltinOptions{Secrets: secrets, SlackApps: file.SlackApps,
 		AlertmanagerLabels: cfg.AlertmanagerLabels, Coalesce: cfg.CoalesceSources, Orgs: cfg.SourceOrgs})
 	if err != nil {
-		return nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
+		return nil, nil, fmt.Errorf("sources file %s: %v", cfg.SourcesFile, err)
 	}
-	return webhook.NewRegistry(append(builtins, file.Sources...)...)
+	reg, err := webhook.NewRegistry(append(builtins, file.Sources...)...)
+	return reg, file.SlackApps, err
+}
+
+// answerNotifiers are the destinations the appliance can post answers to,
+// with their credentials: Slack, with a bot token per Slack app
+// (SLACK_BOT_TOKEN for the default app, bot_token_env for the others).
+func answerNotifiers(cfg *config.Config, apps []webhook.SlackApp) map[string]answers.Notifier {
+	tokens := map[string]string{"": cfg.SlackBotToken.Reveal()}
+	env := map[string]string{"": "SLACK_BOT_TOKEN"}
+	for _, app := range apps {
+		tokens[app.Slug], env[app.Slug] = app.BotToken, app.BotTokenEnv
+	}
+	return map[string]answers.Notifier{
+		answers.TypeSlack: answers.NewSlack(answers.SlackOptions{APIURL: cfg.SlackAPIURL, Tokens: tokens, TokenEnv: env}),
+	}
+}
+
+// startDevSlack serves the built-in fake Slack Web API on loopback when dev
+// mode has neither SLACK_API_URL nor SLACK_BOT_TOKEN, so that answers to
+// sample mentions are seen "posted" without a Slack workspace. With a token
+// set, answers go to the real Slack.
+func (d *deps) startDevSlack(cfg *config.Config, logger *slog.Logger) error {
+	if cfg.SlackAPIURL != "" || cfg.SlackBotToken != "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("dev slack: %w", err)
+	}
+	srv := &http.Server{Handler: peerstest.NewDevSlack(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("dev fake Slack stopped", "error", err)
+		}
+	}()
+	d.closers = append(d.closers, func() { srv.Close() })
+	cfg.SlackAPIURL, cfg.SlackBotToken = "http://"+ln.Addr().String()+"/", config.Secret(peerstest.DevSlackToken)
+	logger.Info("dev mode: built-in fake", "peer", "SLACK_API_URL", "url", cfg.SlackAPIURL)
+	return nil
 }
 
 // coalescing lists the sources folded into digests: the built-in ones

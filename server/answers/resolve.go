@@ -409,15 +409,57 @@ func (d Destination) key() string {
 	return string(b)
 }
 
-// clip keeps a value from team config short enough to show in a reason,
-// cut on a character boundary.
-func clip(s string) string {
-	if len(s) <= 64 {
+// clip keeps a value from team config short enough to show in a reason.
+func clip(s string) string { return cut(s, 64) }
+
+// cut keeps s within n bytes, cut on a character boundary with an ellipsis.
+func cut(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := 64
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	return s[:cut] + "…"
+	return s[:n] + "…"
+}
+
+// EncodeDestination is a destination as its delivery stores it.
+func EncodeDestination(d Destination) []byte {
+	b, _ := json.Marshal(d) // a struct of strings and ints always encodes
+	return b
+}
+
+// DecodeDestination reads a destination as its delivery stored it.
+func DecodeDestination(b []byte) (Destination, error) {
+	var d Destination
+	err := json.Unmarshal(b, &d)
+	return d, err
+}
+
+// Where says in words where a destination is, for the admin page: "Slack
+// C0A4967KRBM, thread 1733312345.000100", "GitHub acme/payments PR #42",
+// "PagerDuty incident Q2W3E4R5", "webhook ops-bus".
+func (d Destination) Where() string {
+	switch d.Type {
+	case TypeSlack:
+		s := "Slack " + d.ChannelID
+		if d.ThreadTS != "" {
+			s += ", thread " + d.ThreadTS
+		}
+		if d.App != "" {
+			s += " (app " + d.App + ")"
+		}
+		return s
+	case TypeGitHubIssueComment:
+		return fmt.Sprintf("GitHub %s issue #%d", d.Repo, d.IssueNumber)
+	case TypeGitHubPRComment:
+		return fmt.Sprintf("GitHub %s PR #%d", d.Repo, d.PRNumber)
+	case TypePagerDutyNote:
+		return "PagerDuty incident " + d.IncidentID
+	case TypeWebhook:
+		return "webhook " + d.Name
+	case "":
+		return "(no type)"
+	}
+	return "unknown type " + clip(d.Type)
 }

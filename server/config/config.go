@@ -149,6 +149,18 @@ type Config struct {
 	// asked (ORCHESTRATOR_POST_ANSWERS: orchestrator, the default, or
 	// agent); team config output_config.posted_by overrides it.
 	PostAnswers string
+	// PublicURL is where people reach the admin page
+	// (ORCHESTRATOR_PUBLIC_URL): answers link their run there ("" = no link).
+	PublicURL string
+	// SlackBotToken is the default Slack app's bot token (SLACK_BOT_TOKEN):
+	// it posts the answers to that app's mentions.
+	SlackBotToken Secret
+	// SlackAPIURL is SLACK_API_URL: Slack's Web API ("" = Slack's own, or
+	// in dev mode the built-in fake).
+	SlackAPIURL string
+	// AnswerLease is how long a claim on an answer delivery holds before
+	// another replica may take it (ORCHESTRATOR_ANSWER_LEASE_SECONDS, 120).
+	AnswerLease time.Duration
 
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client whose failed admin-token checks are limited (SPEC §18).
@@ -240,6 +252,10 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.AlertmanagerLabels = p.labelMap("ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS")
 	c.SourceOrgs = p.sourceOrgs("ORCHESTRATOR_SOURCE_ORGS")
 	c.PostAnswers = p.oneOf("ORCHESTRATOR_POST_ANSWERS", "orchestrator", "orchestrator", "agent")
+	c.PublicURL = p.url("ORCHESTRATOR_PUBLIC_URL", false)
+	c.SlackBotToken = p.secret("SLACK_BOT_TOKEN")
+	c.SlackAPIURL = p.url("SLACK_API_URL", false)
+	c.AnswerLease = p.seconds("ORCHESTRATOR_ANSWER_LEASE_SECONDS", 120, 10, 3600)
 	if p.err != nil {
 		return nil, p.err
 	}

@@ -2,94 +2,52 @@ package dispatch
 
 import (
 	"context"
-	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/incidentfox/orchestrator-edge/store"
 )
 
-// completer writes dispatch outcomes and agent-run rows in batches (SPEC §6
-// Storms; River's completer is the model): it flushes every FlushEvery or
-// as soon as FlushAt outcomes wait, in one transaction, so that dispatch
-// bookkeeping never keeps the single writer from ingest for long. Until a
-// flush, the events stay dispatching; a crash before it returns them to
-// the queue at the next start.
-type completer struct {
-	db    *store.DB
-	log   *slog.Logger
-	every time.Duration
-	at    int
-
-	mu      sync.Mutex
-	outs    []store.Outcome
-	runs    []store.AgentRun
-	full    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+// completion is what one agent call (or one noise decision) leaves to
+// record: its events' outcomes, its agent-run row, and its answer's
+// deliveries. The completer writes them in batches (SPEC §6 Storms), in
+// one transaction each, so that dispatch bookkeeping never keeps the single
+// writer from ingest for long; an answer's deliveries ride in the same
+// transaction as its run, one row each. Until a flush, the events stay
+// dispatching; a crash before it returns them to the queue at the next
+// start.
+type completion struct {
+	outs       []store.Outcome
+	run        *store.AgentRun
+	deliveries []store.AnswerDelivery
 }
 
-func newCompleter(db *store.DB, log *slog.Logger, every time.Duration, at int) *completer {
-	return &completer{db: db, log: log, every: every, at: at, full: make(chan struct{}, 1),
-		stop: make(chan struct{}), stopped: make(chan struct{})}
-}
+// weight counts a completion toward FlushAt by its outcomes, as the
+// completer always has.
+func (c completion) weight() int { return len(c.outs) }
 
-// add queues a call's outcomes and its run (nil when no call was made).
-func (c *completer) add(outs []store.Outcome, run *store.AgentRun) {
-	c.mu.Lock()
-	c.outs = append(c.outs, outs...)
-	if run != nil {
-		c.runs = append(c.runs, *run)
-	}
-	n := len(c.outs)
-	c.mu.Unlock()
-	if n >= c.at {
-		select {
-		case c.full <- struct{}{}:
-		default:
+// record writes a batch of completions in one transaction.
+func (d *Dispatcher) record(ctx context.Context, batch []completion) error {
+	var outs []store.Outcome
+	var runs []store.AgentRun
+	var deliveries []store.AnswerDelivery
+	for _, c := range batch {
+		outs = append(outs, c.outs...)
+		if c.run != nil {
+			runs = append(runs, *c.run)
 		}
+		deliveries = append(deliveries, c.deliveries...)
 	}
+	return d.o.Store.RecordOutcomes(ctx, outs, runs, deliveries)
 }
 
-// run flushes on the tick or when full, until close; then flushes the rest.
-func (c *completer) run() {
-	defer close(c.stopped)
-	t := time.NewTicker(c.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			c.flush()
-			return
-		case <-t.C:
-		case <-c.full:
-		}
-		c.flush()
-	}
-}
-
-// flush writes what waits. On failure the batch stays for the next flush:
-// nothing a call came to is dropped.
-func (c *completer) flush() {
-	c.mu.Lock()
-	outs, runs := c.outs, c.runs
-	c.outs, c.runs = nil, nil
-	c.mu.Unlock()
-	if len(outs) == 0 && len(runs) == 0 {
+// recorded hands the answers' deliveries, now durable, to the outbox: it
+// posts those this process claimed when it recorded them.
+func (d *Dispatcher) recorded(batch []completion) {
+	if d.o.Outbox == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.db.RecordOutcomes(ctx, outs, runs); err != nil {
-		c.log.Error("recording dispatch outcomes failed; kept for the next flush", "outcomes", len(outs), "error", err)
-		c.mu.Lock()
-		c.outs, c.runs = append(outs, c.outs...), append(runs, c.runs...)
-		c.mu.Unlock()
+	for _, c := range batch {
+		if c.run != nil && len(c.deliveries) > 0 {
+			d.o.Outbox.Hand(*c.run, c.deliveries)
+		}
 	}
-}
-
-// close flushes what is left and stops.
-func (c *completer) close() {
-	close(c.stop)
-	<-c.stopped
 }

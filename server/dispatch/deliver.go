@@ -12,6 +12,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/ids"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -23,17 +24,17 @@ import (
 // call counts as an attempt, the failed ones as the one that delivered.
 func (d *Dispatcher) failed(o store.Outcome, attempts int, err error) (store.Outcome, string) {
 	o.LastError = errorText(err)
-	o.Attempts = attempts + 1
-	if !transient(err) {
-		o.Status = store.EventFailed
-		return o, "failed"
+	dec := d.retry.Fail(attempts, !transient(err), 0, d.now())
+	switch dec.Outcome {
+	case queue.Failed:
+		// Every agent call counts as an attempt, the failed one too.
+		o.Status, o.Attempts = store.EventFailed, attempts+1
+	case queue.Dead:
+		o.Status, o.Attempts = store.EventDead, dec.Attempts
+	default:
+		o.Status, o.Attempts, o.NextAttemptAt = store.EventQueued, dec.Attempts, dec.At
 	}
-	if o.Attempts >= d.o.MaxAttempts {
-		o.Status = store.EventDead
-		return o, "dead"
-	}
-	o.Status, o.NextAttemptAt = store.EventQueued, d.now().Add(d.backoff(o.Attempts))
-	return o, "retry"
+	return o, dec.Outcome
 }
 
 // transient: a peer's 5xx, 429, timeout or refused connection, or any
@@ -66,7 +67,7 @@ func (d *Dispatcher) deliver(c call) {
 	for i, e := range c.events {
 		outs[i] = store.Outcome{ID: e.ID, Attempts: e.Attempts, At: now, OrgID: c.team.OrgID, TeamNodeID: c.team.TeamNodeID}
 	}
-	run, err := d.callAgent(ctx, c)
+	run, plan, err := d.callAgent(ctx, c)
 	outcome := "delivered"
 	if err != nil {
 		d.forget(c.team.OrgID, c.team.TeamNodeID, err)
@@ -80,7 +81,7 @@ func (d *Dispatcher) deliver(c call) {
 			o, oc := d.failed(outs[i], e.Attempts, err)
 			if oc == "retry" {
 				if retryAt.IsZero() {
-					retryAt = d.now().Add(d.backoff(most + 1))
+					retryAt = d.now().Add(d.retry.Backoff(most + 1))
 				}
 				o.NextAttemptAt = retryAt
 			}
@@ -127,7 +128,40 @@ func (d *Dispatcher) deliver(c call) {
 	}
 	d.log.Info("dispatch", "events", len(c.events), "first_event_id", c.events[0].ID, "outcome", outcome,
 		"status", outs[0].Status, "org_id", c.team.OrgID, "team_node_id", c.team.TeamNodeID, "error", outs[0].LastError)
-	d.done.add(outs, run)
+	// The answer (or, once the call will not be retried, what went wrong)
+	// goes where the question was asked.
+	var deliveries []store.AnswerDelivery
+	if run != nil && d.o.Outbox != nil && (outcome == "delivered" || outcome == queue.Failed || outcome == queue.Dead) {
+		deliveries = d.deliveries(*run, plan)
+	}
+	d.done.Add(completion{outs: outs, run: run, deliveries: deliveries})
+}
+
+// deliveries are the rows of a run's answer, one per planned destination:
+// posting (claimed by this process for the outbox's lease, handed to the
+// outbox once recorded) or failed with the plan's reason. A run that
+// succeeded without an answer text has nothing to post, and says so.
+func (d *Dispatcher) deliveries(run store.AgentRun, plan answers.Plan) []store.AnswerDelivery {
+	now := d.now()
+	out := make([]store.AnswerDelivery, 0, len(plan.Deliveries))
+	for i, p := range plan.Deliveries {
+		typ := p.Destination.Type
+		if !answers.KnownType(typ) {
+			typ = "invalid"
+		}
+		row := store.AnswerDelivery{ID: newID(), AgentRunID: run.ID, Seq: i, EventID: run.WebhookEventID, OrgID: run.OrgID,
+			TeamNodeID: run.TeamNodeID, Type: typ, Destination: answers.EncodeDestination(p.Destination), CreatedAt: now}
+		switch {
+		case !p.Post:
+			row.Status, row.LastError = store.AnswerFailed, p.Failed
+		case run.Status == "succeeded" && run.Answer == "":
+			row.Status, row.LastError = store.AnswerFailed, "the agent's response carried no answer text (result, output or text)"
+		default:
+			row.Status, row.NextAttemptAt = store.AnswerPosting, now.Add(d.o.Outbox.Lease())
+		}
+		out = append(out, row)
+	}
+	return out
 }
 
 // withStep is the event's stored decision with one more step. An event
@@ -163,17 +197,18 @@ func (d *Dispatcher) dropUnreadable(c call) call {
 		d.metrics.total.WithLabelValues(e.Source, "failed").Inc()
 		d.log.Error("dispatch", "event_id", e.ID, "outcome", "failed", "error", e.PayloadError)
 	}
-	d.done.add(outs, nil)
+	d.done.Add(completion{outs: outs})
 	c.events = kept
 	return c
 }
 
 // callAgent reads the team's context and calls its agent; it returns the
-// agent-run row (nil if no call was made) and the failure, if any.
-func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, error) {
+// agent-run row (nil if no call was made, else with the agent's answer
+// text), where the answer goes, and the failure, if any.
+func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, answers.Plan, error) {
 	tc, err := d.context(ctx, c.team.OrgID, c.team.TeamNodeID)
 	if err != nil {
-		return nil, err
+		return nil, answers.Plan{}, err
 	}
 	agentName, agentURL := d.agentTarget(tc.cfg, c.team)
 	req, correlation, runID, trigger := d.request(c)
@@ -198,21 +233,22 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, er
 	}
 	req.Timeout, req.MaxTurns = int(limits.Timeout/time.Second), limits.MaxTurns
 	start := d.now()
-	_, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
+	raw, err := d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
 	run := &store.AgentRun{ID: runID, TriggerSource: budgetSource(req.TriggerSource, c.events), OrgID: c.team.OrgID,
 		TeamNodeID: c.team.TeamNodeID, AgentName: agentName, Status: "succeeded", CorrelationID: correlation,
-		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK, FeedbackRef: ref}
+		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK, FeedbackRef: ref,
+		Answer: answers.Text(raw)}
 	if len(c.events) == 1 {
 		run.WebhookEventID = c.events[0].ID
 	}
 	if err != nil {
-		run.Status, run.Error, run.UpstreamStatus = "failed", errorText(err), 0
+		run.Status, run.Error, run.UpstreamStatus, run.Answer = "failed", errorText(err), 0, ""
 		if h, ok := peers.AsHTTPError(err); ok {
 			run.UpstreamStatus = h.Status
 		}
-		return run, fmt.Errorf("agent %s: %w", agentName, err)
+		return run, plan, fmt.Errorf("agent %s: %w", agentName, err)
 	}
-	return run, nil
+	return run, plan, nil
 }
 
 // budgetSource is what the stored agent call says triggered it: the

@@ -32,6 +32,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
@@ -98,6 +99,10 @@ type Options struct {
 	// Answers resolves where each call's answer goes (output_destinations
 	// in the agent's request body).
 	Answers answers.Resolver
+	// Outbox, when set, posts the answers: each call's deliveries are
+	// recorded with its run and handed to it (nil: the appliance records
+	// and posts nothing).
+	Outbox Outbox
 	// Lease is how long a claim holds its events (SPEC §13): past it, an
 	// event with no outcome goes back to the queue for any replica. Default:
 	// the longest agent timeout plus a minute.
@@ -113,6 +118,14 @@ type Options struct {
 	Now          func() time.Time
 }
 
+// Outbox is what dispatch needs of the answers outbox.
+type Outbox interface {
+	// Hand takes a run's deliveries once they are recorded.
+	Hand(run store.AgentRun, deliveries []store.AnswerDelivery)
+	// Lease is how long new deliveries are recorded claimed for.
+	Lease() time.Duration
+}
+
 // Dispatcher runs the router, the team loop and the agent calls.
 type Dispatcher struct {
 	o       Options
@@ -121,7 +134,8 @@ type Dispatcher struct {
 	kick    chan struct{} // the team loop: routed events, a redrive
 	metrics metrics
 	routes  *routeCache
-	done    *completer
+	done    *queue.Completer[completion]
+	retry   queue.Policy
 
 	mu         sync.Mutex
 	teams      map[teamID]*bucket
@@ -133,7 +147,7 @@ type Dispatcher struct {
 	stop       chan struct{}
 	loopDone   chan struct{}
 	routerDone chan struct{}
-	workers    sync.WaitGroup
+	slots      *queue.Slots
 	// The teams with due events, as the last scan found them; only the team
 	// loop touches these. A scan is O(queue), so it runs when something new
 	// was routed (at most every rescanEvery) or every Poll, not on every
@@ -191,7 +205,7 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+	d := &Dispatcher{retry: queue.Policy{MaxAttempts: o.MaxAttempts, Base: o.BaseBackoff, Max: o.MaxBackoff}, o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		teams: map[teamID]*bucket{}, budgets: map[teamID]*dayBudget{}, tctx: map[teamID]teamContext{}, arrived: map[teamID]store.TeamKey{},
 		routes: &routeCache{ttl: o.RoutingCacheTTL, m: map[string]cachedRoute{}}}
 	d.metrics = metrics{
@@ -315,8 +329,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	d.stop, d.loopDone, d.routerDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	d.work, d.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
-	d.done = newCompleter(d.o.Store, d.log, d.o.FlushEvery, d.o.FlushAt)
-	go d.done.run()
+	d.slots = queue.NewSlots(d.o.Workers)
+	d.done = &queue.Completer[completion]{Flush: d.record, After: d.recorded, Weight: completion.weight,
+		Every: d.o.FlushEvery, At: d.o.FlushAt, Logger: d.log}
+	d.done.Start()
 	go d.router()
 	go d.loop()
 	return nil
@@ -333,7 +349,7 @@ func (d *Dispatcher) Stop(ctx context.Context) {
 	<-d.loopDone
 	<-d.routerDone
 	done := make(chan struct{})
-	go func() { d.workers.Wait(); close(done) }()
+	go func() { d.slots.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -341,7 +357,7 @@ func (d *Dispatcher) Stop(ctx context.Context) {
 		<-done
 	}
 	d.cancelWork()
-	d.done.close()
+	d.done.Close()
 }
 
 func (d *Dispatcher) now() time.Time { return d.o.Now().UTC() }

@@ -4,7 +4,6 @@ package dispatch
 // now, and the claims that fill the free workers (SPEC §6 Storms).
 
 import (
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -31,28 +30,16 @@ const rescanEvery = 20 * time.Millisecond
 // events, people first, alerts folded, while workers are free.
 func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
-	slots := make(chan struct{}, d.o.Workers)
-	freed := make(chan struct{}, 1)
 	var lastDepth, lastLease time.Time
 	for {
 		wait := d.o.Poll
-		if free := cap(slots) - len(slots); free > 0 {
+		if free := d.slots.Free(); free > 0 {
 			calls, next, err := d.plan(free)
 			if err != nil {
 				d.log.Error("claiming events failed", "error", err)
 			}
 			for _, c := range calls {
-				slots <- struct{}{}
-				d.workers.Add(1)
-				go func(c call) {
-					defer d.workers.Done()
-					d.deliver(c)
-					<-slots
-					select {
-					case freed <- struct{}{}:
-					default:
-					}
-				}(c)
+				d.slots.Go(func() { d.deliver(c) })
 			}
 			if next > 0 {
 				wait = min(wait, next)
@@ -81,7 +68,7 @@ func (d *Dispatcher) loop() {
 			return
 		case <-d.kick:
 			d.takeArrived()
-		case <-freed:
+		case <-d.slots.Freed():
 		case <-t.C:
 		}
 		t.Stop()
@@ -253,15 +240,4 @@ func splitResolves(events []store.Event) (resolves, rest []store.Event) {
 		}
 	}
 	return resolves, rest
-}
-
-// backoff is exponential with jitter: attempt n waits between half and all
-// of base·2^(n-1), capped.
-func (d *Dispatcher) backoff(attempt int) time.Duration {
-	delay := d.o.BaseBackoff
-	for i := 1; i < attempt && delay < d.o.MaxBackoff; i++ {
-		delay *= 2
-	}
-	delay = min(delay, d.o.MaxBackoff)
-	return delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
 }

@@ -134,7 +134,7 @@ func (d *Dispatcher) screen(t store.TeamKey, events []store.Event, now time.Time
 		outs = append(outs, d.suppressed(t, e, reason, by, why, now))
 	}
 	if len(outs) > 0 {
-		d.done.add(outs, nil)
+		d.done.Add(completion{outs: outs})
 	}
 	return keep
 }
@@ -232,7 +232,7 @@ func (d *Dispatcher) overBudget(t store.TeamKey, events []store.Event, now time.
 			fmt.Sprintf("the team's %d alert-triggered agent calls of %s (UTC) are spent", d.o.CallsPerDay, day), now))
 		d.metrics.budget.Inc()
 	}
-	d.done.add(outs, nil)
+	d.done.Add(completion{outs: outs})
 }
 
 // CountSettled counts events a resolve suppressed as it was stored (the

@@ -1,8 +1,9 @@
 // Package retention keeps what the appliance stores from growing without
-// bound (SPEC §16): raw bodies after ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS,
-// finished events after ORCHESTRATOR_EVENT_RETENTION_DAYS, provisioning
-// runs and agent calls after ORCHESTRATOR_AUDIT_RETENTION_DAYS, idempotency
-// keys when they expire, ack figures after 30 days. It runs at start and
+// bound (SPEC §16): raw bodies and answer texts after
+// ORCHESTRATOR_EVENT_BODY_RETENTION_DAYS, finished events after
+// ORCHESTRATOR_EVENT_RETENTION_DAYS, provisioning runs, agent calls and
+// their answer deliveries after ORCHESTRATOR_AUDIT_RETENTION_DAYS,
+// idempotency keys when they expire, ack figures after 30 days. It runs at start and
 // then every interval, on the leader. Deletes go in small batches with a
 // pause between them, so acknowledgements never wait behind a purge.
 package retention
@@ -24,6 +25,8 @@ type Store interface {
 	PurgeRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	PurgeFeedback(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	PurgeAnswerDeliveries(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	PurgeAnswers(ctx context.Context, cutoff, now time.Time, limit int) (int, error)
 	PurgeAudit(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	ForgetIdempotencyKeys(ctx context.Context, cutoff time.Time) (int, error)
 	PurgeAckStats(ctx context.Context, cutoff time.Time) (int, error)
@@ -52,6 +55,9 @@ type Options struct {
 // Report says what one pass removed.
 type Report struct {
 	Bodies, Events, Runs, AgentRuns, Feedback, Audit, Keys, AckStats int
+	// Answers are answer texts emptied (with the bodies), Deliveries the
+	// answer deliveries deleted (with the agent runs).
+	Answers, Deliveries int
 }
 
 // Chore runs retention.
@@ -103,6 +109,15 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 		})
 		note(err)
 	}
+	if c.o.Bodies > 0 {
+		// An answer is a conversation's content, like a body: its text goes
+		// with the bodies, once nothing still waits to post it; the run and
+		// its deliveries stay for the audit.
+		rep.Answers, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeAnswers(ctx, now.Add(-c.o.Bodies), now, n)
+		})
+		note(err)
+	}
 	if c.o.Events > 0 {
 		rep.Events, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
 			return c.o.Store.PurgeFinishedEvents(ctx, now.Add(-c.o.Events), n)
@@ -116,6 +131,11 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 		note(err)
 		rep.AgentRuns, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
 			return c.o.Store.PurgeAgentRuns(ctx, now.Add(-c.o.Audit), n)
+		})
+		note(err)
+		// Deliveries go with the agent calls they posted.
+		rep.Deliveries, err = c.batches(ctx, func(ctx context.Context, n int) (int, error) {
+			return c.o.Store.PurgeAnswerDeliveries(ctx, now.Add(-c.o.Audit), n)
 		})
 		note(err)
 		// Feedback goes with the agent calls it was given on.
@@ -135,7 +155,7 @@ func (c *Chore) Once(ctx context.Context) (Report, error) {
 	}
 	rep.AckStats, err = c.o.Store.PurgeAckStats(ctx, now.Add(-store.AckStatsRetention))
 	note(err)
-	if rep.Events+rep.Runs+rep.AgentRuns+rep.Feedback+rep.Audit+rep.AckStats+rep.Bodies > 0 {
+	if rep.Events+rep.Runs+rep.AgentRuns+rep.Feedback+rep.Audit+rep.AckStats+rep.Bodies+rep.Answers+rep.Deliveries > 0 {
 		note(c.o.Store.GiveSpaceBack(ctx))
 	}
 	return rep, errors.Join(errs...)
@@ -176,7 +196,8 @@ func (c *Chore) Run(ctx context.Context) {
 		}
 		if rep != (Report{}) {
 			c.log.Info("retention", "bodies", rep.Bodies, "events", rep.Events, "runs", rep.Runs,
-				"agent_runs", rep.AgentRuns, "idempotency_keys", rep.Keys, "ack_stats", rep.AckStats)
+				"agent_runs", rep.AgentRuns, "answers", rep.Answers, "answer_deliveries", rep.Deliveries,
+				"idempotency_keys", rep.Keys, "ack_stats", rep.AckStats)
 		}
 		select {
 		case <-ctx.Done():

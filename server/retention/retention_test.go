@@ -79,7 +79,7 @@ func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
 			if err := db.RecordOutcomes(ctx, []store.Outcome{
 				{ID: retry.ID, Status: store.EventQueued, Attempts: 2, NextAttemptAt: now.Add(time.Hour), At: now, From: store.EventQueued},
 				{ID: late.ID, Status: store.EventDelivered, At: now.Add(-10 * day), From: store.EventQueued},
-			}, nil); err != nil {
+			}, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.ClaimTeamEvents(ctx, now, now.Add(day), store.TeamKey{OrgID: "o", TeamNodeID: "t"}, store.Kind{}, 10); err != nil {
@@ -102,7 +102,7 @@ func TestRetention_EveryRuleOnBothDatabases(t *testing.T) {
 				agentRuns = append(agentRuns, store.AgentRun{ID: uuid.NewString(), TriggerSource: "pagerduty", OrgID: "o", TeamNodeID: "t",
 					AgentName: "planner", Status: "succeeded", StartedAt: now.Add(-age), EventCount: i + 1})
 			}
-			if err := db.RecordOutcomes(ctx, nil, agentRuns); err != nil {
+			if err := db.RecordOutcomes(ctx, nil, agentRuns, nil); err != nil {
 				t.Fatal(err)
 			}
 

@@ -34,6 +34,12 @@ type Reader struct {
 	Runs interface {
 		GetRun(ctx context.Context, id string) (store.Run, error)
 	}
+	Deliveries interface {
+		GetAnswerDelivery(ctx context.Context, id string) (store.AnswerDelivery, error)
+	}
+	AgentRuns interface {
+		GetAgentRun(ctx context.Context, id string) (store.RunAnswer, error)
+	}
 }
 
 // ListQuery checks what every list shares: the limit (1–200, default
@@ -148,6 +154,36 @@ func (rd Reader) Run(ctx context.Context, a *auth.Admin, id string) (store.Run, 
 	run, err := rd.Runs.GetRun(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && a.CanActOn(run.OrgID) != nil) {
 		return store.Run{}, notFound
+	}
+	return run, err
+}
+
+// Delivery loads an answer delivery an admin may see. A malformed id, a
+// missing delivery and another org's delivery are all 404
+// delivery_not_found.
+func (rd Reader) Delivery(ctx context.Context, a *auth.Admin, id string) (store.AnswerDelivery, error) {
+	notFound := apperr.New(apperr.NotFound, "delivery_not_found", "no answer delivery %q", id)
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return store.AnswerDelivery{}, notFound
+	}
+	d, err := rd.Deliveries.GetAnswerDelivery(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.CanActOn(d.OrgID) != nil) {
+		return store.AnswerDelivery{}, notFound
+	}
+	return d, err
+}
+
+// AgentRun loads an agent run (with its answer) an admin may see. A
+// malformed id, a missing run and another org's run are all 404
+// agent_run_not_found.
+func (rd Reader) AgentRun(ctx context.Context, a *auth.Admin, id string) (store.RunAnswer, error) {
+	notFound := apperr.New(apperr.NotFound, "agent_run_not_found", "no agent run %q", id)
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return store.RunAnswer{}, notFound
+	}
+	run, err := rd.AgentRuns.GetAgentRun(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.CanActOn(run.Run.OrgID) != nil) {
+		return store.RunAnswer{}, notFound
 	}
 	return run, err
 }

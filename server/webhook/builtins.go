@@ -14,6 +14,9 @@ type SlackApp struct {
 	Secrets []string
 	// Orgs bind the app to orgs (nil: any org).
 	Orgs []string
+	// BotToken posts the answers to the app's mentions (from BotTokenEnv
+	// in the sources file; "" = none).
+	BotToken, BotTokenEnv string
 }
 
 // slugPattern is what a Slack app's slug and a configured source's name

@@ -229,6 +229,9 @@ func TestConfigured_MistakesNameTheSourceAndTheField(t *testing.T) {
 		{`slack_apps: [{slug: events, signing_secret_env: S}]`, `slack app "events": slug: must match`},
 		{`slack_apps: [{slug: bot, signing_secret_env: NOPE}]`, `slack app "bot": signing_secret_env: NOPE is unset or empty`},
 		{`slack_apps: [{slug: bot, signing_secret: abc}]`, `slack app #1: signing_secret: secrets are never written in the file`},
+		{`slack_apps: [{slug: bot, signing_secret_env: S, bot_token: xoxb-hunter2}]`, `slack app #1: bot_token: secrets are never written in the file`},
+		{`slack_apps: [{slug: bot, signing_secret_env: S, bot_token_env: xoxb-hunter2}]`, `slack app "bot": bot_token_env: must name an environment variable`},
+		{`slack_apps: [{slug: bot, signing_secret_env: S, bot_token_env: NOPE}]`, `slack app "bot": bot_token_env: NOPE is unset or empty`},
 		{"sources: [", `not YAML`},
 		// Round 4: nothing that verified a delivery can be shifted or replaced.
 		{`sources: [{name: a, verify: {kind: hmac, header: X-Sig, signed: "{body}{id}", id_header: X-Id, secret_env: S}}]`,
@@ -414,4 +417,23 @@ func FuzzConfigured(f *testing.F) {
 		}
 		_, _ = v.Verify(body, http.Header{"X-Sig": {string(body)}, "X-Ts": {string(body)}, "X-Id": {id}}, now)
 	})
+}
+
+// A Slack app's bot token, which posts the answers to its mentions, is read
+// from the variable bot_token_env names; an app without one has none.
+func TestSourcesFile_SlackAppBotTokens(t *testing.T) {
+	env := map[string]string{"S": "signing", "SREBOT_TOKEN": " xoxb-sre "}
+	f, err := ParseSourcesFile([]byte(`slack_apps:
+  - {slug: sre-bot, signing_secret_env: S, bot_token_env: SREBOT_TOKEN}
+  - {slug: quiet, signing_secret_env: S}
+`), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.SlackApps[0]; a.BotToken != "xoxb-sre" || a.BotTokenEnv != "SREBOT_TOKEN" {
+		t.Fatalf("sre-bot = %+v", a)
+	}
+	if a := f.SlackApps[1]; a.BotToken != "" || a.BotTokenEnv != "" {
+		t.Fatalf("quiet = %+v", a)
+	}
 }

@@ -25,6 +25,10 @@ type SlackAppSpec struct {
 	SigningSecretEnv string `json:"signing_secret_env"`
 	// Orgs bind the app to orgs: its events route only to their teams.
 	Orgs []string `json:"orgs,omitempty"`
+	// BotTokenEnv names the variable holding the app's bot token, which
+	// posts answers in its workspace (optional: without it, answers to its
+	// mentions are left to the agent).
+	BotTokenEnv string `json:"bot_token_env,omitempty"`
 }
 
 // ParseSourcesFile reads a sources file, with secrets read through getenv.
@@ -108,7 +112,16 @@ func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, er
 				return nil, fmt.Errorf("slack app %q: orgs: %v", spec.Slug, err)
 			}
 		}
-		out.SlackApps = append(out.SlackApps, SlackApp{Slug: spec.Slug, Secrets: secrets, Orgs: spec.Orgs})
+				app := SlackApp{Slug: spec.Slug, Secrets: secrets, BotTokenEnv: spec.BotTokenEnv, Orgs: spec.Orgs}
+		if spec.BotTokenEnv != "" {
+			if !envName.MatchString(spec.BotTokenEnv) {
+				return nil, fmt.Errorf("slack app %q: bot_token_env: must name an environment variable (tokens are never written in the file)", spec.Slug)
+			}
+			if app.BotToken = strings.TrimSpace(getenv(spec.BotTokenEnv)); app.BotToken == "" {
+				return nil, fmt.Errorf("slack app %q: bot_token_env: %s is unset or empty", spec.Slug, spec.BotTokenEnv)
+			}
+		}
+		out.SlackApps = append(out.SlackApps, app)
 	}
 	return out, nil
 }
