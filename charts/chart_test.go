@@ -82,9 +82,11 @@ var allOn = []string{
 	"--set", "config.namespace=teams",
 	"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true",
 	"--set-json", `sources=[{"name":"acme-deploys","verify":{"kind":"hmac","header":"X-Acme-Signature","algorithm":"sha512","encoding":"base64","prefix":"v1=","signed":"{id}.{timestamp}.{body}","timestamp_header":"X-Acme-Timestamp","id_header":"X-Acme-Delivery","secret_env":"ACME_DEPLOYS_SECRET"},"delivery_id":{"header":"X-Acme-Delivery"},"event_type":{"pointer":"/kind"},"routing":{"service":"/service"},"alert":{"key":"/incident/id","state":"/status","firing":["triggered"],"resolved":["resolved"]},"coalesce":true,"describe":"{event_type} of {/app}"}]`,
-	"--set-json", `slackApps=[{"slug":"sre-bot","signing_secret_env":"SREBOT_SIGNING_SECRET","orgs":["acme"]}]`,
+	"--set-json", `slackApps=[{"slug":"sre-bot","signing_secret_env":"SREBOT_SIGNING_SECRET","orgs":["acme"],"bot_token_env":"SREBOT_BOT_TOKEN"}]`,
 	"--set", `config.sourceOrgs=slack=acme\,github=acme;aaa`,
 	"--set", "secrets.sourceSecrets.ACME_DEPLOYS_SECRET=new\\,old", "--set", "secrets.sourceSecrets.SREBOT_SIGNING_SECRET=bot-signing-value",
+	"--set", "secrets.sourceSecrets.SREBOT_BOT_TOKEN=xoxb-sre-bot", "--set", "secrets.slackBotToken=xoxb-default",
+	"--set", "config.publicURL=https://orchestrator.example",
 	"--set", "secrets.alertmanagerWebhookToken=am", "--set", "config.alertmanagerRoutingLabels=namespace=k8s_namespace",
 }
 
@@ -184,8 +186,8 @@ func TestChart_Manifests(t *testing.T) {
 			t.Errorf("%s carries a literal value", e.Name)
 		}
 	}
-	if secretEnv != 8 {
-		t.Errorf("%d env vars from the Secret, want 8", secretEnv)
+	if secretEnv != 9 {
+		t.Errorf("%d env vars from the Secret, want 9", secretEnv)
 	}
 	// The Ingress exposes /webhooks/ only.
 	for _, o := range render(t, "sre", allOn...) {
@@ -492,7 +494,7 @@ func TestChart_DashboardAndAlertRules(t *testing.T) {
 		}
 	}
 	// The alerts SPEC §15 asks for.
-	for _, want := range []string{"OrchestratorEventsDead", "OrchestratorEventsUnrouted", "OrchestratorDispatchQueueGrowing",
+	for _, want := range []string{"OrchestratorEventsDead", "OrchestratorAnswersDead", "OrchestratorEventsUnrouted", "OrchestratorDispatchQueueGrowing",
 		"OrchestratorWebhooksAnswering503", "OrchestratorSignatureFailuresSpiking", "OrchestratorScheduledBackupFailed",
 		"OrchestratorScheduleDriftRepaired"} {
 		if !slices.Contains(names, want) {
@@ -537,7 +539,9 @@ func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
 		}
 	}
 	if env["ORCHESTRATOR_SOURCES_FILE"] != "/etc/orchestrator/sources.yaml" || env["ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS"] != "namespace=k8s_namespace" ||
-		env["ALERTMANAGER_WEBHOOK_TOKEN"] != "am" || env["ORCHESTRATOR_SOURCE_ORGS"] != "slack=acme,github=acme;aaa" {
+		env["ALERTMANAGER_WEBHOOK_TOKEN"] != "am" || env["ORCHESTRATOR_SOURCE_ORGS"] != "slack=acme,github=acme;aaa" ||
+		env["SLACK_BOT_TOKEN"] != "xoxb-default" ||
+		env["ORCHESTRATOR_PUBLIC_URL"] != "https://orchestrator.example" || env["ORCHESTRATOR_POST_ANSWERS"] != "orchestrator" {
 		t.Fatalf("env = %v", env)
 	}
 	f, err := webhook.ParseSourcesFile([]byte(file), func(k string) string { return env[k] })
@@ -545,10 +549,11 @@ func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
 		t.Fatalf("the binary refuses the rendered file: %v\n%s", err, file)
 	}
 	if len(f.Sources) != 1 || f.Sources[0].Name != "acme-deploys" || len(f.SlackApps) != 1 || f.SlackApps[0].Secrets[0] != "bot-signing-value" ||
-		len(f.SlackApps[0].Orgs) != 1 || f.SlackApps[0].Orgs[0] != "acme" {
+		len(f.SlackApps[0].Orgs) != 1 || f.SlackApps[0].Orgs[0] != "acme" ||
+		f.SlackApps[0].BotToken != "xoxb-sre-bot" {
 		t.Fatalf("parsed = %+v", f)
 	}
-	if strings.Contains(file, "new,old") || strings.Contains(file, "bot-signing-value") {
+	if strings.Contains(file, "new,old") || strings.Contains(file, "bot-signing-value") || strings.Contains(file, "xoxb-") {
 		t.Fatalf("a secret is in the ConfigMap:\n%s", file)
 	}
 	mounted := false

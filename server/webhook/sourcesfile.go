@@ -112,7 +112,7 @@ func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, er
 				return nil, fmt.Errorf("slack app %q: orgs: %v", spec.Slug, err)
 			}
 		}
-				app := SlackApp{Slug: spec.Slug, Secrets: secrets, BotTokenEnv: spec.BotTokenEnv, Orgs: spec.Orgs}
+		app := SlackApp{Slug: spec.Slug, Secrets: secrets, BotTokenEnv: spec.BotTokenEnv, Orgs: spec.Orgs}
 		if spec.BotTokenEnv != "" {
 			if !envName.MatchString(spec.BotTokenEnv) {
 				return nil, fmt.Errorf("slack app %q: bot_token_env: must name an environment variable (tokens are never written in the file)", spec.Slug)

@@ -68,6 +68,6 @@ list: each is read from the Secret under a key of the same name.
 {{- define "orchestrator.sourceSecretEnvs" -}}
 {{- $names := list -}}
 {{- range .Values.sources }}{{ $names = append $names .verify.secret_env }}{{ end -}}
-{{- range .Values.slackApps }}{{ $names = append $names .signing_secret_env }}{{ end -}}
+{{- range .Values.slackApps }}{{ $names = append $names .signing_secret_env }}{{ with .bot_token_env }}{{ $names = append $names . }}{{ end }}{{ end -}}
 {{- $names | uniq | toJson -}}
 {{- end }}
