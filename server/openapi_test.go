@@ -208,7 +208,7 @@ func TestOpenAPI_DocumentValidates(t *testing.T) {
 // a route that is gone. The admin page (/ui/, SPEC §9) is for browsers and
 // not part of the API description (SPEC §15 covers §3–§7 and §13–§14).
 func TestOpenAPI_EveryRouteIsDescribed(t *testing.T) {
-	e := newEnv(t, envOptions{webhooks: true, backups: true, ui: true})
+	e := newEnv(t, envOptions{webhooks: true, backups: true, ui: true, answers: true})
 	apiValidator(t)
 	var described []string
 	for _, op := range apiOps {

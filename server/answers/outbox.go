@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,7 +117,7 @@ func NewOutbox(o OutboxOptions) (*Outbox, error) {
 		o.Poll = time.Second
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = wallclock.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

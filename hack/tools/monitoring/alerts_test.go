@@ -38,6 +38,14 @@ var alertScenarios = map[string]struct{ fires, quiet []scenario }{
 			{`orchestrator_dispatch_total{source="pagerduty",outcome="dead"} 0x20 1x40`}, // an hour ago
 		},
 	},
+	"OrchestratorAnswersDead": {
+		fires: []scenario{{`orchestrator_answer_deliveries_total{type="slack",outcome="dead"} 0x50 1x10`}},
+		quiet: []scenario{
+			{`orchestrator_answer_deliveries_total{type="slack",outcome="dead"} 0x60`, `orchestrator_answer_deliveries_total{type="slack",outcome="posted"} 0+10x60`},
+			{`orchestrator_answer_deliveries_total{type="slack",outcome="failed"} 0+1x60`},  // failed for good is on the page, not paged
+			{`orchestrator_answer_deliveries_total{type="slack",outcome="dead"} 0x20 1x40`}, // an hour ago
+		},
+	},
 	"OrchestratorTeamAgentBudgetSpent": {
 		fires: []scenario{{`orchestrator_team_budget_exhausted_total 0x50 3x10`}},
 		quiet: []scenario{{`orchestrator_team_budget_exhausted_total 0x60`}, {`orchestrator_team_budget_exhausted_total 0x10 4x50`}},
