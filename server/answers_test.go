@@ -154,7 +154,12 @@ func TestAnswers_AMentionIsAnsweredInItsThread(t *testing.T) {
 	}
 	blocks := string(msgs[0].Blocks)
 	runID := d["agent_run_id"].(string)
-	for _, want := range []string{"Investigated: why is checkout latency up?", `"action_id":"feedback_positive"`, `"value":"` + runID + `"`,
+	run, err := e.db.GetAgentRun(context.Background(), runID)
+	if err != nil || run.Run.FeedbackRef == "" {
+		t.Fatalf("run %s: %+v %v", runID, run.Run, err)
+	}
+	// The buttons carry the run's unguessable feedback reference.
+	for _, want := range []string{"Investigated: why is checkout latency up?", `"action_id":"feedback_positive"`, `"value":"` + run.Run.FeedbackRef + `"`,
 		"https://orchestrator.example/ui/agent-runs/" + runID} {
 		if !strings.Contains(blocks, want) {
 			t.Errorf("the message lacks %s: %s", want, blocks)

@@ -49,7 +49,12 @@ func Text(raw []byte) string {
 // agent's raw error, which may name internal hosts).
 func FromRun(run store.AgentRun, text, publicURL string) Answer {
 	a := Answer{RunID: run.ID, EventID: run.WebhookEventID, OrgID: run.OrgID, TeamNodeID: run.TeamNodeID,
-		Text: text, Success: run.Status == "succeeded", RunURL: RunURL(publicURL, run.ID), FeedbackRef: run.ID}
+		Text: text, Success: run.Status == "succeeded", RunURL: RunURL(publicURL, run.ID), FeedbackRef: run.FeedbackRef}
+	if a.FeedbackRef == "" {
+		// A run recorded before feedback references (migration 12) is
+		// named by its id, which the feedback lookup still accepts.
+		a.FeedbackRef = run.ID
+	}
 	if !a.Success {
 		why := "it did not answer"
 		if run.UpstreamStatus != 0 {
