@@ -59,7 +59,7 @@ func insertAgentRun(ctx context.Context, x interface {
 		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount), nullIfEmpty(r.FeedbackRef)}
 	q := insertAgentRunSQL
 	if r.Answer != "" {
-		// Only a run with an answer names the column (migration 13's), so
+		// Only a run with an answer names the column (migration 14's), so
 		// a run without one is written the same on every schema.
 		q, args = insertAgentRunAnswerSQL, append(args, clipAnswer(r.Answer))
 	}
