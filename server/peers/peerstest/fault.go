@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -29,13 +30,19 @@ type Fault struct {
 	Skip int
 	// Times is how many calls fail; 0 means every call until cleared.
 	Times int
+	// Header and Body, with Status, replace the generic error answer: a
+	// vendor's own error shape and headers (GitHub's secondary rate limit
+	// and its Retry-After, PagerDuty's {error:{…}}).
+	Header http.Header
+	Body   any
 }
 
 // Call is one request a fake received.
 type Call struct {
 	Route  string // the route pattern, e.g. "POST /api/v1/teams/{team}/bootstrap"
 	Path   string
-	Auth   string // the Authorization header
+	Query  url.Values // the query string's parameters
+	Auth   string     // the Authorization header
 	Header http.Header
 	Body   []byte
 	At     time.Time // when the call arrived
@@ -143,7 +150,14 @@ func apply(f *Fault, w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if f.Status != 0 {
-		writeJSON(w, f.Status, map[string]string{"detail": "injected failure"})
+		for k, v := range f.Header {
+			w.Header()[http.CanonicalHeaderKey(k)] = v
+		}
+		var body any = map[string]string{"detail": "injected failure"}
+		if f.Body != nil {
+			body = f.Body
+		}
+		writeJSON(w, f.Status, body)
 		return true
 	}
 	return false
@@ -153,7 +167,7 @@ func apply(f *Fault, w http.ResponseWriter, r *http.Request) bool {
 func (fs *faults) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		fault := fs.record(Call{Route: route, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), Header: r.Header.Clone(), Body: body, At: time.Now()})
+		fault := fs.record(Call{Route: route, Path: r.URL.Path, Query: r.URL.Query(), Auth: r.Header.Get("Authorization"), Header: r.Header.Clone(), Body: body, At: time.Now()})
 		if apply(fault, w, r) {
 			return
 		}
