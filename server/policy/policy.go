@@ -25,6 +25,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -40,6 +41,9 @@ type Policy struct {
 	Fixed string
 	// Routes are the operator's routing rules (routes:), in order.
 	Routes *routing.Rules
+	// Destinations are the webhook destinations team config may name
+	// (the destinations section; server/answers reads it).
+	Destinations []answers.WebhookDestination
 }
 
 // Parse reads the reloadable sections of a sources file. getenv reads the
@@ -55,8 +59,10 @@ func Parse(data []byte, getenv func(string) string, identifiers ...string) (*Pol
 	}
 	sum := sha256.Sum256(data)
 	p := &Policy{Hash: hex.EncodeToString(sum[:]), Fixed: fixedHash(sections)}
-	_ = getenv
 	if p.Routes, err = routing.Parse(sections["routes"], knownIdentifiers(sections["sources"], identifiers)); err != nil {
+		return nil, err
+	}
+	if p.Destinations, err = answers.ParseWebhookDestinations(sections["destinations"], getenv); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -152,3 +152,25 @@ routes:
 		t.Fatalf("the fixed file: %v", err)
 	}
 }
+
+// The destinations section is read into the policy (server/answers parses
+// it); a mistake in it refuses the file with the destination and field.
+func TestParse_ReadsTheWebhookDestinations(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "HOOK_SECRET" {
+			return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		}
+		return ""
+	}
+	p, err := Parse([]byte("destinations:\n  - {name: ops-feed, url: \"https://hooks.acme.example/in\", secret_env: HOOK_SECRET}\n"), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Destinations) != 1 || p.Destinations[0].Name != "ops-feed" || p.Destinations[0].URL != "https://hooks.acme.example/in" {
+		t.Fatalf("destinations %+v", p.Destinations)
+	}
+	_, err = Parse([]byte("destinations:\n  - {name: ops-feed, url: \"https://hooks.acme.example/in\", secret_env: NOPE}\n"), getenv)
+	if err == nil || err.Error() != `destination "ops-feed": secret_env: NOPE is unset or empty` {
+		t.Fatalf("a destination without its secret = %v", err)
+	}
+}

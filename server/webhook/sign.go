@@ -27,12 +27,27 @@ func Sign(source, secret string, body []byte, now time.Time, deliveryID string) 
 	case PagerDuty:
 		h.Set("X-PagerDuty-Signature", "v1="+hex.EncodeToString(hmacSHA256([]byte(secret), body)))
 	case IncidentIO:
-		key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-		h.Set("webhook-id", deliveryID)
-		h.Set("webhook-timestamp", ts)
-		h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(hmacSHA256(key, []byte(deliveryID+"."+ts+"."), body)))
+		for k, v := range StandardWebhooksHeaders(secret, deliveryID, body, now) {
+			h[k] = v
+		}
 	case Coralogix, Alertmanager:
 		h.Set("Authorization", "Bearer "+secret)
 	}
 	return h
+}
+
+// StandardWebhooksHeaders signs body as Standard Webhooks
+// (standardwebhooks.com) with a "whsec_" + base64(key) secret: webhook-id,
+// webhook-timestamp (now) and webhook-signature "v1," + base64
+// HMAC-SHA256(key, id + "." + timestamp + "." + body) — what
+// verifyStandardWebhooks checks. It signs incident.io samples and the
+// appliance's own webhook answers.
+func StandardWebhooksHeaders(secret, id string, body []byte, now time.Time) http.Header {
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	ts := strconv.FormatInt(now.Unix(), 10)
+	return http.Header{
+		"Webhook-Id":        {id},
+		"Webhook-Timestamp": {ts},
+		"Webhook-Signature": {"v1," + base64.StdEncoding.EncodeToString(hmacSHA256(key, []byte(id+"."+ts+"."), body))},
+	}
 }

@@ -129,7 +129,7 @@ func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, er
 // FileSections are the top-level keys a sources file may have: the
 // sources and Slack apps (read here, at start) and the sections the
 // appliance reloads while it runs (server/policy reads those).
-var FileSections = []string{"sources", "slack_apps", "routes"}
+var FileSections = []string{"sources", "slack_apps", "routes", "destinations"}
 
 // Bounds of a sources file: every source adds a route, a verifier and
 // metric series, and a file of 60,000 sources took 20 s and 1.3 GB to load.
@@ -180,6 +180,12 @@ func SplitSourcesFile(data []byte) (map[string]json.RawMessage, error) {
 	}
 	return top, nil
 }
+
+// DecodeSection decodes one entry of a sources file section (as
+// SplitSourcesFile gives it) refusing unknown fields, with an error worded
+// for an operator: which field, and that secrets are never inline. The
+// rooms that own the reloadable sections use it.
+func DecodeSection(data []byte, v any) error { return strictJSON(data, v) }
 
 // strictJSON decodes refusing unknown fields, and words the error for an
 // operator: which field, and that secrets are never inline.
