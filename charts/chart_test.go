@@ -88,6 +88,10 @@ var allOn = []string{
 	"--set", "secrets.sourceSecrets.SREBOT_BOT_TOKEN=xoxb-sre-bot", "--set", "secrets.slackBotToken=xoxb-default",
 	"--set", "config.publicURL=https://orchestrator.example",
 	"--set", "secrets.alertmanagerWebhookToken=am", "--set", "config.alertmanagerRoutingLabels=namespace=k8s_namespace",
+	"--set", "config.githubAppID=4242", "--set", "secrets.githubAppPrivateKey=-----BEGIN RSA PRIVATE KEY-----",
+	"--set", "secrets.pagerdutyApiToken=pd", "--set", "config.pagerdutyFromEmail=oncall@acme.example",
+	"--set-json", `destinations=[{"name":"ops-feed","url":"https://hooks.acme.example/in","secret_env":"OPS_FEED_SECRET"}]`,
+	"--set", "secrets.sourceSecrets.OPS_FEED_SECRET=whsec_c2VjcmV0",
 }
 
 func render(t *testing.T, ns string, extra ...string) []*unstructured.Unstructured {
@@ -126,6 +130,8 @@ func TestChart_SchemaRejectsWrongValues(t *testing.T) {
 	for _, set := range []string{
 		"config.dispatchWorkers=many", "service.port=http", "persistence.enabled=yes", "image.pullPolicy=Sometimes",
 		"config.agentURL=agent:8000", "terminationGracePeriodSeconds=5", "secrets.incidentioWebhookSecret=plain",
+		"config.githubApiURL=ghe.acme.example", "config.githubAppID=my-app", "config.pagerdutyFromEmail=oncall",
+		"secrets.githubAppPrivateKey=not-a-pem",
 		"grafanaDashboard.enabled=yes", "prometheusRule.thresholds.peerErrorRatio=2", "prometheusRule.thresholds.queueDepth=-1",
 		"unknownKey=1", "image.digest=latest",
 		// Several replicas need PostgreSQL (SPEC §13).
@@ -186,8 +192,8 @@ func TestChart_Manifests(t *testing.T) {
 			t.Errorf("%s carries a literal value", e.Name)
 		}
 	}
-	if secretEnv != 9 {
-		t.Errorf("%d env vars from the Secret, want 9", secretEnv)
+	if secretEnv != 11 {
+		t.Errorf("%d env vars from the Secret, want 11", secretEnv)
 	}
 	// The Ingress exposes /webhooks/ only.
 	for _, o := range render(t, "sre", allOn...) {

@@ -165,6 +165,11 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client whose failed admin-token checks are limited (SPEC §18).
 	TrustedProxies []netip.Prefix
+
+	// GitHub and PagerDuty are the credentials and endpoints answers are
+	// posted with (GITHUB_*, PAGERDUTY_*; answers.go).
+	GitHub    GitHubAnswers
+	PagerDuty PagerDutyAnswers
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -256,6 +261,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.SlackBotToken = p.secret("SLACK_BOT_TOKEN")
 	c.SlackAPIURL = p.url("SLACK_API_URL", false)
 	c.AnswerLease = p.seconds("ORCHESTRATOR_ANSWER_LEASE_SECONDS", 120, 10, 3600)
+	c.GitHub, c.PagerDuty = p.github(), p.pagerDuty()
 	if p.err != nil {
 		return nil, p.err
 	}

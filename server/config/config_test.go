@@ -195,6 +195,9 @@ func TestLoad_BadValueNamesTheVariable(t *testing.T) {
 		{"DATABASE_URL", "mysql://db", "must look like sqlite://"},
 		{"INCIDENTIO_WEBHOOK_SECRET", "hunter2", "whsec_"},
 		{"INCIDENTIO_WEBHOOK_SECRET", "whsec_c2VjcmV0,whsec_!!!hunter2", "entry 2"},
+		{"GITHUB_API_URL", "ghe.example.com/api/v3", "not an absolute http(s) URL"},
+		{"PAGERDUTY_API_URL", "ftp://api.pagerduty.com", "not an absolute http(s) URL"},
+		{"PAGERDUTY_FROM_EMAIL", "oncall", "not an email address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

@@ -69,5 +69,14 @@ list: each is read from the Secret under a key of the same name.
 {{- $names := list -}}
 {{- range .Values.sources }}{{ $names = append $names .verify.secret_env }}{{ end -}}
 {{- range .Values.slackApps }}{{ $names = append $names .signing_secret_env }}{{ with .bot_token_env }}{{ $names = append $names . }}{{ end }}{{ end -}}
+{{- range .Values.destinations }}{{ $names = append $names .secret_env }}{{ end -}}
 {{- $names | uniq | toJson -}}
+{{- end }}
+
+{{/*
+"true" when the sources file has something to say: it renders (ConfigMap,
+mount, ORCHESTRATOR_SOURCES_FILE) when any of its sections has entries.
+*/}}
+{{- define "orchestrator.sourcesFile" -}}
+{{- if or .Values.sources .Values.slackApps .Values.routes .Values.destinations }}true{{ end -}}
 {{- end }}
