@@ -457,3 +457,33 @@ func TestGitHub_CheckSaysWhatIsMissingWithoutACall(t *testing.T) {
 		t.Fatalf("Post without a credential = %v", err)
 	}
 }
+
+// A burst of first posts mints one installation token, not one each.
+func TestGitHub_ConcurrentFirstPostsMintOnce(t *testing.T) {
+	clk := newClock()
+	fake, srv := githubFake(t, "", clk)
+	key, keyFile := appKey(t)
+	fake.AddApp("4242", &key.PublicKey)
+	fake.Install("4242", "acme/payments", 77)
+	g := newGitHub(t, answers.GitHubOptions{BaseURL: srv.URL, AppID: "4242", AppKeyFile: keyFile, Now: clk.Now})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := g.Post(context.Background(), issue12, answer(fmt.Sprintf("run-%d", i), "hi"))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, m := len(fake.Comments("acme/payments", 12)), len(fake.CallsTo(peerstest.RouteGitHubAccessToken)); n != 16 || m != 1 {
+		t.Fatalf("%d comments, %d mints; want 16, 1", n, m)
+	}
+}

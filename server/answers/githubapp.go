@@ -42,6 +42,10 @@ type appTokens struct {
 	appID, keyFile string
 	now            func() time.Time
 
+	// mint is held while a token is looked up and minted, so that a burst
+	// of first posts mints once (mints are rare: one an hour per
+	// installation); mu guards the maps and is never held across a call.
+	mint     sync.Mutex
 	mu       sync.Mutex
 	installs map[string]appInstall // lower-case owner/repo → installation
 	tokens   map[int64]appToken    // installation id → its token
@@ -62,28 +66,39 @@ func newAppTokens(appID, keyFile string, now func() time.Time) *appTokens {
 		installs: map[string]appInstall{}, tokens: map[int64]appToken{}}
 }
 
+// cached returns the cached installation and, when still good, its token.
+func (t *appTokens) cached(key string, now time.Time) (appInstall, bool, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	inst, ok := t.installs[key]
+	if !ok || !now.Before(inst.until) {
+		return appInstall{}, false, ""
+	}
+	if tok, ok := t.tokens[inst.id]; ok && now.Before(tok.until) {
+		return inst, true, tok.token
+	}
+	return inst, true, ""
+}
+
 // token returns an installation token that may write to owner/repo.
 func (t *appTokens) token(ctx context.Context, base *github.Client, owner, repo string) (string, error) {
 	key := strings.ToLower(owner + "/" + repo)
-	now := t.now()
-	t.mu.Lock()
-	inst, ok := t.installs[key]
-	if ok && now.Before(inst.until) {
-		if tok, ok := t.tokens[inst.id]; ok && now.Before(tok.until) {
-			t.mu.Unlock()
-			return tok.token, nil
-		}
+	if _, _, tok := t.cached(key, t.now()); tok != "" {
+		return tok, nil
 	}
-	t.mu.Unlock()
-
-	// No network call holds the lock: two callers may mint at once, and
-	// the later token simply replaces the earlier (both are valid).
+	t.mint.Lock()
+	defer t.mint.Unlock()
+	now := t.now()
+	inst, ok, tok := t.cached(key, now) // another caller may have minted it
+	if tok != "" {
+		return tok, nil
+	}
 	jwtToken, err := t.appJWT(now)
 	if err != nil {
 		return "", err
 	}
 	app := base.WithAuthToken(jwtToken)
-	if !ok || !now.Before(inst.until) {
+	if !ok {
 		found, _, err := app.Apps.FindRepositoryInstallation(ctx, owner, repo)
 		if err != nil {
 			return "", appFailure(err, fmt.Sprintf("find the GitHub App's installation on %s/%s", owner, repo), now)
