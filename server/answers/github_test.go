@@ -45,7 +45,7 @@ const ghToken = "ghp_test0123456789"
 
 // githubFake starts the GitHub stand-in under prefix with a token and an
 // issue (acme/payments#12) and a pull request (acme/payments#34).
-func githubFake(t *testing.T, prefix string, clk *clock) (*peerstest.GitHub, *httptest.Server) {
+func githubFake(t testing.TB, prefix string, clk *clock) (*peerstest.GitHub, *httptest.Server) {
 	t.Helper()
 	fake := peerstest.NewGitHub(prefix)
 	fake.Now = clk.Now

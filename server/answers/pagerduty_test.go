@@ -19,7 +19,7 @@ const (
 
 var incident = answers.Destination{Type: answers.TypePagerDutyNote, IncidentID: "PT4KHLK"}
 
-func pagerDutyFake(t *testing.T) (*peerstest.PagerDuty, *httptest.Server) {
+func pagerDutyFake(t testing.TB) (*peerstest.PagerDuty, *httptest.Server) {
 	t.Helper()
 	fake := peerstest.NewPagerDuty()
 	fake.AddToken(pdToken, false)

@@ -119,7 +119,7 @@ func (rc *receiver) count() int {
 	return len(rc.got)
 }
 
-func newReceiver(t *testing.T) (*receiver, *httptest.Server) {
+func newReceiver(t testing.TB) (*receiver, *httptest.Server) {
 	t.Helper()
 	rc := &receiver{}
 	srv := httptest.NewServer(rc)
