@@ -344,3 +344,26 @@ func TestWebhook_DestinationsFollowTheReloadedSourcesFile(t *testing.T) {
 		t.Fatal("a removed destination is still posted")
 	}
 }
+
+// The destinations example in docs/answers.md is one the appliance takes,
+// and its signed example request matches what a post looks like.
+func TestDocs_TheWebhookDestinationExampleParses(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/answers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\ndestinations:")
+	block, _, _ := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("docs/answers.md has no destinations example")
+	}
+	p, err := policy.Parse([]byte("destinations:"+block), env(map[string]string{"OPS_FEED_SECRET": hookSecret}))
+	if err != nil || len(p.Destinations) != 1 || p.Destinations[0].Name != "ops-feed" {
+		t.Fatalf("the example does not parse: %v %+v", err, p)
+	}
+	for _, header := range []string{"webhook-id: msg_", "webhook-timestamp: ", "webhook-signature: v1,", `{"event_id":`} {
+		if !strings.Contains(string(doc), header) {
+			t.Errorf("the example request lacks %q", header)
+		}
+	}
+}
