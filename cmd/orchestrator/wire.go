@@ -121,7 +121,10 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	if err != nil {
 		return nil, err
 	}
-	notifiers := answerNotifiers(cfg, slackApps)
+	notifiers, err := answerNotifiers(cfg, slackApps, func() []answers.WebhookDestination { return d.policy.Current().Destinations })
+	if err != nil {
+		return nil, err
+	}
 	d.outbox, err = answers.NewOutbox(answers.OutboxOptions{Store: db, Notifiers: notifiers, Lease: cfg.AnswerLease,
 		PublicURL: cfg.PublicURL, Logger: logger, Registry: reg})
 	if err != nil {
@@ -364,16 +367,35 @@ func buildSources(cfg *config.Config, secrets map[string][]string, getenv func(s
 
 // answerNotifiers are the destinations the appliance can post answers to,
 // with their credentials: Slack, with a bot token per Slack app
-// (SLACK_BOT_TOKEN for the default app, bot_token_env for the others).
-func answerNotifiers(cfg *config.Config, apps []webhook.SlackApp) map[string]answers.Notifier {
+// (SLACK_BOT_TOKEN for the default app, bot_token_env for the others);
+// GitHub issue and pull request comments (GITHUB_TOKEN or a GitHub App);
+// PagerDuty incident notes (PAGERDUTY_API_TOKEN and PAGERDUTY_FROM_EMAIL);
+// the webhook destinations of the sources file, read again on each reload.
+// A notifier without its credential still answers Check, which says what is
+// missing, so the delivery is recorded failed with that reason.
+func answerNotifiers(cfg *config.Config, apps []webhook.SlackApp, hooks func() []answers.WebhookDestination) (map[string]answers.Notifier, error) {
 	tokens := map[string]string{"": cfg.SlackBotToken.Reveal()}
 	env := map[string]string{"": "SLACK_BOT_TOKEN"}
 	for _, app := range apps {
 		tokens[app.Slug], env[app.Slug] = app.BotToken, app.BotTokenEnv
 	}
-	return map[string]answers.Notifier{
-		answers.TypeSlack: answers.NewSlack(answers.SlackOptions{APIURL: cfg.SlackAPIURL, Tokens: tokens, TokenEnv: env}),
+	gh, err := answers.NewGitHub(answers.GitHubOptions{BaseURL: cfg.GitHub.APIURL, Token: cfg.GitHub.Token.Reveal(),
+		AppID: cfg.GitHub.AppID, AppKeyFile: cfg.GitHub.AppKeyFile})
+	if err != nil {
+		return nil, err
 	}
+	pd, err := answers.NewPagerDuty(answers.PagerDutyOptions{BaseURL: cfg.PagerDuty.APIURL, Token: cfg.PagerDuty.Token.Reveal(),
+		From: cfg.PagerDuty.FromEmail})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]answers.Notifier{
+		answers.TypeSlack:              answers.NewSlack(answers.SlackOptions{APIURL: cfg.SlackAPIURL, Tokens: tokens, TokenEnv: env}),
+		answers.TypeGitHubIssueComment: gh,
+		answers.TypeGitHubPRComment:    gh,
+		answers.TypePagerDutyNote:      pd,
+		answers.TypeWebhook:            answers.NewWebhook(answers.WebhookOptions{Destinations: hooks}),
+	}, nil
 }
 
 // startDevSlack serves the built-in fake Slack Web API on loopback when dev
