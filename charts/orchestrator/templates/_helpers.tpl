@@ -72,11 +72,3 @@ list: each is read from the Secret under a key of the same name.
 {{- range .Values.destinations }}{{ $names = append $names .secret_env }}{{ end -}}
 {{- $names | uniq | toJson -}}
 {{- end }}
-
-{{/*
-"true" when the sources file has something to say: it renders (ConfigMap,
-mount, ORCHESTRATOR_SOURCES_FILE) when any of its sections has entries.
-*/}}
-{{- define "orchestrator.sourcesFile" -}}
-{{- if or .Values.sources .Values.slackApps .Values.routes .Values.destinations }}true{{ end -}}
-{{- end }}
