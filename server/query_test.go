@@ -31,7 +31,7 @@ func TestQuery_UnknownParametersAreRefusedOnEveryGET(t *testing.T) {
 	}
 
 	r := e.do("GET", "/api/v1/admin/events?sorce=slack", adminToken, nil)
-	if want := "sorce: not a parameter of GET /api/v1/admin/events (did you mean source?); it takes cursor, delivery_id, limit, org_id, since, source, status, suppressed_reason, team_node_id, until"; r.body["detail"] != want {
+	if want := "sorce: not a parameter of GET /api/v1/admin/events (did you mean source?); it takes cursor, delivery_id, limit, org_id, rule, since, source, status, suppressed_reason, team_node_id, until"; r.body["detail"] != want {
 		t.Errorf("detail %q\nwant   %q", r.body["detail"], want)
 	}
 	r = e.do("GET", "/health?verbose=1", "", nil)

@@ -594,8 +594,11 @@ func TestUI_ReadableAt1280(t *testing.T) {
 	var outs []store.Outcome
 	var runs []store.AgentRun
 	for i := range 5 {
+		// Held a day: the running dispatcher must not claim the seeded
+		// events before their outcomes below are recorded (it did under
+		// load, and the page then read an event still being delivered).
 		ev := store.Event{Source: "github", DeliveryID: fmt.Sprintf("slow-%d", i), EventType: "issues.opened",
-			Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Hour)}
+			Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Hour), HoldUntil: now.Add(24 * time.Hour)}
 		r, err := e.db.InsertEvent(ctx0, ev)
 		if err != nil {
 			t.Fatal(err)
@@ -604,13 +607,13 @@ func TestUI_ReadableAt1280(t *testing.T) {
 		run := store.AgentRun{ID: uuid.NewString(), TriggerSource: "github", WebhookEventID: ev.ID, OrgID: "acme", TeamNodeID: "platform-sre",
 			AgentName: "planner", Status: "succeeded", StartedAt: ev.ReceivedAt.Add(90 * time.Millisecond), Duration: time.Second, EventCount: 1}
 		runs = append(runs, run)
-		outs = append(outs, store.Outcome{ID: ev.ID, Status: store.EventDelivered, At: run.StartedAt, From: store.EventQueued})
+		outs = append(outs, store.Outcome{ID: ev.ID, Status: store.EventDelivered, At: run.StartedAt, From: store.EventQueued, Attempts: 1})
 	}
 	// An event that went dead after three calls failed the same long way.
 	longErr := "agent call: agent POST /agents/planner/run: HTTP 503: upstream connect error or disconnect/reset before headers. " +
 		"reset reason: connection termination; retried with backoff\nsecond line of the error that the list must not show"
 	dead := store.Event{Source: "pagerduty", DeliveryID: "dead-long", EventType: "incident.triggered",
-		Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Minute)}
+		Status: store.EventQueued, OrgID: "acme", TeamNodeID: "platform-sre", ReceivedAt: now.Add(-time.Minute), HoldUntil: now.Add(24 * time.Hour)}
 	if r, err := e.db.InsertEvent(ctx0, dead); err != nil {
 		t.Fatal(err)
 	} else {

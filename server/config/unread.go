@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/nearest"
 )
 
@@ -55,12 +56,14 @@ type Misspelling struct {
 }
 
 // Misspelt names the ORCHESTRATOR_* variables among set that are not in
-// read, sorted, each with the closest read name. ORCHESTRATOR_TEST_* belong
-// to the test suites and are left alone.
+// read, sorted, each with the closest read name. ORCHESTRATOR_TEST_* and
+// ORCHESTRATOR_NOW_OFFSET (a test binary's clock, internal/wallclock)
+// belong to the test suites, whose built binaries inherit them, and are
+// left alone.
 func Misspelt(set, read []string) []Misspelling {
 	var out []Misspelling
 	for _, name := range set {
-		if !strings.HasPrefix(name, "ORCHESTRATOR_") || strings.HasPrefix(name, "ORCHESTRATOR_TEST_") || slices.Contains(read, name) {
+		if !strings.HasPrefix(name, "ORCHESTRATOR_") || strings.HasPrefix(name, "ORCHESTRATOR_TEST_") || name == wallclock.OffsetEnv || slices.Contains(read, name) {
 			continue
 		}
 		closest, _ := nearest.Name(name, read)

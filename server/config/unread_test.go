@@ -18,6 +18,7 @@ func TestMisspelt_NamesUnreadVariablesWithTheClosestKnownOne(t *testing.T) {
 		"ORCHESTRATOR_TEAM_AGENT_CALL_PER_DAY": "5",
 		"ORCHESTRATOR_FROBNICATE":              "yes",
 		"ORCHESTRATOR_TEST_MAIN":               "1",
+		"ORCHESTRATOR_NOW_OFFSET":              "8760h",
 		"HOME":                                 "/root",
 	}
 	reads := NewReads(func(k string) string { return env[k] })
