@@ -90,8 +90,8 @@ func TestSlackFeedback_BoundToTheRunsTeamAndNeverSentToTheAgent(t *testing.T) {
 	}
 	positive := clickBy(t, "U0ANA", "trig-1", "feedback_positive", ref, "C0A4967KRBM")
 	ev := sendClick("/webhooks/slack/interactions", slackSecret, positive, "")
-	if ev.Status != store.EventIgnored || ev.OrgID != "acme" || ev.TeamNodeID != "platform-sre" {
-		t.Fatalf("recorded click = %s on %s/%s", ev.Status, ev.OrgID, ev.TeamNodeID)
+	if ev.Status != store.EventIgnored || ev.OrgID != "acme" || ev.TeamNodeID != "platform-sre" || len(ev.Decision) == 0 {
+		t.Fatalf("recorded click = %s on %s/%s, decision %s", ev.Status, ev.OrgID, ev.TeamNodeID, ev.Decision)
 	}
 	recorded(ev, "positive")
 	// The same click again: a duplicate, nothing recorded twice.
@@ -111,7 +111,7 @@ func TestSlackFeedback_BoundToTheRunsTeamAndNeverSentToTheAgent(t *testing.T) {
 	// From org big's channel: the run is not its team's.
 	theirs := sendClick("/webhooks/slack/interactions", slackSecret, clickBy(t, "U0EVE", "trig-5", "feedback_negative", ref, bigChannel),
 		"not of the team this channel routes to")
-	if theirs.OrgID != "big" || strings.Contains(theirs.LastError, "platform-sre") {
+	if theirs.OrgID != "big" || len(theirs.Decision) == 0 || strings.Contains(theirs.LastError, "platform-sre") {
 		t.Fatalf("big's click = %s/%s %q", theirs.OrgID, theirs.TeamNodeID, theirs.LastError)
 	}
 	// From a channel no team routes: unrouted, nothing recorded.

@@ -52,6 +52,9 @@ type FeedbackClick struct {
 	// At is when the click arrived (the last click wins); Now is when it
 	// is recorded.
 	At, Now time.Time
+	// Decision is the routing decision the click's event keeps (why its
+	// channel routed to this team), as routing encodes it.
+	Decision []byte
 }
 
 // FeedbackResult is the outcome of RecordFeedback.
@@ -129,7 +132,7 @@ func (db *DB) RecordFeedback(ctx context.Context, c FeedbackClick) (FeedbackResu
 			last = "ignored: feedback " + c.Value + " not recorded: " + out.Reason
 		}
 		applied, err := writeOutcomes(ctx, t, []Outcome{{ID: c.EventID, Status: EventIgnored, From: EventQueued, OrgID: c.OrgID,
-			TeamNodeID: c.TeamNodeID, MatchedBy: c.MatchedBy, LastError: last, At: c.Now}})
+			TeamNodeID: c.TeamNodeID, MatchedBy: c.MatchedBy, LastError: last, At: c.Now, Decision: c.Decision}})
 		if err != nil || !applied[0] {
 			out.Run = nil
 			return err

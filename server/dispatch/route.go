@@ -279,16 +279,25 @@ func (f finder) TeamExists(ctx context.Context, org, team string) (bool, error) 
 func (d *Dispatcher) recordFeedback(e store.Event, o store.Outcome) (store.Outcome, bool) {
 	ev, err := webhook.ParseSlackInteraction(e.Body)
 	if err != nil || ev.Feedback == nil {
-		return store.Outcome{ID: e.ID, Status: store.EventIgnored, From: store.EventQueued, Attempts: e.Attempts, At: d.now(),
-			LastError: "ignored: the feedback click's stored payload does not read as one"}, false
+		// It keeps its team and the routing decision: its org's admin
+		// finds it and sees why.
+		o.Status, o.Attempts, o.At = store.EventIgnored, e.Attempts, d.now()
+		o.LastError = "ignored: the feedback click's stored payload does not read as one"
+		return o, false
 	}
 	fb := ev.Feedback
 	res, err := d.o.Store.RecordFeedback(context.WithoutCancel(d.work), store.FeedbackClick{EventID: e.ID, OrgID: o.OrgID,
 		TeamNodeID: o.TeamNodeID, MatchedBy: o.MatchedBy, Ref: fb.Run, Value: fb.Value, UserID: fb.User, UserName: fb.UserName,
-		SlackApp: e.Headers[webhook.AppHeader], At: e.ReceivedAt, Now: d.now()})
+		SlackApp: e.Headers[webhook.AppHeader], At: e.ReceivedAt, Now: d.now(), Decision: o.Decision})
 	if err != nil {
-		retry, outcome := d.failed(store.Outcome{ID: e.ID, From: store.EventQueued, Attempts: e.Attempts, At: d.now()}, e.Attempts,
-			&stepError{"recording feedback", err})
+		// A retry is routed again, so it carries no team (a queued event
+		// with a team would go on to the agent); a click that ends here
+		// keeps its team and decision.
+		o.At = d.now()
+		retry, outcome := d.failed(o, e.Attempts, &stepError{"recording feedback", err})
+		if retry.Status == store.EventQueued {
+			retry.OrgID, retry.TeamNodeID, retry.MatchedBy, retry.Decision = "", "", "", nil
+		}
 		d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
 		return retry, false
 	}
