@@ -224,6 +224,8 @@ type envOptions struct {
 	dataDir string
 	// statsMaxAge is how long the page reuses its figures (0: never).
 	statsMaxAge time.Duration
+	// cookieSecure is the page's ORCHESTRATOR_COOKIE_SECURE ("": auto).
+	cookieSecure string
 	// backups turns on the backup endpoints (and page), keeping backupKeep
 	// scheduled ones; snapshot, if set, replaces the real snapshot.
 	backups    bool
@@ -339,7 +341,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.ui {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"
 		opts.UI = &webui.Settings{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db, StatsMaxAge: o.statsMaxAge,
-			EventRetention: 30 * 24 * time.Hour, BodyRetention: 7 * 24 * time.Hour}
+			EventRetention: 30 * 24 * time.Hour, BodyRetention: 7 * 24 * time.Hour, CookieSecure: o.cookieSecure,
+			TrustedProxies: o.trustedProxies}
 		if e.kube != nil {
 			opts.UI.Cluster = e.kube
 		}

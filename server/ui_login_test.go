@@ -3,6 +3,7 @@ package server_test
 import (
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -52,5 +53,55 @@ func TestUI_LoginReturnsToTheDeepLinkAndNowhereElse(t *testing.T) {
 		if got := resp.Header.Get("Location"); got != "/ui/overview" {
 			t.Errorf("next=%q: the login went to %q", evil, got)
 		}
+	}
+}
+
+// The session cookie is Secure whenever the page is reached over HTTPS
+// (SPEC §18, round 4): by default (auto) when a proxy the operator trusts
+// says X-Forwarded-Proto: https; the same header from anyone else is not
+// believed; ORCHESTRATOR_COOKIE_SECURE=true and false override. (Served
+// over TLS itself, see webui's TestSecure_*.)
+func TestUI_SessionCookieIsSecureBehindHTTPS(t *testing.T) {
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	for _, c := range []struct {
+		name  string
+		o     envOptions
+		proto string
+		want  bool
+	}{
+		{"auto, a trusted proxy says https", envOptions{trustedProxies: loopback}, "https", true},
+		{"auto, a trusted proxy says http", envOptions{trustedProxies: loopback}, "http", false},
+		{"auto, plain HTTP", envOptions{trustedProxies: loopback}, "", false},
+		{"auto, an untrusted sender says https", envOptions{}, "https", false},
+		{"true, plain HTTP", envOptions{cookieSecure: "true"}, "", true},
+		{"false, a trusted proxy says https", envOptions{cookieSecure: "false", trustedProxies: loopback}, "https", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, base := uiEnv(t, c.o)
+			req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader(url.Values{"token": {adminToken}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", base)
+			if c.proto != "" {
+				req.Header.Set("X-Forwarded-Proto", c.proto)
+			}
+			resp, err := noFollow(&http.Client{}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			var session *http.Cookie
+			for _, ck := range resp.Cookies() {
+				if ck.Value != "" {
+					session = ck
+				}
+			}
+			if resp.StatusCode != http.StatusSeeOther || session == nil {
+				t.Fatalf("login = %d, cookies %v", resp.StatusCode, resp.Cookies())
+			}
+			if session.Secure != c.want || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode {
+				t.Fatalf("session cookie %q: Secure %v (want %v), HttpOnly %v, SameSite %v", session.Name, session.Secure, c.want,
+					session.HttpOnly, session.SameSite)
+			}
+		})
 	}
 }

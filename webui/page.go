@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/backups"
+	"github.com/incidentfox/orchestrator-edge/server/clientlimit"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/noise"
@@ -43,8 +45,12 @@ const (
 // Settings are the admin page's own knobs (the rest of Options is what
 // it reads and acts through).
 type Settings struct {
-	// SecureCookie marks the session cookie Secure (behind TLS).
-	SecureCookie bool
+	// CookieSecure says when the page's cookies are Secure: "auto" (or
+	// empty: the request came over TLS, or through a trusted proxy that
+	// says X-Forwarded-Proto: https), "true" (always), "false" (never).
+	CookieSecure string
+	// TrustedProxies are the proxies whose X-Forwarded-Proto is believed.
+	TrustedProxies []netip.Prefix
 	// SimulatedCluster says the cluster is dev mode's in-memory one.
 	SimulatedCluster bool
 	// Cluster is pinged for the overview; nil means no cluster.
@@ -241,6 +247,25 @@ func New(o Options) (*UI, error) {
 }
 
 func (u *UI) now() time.Time { return u.o.Now().UTC() }
+
+// secure reports whether a cookie set in answer to r is Secure.
+func (u *UI) secure(r *http.Request) bool {
+	switch u.o.CookieSecure {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	if r.TLS != nil {
+		return true
+	}
+	if !clientlimit.FromTrustedProxy(r, u.o.TrustedProxies) {
+		return false
+	}
+	// The nearest proxy's word: the last value of the last header.
+	protos := strings.Split(strings.Join(r.Header.Values("X-Forwarded-Proto"), ","), ",")
+	return strings.EqualFold(strings.TrimSpace(protos[len(protos)-1]), "https")
+}
 
 // sessionNow is the session clock (Settings.Now, else the wall clock).
 func (u *UI) sessionNow() time.Time {

@@ -86,7 +86,7 @@ func (u *UI) uiProvision(w http.ResponseWriter, r *http.Request, se *uiSession) 
 	if resp, ok := res.Body.(provision.Response); ok && resp.TeamToken != "" {
 		if v, err := sealNewToken(se.id, res.RunID, resp.TeamToken); err == nil {
 			http.SetCookie(w, &http.Cookie{Name: newTokenCookie, Value: v, Path: "/ui/runs/", HttpOnly: true,
-				SameSite: http.SameSiteStrictMode, Secure: u.o.SecureCookie, MaxAge: int(newTokenTTL.Seconds())})
+				SameSite: http.SameSiteStrictMode, Secure: u.secure(r), MaxAge: int(newTokenTTL.Seconds())})
 		}
 	}
 	http.Redirect(w, r, "/ui/runs/"+url.PathEscape(res.RunID), http.StatusSeeOther)
@@ -125,7 +125,7 @@ func (u *UI) uiRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 	if c, err := r.Cookie(newTokenCookie); err == nil {
 		if p.Token = openNewToken(se.id, run.ID, c.Value); p.Token != "" {
 			http.SetCookie(w, &http.Cookie{Name: newTokenCookie, Value: "", Path: "/ui/runs/", HttpOnly: true,
-				SameSite: http.SameSiteStrictMode, Secure: u.o.SecureCookie, MaxAge: -1})
+				SameSite: http.SameSiteStrictMode, Secure: u.secure(r), MaxAge: -1})
 		}
 	}
 	u.render(w, r, http.StatusOK, "run", page{Session: se, Nav: "runs", Data: p})

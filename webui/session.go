@@ -289,7 +289,7 @@ func (u *UI) uiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: u.o.SecureCookie, MaxAge: int(SessionMax / time.Second)})
+		SameSite: http.SameSiteStrictMode, Secure: u.secure(r), MaxAge: int(SessionMax / time.Second)})
 	u.log.Info("admin page login", "actor", a.Actor)
 	http.Redirect(w, r, afterLogin(next), http.StatusSeeOther)
 }
@@ -299,6 +299,6 @@ func (u *UI) uiLogout(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		u.log.Warn("cannot end a page session", "error", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/ui/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: u.o.SecureCookie, MaxAge: -1})
+		SameSite: http.SameSiteStrictMode, Secure: u.secure(r), MaxAge: -1})
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }

@@ -1,6 +1,11 @@
 package webui
 
-import "testing"
+import (
+	"crypto/tls"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+)
 
 // A login returns only to a page of this admin page: never to another host
 // however the address is written, never out of /ui/.
@@ -30,6 +35,44 @@ func TestSafeNext_OnlyPagesOfThisAdminPage(t *testing.T) {
 	} {
 		if got := safeNext(next); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+	}
+}
+
+// The page's cookies are Secure over TLS, or when the proxy in front,
+// trusted, says the browser used https: its own word (the last value), not
+// one a client put before it. Never from an untrusted peer's header.
+func TestSecure_TLSOrATrustedProxysWord(t *testing.T) {
+	proxy := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, c := range []struct {
+		mode   string
+		peer   string
+		tls    bool
+		protos []string
+		want   bool
+	}{
+		{"", "192.0.2.1:5000", true, nil, true},
+		{"auto", "192.0.2.1:5000", false, nil, false},
+		{"auto", "192.0.2.1:5000", false, []string{"https"}, false},
+		{"auto", "10.1.2.3:5000", false, []string{"https"}, true},
+		{"auto", "10.1.2.3:5000", false, []string{"HTTPS"}, true},
+		{"auto", "10.1.2.3:5000", false, []string{"https, http"}, false},
+		{"auto", "10.1.2.3:5000", false, []string{"http", "https"}, true},
+		{"auto", "10.1.2.3:5000", false, []string{"http"}, false},
+		{"true", "192.0.2.1:5000", false, nil, true},
+		{"false", "10.1.2.3:5000", true, []string{"https"}, false},
+	} {
+		r := httptest.NewRequest("GET", "/ui/login", nil)
+		r.RemoteAddr = c.peer
+		if c.tls {
+			r.TLS = &tls.ConnectionState{}
+		}
+		for _, p := range c.protos {
+			r.Header.Add("X-Forwarded-Proto", p)
+		}
+		u := &UI{o: Options{Settings: Settings{CookieSecure: c.mode, TrustedProxies: proxy}}}
+		if got := u.secure(r); got != c.want {
+			t.Errorf("mode %q from %s, TLS %v, X-Forwarded-Proto %q: Secure = %v, want %v", c.mode, c.peer, c.tls, c.protos, got, c.want)
 		}
 	}
 }

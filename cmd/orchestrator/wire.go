@@ -235,7 +235,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	}
 	d.pipeline, d.config = pipeline, cs
 	d.agents = &agentrun.Proxy{Config: cs, Agent: agent, Audit: db, Logger: logger}
-	d.ui = &webui.Settings{SecureCookie: cfg.UISecureCookie, SimulatedCluster: simulated, Sessions: db,
+	d.ui = &webui.Settings{CookieSecure: cfg.CookieSecure, TrustedProxies: cfg.TrustedProxies, SimulatedCluster: simulated, Sessions: db,
 		StatsMaxAge: webui.DefaultStatsMaxAge, EventRetention: cfg.EventRetention, BodyRetention: cfg.EventBodyRetention}
 	d.ui.Cluster = pinger
 	if cfg.Dev {

@@ -69,8 +69,10 @@ type Config struct {
 	DevAdminToken      Secret
 
 	AutoCreateTables bool
-	// UISecureCookie marks the admin page's session cookie Secure.
-	UISecureCookie    bool
+	// CookieSecure says when the admin page's cookies are Secure: auto
+	// (served over TLS, or a trusted proxy says X-Forwarded-Proto: https),
+	// true (always) or false (never).
+	CookieSecure      string
 	AdminAuthCacheTTL time.Duration
 	RequireAdminStar  bool
 	TeamLockTimeout   time.Duration
@@ -189,7 +191,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		DevAdminToken:      p.secret("ORCHESTRATOR_DEV_ADMIN_TOKEN"),
 
 		AutoCreateTables:  p.bool("ORCHESTRATOR_AUTO_CREATE_TABLES", true),
-		UISecureCookie:    p.bool("ORCHESTRATOR_UI_SECURE_COOKIE", false),
+		CookieSecure:      p.cookieSecure(),
 		AdminAuthCacheTTL: p.seconds("ORCHESTRATOR_ADMIN_AUTH_CACHE_TTL_SECONDS", 15, 0, 3600),
 		RequireAdminStar:  p.bool("ORCHESTRATOR_REQUIRE_ADMIN_STAR", true),
 		TeamLockTimeout:   p.seconds("ORCHESTRATOR_TEAM_LOCK_TIMEOUT_SECONDS", 30, 1, 600),
@@ -301,6 +303,16 @@ func (p *parser) prefixes(name string) []netip.Prefix {
 		out = append(out, pre.Masked())
 	}
 	return out
+}
+
+// cookieSecure reads ORCHESTRATOR_COOKIE_SECURE (auto by default). The
+// older ORCHESTRATOR_UI_SECURE_COOKIE=1 still reads as true when the newer
+// variable is unset.
+func (p *parser) cookieSecure() string {
+	if p.raw("ORCHESTRATOR_COOKIE_SECURE") == "" && p.bool("ORCHESTRATOR_UI_SECURE_COOKIE", false) {
+		return "true"
+	}
+	return p.oneOf("ORCHESTRATOR_COOKIE_SECURE", "auto", "auto", "true", "false")
 }
 
 // oneOf reads a value that must be one of a few words (def when unset).

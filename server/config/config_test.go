@@ -152,6 +152,28 @@ func TestLoad_CoalescingAndBackupSwitches(t *testing.T) {
 	}
 }
 
+// The admin page's cookies are Secure by what the request came through
+// (auto) unless ORCHESTRATOR_COOKIE_SECURE says otherwise; the older
+// ORCHESTRATOR_UI_SECURE_COOKIE=1 still means always.
+func TestLoad_CookieSecure(t *testing.T) {
+	for _, c := range []struct {
+		kv   map[string]string
+		want string
+	}{
+		{nil, "auto"},
+		{map[string]string{"ORCHESTRATOR_COOKIE_SECURE": "TRUE"}, "true"},
+		{map[string]string{"ORCHESTRATOR_COOKIE_SECURE": "false"}, "false"},
+		{map[string]string{"ORCHESTRATOR_UI_SECURE_COOKIE": "1"}, "true"},
+		{map[string]string{"ORCHESTRATOR_UI_SECURE_COOKIE": "0"}, "auto"},
+		{map[string]string{"ORCHESTRATOR_UI_SECURE_COOKIE": "1", "ORCHESTRATOR_COOKIE_SECURE": "auto"}, "auto"},
+	} {
+		cfg, err := Load(prod(c.kv))
+		if err != nil || cfg.CookieSecure != c.want {
+			t.Errorf("%v: CookieSecure = %q, %v; want %q", c.kv, cfg.CookieSecure, err, c.want)
+		}
+	}
+}
+
 func TestLoad_DevModeNeedsNoPeers(t *testing.T) {
 	c, err := Load(env(map[string]string{"ORCHESTRATOR_DEV": "1"}))
 	if err != nil {
@@ -176,6 +198,7 @@ func TestLoad_BadValueNamesTheVariable(t *testing.T) {
 		{"ORCHESTRATOR_COALESCE_SOURCES", "jira", "not a webhook source"},
 		{"ORCHESTRATOR_COALESCE_MAX", "0", "out of range"},
 		{"ORCHESTRATOR_POST_ANSWERS", "both", `"both" is not one of orchestrator, agent`},
+		{"ORCHESTRATOR_COOKIE_SECURE", "yes", `"yes" is not one of auto, true, false`},
 		{"ORCHESTRATOR_ROUTING_CACHE_SECONDS", "-1", "out of range"},
 		{"ORCHESTRATOR_BACKUP_SCHEDULE", "every night", "not a cron expression"},
 		{"ORCHESTRATOR_BACKUP_KEEP", "0", "out of range"},
