@@ -87,9 +87,28 @@ func (db *DB) IsEmpty(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// CopyError is a copy that failed part-way. Emptied says whether the
+// target was emptied again (every table truncated, the schema kept), so
+// that the same copy can simply run again; when it could not be, EmptyErr
+// says why.
+type CopyError struct {
+	Err      error
+	Emptied  bool
+	EmptyErr error
+}
+
+func (e *CopyError) Error() string { return e.Err.Error() }
+func (e *CopyError) Unwrap() error { return e.Err }
+
+// emptyAgainTimeout bounds the clean-up of a failed copy.
+const emptyAgainTimeout = 2 * time.Minute
+
 // CopyTo copies every table of db (SQLite) into dst (PostgreSQL, migrated to
 // the same schema and empty), writing progress lines to progress, and
-// verifies each table's row count and checksum on both sides.
+// verifies each table's row count and checksum on both sides. A copy that
+// fails part-way — a lost connection, a cancelled context, a failed
+// verification — leaves the target empty again (a *CopyError says whether
+// that worked), even when ctx is what was cancelled.
 func (db *DB) CopyTo(ctx context.Context, dst *DB, progress io.Writer) ([]TableCopy, error) {
 	if db.Shared() || !dst.Shared() {
 		return nil, errors.New("store: the copy goes from SQLite to PostgreSQL")
@@ -101,6 +120,33 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB, progress io.Writer) ([]TableC
 	if !empty {
 		return nil, ErrTargetNotEmpty
 	}
+	out, err := db.copyTables(ctx, dst, progress)
+	if err == nil {
+		return out, nil
+	}
+	cerr := &CopyError{Err: err}
+	clean, cancel := context.WithTimeout(context.WithoutCancel(ctx), emptyAgainTimeout)
+	defer cancel()
+	if cerr.EmptyErr = dst.truncateAll(clean); cerr.EmptyErr == nil {
+		cerr.Emptied = true
+		fmt.Fprintf(progress, "the copy failed; the target was emptied again (its schema kept)\n")
+	}
+	return nil, cerr
+}
+
+// truncateAll empties every table of the appliance in the PostgreSQL
+// database db in one statement, keeping the schema and its version.
+func (db *DB) truncateAll(ctx context.Context) error {
+	tables, err := db.Tables(ctx)
+	if err != nil || len(tables) == 0 {
+		return err
+	}
+	_, err = db.write.ExecContext(ctx, `TRUNCATE `+strings.Join(tables, ", ")+` RESTART IDENTITY CASCADE`)
+	return err
+}
+
+// copyTables copies and verifies each table in turn.
+func (db *DB) copyTables(ctx context.Context, dst *DB, progress io.Writer) ([]TableCopy, error) {
 	tables, err := db.Tables(ctx)
 	if err != nil {
 		return nil, err

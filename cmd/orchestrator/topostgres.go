@@ -85,8 +85,14 @@ func migrateToPostgres(ctx context.Context, args []string, getenv func(string) s
 		return fmt.Errorf("migrate-to-postgres: migrating the target: %w", err)
 	}
 	copied, err := src.CopyTo(ctx, dst, stderr)
-	if err != nil {
-		return fmt.Errorf("migrate-to-postgres: %w (nothing in the SQLite file changed; to start again, drop and recreate the target database, then run this again)", err)
+	if cerr := (*store.CopyError)(nil); errors.As(err, &cerr) && cerr.Emptied {
+		return fmt.Errorf("migrate-to-postgres: %w (nothing in the SQLite file changed and the target was emptied again: run this again)", err)
+	} else if err != nil {
+		what := ""
+		if cerr != nil && cerr.EmptyErr != nil {
+			what = "; emptying the target again failed too: " + cerr.EmptyErr.Error()
+		}
+		return fmt.Errorf("migrate-to-postgres: %w (nothing in the SQLite file changed%s; to start again, drop and recreate the target database, then run this again)", err, what)
 	}
 	rows := 0
 	for _, t := range copied {

@@ -55,6 +55,18 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 
 	target := pgtest.Database(t)
 	var out, progress bytes.Buffer
+	// A copy that fails part-way (here: cancelled once its first table is
+	// in) leaves the target empty again, so the same command simply runs
+	// again.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cut := &cancelOn{w: &progress, on: "rows copied and verified", cancel: cancel}
+	err := run(ctx, []string{"migrate-to-postgres", "--to-env", "PG_TARGET", "--data-dir", dir}, envOf(map[string]string{"PG_TARGET": target}), &out, cut)
+	if err == nil || !strings.Contains(err.Error(), "the target was emptied again: run this again") || !cut.done {
+		t.Fatalf("an interrupted copy = %v\n%s", err, progress.String())
+	}
+	t.Logf("interrupted: %v", err)
+	progress.Reset()
 	// The target comes from the environment (a Secret), never argv.
 	if err := run(context.Background(), []string{"migrate-to-postgres", "--to-env", "PG_TARGET", "--data-dir", dir},
 		envOf(map[string]string{"PG_TARGET": target}), &out, &progress); err != nil {
@@ -71,7 +83,7 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 		t.Fatalf("summary: %s", out.String())
 	}
 	// Again into the same (now full) target: refused, nothing changed.
-	err := run(context.Background(), []string{"migrate-to-postgres", "--data-dir", dir},
+	err = run(context.Background(), []string{"migrate-to-postgres", "--data-dir", dir},
 		envOf(map[string]string{"ORCHESTRATOR_MIGRATE_TO": target}), &out, &progress)
 	if err == nil || !strings.Contains(err.Error(), "already holds data") {
 		t.Fatalf("a second copy = %v", err)
@@ -91,6 +103,22 @@ func TestMigrateToPostgres_EveryTableCopiedVerifiedAndServed(t *testing.T) {
 	}
 	_ = proc.Process.Signal(syscall.SIGTERM)
 	_ = proc.Wait()
+}
+
+// cancelOn writes to w and calls cancel once a write holds on.
+type cancelOn struct {
+	w      *bytes.Buffer
+	on     string
+	cancel context.CancelFunc
+	done   bool
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	if !c.done && strings.Contains(string(p), c.on) {
+		c.done = true
+		c.cancel()
+	}
+	return c.w.Write(p)
 }
 
 // waitDelivered waits until at least n events are delivered.
