@@ -8,6 +8,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/auth"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/noise"
+	"github.com/incidentfox/orchestrator-edge/server/scoped"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -120,8 +121,48 @@ func (s *Server) handleBulkRedrive(w http.ResponseWriter, r *http.Request) {
 	}
 	if !req.DryRun {
 		s.logger.Info("events redriven in bulk", "matched", res.Matched, "redriven", res.Redriven, "actor", a.Actor)
+		s.out.JSON(w, r, http.StatusOK, res)
+		return
 	}
-	s.out.JSON(w, r, http.StatusOK, res)
+	view := bulkRedriveView{RedriveResult: res}
+	if view.Reroute, err = s.previewReroute(r, a, req); err != nil {
+		s.out.Error(w, r, err)
+		return
+	}
+	s.out.JSON(w, r, http.StatusOK, view)
+}
+
+// bulkRedriveView is the bulk redrive's answer; a dry run adds where the
+// unrouted events it names would now be routed (SPEC §20).
+type bulkRedriveView struct {
+	noise.RedriveResult
+	Reroute *scoped.Reroute `json:"reroute,omitempty"`
+}
+
+// previewReroute decides again, storing nothing, the unrouted events a
+// bulk redrive's filter names (nil when the filter names none by status,
+// or routing cannot be asked). The request was checked by the redrive.
+func (s *Server) previewReroute(r *http.Request, a *auth.Admin, req noise.RedriveRequest) (*scoped.Reroute, error) {
+	if s.opts.RouteTest == nil || s.opts.Events == nil || (req.Status != "" && req.Status != store.EventUnrouted) {
+		return nil, nil
+	}
+	org, err := scoped.OrgScope(a, req.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	f := store.EventFilter{Source: req.Source, OrgID: org, TeamNodeID: req.TeamNodeID, SuppressedReason: req.SuppressedReason}
+	if req.Since != nil {
+		f.Since = *req.Since
+	}
+	if req.Until != nil {
+		f.Until = *req.Until
+	}
+	var allows func(string, map[string]string, string) bool
+	if s.door != nil {
+		allows = s.door.Registry().Allows
+	}
+	p, err := scoped.PreviewReroute(r.Context(), s.opts.Events, f, s.opts.RouteTest, allows)
+	return &p, err
 }
 
 type auditView struct {

@@ -303,3 +303,97 @@ func TestRouting_TheSourcesPageTriesAPayload(t *testing.T) {
 		t.Fatalf("an outsider: %d", code)
 	}
 }
+
+// TestRouting_TheBulkRedrivesDryRunSaysWhatEachRuleWouldTake: alerts end
+// unrouted; once rules are in force, the bulk redrive's dry run (API and
+// the Events page's count) says how many of the unrouted events each rule
+// would now take, which stay unrouted, storing and calling nothing; it is
+// org-scoped like the redrive (another org's admin is told of none). The
+// real redrive then moves them as it said.
+func TestRouting_TheBulkRedrivesDryRunSaysWhatEachRuleWouldTake(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	am := func(name, namespace, severity string) string {
+		body := fmt.Appendf(nil, `{"version":"4","groupKey":"{}:{alertname=\"%[1]s\"}","status":"firing","receiver":"orchestrator",
+			"groupLabels":{"alertname":"%[1]s"},"commonLabels":{"alertname":"%[1]s","namespace":"%[2]s","severity":"%[3]s"},
+			"alerts":[{"status":"firing","labels":{"alertname":"%[1]s","namespace":"%[2]s"},"fingerprint":"%[1]s"}]}`, name, namespace, severity)
+		r := e.send("alertmanager", body, http.Header{"Authorization": {"Bearer " + alertmanagerTok}, "Content-Type": {"application/json"}})
+		if r.code != 200 {
+			t.Fatalf("ack %d %s", r.code, r.raw)
+		}
+		return r.body["event_id"].(string)
+	}
+	ids := []string{am("LedgerSlow", "ledger", "critical"), am("LedgerDown", "ledger", "critical"), am("LedgerChatty", "ledger", "info"), am("WebSlow", "web", "warning")}
+	for _, id := range ids {
+		e.waitStatus(id, store.EventUnrouted)
+	}
+	calls := len(e.agentMessages())
+	e.setRoutes(`routes:
+  - name: drop-info
+    match: ['label.severity="info"']
+    ignore: true
+  - name: ledger
+    match: ['label.namespace="ledger"']
+    route_to: {org_id: ` + peerstest.DevOrg + `, team_node_id: ` + peerstest.DevTeam + `}
+  - name: nowhere
+    match: ['label.namespace="gone"']
+    route_to: {org_id: ` + peerstest.DevOrg + `, team_node_id: ghost}
+`)
+	r := e.do("POST", "/api/v1/admin/events/redrive", adminToken, map[string]any{"source": "alertmanager", "dry_run": true})
+	want := map[string]any{"evaluated": float64(4), "limit": float64(200), "more": false, "identifiers": float64(0), "unrouted": float64(1), "failed": float64(0),
+		"rules": []any{map[string]any{"rule": "ledger", "action": "route_to", "count": float64(2)}, map[string]any{"rule": "drop-info", "action": "ignore", "count": float64(1)}}}
+	if r.code != 200 || r.body["matched"] != float64(4) || fmt.Sprint(r.body["reroute"]) != fmt.Sprint(want) {
+		t.Fatalf("dry run: %d %s", r.code, r.raw)
+	}
+	// A filter of failed events names no unrouted one: nothing to say.
+	if r = e.do("POST", "/api/v1/admin/events/redrive", adminToken, map[string]any{"status": "failed", "dry_run": true}); r.code != 200 || r.body["reroute"] != nil {
+		t.Fatalf("dry run of failed events: %d %s", r.code, r.raw)
+	}
+	// Org-scoped: unrouted events belong to no org, so an org's admin is
+	// told of none (and cannot name another org).
+	e.cs.AddAdmin("globex-admin", peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "globex"})
+	for _, tok := range []string{orgToken, "globex-admin"} {
+		r = e.do("POST", "/api/v1/admin/events/redrive", tok, map[string]any{"status": "unrouted", "dry_run": true})
+		if rr, _ := r.body["reroute"].(map[string]any); r.code != 200 || r.body["matched"] != float64(0) || rr["evaluated"] != float64(0) || len(rr["rules"].([]any)) != 0 {
+			t.Fatalf("%s's dry run: %d %s", tok, r.code, r.raw)
+		}
+	}
+	if r = e.do("POST", "/api/v1/admin/events/redrive", "globex-admin", map[string]any{"org_id": peerstest.DevOrg, "dry_run": true}); r.code != 403 {
+		t.Fatalf("another org's admin named acme: %d %s", r.code, r.raw)
+	}
+
+	// The Events page's count says the same.
+	c := login(t, base, adminToken)
+	code, _ := postPage(t, c, base, "/ui/redrive", url.Values{"status": {"unrouted"}})
+	if code != http.StatusSeeOther {
+		t.Fatalf("count: %d", code)
+	}
+	code, page := getPage(t, c, base+"/ui/events?status=unrouted&redrive_matched=4&redrive_purged=0")
+	page = html.UnescapeString(page)
+	for _, s := range []string{`<div id="redrive-reroute">`, "the 4 unrouted events among them would go:",
+		`<li class="reroute-rule">rule <code>ledger</code> (route_to): 2</li>`, `<li class="reroute-rule">rule <code>drop-info</code> (ignored): 1</li>`, "<li>still unrouted: 1</li>"} {
+		if code != 200 || !strings.Contains(page, s) {
+			t.Fatalf("the events page's count lacks %q: %d\n%s", s, code, page)
+		}
+	}
+	for _, id := range ids {
+		if ev, _ := e.db.GetEvent(context.Background(), id); ev.Status != store.EventUnrouted {
+			t.Fatalf("a dry run moved %s: %s", id, ev.Status)
+		}
+	}
+	if len(e.agentMessages()) != calls {
+		t.Fatal("a dry run called the agent")
+	}
+
+	r = e.do("POST", "/api/v1/admin/events/redrive", adminToken, map[string]any{"status": "unrouted"})
+	if r.code != 200 || r.body["redriven"] != float64(4) || r.body["reroute"] != nil {
+		t.Fatalf("redrive: %d %s", r.code, r.raw)
+	}
+	got := map[string]string{}
+	for _, id := range ids {
+		ev := e.waitStatus(id, store.EventDelivered, store.EventIgnored, store.EventUnrouted)
+		got[ev.Status+" "+ev.MatchedBy] += "x"
+	}
+	if fmt.Sprint(got) != "map[delivered rule:ledger:xx ignored rule:drop-info:x unrouted :x]" {
+		t.Fatalf("after the redrive: %v", got)
+	}
+}

@@ -106,6 +106,26 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	q = r.URL.Query()
+	canRedrive := u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermEventsRedrive)
+	// A bulk redrive's count (its dry run) says where the unrouted events
+	// it names would now be routed (SPEC §20); the rule filter is the
+	// list's, not the redrive's.
+	var reroute *scoped.Reroute
+	if canRedrive && q.Get("redrive_matched") != "" && q.Get("redrive_matched") != "0" && u.o.RouteTest != nil &&
+		(f.Status == "" || f.Status == store.EventUnrouted) {
+		pf := f
+		pf.MatchedBy = ""
+		var allows func(string, map[string]string, string) bool
+		if u.o.Sources != nil {
+			allows = u.o.Sources.Allows
+		}
+		p, err := scoped.PreviewReroute(r.Context(), u.o.Events, pf, u.o.RouteTest, allows)
+		if err != nil {
+			u.log.Warn("the bulk redrive's routing preview failed", "error", err)
+		} else {
+			reroute = &p
+		}
+	}
 	u.render(w, r, http.StatusOK, "events", page{Session: se, Nav: "events", Data: struct {
 		Events                                        []store.Event
 		Older, Newer, Newest                          template.URL // encoded query strings, not to be escaped again
@@ -117,9 +137,11 @@ func (u *UI) uiEvents(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		// bulk; RedriveMatched is the count a dry run answered.
 		CanRedrive                    bool
 		RedriveMatched, RedrivePurged string
+		// Reroute: where the unrouted events among them would now go.
+		Reroute *scoped.Reroute
 	}{events, older, newer, template.URL(filters.Encode()), f.Cursor != "" || f.Before != "", f.Source, f.Status, q.Get("org_id"), f.TeamNodeID,
 		q.Get("since"), q.Get("until"), find, f.SuppressedReason, q.Get("rule"), u.sourceNames(), store.EventStatuses, store.SuppressedReasons,
-		u.o.Noise != nil && u.o.Auth.Permits(a, auth.PermEventsRedrive), q.Get("redrive_matched"), q.Get("redrive_purged")}})
+		canRedrive, q.Get("redrive_matched"), q.Get("redrive_purged"), reroute}})
 }
 
 // uiEventFor loads the path's event for the session's admin.
