@@ -397,3 +397,68 @@ func TestRouting_TheBulkRedrivesDryRunSaysWhatEachRuleWouldTake(t *testing.T) {
 		t.Fatalf("after the redrive: %v", got)
 	}
 }
+
+// TestRouting_TheSourcesPageSendsATestEvent: the operator's "send a test
+// event" button signs a sample with the source's own configured secret
+// (GitHub's first is a rotated one the dev secrets do not have), the real
+// door takes it, and the Sources page says where it went once routed. An
+// org's admin (its own org or another's) has no button and is refused,
+// storing nothing: a sample can route to any org's team.
+func TestRouting_TheSourcesPageSendsATestEvent(t *testing.T) {
+	e, base := uiEnv(t, envOptions{routes: k8sRoutes, extraSecrets: map[string]string{"github": "github-rotated-secret"}})
+	c := login(t, base, adminToken)
+	code, page := getPage(t, c, base+"/ui/sources")
+	if code != 200 || !strings.Contains(page, `id="send-test-alertmanager"`) || !strings.Contains(page, `action="/ui/sources/send/github"`) {
+		t.Fatalf("the operator has no button: %d", code)
+	}
+	for _, src := range []string{"github", "alertmanager"} {
+		resp := formPost(t, noFollow(c), base, "/ui/sources/send/"+src, url.Values{})
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/ui/sources?sent=") {
+			t.Fatalf("%s: %d to %q", src, resp.StatusCode, loc)
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(loc, "/ui/sources?sent="), "#sent-event")
+		ev := e.waitStatus(id, store.EventDelivered)
+		if ev.Source != src || ev.TeamNodeID != peerstest.DevTeam {
+			t.Fatalf("%s's test event: %s %s to %s", src, ev.Source, ev.Status, ev.TeamNodeID)
+		}
+		want := routing.DecodeDecision(ev.Decision).Sentence()
+		code, page = getPage(t, c, base+loc)
+		page = html.UnescapeString(page)
+		if code != 200 || want == "" || !strings.Contains(page, `<a href="/ui/events/`+id+`" id="sent-event-link">`) ||
+			!strings.Contains(page, `<strong id="sent-event-decision">`+want+`</strong>`) || !strings.Contains(page, "(team "+peerstest.DevOrg+"/"+peerstest.DevTeam+")") {
+			t.Fatalf("%s: the page does not say where it went (%q): %d\n%s", src, want, code, page)
+		}
+	}
+	stored, _, _ := e.db.ListEvents(context.Background(), store.EventFilter{Limit: 50})
+
+	e.cs.AddAdmin("globex-admin", peers.Identity{Role: "admin", Permissions: []string{"admin:*"}, OrgID: "globex"})
+	for _, tok := range []string{orgToken, "globex-admin"} {
+		org := login(t, base, tok)
+		if code, page = getPage(t, org, base+"/ui/sources?sent="+stored[0].ID); code != 200 || strings.Contains(page, "send-test") || strings.Contains(page, "sent-event") {
+			t.Fatalf("%s sees the buttons or the sent event: %d", tok, code)
+		}
+		if code, _ = postPage(t, org, base, "/ui/sources/send/alertmanager", url.Values{}); code != 403 {
+			t.Fatalf("%s sent a test event: %d", tok, code)
+		}
+	}
+	if code, _ = postPage(t, &http.Client{}, base, "/ui/sources/send/alertmanager", url.Values{}); code != http.StatusSeeOther && code != 401 && code != 403 {
+		t.Fatalf("an outsider: %d", code)
+	}
+	// Cross-site, the form is refused like every other.
+	req, _ := http.NewRequest("POST", base+"/ui/sources/send/alertmanager", nil)
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, err := noFollow(c).Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("cross-site: %v %v", resp, err)
+	}
+	// No such source: said, nothing sent.
+	resp := formPost(t, noFollow(c), base, "/ui/sources/send/nope", url.Values{})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/sources" {
+		t.Fatalf("an unknown source: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if after, _, _ := e.db.ListEvents(context.Background(), store.EventFilter{Limit: 50}); len(after) != len(stored) || len(stored) != 2 {
+		t.Fatalf("%d events before, %d after the refused ones", len(stored), len(after))
+	}
+}

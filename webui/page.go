@@ -333,6 +333,7 @@ func (u *UI) Routes(rt Router) {
 	}
 	get("/ui/sources", u.uiSources)
 	post("/ui/sources/test", u.uiRouteTest)
+	post("/ui/sources/send/:source", u.uiSendTestEvent)
 	get("/ui/silences", u.uiSilences)
 	post("/ui/silences", u.uiCreateSilence)
 	post("/ui/silences/:id/expire", u.uiExpireSilence)

@@ -22,6 +22,8 @@ type routeTest struct {
 	Error        string
 	Result       *routing.Result
 	Summary      string
+	// Sent is the test event a source's button just sent (nil: none).
+	Sent *sentEvent
 }
 
 // operator reports whether the session's admin may try routing rules: they

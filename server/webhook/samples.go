@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -22,4 +24,42 @@ func sample(source, id string, now time.Time) []byte {
 		return fmt.Appendf(nil, `{"alert_unique_identifier":"%s","alert_name":"payments 5xx rate","alert_severity":"critical","alert_action":"trigger","team_name":"acme","application":"payments","subsystem":"checkout","timestamp":"%s"}`, id, now.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// ErrNoSample: the source has no sample to send (a configured source is
+// sent by its vendor) or no secret to sign one with.
+var ErrNoSample = errors.New("no sample")
+
+// SignedSample is a realistic sample delivery of a built-in source, signed
+// with the source's own configured secret (its first) as the vendor would
+// sign it, for the Sources page's "send a test event" button: sent through
+// the door, it proves the door takes what the vendor will send. The secret
+// never leaves this function. id makes the delivery unique.
+func (s *Source) SignedSample(id string, now time.Time) ([]byte, http.Header, error) {
+	if s == nil || s.Kind != "built-in" || len(s.Routes) == 0 {
+		return nil, nil, fmt.Errorf("%w: only a built-in source has a sample (a configured source is sent by its vendor)", ErrNoSample)
+	}
+	var secrets []string
+	switch v := s.Routes[0].Verifier.(type) {
+	case *SlackVerifier:
+		secrets = v.Secrets
+	case *GitHubVerifier:
+		secrets = v.Secrets
+	case *PagerDutyVerifier:
+		secrets = v.Secrets
+	case *IncidentIOVerifier:
+		secrets = v.Secrets
+	case *CoralogixVerifier:
+		secrets = v.Tokens
+	case *AlertmanagerVerifier:
+		secrets = v.Tokens
+	}
+	body := Sample(s.Name, id, now)
+	switch {
+	case body == nil:
+		return nil, nil, fmt.Errorf("%w: %s has no sample", ErrNoSample, s.Name)
+	case len(secrets) == 0 || secrets[0] == "":
+		return nil, nil, fmt.Errorf("%w: no %s secret is configured, so the door takes none of its deliveries", ErrNoSample, s.Name)
+	}
+	return body, Sign(s.Name, secrets[0], body, now, "sample-"+id), nil
 }

@@ -384,3 +384,49 @@ func TestGitHub_EveryDocumentedEventNameIsAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedSample_EachBuiltInSourcesVerifierTakesItsSample: a built-in
+// source's signed sample is signed with its own first secret (here a
+// rotated one before the old), so its verifier takes it; a source without
+// a secret, an unknown one and a configured one have none.
+func TestSignedSample_EachBuiltInSourcesVerifierTakesItsSample(t *testing.T) {
+	list := map[string][]string{}
+	for _, src := range Builtin {
+		list[src] = []string{"new-" + src + "-secret", "old-" + src + "-secret"}
+	}
+	list[IncidentIO] = []string{"whsec_bmV3LWluY2lkZW50aW8tc2VjcmV0", "whsec_b2xkLWluY2lkZW50aW8="}
+	all, err := Builtins(BuiltinOptions{Secrets: list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, s := range all {
+		body, h, err := s.SignedSample("abc123", now)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+		if _, err := s.Routes[0].Verifier.Verify(body, h, now); err != nil {
+			t.Errorf("%s: its verifier refused its signed sample: %v", s.Name, err)
+		}
+		// Signed with the first secret: a verifier with only the old one refuses it.
+		old, _ := Builtins(BuiltinOptions{Secrets: map[string][]string{s.Name: list[s.Name][1:]}})
+		for _, o := range old {
+			if o.Name == s.Name {
+				if _, err := o.Routes[0].Verifier.Verify(body, h, now); err == nil {
+					t.Errorf("%s: signed with the old secret, not the first", s.Name)
+				}
+			}
+		}
+	}
+	none, _ := Builtins(BuiltinOptions{})
+	if _, _, err := none[1].SignedSample("x", now); !errors.Is(err, ErrNoSample) || !strings.Contains(err.Error(), "no "+none[1].Name+" secret") {
+		t.Errorf("without a secret: %v", err)
+	}
+	var unknown *Source
+	if _, _, err := unknown.SignedSample("x", now); !errors.Is(err, ErrNoSample) {
+		t.Errorf("no source: %v", err)
+	}
+	if _, _, err := (&Source{Name: "acme-deploys", Kind: "configured", Routes: []Route{{Path: "/webhooks/acme-deploys"}}}).SignedSample("x", now); !errors.Is(err, ErrNoSample) {
+		t.Errorf("a configured source: %v", err)
+	}
+}
