@@ -124,10 +124,15 @@ type env struct {
 	disp      *dispatch.Dispatcher
 	// slack is the fake Slack Web API and outbox the answers' poster
 	// (envOptions.answers).
-	slack   *peerstest.Slack
-	outbox  *answers.Outbox
-	clock   *clock
-	backups *backups.Manager
+	slack  *peerstest.Slack
+	outbox *answers.Outbox
+	// github and pagerduty are the GitHub REST and PagerDuty REST stand-ins
+	// the answers post to (GITHUB_TOKEN githubAPIToken; PAGERDUTY_API_TOKEN
+	// pagerdutyAPIToken, PAGERDUTY_FROM_EMAIL pagerdutyFrom).
+	github    *peerstest.GitHub
+	pagerduty *peerstest.PagerDuty
+	clock     *clock
+	backups   *backups.Manager
 }
 
 // clock is a test clock that only moves when told.
@@ -157,6 +162,10 @@ const (
 	coralogixToken   = "coralogix-test-token"
 	alertmanagerTok  = "alertmanager-test-token"
 	internalToken    = "internal-test-token"
+	// The answers' vendor credentials (envOptions.answers).
+	githubAPIToken    = "ghp_edgeTest0123456789abcdef"
+	pagerdutyAPIToken = "u+edgeTestPDkey42"
+	pagerdutyFrom     = "oncall-bot@acme.example"
 )
 
 var secrets = map[string]string{
@@ -413,8 +422,38 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		e.slack = peerstest.NewDevSlack()
 		slackSrv := httptest.NewServer(e.slack)
 		e.t.Cleanup(slackSrv.Close)
+		e.github = peerstest.NewGitHub("")
+		e.github.AddToken(githubAPIToken)
+		githubSrv := httptest.NewServer(e.github)
+		e.t.Cleanup(githubSrv.Close)
+		gh, err := answers.NewGitHub(answers.GitHubOptions{BaseURL: githubSrv.URL, Token: githubAPIToken})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.pagerduty = peerstest.NewPagerDuty()
+		e.pagerduty.AddToken(pagerdutyAPIToken, false)
+		e.pagerduty.AddUser(pagerdutyFrom)
+		pagerdutySrv := httptest.NewServer(e.pagerduty)
+		e.t.Cleanup(pagerdutySrv.Close)
+		pd, err := answers.NewPagerDuty(answers.PagerDutyOptions{BaseURL: pagerdutySrv.URL, Token: pagerdutyAPIToken, From: pagerdutyFrom})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		// The sources file's webhook destinations, as the policy reads them.
+		var hooks []answers.WebhookDestination
+		if o.sourcesFile != "" {
+			sections, err := webhook.SplitSourcesFile([]byte(o.sourcesFile))
+			if err == nil {
+				hooks, err = answers.ParseWebhookDestinations(sections["destinations"], func(k string) string { return o.sourceEnv[k] })
+			}
+			if err != nil {
+				e.t.Fatal(err)
+			}
+		}
 		notifiers := map[string]answers.Notifier{answers.TypeSlack: answers.NewSlack(answers.SlackOptions{APIURL: slackSrv.URL,
-			Tokens: map[string]string{"": peerstest.DevSlackToken}, TokenEnv: map[string]string{"": "SLACK_BOT_TOKEN"}})}
+			Tokens: map[string]string{"": peerstest.DevSlackToken}, TokenEnv: map[string]string{"": "SLACK_BOT_TOKEN"}}),
+			answers.TypeGitHubIssueComment: gh, answers.TypeGitHubPRComment: gh, answers.TypePagerDutyNote: pd,
+			answers.TypeWebhook: answers.NewWebhook(answers.WebhookOptions{Destinations: func() []answers.WebhookDestination { return hooks }})}
 		resolver.Notifiers = notifiers
 		e.outbox, err = answers.NewOutbox(answers.OutboxOptions{Store: e.db, Notifiers: notifiers, PublicURL: o.publicURL,
 			Retry: queue.Policy{Base: time.Millisecond, Max: 5 * time.Millisecond}, Poll: 5 * time.Millisecond,
