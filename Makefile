@@ -122,12 +122,14 @@ fuzz:
 ## time to deliver, agent and Config Service calls, digests, peak RSS); then
 ## the real binary with BENCH_EVENTS (default 1 000 000) events stored: start
 ## to ready, events list times, ack and ack-to-agent latency and RSS; and
-## migration 7 on BENCH_MIGRATE_EVENTS (1 000 000) events on both databases
+## migration 7 on BENCH_MIGRATE_EVENTS (1 000 000) events on both databases;
+## answers posted per second through the outbox to the GitHub stand-in
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./server/ | grep -E '^(ingest|pages|storage|purge|copy|Benchmark)'
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7|BenchmarkMigration13' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
 	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkGroupCommit' -benchtime 1x ./store/ | grep -E '^group commit'
+	$(GO) test -run '^$$' -bench 'BenchmarkOutbox' -benchtime 1x ./server/answers/ | grep -E '^outbox'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## alertmanager: build Prometheus Alertmanager once into the cache (the Alertmanager source's tests run it)
