@@ -709,15 +709,16 @@ func (f *faultyCluster) ApplyService(ctx context.Context, s *corev1.Service) (bo
 	return f.Client.ApplyService(ctx, s)
 }
 
-// waitFor polls cond until it holds. The 30 s bound only keeps a broken
-// build from hanging the suite; passing never depends on it.
+// waitFor polls cond until it holds. The 3-minute bound only keeps a
+// broken build from hanging the suite (under -race on a busy 2-core
+// machine a 3,000-alert storm took over 30 s); passing never depends on it.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
