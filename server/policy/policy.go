@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/answers"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
@@ -41,6 +42,9 @@ type Policy struct {
 	Fixed string
 	// Routes are the operator's routing rules (routes:), in order.
 	Routes *routing.Rules
+	// Intervals are the named time intervals (time_intervals:) silences,
+	// routes and teams refer to.
+	Intervals *noise.Intervals
 	// Destinations are the webhook destinations team config may name
 	// (the destinations section; server/answers reads it).
 	Destinations []answers.WebhookDestination
@@ -60,6 +64,9 @@ func Parse(data []byte, getenv func(string) string, identifiers ...string) (*Pol
 	sum := sha256.Sum256(data)
 	p := &Policy{Hash: hex.EncodeToString(sum[:]), Fixed: fixedHash(sections)}
 	if p.Routes, err = routing.Parse(sections["routes"], knownIdentifiers(sections["sources"], identifiers)); err != nil {
+		return nil, err
+	}
+	if p.Intervals, err = noise.ParseIntervals(sections["time_intervals"]); err != nil {
 		return nil, err
 	}
 	if p.Destinations, err = answers.ParseWebhookDestinations(sections["destinations"], getenv); err != nil {

@@ -174,3 +174,33 @@ func TestParse_ReadsTheWebhookDestinations(t *testing.T) {
 		t.Fatalf("a destination without its secret = %v", err)
 	}
 }
+
+// A file whose time intervals do not read is refused whole, naming the
+// entry, and the intervals in force stay (SPEC §21).
+func TestHolder_ABrokenTimeIntervalKeepsThePreviousFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sources.yaml")
+	good := "time_intervals:\n  - name: weekend\n    time_intervals:\n      - weekdays: [saturday, sunday]\n        location: Europe/Berlin\n"
+	write(t, path, good)
+	h, err := New(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := h.Current()
+	if first.Intervals.Get("weekend") == nil {
+		t.Fatalf("the interval was not read: %v", first.Intervals.Names())
+	}
+	for _, c := range []struct{ entry, want string }{
+		{"weekdays: [funday]", `time_intervals: "weekend": time_intervals[0].weekdays: funday is not a valid weekday`},
+		{"location: Europe/Atlantis", `time_intervals: "weekend": time_intervals[0].location: unknown time zone Europe/Atlantis`},
+		{`times: [{start_time: "09:00", end_time: "25:00"}]`, `time_intervals: "weekend": time_intervals[0].times[0].end_time: "25:00" is not a time of day`},
+	} {
+		write(t, path, "time_intervals:\n  - name: weekend\n    time_intervals:\n      - "+c.entry+"\n")
+		err := h.Reload()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%s: got %v, want %q", c.entry, err, c.want)
+		}
+		if h.Current() != first || !strings.Contains(h.Status().Error, c.want) {
+			t.Fatalf("%s: the previous file is not the one in force (status %+v)", c.entry, h.Status())
+		}
+	}
+}
