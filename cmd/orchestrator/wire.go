@@ -28,6 +28,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/provision"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
@@ -52,7 +53,9 @@ type deps struct {
 	// time intervals, inhibit rules, destinations).
 	policy *policy.Holder
 	// config is the Config Service client (silences ask it about orgs).
-	config  *peers.ConfigService
+	config *peers.ConfigService
+	// tracing is the OpenTelemetry export (off unless OTEL_* ask).
+	tracing *tracing.Tracing
 	closers []func()
 	// fakeAgent: the agent is dev mode's built-in fake.
 	fakeAgent bool
@@ -69,6 +72,23 @@ func (d *deps) close() {
 func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus.Registry, logger *slog.Logger,
 	getenv func(string) string, stdout io.Writer) (*deps, error) {
 	d := &deps{}
+	var err error
+	d.tracing, err = tracing.New(ctx, tracing.Options{Config: cfg.Tracing, Version: version, Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	if d.tracing.Enabled {
+		logger.Info("tracing on", "endpoint", cfg.Tracing.Endpoint, "protocol", cfg.Tracing.Protocol,
+			"service", cfg.Tracing.ServiceName, "sampler", cfg.Tracing.Sampler)
+	}
+	// Spans still queued go out at the stop, within a bound of their own.
+	d.closers = append(d.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.tracing.Shutdown(sctx); err != nil {
+			logger.Warn("exporting the last spans failed", "error", err)
+		}
+	})
 	if cfg.Dev {
 		if err := d.startDevPeers(cfg, logger, stdout); err != nil {
 			return nil, err

@@ -172,6 +172,10 @@ type Config struct {
 	// posted with (GITHUB_*, PAGERDUTY_*; answers.go).
 	GitHub    GitHubAnswers
 	PagerDuty PagerDutyAnswers
+
+	// Tracing is the OpenTelemetry export, from the OTEL_* variables
+	// (tracing.go; SPEC §22).
+	Tracing Tracing
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -264,6 +268,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.SlackAPIURL = p.url("SLACK_API_URL", false)
 	c.AnswerLease = p.seconds("ORCHESTRATOR_ANSWER_LEASE_SECONDS", 120, 10, 3600)
 	c.GitHub, c.PagerDuty = p.github(), p.pagerDuty()
+	c.Tracing = p.tracing()
 	if p.err != nil {
 		return nil, p.err
 	}

@@ -55,15 +55,17 @@ type Misspelling struct {
 	Closest string
 }
 
-// Misspelt names the ORCHESTRATOR_* variables among set that are not in
-// read, sorted, each with the closest read name. ORCHESTRATOR_TEST_* and
+// Misspelt names the ORCHESTRATOR_* and OTEL_* variables among set that
+// are not in read, sorted, each with the closest read name (Load names
+// every standard OTEL_* variable the SDK reads, config.OtelVariables). ORCHESTRATOR_TEST_* and
 // ORCHESTRATOR_NOW_OFFSET (a test binary's clock, internal/wallclock)
 // belong to the test suites, whose built binaries inherit them, and are
 // left alone.
 func Misspelt(set, read []string) []Misspelling {
 	var out []Misspelling
 	for _, name := range set {
-		if !strings.HasPrefix(name, "ORCHESTRATOR_") || strings.HasPrefix(name, "ORCHESTRATOR_TEST_") || name == wallclock.OffsetEnv || slices.Contains(read, name) {
+		ours := strings.HasPrefix(name, "ORCHESTRATOR_") || strings.HasPrefix(name, "OTEL_")
+		if !ours || strings.HasPrefix(name, "ORCHESTRATOR_TEST_") || name == wallclock.OffsetEnv || slices.Contains(read, name) {
 			continue
 		}
 		closest, _ := nearest.Name(name, read)

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// A misspelt ORCHESTRATOR_* variable is named with the one it meant; the
+// A misspelt ORCHESTRATOR_* or OTEL_* variable is named with the one it meant; the
 // variables start-up reads, the test suites' own and other programs'
 // variables are not.
 func TestMisspelt_NamesUnreadVariablesWithTheClosestKnownOne(t *testing.T) {
@@ -20,6 +20,9 @@ func TestMisspelt_NamesUnreadVariablesWithTheClosestKnownOne(t *testing.T) {
 		"ORCHESTRATOR_TEST_MAIN":               "1",
 		"ORCHESTRATOR_NOW_OFFSET":              "8760h",
 		"HOME":                                 "/root",
+		"OTEL_SERVICE_NAME":                    "edge",
+		"OTEL_BSP_MAX_QUEUE_SIZE":              "4096",
+		"OTEL_EXPORTER_OTLP_ENDPIONT":          "http://jaeger:4318",
 	}
 	reads := NewReads(func(k string) string { return env[k] })
 	if _, err := Load(reads.Getenv); err != nil {
@@ -34,6 +37,7 @@ func TestMisspelt_NamesUnreadVariablesWithTheClosestKnownOne(t *testing.T) {
 		{"ORCHESTRATOR_DATADIR", "ORCHESTRATOR_DATA_DIR"},
 		{"ORCHESTRATOR_FROBNICATE", ""},
 		{"ORCHESTRATOR_TEAM_AGENT_CALL_PER_DAY", "ORCHESTRATOR_TEAM_AGENT_CALLS_PER_DAY"},
+		{"OTEL_EXPORTER_OTLP_ENDPIONT", "OTEL_EXPORTER_OTLP_ENDPOINT"},
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Misspelt = %v\nwant       %v", got, want)
