@@ -40,6 +40,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/schedules"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
@@ -245,6 +246,9 @@ type envOptions struct {
 	statfs           func(dir string) (backups.Volume, error)
 	snapshot         func(ctx context.Context, dest string) (store.SnapshotInfo, error)
 	backupNow        func() time.Time
+	// tracing traces the door, dispatch and the answers' posts (nil: the
+	// door runs no tracing code, dispatch the no-op tracer).
+	tracing *tracing.Tracing
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -282,7 +286,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	t.Cleanup(csSrv.Close)
 	t.Cleanup(pipeSrv.Close)
 
-	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
+	logger := slog.New(tracing.LogHandler(slog.NewJSONHandler(e.logs, nil)))
 	cs := peers.NewConfigService(peers.Options{BaseURL: csSrv.URL, Timeout: o.peerTimeout})
 	pipe := peers.NewAIPipeline(peers.Options{BaseURL: pipeSrv.URL, Timeout: o.peerTimeout})
 
@@ -457,7 +461,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		resolver.Notifiers = notifiers
 		e.outbox, err = answers.NewOutbox(answers.OutboxOptions{Store: e.db, Notifiers: notifiers, PublicURL: o.publicURL,
 			Retry: queue.Policy{Base: time.Millisecond, Max: 5 * time.Millisecond}, Poll: 5 * time.Millisecond,
-			Logger: logger, Registry: e.reg, Now: now})
+			Logger: logger, Registry: e.reg, Now: now, Tracer: o.tracing.Posts(), EventTrace: e.db.EventTrace})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -490,6 +494,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		Logger:          logger,
 		Registry:        e.reg,
 		Now:             now,
+		Tracer:          o.tracing.Tracer(),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -499,6 +504,9 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		CachedRoute: e.disp.CachedRoute, Rate: o.rate, Burst: o.burst, BytesPerSecond: o.bytesPerSec, Acks: e.db,
 		TrustedProxies: o.trustedProxies, Registry: e.reg,
 		LowDisk: func() bool { return e.backups != nil && e.backups.IntakeLow() }, Logger: logger, Now: now}
+	if o.tracing != nil {
+		door.Tracer = o.tracing.Tracer()
+	}
 	if !o.noInternal {
 		door.InternalToken = internalToken
 	}

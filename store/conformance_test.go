@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -628,8 +629,8 @@ func TestConformance_ReplicasMigrateTogether(t *testing.T) {
 	for _, a := range applied {
 		total += len(a)
 	}
-	known, _ := KnownVersion(migrations.FS)
-	if total != int(known) {
+	probe := openMigrated(t, Options{Path: filepath.Join(t.TempDir(), "probe.db")})
+	if known := len(probe.goose.ListSources()); total != known {
 		t.Fatalf("migrations applied %v in all; want each of %d once", applied, known)
 	}
 }
@@ -790,6 +791,52 @@ func TestConformance_DecisionAndMatchedByFilter(t *testing.T) {
 		}
 		if got, _ = db.GetEvent(ctx, a.ID); string(got.Decision) != routedBy {
 			t.Fatalf("an outcome without a decision replaced it: %s", got.Decision)
+		}
+	})
+}
+
+// An event keeps the trace it came with (migration 17): 25 bytes read back
+// by GetEvent, the list, the router and the claim alike; an event without
+// one stores NULL, and a malformed reference is not stored.
+func TestConformance_TraceIsKeptWithTheEvent(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		ctx := context.Background()
+		ref := []byte("0123456789abcdef" + "spanid01" + "\x01")
+		traced := newEvent("alertmanager", "traced", t0)
+		traced.Trace = ref
+		a, err := db.InsertEvent(ctx, traced)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := db.InsertEvent(ctx, newEvent("alertmanager", "plain", t0))
+		short := newEvent("alertmanager", "short", t0)
+		short.Trace = []byte("0123")
+		c, _ := db.InsertEvent(ctx, short)
+		for id, want := range map[string][]byte{a.ID: ref, b.ID: nil, c.ID: nil} {
+			got, err := db.GetEvent(ctx, id)
+			if err != nil || !bytes.Equal(got.Trace, want) {
+				t.Errorf("event %s: trace %q (%v), want %q", id, got.Trace, err, want)
+			}
+		}
+		toRoute, err := db.EventsToRoute(ctx, t0.Add(time.Second), 10)
+		if err != nil || len(toRoute) != 3 {
+			t.Fatalf("to route: %d %v", len(toRoute), err)
+		}
+		for _, e := range toRoute {
+			if e.ID == a.ID && !bytes.Equal(e.Trace, ref) {
+				t.Errorf("the router reads trace %q", e.Trace)
+			}
+		}
+		if err := db.RecordOutcomes(ctx, []Outcome{{ID: a.ID, Status: EventQueued, OrgID: "o", TeamNodeID: "t", MatchedBy: "test", At: t0, From: EventQueued}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		claimed, _ := db.ClaimTeamEvents(ctx, t0.Add(time.Second), t0.Add(time.Hour), TeamKey{OrgID: "o", TeamNodeID: "t"}, Kind{Exclude: true}, 1)
+		if len(claimed) != 1 || !bytes.Equal(claimed[0].Trace, ref) {
+			t.Fatalf("a claimed event carries its trace: %+v", claimed)
+		}
+		evs, _, err := db.ListEvents(ctx, EventFilter{Limit: 10})
+		if err != nil || len(evs) != 3 {
+			t.Fatalf("list: %v", err)
 		}
 	})
 }

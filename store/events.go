@@ -102,13 +102,29 @@ type Event struct {
 	// it (JSON, bounded there); nil for an event not routed yet or stored
 	// before decisions were.
 	Decision []byte
+	// Trace is the trace the event belongs to (SPEC §22): the 16-byte
+	// trace id, the 8-byte id of the door's span and the trace flags (1
+	// byte: sampled or not); nil when tracing gave none. The store keeps
+	// it as it is (server/tracing reads it).
+	Trace []byte
+}
+
+// TraceLen is the length of a stored trace reference.
+const TraceLen = 25
+
+// traceValue is the stored form of a trace reference: NULL unless whole.
+func traceValue(b []byte) any {
+	if len(b) != TraceLen {
+		return nil
+	}
+	return b
 }
 
 // eventColumns are what scanEvent reads, the payload (headers and body)
 // from its own table (payloadtable.go).
 const eventColumns = `id, legacy_id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
 	matched_by, attempts, next_attempt_at, last_error, ` + payloadOf + `, body_purged_at, received_at, updated_at, finished_at,
-	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by, decision`
+	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by, decision, trace_id`
 
 // eventColumnsNoBody selects the same columns with the payload left out:
 // lists and routing do not need it.
@@ -122,7 +138,7 @@ func scanEvent(row rowScanner) (Event, error) {
 	var payload, sum []byte
 	err := row.Scan(&e.Key, &legacy, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
 		&matched, &e.Attempts, &next, &lastErr, &payload, &purged, &received, &updated, &finished,
-		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby, &decision)
+		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby, &decision, &e.Trace)
 	if err != nil {
 		return Event{}, err
 	}
@@ -468,4 +484,18 @@ func parseIdentifiers(s sql.NullString) map[string]string {
 		out[k] = v.Get(k)
 	}
 	return out
+}
+
+// EventTrace returns the stored trace reference of event id (nil when it
+// has none or there is no such event): an answer's post joins its trace.
+func (db *DB) EventTrace(ctx context.Context, id string) []byte {
+	cond, arg, ok := eventRef(id)
+	if !ok {
+		return nil
+	}
+	var ref []byte
+	if err := db.read.QueryRowContext(ctx, `SELECT trace_id FROM orchestrator_webhook_events WHERE `+cond, arg).Scan(&ref); err != nil {
+		return nil
+	}
+	return ref
 }

@@ -23,7 +23,7 @@ import (
 // database's. The payload goes to its own table (payloadtable.go).
 var insertColumns = []string{"source", "delivery_id", "event_type", "status", "routing_identifiers", "next_attempt_at",
 	"last_error", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256",
-	"alert_key", "alert_state", "alert_sig"}
+	"alert_key", "alert_state", "alert_sig", "trace_id"}
 
 // insertSQL inserts n events in one statement. It skips a redelivery
 // (ux_webhook_events_delivery) and a GitHub replay
@@ -125,7 +125,7 @@ func (e Event) rowValues() ([]any, []byte) {
 	}
 	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, identifiersText(e.Identifiers), next, nullIfEmpty(e.LastError),
 		at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
-		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig)}, encodePayload(e.Headers, e.Body)
+		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig), traceValue(e.Trace)}, encodePayload(e.Headers, e.Body)
 }
 
 // InsertResult is the outcome of InsertEvent.

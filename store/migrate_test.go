@@ -19,6 +19,10 @@ func TestConformance_MigrateDownUndoesOnlyTheNewestMigration(t *testing.T) {
 	conform(t, func(t *testing.T, db *DB, where string) {
 		ctx := context.Background()
 		known := db.KnownVersion()
+		// The version before the newest: versions may have gaps while
+		// migrations of work landing in parallel are numbered ahead.
+		srcs := db.goose.ListSources()
+		prev := srcs[len(srcs)-2].Version
 		stop := errors.New("no room for the snapshot")
 		if _, _, err := db.MigrateDown(ctx, func(int64, int64) error { return stop }); !errors.Is(err, stop) {
 			t.Fatalf("down with a failing hook: %v", err)
@@ -32,10 +36,10 @@ func TestConformance_MigrateDownUndoesOnlyTheNewestMigration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if from != known || to != known-1 || hookFrom != from || hookTo != to {
-			t.Fatalf("down went %d → %d (hook %d → %d), want %d → %d", from, to, hookFrom, hookTo, known, known-1)
+		if from != known || to != prev || hookFrom != from || hookTo != to {
+			t.Fatalf("down went %d → %d (hook %d → %d), want %d → %d", from, to, hookFrom, hookTo, known, prev)
 		}
-		if cur, _, _ := db.Versions(ctx); cur != known-1 {
+		if cur, _, _ := db.Versions(ctx); cur != prev {
 			t.Fatalf("schema after down: %d", cur)
 		}
 		if err := db.Ready(ctx); !errors.Is(err, ErrNotMigrated) {
@@ -80,7 +84,7 @@ func TestConformance_MigrationStatusOnlyReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(states) == 0 || int64(len(states)) < db.KnownVersion()-1 {
+		if len(states) == 0 || len(states) < len(db.goose.ListSources())-1 {
 			t.Fatalf("%d states", len(states))
 		}
 		for _, s := range states {

@@ -18,6 +18,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/config"
 	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/retention"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/incidentfox/orchestrator-edge/webui"
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +56,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if _, _, err := buildSources(cfg, nil, reads.Getenv); err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Each log line about an event names its trace (trace_id, span_id).
+	logger := slog.New(tracing.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
 	// A misspelt variable would be ignored without a word.
 	for _, m := range config.Misspelt(environNames(getenv), reads.Names()) {
 		if m.Closest != "" {

@@ -146,7 +146,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		return nil, err
 	}
 	d.outbox, err = answers.NewOutbox(answers.OutboxOptions{Store: db, Notifiers: notifiers, Lease: cfg.AnswerLease,
-		PublicURL: cfg.PublicURL, Logger: logger, Registry: reg})
+		PublicURL: cfg.PublicURL, Logger: logger, Registry: reg, Tracer: d.tracing.Posts(), EventTrace: db.EventTrace})
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Store: db, Config: cs, Agent: agent, InternalAdminToken: cfg.InternalAdminToken.Reveal(), Sources: sources,
 		Workers: cfg.DispatchWorkers, TeamPerMinute: cfg.TeamDispatchPerMinute, Limits: limits,
 		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: coalescing(cfg, sources), CoalesceMax: cfg.CoalesceMax,
-		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay,
+		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay, Tracer: d.tracing.Tracer(),
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Rules:   func() *routing.Rules { return d.policy.Current().Routes },
 		Answers: answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
@@ -168,7 +168,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		CachedRoute: d.dispatcher.CachedRoute, Rate: cfg.WebhookRateLimit, Burst: cfg.WebhookBurst,
 		MaxBodyBytes: cfg.MaxBodyBytes, BytesPerSecond: cfg.IngestBytesPerSecond, TrustedProxies: cfg.TrustedProxies, LowDisk: d.backups.IntakeLow, InternalToken: cfg.InternalToken.Reveal(), Acks: db,
 		AlertGroupWait: cfg.AlertGroupWait, Settled: d.dispatcher.CountSettled,
-		Registry: reg, Logger: logger})
+		Registry: reg, Logger: logger, Tracer: d.tracing.Tracer()})
 	if err != nil {
 		return nil, err
 	}

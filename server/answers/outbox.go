@@ -22,8 +22,12 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/queue"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // OutboxStore is what the outbox needs of the store (store.DB).
@@ -64,6 +68,10 @@ type OutboxOptions struct {
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer
 	Now       func() time.Time
+	// Tracer makes each post's span, in the trace of the event the answer
+	// is for (EventTrace reads it); nil: none (tracing off).
+	Tracer     trace.Tracer
+	EventTrace func(ctx context.Context, eventID string) []byte
 }
 
 // Outbox posts answer deliveries.
@@ -357,6 +365,7 @@ func (b *Outbox) claim(n int) (int, error) {
 
 // post makes one attempt at a delivery and records what it came to.
 func (b *Outbox) post(j job) {
+	span := b.startPost(j)
 	p, found, err := b.attempt(j)
 	now := b.now()
 	out := store.AnswerOutcome{ID: j.d.ID, Attempts: j.d.Attempts, At: now}
@@ -386,9 +395,34 @@ func (b *Outbox) post(j job) {
 		}
 	}
 	b.finish(j.d, out, outcome)
-	b.log.Info("answer delivery", "delivery_id", j.d.ID, "agent_run_id", j.d.AgentRunID, "type", j.d.Type,
+	ctx := b.work
+	if span != nil {
+		ctx = trace.ContextWithSpan(ctx, span)
+		span.SetAttributes(tracing.AttrOutcome.String(outcome), tracing.AttrAttempt.Int(j.d.Attempts+1))
+		if outcome != store.AnswerPosted {
+			span.SetStatus(codes.Error, outcome)
+		}
+		span.End()
+	}
+	b.log.InfoContext(ctx, "answer delivery", "delivery_id", j.d.ID, "agent_run_id", j.d.AgentRunID, "type", j.d.Type,
 		"org_id", j.d.OrgID, "team_node_id", j.d.TeamNodeID, "outcome", outcome, "found_earlier_post", found,
 		"attempts", out.Attempts, "error", out.LastError)
+}
+
+// startPost starts a post's span under the trace of the answer's event (a
+// new root for a digest's answer, which answers several), or returns nil
+// when the outbox does not trace.
+func (b *Outbox) startPost(j job) trace.Span {
+	if b.o.Tracer == nil {
+		return nil
+	}
+	ctx := b.work
+	if j.d.EventID != "" && b.o.EventTrace != nil {
+		ctx = tracing.WithRef(ctx, b.o.EventTrace(ctx, j.d.EventID))
+	}
+	_, span := b.o.Tracer.Start(ctx, "answer delivery", trace.WithAttributes(tracing.AttrEventID.String(j.d.EventID),
+		tracing.AttrOrg.String(j.d.OrgID), tracing.AttrTeam.String(j.d.TeamNodeID), attribute.String("orchestrator.destination", j.d.Type)))
+	return span
 }
 
 // finish records an outcome and counts it.

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -52,6 +54,9 @@ func transient(err error) bool {
 type call struct {
 	team   store.TeamKey
 	events []store.Event
+	// claimed and claimedEnd are when the claim that took the events ran
+	// (the call's span starts there; zero: not known).
+	claimed, claimedEnd time.Time
 }
 
 // deliver makes one agent call and hands every event's outcome, and the
@@ -61,7 +66,7 @@ func (d *Dispatcher) deliver(c call) {
 	if c = d.dropUnreadable(c); len(c.events) == 0 {
 		return
 	}
-	ctx := d.work
+	ctx, span := d.startCall(c)
 	now := d.now()
 	outs := make([]store.Outcome, len(c.events))
 	for i, e := range c.events {
@@ -126,7 +131,8 @@ func (d *Dispatcher) deliver(c call) {
 			d.metrics.latency.Observe(at.Sub(e.ReceivedAt).Seconds())
 		}
 	}
-	d.log.Info("dispatch", "events", len(c.events), "first_event_id", c.events[0].ID, "outcome", outcome,
+	endCall(span, outcome)
+	d.log.InfoContext(ctx, "dispatch", "events", len(c.events), "first_event_id", c.events[0].ID, "outcome", outcome,
 		"status", outs[0].Status, "org_id", c.team.OrgID, "team_node_id", c.team.TeamNodeID, "error", outs[0].LastError)
 	// The answer (or, once the call will not be retried, what went wrong)
 	// goes where the question was asked.
@@ -233,7 +239,12 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, an
 	}
 	req.Timeout, req.MaxTurns = int(limits.Timeout/time.Second), limits.MaxTurns
 	start := d.now()
-	raw, err := d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
+	var raw json.RawMessage
+	err = d.step(ctx, "agent call", func(ctx context.Context) error {
+		var err error
+		raw, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
+		return err
+	}, tracing.AttrAgent.String(agentName))
 	run := &store.AgentRun{ID: runID, TriggerSource: budgetSource(req.TriggerSource, c.events), OrgID: c.team.OrgID,
 		TeamNodeID: c.team.TeamNodeID, AgentName: agentName, Status: "succeeded", CorrelationID: correlation,
 		Duration: d.now().Sub(start), StartedAt: start, EventCount: len(c.events), UpstreamStatus: http.StatusOK, FeedbackRef: ref,

@@ -34,9 +34,12 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // ConfigService is what dispatch needs of the Config Service.
@@ -113,9 +116,11 @@ type Options struct {
 	// SharedBudget keeps each team's dispatch budget in the database, so
 	// that replicas sharing it share the limit (PostgreSQL).
 	SharedBudget bool
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
-	Now          func() time.Time
+	// Tracer makes the dispatch spans (SPEC §22); nil: the no-op one.
+	Tracer   trace.Tracer
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
 }
 
 // Outbox is what dispatch needs of the answers outbox.
@@ -204,6 +209,9 @@ func New(o Options) (*Dispatcher, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Tracer == nil {
+		o.Tracer = noop.NewTracerProvider().Tracer(tracing.Name)
 	}
 	d := &Dispatcher{retry: queue.Policy{MaxAttempts: o.MaxAttempts, Base: o.BaseBackoff, Max: o.MaxBackoff}, o: o, log: o.Logger.With("component", "dispatch"), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		teams: map[teamID]*bucket{}, budgets: map[teamID]*dayBudget{}, tctx: map[teamID]teamContext{}, arrived: map[teamID]store.TeamKey{},

@@ -168,9 +168,13 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 // again at once. exhausted says every kind was asked for and none is left due.
 func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []call, exhausted bool, err error) {
 	at := now.UTC()
+	// Each call remembers when the claim that took its events ran: its
+	// trace's dispatch span starts there.
+	from := time.Now()
 	people, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{People: true}, n)
+	to := time.Now()
 	for _, e := range people {
-		calls = append(calls, call{team: t, events: []store.Event{e}})
+		calls = append(calls, call{team: t, events: []store.Event{e}, claimed: from, claimedEnd: to})
 	}
 	if err != nil || len(calls) == n {
 		return calls, false, err
@@ -195,7 +199,7 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 			pass = closing
 		}
 		if len(pass) > 0 {
-			calls = append(calls, call{team: t, events: pass})
+			calls = append(calls, call{team: t, events: pass, claimed: from, claimedEnd: to})
 		}
 	}
 	defer func() {
@@ -208,7 +212,9 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		if len(calls) == n {
 			return calls, false, nil
 		}
+		from = time.Now()
 		alerts, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources}, d.o.CoalesceMax)
+		to = time.Now()
 		if err != nil {
 			return calls, false, err
 		}
@@ -223,7 +229,9 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		return calls, false, nil
 	}
 	ask := n - len(calls)
+	from = time.Now()
 	others, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
+	to = time.Now()
 	for _, e := range others {
 		alertCall([]store.Event{e})
 	}

@@ -149,7 +149,9 @@ func (d *Dispatcher) routeRound() (int, error) {
 		if d.work.Err() != nil {
 			return 0, nil // shutting down: the rest stay queued, unrouted yet
 		}
-		o, outcome := d.route(e)
+		rctx, span := d.startRoute(e)
+		o, outcome := d.route(rctx, e)
+		endRoute(span, o, outcome)
 		if e.Source == webhook.Slack && e.EventType == webhook.FeedbackEventType && o.Status == store.EventQueued && o.OrgID != "" {
 			// A feedback click, its team found: recorded on its run here,
 			// never sent to the agent.
@@ -161,7 +163,7 @@ func (d *Dispatcher) routeRound() (int, error) {
 		outs = append(outs, store.Routed{Outcome: o, Source: e.Source, AlertKey: e.AlertKey, AlertState: e.AlertState, Solo: e.Solo})
 		if outcome != "" {
 			d.metrics.total.WithLabelValues(e.Source, outcome).Inc()
-			d.log.Info("dispatch", "event_id", e.ID, "source", e.Source, "outcome", outcome, "status", o.Status,
+			d.log.InfoContext(rctx, "dispatch", "event_id", e.ID, "source", e.Source, "outcome", outcome, "status", o.Status,
 				"attempts", o.Attempts, "error", o.LastError)
 		}
 	}
@@ -183,13 +185,13 @@ func (d *Dispatcher) routeRound() (int, error) {
 // metric outcome when the event ends here ("" when it goes on to its team).
 // The identifiers are looked up first, then the operator's rules (SPEC §20);
 // the decision is written with the outcome.
-func (d *Dispatcher) route(e store.Event) (store.Outcome, string) {
+func (d *Dispatcher) route(ctx context.Context, e store.Event) (store.Outcome, string) {
 	o := store.Outcome{ID: e.ID, From: store.EventQueued, Attempts: e.Attempts, At: d.now()}
 	if d.o.InternalAdminToken == "" {
 		o.Status, o.LastError = store.EventFailed, "ORCHESTRATOR_INTERNAL_ADMIN_TOKEN is not set: webhook dispatch cannot authenticate"
 		return o, "failed"
 	}
-	res, err := d.Decide(d.work, e)
+	res, err := d.Decide(ctx, e)
 	if errors.Is(err, errInvalidRoute) {
 		o.Status, o.LastError = store.EventFailed, "routing lookup: "+err.Error()
 		return o, "failed"

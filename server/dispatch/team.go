@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/peers"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/store"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // teamID names a team in the dispatcher's maps: its ids alone (a struct,
@@ -81,16 +83,25 @@ func (d *Dispatcher) context(ctx context.Context, org, team string) (teamContext
 	tc, ok := d.tctx[key]
 	d.mu.Unlock()
 	if ok && d.o.Now().Add(time.Minute).Before(tc.imp.ExpiresAt) {
+		trace.SpanFromContext(ctx).SetAttributes(tracing.AttrCached.Bool(true))
 		return tc, nil
 	}
-	imp, err := d.o.Config.ImpersonationToken(ctx, d.o.InternalAdminToken, org, team)
+	var imp peers.Impersonation
+	err := d.step(ctx, "impersonation token", func(ctx context.Context) (err error) {
+		imp, err = d.o.Config.ImpersonationToken(ctx, d.o.InternalAdminToken, org, team)
+		return err
+	})
 	if err != nil {
 		return teamContext{}, &stepError{"impersonation token", err}
 	}
 	if imp.ExpiresAt.IsZero() {
 		imp.ExpiresAt = d.o.Now().Add(5 * time.Minute)
 	}
-	cfg, err := d.o.Config.ConfigMe(ctx, imp.Token)
+	var cfg map[string]any
+	err = d.step(ctx, "team config", func(ctx context.Context) (err error) {
+		cfg, err = d.o.Config.ConfigMe(ctx, imp.Token)
+		return err
+	})
 	if err != nil {
 		return teamContext{}, &stepError{"team config", err}
 	}

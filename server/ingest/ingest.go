@@ -25,9 +25,13 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/clientlimit"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 )
 
@@ -90,6 +94,11 @@ type Options struct {
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Tracer makes the door's spans (SPEC §22): the delivery's, ending at
+	// the ack, with verify and store under it. nil: no tracing code runs
+	// at all (the benchmarks' baseline); the no-op tracer still carries an
+	// incoming traceparent to the event.
+	Tracer trace.Tracer
 }
 
 // Door is the webhook door.
@@ -215,39 +224,85 @@ type Answer struct {
 // Handler is one route of a source: cap → verify → limit → clean → store → ack.
 func (d *Door) Handler(source string, rt webhook.Route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		client := clientlimit.ClientAddr(r, d.o.TrustedProxies)
-		// A client past its failed signatures is refused before its body
-		// is read: guessing costs it a request, not our bandwidth and HMACs.
-		if wait := d.failures.Wait(client, d.now()); wait > 0 {
-			a := Answer{Outcome: "rate_limited", Err: tooManySignatureFailures(wait)}
-			d.answer(w, r, a)
-			d.count(source, a.Outcome, time.Since(start))
+		if d.o.Tracer == nil {
+			d.serve(r.Context(), w, r, source, rt)
 			return
 		}
-		if d.o.LowDisk != nil && d.o.LowDisk() {
-			a := Answer{Outcome: "insufficient_storage", Err: insufficientStorage()}
-			d.answer(w, r, a)
-			d.count(source, a.Outcome, time.Since(start))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.o.MaxBodyBytes))
-		var a Answer
-		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				a = Answer{Outcome: "too_large", Err: apperr.Wrap(err, apperr.TooLarge, "body_too_large", "the body exceeds %d bytes", tooLarge.Limit)}
-			} else {
-				a = Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read")}
-			}
-		} else {
-			a = d.accept(r.Context(), source, rt.Verifier, body, r.Header)
-		}
-		if a.Outcome == "bad_signature" {
-			d.failures.Fail(client, d.now())
-		}
+		// One trace per event: the sender's (traceparent) when it sent one.
+		ctx, span := d.o.Tracer.Start(tracing.Extract(r.Context(), r.Header), "webhook "+source,
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(tracing.AttrSource.String(source)))
+		a := d.serve(ctx, w, r, source, rt)
+		endDelivery(span, a)
+	}
+}
+
+// endDelivery ends the delivery's span at the ack, with its outcome.
+func endDelivery(span trace.Span, a Answer) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	attrs := []attribute.KeyValue{tracing.AttrOutcome.String(a.Outcome)}
+	if a.EventID != "" {
+		attrs = append(attrs, tracing.AttrEventID.String(a.EventID))
+	}
+	span.SetAttributes(attrs...)
+	if a.Outcome == "store_error" || a.Outcome == "insufficient_storage" {
+		span.SetStatus(codes.Error, a.Outcome)
+	}
+	span.End()
+}
+
+// serve answers one delivery and returns what it answered.
+func (d *Door) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, source string, rt webhook.Route) Answer {
+	start := time.Now()
+	client := clientlimit.ClientAddr(r, d.o.TrustedProxies)
+	// A client past its failed signatures is refused before its body
+	// is read: guessing costs it a request, not our bandwidth and HMACs.
+	if wait := d.failures.Wait(client, d.now()); wait > 0 {
+		a := Answer{Outcome: "rate_limited", Err: tooManySignatureFailures(wait)}
 		d.answer(w, r, a)
-		d.count(source, a.Outcome, time.Since(start))
+		d.count(ctx, source, a.Outcome, time.Since(start))
+		return a
+	}
+	if d.o.LowDisk != nil && d.o.LowDisk() {
+		a := Answer{Outcome: "insufficient_storage", Err: insufficientStorage()}
+		d.answer(w, r, a)
+		d.count(ctx, source, a.Outcome, time.Since(start))
+		return a
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.o.MaxBodyBytes))
+	var a Answer
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			a = Answer{Outcome: "too_large", Err: apperr.Wrap(err, apperr.TooLarge, "body_too_large", "the body exceeds %d bytes", tooLarge.Limit)}
+		} else {
+			a = Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "the body could not be read")}
+		}
+	} else {
+		a = d.accept(ctx, source, rt.Verifier, body, r.Header)
+	}
+	if a.Outcome == "bad_signature" {
+		d.failures.Fail(client, d.now())
+	}
+	d.answer(w, r, a)
+	d.count(ctx, source, a.Outcome, time.Since(start))
+	return a
+}
+
+// span starts a child span of the delivery's when the door traces.
+func (d *Door) span(ctx context.Context, name string) (context.Context, trace.Span) {
+	if d.o.Tracer == nil {
+		return ctx, nil
+	}
+	return d.o.Tracer.Start(ctx, name)
+}
+
+// end ends a span of span(), if one was started.
+func end(s trace.Span) {
+	if s != nil {
+		s.End()
 	}
 }
 
@@ -279,13 +334,20 @@ func (d *Door) Accept(ctx context.Context, source string, body []byte, h http.He
 	if src := d.o.Sources.Get(source); src != nil && len(src.Routes) > 0 {
 		v = src.Routes[0].Verifier
 	}
+	var span trace.Span
+	if d.o.Tracer != nil {
+		ctx, span = d.o.Tracer.Start(ctx, "webhook "+source, trace.WithAttributes(tracing.AttrSource.String(source)))
+	}
 	a := d.accept(ctx, source, v, body, h)
-	d.count(source, a.Outcome, time.Since(start))
+	d.count(ctx, source, a.Outcome, time.Since(start))
+	if span != nil {
+		endDelivery(span, a)
+	}
 	return a
 }
 
 // count records one delivery's outcome and, when accepted, its ack time.
-func (d *Door) count(source, outcome string, took time.Duration) {
+func (d *Door) count(_ context.Context, source, outcome string, took time.Duration) {
 	d.metrics.events.WithLabelValues(source, outcome).Inc()
 	d.metrics.ack.WithLabelValues(source).Observe(took.Seconds())
 	if outcome == "accepted" && d.o.Acks != nil {
@@ -302,7 +364,9 @@ func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verif
 	if err := webhook.CheckHeaders(h); err != nil {
 		return Answer{Outcome: "bad_request", Err: apperr.Wrap(err, apperr.Invalid, "bad_request", "%v", err)}
 	}
+	_, vspan := d.span(ctx, "verify")
 	ev, err := verifier.Verify(body, h, d.now())
+	end(vspan)
 	switch {
 	case errors.Is(err, webhook.ErrNoSecret), errors.Is(err, webhook.ErrSignature):
 		return Answer{Outcome: "bad_signature", Err: apperr.Wrap(err, apperr.Unauthenticated, "signature_verification_failed", "%v", err)}
@@ -379,7 +443,12 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 			e.OrgID, e.TeamNodeID, e.MatchedBy = org, team, by
 		}
 	}
-	res, err := d.o.Events.InsertEvent(ctx, e)
+	// The event keeps its trace: the door's span, which dispatch's hang
+	// under however much later they run (nil when there is none).
+	e.Trace = tracing.Ref(trace.SpanContextFromContext(ctx))
+	sctx, sspan := d.span(ctx, "store")
+	res, err := d.o.Events.InsertEvent(sctx, e)
+	end(sspan)
 	if err != nil {
 		return Answer{Outcome: "store_error", Err: apperr.Wrap(err, apperr.Unavailable, "store_unavailable", "the event could not be stored; retry")}
 	}
@@ -390,7 +459,7 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 		d.o.Notify(e.OrgID, e.TeamNodeID)
 	}
 	if res.Settled > 0 || res.Suppressed {
-		d.log.Info("a resolve settled its alert's waiting events", "event_id", res.ID, "source", ev.Source,
+		d.log.InfoContext(ctx, "a resolve settled its alert's waiting events", "event_id", res.ID, "source", ev.Source,
 			"settled", res.Settled, "resolve_suppressed", res.Suppressed)
 		if d.o.Settled != nil {
 			d.o.Settled(ev.Source, res.Settled+btoi(res.Suppressed))

@@ -12,7 +12,9 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/clientlimit"
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // triggerRequest is the body of POST /api/v1/internal/slack/trigger.
@@ -94,7 +96,14 @@ func (d *Door) Trigger(w http.ResponseWriter, r *http.Request) {
 	headers := storedHeaders(r.Header, triggerHeaders)
 	// An internal trigger is trusted appliance-wide: bound to no org.
 	headers[webhook.TriggerHeader] = "internal"
-	a := d.store(r.Context(), ev, headers, body, http.StatusAccepted)
+	ctx := r.Context()
+	if d.o.Tracer != nil {
+		var span trace.Span
+		ctx, span = d.o.Tracer.Start(tracing.Extract(ctx, r.Header), "webhook internal",
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(tracing.AttrSource.String("internal")))
+		defer func() { endDelivery(span, Answer{Outcome: outcome}) }()
+	}
+	a := d.store(ctx, ev, headers, body, http.StatusAccepted)
 	outcome = a.Outcome
 	d.answer(w, r, a)
 }

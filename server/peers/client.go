@@ -21,6 +21,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Peer names, used in errors and the peer metric's label.
@@ -135,6 +136,9 @@ func NewRequestsMetric(reg prometheus.Registerer) (*prometheus.CounterVec, error
 
 // call is one JSON request. token is sent as a Bearer credential; out may be
 // nil. A non-2xx answer or a transport failure returns a classified error.
+// traceContext writes W3C traceparent, the format every peer reads.
+var traceContext = propagation.TraceContext{}
+
 func (c client) call(ctx context.Context, method, path, token string, header http.Header, in, out any) error {
 	return c.callURL(ctx, c.base+path, path, method, token, header, in, out, c.timeout)
 }
@@ -164,6 +168,9 @@ func (c client) callURL(ctx context.Context, url, path, method, token string, he
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	// The event's trace goes on to every peer (SPEC §22): traceparent
+	// names the span this call is made under (nothing when there is none).
+	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.count("error")

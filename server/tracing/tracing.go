@@ -110,6 +110,15 @@ func (t *Tracing) Tracer() trace.Tracer {
 	return t.Provider.Tracer(Name)
 }
 
+// Posts is the tracer of the answers' posts: nil when tracing is off, so
+// the outbox does not read each answer's trace only to drop it.
+func (t *Tracing) Posts() trace.Tracer {
+	if t == nil || !t.Enabled {
+		return nil
+	}
+	return t.Tracer()
+}
+
 // Name is the instrumentation scope of every span the appliance makes.
 const Name = "github.com/incidentfox/orchestrator-edge"
 
