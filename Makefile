@@ -18,7 +18,7 @@ IMAGE   ?= incidentfox/orchestrator-edge
 APP_VERSION   := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' charts/orchestrator/Chart.yaml)
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/orchestrator/Chart.yaml)
 
-.PHONY: build run test lint clean kube-assets alertmanager fuzz bench helm image sbom bundle screenshot
+.PHONY: build run test lint clean kube-assets alertmanager jaeger fuzz bench helm image sbom bundle screenshot
 
 ## build: the static binary bin/orchestrator (no cgo)
 build:
@@ -32,15 +32,16 @@ run: build
 ## test: lint, a short fuzz run, then every test with a short summary.
 ## Needs PostgreSQL 15 and etcd (Debian packages; .ci/run installs them);
 ## builds kube-apiserver once.
-test: lint kube-assets helm alertmanager fuzz bundle
+test: lint kube-assets helm alertmanager jaeger fuzz bundle
 	cd hack/tools && IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) BUNDLE=$(CURDIR)/$(BUNDLE) IMAGE_REQUIRE_QEMU=1 \
 		HELM=$(HELM) ORCHESTRATOR_BINARY=$(CURDIR)/$(BIN) \
 		$(GO) test -count=1 -v ./... >/tmp/orchestrator-tools-test.log 2>&1 \
 		|| { cat /tmp/orchestrator-tools-test.log; exit 1; }
 	@grep -E '^(ok|---)|(MB compressed|answered /ready|SBOM lists|queries parsed|alerts, each firing)' /tmp/orchestrator-tools-test.log
-	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) ALERTMANAGER="$$(hack/alertmanager.sh)" \
+	KUBEBUILDER_ASSETS="$$(hack/kube-apiserver.sh)" HELM=$(HELM) ALERTMANAGER="$$(hack/alertmanager.sh)" JAEGER="$$(hack/jaeger.sh)" \
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
 	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 ORCHESTRATOR_TEST_REQUIRE_ALERTMANAGER=1 ORCHESTRATOR_TEST_REQUIRE_PYTHON=1 \
+	ORCHESTRATOR_TEST_REQUIRE_JAEGER=1 \
 		$(GO) test -race -count=1 -timeout 20m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
 
 ## helm: build helm v3.22.0 once into the cache (the chart tests use it)
@@ -130,11 +131,16 @@ bench:
 	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkGroupCommit' -benchtime 1x ./store/ | grep -E '^group commit'
 	$(GO) test -run '^$$' -bench 'BenchmarkOutbox' -benchtime 1x ./server/answers/ | grep -E '^outbox'
+	$(GO) test -run '^$$' -bench 'BenchmarkIngestTracing' -benchtime 1x ./server/ | grep -E '^ingest tracing'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## alertmanager: build Prometheus Alertmanager once into the cache (the Alertmanager source's tests run it)
 alertmanager:
 	@hack/alertmanager.sh >/dev/null
+
+## jaeger: build Jaeger v2 once into the cache (the tracing test sends the appliance's spans to it)
+jaeger:
+	@hack/jaeger.sh >/dev/null
 
 ## kube-assets: build kube-apiserver into ~/.cache/orchestrator-edge (once) for the integration tests
 kube-assets:

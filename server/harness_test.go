@@ -249,6 +249,8 @@ type envOptions struct {
 	// tracing traces the door, dispatch and the answers' posts (nil: the
 	// door runs no tracing code, dispatch the no-op tracer).
 	tracing *tracing.Tracing
+	// traceURL is the event page's ORCHESTRATOR_TRACE_URL_TEMPLATE.
+	traceURL string
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -355,7 +357,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		opts.Dev, opts.Addr = true, "127.0.0.1:0"
 		opts.UI = &webui.Settings{DevSecrets: secrets, Now: o.uiClock, Sessions: e.db, StatsMaxAge: o.statsMaxAge,
 			EventRetention: 30 * 24 * time.Hour, BodyRetention: 7 * 24 * time.Hour, CookieSecure: o.cookieSecure,
-			TrustedProxies: o.trustedProxies}
+			TrustedProxies: o.trustedProxies, TraceURLTemplate: o.traceURL}
 		if e.kube != nil {
 			opts.UI.Cluster = e.kube
 		}

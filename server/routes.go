@@ -14,7 +14,11 @@ func (s *Server) routes() {
 	s.handleProbe(http.MethodGet, "/health", s.handleHealth)
 	s.handleProbe(http.MethodGet, "/ready", s.handleReady)
 	s.handleProbe(http.MethodGet, "/metrics",
-		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}).ServeHTTP)
+		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry,
+			// A scraper that asks for OpenMetrics (Accept:
+			// application/openmetrics-text) gets the latency histograms'
+			// trace-id exemplars (SPEC §22); the text format otherwise.
+			EnableOpenMetrics: true}).ServeHTTP)
 	s.handleProbe(http.MethodGet, "/api/v1/openapi.json", s.handleOpenAPI)
 
 	if s.opts.Provision != nil {

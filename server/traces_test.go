@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -288,5 +290,71 @@ func TestTraces_AnUnreachableCollectorDropsSpansAndIngestGoesOn(t *testing.T) {
 	// and agent call spans; every one that ended was dropped.
 	if ended < 5*6 || dropped != ended {
 		t.Fatalf("spans ended %v, dropped %v", ended, dropped)
+	}
+}
+
+// The event page shows the event's trace id, linked to the operator's
+// trace viewer by ORCHESTRATOR_TRACE_URL_TEMPLATE; an untraced event shows
+// none. The ack and agent-call latency histograms carry the trace id as an
+// exemplar when the scraper asks for OpenMetrics, and the text format
+// stays as it was otherwise.
+func TestTraces_TheEventPageLinksItsTraceAndTheHistogramsCarryExemplars(t *testing.T) {
+	e, _, _ := tracedEnv(t, envOptions{ui: true, traceURL: "http://jaeger.example:16686/trace/{trace_id}"})
+	if err := e.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
+	const sender = "0af7651916cd43dd8448eb211c80319c"
+	body, h := signed(webhook.PagerDuty, "paged-1", pagerdutySecret, wallclock.Now())
+	h.Set("Traceparent", "00-"+sender+"-b7ad6b7169203331-01")
+	id := e.send(webhook.PagerDuty, body, h).body["event_id"].(string)
+	e.waitStatus(id, store.EventDelivered)
+
+	base := "http://" + e.srv.Addr()
+	c := login(t, base, adminToken)
+	code, page := getPage(t, c, base+"/ui/events/"+id)
+	want := `<a href="http://jaeger.example:16686/trace/` + sender + `" id="event-trace-link"><code>` + sender + `</code></a>`
+	if code != 200 || !strings.Contains(page, want) {
+		t.Fatalf("event page (%d) without %s", code, want)
+	}
+
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	text := string(raw)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/openmetrics-text") {
+		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+	}
+	for _, metric := range []string{"orchestrator_webhook_ack_seconds_bucket", "orchestrator_dispatch_latency_seconds_bucket"} {
+		found := false
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, metric) && strings.Contains(line, `# {trace_id="`+sender+`"}`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s line with the exemplar trace_id=%s", metric, sender)
+		}
+	}
+	if plain := e.do("GET", "/metrics", "", nil).raw; strings.Contains(plain, "trace_id") {
+		t.Error("the text format carries exemplars")
+	}
+
+	// An event without a trace: no row.
+	off := newEnv(t, envOptions{webhooks: true, ui: true, traceURL: "http://jaeger.example:16686/trace/{trace_id}"})
+	if err := off.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = off.srv.Shutdown(context.Background()) })
+	body, h = signed(webhook.PagerDuty, "paged-2", pagerdutySecret, wallclock.Now())
+	id = off.send(webhook.PagerDuty, body, h).body["event_id"].(string)
+	offBase := "http://" + off.srv.Addr()
+	if _, page := getPage(t, login(t, offBase, adminToken), offBase+"/ui/events/"+id); strings.Contains(page, "event-trace") {
+		t.Fatal("an untraced event's page shows a trace")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/httpx"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/scoped"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/store"
 	"github.com/julienschmidt/httprouter"
 )
@@ -181,6 +182,7 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	cause, causeLink := suppressionCause(e)
+	traceID := tracing.TraceID(e.Trace)
 	var recorded []store.Feedback
 	if e.Status == store.EventIgnored {
 		recorded, _ = u.o.Events.EventFeedback(r.Context(), e.ID)
@@ -209,7 +211,11 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Recorded      []store.Feedback
 		// Decision is where the event went and why (SPEC §20).
 		Decision routing.Decision
-	}{e, runs, feedback, u.deliveryRows(r.Context(), a, ids), redrivable, message, body, cause, causeLink, silence, recorded, routing.DecodeDecision(e.Decision)}})
+		// TraceID is the event's trace (SPEC §22), TraceLink where the
+		// operator's trace viewer shows it ("" = no link).
+		TraceID, TraceLink string
+	}{e, runs, feedback, u.deliveryRows(r.Context(), a, ids), redrivable, message, body, cause, causeLink, silence, recorded, routing.DecodeDecision(e.Decision),
+		traceID, u.traceLink(traceID)}})
 }
 
 func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {
@@ -231,6 +237,15 @@ func (u *UI) uiRedrive(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	http.Redirect(w, r, "/ui/events/"+e.ID, http.StatusSeeOther)
+}
+
+// traceLink is where the trace viewer shows traceID ("" without a
+// template or a trace).
+func (u *UI) traceLink(traceID string) string {
+	if traceID == "" || u.o.Settings.TraceURLTemplate == "" {
+		return ""
+	}
+	return strings.ReplaceAll(u.o.Settings.TraceURLTemplate, "{trace_id}", traceID)
 }
 
 // suppressionCause says what kept a suppressed event from the agent, and

@@ -71,6 +71,10 @@ type Settings struct {
 	// their bodies (the overview's "full in about N days" counts what
 	// retention will remove).
 	EventRetention, BodyRetention time.Duration
+	// TraceURLTemplate links an event's trace from its page
+	// (ORCHESTRATOR_TRACE_URL_TEMPLATE, {trace_id} replaced; "" = the id
+	// is shown without a link).
+	TraceURLTemplate string
 }
 
 // Options are what the page reads and acts through — the same domain

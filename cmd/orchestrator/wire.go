@@ -256,7 +256,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 	d.pipeline, d.config = pipeline, cs
 	d.agents = &agentrun.Proxy{Config: cs, Agent: agent, Audit: db, Logger: logger}
 	d.ui = &webui.Settings{CookieSecure: cfg.CookieSecure, TrustedProxies: cfg.TrustedProxies, SimulatedCluster: simulated, Sessions: db,
-		StatsMaxAge: webui.DefaultStatsMaxAge, EventRetention: cfg.EventRetention, BodyRetention: cfg.EventBodyRetention}
+		StatsMaxAge: webui.DefaultStatsMaxAge, EventRetention: cfg.EventRetention, BodyRetention: cfg.EventBodyRetention,
+		TraceURLTemplate: cfg.Tracing.URLTemplate}
 	d.ui.Cluster = pinger
 	if cfg.Dev {
 		d.ui.DevSecrets = map[string]string{}

@@ -31,6 +31,10 @@ type Tracing struct {
 	// parentbased_always_on).
 	Sampler    string
 	SamplerArg float64
+	// URLTemplate links an event's trace from its page
+	// (ORCHESTRATOR_TRACE_URL_TEMPLATE: an http(s) URL with {trace_id},
+	// e.g. http://jaeger:16686/trace/{trace_id}; "" = no link).
+	URLTemplate string
 }
 
 // DefaultServiceName is the service.name of the appliance's spans.
@@ -68,6 +72,13 @@ func (p *parser) tracing() Tracing {
 		_ = p.getenv(name)
 	}
 	t := Tracing{ServiceName: p.str("OTEL_SERVICE_NAME", DefaultServiceName), Timeout: 10 * time.Second}
+	if v := p.raw("ORCHESTRATOR_TRACE_URL_TEMPLATE"); v != "" {
+		u, err := url.Parse(strings.ReplaceAll(v, "{trace_id}", "0"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(v, "{trace_id}") {
+			p.fail("ORCHESTRATOR_TRACE_URL_TEMPLATE", "%q is not an http(s) URL with {trace_id} in it (e.g. http://jaeger:16686/trace/{trace_id})", v)
+		}
+		t.URLTemplate = v
+	}
 	exporter := strings.ToLower(p.raw("OTEL_TRACES_EXPORTER"))
 	endpoint := p.raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 	generic := p.raw("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -94,3 +94,11 @@ func TestTracing_BadValuesNamed(t *testing.T) {
 		}
 	}
 }
+
+// The event page's link: an http(s) URL with {trace_id}.
+func TestTracing_URLTemplate(t *testing.T) {
+	c, err := Load(prod(map[string]string{"ORCHESTRATOR_TRACE_URL_TEMPLATE": "https://grafana.example/explore?traceId={trace_id}"}))
+	if err != nil || c.Tracing.URLTemplate != "https://grafana.example/explore?traceId={trace_id}" {
+		t.Fatalf("template %q: %v", c.Tracing.URLTemplate, err)
+	}
+}

@@ -128,7 +128,7 @@ func (d *Dispatcher) deliver(c call) {
 			d.metrics.coalesced.WithLabelValues(e.Source).Inc()
 		}
 		if outs[i].Status == store.EventDelivered {
-			d.metrics.latency.Observe(at.Sub(e.ReceivedAt).Seconds())
+			tracing.Observe(d.metrics.latency, at.Sub(e.ReceivedAt).Seconds(), tracing.SpanContext(e.Trace))
 		}
 	}
 	endCall(span, outcome)

@@ -347,9 +347,10 @@ func (d *Door) Accept(ctx context.Context, source string, body []byte, h http.He
 }
 
 // count records one delivery's outcome and, when accepted, its ack time.
-func (d *Door) count(_ context.Context, source, outcome string, took time.Duration) {
+func (d *Door) count(ctx context.Context, source, outcome string, took time.Duration) {
 	d.metrics.events.WithLabelValues(source, outcome).Inc()
-	d.metrics.ack.WithLabelValues(source).Observe(took.Seconds())
+	// The ack's exemplar is its trace (OpenMetrics), when one is recorded.
+	tracing.Observe(d.metrics.ack.WithLabelValues(source), took.Seconds(), trace.SpanContextFromContext(ctx))
 	if outcome == "accepted" && d.o.Acks != nil {
 		d.acks.observe(source, took)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/incidentfox/orchestrator-edge/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -87,6 +88,16 @@ func TraceID(ref []byte) string {
 		return ""
 	}
 	return sc.TraceID().String()
+}
+
+// Observe records v on h with the trace id of sc as its exemplar when sc
+// is sampled (a recorded trace to jump to), plainly otherwise.
+func Observe(h prometheus.Observer, v float64, sc trace.SpanContext) {
+	if eo, ok := h.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
+		eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+		return
+	}
+	h.Observe(v)
 }
 
 // LogHandler adds trace_id and span_id to every record logged with a
