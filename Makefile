@@ -117,6 +117,9 @@ fuzz:
 	@$(GO) test -run '^$$' -fuzz '^FuzzCredentialShaped$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x \
 		./server/ingest/ >/tmp/fuzz-FuzzCredentialShaped.log 2>&1 || { cat /tmp/fuzz-FuzzCredentialShaped.log; exit 1; }
 	@echo "fuzz FuzzCredentialShaped: $(FUZZTIME) ok"
+	@$(GO) test -run '^$$' -fuzz '^FuzzSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x \
+		./server/peers/ >/tmp/fuzz-FuzzSSE.log 2>&1 || { cat /tmp/fuzz-FuzzSSE.log; exit 1; }
+	@echo "fuzz FuzzSSE: $(FUZZTIME) ok"
 
 ## bench: ingest vs a bare net/http handler with dispatch idle and running
 ## (events/s, p50/p99, ratios); the alert storm on the real binary (acks,

@@ -226,7 +226,9 @@ type envOptions struct {
 	// publicURL links the runs).
 	answers     bool
 	postAnswers string
-	publicURL   string
+	// agentProtocol is ORCHESTRATOR_AGENT_PROTOCOL ("": run).
+	agentProtocol string
+	publicURL     string
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
 	uiClock func() time.Time
@@ -474,6 +476,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		Rules:              e.rules.Load,
 		Answers:            resolver,
 		Outbox:             outbox,
+		AgentProtocol:      o.agentProtocol,
 		Store:              e.db,
 		Sources:            reg,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),

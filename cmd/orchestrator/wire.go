@@ -158,7 +158,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Rules:   func() *routing.Rules { return d.policy.Current().Routes },
 		Answers: answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
-		Logger: logger, Registry: reg,
+		AgentProtocol: cfg.AgentProtocol,
+		Logger:        logger, Registry: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -313,7 +314,7 @@ func (d *deps) startDevPeers(cfg *config.Config, logger *slog.Logger, stdout io.
 	}{
 		{&cfg.ConfigServiceURL, configService, "CONFIG_SERVICE_URL"},
 		{&cfg.AIPipelineURL, peerstest.NewAIPipeline(), "AI_PIPELINE_API_URL"},
-		{&cfg.AgentURL, peerstest.NewAgent(), "AGENT_API_URL"},
+		{&cfg.AgentURL, devAgent(), "AGENT_API_URL"},
 	}
 	for _, f := range fakes {
 		if *f.url != "" {
@@ -451,4 +452,12 @@ func coalescing(cfg *config.Config, sources *webhook.Registry) []string {
 		return nil
 	}
 	return sources.Coalescing()
+}
+
+// devAgent is dev mode's fake agent: its streamed investigations are slow
+// enough to watch in the fake Slack's thread.
+func devAgent() *peerstest.Agent {
+	a := peerstest.NewAgent()
+	a.SetScript(peerstest.DevScript)
+	return a
 }

@@ -46,7 +46,8 @@ func Text(raw []byte) string {
 
 // FromRun is the answer a delivery of run posts. A run that failed posts
 // what went wrong, in words a person in the thread can act on (never the
-// agent's raw error, which may name internal hosts).
+// agent's raw error, which may name internal hosts): the text the
+// dispatcher wrote for it, if any, else its HTTP status.
 func FromRun(run store.AgentRun, text, publicURL string) Answer {
 	a := Answer{RunID: run.ID, EventID: run.WebhookEventID, OrgID: run.OrgID, TeamNodeID: run.TeamNodeID,
 		Text: text, Success: run.Status == "succeeded", RunURL: RunURL(publicURL, run.ID), FeedbackRef: run.FeedbackRef}
@@ -54,6 +55,11 @@ func FromRun(run store.AgentRun, text, publicURL string) Answer {
 		// A run recorded before feedback references (migration 12) is
 		// named by its id, which the feedback lookup still accepts.
 		a.FeedbackRef = run.ID
+	}
+	if !a.Success && text != "" {
+		// The appliance's own words (a streamed investigation that did
+		// not finish says why), never the agent's raw error.
+		return a
 	}
 	if !a.Success {
 		why := "it did not answer"

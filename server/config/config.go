@@ -151,6 +151,10 @@ type Config struct {
 	// asked (ORCHESTRATOR_POST_ANSWERS: orchestrator, the default, or
 	// agent); team config output_config.posted_by overrides it.
 	PostAnswers string
+	// AgentProtocol is how the agent is called unless a team's config says
+	// (ORCHESTRATOR_AGENT_PROTOCOL: run, the default — POST
+	// /agents/{agent}/run —, or investigate — the streamed conversation).
+	AgentProtocol string
 	// PublicURL is where people reach the admin page
 	// (ORCHESTRATOR_PUBLIC_URL): answers link their run there ("" = no link).
 	PublicURL string
@@ -263,6 +267,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.AlertmanagerLabels = p.labelMap("ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS")
 	c.SourceOrgs = p.sourceOrgs("ORCHESTRATOR_SOURCE_ORGS")
 	c.PostAnswers = p.oneOf("ORCHESTRATOR_POST_ANSWERS", "orchestrator", "orchestrator", "agent")
+	c.AgentProtocol = p.oneOf("ORCHESTRATOR_AGENT_PROTOCOL", "run", "run", "investigate")
 	c.PublicURL = p.url("ORCHESTRATOR_PUBLIC_URL", false)
 	c.SlackBotToken = p.secret("SLACK_BOT_TOKEN")
 	c.SlackAPIURL = p.url("SLACK_API_URL", false)

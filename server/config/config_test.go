@@ -67,6 +67,7 @@ func TestLoad_Defaults(t *testing.T) {
 		{"BackupSchedule", c.BackupSchedule, "30 3 * * *"},
 		{"BackupKeep", c.BackupKeep, 7},
 		{"PostAnswers", c.PostAnswers, "orchestrator"},
+		{"AgentProtocol", c.AgentProtocol, "run"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -198,6 +199,7 @@ func TestLoad_BadValueNamesTheVariable(t *testing.T) {
 		{"ORCHESTRATOR_COALESCE_SOURCES", "jira", "not a webhook source"},
 		{"ORCHESTRATOR_COALESCE_MAX", "0", "out of range"},
 		{"ORCHESTRATOR_POST_ANSWERS", "both", `"both" is not one of orchestrator, agent`},
+		{"ORCHESTRATOR_AGENT_PROTOCOL", "sse", `"sse" is not one of run, investigate`},
 		{"ORCHESTRATOR_COOKIE_SECURE", "yes", `"yes" is not one of auto, true, false`},
 		{"ORCHESTRATOR_ROUTING_CACHE_SECONDS", "-1", "out of range"},
 		{"ORCHESTRATOR_BACKUP_SCHEDULE", "every night", "not a cron expression"},

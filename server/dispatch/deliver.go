@@ -42,6 +42,9 @@ func (d *Dispatcher) failed(o store.Outcome, attempts int, err error) (store.Out
 // transient: a peer's 5xx, 429, timeout or refused connection, or any
 // failure that is not a peer's answer.
 func transient(err error) bool {
+	if _, ok := peers.AsStreamFailure(err); ok {
+		return false // reported, not retried: the agent may have acted already
+	}
 	h, ok := peers.AsHTTPError(err)
 	if !ok {
 		return true
@@ -242,7 +245,11 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, an
 	var raw json.RawMessage
 	err = d.step(ctx, "agent call", func(ctx context.Context) error {
 		var err error
-		raw, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
+		if d.protocol(tc.cfg, c.team) == ProtocolInvestigate {
+			raw, err = d.investigate(ctx, agentURL, tc.imp.Token, correlation, runID, c.team, req, limits.Timeout+10*time.Second)
+		} else {
+			raw, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
+		}
 		return err
 	}, tracing.AttrAgent.String(agentName))
 	run := &store.AgentRun{ID: runID, TriggerSource: budgetSource(req.TriggerSource, c.events), OrgID: c.team.OrgID,
@@ -256,6 +263,11 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, an
 		run.Status, run.Error, run.UpstreamStatus, run.Answer = "failed", errorText(err), 0, ""
 		if h, ok := peers.AsHTTPError(err); ok {
 			run.UpstreamStatus = h.Status
+		}
+		if f, ok := peers.AsStreamFailure(err); ok {
+			// The stream had begun: what people in the thread read is the
+			// failure itself, with the run's link (never retried).
+			run.UpstreamStatus, run.Answer = http.StatusOK, "The investigation did not finish: "+f.Reason+"."
 		}
 		return run, plan, fmt.Errorf("agent %s: %w", agentName, err)
 	}

@@ -54,6 +54,9 @@ type ConfigService interface {
 // AgentRunner calls the agent.
 type AgentRunner interface {
 	Run(ctx context.Context, baseURL, agent, teamToken, correlationID string, req peers.AgentRequest, timeout time.Duration) (json.RawMessage, error)
+	// Investigate is the streaming call (SPEC §19, "The conversation,
+	// streamed").
+	Investigate(ctx context.Context, baseURL, teamToken, correlationID string, req peers.InvestigateRequest, timeout time.Duration, h peers.StreamHandler) (json.RawMessage, error)
 }
 
 // Limits bound the agent call of one source.
@@ -99,6 +102,10 @@ type Options struct {
 	FlushEvery time.Duration
 	FlushAt    int
 	Limits     map[string]Limits
+	// AgentProtocol is how the agent is called unless a team's config says
+	// (agent.protocol): ProtocolRun (the default) or ProtocolInvestigate
+	// (ORCHESTRATOR_AGENT_PROTOCOL).
+	AgentProtocol string
 	// Answers resolves where each call's answer goes (output_destinations
 	// in the agent's request body).
 	Answers answers.Resolver

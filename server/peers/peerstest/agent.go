@@ -8,10 +8,12 @@ import (
 // RouteAgentRun is the Agent API's run route, usable with Fail.
 const RouteAgentRun = "POST /agents/{agent}/run"
 
-// Agent is a fake Agent API: it answers every run with a short result.
+// Agent is a fake Agent API: it answers every run with a short result,
+// and streams every investigation (POST /investigate) as its Script says.
 type Agent struct {
 	faults
-	mux *http.ServeMux
+	mux    *http.ServeMux
+	stream streaming
 }
 
 // NewAgent returns the fake.
@@ -41,6 +43,7 @@ func NewAgent() *Agent {
 			"turns":          1,
 		})
 	}))
+	a.mux.HandleFunc(RouteInvestigate, a.wrap(RouteInvestigate, a.investigate))
 	return a
 }
 

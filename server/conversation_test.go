@@ -1,0 +1,119 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// streamingTeam makes the dev team's agent speak the streaming contract
+// (team config agent.protocol: investigate).
+func streamingTeam(e *env) {
+	e.cs.AddTeam(peerstest.DevOrg, peerstest.DevTeam, map[string]any{"routing": peerstest.DevRouting,
+		"agent": map[string]any{"protocol": "investigate"}})
+}
+
+// TestConversation_AStreamedInvestigationIsAnsweredInTheThread: a team
+// whose config says agent.protocol: investigate is called on POST
+// /investigate (never the run call) with the prompt, the run's id as
+// thread id, its org and team, the context and the destinations; the
+// result event's text is the answer, posted in the mention's thread
+// through the outbox with the feedback buttons.
+func TestConversation_AStreamedInvestigationIsAnsweredInTheThread(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, answers: true, publicURL: "https://orchestrator.example"})
+	streamingTeam(e)
+	id, ts := sendMention(t, e, "stream1")
+	ds := waitDelivery(t, e, id, store.AnswerPosted)
+	if n := len(e.agent.CallsTo(peerstest.RouteAgentRun)); n != 0 {
+		t.Fatalf("%d run calls for a streaming team", n)
+	}
+	calls := e.agent.CallsTo(peerstest.RouteInvestigate)
+	if len(calls) != 1 {
+		t.Fatalf("%d investigate calls", len(calls))
+	}
+	var body peerstest.InvestigateBody
+	if err := json.Unmarshal(calls[0].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	runID := ds[0]["agent_run_id"].(string)
+	dests, _ := body.OutputDestinations.([]any)
+	if body.ThreadID != runID || body.TenantID != peerstest.DevOrg || body.TeamID != peerstest.DevTeam ||
+		!strings.Contains(body.Prompt, "why is checkout latency up?") || body.Context["feedback_ref"] == nil || len(dests) != 1 ||
+		calls[0].Header.Get("Accept") != "text/event-stream" || calls[0].Header.Get("X-Correlation-Id") != id {
+		t.Fatalf("investigate call %v %s", calls[0].Header, calls[0].Body)
+	}
+	msgs := e.slack.Messages("C0A4967KRBM")
+	if len(msgs) != 1 || msgs[0].ThreadTS != ts {
+		t.Fatalf("messages %+v", msgs)
+	}
+	for _, want := range []string{"Investigated: " + body.Prompt, `"action_id":"feedback_positive"`, "/ui/agent-runs/" + runID} {
+		if !strings.Contains(string(msgs[0].Blocks), want) {
+			t.Errorf("the answer lacks %q: %s", want, msgs[0].Blocks)
+		}
+	}
+	run, err := e.db.GetAgentRun(context.Background(), runID)
+	if err != nil || run.Run.Status != "succeeded" {
+		t.Fatalf("run %+v %v", run.Run, err)
+	}
+}
+
+// ORCHESTRATOR_AGENT_PROTOCOL=investigate makes every team stream unless
+// its config says run.
+func TestConversation_TheDefaultProtocolAndATeamsOwn(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, agentProtocol: "investigate"})
+	// Tokens of 30 s are never cached (a minute must be left): each call
+	// reads the team's config afresh.
+	e.cs.ImpersonationTTL = 30 * time.Second
+	id, _ := sendMention(t, e, "default1")
+	e.waitStatus(id, store.EventDelivered)
+	e.cs.AddTeam(peerstest.DevOrg, peerstest.DevTeam, map[string]any{"routing": peerstest.DevRouting,
+		"agent": map[string]any{"protocol": "run"}})
+	id, _ = sendMention(t, e, "default2")
+	e.waitStatus(id, store.EventDelivered)
+	if s, r := len(e.agent.CallsTo(peerstest.RouteInvestigate)), len(e.agent.CallsTo(peerstest.RouteAgentRun)); s != 1 || r != 1 {
+		t.Fatalf("%d investigate and %d run calls, want 1 and 1", s, r)
+	}
+}
+
+// A stream that fails before any event is retried like a failed run call;
+// one that fails after its first event is not retried: the event ends
+// failed and the thread gets a clear failure message with the run's link.
+func TestConversation_FailingBeforeTheFirstEventRetriesAfterItReports(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, answers: true, publicURL: "https://orchestrator.example"})
+	streamingTeam(e)
+	e.agent.Fail(peerstest.RouteInvestigate, peerstest.Fault{Close: true, Times: 1})
+	id, _ := sendMention(t, e, "retry1")
+	ev := e.waitStatus(id, store.EventDelivered)
+	if ev.Attempts != 2 || len(e.agent.CallsTo(peerstest.RouteInvestigate)) != 2 {
+		t.Fatalf("event %+v after %d calls, want delivered on the 2nd", ev, len(e.agent.CallsTo(peerstest.RouteInvestigate)))
+	}
+
+	e.agent.SetScript(func(peerstest.InvestigateBody) []peerstest.Step {
+		return []peerstest.Step{{Type: "thought", Data: map[string]any{"text": "looking"}}, {Cut: true}}
+	})
+	id, ts := sendMention(t, e, "cut1")
+	ev = e.waitStatus(id, store.EventFailed, store.EventDead)
+	if ev.Status != store.EventFailed || ev.Attempts != 1 || !strings.Contains(ev.LastError, "the agent's stream broke after 1 events") {
+		t.Fatalf("event %s attempts %d: %q", ev.Status, ev.Attempts, ev.LastError)
+	}
+	if n := len(e.agent.CallsTo(peerstest.RouteInvestigate)); n != 3 {
+		t.Fatalf("%d investigate calls, want 3 (the cut stream not retried)", n)
+	}
+	ds := waitDelivery(t, e, id, store.AnswerPosted)
+	var msg *peerstest.SlackMessage
+	for _, m := range e.slack.Messages("C0A4967KRBM") {
+		if m.ThreadTS == ts {
+			msg = &m
+		}
+	}
+	runID := ds[0]["agent_run_id"].(string)
+	if msg == nil || !strings.Contains(string(msg.Blocks), "The investigation did not finish: the agent's stream broke after 1 events.") ||
+		!strings.Contains(string(msg.Blocks), "/ui/agent-runs/"+runID) || strings.Contains(string(msg.Blocks), "feedback_positive") {
+		t.Fatalf("the thread got %+v", msg)
+	}
+}
