@@ -117,3 +117,108 @@ func TestConversation_FailingBeforeTheFirstEventRetriesAfterItReports(t *testing
 		t.Fatalf("the thread got %+v", msg)
 	}
 }
+
+// threadMessages are the channel's messages in the mention's thread.
+func threadMessages(e *env, ts string) []peerstest.SlackMessage {
+	var out []peerstest.SlackMessage
+	for _, m := range e.slack.Messages("C0A4967KRBM") {
+		if m.ThreadTS == ts {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestConversation_ProgressInTheThreadIsReplacedByTheAnswer: while the
+// agent streams, the thread holds one message showing the current thought
+// and tools, updated once 2 s passed by the clock; the result replaces that
+// message (chat.update, the run marker, the feedback buttons, the run's
+// link), so the thread ends with one message: the answer.
+func TestConversation_ProgressInTheThreadIsReplacedByTheAnswer(t *testing.T) {
+	tick := make(chan time.Time)
+	e := newEnv(t, envOptions{webhooks: true, answers: true, publicURL: "https://orchestrator.example", fakeClock: true,
+		progressTick: func() (<-chan time.Time, func()) { return tick, func() {} }})
+	streamingTeam(e)
+	release := make(chan struct{})
+	e.agent.SetScript(func(in peerstest.InvestigateBody) []peerstest.Step {
+		return []peerstest.Step{
+			{Type: "thought", Data: map[string]any{"text": "Reading the deploys"}},
+			{Type: "tool_start", Data: map[string]any{"tool": "kubectl_get_pods", "id": "t1"}},
+			{Until: release},
+			{Type: "tool_end", Data: map[string]any{"tool": "kubectl_get_pods", "id": "t1"}},
+			{Type: "result", Data: map[string]any{"text": "Checkout is slow: a bad deploy."}},
+		}
+	})
+	id, ts := sendMention(t, e, "progress1")
+	waitFor(t, "the progress message", func() bool { return len(threadMessages(e, ts)) == 1 })
+	e.clock.Add(3 * time.Second)
+	waitFor(t, "the progress update", func() bool {
+		select {
+		case tick <- time.Time{}:
+		default:
+		}
+		m := threadMessages(e, ts)[0]
+		return m.Updates == 1 && strings.Contains(string(m.Blocks), "Running: kubectl_get_pods")
+	})
+	progress := threadMessages(e, ts)[0]
+	if !strings.Contains(string(progress.Blocks), "Reading the deploys") || !strings.Contains(string(progress.Blocks), "(3s)") {
+		t.Fatalf("progress message: %s", progress.Blocks)
+	}
+	close(release)
+	ds := waitDelivery(t, e, id, store.AnswerPosted)
+	msgs := threadMessages(e, ts)
+	if len(msgs) != 1 || msgs[0].TS != progress.TS || ds[0]["message_id"] != progress.TS {
+		t.Fatalf("the thread holds %d messages (%+v), delivery %v; want the progress message become the answer", len(msgs), msgs, ds[0])
+	}
+	runID := ds[0]["agent_run_id"].(string)
+	for _, want := range []string{"Checkout is slow: a bad deploy.", `"action_id":"feedback_positive"`, "/ui/agent-runs/" + runID} {
+		if !strings.Contains(string(msgs[0].Blocks), want) {
+			t.Errorf("the answer lacks %q: %s", want, msgs[0].Blocks)
+		}
+	}
+	if !strings.Contains(string(msgs[0].Metadata), runID) || strings.Contains(string(msgs[0].Blocks), "Investigating") {
+		t.Fatalf("the answer's metadata %s, blocks %s", msgs[0].Metadata, msgs[0].Blocks)
+	}
+	if dest := ds[0]["destination"].(map[string]any); dest["progress_ts"] != progress.TS {
+		t.Fatalf("destination = %v", dest)
+	}
+	// The agent was not told about the progress message.
+	if strings.Contains(string(e.agent.CallsTo(peerstest.RouteInvestigate)[0].Body), "progress_ts") {
+		t.Fatal("the agent was sent progress_ts")
+	}
+}
+
+// The agent's error event, or a stream that ends without a result, turns
+// the progress message into a clear failure message with the run's link.
+func TestConversation_AnErrorOrAnEarlyEndReplacesTheProgressWithAFailure(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, answers: true, publicURL: "https://orchestrator.example"})
+	streamingTeam(e)
+	for i, tc := range []struct {
+		name  string
+		steps []peerstest.Step
+		want  string
+	}{
+		{"error", []peerstest.Step{{Type: "thought", Data: map[string]any{"text": "x"}}, {Type: "error", Data: map[string]any{"message": "kubectl: forbidden"}}},
+			"The investigation did not finish: the agent reported an error: kubectl: forbidden."},
+		{"early end", []peerstest.Step{{Type: "thought", Data: map[string]any{"text": "x"}}},
+			"The investigation did not finish: the agent's stream ended after 1 events without a result."},
+	} {
+		steps := tc.steps
+		e.agent.SetScript(func(peerstest.InvestigateBody) []peerstest.Step { return steps })
+		id, _ := sendMention(t, e, "fail-"+strings.ReplaceAll(tc.name, " ", "-"))
+		ds := waitDelivery(t, e, id, store.AnswerPosted)
+		// One message per run: its progress, become the failure.
+		msgs := e.slack.Messages("C0A4967KRBM")
+		if len(msgs) != i+1 || ds[0]["message_id"] != msgs[i].TS || !msgs[i].Edited {
+			t.Fatalf("%s: the channel holds %d messages, the delivery %v", tc.name, len(msgs), ds[0])
+		}
+		msgs = msgs[i:]
+		runID := ds[0]["agent_run_id"].(string)
+		if b := string(msgs[0].Blocks); !strings.Contains(b, tc.want) || !strings.Contains(b, "/ui/agent-runs/"+runID) || strings.Contains(b, "feedback_positive") {
+			t.Fatalf("%s: the message reads %s", tc.name, b)
+		}
+		if ev := e.waitStatus(id, store.EventFailed); ev.Attempts != 1 {
+			t.Fatalf("%s: %d attempts", tc.name, ev.Attempts)
+		}
+	}
+}

@@ -127,6 +127,8 @@ type env struct {
 	// (envOptions.answers).
 	slack  *peerstest.Slack
 	outbox *answers.Outbox
+	// progress shows streamed runs' progress in the fake Slack.
+	progress *answers.ProgressPoster
 	// github and pagerduty are the GitHub REST and PagerDuty REST stand-ins
 	// the answers post to (GITHUB_TOKEN githubAPIToken; PAGERDUTY_API_TOKEN
 	// pagerdutyAPIToken, PAGERDUTY_FROM_EMAIL pagerdutyFrom).
@@ -226,8 +228,10 @@ type envOptions struct {
 	// publicURL links the runs).
 	answers     bool
 	postAnswers string
-	// agentProtocol is ORCHESTRATOR_AGENT_PROTOCOL ("": run).
+	// agentProtocol is ORCHESTRATOR_AGENT_PROTOCOL ("": run);
+	// progressTick drives the progress updater (nil: a real ticker).
 	agentProtocol string
+	progressTick  func() (<-chan time.Time, func())
 	publicURL     string
 	// ui turns on the admin page (dev mode, with the sample buttons).
 	ui      bool
@@ -458,8 +462,10 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 				e.t.Fatal(err)
 			}
 		}
-		notifiers := map[string]answers.Notifier{answers.TypeSlack: answers.NewSlack(answers.SlackOptions{APIURL: slackSrv.URL,
-			Tokens: map[string]string{"": peerstest.DevSlackToken}, TokenEnv: map[string]string{"": "SLACK_BOT_TOKEN"}}),
+		slackNotifier := answers.NewSlack(answers.SlackOptions{APIURL: slackSrv.URL,
+			Tokens: map[string]string{"": peerstest.DevSlackToken}, TokenEnv: map[string]string{"": "SLACK_BOT_TOKEN"}})
+		e.progress = &answers.ProgressPoster{Slack: slackNotifier, PublicURL: o.publicURL, Now: now, Logger: logger, Tick: o.progressTick}
+		notifiers := map[string]answers.Notifier{answers.TypeSlack: slackNotifier,
 			answers.TypeGitHubIssueComment: gh, answers.TypeGitHubPRComment: gh, answers.TypePagerDutyNote: pd,
 			answers.TypeWebhook: answers.NewWebhook(answers.WebhookOptions{Destinations: func() []answers.WebhookDestination { return hooks }})}
 		resolver.Notifiers = notifiers
@@ -477,6 +483,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 		Answers:            resolver,
 		Outbox:             outbox,
 		AgentProtocol:      o.agentProtocol,
+		Progress:           e.progress,
 		Store:              e.db,
 		Sources:            reg,
 		Config:             peers.NewConfigService(peers.Options{BaseURL: csURL}),

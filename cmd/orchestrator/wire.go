@@ -159,6 +159,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Rules:   func() *routing.Rules { return d.policy.Current().Routes },
 		Answers: answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
 		AgentProtocol: cfg.AgentProtocol,
+		Progress:      progressPoster(notifiers, cfg.PublicURL, logger),
 		Logger:        logger, Registry: reg,
 	})
 	if err != nil {
@@ -460,4 +461,13 @@ func devAgent() *peerstest.Agent {
 	a := peerstest.NewAgent()
 	a.SetScript(peerstest.DevScript)
 	return a
+}
+
+// progressPoster shows streamed runs' progress through the Slack notifier.
+func progressPoster(notifiers map[string]answers.Notifier, publicURL string, logger *slog.Logger) *answers.ProgressPoster {
+	s, _ := notifiers[answers.TypeSlack].(*answers.Slack)
+	if s == nil {
+		return nil
+	}
+	return &answers.ProgressPoster{Slack: s, PublicURL: publicURL, Logger: logger}
 }

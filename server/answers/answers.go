@@ -49,6 +49,10 @@ type Destination struct {
 	Name string `json:"name,omitempty"`
 	// PostedBy is "orchestrator" when the appliance posts it.
 	PostedBy string `json:"posted_by,omitempty"`
+	// ProgressTS is the Slack message that showed a streamed run's
+	// progress: the answer replaces it (chat.update) instead of being
+	// posted anew. Never sent to the agent.
+	ProgressTS string `json:"progress_ts,omitempty"`
 }
 
 // Answer is what is posted for one agent run.

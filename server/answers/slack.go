@@ -105,6 +105,18 @@ func (s *Slack) Post(ctx context.Context, d Destination, a Answer) (Posted, erro
 		slack.MsgOptionBlocks(SlackBlocks(a)...),
 		slack.MsgOptionMetadata(slack.SlackMetadata{EventType: SlackMarker, EventPayload: map[string]any{"run_id": a.RunID}}),
 	}
+	if d.ProgressTS != "" {
+		// The progress message becomes the answer. Gone (deleted by
+		// someone) or no longer editable, the answer is posted anew.
+		_, _, _, err := c.UpdateMessageContext(ctx, d.ChannelID, d.ProgressTS, opts...)
+		var se slack.SlackErrorResponse
+		if err == nil {
+			return Posted{MessageID: d.ProgressTS, Link: s.permalink(ctx, c, d.ChannelID, d.ProgressTS)}, nil
+		}
+		if !errors.As(err, &se) || (se.Err != "message_not_found" && se.Err != "cant_update_message" && se.Err != "edit_window_closed") {
+			return Posted{}, slackFailure("chat.update", err)
+		}
+	}
 	if d.ThreadTS != "" {
 		opts = append(opts, slack.MsgOptionTS(d.ThreadTS))
 	}

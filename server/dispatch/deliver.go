@@ -246,7 +246,7 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, an
 	err = d.step(ctx, "agent call", func(ctx context.Context) error {
 		var err error
 		if d.protocol(tc.cfg, c.team) == ProtocolInvestigate {
-			raw, err = d.investigate(ctx, agentURL, tc.imp.Token, correlation, runID, c.team, req, limits.Timeout+10*time.Second)
+			raw, err = d.investigate(ctx, agentURL, tc.imp.Token, correlation, runID, c.team, req, limits.Timeout+10*time.Second, &plan)
 		} else {
 			raw, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
 		}

@@ -106,6 +106,9 @@ type Options struct {
 	// (agent.protocol): ProtocolRun (the default) or ProtocolInvestigate
 	// (ORCHESTRATOR_AGENT_PROTOCOL).
 	AgentProtocol string
+	// Progress, when set, shows a streamed run's progress in the Slack
+	// thread its answer goes to (nil: no progress message).
+	Progress *answers.ProgressPoster
 	// Answers resolves where each call's answer goes (output_destinations
 	// in the agent's request body).
 	Answers answers.Resolver

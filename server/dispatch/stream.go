@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/answers"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -44,11 +45,26 @@ func (d *Dispatcher) protocol(cfg map[string]any, t store.TeamKey) string {
 
 // investigate makes the streaming call for one run: its thread id is the
 // run's id (what the agent's questions and approvals are answered to).
+// A Slack thread the appliance posts the answer to gets a progress
+// message, which the answer replaces (plan's delivery names it).
 func (d *Dispatcher) investigate(ctx context.Context, baseURL, token, correlation, runID string, t store.TeamKey,
-	req peers.AgentRequest, timeout time.Duration) (json.RawMessage, error) {
+	req peers.AgentRequest, timeout time.Duration, plan *answers.Plan) (json.RawMessage, error) {
 	in := peers.InvestigateRequest{Prompt: req.Message, ThreadID: runID, TenantID: t.OrgID, TeamID: t.TeamNodeID,
 		Context: req.Context, OutputDestinations: req.OutputDestinations}
+	var progress *answers.Progress
+	for i, p := range plan.Deliveries {
+		if p.Post && p.Destination.Type == answers.TypeSlack && d.o.Progress != nil {
+			if progress = d.o.Progress.Start(ctx, p.Destination, runID); progress != nil {
+				defer func() {
+					progress.Close()
+					plan.Deliveries[i].Destination.ProgressTS = progress.TS()
+				}()
+			}
+			break
+		}
+	}
 	h := peers.StreamHandler{
+		Event: progress.Event,
 		Skipped: func(reason string) {
 			d.log.Warn("agent stream: event skipped", "reason", reason, "agent_run_id", runID, "org_id", t.OrgID,
 				"team_node_id", t.TeamNodeID)

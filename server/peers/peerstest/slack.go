@@ -32,7 +32,8 @@ const (
 // invalid_blocks, msg_too_long, message_not_found, thread_not_found), and,
 // when told to (RateLimit), 429 with Retry-After.
 //
-// Methods: chat.postMessage (blocks, thread_ts, metadata), chat.update,
+// Methods: chat.postMessage (blocks, thread_ts, metadata), chat.update
+// (text, blocks, metadata),
 // chat.getPermalink, conversations.replies and conversations.history
 // (include_all_metadata; metadata only when asked for, as Slack does).
 // A permalink points back at the fake, which shows the message there.
@@ -69,6 +70,8 @@ type SlackMessage struct {
 	// Token is the bot token it was posted with.
 	Token  string `json:"-"`
 	Edited bool   `json:"-"`
+	// Updates counts the chat.update calls that changed it.
+	Updates int `json:"-"`
 }
 
 // NewSlack returns the fake with no tokens and no channels.
@@ -313,12 +316,27 @@ func (s *Slack) update(w http.ResponseWriter, args url.Values, _ string) {
 		slackError(w, bad)
 		return
 	}
+	var meta json.RawMessage
+	if m := args.Get("metadata"); m != "" {
+		var v struct {
+			EventType string `json:"event_type"`
+		}
+		if json.Unmarshal([]byte(m), &v) != nil || v.EventType == "" {
+			slackError(w, "invalid_metadata_format")
+			return
+		}
+		meta = json.RawMessage(m)
+	}
 	for _, m := range c.messages {
 		if m.TS == args.Get("ts") {
 			m.Text, m.Edited = args.Get("text"), true
 			if blocks != nil {
 				m.Blocks = blocks
 			}
+			if meta != nil {
+				m.Metadata = meta
+			}
+			m.Updates++
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS, "text": m.Text})
 			return
 		}
