@@ -134,11 +134,11 @@ func NewRequestsMetric(reg prometheus.Registerer) (*prometheus.CounterVec, error
 	return c, reg.Register(c)
 }
 
-// call is one JSON request. token is sent as a Bearer credential; out may be
-// nil. A non-2xx answer or a transport failure returns a classified error.
 // traceContext writes W3C traceparent, the format every peer reads.
 var traceContext = propagation.TraceContext{}
 
+// call is one JSON request. token is sent as a Bearer credential; out may be
+// nil. A non-2xx answer or a transport failure returns a classified error.
 func (c client) call(ctx context.Context, method, path, token string, header http.Header, in, out any) error {
 	return c.callURL(ctx, c.base+path, path, method, token, header, in, out, c.timeout)
 }
@@ -146,31 +146,10 @@ func (c client) call(ctx context.Context, method, path, token string, header htt
 func (c client) callURL(ctx context.Context, url, path, method, token string, header http.Header, in, out any, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%s: encode request: %w", c.peer, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	req, err := c.newRequest(ctx, method, url, "application/json", token, header, in)
 	if err != nil {
-		return fmt.Errorf("%s: build request: %w", c.peer, err)
+		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	// The event's trace goes on to every peer (SPEC §22): traceparent
-	// names the span this call is made under (nothing when there is none).
-	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.count("error")
@@ -204,6 +183,37 @@ func (c client) callURL(ctx context.Context, url, path, method, token string, he
 		}
 	}
 	return nil
+}
+
+// newRequest is a request to a peer as every call sends it: in (if any)
+// as its JSON body, accept, the Bearer token (if any), header, and the
+// event's trace (SPEC §22: traceparent names the span the call is made
+// under; nothing when there is none).
+func (c client) newRequest(ctx context.Context, method, url, accept, token string, header http.Header, in any) (*http.Request, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("%s: encode request: %w", c.peer, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: build request: %w", c.peer, err)
+	}
+	req.Header.Set("Accept", accept)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	return req, nil
 }
 
 func (c client) count(code string) {

@@ -1,7 +1,6 @@
 package peers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,18 +76,11 @@ func (a *Agent) Investigate(ctx context.Context, baseURL, teamToken, correlation
 	c := a.c
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	body, err := json.Marshal(req)
+	hr, err := c.newRequest(ctx, http.MethodPost, baseURL+investigatePath, "text/event-stream", "",
+		http.Header{"X-Incidentfox-Team-Token": {teamToken}, "X-Correlation-Id": {correlationID}}, req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: encode request: %w", c.peer, err)
+		return nil, err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+investigatePath, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("%s: build request: %w", c.peer, err)
-	}
-	hr.Header.Set("Accept", "text/event-stream")
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("X-Incidentfox-Team-Token", teamToken)
-	hr.Header.Set("X-Correlation-Id", correlationID)
 	fail := func(status int, detail string, err error) error {
 		e := &HTTPError{Peer: c.peer, Method: http.MethodPost, Path: investigatePath, Status: status, Detail: detail, Err: err}
 		var ne net.Error

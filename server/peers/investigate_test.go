@@ -12,6 +12,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/apperr"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func investigateSetup(t *testing.T) (*peerstest.Agent, *peers.Agent) {
@@ -144,5 +145,27 @@ func TestInvestigate_CallerCancelIsNotAPeerFailure(t *testing.T) {
 	}
 	if _, ok := peers.AsStreamFailure(err); ok {
 		t.Fatal("a canceled call is reported as a stream failure")
+	}
+}
+
+// The streaming call carries the event's trace like every other peer call
+// (SPEC §22): traceparent names the span it is made under.
+func TestInvestigate_SendsTheCallersTraceparent(t *testing.T) {
+	fake, agent := investigateSetup(t)
+	fake.SetScript(func(peerstest.InvestigateBody) []peerstest.Step {
+		return []peerstest.Step{{Type: "result", Data: map[string]any{"text": "ok"}}}
+	})
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: trace.FlagsSampled,
+	})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	if _, err := agent.Investigate(ctx, "", "team-tok", "corr-1", investigateReq, 5*time.Second, peers.StreamHandler{}); err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.CallsTo(peerstest.RouteInvestigate)
+	if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; len(calls) != 1 || calls[0].Header.Get("Traceparent") != want {
+		t.Fatalf("calls %d, traceparent %q, want %q", len(calls), calls[0].Header.Get("Traceparent"), want)
 	}
 }
