@@ -54,8 +54,6 @@ func freePort(t *testing.T) string {
 // labelled via="basic". It returns Alertmanager's address.
 func startAlertmanager(t *testing.T, orchestrator, token string, repeat time.Duration) string {
 	t.Helper()
-	bin := alertmanagerBinary(t)
-	dir := t.TempDir()
 	cfg := fmt.Sprintf(`route:
   receiver: orchestrator
   group_by: [alertname, service]
@@ -79,25 +77,21 @@ receivers:
         http_config:
           basic_auth: {username: alertmanager, password: %[2]s}
 `, orchestrator, token, model(repeat))
+	return runAlertmanager(t, cfg)
+}
+
+// runAlertmanager runs a real Alertmanager with the configuration cfg
+// until the test ends, and returns its address once it is ready.
+func runAlertmanager(t *testing.T, cfg string) string {
+	t.Helper()
+	bin := alertmanagerBinary(t)
+	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
+	runProcess(t, "alertmanager", bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
 		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--cluster.listen-address=")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager's log:\n%s", logs.String())
-		}
-	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/-/ready")
@@ -112,6 +106,26 @@ receivers:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// runProcess runs bin with args until the test ends; a failed test logs
+// what it wrote.
+func runProcess(t *testing.T, name, bin string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", name, logs.String())
+		}
+	})
 }
 
 // pushAlerts posts alerts to Alertmanager's API; ends in the past resolves them.

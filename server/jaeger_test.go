@@ -1,13 +1,11 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,20 +90,7 @@ exporters:
 	if err := os.WriteFile(filepath.Join(dir, "jaeger.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config", filepath.Join(dir, "jaeger.yaml"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("jaeger's log:\n%s", logs.String())
-		}
-	})
+	runProcess(t, "jaeger", bin, "--config", filepath.Join(dir, "jaeger.yaml"))
 	waitFor(t, "jaeger's query API", func() bool {
 		resp, err := http.Get("http://" + j.query + "/api/services")
 		if err != nil {
@@ -233,8 +218,6 @@ func TestTraces_ARealAlertmanagerAndJaegerShowOneTrace(t *testing.T) {
 // section) sending every trace to otlpGRPC.
 func startTracedAlertmanager(t *testing.T, orchestrator, token, otlpGRPC string) string {
 	t.Helper()
-	bin := alertmanagerBinary(t)
-	dir := t.TempDir()
 	cfg := fmt.Sprintf(`route:
   receiver: orchestrator
   group_by: [alertname]
@@ -253,32 +236,5 @@ tracing:
   insecure: true
   sampling_fraction: 1
 `, orchestrator, token, otlpGRPC)
-	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
-		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--cluster.listen-address=")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager's log:\n%s", logs.String())
-		}
-	})
-	waitFor(t, "alertmanager ready", func() bool {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return addr
+	return runAlertmanager(t, cfg)
 }
