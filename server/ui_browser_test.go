@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/kube"
+	"github.com/incidentfox/orchestrator-edge/server/tracing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -361,7 +362,7 @@ func TestUI_ChartsDrawTheLastDayFromStoredFigures(t *testing.T) {
 
 // Every page passes axe-core with no serious or critical violation.
 func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
-	e, base := uiEnv(t, envOptions{withCluster: true, backups: true})
+	e, base := uiEnv(t, envOptions{withCluster: true, backups: true, tracing: tracing.Off(), traceURL: "http://jaeger.example:16686/trace/{trace_id}"})
 	seedTeams(t, e)
 	if _, err := e.backups.Create(context.Background(), "manual"); err != nil {
 		t.Fatal(err)
@@ -386,6 +387,13 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	body, h := signed("pagerduty", "audit", pagerdutySecret, wallclock.Now())
 	ev := e.send("pagerduty", body, h).body["event_id"].(string)
 	e.waitStatus(ev, store.EventDelivered)
+	// An event that came with its sender's trace, which it keeps (with
+	// tracing off too), so that its page shows the trace row and its link
+	// (SPEC §22).
+	tbody, th := signed("pagerduty", "traced", pagerdutySecret, wallclock.Now())
+	th.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	traced := e.send("pagerduty", tbody, th).body["event_id"].(string)
+	e.waitStatus(traced, store.EventDelivered)
 
 	ctx := browser(t)
 	axe := axeSource(t)
@@ -428,6 +436,8 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	visit("/ui/events", "events")
 	visit("/ui/events?source=pagerduty&status=delivered", "events")
 	visit("/ui/events/"+ev, "event-status")
+	visit("/ui/events/"+traced, "event-trace-link")
+	screenshot(t, ctx, "", "event-trace.png")
 	visit("/ui/sources", "sources")
 	visit("/ui/silences", "silence-comment")
 	visit("/ui/events?suppressed_reason=repeat", "filter-reason")
