@@ -136,6 +136,7 @@ func TestChart_SchemaRejectsWrongValues(t *testing.T) {
 		"unknownKey=1", "image.digest=latest",
 		// Several replicas need PostgreSQL (SPEC §13).
 		"replicaCount=2", "database.url=mysql://x", "replicaCount=0",
+		"config.agentProtocol=sse",
 	} {
 		out, err := helm(t, "template", "orch", "./orchestrator", "--set", set)
 		if err == nil {
@@ -547,7 +548,8 @@ func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
 	if env["ORCHESTRATOR_SOURCES_FILE"] != "/etc/orchestrator/sources.yaml" || env["ORCHESTRATOR_ALERTMANAGER_ROUTING_LABELS"] != "namespace=k8s_namespace" ||
 		env["ALERTMANAGER_WEBHOOK_TOKEN"] != "am" || env["ORCHESTRATOR_SOURCE_ORGS"] != "slack=acme,github=acme;aaa" ||
 		env["SLACK_BOT_TOKEN"] != "xoxb-default" ||
-		env["ORCHESTRATOR_PUBLIC_URL"] != "https://orchestrator.example" || env["ORCHESTRATOR_POST_ANSWERS"] != "orchestrator" {
+		env["ORCHESTRATOR_PUBLIC_URL"] != "https://orchestrator.example" || env["ORCHESTRATOR_POST_ANSWERS"] != "orchestrator" ||
+		env["ORCHESTRATOR_AGENT_PROTOCOL"] != "run" {
 		t.Fatalf("env = %v", env)
 	}
 	f, err := webhook.ParseSourcesFile([]byte(file), func(k string) string { return env[k] })

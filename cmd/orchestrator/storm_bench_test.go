@@ -15,6 +15,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/tracing/tracingtest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
 )
 
@@ -25,7 +26,7 @@ import (
 // the storm, the time until the backlog is delivered, agent and Config
 // Service calls, digests and their sizes, and peak RSS. Run with
 // `make bench`; the figures are printed, not asserted.
-func BenchmarkStorm(b *testing.B) { storm(b, false) }
+func BenchmarkStorm(b *testing.B) { storm(b, false, false) }
 
 // BenchmarkStormWithNoise is the same storm, at the same request rate, with
 // noise in it (SPEC §6 Noise): every nine requests are six firing alerts —
@@ -33,7 +34,13 @@ func BenchmarkStorm(b *testing.B) { storm(b, false) }
 // repeats) — and three resolves a few milliseconds later, while the team's
 // limit holds the firings back (half the alerts resolve). It prints the same
 // figures and what noise control kept from the agent.
-func BenchmarkStormWithNoise(b *testing.B) { storm(b, true) }
+func BenchmarkStormWithNoise(b *testing.B) { storm(b, true, false) }
+
+// BenchmarkStormTraced is the plain storm with tracing on (SPEC §22): every
+// trace sampled and exported over OTLP/HTTP to a receiver on this machine,
+// so that the figures can be set beside BenchmarkStorm's of the same run. It
+// prints how many spans the receiver took.
+func BenchmarkStormTraced(b *testing.B) { storm(b, false, true) }
 
 // pdAlert is a PagerDuty v3 delivery about an incident.
 func pdAlert(delivery, incident, eventType string) []byte {
@@ -41,12 +48,17 @@ func pdAlert(delivery, incident, eventType string) []byte {
 		delivery, eventType, incident, incident, incident)
 }
 
-func storm(b *testing.B, noisy bool) {
+func storm(b *testing.B, noisy, traced bool) {
 	const admin, pdSecret, slackSecret = "storm-admin", "storm-pd", "storm-slack"
 	const rate, seconds, mentions = 1000, 3, 20
 	name := "storm"
 	if noisy {
 		name = "storm with noise"
+	}
+	var spans *tracingtest.Receiver
+	if traced {
+		name = "storm traced"
+		spans = tracingtest.NewHTTP(b).Discard()
 	}
 	f := startPeerFakes(b, admin)
 	dir := b.TempDir()
@@ -56,6 +68,9 @@ func storm(b *testing.B, noisy bool) {
 		if kv != "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=1000000" {
 			env = append(env, kv)
 		}
+	}
+	if traced {
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+spans.URL, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_TRACES_SAMPLER=always_on")
 	}
 	proc, logs, _ := child(b, env, "serve")
 	base := "http://" + waitLine(b, logs, "listening")["addr"].(string)
@@ -225,6 +240,10 @@ func storm(b *testing.B, noisy bool) {
 	fmt.Printf("%s: peak RSS %d MiB sampled, VmHWM %d MiB\n", name, peak/1024, rssKB(proc.Process.Pid, "VmHWM")/1024)
 	_ = proc.Process.Signal(syscall.SIGTERM)
 	_ = proc.Wait()
+	if traced {
+		// The exporter flushes its batch on shutdown.
+		fmt.Printf("%s: %d spans exported (every trace sampled)\n", name, spans.Count())
+	}
 }
 
 // waitReady polls /ready until it answers 200.
