@@ -28,13 +28,33 @@ type silenceView struct {
 	CreatedAt  time.Time    `json:"created_at"`
 	ExpiredBy  string       `json:"expired_by,omitempty"`
 	ExpiredAt  *time.Time   `json:"expired_at,omitempty"`
+	// A recurring silence: its time intervals, whether one is open now,
+	// the window open now or the next one, and the names the sources file
+	// no longer defines.
+	MuteTimeIntervals []string       `json:"mute_time_intervals,omitempty"`
+	Muting            *bool          `json:"muting,omitempty"`
+	NextWindow        *silenceWindow `json:"next_window,omitempty"`
+	UnknownIntervals  []string       `json:"unknown_intervals,omitempty"`
 }
 
-func viewSilence(s store.Silence, now time.Time) silenceView {
-	v := silenceView{ID: s.ID, OrgID: s.OrgID, TeamNodeID: s.TeamNodeID, Sources: s.Sources, StartsAt: s.StartsAt, EndsAt: s.EndsAt,
-		Comment: s.Comment, State: s.State(now), CreatedBy: s.CreatedBy, CreatedAt: s.CreatedAt, ExpiredBy: s.ExpiredBy, ExpiredAt: s.ExpiredAt}
-	if s.EventType != "" || s.Service != "" || s.AlertKey != "" {
-		v.Match = &noise.Match{EventType: s.EventType, Service: s.Service, AlertKey: s.AlertKey}
+// silenceWindow is one window of a recurring silence.
+type silenceWindow struct {
+	Interval string    `json:"interval"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+}
+
+func (s *Server) viewSilence(sil store.Silence, now time.Time) silenceView {
+	v := silenceView{ID: sil.ID, OrgID: sil.OrgID, TeamNodeID: sil.TeamNodeID, Sources: sil.Sources, StartsAt: sil.StartsAt, EndsAt: sil.EndsAt,
+		Comment: sil.Comment, State: sil.State(now), CreatedBy: sil.CreatedBy, CreatedAt: sil.CreatedAt, ExpiredBy: sil.ExpiredBy, ExpiredAt: sil.ExpiredAt}
+	if sil.EventType != "" || sil.Service != "" || sil.AlertKey != "" {
+		v.Match = &noise.Match{EventType: sil.EventType, Service: sil.Service, AlertKey: sil.AlertKey}
+	}
+	if rec := s.opts.Noise.Recurrence(sil, now); rec != nil {
+		v.MuteTimeIntervals, v.Muting, v.UnknownIntervals = sil.MuteTimeIntervals, &rec.Open, rec.Unknown
+		if !rec.Window.Start.IsZero() {
+			v.NextWindow = &silenceWindow{Interval: rec.Interval, StartsAt: rec.Window.Start.UTC(), EndsAt: rec.Window.End.UTC()}
+		}
 	}
 	return v
 }
@@ -55,7 +75,7 @@ func (s *Server) handleCreateSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.Info("silence set", "silence_id", sil.ID, "org_id", sil.OrgID, "team_node_id", sil.TeamNodeID, "ends_at", sil.EndsAt, "actor", a.Actor)
-	s.out.JSON(w, r, http.StatusCreated, viewSilence(sil, s.now()))
+	s.out.JSON(w, r, http.StatusCreated, s.viewSilence(sil, s.now()))
 }
 
 func (s *Server) handleListSilences(w http.ResponseWriter, r *http.Request) {
@@ -72,7 +92,7 @@ func (s *Server) handleListSilences(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	out := make([]silenceView, 0, len(list))
 	for _, sil := range list {
-		out = append(out, viewSilence(sil, now))
+		out = append(out, s.viewSilence(sil, now))
 	}
 	s.out.JSON(w, r, http.StatusOK, map[string]any{"silences": out})
 }
@@ -87,7 +107,7 @@ func (s *Server) handleGetSilence(w http.ResponseWriter, r *http.Request) {
 		s.out.Error(w, r, err)
 		return
 	}
-	s.out.JSON(w, r, http.StatusOK, viewSilence(sil, s.now()))
+	s.out.JSON(w, r, http.StatusOK, s.viewSilence(sil, s.now()))
 }
 
 func (s *Server) handleExpireSilence(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +121,7 @@ func (s *Server) handleExpireSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.Info("silence expired", "silence_id", sil.ID, "actor", a.Actor)
-	s.out.JSON(w, r, http.StatusOK, viewSilence(sil, s.now()))
+	s.out.JSON(w, r, http.StatusOK, s.viewSilence(sil, s.now()))
 }
 
 func (s *Server) handleBulkRedrive(w http.ResponseWriter, r *http.Request) {

@@ -98,16 +98,19 @@ func (b *lockedBuffer) String() string {
 // when the test asks for it — a fresh namespace of the real API server.
 type env struct {
 	// rules are the routing rules in force (setRoutes).
-	rules   atomic.Pointer[routing.Rules]
-	t       testing.TB
-	srv     *server.Server
-	db      *store.DB
-	cs      *peerstest.ConfigService
-	pipe    *peerstest.AIPipeline
-	kube    *kube.Client
-	faulty  *faultyCluster
-	prov    *provision.Service
-	sources *webhook.Registry
+	rules atomic.Pointer[routing.Rules]
+	// intervals are the time intervals in force (a sources file's
+	// time_intervals:, set with setRoutes).
+	intervals atomic.Pointer[noise.Intervals]
+	t         testing.TB
+	srv       *server.Server
+	db        *store.DB
+	cs        *peerstest.ConfigService
+	pipe      *peerstest.AIPipeline
+	kube      *kube.Client
+	faulty    *faultyCluster
+	prov      *provision.Service
+	sources   *webhook.Registry
 	// servedDoc is the API description the server serves (with the routes
 	// its sources file adds).
 	servedDoc  []byte
@@ -480,6 +483,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	}
 	e.disp, err = dispatch.New(dispatch.Options{
 		Rules:              e.rules.Load,
+		Intervals:          e.intervals.Load,
 		Answers:            resolver,
 		Outbox:             outbox,
 		AgentProtocol:      o.agentProtocol,
@@ -529,7 +533,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	opts.Notify = e.disp.Notify
 	opts.RouteTest = e.disp.Decide
 	opts.Noise = &noise.Service{Store: e.db, Sources: reg, Changed: e.disp.ForgetSilences, Redriven: e.disp.Rescan, Nodes: peers.NewConfigService(peers.Options{BaseURL: csURL}),
-		CallsToday: e.disp.CallsToday, Now: now}
+		CallsToday: e.disp.CallsToday, Now: now, Intervals: e.intervals.Load}
 	opts.Now = now
 }
 
@@ -542,6 +546,7 @@ func (e *env) setRoutes(text string) {
 		e.t.Fatal(err)
 	}
 	e.rules.Store(p.Routes)
+	e.intervals.Store(p.Intervals)
 }
 
 // send posts a signed sample (or body) of a source; headers override.

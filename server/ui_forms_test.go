@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // postPage posts a form as the browser would and returns the page it
@@ -51,5 +52,38 @@ func TestUI_SilenceFormErrorsSpeakOfTheHoursFilled(t *testing.T) {
 	// 720 hours is the most, and is set.
 	if code, page := postPage(t, c, base, "/ui/silences", url.Values{"org_id": {"acme"}, "hours": {"720"}, "comment": {"db failover"}}); code != http.StatusSeeOther {
 		t.Fatalf("720 hours = %d %s", code, errorOf.FindString(page))
+	}
+}
+
+// A recurring silence set on the page: the form takes the time intervals'
+// names (up to a year of hours), refuses a name the sources file lacks, and
+// the list says when the next window opens.
+func TestUI_RecurringSilenceFormAndItsNextWindow(t *testing.T) {
+	e, base := uiEnv(t, envOptions{})
+	e.setRoutes(sundayMaintenance)
+	c := login(t, base, adminToken)
+	errorOf := regexp.MustCompile(`<div class="error" id="error">([^<]*)</div>`)
+	code, page := postPage(t, c, base, "/ui/silences", url.Values{"org_id": {"acme"}, "hours": {"2000"}, "comment": {"weekly"},
+		"mute_time_intervals": {"sunday-maintenance, nope"}})
+	if m := errorOf.FindStringSubmatch(page); code != 400 || m == nil ||
+		!strings.Contains(html.UnescapeString(m[1]), `mute_time_intervals: "nope" is not a time interval (defined: sunday-maintenance)`) {
+		t.Fatalf("unknown interval = %d, error %v", code, m)
+	}
+	if code, page := postPage(t, c, base, "/ui/silences", url.Values{"org_id": {"acme"}, "hours": {"9000"}, "comment": {"weekly"},
+		"mute_time_intervals": {"sunday-maintenance"}}); code != 400 || !strings.Contains(page, "at most 8760 (a year, for a recurring silence)") {
+		t.Fatalf("9000 hours = %d %s", code, errorOf.FindString(page))
+	}
+	if code, page := postPage(t, c, base, "/ui/silences", url.Values{"org_id": {"acme"}, "hours": {"2000"}, "comment": {"weekly"},
+		"mute_time_intervals": {"sunday-maintenance"}}); code != http.StatusSeeOther {
+		t.Fatalf("recurring = %d %s", code, errorOf.FindString(page))
+	}
+	r := e.do("GET", "/api/v1/admin/silences", adminToken, nil)
+	sil := r.body["silences"].([]any)[0].(map[string]any)
+	next := sil["next_window"].(map[string]any)
+	starts, _ := time.Parse(time.RFC3339, next["starts_at"].(string))
+	_, list := getPage(t, c, base+"/ui/silences")
+	if !strings.Contains(list, "recurring, during <code>sunday-maintenance</code>") ||
+		!strings.Contains(list, "next opens "+starts.UTC().Format("2006-01-02 15:04")) && !strings.Contains(list, "muting now") {
+		t.Fatalf("the list does not show the recurrence (next window %v):\n%s", next, list)
 	}
 }

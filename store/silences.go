@@ -28,11 +28,15 @@ type Silence struct {
 	// Match: each set field must match, exactly or as a * glob.
 	EventType, Service, AlertKey string
 	StartsAt, EndsAt             time.Time
-	Comment                      string
-	CreatedBy                    string
-	CreatedAt                    time.Time
-	ExpiredBy                    string
-	ExpiredAt                    *time.Time
+	// MuteTimeIntervals, when set, makes the silence recurring: between
+	// StartsAt and EndsAt it mutes only while one of these time intervals
+	// of the sources file is open.
+	MuteTimeIntervals []string
+	Comment           string
+	CreatedBy         string
+	CreatedAt         time.Time
+	ExpiredBy         string
+	ExpiredAt         *time.Time
 }
 
 // Service is what a silence's service matches for an event: its service
@@ -66,16 +70,19 @@ func (s Silence) State(now time.Time) string {
 func (s Silence) Active(now time.Time) bool { return s.State(now) == SilenceActive }
 
 const silenceColumns = `id, org_id, team_node_id, sources, match_event_type, match_service, match_alert_key, starts_at, ends_at,
-	comment, created_by, created_at, expired_by, expired_at`
+	comment, created_by, created_at, expired_by, expired_at, mute_time_intervals`
 
 func scanSilence(row rowScanner) (Silence, error) {
 	var s Silence
-	var team, sources, et, svc, key, expBy sql.NullString
+	var team, sources, et, svc, key, expBy, mute sql.NullString
 	var starts, ends, created, expired msTime
-	err := row.Scan(&s.ID, &s.OrgID, &team, &sources, &et, &svc, &key, &starts, &ends, &s.Comment, &s.CreatedBy, &created, &expBy, &expired)
+	err := row.Scan(&s.ID, &s.OrgID, &team, &sources, &et, &svc, &key, &starts, &ends, &s.Comment, &s.CreatedBy, &created, &expBy, &expired, &mute)
 	s.TeamNodeID, s.EventType, s.Service, s.AlertKey, s.ExpiredBy = team.String, et.String, svc.String, key.String, expBy.String
 	if sources.String != "" {
 		s.Sources = strings.Split(sources.String, ",")
+	}
+	if mute.String != "" {
+		s.MuteTimeIntervals = strings.Split(mute.String, ",")
 	}
 	s.StartsAt, s.EndsAt, s.CreatedAt, s.ExpiredAt = starts.Time, ends.Time, created.Time, expired.ptr()
 	return s, err
@@ -114,14 +121,17 @@ func (db *DB) CreateSilence(ctx context.Context, s Silence) (Silence, error) {
 			return fmt.Errorf("%w: org %s has %d silences that have not ended, the most an org may have", ErrLimit, s.OrgID, n)
 		}
 		if _, err := t.ExecContext(ctx, `INSERT INTO orchestrator_silences (`+silenceColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`, s.ID, s.OrgID, nullIfEmpty(s.TeamNodeID),
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`, s.ID, s.OrgID, nullIfEmpty(s.TeamNodeID),
 			nullIfEmpty(strings.Join(s.Sources, ",")), nullIfEmpty(s.EventType), nullIfEmpty(s.Service), nullIfEmpty(s.AlertKey),
-			ms(s.StartsAt), ms(s.EndsAt), s.Comment, s.CreatedBy, ms(s.CreatedAt)); err != nil {
+			ms(s.StartsAt), ms(s.EndsAt), s.Comment, s.CreatedBy, ms(s.CreatedAt), nullIfEmpty(strings.Join(s.MuteTimeIntervals, ","))); err != nil {
 			return err
 		}
-		return insertAudit(ctx, t, Audit{At: s.CreatedAt, Actor: s.CreatedBy, OrgID: s.OrgID, Action: "silence.create",
-			Detail: map[string]any{"silence_id": s.ID, "team_node_id": s.TeamNodeID, "sources": s.Sources, "event_type": s.EventType,
-				"service": s.Service, "alert_key": s.AlertKey, "starts_at": s.StartsAt, "ends_at": s.EndsAt, "comment": s.Comment}})
+		detail := map[string]any{"silence_id": s.ID, "team_node_id": s.TeamNodeID, "sources": s.Sources, "event_type": s.EventType,
+			"service": s.Service, "alert_key": s.AlertKey, "starts_at": s.StartsAt, "ends_at": s.EndsAt, "comment": s.Comment}
+		if len(s.MuteTimeIntervals) > 0 {
+			detail["mute_time_intervals"] = s.MuteTimeIntervals
+		}
+		return insertAudit(ctx, t, Audit{At: s.CreatedAt, Actor: s.CreatedBy, OrgID: s.OrgID, Action: "silence.create", Detail: detail})
 	})
 	return s, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +94,41 @@ func TestSilences_AtMostAThousandPerOrgOnBothDatabases(t *testing.T) {
 			later.StartsAt, later.CreatedAt = now.Add(2*time.Hour), now.Add(2*time.Hour)
 			if _, err := one.CreateSilence(ctx, later); err != nil {
 				t.Fatalf("once the others ended: %v", err)
+			}
+		})
+	}
+}
+
+// A recurring silence keeps its time intervals, in order, on both
+// databases; a plain one has none.
+func TestSilences_RecurringKeepsItsTimeIntervals(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db, _ := b.open(t)
+			ctx := context.Background()
+			now := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+			rec, err := db.CreateSilence(ctx, Silence{OrgID: "acme", StartsAt: now, EndsAt: now.AddDate(1, 0, 0), Comment: "weekly",
+				CreatedBy: "alice", CreatedAt: now, MuteTimeIntervals: []string{"sunday-maintenance", "nights"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := db.CreateSilence(ctx, Silence{OrgID: "acme", StartsAt: now, EndsAt: now.Add(time.Hour), Comment: "once",
+				CreatedBy: "alice", CreatedAt: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := db.GetSilence(ctx, rec.ID)
+			if err != nil || strings.Join(got.MuteTimeIntervals, ",") != "sunday-maintenance,nights" {
+				t.Fatalf("recurring = %+v %v", got, err)
+			}
+			active, err := db.ActiveSilences(ctx, now)
+			if err != nil || len(active) != 2 {
+				t.Fatalf("active = %+v %v", active, err)
+			}
+			for _, s := range active {
+				if s.ID == plain.ID && s.MuteTimeIntervals != nil {
+					t.Fatalf("plain silence = %+v", s)
+				}
 			}
 		})
 	}

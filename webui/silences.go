@@ -22,11 +22,15 @@ import (
 type silenceForm struct {
 	OrgID, TeamNodeID, Source, EventType, Service, AlertKey, Comment string
 	Hours                                                            string
+	// Intervals: the time intervals of a recurring silence, comma-separated.
+	Intervals string
 }
 
 type silenceRow struct {
 	store.Silence
 	State string
+	// Rec: where a recurring silence stands (nil for a plain one).
+	Rec *noise.Recurrence
 }
 
 func (u *UI) silencesPage(w http.ResponseWriter, r *http.Request, se *uiSession, a *auth.Admin, status int, form silenceForm, errText string) {
@@ -38,7 +42,7 @@ func (u *UI) silencesPage(w http.ResponseWriter, r *http.Request, se *uiSession,
 	now := u.now()
 	var active, ended []silenceRow
 	for _, s := range list {
-		row := silenceRow{Silence: s, State: s.State(now)}
+		row := silenceRow{Silence: s, State: s.State(now), Rec: u.o.Noise.Recurrence(s, now)}
 		if row.State == store.SilenceExpired {
 			ended = append(ended, row)
 		} else {
@@ -54,11 +58,16 @@ func (u *UI) silencesPage(w http.ResponseWriter, r *http.Request, se *uiSession,
 	if form.Hours == "" {
 		form.Hours = "2"
 	}
+	var intervals []string
+	if u.o.Noise.Intervals != nil {
+		intervals = u.o.Noise.Intervals().Names()
+	}
 	u.render(w, r, status, "silences", page{Session: se, Nav: "silences", Error: errText, Data: struct {
 		Active, Ended []silenceRow
 		Form          silenceForm
 		Sources       []string
-	}{active, ended, form, alertSources}})
+		Intervals     []string
+	}{active, ended, form, alertSources, intervals}})
 }
 
 // uiSilences lists the silences and offers the form, prefilled from the
@@ -89,23 +98,33 @@ func (u *UI) uiCreateSilence(w http.ResponseWriter, r *http.Request, se *uiSessi
 	r.Body = http.MaxBytesReader(w, r.Body, u.o.MaxBodyBytes)
 	v := func(k string) string { return strings.TrimSpace(r.PostFormValue(k)) }
 	form := silenceForm{OrgID: v("org_id"), TeamNodeID: v("team_node_id"), Source: v("source"), EventType: v("event_type"),
-		Service: v("service"), AlertKey: v("alert_key"), Comment: r.PostFormValue("comment"), Hours: v("hours")}
+		Service: v("service"), AlertKey: v("alert_key"), Comment: r.PostFormValue("comment"), Hours: v("hours"), Intervals: v("mute_time_intervals")}
 	req := noise.SilenceRequest{OrgID: form.OrgID, TeamNodeID: form.TeamNodeID, Comment: form.Comment,
 		Match: &noise.Match{EventType: form.EventType, Service: form.Service, AlertKey: form.AlertKey}}
 	if form.Source != "" {
 		req.Sources = []string{form.Source}
 	}
+	for _, name := range strings.Split(form.Intervals, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			req.MuteTimeIntervals = append(req.MuteTimeIntervals, name)
+		}
+	}
 	// The form asks for hours, so its errors speak of hours (the API's
-	// speak of ends_at, which this form does not have).
-	maxHours := noise.MaxSilence / time.Hour
+	// speak of ends_at, which this form does not have). A recurring
+	// silence may last a year.
+	limit, limitWords := noise.MaxSilence, "30 days"
+	if len(req.MuteTimeIntervals) > 0 {
+		limit, limitWords = noise.MaxRecurringSilence, "a year, for a recurring silence"
+	}
+	maxHours := limit / time.Hour
 	hours, err := time.ParseDuration(form.Hours + "h")
 	switch {
 	case err != nil || hours <= 0:
 		u.silencesPage(w, r, se, a, http.StatusBadRequest, form, "For how many hours: a number of hours, e.g. 2 or 0.5.")
 		return
-	case hours > noise.MaxSilence:
+	case hours > limit:
 		u.silencesPage(w, r, se, a, http.StatusBadRequest, form,
-			fmt.Sprintf("For how many hours: at most %d (30 days); %s is more.", maxHours, form.Hours))
+			fmt.Sprintf("For how many hours: at most %d (%s); %s is more.", maxHours, limitWords, form.Hours))
 		return
 	}
 	ends := u.now().Add(hours)

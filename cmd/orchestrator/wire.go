@@ -22,6 +22,7 @@ import (
 	"github.com/incidentfox/orchestrator-edge/server/dispatch"
 	"github.com/incidentfox/orchestrator-edge/server/ingest"
 	"github.com/incidentfox/orchestrator-edge/server/leader"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/policy"
@@ -156,8 +157,9 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		RoutingCacheTTL: cfg.RoutingCacheTTL, CoalesceSources: coalescing(cfg, sources), CoalesceMax: cfg.CoalesceMax,
 		AlertRepeat: cfg.AlertRepeat, CallsPerDay: cfg.TeamCallsPerDay, Tracer: d.tracing.Tracer(),
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
-		Rules:   func() *routing.Rules { return d.policy.Current().Routes },
-		Answers: answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
+		Rules:     func() *routing.Rules { return d.policy.Current().Routes },
+		Intervals: func() *noise.Intervals { return d.policy.Current().Intervals },
+		Answers:   answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
 		AgentProtocol: cfg.AgentProtocol,
 		Progress:      progressPoster(notifiers, cfg.PublicURL, logger),
 		Logger:        logger, Registry: reg,

@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
 	"github.com/incidentfox/orchestrator-edge/server/answers"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/queue"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
@@ -123,6 +124,9 @@ type Options struct {
 	// Rules gives the operator's routing rules in force (nil: none); read
 	// for every event routed, so a reload takes effect at once.
 	Rules func() *routing.Rules
+	// Intervals gives the sources file's time intervals in force (nil:
+	// none), which recurring silences name.
+	Intervals func() *noise.Intervals
 	// SharedBudget keeps each team's dispatch budget in the database, so
 	// that replicas sharing it share the limit (PostgreSQL).
 	SharedBudget bool

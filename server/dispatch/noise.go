@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/incidentfox/orchestrator-edge/server/noise"
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/store"
 )
@@ -59,6 +60,25 @@ func (d *Dispatcher) ForgetSilences() {
 	d.silenced.mu.Lock()
 	d.silenced.list = nil
 	d.silenced.mu.Unlock()
+}
+
+// muting reports whether a recurring silence mutes at now: one of its
+// time intervals is open (the first such, and its window). An interval the
+// sources file no longer defines mutes nothing: the event goes on, and the
+// silence's page says the name is unknown.
+func (d *Dispatcher) muting(s store.Silence, now time.Time) (string, noise.Window, bool) {
+	if d.o.Intervals == nil {
+		return "", noise.Window{}, false
+	}
+	is := d.o.Intervals()
+	for _, name := range s.MuteTimeIntervals {
+		// Active first: Next looks up to two years ahead when closed.
+		if iv := is.Get(name); iv != nil && iv.Active(now) {
+			w, _ := iv.Next(now)
+			return name, w, true
+		}
+	}
+	return "", noise.Window{}, false
 }
 
 // Matches reports whether the silence covers the team's event.
@@ -113,8 +133,16 @@ func (d *Dispatcher) screen(t store.TeamKey, events []store.Event, now time.Time
 		}
 		reason, by, why := "", "", ""
 		for _, s := range silences {
-			if Matches(s, t, e) {
+			if !Matches(s, t, e) {
+				continue
+			}
+			if len(s.MuteTimeIntervals) == 0 {
 				reason, by, why = store.SuppressedSilence, s.ID, "silenced by "+s.ID+" ("+oneLine(s.Comment)+") until "+s.EndsAt.UTC().Format(time.RFC3339)
+				break
+			}
+			if name, w, ok := d.muting(s, now); ok {
+				reason, by = store.SuppressedSilence, s.ID
+				why = "silenced by " + s.ID + " (" + oneLine(s.Comment) + ") during time interval " + name + " until " + w.End.UTC().Format(time.RFC3339)
 				break
 			}
 		}

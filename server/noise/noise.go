@@ -26,6 +26,13 @@ import (
 // MaxSilence is how far ahead a silence may end.
 const MaxSilence = 30 * 24 * time.Hour
 
+// MaxRecurringSilence is how far ahead a recurring silence (one with
+// mute_time_intervals) may end, and when it ends if no ends_at is given.
+const MaxRecurringSilence = 365 * 24 * time.Hour
+
+// MaxMuteIntervals bounds the time intervals one silence names.
+const MaxMuteIntervals = 20
+
 // Store is what the service keeps its silences and audit in (store.DB).
 type Store interface {
 	CreateSilence(ctx context.Context, s store.Silence) (store.Silence, error)
@@ -49,6 +56,9 @@ type Service struct {
 	// its daily budget (0: none), as dispatch counts them.
 	CallsToday func(org, team string, now time.Time) (int, int)
 	Now        func() time.Time
+	// Intervals are the sources file's time intervals now in force, which
+	// a recurring silence's mute_time_intervals must name.
+	Intervals func() *Intervals
 	// Nodes, when set, is asked whether a silence's org (and team) exist,
 	// with the admin's own token: a silence for an org the Config Service
 	// does not know would silence nothing and say nothing.
@@ -80,6 +90,10 @@ type SilenceRequest struct {
 	StartsAt   *time.Time `json:"starts_at,omitempty"`
 	EndsAt     *time.Time `json:"ends_at"`
 	Comment    string     `json:"comment"`
+	// MuteTimeIntervals makes the silence recurring: it mutes only while
+	// one of these time intervals of the sources file is open; ends_at may
+	// then be up to a year ahead, and defaults to a year from starts_at.
+	MuteTimeIntervals []string `json:"mute_time_intervals,omitempty"`
 }
 
 func invalid(field, format string, args ...any) error {
@@ -130,19 +144,48 @@ func (s *Service) Create(ctx context.Context, a *auth.Admin, req SilenceRequest)
 		return store.Silence{}, invalid("comment", "required: say why (a maintenance window, a known issue)")
 	case !utf8.ValidString(comment) || strings.ContainsRune(comment, 0) || utf8.RuneCountInString(comment) > 1000:
 		return store.Silence{}, invalid("comment", "at most 1000 characters of text")
-	case req.EndsAt == nil:
-		return store.Silence{}, invalid("ends_at", "required (RFC 3339), at most 30 days ahead")
+	}
+	var mute []string
+	for _, name := range req.MuteTimeIntervals {
+		if !slices.Contains(mute, name) {
+			mute = append(mute, name)
+		}
+	}
+	if len(mute) > MaxMuteIntervals {
+		return store.Silence{}, invalid("mute_time_intervals", "at most %d time intervals", MaxMuteIntervals)
+	}
+	if len(mute) > 0 {
+		var intervals *Intervals
+		if s.Intervals != nil {
+			intervals = s.Intervals()
+		}
+		if err := intervals.Check("mute_time_intervals", mute); err != nil {
+			return store.Silence{}, apperr.Wrap(err, apperr.Invalid, "invalid_silence", "%s; time intervals are defined in the sources file's time_intervals:", err)
+		}
 	}
 	starts := now
 	if req.StartsAt != nil {
 		starts = req.StartsAt.UTC()
 	}
-	ends := req.EndsAt.UTC()
+	limit, limitWords := MaxSilence, "30 days"
+	if len(mute) > 0 {
+		limit, limitWords = MaxRecurringSilence, "a year (a recurring silence)"
+	}
+	var ends time.Time
+	switch {
+	case req.EndsAt != nil:
+		ends = req.EndsAt.UTC()
+	case len(mute) > 0:
+		// A recurring silence without an end lasts the longest it may.
+		ends = now.Add(MaxRecurringSilence)
+	default:
+		return store.Silence{}, invalid("ends_at", "required (RFC 3339), at most 30 days ahead; or name mute_time_intervals for a recurring silence of up to a year")
+	}
 	switch {
 	case !ends.After(now):
 		return store.Silence{}, invalid("ends_at", "must be in the future")
-	case ends.After(now.Add(MaxSilence)):
-		return store.Silence{}, invalid("ends_at", "at most 30 days ahead (until %s)", now.Add(MaxSilence).Format(time.RFC3339))
+	case ends.After(now.Add(limit)):
+		return store.Silence{}, invalid("ends_at", "at most %s ahead (until %s)", limitWords, now.Add(limit).Format(time.RFC3339))
 	case !ends.After(starts):
 		return store.Silence{}, invalid("starts_at", "must be before ends_at")
 	}
@@ -152,7 +195,7 @@ func (s *Service) Create(ctx context.Context, a *auth.Admin, req SilenceRequest)
 	}
 	sil, err := s.Store.CreateSilence(ctx, store.Silence{OrgID: req.OrgID, TeamNodeID: req.TeamNodeID, Sources: sources,
 		EventType: m.EventType, Service: m.Service, AlertKey: m.AlertKey, StartsAt: starts, EndsAt: ends,
-		Comment: comment, CreatedBy: a.Actor, CreatedAt: now})
+		Comment: comment, CreatedBy: a.Actor, CreatedAt: now, MuteTimeIntervals: mute})
 	if errors.Is(err, store.ErrLimit) {
 		return sil, apperr.Wrap(err, apperr.Conflict, "too_many_silences",
 			"org %s has %d silences that have not ended, the most an org may have: expire some first", req.OrgID, store.MaxActiveSilences)
@@ -337,4 +380,52 @@ func orgOf(a *auth.Admin, org string) (string, error) {
 		return "", apperr.New(apperr.Invalid, "invalid_query", "org_id: 1-128 characters of [A-Za-z0-9._-]")
 	}
 	return scoped.OrgScope(a, org)
+}
+
+// Recurrence is where a recurring silence stands: whether one of its time
+// intervals is open, and the window open now or the one that opens next
+// (within the silence's life).
+type Recurrence struct {
+	// Open: a window is open now (the silence mutes, if active).
+	Open bool
+	// Interval names the window's time interval; Window is the window
+	// (zero when none opens again before the silence ends).
+	Interval string
+	Window   Window
+	// Unknown lists the names the sources file no longer defines: they
+	// mute nothing.
+	Unknown []string
+}
+
+// Recurrence says where a recurring silence stands at now; nil for a
+// silence without mute_time_intervals.
+func (s *Service) Recurrence(sil store.Silence, now time.Time) *Recurrence {
+	if len(sil.MuteTimeIntervals) == 0 {
+		return nil
+	}
+	var is *Intervals
+	if s.Intervals != nil {
+		is = s.Intervals()
+	}
+	rec := &Recurrence{}
+	from := now
+	if sil.StartsAt.After(from) {
+		from = sil.StartsAt
+	}
+	for _, name := range sil.MuteTimeIntervals {
+		iv := is.Get(name)
+		if iv == nil {
+			rec.Unknown = append(rec.Unknown, name)
+			continue
+		}
+		w, ok := iv.Next(from)
+		if !ok || !w.Start.Before(sil.EndsAt) {
+			continue
+		}
+		if rec.Window.Start.IsZero() || w.Start.Before(rec.Window.Start) {
+			rec.Interval, rec.Window = name, w
+		}
+	}
+	rec.Open = !rec.Window.Start.IsZero() && !rec.Window.Start.After(now) && sil.Active(now)
+	return rec
 }
