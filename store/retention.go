@@ -64,8 +64,12 @@ func (db *DB) PurgeRuns(ctx context.Context, cutoff time.Time, limit int) (int, 
 	return affectedRows(res, err)
 }
 
-// PurgeAgentRuns deletes up to limit agent calls started before cutoff.
+// PurgeAgentRuns deletes up to limit agent calls started before cutoff,
+// and as many of the runs' questions and approvals kept since before it.
 func (db *DB) PurgeAgentRuns(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	if _, err := db.PurgePrompts(ctx, cutoff, limit); err != nil {
+		return 0, err
+	}
 	res, err := db.write.ExecContext(ctx, `DELETE FROM orchestrator_agent_runs WHERE id IN (
 		SELECT id FROM orchestrator_agent_runs WHERE started_at < ? LIMIT ?)`, formatTime(cutoff), limit)
 	return affectedRows(res, err)
