@@ -45,6 +45,8 @@ type Policy struct {
 	// Intervals are the named time intervals (time_intervals:) silences,
 	// routes and teams refer to.
 	Intervals *noise.Intervals
+	// Inhibits are the inhibit rules (inhibit_rules:), in order.
+	Inhibits *noise.InhibitRules
 	// Destinations are the webhook destinations team config may name
 	// (the destinations section; server/answers reads it).
 	Destinations []answers.WebhookDestination
@@ -67,6 +69,9 @@ func Parse(data []byte, getenv func(string) string, identifiers ...string) (*Pol
 		return nil, err
 	}
 	if p.Intervals, err = noise.ParseIntervals(sections["time_intervals"]); err != nil {
+		return nil, err
+	}
+	if p.Inhibits, err = noise.ParseInhibitRules(sections["inhibit_rules"]); err != nil {
 		return nil, err
 	}
 	if p.Destinations, err = answers.ParseWebhookDestinations(sections["destinations"], getenv); err != nil {

@@ -204,3 +204,32 @@ func TestHolder_ABrokenTimeIntervalKeepsThePreviousFile(t *testing.T) {
 		}
 	}
 }
+
+// A file whose inhibit rules do not read is refused whole, naming the
+// entry, and the rules in force stay (SPEC §21).
+func TestHolder_ABrokenInhibitRuleKeepsThePreviousFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sources.yaml")
+	write(t, path, "inhibit_rules:\n  - source_matchers: [alertname=\"NodeDown\"]\n    target_matchers: [alertname=\"PodCrashLooping\"]\n    equal: [node]\n")
+	h, err := New(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := h.Current()
+	if first.Inhibits.Len() != 1 {
+		t.Fatalf("the rule was not read: %d rules", first.Inhibits.Len())
+	}
+	for _, c := range []struct{ file, want string }{
+		{"inhibit_rules:\n  - target_matchers: [alertname=\"PodCrashLooping\"]\n", "inhibit_rules[0]: source_matchers: required"},
+		{"inhibit_rules:\n  - {source_matchers: [a=\"b\"], target_matchers: [a=\"c\"]}\n  - {source_matchers: [a=\"b\"], target_matchers: ['x=~\"[\"']}\n",
+			`inhibit_rules[1]: target_matchers[0]: "x=~\"[\"": invalid regex`},
+	} {
+		write(t, path, c.file)
+		err := h.Reload()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("got %v, want %q", err, c.want)
+		}
+		if h.Current() != first || !strings.Contains(h.Status().Error, c.want) {
+			t.Fatalf("the previous file is not the one in force (status %+v)", h.Status())
+		}
+	}
+}

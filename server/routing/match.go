@@ -85,19 +85,64 @@ func (m *Matcher) String() string {
 // name!="v", name=~"re", name!~"re" (the value quoted, or bare). known are
 // the routing identifier types a matcher may name.
 func ParseMatcher(text string, known []string) (*Matcher, error) {
+	name, t, value, err := splitMatcher(text)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseField(name, known)
+	if err != nil {
+		return nil, err
+	}
+	return newMatcher(f, t, value)
+}
+
+// ParseLabelMatcher reads one matcher over an alert's labels, as an
+// Alertmanager inhibit rule writes it: the name is a label's, plain
+// (alertname="NodeDown") or as routes write it (label.alertname=…).
+func ParseLabelMatcher(text string) (*Matcher, error) {
+	name, t, value, err := splitMatcher(text)
+	if err != nil {
+		return nil, err
+	}
+	f := Field{Name: name, kind: fieldLabel, arg: strings.TrimPrefix(name, "label.")}
+	if !labelName.MatchString(f.arg) {
+		return nil, fmt.Errorf("%s: a label name must match [a-zA-Z_][a-zA-Z0-9_]*", name)
+	}
+	return newMatcher(f, t, value)
+}
+
+// MatchesLabels reports whether a label matcher holds for the labels (a
+// missing label reads as "", as in Alertmanager).
+func (m *Matcher) MatchesLabels(labels map[string]string) bool {
+	return m.m.Matches(labels[m.arg])
+}
+
+// Label is the label a label matcher reads.
+func (m *Matcher) Label() string { return m.arg }
+
+func newMatcher(f Field, t amlabels.MatchType, value string) (*Matcher, error) {
+	m, err := amlabels.NewMatcher(t, f.Name, value)
+	if err != nil {
+		return nil, fmt.Errorf("invalid regex %q: %v", value, err)
+	}
+	return &Matcher{Field: f, m: m}, nil
+}
+
+// splitMatcher reads a matcher's name, operator and value.
+func splitMatcher(text string) (string, amlabels.MatchType, string, error) {
 	s := strings.TrimSpace(text)
 	var name string
 	if strings.HasPrefix(s, `"`) { // a quoted name, as Alertmanager's UTF-8 matchers allow
 		q, err := strconv.QuotedPrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("unterminated quoted name")
+			return "", 0, "", fmt.Errorf("unterminated quoted name")
 		}
 		name, _ = strconv.Unquote(q)
 		s = strings.TrimSpace(s[len(q):])
 	} else {
 		i := strings.IndexAny(s, "=!")
 		if i < 0 {
-			return nil, fmt.Errorf("no operator: a matcher is name=\"value\" (or !=, =~, !~)")
+			return "", 0, "", fmt.Errorf("no operator: a matcher is name=\"value\" (or !=, =~, !~)")
 		}
 		name, s = strings.TrimSpace(s[:i]), s[i:]
 	}
@@ -112,24 +157,16 @@ func ParseMatcher(text string, known []string) (*Matcher, error) {
 	case strings.HasPrefix(s, "="):
 		t, s = amlabels.MatchEqual, s[1:]
 	default:
-		return nil, fmt.Errorf("no operator after %s: one of =, !=, =~, !~", name)
+		return "", 0, "", fmt.Errorf("no operator after %s: one of =, !=, =~, !~", name)
 	}
 	value, err := matcherValue(strings.TrimSpace(s))
 	if err != nil {
-		return nil, err
+		return "", 0, "", err
 	}
 	if len(value) > maxPattern {
-		return nil, fmt.Errorf("value longer than %d bytes", maxPattern)
+		return "", 0, "", fmt.Errorf("value longer than %d bytes", maxPattern)
 	}
-	f, err := parseField(name, known)
-	if err != nil {
-		return nil, err
-	}
-	m, err := amlabels.NewMatcher(t, name, value)
-	if err != nil {
-		return nil, fmt.Errorf("invalid regex %q: %v", value, err)
-	}
-	return &Matcher{Field: f, m: m}, nil
+	return name, t, value, nil
 }
 
 // matcherValue reads a quoted (Go escapes) or bare value.

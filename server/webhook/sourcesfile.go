@@ -129,7 +129,7 @@ func ParseSourcesFile(data []byte, getenv func(string) string) (*SourcesFile, er
 // FileSections are the top-level keys a sources file may have: the
 // sources and Slack apps (read here, at start) and the sections the
 // appliance reloads while it runs (server/policy reads those).
-var FileSections = []string{"sources", "slack_apps", "routes", "destinations", "time_intervals"}
+var FileSections = []string{"sources", "slack_apps", "routes", "destinations", "time_intervals", "inhibit_rules"}
 
 // Bounds of a sources file: every source adds a route, a verifier and
 // metric series, and a file of 60,000 sources took 20 s and 1.3 GB to load.
