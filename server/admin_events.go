@@ -58,6 +58,9 @@ type eventView struct {
 	// noise control); a suppressed_reason it still carries is why it had
 	// been kept back before.
 	Redriven bool `json:"redriven,omitempty"`
+	// ReleasedBy: the event was inhibited, and queued again when the
+	// alert holding it (SuppressedBy) resolved — this resolving event.
+	ReleasedBy string `json:"released_by,omitempty"`
 	// Detail only.
 	Headers      map[string]string `json:"headers,omitempty"`
 	Body         *string           `json:"body,omitempty"`
@@ -127,7 +130,7 @@ func viewEvent(e store.Event) eventView {
 	if e.AlertKey != "" {
 		v.Alert = &alertView{Key: e.AlertKey, State: e.AlertState}
 	}
-	v.SuppressedReason, v.SuppressedBy, v.Redriven = e.SuppressedReason, e.SuppressedBy, e.Solo
+	v.SuppressedReason, v.SuppressedBy, v.Redriven, v.ReleasedBy = e.SuppressedReason, e.SuppressedBy, e.Solo, e.ReleasedBy
 	if e.Status == store.EventQueued && !e.NextAttemptAt.IsZero() {
 		t := e.NextAttemptAt
 		v.NextAttemptAt = &t

@@ -102,15 +102,17 @@ type env struct {
 	// intervals are the time intervals in force (a sources file's
 	// time_intervals:, set with setRoutes).
 	intervals atomic.Pointer[noise.Intervals]
-	t         testing.TB
-	srv       *server.Server
-	db        *store.DB
-	cs        *peerstest.ConfigService
-	pipe      *peerstest.AIPipeline
-	kube      *kube.Client
-	faulty    *faultyCluster
-	prov      *provision.Service
-	sources   *webhook.Registry
+	// inhibits are the inhibit rules in force (setInhibits).
+	inhibits atomic.Pointer[noise.InhibitRules]
+	t        testing.TB
+	srv      *server.Server
+	db       *store.DB
+	cs       *peerstest.ConfigService
+	pipe     *peerstest.AIPipeline
+	kube     *kube.Client
+	faulty   *faultyCluster
+	prov     *provision.Service
+	sources  *webhook.Registry
 	// servedDoc is the API description the server serves (with the routes
 	// its sources file adds).
 	servedDoc  []byte
@@ -484,6 +486,7 @@ func (e *env) setupWebhooks(opts *server.Options, o envOptions, logger *slog.Log
 	e.disp, err = dispatch.New(dispatch.Options{
 		Rules:              e.rules.Load,
 		Intervals:          e.intervals.Load,
+		Inhibits:           e.inhibits.Load,
 		Answers:            resolver,
 		Outbox:             outbox,
 		AgentProtocol:      o.agentProtocol,

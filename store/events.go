@@ -37,10 +37,14 @@ const (
 	SuppressedRepeat   = "repeat"
 	SuppressedSilence  = "silence"
 	SuppressedBudget   = "budget"
+	// SuppressedInhibited: a firing alert of the same org matching an
+	// inhibit rule's source held it (SPEC §21); suppressed_by names that
+	// alert's event.
+	SuppressedInhibited = "inhibited"
 )
 
 // SuppressedReasons lists the reasons in the order the page shows them.
-var SuppressedReasons = []string{SuppressedResolved, SuppressedRepeat, SuppressedSilence, SuppressedBudget}
+var SuppressedReasons = []string{SuppressedResolved, SuppressedRepeat, SuppressedSilence, SuppressedInhibited, SuppressedBudget}
 
 // EventStatuses lists the event statuses in their lifecycle order.
 var EventStatuses = []string{EventQueued, EventDispatching, EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed}
@@ -92,6 +96,13 @@ type Event struct {
 	// alert it is about, firing/resolved/other, and a digest of its firing
 	// fingerprints (Alertmanager).
 	AlertKey, AlertState, AlertSig string
+	// AlertLabels are the labels an alert event's alerts share, as a JSON
+	// object (Alertmanager's commonLabels; "" for a source without
+	// labels): inhibit rules read them (SPEC §21).
+	AlertLabels string
+	// ReleasedBy names the resolve that ended the inhibition holding this
+	// event, when it was released for it (queued again); "" otherwise.
+	ReleasedBy string
 	// SuppressedReason and SuppressedBy say why an event was kept from the
 	// agent and what caused it (an event id, a silence id, a day).
 	SuppressedReason, SuppressedBy string
@@ -124,7 +135,8 @@ func traceValue(b []byte) any {
 // from its own table (payloadtable.go).
 const eventColumns = `id, legacy_id, source, delivery_id, event_type, status, routing_identifiers, org_id, team_node_id,
 	matched_by, attempts, next_attempt_at, last_error, ` + payloadOf + `, body_purged_at, received_at, updated_at, finished_at,
-	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by, decision, trace_id`
+	digest_run_id, digest_size, solo, body_sha256, alert_key, alert_state, alert_sig, suppressed_reason, suppressed_by, decision, trace_id,
+	alert_labels, released_by`
 
 // eventColumnsNoBody selects the same columns with the payload left out:
 // lists and routing do not need it.
@@ -132,19 +144,20 @@ var eventColumnsNoBody = strings.Replace(eventColumns, payloadOf, "NULL", 1)
 
 func scanEvent(row rowScanner) (Event, error) {
 	var e Event
-	var legacy, idents, org, team, matched, lastErr, digest, akey, astate, asig, sreason, sby, decision sql.NullString
+	var legacy, idents, org, team, matched, lastErr, digest, akey, astate, asig, sreason, sby, decision, alabels, released sql.NullString
 	var digestSize sql.NullInt64
 	var next, purged, received, updated, finished msTime
 	var payload, sum []byte
 	err := row.Scan(&e.Key, &legacy, &e.Source, &e.DeliveryID, &e.EventType, &e.Status, &idents, &org, &team,
 		&matched, &e.Attempts, &next, &lastErr, &payload, &purged, &received, &updated, &finished,
-		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby, &decision, &e.Trace)
+		&digest, &digestSize, &e.Solo, &sum, &akey, &astate, &asig, &sreason, &sby, &decision, &e.Trace, &alabels, &released)
 	if err != nil {
 		return Event{}, err
 	}
 	e.ID = apiID(e.Key, legacy)
 	e.AlertKey, e.AlertState, e.AlertSig, e.SuppressedReason, e.SuppressedBy = akey.String, astate.String, asig.String, sreason.String, sby.String
 	e.DigestRunID, e.DigestSize = digest.String, int(digestSize.Int64)
+	e.AlertLabels, e.ReleasedBy = alabels.String, released.String
 	if decision.Valid && decision.String != "" {
 		e.Decision = []byte(decision.String)
 	}

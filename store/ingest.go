@@ -23,7 +23,7 @@ import (
 // database's. The payload goes to its own table (payloadtable.go).
 var insertColumns = []string{"source", "delivery_id", "event_type", "status", "routing_identifiers", "next_attempt_at",
 	"last_error", "received_at", "updated_at", "finished_at", "org_id", "team_node_id", "matched_by", "body_sha256",
-	"alert_key", "alert_state", "alert_sig", "trace_id"}
+	"alert_key", "alert_state", "alert_sig", "trace_id", "alert_labels"}
 
 // insertSQL inserts n events in one statement. It skips a redelivery
 // (ux_webhook_events_delivery) and a GitHub replay
@@ -125,7 +125,7 @@ func (e Event) rowValues() ([]any, []byte) {
 	}
 	return []any{e.Source, e.DeliveryID, e.EventType, e.Status, identifiersText(e.Identifiers), next, nullIfEmpty(e.LastError),
 		at, at, finished, nullIfEmpty(e.OrgID), nullIfEmpty(e.TeamNodeID),
-		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig), traceValue(e.Trace)}, encodePayload(e.Headers, e.Body)
+		nullIfEmpty(e.MatchedBy), sum, nullIfEmpty(e.AlertKey), nullIfEmpty(e.AlertState), nullIfEmpty(e.AlertSig), traceValue(e.Trace), nullIfEmpty(e.AlertLabels)}, encodePayload(e.Headers, e.Body)
 }
 
 // InsertResult is the outcome of InsertEvent.
@@ -503,7 +503,7 @@ func (e Event) checkText() error {
 		}
 	}
 	for _, s := range []string{e.Source, e.DeliveryID, e.EventType, e.Status, e.OrgID, e.TeamNodeID, e.MatchedBy, e.LastError,
-		e.AlertKey, e.AlertState, e.AlertSig} {
+		e.AlertKey, e.AlertState, e.AlertSig, e.AlertLabels} {
 		if bad(s) {
 			return fmt.Errorf("%w: event text is not valid UTF-8 without NUL", ErrInvalid)
 		}
@@ -512,7 +512,7 @@ func (e Event) checkText() error {
 		s string
 		n int
 	}{{e.Source, 32}, {e.DeliveryID, 255}, {e.EventType, 128}, {e.Status, 32}, {e.OrgID, 128}, {e.TeamNodeID, 128},
-		{e.MatchedBy, 64}, {e.AlertKey, 255}, {e.AlertState, 16}, {e.AlertSig, 32}} {
+		{e.MatchedBy, 64}, {e.AlertKey, 255}, {e.AlertState, 16}, {e.AlertSig, 32}, {e.AlertLabels, MaxAlertLabels}} {
 		if utf8.RuneCountInString(c.s) > c.n {
 			return fmt.Errorf("%w: %q is longer than its column (%d characters)", ErrInvalid, c.s[:min(len(c.s), 40)], c.n)
 		}

@@ -159,6 +159,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, reg *prometheus
 		Lease: cfg.DispatchLease, SharedBudget: db.Shared(),
 		Rules:     func() *routing.Rules { return d.policy.Current().Routes },
 		Intervals: func() *noise.Intervals { return d.policy.Current().Intervals },
+		Inhibits:  func() *noise.InhibitRules { return d.policy.Current().Inhibits },
 		Answers:   answers.Resolver{Mode: cfg.PostAnswers, Notifiers: notifiers}, Outbox: d.outbox,
 		AgentProtocol: cfg.AgentProtocol,
 		Progress:      progressPoster(notifiers, cfg.PublicURL, logger),

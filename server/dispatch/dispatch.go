@@ -127,6 +127,9 @@ type Options struct {
 	// Intervals gives the sources file's time intervals in force (nil:
 	// none), which recurring silences name.
 	Intervals func() *noise.Intervals
+	// Inhibits gives the inhibit rules in force (nil: none), read for every
+	// firing alert event screened, so a reload takes effect at once.
+	Inhibits func() *noise.InhibitRules
 	// SharedBudget keeps each team's dispatch budget in the database, so
 	// that replicas sharing it share the limit (PostgreSQL).
 	SharedBudget bool
@@ -160,6 +163,7 @@ type Dispatcher struct {
 	teams      map[teamID]*bucket
 	budgets    map[teamID]*dayBudget
 	silenced   silenceCache
+	inhibits   inhibitCache
 	tctx       map[teamID]teamContext
 	arrived    map[teamID]store.TeamKey // teams that got due work since the loop last looked
 	rescan     atomic.Bool              // the router stored routes: scan the queue again
@@ -185,6 +189,7 @@ type metrics struct {
 	coalesced  *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
 	budget     prometheus.Counter
+	released   *prometheus.CounterVec
 	latency    prometheus.Histogram
 	depth      prometheus.Gauge
 }
@@ -241,12 +246,16 @@ func New(o Options) (*Dispatcher, error) {
 		}, []string{"source"}),
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_suppressed_total",
-			Help: "Events kept from the agent by noise control, by source and reason (resolved, repeat, silence, budget).",
+			Help: "Events kept from the agent by noise control, by source and reason (resolved, repeat, silence, inhibited, budget).",
 		}, []string{"source", "reason"}),
 		budget: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orchestrator_team_budget_exhausted_total",
 			Help: "Alert events suppressed because their team's daily budget of alert-triggered agent calls was spent.",
 		}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orchestrator_released_total",
+			Help: "Events kept back that were queued again when what held them ended, by reason (inhibited).",
+		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orchestrator_dispatch_latency_seconds",
 			Help:    "Time from the ack of an event to its delivery to the agent.",
@@ -267,8 +276,10 @@ func New(o Options) (*Dispatcher, error) {
 			d.metrics.suppressed.WithLabelValues(src, r)
 		}
 	}
+	d.metrics.released.WithLabelValues(store.SuppressedInhibited)
 	if o.Registry != nil {
-		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.suppressed, d.metrics.budget, d.metrics.latency, d.metrics.depth} {
+		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.suppressed, d.metrics.budget, d.metrics.released,
+			d.metrics.latency, d.metrics.depth} {
 			if err := o.Registry.Register(c); err != nil {
 				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
 			}

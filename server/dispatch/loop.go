@@ -30,7 +30,7 @@ const rescanEvery = 20 * time.Millisecond
 // events, people first, alerts folded, while workers are free.
 func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
-	var lastDepth, lastLease time.Time
+	var lastDepth, lastLease, lastRelease time.Time
 	for {
 		wait := d.o.Poll
 		if free := d.slots.Free(); free > 0 {
@@ -57,6 +57,10 @@ func (d *Dispatcher) loop() {
 		if now := time.Now(); d.o.Store.Shared() && now.Sub(lastLease) >= leaseCheckEvery {
 			lastLease = now
 			d.requeueExpired()
+		}
+		if now := time.Now(); d.o.Inhibits != nil && now.Sub(lastRelease) >= releaseEvery {
+			lastRelease = now
+			d.ReleaseInhibited()
 		}
 		if d.stale {
 			wait = min(wait, max(time.Millisecond, rescanEvery-time.Since(d.dueAt)))

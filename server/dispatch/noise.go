@@ -146,6 +146,11 @@ func (d *Dispatcher) screen(t store.TeamKey, events []store.Event, now time.Time
 				break
 			}
 		}
+		if reason == "" {
+			if src, text, ok := d.inhibited(t, e, now); ok {
+				reason, by, why = store.SuppressedInhibited, src, text
+			}
+		}
 		if reason == "" && e.AlertState == store.AlertStateFiring && e.AlertKey != "" && d.o.AlertRepeat > 0 {
 			h, err := d.o.Store.AlertHistoryOf(d.work, store.AlertRef{OrgID: t.OrgID, TeamNodeID: t.TeamNodeID, Source: e.Source, Key: e.AlertKey}, e.Key)
 			if err != nil {

@@ -422,7 +422,7 @@ func (d *Door) record(ev webhook.Event, headers map[string]string, body []byte) 
 		BodySHA256: hex.EncodeToString(sum[:]),
 	}
 	if a := ev.Alert; a != nil {
-		e.AlertKey, e.AlertState, e.AlertSig = a.Key, a.State, a.Signature()
+		e.AlertKey, e.AlertState, e.AlertSig, e.AlertLabels = a.Key, a.State, a.Signature(), a.LabelsJSON()
 		if a.State == webhook.AlertFiring && d.o.AlertGroupWait > 0 && status == store.EventQueued {
 			e.HoldUntil = e.ReceivedAt.Add(d.o.AlertGroupWait)
 		}

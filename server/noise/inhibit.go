@@ -22,6 +22,7 @@ import (
 
 	"github.com/incidentfox/orchestrator-edge/server/routing"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
 )
 
 // MaxInhibitRules bounds the inhibit rules of one file.
@@ -140,4 +141,94 @@ func labelPattern(name string) bool {
 		}
 	}
 	return true
+}
+
+// Targets reports whether an alert with these labels matches some rule's
+// target matchers (only those are checked against the firing alerts).
+func (rs *InhibitRules) Targets(labels map[string]string) bool {
+	for _, r := range rs.List() {
+		if all(r.Target, labels) {
+			return true
+		}
+	}
+	return false
+}
+
+func all(ms []*routing.Matcher, labels map[string]string) bool {
+	for _, m := range ms {
+		if !m.MatchesLabels(labels) {
+			return false
+		}
+	}
+	return true
+}
+
+// Inhibitor answers, for one org's firing alerts, whether one of them
+// inhibits an alert: Alertmanager's inhibitor, the sources of each rule
+// indexed by their equal labels' values.
+type Inhibitor struct {
+	rules []*InhibitRule
+	// bySig[i] maps rule i's equal-label values to the first two firing
+	// alerts matching its source (two: an alert never inhibits itself, so
+	// one matching both sides needs another).
+	bySig []map[string][]store.FiringAlert
+}
+
+// NewInhibitor indexes an org's firing alerts under the rules.
+func NewInhibitor(rs *InhibitRules, firing []store.FiringAlert) *Inhibitor {
+	in := &Inhibitor{rules: rs.List()}
+	in.bySig = make([]map[string][]store.FiringAlert, len(in.rules))
+	for i, r := range in.rules {
+		idx := map[string][]store.FiringAlert{}
+		for _, a := range firing {
+			if !all(r.Source, a.Labels) {
+				continue
+			}
+			sig, ok := equalSig(r.Equal, a.Labels)
+			if ok && len(idx[sig]) < 2 {
+				idx[sig] = append(idx[sig], a)
+			}
+		}
+		in.bySig[i] = idx
+	}
+	return in
+}
+
+// Inhibits returns a firing alert other than self that inhibits an alert
+// with these labels, and the rule under which it does.
+func (in *Inhibitor) Inhibits(self store.AlertRef, labels map[string]string) (store.FiringAlert, *InhibitRule, bool) {
+	if in == nil {
+		return store.FiringAlert{}, nil, false
+	}
+	for i, r := range in.rules {
+		if len(in.bySig[i]) == 0 || !all(r.Target, labels) {
+			continue
+		}
+		sig, ok := equalSig(r.Equal, labels)
+		if !ok {
+			continue
+		}
+		for _, a := range in.bySig[i][sig] {
+			if a.Ref != self {
+				return a, r, true
+			}
+		}
+	}
+	return store.FiringAlert{}, nil, false
+}
+
+// equalSig is the values of the equal labels, joined; false when one is
+// missing or empty. An event's labels are those its alerts share, so a
+// missing label is one its alerts differ on, never a match.
+func equalSig(equal []string, labels map[string]string) (string, bool) {
+	var b strings.Builder
+	for _, l := range equal {
+		v := labels[l]
+		if v == "" {
+			return "", false
+		}
+		b.WriteString(v)
+		b.WriteByte(0xff)
+	}
+	return b.String(), true
 }

@@ -16,7 +16,7 @@ const (
 	// KindUnrouted: nothing routed the event, and why.
 	KindUnrouted = "unrouted"
 	// KindNoise: a noise rule kept the event back (Reason: resolved,
-	// repeat, silence, budget, …; By: what caused it).
+	// repeat, silence, inhibited, budget, …; By: what caused it).
 	KindNoise = "noise"
 	// KindAgent: the agent the event was handed to.
 	KindAgent = "agent"

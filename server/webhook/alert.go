@@ -3,6 +3,8 @@ package webhook
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -26,6 +28,52 @@ type Alert struct {
 	// Fingerprints are Alertmanager's firing alerts' fingerprints, sorted:
 	// a new alert joining a group is news even under the same key.
 	Fingerprints []string
+	// Labels are the labels the event's alerts share (Alertmanager's
+	// commonLabels): inhibit rules match them (SPEC §21). Nil for a
+	// source without labels.
+	Labels map[string]string
+}
+
+// Bounds of an alert's stored labels: a label past them is left out.
+const (
+	maxLabels     = 64
+	maxLabelValue = 256
+)
+
+// LabelsJSON is the stored form of the alert's labels: a JSON object of at
+// most 64 labels (by name), names of [a-zA-Z_][a-zA-Z0-9_]* up to 128
+// characters and values cleaned to at most 256; "" without any.
+func (a *Alert) LabelsJSON() string {
+	if a == nil || len(a.Labels) == 0 {
+		return ""
+	}
+	names := slices.Sorted(maps.Keys(a.Labels))
+	kept := map[string]string{}
+	for _, n := range names {
+		if len(kept) == maxLabels {
+			break
+		}
+		if labelName(n) {
+			kept[n] = clean(a.Labels[n], maxLabelValue)
+		}
+	}
+	if len(kept) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(kept)
+	return string(b)
+}
+
+func labelName(n string) bool {
+	if n == "" || len(n) > 128 {
+		return false
+	}
+	for i, c := range n {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Signature is a short digest of the firing fingerprints ("" without any).

@@ -164,6 +164,9 @@ func ParseAlertmanager(body []byte, labels map[string]string) (Event, error) {
 		}
 	}
 	ev.Alert = newAlert(m.GroupKey, m.Status, firing)
+	if ev.Alert != nil {
+		ev.Alert.Labels = m.CommonLabels
+	}
 	return ev, nil
 }
 

@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/internal/wallclock"
+	"github.com/incidentfox/orchestrator-edge/server/noise"
+	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
+	"github.com/incidentfox/orchestrator-edge/server/webhook"
+	"github.com/incidentfox/orchestrator-edge/store"
+	"sigs.k8s.io/yaml"
+)
+
+// amGroup is an Alertmanager notification of one group whose alerts share
+// labels (its commonLabels).
+func amCommon(group, status string, labels map[string]string) []byte {
+	l, _ := json.Marshal(labels)
+	return fmt.Appendf(nil, `{"version":"4","groupKey":"%s","status":"%s","receiver":"o","groupLabels":{},"commonLabels":%s,
+		"commonAnnotations":{},"externalURL":"","alerts":[{"status":"%s","labels":%s,"annotations":{},
+		"startsAt":"2026-11-26T01:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"%x"}],"n":%d}`,
+		group, status, l, status, l, group, time.Now().UnixNano())
+}
+
+func (e *env) sendGroup(t *testing.T, group, status string, labels map[string]string) string {
+	t.Helper()
+	body := amCommon(group, status, labels)
+	r := e.send(webhook.Alertmanager, body, webhook.Sign(webhook.Alertmanager, alertmanagerTok, body, wallclock.Now(), ""))
+	if r.code != 200 {
+		t.Fatalf("%s %s = %d %s", group, status, r.code, r.raw)
+	}
+	return r.body["event_id"].(string)
+}
+
+func (e *env) setInhibits(text string) {
+	e.t.Helper()
+	js, err := yaml.YAMLToJSON([]byte(text))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rs, err := noise.ParseInhibitRules(js)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.inhibits.Store(rs)
+}
+
+const orgRoutes = `routes:
+  - name: globex
+    when: always
+    match: ['label.org="globex"']
+    route_to: {org_id: globex, team_node_id: ops}
+  - name: fallback
+    route_to: {org_id: ` + peerstest.DevOrg + `, team_node_id: ` + peerstest.DevTeam + `}
+`
+
+// TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves
+// (SPEC §21): a firing NodeDown (itself matching the target: an alert
+// never inhibits itself) holds its org's pod alerts on its node,
+// suppressed inhibited with suppressed_by its event; a pod on another
+// node, or another org's pod on the same node, goes to the agent. When
+// NodeDown resolves, the pod still firing is released once (marked with
+// the resolve) and delivered; the one that resolved meanwhile stays
+// suppressed and the agent never hears of it.
+func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, fakeClock: true, routes: orgRoutes})
+	e.cs.AddTeam("globex", "ops", map[string]any{})
+	e.setInhibits(`
+- source_matchers: [alertname="NodeDown"]
+  target_matchers: ['alertname=~"NodeDown|Pod.*"']
+  equal: [node]
+`)
+	node := e.sendGroup(t, "node-n1", "firing", map[string]string{"alertname": "NodeDown", "node": "n1"})
+	e.waitStatus(node, store.EventDelivered)
+
+	podA := e.sendGroup(t, "pod-a", "firing", map[string]string{"alertname": "PodCrashLooping", "node": "n1", "pod": "a"})
+	podB := e.sendGroup(t, "pod-b", "firing", map[string]string{"alertname": "PodCrashLooping", "node": "n1", "pod": "b"})
+	other := e.sendGroup(t, "pod-c", "firing", map[string]string{"alertname": "PodCrashLooping", "node": "n2", "pod": "c"})
+	globex := e.sendGroup(t, "pod-g", "firing", map[string]string{"alertname": "PodCrashLooping", "node": "n1", "pod": "g", "org": "globex"})
+	for _, id := range []string{podA, podB} {
+		ev := e.waitStatus(id, store.EventSuppressed, store.EventDelivered)
+		if ev.Status != store.EventSuppressed || ev.SuppressedReason != "inhibited" || ev.SuppressedBy != node {
+			t.Fatalf("pod on the down node = %s %q by %q, want inhibited by %s", ev.Status, ev.SuppressedReason, ev.SuppressedBy, node)
+		}
+		if !strings.Contains(ev.LastError, "inhibited by event "+node) || !strings.Contains(ev.LastError, "inhibit_rules[0]") {
+			t.Fatalf("why = %q", ev.LastError)
+		}
+	}
+	if ev := e.waitStatus(other, store.EventSuppressed, store.EventDelivered); ev.Status != store.EventDelivered {
+		t.Fatalf("a pod on another node = %s %s", ev.Status, ev.SuppressedReason)
+	}
+	if ev := e.waitStatus(globex, store.EventSuppressed, store.EventDelivered); ev.Status != store.EventDelivered || ev.OrgID != "globex" {
+		t.Fatalf("another org's pod on the node = %s %s (org %s)", ev.Status, ev.SuppressedReason, ev.OrgID)
+	}
+	d := e.do("GET", "/api/v1/admin/events/"+podA, adminToken, nil)
+	if d.body["suppressed_reason"] != "inhibited" || d.body["suppressed_by"] != node {
+		t.Fatalf("event API = %s", d.raw)
+	}
+	if !e.metric(`orchestrator_suppressed_total{reason="inhibited",source="alertmanager"} 2`) {
+		t.Error("the inhibited are not counted")
+	}
+	if n := e.disp.ReleaseInhibited(); n != 0 {
+		t.Fatalf("released %d while NodeDown fires", n)
+	}
+
+	// pod-b resolves while held; then the node comes back.
+	e.sendGroup(t, "pod-b", "resolved", map[string]string{"alertname": "PodCrashLooping", "node": "n1", "pod": "b"})
+	resolve := e.sendGroup(t, "node-n1", "resolved", map[string]string{"alertname": "NodeDown", "node": "n1"})
+	waitFor(t, "the resolve routed", func() bool { return e.event(t, resolve).TeamNodeID != "" })
+	e.clock.Add(time.Minute)
+	if n := e.disp.ReleaseInhibited(); n != 1 {
+		t.Fatalf("released %d, want pod-a", n)
+	}
+	if n := e.disp.ReleaseInhibited(); n != 0 {
+		t.Fatalf("released %d more the second time", n)
+	}
+	a := e.waitStatus(podA, store.EventDelivered, store.EventSuppressed)
+	if a.Status != store.EventDelivered || a.ReleasedBy != resolve || a.SuppressedBy != node {
+		t.Fatalf("released pod = %s released by %q held by %q", a.Status, a.ReleasedBy, a.SuppressedBy)
+	}
+	if b := e.event(t, podB); b.Status != store.EventSuppressed || b.ReleasedBy != "" {
+		t.Fatalf("the pod that resolved meanwhile = %s released by %q", b.Status, b.ReleasedBy)
+	}
+	e.waitStatus(resolve, store.EventDelivered)
+	if r := e.do("GET", "/api/v1/admin/events/"+podA, adminToken, nil); r.body["released_by"] != resolve {
+		t.Fatalf("event API = %s", r.raw)
+	}
+	msgs := strings.Join(e.agentMessages(), "\n")
+	if strings.Contains(msgs, "pod-b") || strings.Count(msgs, "PodCrashLooping") < 3 {
+		t.Fatalf("agent heard %q", msgs)
+	}
+	if !e.metric(`orchestrator_released_total{reason="inhibited"} 1`) {
+		t.Error("the release is not counted")
+	}
+}
