@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ const orgRoutes = `routes:
 // the resolve) and delivered; the one that resolved meanwhile stays
 // suppressed and the agent never hears of it.
 func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *testing.T) {
-	e := newEnv(t, envOptions{webhooks: true, fakeClock: true, routes: orgRoutes})
+	e, base := uiEnv(t, envOptions{fakeClock: true, routes: orgRoutes})
 	e.cs.AddTeam("globex", "ops", map[string]any{})
 	e.setInhibits(`
 - source_matchers: [alertname="NodeDown"]
@@ -98,6 +99,19 @@ func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *t
 	d := e.do("GET", "/api/v1/admin/events/"+podA, adminToken, nil)
 	if d.body["suppressed_reason"] != "inhibited" || d.body["suppressed_by"] != node {
 		t.Fatalf("event API = %s", d.raw)
+	}
+	page := func(id string) string {
+		t.Helper()
+		resp, err := login(t, base, adminToken).Get(base + "/ui/events/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if p := page(podA); !strings.Contains(p, `<a href="/ui/events/`+node+`" id="event-cause">inhibited by firing event `+node) {
+		t.Fatalf("the event page does not name the inhibiting event:\n%s", p)
 	}
 	if !e.metric(`orchestrator_suppressed_total{reason="inhibited",source="alertmanager"} 2`) {
 		t.Error("the inhibited are not counted")
@@ -131,6 +145,9 @@ func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *t
 	msgs := strings.Join(e.agentMessages(), "\n")
 	if strings.Contains(msgs, "pod-b") || strings.Count(msgs, "PodCrashLooping") < 3 {
 		t.Fatalf("agent heard %q", msgs)
+	}
+	if p := page(podA); !strings.Contains(p, `then released when that alert resolved (<a href="/ui/events/`+resolve+`" id="event-released">`) {
+		t.Fatalf("the event page does not say it was released:\n%s", p)
 	}
 	if !e.metric(`orchestrator_released_total{reason="inhibited"} 1`) {
 		t.Error("the release is not counted")

@@ -250,7 +250,7 @@ func (u *UI) traceLink(traceID string) string {
 
 // suppressionCause says what kept a suppressed event from the agent, and
 // links it: the resolving event (or the firing a resolve closed), the
-// earlier delivery, the silence.
+// earlier delivery, the silence, the inhibiting event.
 func suppressionCause(e store.Event) (string, string) {
 	switch e.SuppressedReason {
 	case store.SuppressedResolved:
@@ -262,6 +262,8 @@ func suppressionCause(e store.Event) (string, string) {
 		return "a repeat with nothing new: its alert's firing event " + e.SuppressedBy + " was delivered", "/ui/events/" + e.SuppressedBy
 	case store.SuppressedSilence:
 		return "silenced by silence " + e.SuppressedBy, "/ui/silences#silence-" + e.SuppressedBy
+	case store.SuppressedInhibited:
+		return "inhibited by firing event " + e.SuppressedBy + " (an inhibit rule's source, in the same org)", "/ui/events/" + e.SuppressedBy
 	case store.SuppressedBudget:
 		return "the team's daily budget of alert-triggered agent calls was spent on " + e.SuppressedBy + " (UTC)", ""
 	}
