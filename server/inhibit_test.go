@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -151,5 +152,91 @@ func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *t
 	}
 	if !e.metric(`orchestrator_released_total{reason="inhibited"} 1`) {
 		t.Error("the release is not counted")
+	}
+}
+
+// TestInhibit_ARealAlertmanagersCascadeIsOneAgentCall (issue 41): a real
+// Alertmanager, one group per alert, sends a NodeDown and forty
+// PodCrashLooping alerts on the same node: the agent is called once, for
+// NodeDown; the pods are inhibited by it. Two pods resolve meanwhile; when
+// NodeDown resolves, the 38 still firing are released, once, and reach the
+// agent, the two that resolved never do.
+func TestInhibit_ARealAlertmanagersCascadeIsOneAgentCall(t *testing.T) {
+	e, base := uiEnv(t, envOptions{routes: orgRoutes})
+	e.setInhibits(`
+- source_matchers: [alertname="NodeDown"]
+  target_matchers: [alertname="PodCrashLooping"]
+  equal: [node]
+`)
+	am := runAlertmanager(t, fmt.Sprintf(`route:
+  receiver: orchestrator
+  group_by: ['...']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: orchestrator
+    webhook_configs:
+      - url: %s/webhooks/alertmanager
+        send_resolved: true
+        http_config:
+          authorization: {type: Bearer, credentials: %s}
+`, base, alertmanagerTok))
+	later := time.Now().Add(time.Hour)
+	nodeDown := map[string]string{"alertname": "NodeDown", "node": "n1", "severity": "critical"}
+	pushAlerts(t, am, later, nodeDown)
+	node := waitAlertmanagerEvent(t, e, "alertmanager.firing", func(ev store.Event) bool { return strings.Contains(string(ev.Body), "NodeDown") })
+
+	pods := make([]map[string]string, 40)
+	for i := range pods {
+		pods[i] = map[string]string{"alertname": "PodCrashLooping", "node": "n1", "pod": fmt.Sprintf("web-%02d", i)}
+	}
+	pushAlerts(t, am, later, pods...)
+	// podEvents waits for exactly n pod events that pass ok.
+	podEvents := func(what string, n int, ok func(store.Event) bool) []store.Event {
+		t.Helper()
+		var got []store.Event
+		waitFor(t, what, func() bool {
+			evs, _, err := e.db.ListEvents(context.Background(), store.EventFilter{Source: webhook.Alertmanager, Limit: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = got[:0]
+			for _, ev := range evs {
+				if strings.Contains(ev.AlertKey, "PodCrashLooping") && ok(ev) {
+					got = append(got, ev)
+				}
+			}
+			return len(got) == n
+		})
+		return got
+	}
+	podEvents("40 pods inhibited", 40, func(ev store.Event) bool {
+		return ev.AlertState == store.AlertStateFiring && ev.Status == store.EventSuppressed && ev.SuppressedReason == "inhibited" && ev.SuppressedBy == node.ID
+	})
+	if calls := len(e.agentMessages()); calls != 1 {
+		t.Fatalf("agent calls for the cascade = %d, want 1", calls)
+	}
+
+	// Two pods recover while the node is down.
+	pushAlerts(t, am, time.Now().Add(-time.Second), pods[0], pods[1])
+	podEvents("two pods resolved", 2, func(ev store.Event) bool { return ev.AlertState == store.AlertStateResolved })
+	pushAlerts(t, am, time.Now().Add(-time.Second), nodeDown)
+	resolve := waitAlertmanagerStored(t, e, "alertmanager.resolved", []string{store.EventQueued, store.EventDispatching, store.EventDelivered},
+		func(ev store.Event) bool { return strings.Contains(ev.AlertKey, "NodeDown") && ev.TeamNodeID != "" })
+	if n := e.disp.ReleaseInhibited(); n != 38 {
+		t.Fatalf("released %d, want the 38 pods still firing", n)
+	}
+	released := podEvents("38 pods released and delivered", 38, func(ev store.Event) bool {
+		return ev.Status == store.EventDelivered && ev.ReleasedBy == resolve.ID && ev.SuppressedBy == node.ID
+	})
+	msgs := strings.Join(e.agentMessages(), "\n")
+	for _, p := range []string{"web-00", "web-01"} {
+		if strings.Contains(msgs, p) {
+			t.Errorf("the agent heard of %s, which resolved while held", p)
+		}
+	}
+	if len(released) != 38 || !e.metric(`orchestrator_released_total{reason="inhibited"} 38`) {
+		t.Fatal("the release is not counted")
 	}
 }
