@@ -133,6 +133,8 @@ bench:
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7|BenchmarkMigration13|BenchmarkMigration17' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
 	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkGroupCommit' -benchtime 1x ./store/ | grep -E '^group commit'
+	$(GO) test -run '^$$' -bench 'BenchmarkInhibitor' -benchtime 20000x ./server/noise/ | grep -E '^Benchmark'
+	$(GO) test -run '^$$' -bench 'BenchmarkFiringAlerts' -benchtime 5x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkOutbox' -benchtime 1x ./server/answers/ | grep -E '^outbox'
 	$(GO) test -run '^$$' -bench 'BenchmarkIngestTracing' -benchtime 1x ./server/ | grep -E '^ingest tracing'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkStormTraced|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'

@@ -110,3 +110,33 @@ func TestInhibit_FiringAlertsSurviveAReopen(t *testing.T) {
 		t.Fatalf("after a reopen: %+v %v", list, err)
 	}
 }
+
+// BenchmarkFiringAlerts reads an org's 10,000 firing alerts with their
+// labels (SQLite): what dispatch reads at most once a second per org while
+// its alerts are checked against inhibit rules.
+func BenchmarkFiringAlerts(b *testing.B) {
+	db := openMigrated(b, Options{Path: b.TempDir() + "/o.db"})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < 10_000; i += 8 {
+				if _, err := db.InsertEvent(ctx, Event{Source: "alertmanager", DeliveryID: fmt.Sprint("d-", i), EventType: "alertmanager.firing",
+					Status: EventDelivered, OrgID: "acme", TeamNodeID: "sre", ReceivedAt: t0, AlertKey: fmt.Sprint("k-", i), AlertState: AlertStateFiring,
+					AlertLabels: fmt.Sprintf(`{"alertname":"PodCrashLooping","namespace":"payments","node":"n%d","pod":"web-%d"}`, i%500, i)}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ResetTimer()
+	for b.Loop() {
+		list, _, err := db.FiringAlerts(ctx, "acme")
+		if err != nil || len(list) != 10_000 {
+			b.Fatalf("%d alerts, %v", len(list), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/read")
+}
