@@ -61,6 +61,48 @@ func (db *DB) FiringAlerts(ctx context.Context, org string) ([]FiringAlert, int6
 	return list, maxID, err
 }
 
+// AlertChange is an org's alert event stored after a reading of its
+// firing alerts: Firing when it fires with labels (the alert's firing
+// alert is now this event), else the alert no longer fires with labels.
+type AlertChange struct {
+	FiringAlert
+	Firing bool
+}
+
+// AlertChangesSince lists an org's alert events with an id above after, in
+// order, up to the newest id of the table (returned): what turns a reading
+// of FiringAlerts into the current one without reading it all again. By
+// the primary key (the few rows stored since).
+func (db *DB) AlertChangesSince(ctx context.Context, org string, after int64) ([]AlertChange, int64, error) {
+	var maxID int64
+	if err := db.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM orchestrator_webhook_events`).Scan(&maxID); err != nil {
+		return nil, 0, err
+	}
+	if maxID <= after {
+		return nil, after, nil
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT id, team_node_id, source, alert_key, alert_state, alert_labels
+		FROM orchestrator_webhook_events
+		WHERE id > ? AND id <= ? AND org_id = ? AND alert_key IS NOT NULL ORDER BY id`, after, maxID, org)
+	if err != nil {
+		return nil, 0, err
+	}
+	list, err := collect(rows, func(r rowScanner) (AlertChange, error) {
+		var c AlertChange
+		var key int64
+		var team, state, labels sql.NullString
+		if err := r.Scan(&key, &team, &c.Ref.Source, &c.Ref.Key, &state, &labels); err != nil {
+			return c, err
+		}
+		c.ID, c.Ref.OrgID, c.Ref.TeamNodeID = strconv.FormatInt(key, 10), org, team.String
+		if state.String == AlertStateFiring && labels.Valid && json.Unmarshal([]byte(labels.String), &c.Labels) == nil {
+			c.Firing = true
+		}
+		return c, nil
+	})
+	return list, maxID, err
+}
+
 // Release is one inhibited event queued again because what held it
 // resolved.
 type Release struct {

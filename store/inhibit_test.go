@@ -36,9 +36,21 @@ func TestInhibit_FiringAlertsAndTheReleaseOnBothDatabases(t *testing.T) {
 		put("acme", "pd-1", AlertStateFiring, "")
 		podA := put("acme", "pod-a", AlertStateFiring, `{"alertname":"PodCrashLooping","node":"n1"}`)
 		podB := put("acme", "pod-b", AlertStateFiring, `{"alertname":"PodCrashLooping","node":"n1"}`)
-		list, _, err := db.FiringAlerts(ctx, "acme")
+		list, seen, err := db.FiringAlerts(ctx, "acme")
 		if err != nil {
 			t.Fatal(err)
+		}
+		// What changed since a reading: the org's alert events after it.
+		if ch, max, err := db.AlertChangesSince(ctx, "acme", seen); err != nil || len(ch) != 0 || max != seen {
+			t.Fatalf("changes with nothing new = %+v %d %v", ch, max, err)
+		}
+		put("globex", "node-n9", AlertStateResolved, "")
+		podC := put("acme", "pod-c", AlertStateFiring, `{"alertname":"PodCrashLooping","node":"n3"}`)
+		gone := put("acme", "pod-c", AlertStateResolved, "")
+		ch, max, err := db.AlertChangesSince(ctx, "acme", seen)
+		if err != nil || len(ch) != 2 || ch[0].ID != podC || !ch[0].Firing || ch[0].Labels["node"] != "n3" || ch[1].ID != gone || ch[1].Firing ||
+			ch[1].Ref != ch[0].Ref || max != seen+3 {
+			t.Fatalf("changes = %+v %d %v", ch, max, err)
 		}
 		got := map[string]string{}
 		for _, a := range list {
