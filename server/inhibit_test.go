@@ -126,8 +126,10 @@ func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *t
 	resolve := e.sendGroup(t, "node-n1", "resolved", map[string]string{"alertname": "NodeDown", "node": "n1"})
 	waitFor(t, "the resolve routed", func() bool { return e.event(t, resolve).TeamNodeID != "" })
 	e.clock.Add(time.Minute)
-	if n := e.disp.ReleaseInhibited(); n != 1 {
-		t.Fatalf("released %d, want pod-a", n)
+	// The dispatcher's own releaser may run first (every 10 s): either
+	// way pod-a is released once (the metric below counts 1).
+	if n := e.disp.ReleaseInhibited(); n > 1 {
+		t.Fatalf("released %d, want pod-a only", n)
 	}
 	if n := e.disp.ReleaseInhibited(); n != 0 {
 		t.Fatalf("released %d more the second time", n)
@@ -224,8 +226,9 @@ receivers:
 	pushAlerts(t, am, time.Now().Add(-time.Second), nodeDown)
 	resolve := waitAlertmanagerStored(t, e, "alertmanager.resolved", []string{store.EventQueued, store.EventDispatching, store.EventDelivered},
 		func(ev store.Event) bool { return strings.Contains(ev.AlertKey, "NodeDown") && ev.TeamNodeID != "" })
-	if n := e.disp.ReleaseInhibited(); n != 38 {
-		t.Fatalf("released %d, want the 38 pods still firing", n)
+	// The dispatcher's own releaser (every 10 s) may release some first.
+	if n := e.disp.ReleaseInhibited(); n > 38 {
+		t.Fatalf("released %d, more than the 38 pods still firing", n)
 	}
 	released := podEvents("38 pods released and delivered", 38, func(ev store.Event) bool {
 		return ev.Status == store.EventDelivered && ev.ReleasedBy == resolve.ID && ev.SuppressedBy == node.ID
