@@ -22,6 +22,9 @@ import (
 const (
 	PromptQuestion = "question"
 	PromptApproval = "approval"
+	// PromptStop is a streamed run's Stop button: open while the run
+	// streams, stopped by a click, expired when the run ends.
+	PromptStop = "stop"
 )
 
 // States of a prompt: open until answered, approved, denied or expired.
@@ -31,6 +34,7 @@ const (
 	PromptApproved = "approved"
 	PromptDenied   = "denied"
 	PromptExpired  = "expired"
+	PromptStopped  = "stopped"
 )
 
 // Prompt is one question or approval of an agent run.
@@ -81,8 +85,8 @@ func scanPrompt(r rowScanner) (Prompt, error) {
 // InsertPrompt keeps a prompt, open (its ID is made when empty).
 func (db *DB) InsertPrompt(ctx context.Context, p Prompt) (Prompt, error) {
 	switch {
-	case p.Kind != PromptQuestion && p.Kind != PromptApproval:
-		return Prompt{}, fmt.Errorf("%w: a prompt is a question or an approval, not %q", ErrInvalid, clip(p.Kind, 40))
+	case p.Kind != PromptQuestion && p.Kind != PromptApproval && p.Kind != PromptStop:
+		return Prompt{}, fmt.Errorf("%w: a prompt is a question, an approval or a stop, not %q", ErrInvalid, clip(p.Kind, 40))
 	case p.AgentRunID == "" || p.OrgID == "" || p.TeamNodeID == "" || p.ChannelID == "":
 		return Prompt{}, fmt.Errorf("%w: a prompt needs its run, org, team and channel", ErrInvalid)
 	case !json.Valid(p.Payload):
@@ -135,6 +139,9 @@ type PromptDecision struct {
 	// By and ByName say who decided (the Slack user; "" for an expiry).
 	By, ByName string
 	At         time.Time
+	// Ended: the agent or the run ended it (question_timeout, the stream's
+	// end), so an expiry is written whatever the deadline.
+	Ended bool
 }
 
 // DecidePrompt writes a decision on an open prompt, and, for an approval,
@@ -145,9 +152,9 @@ type PromptDecision struct {
 // prompt's deadline has passed. The prompt is returned as it stands.
 func (db *DB) DecidePrompt(ctx context.Context, id string, d PromptDecision) (Prompt, bool, error) {
 	switch d.State {
-	case PromptAnswered, PromptApproved, PromptDenied, PromptExpired:
+	case PromptAnswered, PromptApproved, PromptDenied, PromptExpired, PromptStopped:
 	default:
-		return Prompt{}, false, fmt.Errorf("%w: a prompt is answered, approved, denied or expired, not %q", ErrInvalid, clip(d.State, 40))
+		return Prompt{}, false, fmt.Errorf("%w: a prompt is answered, approved, denied, expired or stopped, not %q", ErrInvalid, clip(d.State, 40))
 	}
 	var out Prompt
 	ok := false
@@ -155,11 +162,15 @@ func (db *DB) DecidePrompt(ctx context.Context, id string, d PromptDecision) (Pr
 		var res sql.Result
 		var err error
 		at := ms(d.At)
-		if d.State == PromptExpired {
+		switch {
+		case d.State == PromptExpired && d.Ended:
+			res, err = t.ExecContext(ctx, `UPDATE orchestrator_run_prompts SET state = ?, decision = ?, decided_at = ?
+				WHERE id = ? AND state = ?`, d.State, nullIfEmpty(d.Decision), at, id, PromptOpen)
+		case d.State == PromptExpired:
 			res, err = t.ExecContext(ctx, `UPDATE orchestrator_run_prompts SET state = ?, decision = ?, decided_at = ?
 				WHERE id = ? AND state = ? AND expires_at IS NOT NULL AND expires_at <= ?`,
 				d.State, nullIfEmpty(d.Decision), at, id, PromptOpen, at)
-		} else {
+		default:
 			res, err = t.ExecContext(ctx, `UPDATE orchestrator_run_prompts SET state = ?, decision = ?, decided_by = ?, decided_name = ?,
 				decided_at = ? WHERE id = ? AND state = ? AND (expires_at IS NULL OR expires_at > ?)`,
 				d.State, nullIfEmpty(d.Decision), nullIfEmpty(d.By), nullIfEmpty(d.ByName), at, id, PromptOpen, at)
@@ -176,6 +187,9 @@ func (db *DB) DecidePrompt(ctx context.Context, id string, d PromptDecision) (Pr
 			return err
 		}
 		ok = true
+		if out.Kind == PromptStop && d.State == PromptExpired {
+			return nil // the run ended: nothing anyone decided
+		}
 		actor := d.By
 		if actor == "" {
 			actor = "expiry"
@@ -211,6 +225,16 @@ func (db *DB) NextPromptExpiry(ctx context.Context) (*time.Time, error) {
 	}
 	t := time.UnixMilli(at.Int64).UTC()
 	return &t, nil
+}
+
+// OpenRunPrompts lists a run's prompts still open.
+func (db *DB) OpenRunPrompts(ctx context.Context, runID string) ([]Prompt, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+promptColumns+` FROM orchestrator_run_prompts
+		WHERE agent_run_id = ? AND state = ? ORDER BY created_at, id`, runID, PromptOpen)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanPrompt)
 }
 
 // RunPrompts lists a run's prompts in the order they came.

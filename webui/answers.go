@@ -6,7 +6,9 @@ package webui
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/incidentfox/orchestrator-edge/server/answers"
@@ -77,7 +79,57 @@ func (u *UI) uiAgentRun(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Purged     bool
 		Deliveries []deliveryRow
 		Feedback   []store.Feedback
-	}{run.Run, run.Answer, run.Purged, u.deliveryRows(r.Context(), a, []string{run.Run.ID})[run.Run.ID], feedback[run.Run.ID]}})
+		Prompts    []promptRow
+	}{run.Run, run.Answer, run.Purged, u.deliveryRows(r.Context(), a, []string{run.Run.ID})[run.Run.ID], feedback[run.Run.ID],
+		u.promptRows(r.Context(), run.Run)}})
+}
+
+// promptReader reads a run's questions and approvals (store.DB).
+type promptReader interface {
+	RunPrompts(ctx context.Context, runID string) ([]store.Prompt, error)
+}
+
+// promptRow is one question, approval or Stop of a run, as its page
+// lists it.
+type promptRow struct {
+	store.Prompt
+	// Asked says what the agent asked, in words.
+	Asked string
+}
+
+// promptRows reads the run's questions, approvals and Stop presses; only
+// those of the run's own org and team (the run is the admin's already).
+func (u *UI) promptRows(ctx context.Context, run store.AgentRun) []promptRow {
+	pr, ok := u.o.Answers.(promptReader)
+	if !ok {
+		return nil
+	}
+	list, err := pr.RunPrompts(ctx, run.ID)
+	if err != nil {
+		u.log.Warn("cannot read the run's questions and approvals", "agent_run_id", run.ID, "error", err)
+		return nil
+	}
+	var out []promptRow
+	for _, p := range list {
+		if p.OrgID != run.OrgID || p.TeamNodeID != run.TeamNodeID || (p.Kind == store.PromptStop && p.State != store.PromptStopped) {
+			continue
+		}
+		asked := "Stop"
+		switch p.Kind {
+		case store.PromptQuestion:
+			var q answers.Question
+			_ = json.Unmarshal(p.Payload, &q)
+			asked = q.Text
+		case store.PromptApproval:
+			a, _ := answers.ParseApproval(p.Payload)
+			asked = strings.TrimSpace(a.Action + " " + a.Target)
+			if a.ID != "" {
+				asked += " (" + a.ID + ")"
+			}
+		}
+		out = append(out, promptRow{Prompt: p, Asked: asked})
+	}
+	return out
 }
 
 // uiRedeliver queues a failed or dead delivery again (admin:events:redrive,

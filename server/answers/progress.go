@@ -276,6 +276,9 @@ func (p *Progress) blocksLocked(now time.Time) []slack.Block {
 		b.WriteString("\nDone: " + escape(strings.Join(parts, ", ")))
 	}
 	blocks := []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, b.String(), false, false), nil, nil)}
+	stop := slack.NewButtonBlockElement(ActionStop, p.runID, slack.NewTextBlockObject(slack.PlainTextType, "Stop", false, false))
+	stop.Style = slack.StyleDanger
+	blocks = append(blocks, slack.NewActionBlock("run_controls", stop))
 	if u := RunURL(p.pp.PublicURL, p.runID); u != "" {
 		blocks = append(blocks, slack.NewContextBlock("orchestrator_run",
 			slack.NewTextBlockObject(slack.MarkdownType, "<"+u+"|See this run on the orchestrator>", false, false)))

@@ -170,6 +170,8 @@ type Dispatcher struct {
 	stop       chan struct{}
 	loopDone   chan struct{}
 	routerDone chan struct{}
+	expiryDone chan struct{}
+	stopped    atomic.Bool
 	slots      *queue.Slots
 	// The teams with due events, as the last scan found them; only the team
 	// loop touches these. A scan is O(queue), so it runs when something new
@@ -360,7 +362,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 			d.log.Warn("events in flight at the last stop are queued again", "count", n)
 		}
 	}
-	d.stop, d.loopDone, d.routerDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	d.stop, d.loopDone, d.routerDone, d.expiryDone = make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	d.work, d.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	d.slots = queue.NewSlots(d.o.Workers)
 	d.done = &queue.Completer[completion]{Flush: d.record, After: d.recorded, Weight: completion.weight,
@@ -368,6 +370,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.done.Start()
 	go d.router()
 	go d.loop()
+	go d.expiries()
 	return nil
 }
 
@@ -375,12 +378,13 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // cancels them (their events go back to the queue without using an
 // attempt), and writes every outcome before it returns.
 func (d *Dispatcher) Stop(ctx context.Context) {
-	if d.stop == nil {
-		return
+	if d.stop == nil || !d.stopped.CompareAndSwap(false, true) {
+		return // never started, or stopped already
 	}
 	close(d.stop)
 	<-d.loopDone
 	<-d.routerDone
+	<-d.expiryDone
 	done := make(chan struct{})
 	go func() { d.slots.Wait(); close(done) }()
 	select {

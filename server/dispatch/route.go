@@ -160,6 +160,12 @@ func (d *Dispatcher) routeRound() (int, error) {
 			}
 			continue
 		}
+		if e.Source == webhook.Slack && e.EventType == webhook.ClickEventType && o.Status == store.EventQueued && o.OrgID != "" {
+			// A click on a conversation's button, its team found: carried
+			// out here, never sent to the agent.
+			outs = append(outs, store.Routed{Outcome: d.recordClick(e, o)})
+			continue
+		}
 		outs = append(outs, store.Routed{Outcome: o, Source: e.Source, AlertKey: e.AlertKey, AlertState: e.AlertState, Solo: e.Solo})
 		if outcome != "" {
 			d.metrics.total.WithLabelValues(e.Source, outcome).Inc()

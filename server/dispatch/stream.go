@@ -52,8 +52,10 @@ func (d *Dispatcher) investigate(ctx context.Context, baseURL, token, correlatio
 	in := peers.InvestigateRequest{Prompt: req.Message, ThreadID: runID, TenantID: t.OrgID, TeamID: t.TeamNodeID,
 		Context: req.Context, OutputDestinations: req.OutputDestinations}
 	var progress *answers.Progress
+	conv := &stream{d: d, runID: runID, team: t}
 	for i, p := range plan.Deliveries {
 		if p.Post && p.Destination.Type == answers.TypeSlack && d.o.Progress != nil {
+			conv.dest = p.Destination
 			if progress = d.o.Progress.Start(ctx, p.Destination, runID); progress != nil {
 				defer func() {
 					progress.Close()
@@ -63,8 +65,19 @@ func (d *Dispatcher) investigate(ctx context.Context, baseURL, token, correlatio
 			break
 		}
 	}
+	conv.begin(ctx)
+	defer func() {
+		// A shutdown leaves them open: the agent may still wait for them,
+		// and a click on another replica, or after the restart, is honoured.
+		if ctx.Err() == nil {
+			conv.end(ctx)
+		}
+	}()
 	h := peers.StreamHandler{
-		Event: progress.Event,
+		Event: func(ev peers.StreamEvent) {
+			progress.Event(ev)
+			conv.event(ctx, ev)
+		},
 		Skipped: func(reason string) {
 			d.log.Warn("agent stream: event skipped", "reason", reason, "agent_run_id", runID, "org_id", t.OrgID,
 				"team_node_id", t.TeamNodeID)

@@ -439,7 +439,7 @@ func (d *Door) store(ctx context.Context, ev webhook.Event, headers map[string]s
 	// A source bound to orgs takes a cached route of its orgs only; the
 	// router says why another is refused (SPEC §18, round 4). A feedback
 	// click always goes through the router, which binds it to its run.
-	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil && ev.Feedback == nil {
+	if status == store.EventQueued && len(ev.Identifiers) > 0 && d.o.CachedRoute != nil && ev.Feedback == nil && ev.Click == nil {
 		if org, team, by, ok := d.o.CachedRoute(ev.Identifiers); ok && d.o.Sources.Allows(ev.Source, headers, org) {
 			e.OrgID, e.TeamNodeID, e.MatchedBy = org, team, by
 		}

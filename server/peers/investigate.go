@@ -183,3 +183,34 @@ func errorMessage(data json.RawMessage) string {
 	}
 	return "(no message)"
 }
+
+// ConverseRequest is the body of the streaming contract's calls back to
+// the agent: POST {base}/answer {thread_id, answers}, POST {base}/approve
+// {thread_id, approval_id, decision, by}, POST {base}/interrupt
+// {thread_id}.
+type ConverseRequest struct {
+	ThreadID   string `json:"thread_id"`
+	Answers    any    `json:"answers,omitempty"`
+	ApprovalID string `json:"approval_id,omitempty"`
+	Decision   string `json:"decision,omitempty"`
+	By         string `json:"by,omitempty"`
+}
+
+// Paths of the calls back to the agent.
+const (
+	AnswerPath    = "/answer"
+	ApprovePath   = "/approve"
+	InterruptPath = "/interrupt"
+)
+
+// Converse makes one call back to a streaming agent (path AnswerPath,
+// ApprovePath or InterruptPath) with the team token and correlation id as
+// Investigate sends them; its answer is read and dropped.
+func (a *Agent) Converse(ctx context.Context, baseURL, teamToken, correlationID, path string, req ConverseRequest, timeout time.Duration) error {
+	if baseURL == "" || a.sharedOnly {
+		baseURL = a.c.base
+	}
+	h := http.Header{"X-Incidentfox-Team-Token": {teamToken}, "X-Correlation-Id": {correlationID}}
+	var out json.RawMessage
+	return a.c.callURL(ctx, baseURL+path, path, http.MethodPost, "", h, req, &out, timeout)
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +24,53 @@ type Feedback struct {
 	Value string
 	// User and UserName say who clicked.
 	User, UserName string
+}
+
+// Click is a click on one of the conversation's buttons (SPEC §19, "The
+// conversation, streamed").
+type Click struct {
+	// Action is ClickAnswer, ClickApprove, ClickReject or ClickStop.
+	Action string
+	// Prompt is the question's or approval's id (the buttons' value);
+	// Option the answer's option number. Run is the run a Stop names.
+	Prompt string
+	Option int
+	Run    string
+	// User and UserName say who clicked; Channel, MessageTS and ThreadTS
+	// where.
+	User, UserName, Channel, MessageTS, ThreadTS string
+}
+
+// Click actions.
+const (
+	ClickAnswer  = "answer"
+	ClickApprove = "approve"
+	ClickReject  = "reject"
+	ClickStop    = "stop"
+)
+
+// ClickEventType is the event type of a click on a conversation's button.
+const ClickEventType = "block_actions.conversation"
+
+// parseClick reads a conversation button's action (nil: not one).
+func parseClick(actionID, value string) *Click {
+	value = strings.TrimSpace(value)
+	switch {
+	case strings.HasPrefix(actionID, "prompt_answer_"):
+		id, n, ok := strings.Cut(value, ":")
+		opt, err := strconv.Atoi(n)
+		if !ok || err != nil || opt < 0 || opt > 100 {
+			return nil
+		}
+		return &Click{Action: ClickAnswer, Prompt: clean(id, 64), Option: opt}
+	case actionID == "prompt_approve":
+		return &Click{Action: ClickApprove, Prompt: clean(value, 64)}
+	case actionID == "prompt_reject":
+		return &Click{Action: ClickReject, Prompt: clean(value, 64)}
+	case actionID == "run_stop":
+		return &Click{Action: ClickStop, Run: clean(value, 64)}
+	}
+	return nil
 }
 
 // FeedbackEventType is the event type of a click on a feedback button.
@@ -110,6 +158,13 @@ func ParseSlackInteraction(body []byte) (Event, error) {
 	}
 	if in.Type == "block_actions" {
 		for _, a := range in.Actions {
+			if c := parseClick(a.ActionID, a.Value); c != nil {
+				c.User, c.UserName, c.Channel = clean(in.User.ID, 64), clean(or(in.User.Username, in.User.Name), 128), clean(ch, 128)
+				c.MessageTS, c.ThreadTS = clean(or(in.Container.MessageTS, in.Message.TS), 64), clean(or(in.Container.ThreadTS, in.Message.ThreadTS), 64)
+				ev.Click = c
+				ev.EventType = ClickEventType
+				break
+			}
 			if v, ok := feedbackActions[a.ActionID]; ok {
 				name := in.User.Username
 				if name == "" {

@@ -73,6 +73,11 @@ type Event struct {
 	// its channel has a team, the router records it on the agent run it
 	// names (a run of that team only); it is never sent to the agent.
 	Feedback *Feedback
+	// Click, when set, is a click on one of the conversation's buttons
+	// (an option of the agent's question, Approve / Reject, Stop): once its
+	// channel has a team, the router carries it out for a run of that team
+	// only; it is never sent to the agent as an event.
+	Click *Click
 }
 
 // Verifier checks one source's webhooks.

@@ -286,6 +286,8 @@ func FuzzAlertmanager(f *testing.F) {
 func FuzzSlackInteraction(f *testing.F) {
 	f.Add([]byte(`payload={"type":"block_actions","trigger_id":"1","user":{"id":"U"},"channel":{"id":"C"},"actions":[{"action_id":"feedback_positive","value":"r"}]}`))
 	f.Add([]byte("payload=%7B%22type%22%3A%22view_submission%22%7D"))
+	f.Add([]byte(`payload={"type":"block_actions","user":{"id":"U"},"channel":{"id":"C"},"actions":[{"action_id":"prompt_answer_1","value":"6f1c1e1a-4b8e-4d7a-9a55-3b0e2f6d9c01:1"}]}`))
+	f.Add([]byte(`payload={"type":"block_actions","user":{"id":"U"},"channel":{"id":"C"},"actions":[{"action_id":"prompt_answer_0","value":"x:-1"},{"action_id":"run_stop","value":"r"}]}`))
 	f.Add([]byte("payload=\xff"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ev, err := ParseSlackInteraction(body)
@@ -303,6 +305,16 @@ func FuzzSlackInteraction(f *testing.F) {
 		if ev.Feedback != nil {
 			checkClean(t, "feedback run", ev.Feedback.Run, 128)
 			checkClean(t, "feedback user", ev.Feedback.UserName, 128)
+		}
+		if c := ev.Click; c != nil {
+			if ev.EventType != ClickEventType || ev.Feedback != nil || c.Option < 0 || c.Option > 100 {
+				t.Fatalf("click %+v as %s", c, ev.EventType)
+			}
+			for _, v := range []string{c.Prompt, c.Run, c.User, c.MessageTS, c.ThreadTS} {
+				checkClean(t, "click field", v, 64)
+			}
+			checkClean(t, "click user name", c.UserName, 128)
+			checkClean(t, "click channel", c.Channel, 128)
 		}
 		if msg, _ := Describe(Slack, ev.EventType, body); msg == "" {
 			t.Fatal("empty message")

@@ -155,3 +155,27 @@ func runStep(ctx context.Context, w http.ResponseWriter, s Step) bool {
 	}
 	return true
 }
+
+// ConverseBody is the body of an answer, approve or interrupt call.
+type ConverseBody struct {
+	ThreadID   string         `json:"thread_id"`
+	Answers    map[string]any `json:"answers,omitempty"`
+	ApprovalID string         `json:"approval_id,omitempty"`
+	Decision   string         `json:"decision,omitempty"`
+	By         string         `json:"by,omitempty"`
+}
+
+// converse takes an answer, approve or interrupt call: the team token and
+// a thread id are required; 200 {"ok": true}.
+func (a *Agent) converse(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-IncidentFox-Team-Token") == "" {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"detail": "missing team token"})
+		return
+	}
+	var in ConverseBody
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.ThreadID == "" {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"detail": "thread_id is required"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}

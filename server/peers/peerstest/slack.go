@@ -20,6 +20,7 @@ const (
 	RouteSlackReplies     = "POST /conversations.replies"
 	RouteSlackHistory     = "POST /conversations.history"
 	RouteSlackPermalink   = "GET /chat.getPermalink"
+	RouteSlackEphemeral   = "POST /chat.postEphemeral"
 )
 
 // Slack is a strict stand-in for the part of Slack's Web API the
@@ -52,6 +53,40 @@ type Slack struct {
 	// base is the fake's own address, for permalinks (from the first
 	// request's Host).
 	base string
+	// ephemerals are the chat.postEphemeral messages, in order.
+	ephemerals []SlackEphemeral
+}
+
+// SlackEphemeral is a message shown to one user only (chat.postEphemeral).
+type SlackEphemeral struct {
+	Channel, User, ThreadTS, Text string
+}
+
+// Ephemerals returns the ephemeral messages posted so far.
+func (s *Slack) Ephemerals() []SlackEphemeral {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SlackEphemeral(nil), s.ephemerals...)
+}
+
+func (s *Slack) ephemeral(w http.ResponseWriter, args url.Values, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.channel(w, args.Get("channel"), true); c == nil {
+		return
+	}
+	if args.Get("user") == "" {
+		slackError(w, "user_not_in_channel")
+		return
+	}
+	if args.Get("text") == "" && args.Get("blocks") == "" {
+		slackError(w, "no_text")
+		return
+	}
+	s.ephemerals = append(s.ephemerals, SlackEphemeral{Channel: args.Get("channel"), User: args.Get("user"),
+		ThreadTS: args.Get("thread_ts"), Text: args.Get("text")})
+	s.clock++
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "message_ts": fmt.Sprintf("%d.000000", s.clock)})
 }
 
 type slackChannel struct {
@@ -82,6 +117,7 @@ func NewSlack() *Slack {
 	s.mux.HandleFunc(RouteSlackReplies, s.wrap(RouteSlackReplies, s.method(s.replies)))
 	s.mux.HandleFunc(RouteSlackHistory, s.wrap(RouteSlackHistory, s.method(s.history)))
 	s.mux.HandleFunc(RouteSlackPermalink, s.wrap(RouteSlackPermalink, s.method(s.permalink)))
+	s.mux.HandleFunc(RouteSlackEphemeral, s.wrap(RouteSlackEphemeral, s.method(s.ephemeral)))
 	s.mux.HandleFunc("GET /archives/{channel}/{ts}", s.show)
 	return s
 }
