@@ -363,6 +363,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		}
 	}
 	d.stop, d.loopDone, d.routerDone, d.expiryDone = make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	d.stopped.Store(false)
 	d.work, d.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	d.slots = queue.NewSlots(d.o.Workers)
 	d.done = &queue.Completer[completion]{Flush: d.record, After: d.recorded, Weight: completion.weight,
