@@ -132,60 +132,53 @@ func TestAlerts_SettlingAndHistoryAreOneTeamsOnBothDatabases(t *testing.T) {
 // alert's settling takes an advisory lock first; without it both
 // transactions miss each other.
 func TestAlerts_ReplicasRoutingAFiringAndItsResolveAtOnceAgree(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			one, where := b.open(t)
-			other := one
-			if one.Shared() {
-				other = openMigrated(t, Options{URL: where})
+	replicas(t, func(t *testing.T, one, other *DB, _ string) {
+		ctx := context.Background()
+		const n = 100
+		firings, resolves := make([]Event, n), make([]Event, n)
+		for i := range n {
+			for j, state := range []string{AlertStateFiring, AlertStateResolved} {
+				e := Event{Source: "pagerduty", DeliveryID: fmt.Sprint(state, i), EventType: "incident." + state, Status: EventQueued,
+					ReceivedAt: t0, AlertKey: fmt.Sprint("INC-", i), AlertState: state}
+				res, err := one.InsertEvent(ctx, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.ID = res.ID
+				if j == 0 {
+					firings[i] = e
+				} else {
+					resolves[i] = e
+				}
 			}
-			ctx := context.Background()
-			const n = 100
-			firings, resolves := make([]Event, n), make([]Event, n)
-			for i := range n {
-				for j, state := range []string{AlertStateFiring, AlertStateResolved} {
-					e := Event{Source: "pagerduty", DeliveryID: fmt.Sprint(state, i), EventType: "incident." + state, Status: EventQueued,
-						ReceivedAt: t0, AlertKey: fmt.Sprint("INC-", i), AlertState: state}
-					res, err := one.InsertEvent(ctx, e)
-					if err != nil {
-						t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*n)
+		for i := range n {
+			for _, job := range []struct {
+				db *DB
+				ev Event
+			}{{one, firings[i]}, {other, resolves[i]}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := job.db.RecordRoutes(ctx, []Routed{routedAs(job.ev, "acme", "sre", t0)}); err != nil {
+						errs <- err
 					}
-					e.ID = res.ID
-					if j == 0 {
-						firings[i] = e
-					} else {
-						resolves[i] = e
-					}
-				}
+				}()
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, 2*n)
-			for i := range n {
-				for _, job := range []struct {
-					db *DB
-					ev Event
-				}{{one, firings[i]}, {other, resolves[i]}} {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						if _, err := job.db.RecordRoutes(ctx, []Routed{routedAs(job.ev, "acme", "sre", t0)}); err != nil {
-							errs <- err
-						}
-					}()
-				}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for i := range n {
+			f, _ := one.GetEvent(ctx, firings[i].ID)
+			r, _ := one.GetEvent(ctx, resolves[i].ID)
+			if f.Status != EventSuppressed || f.SuppressedBy != r.ID || r.Status != EventSuppressed || r.SuppressedBy != f.ID {
+				t.Fatalf("alert %d: firing %s by %q, resolve %s by %q", i, f.Status, f.SuppressedBy, r.Status, r.SuppressedBy)
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
-			for i := range n {
-				f, _ := one.GetEvent(ctx, firings[i].ID)
-				r, _ := one.GetEvent(ctx, resolves[i].ID)
-				if f.Status != EventSuppressed || f.SuppressedBy != r.ID || r.Status != EventSuppressed || r.SuppressedBy != f.ID {
-					t.Fatalf("alert %d: firing %s by %q, resolve %s by %q", i, f.Status, f.SuppressedBy, r.Status, r.SuppressedBy)
-				}
-			}
-		})
-	}
+		}
+	})
 }

@@ -61,6 +61,20 @@ func conform(t *testing.T, f func(t *testing.T, db *DB, where string)) {
 	}
 }
 
+// replicas runs a case on both databases with two handles on it, as two
+// replicas have: on PostgreSQL a second store on the same database, on
+// SQLite the one store twice (it has one writer); where names the
+// database, for a case that reopens it.
+func replicas(t *testing.T, f func(t *testing.T, one, other *DB, where string)) {
+	conform(t, func(t *testing.T, one *DB, where string) {
+		other := one
+		if one.Shared() {
+			other = openMigrated(t, Options{URL: where})
+		}
+		f(t, one, other, where)
+	})
+}
+
 // Events keep their times to the millisecond (migration 7).
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 123000000, time.UTC)
 
