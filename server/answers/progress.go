@@ -31,6 +31,10 @@ const (
 	progressDoneNames    = 16 // distinct finished tools counted by name
 )
 
+// progressText is a progress message's plain text (notifications and
+// clients without blocks).
+const progressText = "Investigating…"
+
 // ProgressPoster starts the progress messages of streamed runs.
 type ProgressPoster struct {
 	// Slack posts and updates the messages.
@@ -85,7 +89,7 @@ func (pp *ProgressPoster) Start(ctx context.Context, d Destination, runID string
 		kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ts, err := pp.Slack.postProgress(ctx, d, p.blocks(now))
+	ts, err := pp.Slack.PostBlocks(ctx, d, progressText, p.blocks(now))
 	if err != nil {
 		pp.log().Warn("progress message not posted", "agent_run_id", runID, "error", err)
 		return nil
@@ -225,7 +229,7 @@ func (p *Progress) flush(ctx context.Context) {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := p.pp.Slack.updateProgress(ctx, p.dest, p.ts, blocks); err != nil {
+	if err := p.pp.Slack.UpdateBlocks(ctx, p.dest, p.ts, progressText, blocks); err != nil {
 		p.pp.log().Warn("progress message not updated", "agent_run_id", p.runID, "error", err)
 	}
 }
@@ -300,34 +304,4 @@ func or(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// postProgress posts a progress message in d's thread.
-func (s *Slack) postProgress(ctx context.Context, d Destination, blocks []slack.Block) (string, error) {
-	c := s.clients[d.App]
-	if c == nil {
-		return "", Permanent(s.Check(d))
-	}
-	opts := []slack.MsgOption{slack.MsgOptionText("Investigating…", false), slack.MsgOptionBlocks(blocks...)}
-	if d.ThreadTS != "" {
-		opts = append(opts, slack.MsgOptionTS(d.ThreadTS))
-	}
-	_, ts, err := c.PostMessageContext(ctx, d.ChannelID, opts...)
-	if err != nil {
-		return "", slackFailure("chat.postMessage", err)
-	}
-	return ts, nil
-}
-
-// updateProgress updates a progress message.
-func (s *Slack) updateProgress(ctx context.Context, d Destination, ts string, blocks []slack.Block) error {
-	c := s.clients[d.App]
-	if c == nil {
-		return Permanent(s.Check(d))
-	}
-	_, _, _, err := c.UpdateMessageContext(ctx, d.ChannelID, ts, slack.MsgOptionText("Investigating…", false), slack.MsgOptionBlocks(blocks...))
-	if err != nil {
-		return slackFailure("chat.update", err)
-	}
-	return nil
 }

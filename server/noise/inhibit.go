@@ -99,7 +99,7 @@ func ParseInhibitRules(raw json.RawMessage) (*InhibitRules, error) {
 		}
 		for j, l := range s.Equal {
 			name := strings.TrimPrefix(l, "label.")
-			if !labelPattern(name) {
+			if !webhook.LabelName(name) {
 				return nil, fmt.Errorf("%s: equal[%d]: %q is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)", ref, j, l)
 			}
 			if !slices.Contains(r.Equal, name) {
@@ -129,18 +129,6 @@ func labelMatchers(texts []string) ([]*routing.Matcher, error) {
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-func labelPattern(name string) bool {
-	if name == "" || len(name) > 128 {
-		return false
-	}
-	for i, c := range name {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // Targets reports whether an alert with these labels matches some rule's

@@ -53,7 +53,7 @@ func (a *Alert) LabelsJSON() string {
 		if len(kept) == maxLabels {
 			break
 		}
-		if labelName(n) {
+		if LabelName(n) {
 			kept[n] = clean(a.Labels[n], maxLabelValue)
 		}
 	}
@@ -64,7 +64,10 @@ func (a *Alert) LabelsJSON() string {
 	return string(b)
 }
 
-func labelName(n string) bool {
+// LabelName reports whether n is a label name the appliance keeps and an
+// inhibit rule may name: Prometheus's [a-zA-Z_][a-zA-Z0-9_]*, at most 128
+// bytes.
+func LabelName(n string) bool {
 	if n == "" || len(n) > 128 {
 		return false
 	}
