@@ -145,16 +145,21 @@ func (db *DB) ReleaseInhibited(ctx context.Context, now time.Time) ([]Release, e
 		return nil, err
 	}
 	var out []Release
+	// The resolve of each holder, read once: a cascade's targets share it.
+	resolves := map[int64]sql.NullInt64{}
 	for _, c := range cands {
 		if c.held <= 0 {
 			continue
 		}
-		var resolve sql.NullInt64
-		if err := db.read.QueryRowContext(ctx, `SELECT MIN(r.id) FROM orchestrator_webhook_events s
-			JOIN orchestrator_webhook_events r ON r.source = s.source AND r.alert_key = s.alert_key AND r.id > s.id
-			  AND r.org_id = s.org_id AND r.team_node_id = s.team_node_id AND r.alert_state = 'resolved'
-			WHERE s.id = ?`, c.held).Scan(&resolve); err != nil {
-			return out, err
+		resolve, read := resolves[c.held]
+		if !read {
+			if err := db.read.QueryRowContext(ctx, `SELECT MIN(r.id) FROM orchestrator_webhook_events s
+				JOIN orchestrator_webhook_events r ON r.source = s.source AND r.alert_key = s.alert_key AND r.id > s.id
+				  AND r.org_id = s.org_id AND r.team_node_id = s.team_node_id AND r.alert_state = 'resolved'
+				WHERE s.id = ?`, c.held).Scan(&resolve); err != nil {
+				return out, err
+			}
+			resolves[c.held] = resolve
 		}
 		if !resolve.Valid {
 			continue
