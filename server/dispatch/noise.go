@@ -72,10 +72,10 @@ func (d *Dispatcher) muting(s store.Silence, now time.Time) (string, noise.Windo
 	}
 	is := d.o.Intervals()
 	for _, name := range s.MuteTimeIntervals {
-		// Active first: Next looks up to two years ahead when closed.
-		if iv := is.Get(name); iv != nil && iv.Active(now) {
-			w, _ := iv.Next(now)
-			return name, w, true
+		if iv := is.Get(name); iv != nil {
+			if w, open := iv.Open(now); open {
+				return name, w, true
+			}
 		}
 	}
 	return "", noise.Window{}, false

@@ -287,8 +287,22 @@ func (iv *Interval) Next(t time.Time) (Window, bool) {
 		}
 		w = best
 	}
-	// Join the windows that begin where this one ends (bounded: a week of
-	// joined days is plenty to say when it closes).
+	return iv.joined(w), true
+}
+
+// Open is the window the interval is open at t (as Next gives it), or
+// false when it is closed at t — without looking ahead for the next.
+func (iv *Interval) Open(t time.Time) (Window, bool) {
+	w, ok := iv.windowAt(t)
+	if !ok {
+		return Window{}, false
+	}
+	return iv.joined(w), true
+}
+
+// joined is w with the windows that begin where it ends (bounded: a week
+// of joined days is plenty to say when it closes).
+func (iv *Interval) joined(w Window) Window {
 	for range 8 * 24 {
 		next, ok := iv.windowAt(w.End)
 		if !ok || !next.End.After(w.End) {
@@ -296,7 +310,7 @@ func (iv *Interval) Next(t time.Time) (Window, bool) {
 		}
 		w.End = next.End
 	}
-	return w, true
+	return w
 }
 
 func specLocation(spec *timeinterval.TimeInterval) *time.Location {
