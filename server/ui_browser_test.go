@@ -394,6 +394,18 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	th.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	traced := e.send("pagerduty", tbody, th).body["event_id"].(string)
 	e.waitStatus(traced, store.EventDelivered)
+	// A plain silence and a recurring one (SPEC §21), so that the
+	// Silences tab shows when the next window opens.
+	e.setRoutes(sundayMaintenance)
+	for _, s := range []map[string]any{
+		{"org_id": "acme", "team_node_id": "checkout", "ends_at": now.Add(2 * time.Hour).Format(time.RFC3339), "comment": "payments DB failover"},
+		{"org_id": "acme", "sources": []string{"alertmanager"}, "match": map[string]any{"service": "payments-db"},
+			"mute_time_intervals": []string{"sunday-maintenance"}, "comment": "weekly DB maintenance"},
+	} {
+		if r := e.do("POST", "/api/v1/admin/silences", adminToken, s); r.code != 201 {
+			t.Fatalf("silence = %d %s", r.code, r.raw)
+		}
+	}
 
 	ctx := browser(t)
 	axe := axeSource(t)
@@ -440,6 +452,7 @@ func TestUI_AccessibilityAuditOfEveryPage(t *testing.T) {
 	screenshot(t, ctx, "", "event-trace.png")
 	visit("/ui/sources", "sources")
 	visit("/ui/silences", "silence-comment")
+	screenshot(t, ctx, "", "silences-recurring.png")
 	visit("/ui/events?suppressed_reason=repeat", "filter-reason")
 	visit("/ui/schedules", "schedules")
 	visit("/ui/agents", "agent_name")
