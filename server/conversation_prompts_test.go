@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/incidentfox/orchestrator-edge/server/peers"
 	"github.com/incidentfox/orchestrator-edge/server/peers/peerstest"
 	"github.com/incidentfox/orchestrator-edge/server/webhook"
@@ -335,4 +336,13 @@ func TestConversation_TheRunPageListsItsQuestionsAndApprovals(t *testing.T) {
 	if code, page := getPage(t, other, base+"/ui/agent-runs/"+runID); code != 404 || strings.Contains(page, "rollout restart") {
 		t.Fatalf("another org's admin: %d", code)
 	}
+	// In Chromium: the list passes the accessibility audit.
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/login"), chromedp.SendKeys(chromedp.ID("token"), orgToken),
+		chromedp.Click(chromedp.ID("login")), chromedp.WaitVisible(chromedp.ID("health-db")),
+		chromedp.Navigate(base+"/ui/agent-runs/"+runID), chromedp.WaitVisible(chromedp.ID("agentrun-prompts"))); err != nil {
+		t.Fatal(err)
+	}
+	audit(t, ctx, axeSource(t), "/ui/agent-runs/"+runID)
+	screenshot(t, ctx, "", "agentrun-prompts.png")
 }
