@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,18 +152,30 @@ func TestConversation_ProgressInTheThreadIsReplacedByTheAnswer(t *testing.T) {
 	})
 	id, ts := sendMention(t, e, "progress1")
 	waitFor(t, "the progress message", func() bool { return len(threadMessages(e, ts)) == 1 })
-	e.clock.Add(3 * time.Second)
+	// The clock moves 3 s at a time, each step once the step before has
+	// been shown: the update that follows the thought may come before the
+	// stream's tool_start was read (a loaded machine), and the tool then
+	// shows at the next step — never sooner than 2 s by the clock.
+	steps := 0
 	waitFor(t, "the progress update", func() bool {
+		m := threadMessages(e, ts)[0]
+		if strings.Contains(string(m.Blocks), "Running: kubectl_get_pods") {
+			return true
+		}
+		if m.Updates == steps {
+			e.clock.Add(3 * time.Second)
+			steps++
+		}
 		select {
 		case tick <- time.Time{}:
 		default:
 		}
-		m := threadMessages(e, ts)[0]
-		return m.Updates == 1 && strings.Contains(string(m.Blocks), "Running: kubectl_get_pods")
+		return false
 	})
 	progress := threadMessages(e, ts)[0]
-	if !strings.Contains(string(progress.Blocks), "Reading the deploys") || !strings.Contains(string(progress.Blocks), "(3s)") {
-		t.Fatalf("progress message: %s", progress.Blocks)
+	if progress.Updates != steps || !strings.Contains(string(progress.Blocks), "Reading the deploys") ||
+		!strings.Contains(string(progress.Blocks), fmt.Sprintf("(%ds)", 3*steps)) {
+		t.Fatalf("progress message after %d steps of 3 s, %d updates: %s", steps, progress.Updates, progress.Blocks)
 	}
 	close(release)
 	ds := waitDelivery(t, e, id, store.AnswerPosted)
