@@ -99,8 +99,9 @@ func TestCompleter_BatchesKeepsFailuresAndFlushesOnClose(t *testing.T) {
 	c.Start()
 	c.Add(1, 2, 3) // full: flushed at once, and refused
 	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return !fail })
-	c.Add(4) // not full: waits for the tick or close
-	c.Add(5, 6)
+	// The refused batch is kept and counts toward the next: one Add (two
+	// would race the flush the first one makes full) brings it to six.
+	c.Add(4, 5, 6)
 	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(written) == 1 })
 	c.Add(7)
 	c.Close()
