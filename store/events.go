@@ -41,10 +41,15 @@ const (
 	// inhibit rule's source held it (SPEC §21); suppressed_by names that
 	// alert's event.
 	SuppressedInhibited = "inhibited"
+	// SuppressedHeld: a firing alert outside its route's or team's
+	// active_time_intervals (SPEC §21); suppressed_by names those
+	// intervals (comma-separated). Delivered when one opens, if still
+	// firing.
+	SuppressedHeld = "held"
 )
 
 // SuppressedReasons lists the reasons in the order the page shows them.
-var SuppressedReasons = []string{SuppressedResolved, SuppressedRepeat, SuppressedSilence, SuppressedInhibited, SuppressedBudget}
+var SuppressedReasons = []string{SuppressedResolved, SuppressedRepeat, SuppressedSilence, SuppressedInhibited, SuppressedHeld, SuppressedBudget}
 
 // EventStatuses lists the event statuses in their lifecycle order.
 var EventStatuses = []string{EventQueued, EventDispatching, EventDelivered, EventIgnored, EventUnrouted, EventFailed, EventDead, EventSuppressed}
