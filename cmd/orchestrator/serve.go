@@ -144,6 +144,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Dev {
 		logger.Warn("dev mode: not for production")
 		fmt.Fprintf(stdout, "dev mode: admin page %s/ui/ (log in with the admin token above)\n", pageURL(srv.Addr()))
+		deps.startDevClicks(cfg, pageURL(srv.Addr()), stdout)
 	}
 
 	if cfg.AutoCreateTables {

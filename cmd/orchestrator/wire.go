@@ -60,6 +60,10 @@ type deps struct {
 	closers []func()
 	// fakeAgent: the agent is dev mode's built-in fake.
 	fakeAgent bool
+	// devSlack is dev mode's built-in fake Slack (nil: a real one), served
+	// at devSlackURL.
+	devSlack    *peerstest.Slack
+	devSlackURL string
 }
 
 func (d *deps) close() {
@@ -436,14 +440,16 @@ func (d *deps) startDevSlack(cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("dev slack: %w", err)
 	}
-	srv := &http.Server{Handler: peerstest.NewDevSlack(), ReadHeaderTimeout: 5 * time.Second}
+	d.devSlack = peerstest.NewDevSlack()
+	srv := &http.Server{Handler: d.devSlack, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("dev fake Slack stopped", "error", err)
 		}
 	}()
 	d.closers = append(d.closers, func() { srv.Close() })
-	cfg.SlackAPIURL, cfg.SlackBotToken = "http://"+ln.Addr().String()+"/", config.Secret(peerstest.DevSlackToken)
+	d.devSlackURL = "http://" + ln.Addr().String()
+	cfg.SlackAPIURL, cfg.SlackBotToken = d.devSlackURL+"/", config.Secret(peerstest.DevSlackToken)
 	logger.Info("dev mode: built-in fake", "peer", "SLACK_API_URL", "url", cfg.SlackAPIURL)
 	return nil
 }
@@ -458,12 +464,32 @@ func coalescing(cfg *config.Config, sources *webhook.Registry) []string {
 	return sources.Coalescing()
 }
 
-// devAgent is dev mode's fake agent: its streamed investigations are slow
-// enough to watch in the fake Slack's thread.
+// devAgentPace is the pause between the steps of dev mode's streamed
+// investigation: slow enough to watch in the fake Slack's channel.
+var devAgentPace = 2500 * time.Millisecond
+
+// devAgent is dev mode's fake agent: a streamed investigation is the
+// whole conversation (peerstest.DevScript), at devAgentPace.
 func devAgent() *peerstest.Agent {
 	a := peerstest.NewAgent()
-	a.SetScript(peerstest.DevScript)
+	a.SetScript(peerstest.DevScript(devAgentPace))
 	return a
+}
+
+// startDevClicks makes dev mode's fake Slack send its people's clicks to
+// the appliance's interactions door at base, signed with the Slack signing
+// secret in force (dev mode's, or SLACK_SIGNING_SECRET), and says where
+// its channel page is.
+func (d *deps) startDevClicks(cfg *config.Config, base string, stdout io.Writer) {
+	if d.devSlack == nil {
+		return
+	}
+	secret := ""
+	if list := cfg.WebhookSecrets[webhook.Slack]; len(list) > 0 {
+		secret = list[0].Reveal()
+	}
+	d.devSlack.SetInteractions(base+"/webhooks/slack/interactions", secret)
+	fmt.Fprintf(stdout, "dev mode: fake Slack channel %s/archives/C0A4967KRBM (its buttons click as a person)\n", d.devSlackURL)
 }
 
 // progressPoster shows streamed runs' progress through the Slack notifier.

@@ -45,7 +45,7 @@ func NewAgent() *Agent {
 	}))
 	a.mux.HandleFunc(RouteInvestigate, a.wrap(RouteInvestigate, a.investigate))
 	for _, route := range []string{RouteAnswer, RouteApprove, RouteInterrupt} {
-		a.mux.HandleFunc(route, a.wrap(route, a.converse))
+		a.mux.HandleFunc(route, a.wrap(route, a.converse(route)))
 	}
 	return a
 }

@@ -40,6 +40,9 @@ func NewDevConfigService(adminToken, statePath string) (*ConfigService, error) {
 		cs.nodes[DevOrg][DevTeam] = &node{ID: DevTeam, Parent: DevOrg, Type: "team", Config: map[string]any{
 			"routing":        clone(DevRouting),
 			"entrance_agent": "planner",
+			// The fake Slack's DevApprover may approve what a streaming
+			// agent asks (SPEC §19).
+			"approvals": map[string]any{"approvers": []any{DevApprover}},
 		}}
 	}
 	return cs, cs.saveLocked()

@@ -55,6 +55,9 @@ type Slack struct {
 	base string
 	// ephemerals are the chat.postEphemeral messages, in order.
 	ephemerals []SlackEphemeral
+	// interactionsURL and signingSecret: where a person's click goes, and
+	// what signs it (SetInteractions).
+	interactionsURL, signingSecret string
 }
 
 // SlackEphemeral is a message shown to one user only (chat.postEphemeral).
@@ -119,6 +122,8 @@ func NewSlack() *Slack {
 	s.mux.HandleFunc(RouteSlackPermalink, s.wrap(RouteSlackPermalink, s.method(s.permalink)))
 	s.mux.HandleFunc(RouteSlackEphemeral, s.wrap(RouteSlackEphemeral, s.method(s.ephemeral)))
 	s.mux.HandleFunc("GET /archives/{channel}/{ts}", s.show)
+	s.mux.HandleFunc("GET /archives/{channel}", s.showChannel)
+	s.mux.HandleFunc(RouteSlackClick, s.wrap(RouteSlackClick, s.click))
 	return s
 }
 
@@ -483,6 +488,7 @@ func (s *Slack) history(w http.ResponseWriter, args url.Values, _ string) {
 
 var showPage = template.Must(template.New("m").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Fake Slack: {{.Channel}}</title></head><body><h1>#{{.Channel}} (the built-in fake Slack of dev mode)</h1>
+<p><a href="/archives/{{.Channel}}">The whole channel, with its buttons</a></p>
 {{range .Messages}}<article><p><small>{{.TS}}{{with .ThreadTS}} in thread {{.}}{{end}}</small></p><pre>{{.Text}}</pre></article>{{end}}
 </body></html>`))
 
