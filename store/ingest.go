@@ -102,7 +102,7 @@ type eventStmts struct {
 	insert, payloads map[int]*sql.Stmt
 	find, replay     *sql.Stmt
 	// A resolve's settling (store/noise.go).
-	settleFirings, alertHanded, settleResolve *sql.Stmt
+	settleFirings, settleKept, alertHanded, settleResolve *sql.Stmt
 }
 
 // deliveryKey is what makes an event a redelivery of another.
@@ -423,7 +423,7 @@ func (db *DB) prepareInserts(ctx context.Context) error {
 		dst **sql.Stmt
 		q   string
 	}{{&st.find, findEventSQL}, {&st.replay, findReplaySQL},
-		{&st.settleFirings, settleFiringsSQL}, {&st.alertHanded, alertHandedSQL}, {&st.settleResolve, settleResolveSQL}} {
+		{&st.settleFirings, settleFiringsSQL}, {&st.settleKept, settleKeptSQL}, {&st.alertHanded, alertHandedSQL}, {&st.settleResolve, settleResolveSQL}} {
 		if *p.dst, err = db.write.PrepareContext(ctx, p.q); err != nil {
 			return err
 		}

@@ -50,6 +50,20 @@ const (
 		WHERE ` + alertOf + ` AND id < ? AND alert_state = 'firing'
 		  AND id > COALESCE((SELECT MAX(id) FROM orchestrator_webhook_events
 		                     WHERE ` + alertOf + ` AND id < ? AND alert_state = 'resolved'), 0)`
+	// settleKeptSQL gives an alert's firing events kept back when it
+	// resolves — suppressed for a silence or mute interval, an inhibition
+	// or active_time_intervals (held), still: a released one is queued
+	// again, and kept back anew only by a new decision — the reason
+	// resolved (SPEC §21: one that resolved meanwhile stays suppressed
+	// resolved), so that no release pass delivers them. suppressed_by
+	// becomes the resolve, as for the waiting ones; what held it stays in
+	// last_error (and in the decision trail's noise step). finished_at is
+	// kept, and no metric counts them again: orchestrator_suppressed_total
+	// counted each once, by the reason it was kept back for.
+	settleKeptSQL = `UPDATE orchestrator_webhook_events SET suppressed_reason = ?, suppressed_by = ?, updated_at = ?,
+		last_error = 'suppressed: resolved by event ' || CAST(? AS TEXT) || ' while kept back (' || suppressed_reason
+		  || COALESCE(': ' || CASE WHEN last_error LIKE 'suppressed: %' THEN SUBSTR(last_error, 13) ELSE last_error END, '') || ')'
+		WHERE ` + alertOf + ` AND id < ? AND status = ? AND suppressed_reason IN (?, ?, ?) AND alert_state = ?`
 	// settleResolveSQL suppresses the resolve itself.
 	settleResolveSQL = `UPDATE orchestrator_webhook_events SET status = ?, suppressed_reason = ?, suppressed_by = ?,
 		finished_at = ?, updated_at = ?, next_attempt_at = NULL WHERE id = ? AND status = ?`
@@ -88,7 +102,9 @@ func (a alertStatements) queryRow(ctx context.Context, st func(*eventStmts) *sql
 
 // settle runs in the transaction that stores or routes a resolve (key) of
 // the alert ref: the alert's waiting firing events (queued, not claimed,
-// not redriven) become suppressed, resolved by it. If no firing of the
+// not redriven) become suppressed, resolved by it (settled counts them),
+// and those kept back (settleKeptSQL) take the reason resolved, by it,
+// uncounted. If no firing of the
 // alert since its previous resolve reached the agent (delivered, or being
 // delivered), the agent never heard of it: the resolve is suppressed too,
 // naming the firing it closed. Otherwise it stays queued, to be delivered.
@@ -103,6 +119,11 @@ func settle(ctx context.Context, a alertStatements, key int64, ref AlertRef, at 
 	n, err := affectedRows(res, nil)
 	if err != nil {
 		return 0, false, err
+	}
+	if _, err := a.exec(ctx, func(s *eventStmts) *sql.Stmt { return s.settleKept }, settleKeptSQL,
+		append(append([]any{SuppressedResolved, strconv.FormatInt(key, 10), when, strconv.FormatInt(key, 10)}, ref.args()...),
+			key, EventSuppressed, SuppressedSilence, SuppressedInhibited, SuppressedHeld, AlertStateFiring)...); err != nil {
+		return n, false, fmt.Errorf("store: settle alert %q's kept-back events: %w", ref.Key, err)
 	}
 	var handed, latest sql.NullInt64
 	if err := a.queryRow(ctx, func(s *eventStmts) *sql.Stmt { return s.alertHanded }, alertHandedSQL,

@@ -257,6 +257,11 @@ func suppressionCause(e store.Event) (string, string) {
 		if e.AlertState == store.AlertStateResolved {
 			return "resolved before anyone looked: it closed firing event " + e.SuppressedBy + ", which never reached the agent", "/ui/events/" + e.SuppressedBy
 		}
+		if strings.Contains(e.LastError, "while kept back") {
+			// Kept back (a silence, an inhibition, held) when it resolved
+			// (SPEC §21): the last error says what held it.
+			return "resolved while it was kept back: resolved by event " + e.SuppressedBy, "/ui/events/" + e.SuppressedBy
+		}
 		return "resolved before anyone looked: resolved by event " + e.SuppressedBy, "/ui/events/" + e.SuppressedBy
 	case store.SuppressedRepeat:
 		return "a repeat with nothing new: its alert's firing event " + e.SuppressedBy + " was delivered", "/ui/events/" + e.SuppressedBy

@@ -1,0 +1,77 @@
+package server_test
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incidentfox/orchestrator-edge/store"
+)
+
+// TestInhibit_ATargetThatResolvesWhileInhibitedStaysSuppressedResolved
+// (SPEC §21: one that resolved meanwhile stays suppressed resolved): an
+// inhibited pod whose resolve comes while its node is down is suppressed
+// resolved, by that resolve, on the API and the event page, which still
+// say what held it; when the node resolves, the release pass does not
+// queue it and the agent never hears of it; orchestrator_suppressed_total
+// counts it once (inhibited), the resolve once (resolved).
+func TestInhibit_ATargetThatResolvesWhileInhibitedStaysSuppressedResolved(t *testing.T) {
+	e, base := uiEnv(t, envOptions{fakeClock: true, routes: orgRoutes})
+	e.setInhibits(`
+- source_matchers: [alertname="NodeDown"]
+  target_matchers: [alertname="PodCrashLooping"]
+  equal: [node]
+`)
+	nodeLabels := map[string]string{"alertname": "NodeDown", "node": "n1"}
+	podLabels := map[string]string{"alertname": "PodCrashLooping", "node": "n1", "pod": "a"}
+	node := e.sendGroup(t, "node-n1", "firing", nodeLabels)
+	e.waitStatus(node, store.EventDelivered)
+	pod := e.sendGroup(t, "pod-a", "firing", podLabels)
+	if ev := e.waitStatus(pod, store.EventSuppressed, store.EventDelivered); ev.SuppressedReason != store.SuppressedInhibited {
+		t.Fatalf("pod = %s %q, want inhibited", ev.Status, ev.SuppressedReason)
+	}
+
+	podResolve := e.sendGroup(t, "pod-a", "resolved", podLabels)
+	waitFor(t, "the pod's resolve settled", func() bool { return e.event(t, podResolve).Status == store.EventSuppressed })
+	ev := e.event(t, pod)
+	if ev.Status != store.EventSuppressed || ev.SuppressedReason != store.SuppressedResolved || ev.SuppressedBy != podResolve ||
+		!strings.Contains(ev.LastError, "inhibited by event "+node) {
+		t.Fatalf("pod after its resolve = %s %q by %q (%q), want resolved by %s, naming %s", ev.Status, ev.SuppressedReason, ev.SuppressedBy,
+			ev.LastError, podResolve, node)
+	}
+	if d := e.do("GET", "/api/v1/admin/events/"+pod, adminToken, nil); d.body["suppressed_reason"] != "resolved" || d.body["suppressed_by"] != podResolve {
+		t.Fatalf("event API = %s", d.raw)
+	}
+	resp, err := login(t, base, adminToken).Get(base + "/ui/events/" + pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p := string(b)
+	if !strings.Contains(p, `<a href="/ui/events/`+podResolve+`" id="event-cause">resolved while it was kept back: resolved by event `+podResolve) ||
+		!strings.Contains(p, "while kept back (inhibited: inhibited by event "+node) {
+		t.Fatalf("the event page does not say it resolved while inhibited:\n%s", p)
+	}
+
+	resolve := e.sendGroup(t, "node-n1", "resolved", nodeLabels)
+	waitFor(t, "the node's resolve routed", func() bool { return e.event(t, resolve).TeamNodeID != "" })
+	e.clock.Add(time.Minute)
+	if n := e.disp.ReleaseInhibited(); n != 0 {
+		t.Fatalf("released %d, want none", n)
+	}
+	e.waitStatus(resolve, store.EventDelivered)
+	if ev := e.event(t, pod); ev.Status != store.EventSuppressed || ev.ReleasedBy != "" || ev.SuppressedReason != store.SuppressedResolved {
+		t.Fatalf("pod after the node's resolve = %s %q released by %q", ev.Status, ev.SuppressedReason, ev.ReleasedBy)
+	}
+	if msgs := strings.Join(e.agentMessages(), "\n"); strings.Contains(msgs, "PodCrashLooping") {
+		t.Fatalf("the agent heard of the pod: %q", msgs)
+	}
+	for _, m := range []string{`orchestrator_suppressed_total{reason="inhibited",source="alertmanager"} 1`,
+		`orchestrator_suppressed_total{reason="resolved",source="alertmanager"} 1`, `orchestrator_released_total{reason="inhibited"} 0`} {
+		if !e.metric(m) {
+			t.Errorf("want %s", m)
+		}
+	}
+}
