@@ -15,7 +15,9 @@ import (
 // resolved, by that resolve, on the API and the event page, which still
 // say what held it; when the node resolves, the release pass does not
 // queue it and the agent never hears of it; orchestrator_suppressed_total
-// counts it once (inhibited), the resolve once (resolved).
+// counts it once (inhibited), the resolve once (resolved). The overview's
+// agent calls saved shows inhibited and held (1 inhibited, then, once it
+// resolved, 0 inhibited and 2 resolved: the event counted once).
 func TestInhibit_ATargetThatResolvesWhileInhibitedStaysSuppressedResolved(t *testing.T) {
 	e, base := uiEnv(t, envOptions{fakeClock: true, routes: orgRoutes})
 	e.setInhibits(`
@@ -32,6 +34,36 @@ func TestInhibit_ATargetThatResolvesWhileInhibitedStaysSuppressedResolved(t *tes
 		t.Fatalf("pod = %s %q, want inhibited", ev.Status, ev.SuppressedReason)
 	}
 
+	// The overview's agent calls saved names every reason, inhibited and
+	// held among them.
+	get := func(path string) string {
+		t.Helper()
+		resp, err := login(t, base, adminToken).Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	saved := func(want ...string) {
+		t.Helper()
+		o := get("/ui/overview")
+		if i := strings.Index(o, `<p id="saved-total">`); i >= 0 {
+			o = o[i:]
+			if j := strings.Index(o, "</p>"); j >= 0 {
+				o = o[:j]
+			}
+		}
+		for _, w := range want {
+			if !strings.Contains(o, w) {
+				t.Fatalf("the overview's agent calls saved lacks %s: %s", w, o)
+			}
+		}
+	}
+	saved(`1 alert events kept from the agent`, `<a href="/ui/events?suppressed_reason=inhibited" class="saved-inhibited">1 inhibited</a>`,
+		`<a href="/ui/events?suppressed_reason=held" class="saved-held">0 held</a>`)
+
 	podResolve := e.sendGroup(t, "pod-a", "resolved", podLabels)
 	waitFor(t, "the pod's resolve settled", func() bool { return e.event(t, podResolve).Status == store.EventSuppressed })
 	ev := e.event(t, pod)
@@ -43,17 +75,14 @@ func TestInhibit_ATargetThatResolvesWhileInhibitedStaysSuppressedResolved(t *tes
 	if d := e.do("GET", "/api/v1/admin/events/"+pod, adminToken, nil); d.body["suppressed_reason"] != "resolved" || d.body["suppressed_by"] != podResolve {
 		t.Fatalf("event API = %s", d.raw)
 	}
-	resp, err := login(t, base, adminToken).Get(base + "/ui/events/" + pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	p := string(b)
+	p := get("/ui/events/" + pod)
 	if !strings.Contains(p, `<a href="/ui/events/`+podResolve+`" id="event-cause">resolved while it was kept back: resolved by event `+podResolve) ||
 		!strings.Contains(p, "while kept back (inhibited: inhibited by event "+node) {
 		t.Fatalf("the event page does not say it resolved while inhibited:\n%s", p)
 	}
+
+	// Counted once, under resolved now (with the pod's resolve).
+	saved(`2 alert events kept from the agent`, `class="saved-inhibited">0 inhibited</a>`, `class="saved-resolved">2 resolved</a>`)
 
 	resolve := e.sendGroup(t, "node-n1", "resolved", nodeLabels)
 	waitFor(t, "the node's resolve routed", func() bool { return e.event(t, resolve).TeamNodeID != "" })
