@@ -137,7 +137,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkFiringAlerts' -benchtime 5x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkOutbox' -benchtime 1x ./server/answers/ | grep -E '^outbox'
 	$(GO) test -run '^$$' -bench 'BenchmarkIngestTracing' -benchtime 1x ./server/ | grep -E '^ingest tracing'
-	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkStormTraced|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
+	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkStormTraced|BenchmarkStormWithHalfInhibited|BenchmarkStormAlertmanager|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'
 
 ## alertmanager: build Prometheus Alertmanager once into the cache (the Alertmanager source's tests run it)
 alertmanager:

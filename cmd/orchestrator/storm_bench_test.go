@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ import (
 // the storm, the time until the backlog is delivered, agent and Config
 // Service calls, digests and their sizes, and peak RSS. Run with
 // `make bench`; the figures are printed, not asserted.
-func BenchmarkStorm(b *testing.B) { storm(b, false, false) }
+func BenchmarkStorm(b *testing.B) { storm(b, stormPlain) }
 
 // BenchmarkStormWithNoise is the same storm, at the same request rate, with
 // noise in it (SPEC §6 Noise): every nine requests are six firing alerts —
@@ -34,13 +35,48 @@ func BenchmarkStorm(b *testing.B) { storm(b, false, false) }
 // repeats) — and three resolves a few milliseconds later, while the team's
 // limit holds the firings back (half the alerts resolve). It prints the same
 // figures and what noise control kept from the agent.
-func BenchmarkStormWithNoise(b *testing.B) { storm(b, true, false) }
+func BenchmarkStormWithNoise(b *testing.B) { storm(b, stormNoisy) }
 
 // BenchmarkStormTraced is the plain storm with tracing on (SPEC §22): every
 // trace sampled and exported over OTLP/HTTP to a receiver on this machine,
 // so that the figures can be set beside BenchmarkStorm's of the same run. It
 // prints how many spans the receiver took.
-func BenchmarkStormTraced(b *testing.B) { storm(b, false, true) }
+func BenchmarkStormTraced(b *testing.B) { storm(b, stormTraced) }
+
+// BenchmarkStormWithHalfInhibited is the storm of Alertmanager alerts
+// (issue 41: "the storm with half its alerts inhibited drains no slower
+// than the plain storm"): the sources file routes every alert to the team
+// and has one inhibit rule (a NodeDown inhibits PodCrashLooping equal on
+// node); a NodeDown on node n1 fires first (delivered before the storm),
+// then one firing PodCrashLooping group per request at the same rate, every
+// other one on n1 (inhibited) and the rest on n2. It prints the same
+// figures and what noise control kept from the agent.
+func BenchmarkStormWithHalfInhibited(b *testing.B) { storm(b, stormInhibited) }
+
+// BenchmarkStormAlertmanager is BenchmarkStormWithHalfInhibited's storm
+// without the NodeDown: the same deliveries and the same rule, nothing
+// inhibited — the baseline of the same source for the figures above.
+func BenchmarkStormAlertmanager(b *testing.B) { storm(b, stormAlertmanager) }
+
+// The storms' kinds.
+const (
+	stormPlain = iota
+	stormNoisy
+	stormTraced
+	stormInhibited
+	stormAlertmanager
+)
+
+// amStormAlert is an Alertmanager v4 notification of one group: one firing
+// alert whose labels are its commonLabels.
+func amStormAlert(alertname, node, pod string) []byte {
+	return fmt.Appendf(nil, `{"version":"4","groupKey":"{}:{alertname=\"%s\", node=\"%s\", pod=\"%s\"}","status":"firing","receiver":"orchestrator",`+
+		`"groupLabels":{"alertname":"%s","node":"%s","pod":"%s"},"commonLabels":{"alertname":"%s","node":"%s","pod":"%s","severity":"critical"},`+
+		`"commonAnnotations":{"summary":"%s on %s"},"externalURL":"http://alertmanager:9093","alerts":[{"status":"firing",`+
+		`"labels":{"alertname":"%s","node":"%s","pod":"%s","severity":"critical"},"annotations":{"summary":"%s on %s"},`+
+		`"startsAt":"2026-11-26T01:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"%s"}]}`,
+		alertname, node, pod, alertname, node, pod, alertname, node, pod, alertname, node, alertname, node, pod, alertname, node, alertname+node+pod)
+}
 
 // pdAlert is a PagerDuty v3 delivery about an incident.
 func pdAlert(delivery, incident, eventType string) []byte {
@@ -48,12 +84,19 @@ func pdAlert(delivery, incident, eventType string) []byte {
 		delivery, eventType, incident, incident, incident)
 }
 
-func storm(b *testing.B, noisy, traced bool) {
-	const admin, pdSecret, slackSecret = "storm-admin", "storm-pd", "storm-slack"
+func storm(b *testing.B, kind int) {
+	const admin, pdSecret, slackSecret, amToken = "storm-admin", "storm-pd", "storm-slack", "storm-am"
 	const rate, seconds, mentions = 1000, 3, 20
+	noisy, traced := kind == stormNoisy, kind == stormTraced
+	am := kind == stormInhibited || kind == stormAlertmanager
 	name := "storm"
-	if noisy {
+	switch kind {
+	case stormNoisy:
 		name = "storm with noise"
+	case stormInhibited:
+		name = "storm half inhibited"
+	case stormAlertmanager:
+		name = "storm alertmanager"
 	}
 	var spans *tracingtest.Receiver
 	if traced {
@@ -68,6 +111,21 @@ func storm(b *testing.B, noisy, traced bool) {
 		if kv != "ORCHESTRATOR_TEAM_DISPATCH_PER_MINUTE=1000000" {
 			env = append(env, kv)
 		}
+	}
+	if am {
+		// Every alert to the storm's team; one inhibit rule.
+		file := dir + "/sources.yaml"
+		if err := os.WriteFile(file, []byte(`routes:
+  - name: storm
+    route_to: {org_id: `+peerstest.DevOrg+`, team_node_id: `+peerstest.DevTeam+`}
+inhibit_rules:
+  - source_matchers: [alertname="NodeDown"]
+    target_matchers: [alertname="PodCrashLooping"]
+    equal: [node]
+`), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		env = append(env, "ALERTMANAGER_WEBHOOK_TOKEN="+amToken, "ORCHESTRATOR_SOURCES_FILE="+file)
 	}
 	if traced {
 		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+spans.URL, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_TRACES_SAMPLER=always_on")
@@ -101,6 +159,27 @@ func storm(b *testing.B, noisy, traced bool) {
 		}
 		acks = append(acks, d)
 	}
+	// The inhibitor fires first, and is delivered, before the storm.
+	pre := 0
+	if kind == stormInhibited {
+		body := amStormAlert("NodeDown", "n1", "node-exporter")
+		req, _ := http.NewRequest("POST", base+"/webhooks/alertmanager", bytes.NewReader(body))
+		req.Header = webhook.Sign(webhook.Alertmanager, amToken, body, wallclock.Now(), "")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("NodeDown: %d", resp.StatusCode)
+		}
+		for until := time.Now().Add(time.Minute); len(f.agent.CallsTo(peerstest.RouteAgentRun)) == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(until) {
+				b.Fatal("NodeDown never reached the agent")
+			}
+		}
+		pre = 1
+	}
 	var wg sync.WaitGroup
 	peak := 0
 	tick := time.NewTicker(time.Second / rate)
@@ -130,6 +209,12 @@ func storm(b *testing.B, noisy, traced bool) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			if am {
+				// Every other pod on the down node.
+				body := amStormAlert("PodCrashLooping", []string{"n1", "n2"}[i%2], fmt.Sprintf("web-%05d", i))
+				send("/webhooks/alertmanager", body, webhook.Sign(webhook.Alertmanager, amToken, body, wallclock.Now(), ""))
+				return
+			}
 			body := pdAlert(fmt.Sprintf("storm%05d", i), incident, eventType)
 			send("/webhooks/pagerduty", body, webhook.Sign(webhook.PagerDuty, pdSecret, body, wallclock.Now(), ""))
 		}(i)
@@ -209,7 +294,7 @@ func storm(b *testing.B, noisy, traced bool) {
 		return n
 	}
 	deadline := start.Add(5 * time.Minute)
-	for count(); delivered+kept() < len(acks) && time.Now().Before(deadline); count() {
+	for count(); delivered-pre+kept() < len(acks) && time.Now().Before(deadline); count() {
 		time.Sleep(100 * time.Millisecond)
 		peak = max(peak, rssKB(proc.Process.Pid, "VmRSS"))
 	}
@@ -224,11 +309,15 @@ func storm(b *testing.B, noisy, traced bool) {
 		}
 	}
 	slices.Sort(acks)
-	fmt.Printf("%s: offered %d PagerDuty deliveries (%d/s for %ds; %d of them resolves) + %d mentions for one team; acked %d, refused %d; ack p50 %v p99 %v max %v\n",
-		name, total, rate, seconds, resolves, mentions, len(acks), failed, pctl(acks, .5).Round(time.Microsecond), pctl(acks, .99).Round(time.Microsecond),
+	vendor := "PagerDuty"
+	if am {
+		vendor = "Alertmanager"
+	}
+	fmt.Printf("%s: offered %d %s deliveries (%d/s for %ds; %d of them resolves) + %d mentions for one team; acked %d, refused %d; ack p50 %v p99 %v max %v\n",
+		name, total, vendor, rate, seconds, resolves, mentions, len(acks), failed, pctl(acks, .5).Round(time.Microsecond), pctl(acks, .99).Round(time.Microsecond),
 		acks[len(acks)-1].Round(time.Microsecond))
 	fmt.Printf("%s: %d of %d delivered, %d kept back, %v after the storm began (storm lasted %v); %d mentions delivered alone\n",
-		name, delivered, len(acks), kept(), drained.Round(100*time.Millisecond), stormEnd.Sub(start).Round(100*time.Millisecond), alone)
+		name, delivered-pre, len(acks), kept(), drained.Round(100*time.Millisecond), stormEnd.Sub(start).Round(100*time.Millisecond), alone)
 	if len(sizes) == 0 {
 		sizes = []int{0}
 	}
@@ -236,6 +325,10 @@ func storm(b *testing.B, noisy, traced bool) {
 		name, calls, alerts, float64(calls-alone)/float64(max(1, alerts)), digests, sizes[0], sizes[len(sizes)/2], sizes[len(sizes)-1], cs, float64(cs)/float64(max(1, calls)))
 	if noisy {
 		fmt.Printf("%s: %d repeats and %d resolves offered; kept from the agent by reason: %v\n", name, repeats, resolves, suppressed())
+	}
+	if am {
+		fmt.Printf("%s: %d PodCrashLooping alerts, half on node n1 (NodeDown firing first: %v); kept from the agent by reason: %v\n",
+			name, total, kind == stormInhibited, suppressed())
 	}
 	fmt.Printf("%s: peak RSS %d MiB sampled, VmHWM %d MiB\n", name, peak/1024, rssKB(proc.Process.Pid, "VmHWM")/1024)
 	_ = proc.Process.Signal(syscall.SIGTERM)
