@@ -166,8 +166,10 @@ func (d *Dispatcher) plan(free int) ([]call, time.Duration, error) {
 
 // claimTeam claims up to n calls' worth of one team's due events: its
 // mentions and redriven events first, each alone; then its coalesced alerts,
-// up to CoalesceMax a call; then its other events, each alone. Alert events
-// pass noise control on the way (screen, then the daily budget per call);
+// up to CoalesceMax a call (what noise control keeps back of a claim is
+// replaced by the team's next due alerts); then its other events, each
+// alone. Alert events pass noise control on the way (screen, then the
+// daily budget per call);
 // those it keeps back are recorded suppressed and the team is looked at
 // again at once. exhausted says every kind was asked for and none is left due.
 func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []call, exhausted bool, err error) {
@@ -184,11 +186,15 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		return calls, false, err
 	}
 	kept := false
-	alertCall := func(events []store.Event) {
+	screen := func(events []store.Event) []store.Event {
 		pass := d.screen(t, events, now)
 		if len(pass) < len(events) {
 			kept = true
 		}
+		return pass
+	}
+	// alertCall makes one call of screened alert events.
+	alertCall := func(pass []store.Event) {
 		if len(pass) == 0 {
 			return
 		}
@@ -222,10 +228,24 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 		if err != nil {
 			return calls, false, err
 		}
-		if len(alerts) > 0 {
-			alertCall(alerts)
+		more := len(alerts) == d.o.CoalesceMax
+		pass := screen(alerts)
+		// What noise control kept back leaves room in the digest: the
+		// team's next due alerts fill it (a cascade's inhibited half left
+		// every digest of the storm half full, BenchmarkStormWithHalfInhibited).
+		for more && len(pass) < d.o.CoalesceMax {
+			ask := d.o.CoalesceMax - len(pass)
+			next, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources}, ask)
+			to = time.Now()
+			if err != nil {
+				alertCall(pass)
+				return calls, false, err
+			}
+			more = len(next) == ask
+			pass = append(pass, screen(next)...)
 		}
-		if len(alerts) < d.o.CoalesceMax {
+		alertCall(pass)
+		if !more {
 			break
 		}
 	}
@@ -237,7 +257,7 @@ func (d *Dispatcher) claimTeam(t store.TeamKey, n int, now time.Time) (calls []c
 	others, err := d.o.Store.ClaimTeamEvents(d.work, at, at.Add(d.o.Lease), t, store.Kind{Sources: d.o.CoalesceSources, Exclude: true}, ask)
 	to = time.Now()
 	for _, e := range others {
-		alertCall([]store.Event{e})
+		alertCall(screen([]store.Event{e}))
 	}
 	return calls, err == nil && len(others) < ask, err
 }
