@@ -346,3 +346,89 @@ func TestConversation_TheRunPageListsItsQuestionsAndApprovals(t *testing.T) {
 	audit(t, ctx, axeSource(t), "/ui/agent-runs/"+runID)
 	screenshot(t, ctx, "", "agentrun-prompts.png")
 }
+
+// TestConversation_AQuestionAnsweredInWords: a question that allows free
+// text (allow_free_text) gets an "Answer…" button besides its options; a
+// click opens Slack's modal with views.open and the click's trigger (the
+// strict fake takes a trigger it issued, once, and a view within Slack's
+// limits); the modal's view_submission through the interactions door,
+// signed as every Slack request, is answered with an empty 200 (what
+// closes a modal) and sends the text to the agent's POST /answer; the
+// message says who answered what. A second "Answer…" click is refused and
+// opens nothing; a submission for a question already answered is refused
+// and sends nothing; a submission signed with another secret is refused
+// at the door.
+func TestConversation_AQuestionAnsweredInWords(t *testing.T) {
+	e := newEnv(t, envOptions{webhooks: true, answers: true})
+	streamingTeam(e)
+	release := make(chan struct{})
+	e.agent.SetScript(func(in peerstest.InvestigateBody) []peerstest.Step {
+		return []peerstest.Step{
+			{Type: "question", Data: map[string]any{"question": "Which namespace?", "options": []any{"checkout"}, "allow_free_text": true}},
+			{Until: release},
+			{Type: "result", Data: map[string]any{"text": "Looked there."}},
+		}
+	})
+	id, ts := sendMention(t, e, "words1")
+	msg, promptID := promptMessage(t, e, ts, "Which namespace?")
+	for _, want := range []string{`"action_id":"prompt_answer_0"`, `"action_id":"prompt_text"`, `"text":"Answer…"`} {
+		if !strings.Contains(string(msg.Blocks), want) {
+			t.Fatalf("the question lacks %s: %s", want, msg.Blocks)
+		}
+	}
+	if ev := click(t, e, "U0ANA", e.slack.Trigger("U0ANA"), "prompt_text", promptID); ev.LastError != "" {
+		t.Fatalf("the Answer… click: %q", ev.LastError)
+	}
+	views := e.slack.Views()
+	if len(views) != 1 || views[0].User != "U0ANA" || views[0].CallbackID != "prompt_text" || !strings.Contains(string(views[0].View), "Which namespace?") {
+		t.Fatalf("views %+v", views)
+	}
+	if len(converse(t, e, peerstest.RouteAnswer)) != 0 {
+		t.Fatal("opening the modal answered the question")
+	}
+	body, err := e.slack.ViewSubmission(views[0].ID, map[string]string{"answer": "  checkout-canary,\nsince 09:00 "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.sendTo("/webhooks/slack/interactions", body, slackSigned(t, "not-the-secret", body)); r.code != 401 {
+		t.Fatalf("a submission signed with another secret = %d", r.code)
+	}
+	r := e.sendTo("/webhooks/slack/interactions", body, slackSigned(t, slackSecret, body))
+	if err := peerstest.ViewSubmissionAck(r.code, []byte(r.raw)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the answer in words sent", func() bool { return len(e.agent.CallsTo(peerstest.RouteAnswer)) == 1 })
+	got := converse(t, e, peerstest.RouteAnswer)
+	if got[0].Answers["Which namespace?"] != "checkout-canary,\nsince 09:00" {
+		t.Fatalf("answer calls %+v", got)
+	}
+	waitFor(t, "the answered question's message", func() bool {
+		b := string(message(e, ts, msg.TS).Blocks)
+		return strings.Contains(b, "Answered by <@U0ANA>: “checkout-canary, since 09:00”") && !strings.Contains(b, "prompt_text")
+	})
+	// Too late: another Answer… click opens nothing; another submission sends nothing.
+	ev := click(t, e, "U0BOB", e.slack.Trigger("U0BOB"), "prompt_text", promptID)
+	if !strings.Contains(ev.LastError, "already answered") || len(e.slack.Views()) != 1 {
+		t.Fatalf("a second Answer… click: %q, %d views", ev.LastError, len(e.slack.Views()))
+	}
+	again, err := e.slack.ViewSubmission(views[0].ID, map[string]string{"answer": "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.sendTo("/webhooks/slack/interactions", again, slackSigned(t, slackSecret, again)); peerstest.ViewSubmissionAck(r.code, []byte(r.raw)) != nil {
+		t.Fatalf("the second submission = %d %s", r.code, r.raw)
+	}
+	waitFor(t, "the refusal told", func() bool {
+		for _, m := range e.slack.Ephemerals() {
+			if m.User == "U0ANA" && strings.Contains(m.Text, "Already decided: answered by <@U0ANA>") {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(e.agent.CallsTo(peerstest.RouteAnswer)); n != 1 {
+		t.Fatalf("%d answer calls", n)
+	}
+	close(release)
+	e.waitStatus(id, store.EventDelivered)
+}

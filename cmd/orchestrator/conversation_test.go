@@ -76,7 +76,9 @@ func pageClick(t *testing.T, slackURL, user, want, label string) {
 // whole conversation on the fake Slack's channel page — the progress
 // message, the agent's question with its options, the approval. Clicking
 // there (the fake sends Slack's signed block_actions to the interactions
-// door) answers the question and, as the seeded team's approver, approves
+// door) answers the question — in words, in the modal its "Answer…"
+// button opens (views.open; the modal's view_submission) — and, as the
+// seeded team's approver, approves
 // the restart (a bystander's click is refused with a message only they
 // see); the fake agent goes on with what it was told, and its answer,
 // saying so, replaces the progress message. The steps run without pause
@@ -94,9 +96,26 @@ func TestDevMode_TheWholeConversationOnTheFakeSlack(t *testing.T) {
 	if code := sendSignedSample(t, base, "slack", devSecret("slack")); code != 200 {
 		t.Fatalf("the mention = %d", code)
 	}
-	pageClick(t, slackURL, peerstest.DevApprover, peerstest.DevQuestion, "prod-us")
+	// The answer in words: "Answer…" opens the modal (views.open), shown
+	// on the page as a form; sending it is the modal's view_submission.
+	pageClick(t, slackURL, peerstest.DevApprover, peerstest.DevQuestion, "Answer…")
+	var modal []string
+	waitUntil(t, time.Minute, "the answer's modal", func() bool {
+		modal = regexp.MustCompile(`<form method="post" action="(/views/[^"]+/submit)">`).FindStringSubmatch(channelPage(t, slackURL, peerstest.DevApprover))
+		return modal != nil
+	})
+	u, _ := url.Parse(slackURL)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).PostForm(
+		u.Scheme+"://"+u.Host+modal[1], url.Values{"input_answer": {"prod-us"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the modal's submission = %d", resp.StatusCode)
+	}
 	waitUntil(t, time.Minute, "the answered question", func() bool {
-		return strings.Contains(channelPage(t, slackURL, peerstest.DevApprover), "Answered *prod-us* by <@"+peerstest.DevApprover+">")
+		return strings.Contains(channelPage(t, slackURL, peerstest.DevApprover), "Answered by <@"+peerstest.DevApprover+">: “prod-us”")
 	})
 	// Not an approver: told so, only them.
 	pageClick(t, slackURL, peerstest.DevBystander, "rollout restart", "Approve")
@@ -118,7 +137,7 @@ func TestDevMode_TheWholeConversationOnTheFakeSlack(t *testing.T) {
 			t.Errorf("the channel page lacks %q:\n%s", want, page)
 		}
 	}
-	for _, gone := range []string{"Investigating…", ">Stop<", ">prod-eu<", ">Approve<"} {
+	for _, gone := range []string{"Investigating…", ">Stop<", ">prod-eu<", ">Approve<", "/submit"} {
 		if strings.Contains(page, gone) {
 			t.Errorf("the channel page still shows %q:\n%s", gone, page)
 		}

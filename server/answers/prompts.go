@@ -27,6 +27,16 @@ const (
 	// ActionStop is the progress message's Stop button; its value is the
 	// run's id.
 	ActionStop = "run_stop"
+	// ActionText is a free-text question's "Answer…" button (its value the
+	// prompt's id): it opens a modal (views.open) whose submission, of
+	// callback id TextCallback, is the answer.
+	ActionText   = "prompt_text"
+	TextCallback = "prompt_text"
+	// TextBlock and TextInput name the modal's input (its state's
+	// values[TextBlock][TextInput].value); MaxTextAnswer bounds it.
+	TextBlock     = "answer"
+	TextInput     = "text"
+	MaxTextAnswer = 2000
 )
 
 // maxOptions bounds the buttons of one question (Slack allows 25 elements
@@ -38,17 +48,22 @@ type Question struct {
 	Text    string   `json:"question"`
 	Header  string   `json:"header,omitempty"`
 	Options []string `json:"options"`
+	// FreeText: the agent takes an answer in words (allow_free_text),
+	// given in a modal.
+	FreeText bool `json:"free_text,omitempty"`
 }
 
 // ParseQuestions reads a question event's data: {"questions":[{"question":
-// …, "options":[…]}]}, an option a string or {"label": …}; or one question
-// at the top level. Questions without text or options are refused.
+// …, "options":[…], "allow_free_text": true}]}, an option a string or
+// {"label": …}; or one question at the top level. A question without
+// text, or with neither options nor allow_free_text, is refused.
 func ParseQuestions(data json.RawMessage) ([]Question, error) {
 	type rawQ struct {
-		Question string            `json:"question"`
-		Text     string            `json:"text"`
-		Header   string            `json:"header"`
-		Options  []json.RawMessage `json:"options"`
+		Question      string            `json:"question"`
+		Text          string            `json:"text"`
+		Header        string            `json:"header"`
+		Options       []json.RawMessage `json:"options"`
+		AllowFreeText bool              `json:"allow_free_text"`
 	}
 	var in struct {
 		Questions []rawQ `json:"questions"`
@@ -66,7 +81,8 @@ func ParseQuestions(data json.RawMessage) ([]Question, error) {
 	}
 	var out []Question
 	for i, r := range raw {
-		q := Question{Text: strings.TrimSpace(strings.ToValidUTF8(or(r.Question, r.Text), "?")), Header: cut(strings.ToValidUTF8(r.Header, "?"), 80)}
+		q := Question{Text: strings.TrimSpace(strings.ToValidUTF8(or(r.Question, r.Text), "?")), Header: cut(strings.ToValidUTF8(r.Header, "?"), 80),
+			FreeText: r.AllowFreeText}
 		for _, o := range r.Options {
 			var s string
 			var obj struct {
@@ -80,8 +96,8 @@ func ParseQuestions(data json.RawMessage) ([]Question, error) {
 				q.Options = append(q.Options, s)
 			}
 		}
-		if q.Text == "" || len(q.Options) == 0 {
-			return nil, fmt.Errorf("question %d has no text or no options", i+1)
+		if q.Text == "" || (len(q.Options) == 0 && !q.FreeText) {
+			return nil, fmt.Errorf("question %d has no text, or neither options nor allow_free_text", i+1)
 		}
 		q.Text = cut(q.Text, 2000)
 		out = append(out, q)
@@ -124,6 +140,10 @@ func QuestionBlocks(promptID string, q Question) []slack.Block {
 	for i, o := range q.Options {
 		buttons = append(buttons, slack.NewButtonBlockElement(fmt.Sprintf("%s_%d", ActionAnswer, i), fmt.Sprintf("%s:%d", promptID, i),
 			slack.NewTextBlockObject(slack.PlainTextType, o, false, false)))
+	}
+	if q.FreeText {
+		buttons = append(buttons, slack.NewButtonBlockElement(ActionText, promptID,
+			slack.NewTextBlockObject(slack.PlainTextType, "Answer…", false, false)))
 	}
 	return []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
@@ -182,6 +202,54 @@ func AskedText(kind string, payload json.RawMessage) string {
 		return "*The agent asked a question.*"
 	}
 	return "*The agent asked:* " + escape(q.Text)
+}
+
+// textModalMeta is a free-text modal's private_metadata: the question
+// and the channel it was asked in (a view_submission names no channel;
+// Slack hands back what the app set, under its signature).
+type textModalMeta struct {
+	Prompt  string `json:"prompt"`
+	Channel string `json:"channel"`
+}
+
+// TextModal is the modal a free-text question's "Answer…" button opens:
+// the question and one text input (views.open, callback id TextCallback).
+func TextModal(promptID, channel string, q Question) slack.ModalViewRequest {
+	meta, _ := json.Marshal(textModalMeta{Prompt: promptID, Channel: channel})
+	in := slack.NewPlainTextInputBlockElement(slack.NewTextBlockObject(slack.PlainTextType, "Your answer", false, false), TextInput)
+	in.Multiline, in.MaxLength = true, MaxTextAnswer
+	input := slack.NewInputBlock(TextBlock, slack.NewTextBlockObject(slack.PlainTextType, "Your answer", false, false), nil, in)
+	return slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		CallbackID:      TextCallback,
+		PrivateMetadata: string(meta),
+		Title:           slack.NewTextBlockObject(slack.PlainTextType, "The agent asks", false, false),
+		Submit:          slack.NewTextBlockObject(slack.PlainTextType, "Send", false, false),
+		Close:           slack.NewTextBlockObject(slack.PlainTextType, "Cancel", false, false),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, cut(escape(q.Text), 3000), false, false), nil, nil),
+			input,
+		}},
+	}
+}
+
+// OpenView opens a modal for the person whose click gave triggerID
+// (views.open; Slack honours a trigger for 3 s after the click).
+func (s *Slack) OpenView(ctx context.Context, app, triggerID string, view slack.ModalViewRequest) error {
+	c := s.clients[app]
+	if c == nil {
+		return Permanent(s.Check(Destination{Type: TypeSlack, App: app}))
+	}
+	if _, err := c.OpenViewContext(ctx, triggerID, view); err != nil {
+		return slackFailure("views.open", err)
+	}
+	return nil
+}
+
+// Quote is a person's text quoted in a message: on one line, escaped,
+// at most n characters.
+func Quote(text string, n int) string {
+	return "“" + escape(cut(strings.Join(strings.Fields(text), " "), n)) + "”"
 }
 
 // UserRef is how a message names a Slack user.

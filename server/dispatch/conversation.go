@@ -305,7 +305,8 @@ func (d *Dispatcher) recordClick(e store.Event, o store.Outcome) store.Outcome {
 		return why("the click names no Slack user")
 	}
 	want := map[string]string{webhook.ClickAnswer: store.PromptQuestion, webhook.ClickApprove: store.PromptApproval,
-		webhook.ClickReject: store.PromptApproval, webhook.ClickStop: store.PromptStop}[c.Action]
+		webhook.ClickReject: store.PromptApproval, webhook.ClickStop: store.PromptStop,
+		webhook.ClickText: store.PromptQuestion, webhook.ClickTextAnswer: store.PromptQuestion}[c.Action]
 	if p.Kind != want {
 		return why("a " + c.Action + " button on a " + p.Kind)
 	}
@@ -315,6 +316,9 @@ func (d *Dispatcher) recordClick(e store.Event, o store.Outcome) store.Outcome {
 				d.log.Warn("conversation: the clicker was not told", "prompt_id", p.ID, "error", err)
 			}
 		}
+	}
+	if c.Action == webhook.ClickText {
+		return d.openTextModal(ctx, p, c, tell, why, o)
 	}
 	dec := store.PromptDecision{By: c.User, ByName: c.UserName, At: d.now()}
 	var path, outcome string
@@ -331,6 +335,20 @@ func (d *Dispatcher) recordClick(e store.Event, o store.Outcome) store.Outcome {
 		dec.Decision = string(answersJSON)
 		req = peers.ConverseRequest{ThreadID: p.AgentRunID, Answers: map[string]string{q.Text: label}}
 		outcome = fmt.Sprintf("Answered *%s* by %s.", label, answers.UserRef(c.User))
+	case webhook.ClickTextAnswer:
+		var q answers.Question
+		if json.Unmarshal(p.Payload, &q) != nil || !q.FreeText {
+			return why("the question takes no answer in words")
+		}
+		if c.Text == "" {
+			tell("Your answer was empty: nothing was sent to the agent.")
+			return why("the answer in words was empty")
+		}
+		dec.State, path = store.PromptAnswered, peers.AnswerPath
+		answersJSON, _ := json.Marshal(map[string]string{q.Text: c.Text})
+		dec.Decision = string(answersJSON)
+		req = peers.ConverseRequest{ThreadID: p.AgentRunID, Answers: map[string]string{q.Text: c.Text}}
+		outcome = fmt.Sprintf("Answered by %s: %s", answers.UserRef(c.User), answers.Quote(c.Text, 500))
 	case webhook.ClickApprove, webhook.ClickReject:
 		tc, err := d.context(ctx, p.OrgID, p.TeamNodeID)
 		if err != nil {
@@ -379,6 +397,39 @@ func (d *Dispatcher) recordClick(e store.Event, o store.Outcome) store.Outcome {
 		tell("Stopping the investigation.")
 	}
 	d.settle(ctx, decided, outcome)
+	o.LastError = ""
+	return o
+}
+
+// openTextModal answers a click on a free-text question's "Answer…"
+// button: the modal (views.open with the click's trigger) whose submission
+// is the answer. Nothing is decided here; the question must still be
+// open.
+func (d *Dispatcher) openTextModal(ctx context.Context, p store.Prompt, c *webhook.Click, tell func(string),
+	why func(string) store.Outcome, o store.Outcome) store.Outcome {
+	var q answers.Question
+	if json.Unmarshal(p.Payload, &q) != nil || !q.FreeText {
+		return why("the question takes no answer in words")
+	}
+	if p.State != store.PromptOpen {
+		if p.DecidedBy != "" {
+			tell(fmt.Sprintf("Already decided: %s by %s.", p.State, answers.UserRef(p.DecidedBy)))
+		} else {
+			tell("Too late: this question has " + p.State + ".")
+		}
+		return why("the question was already " + p.State + " (a decision is final)")
+	}
+	sl := d.slack()
+	if sl == nil || c.TriggerID == "" {
+		return why("no modal can be opened: no Slack client, or the click carries no trigger")
+	}
+	if err := sl.OpenView(ctx, p.SlackApp, c.TriggerID, answers.TextModal(p.ID, p.ChannelID, q)); err != nil {
+		d.log.Warn("conversation: the answer form was not opened", "prompt_id", p.ID, "agent_run_id", p.AgentRunID, "error", err)
+		tell("The answer form could not be opened (Slack allows 3 seconds after a click); click Answer… again.")
+		return why("the answer form was not opened: " + err.Error())
+	}
+	d.log.Info("conversation: answer form opened", "prompt_id", p.ID, "agent_run_id", p.AgentRunID, "by", c.User,
+		"org_id", p.OrgID, "team_node_id", p.TeamNodeID)
 	o.LastError = ""
 	return o
 }

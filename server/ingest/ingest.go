@@ -219,6 +219,9 @@ type Answer struct {
 	Err error
 	// Outcome is the metric's outcome label.
 	Outcome string
+	// Empty: the ack has no body (Slack's view_submission reads a body as
+	// a response_action; an empty 200 closes the modal).
+	Empty bool
 }
 
 // Handler is one route of a source: cap → verify → limit → clean → store → ack.
@@ -403,7 +406,9 @@ func (d *Door) accept(ctx context.Context, source string, verifier webhook.Verif
 			headers[webhook.AppHeader] = ev.App
 		}
 	}
-	return d.store(ctx, ev, headers, body, http.StatusOK)
+	a := d.store(ctx, ev, headers, body, http.StatusOK)
+	a.Empty = ev.AckEmpty && a.Err == nil
+	return a
 }
 
 // record is the stored form of a verified event.
@@ -477,6 +482,9 @@ func (d *Door) answer(w http.ResponseWriter, r *http.Request, a Answer) {
 		d.out.Error(w, r, a.Err)
 	case a.Challenge != "":
 		d.out.JSON(w, r, a.Status, map[string]string{"challenge": a.Challenge})
+	case a.Empty:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(a.Status)
 	case a.Duplicate:
 		d.out.JSON(w, r, a.Status, map[string]any{"ok": true, "duplicate": true, "event_id": a.EventID})
 	default:

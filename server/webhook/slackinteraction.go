@@ -39,6 +39,9 @@ type Click struct {
 	// User and UserName say who clicked; Channel, MessageTS and ThreadTS
 	// where.
 	User, UserName, Channel, MessageTS, ThreadTS string
+	// TriggerID is the click's, for the modal a ClickText opens; Text is
+	// a ClickTextAnswer's answer.
+	TriggerID, Text string
 }
 
 // Click actions.
@@ -47,7 +50,15 @@ const (
 	ClickApprove = "approve"
 	ClickReject  = "reject"
 	ClickStop    = "stop"
+	// ClickText is the "Answer…" button of a question that takes an answer
+	// in words: it opens a modal. ClickTextAnswer is that modal's
+	// submission (a view_submission of callback id prompt_text).
+	ClickText       = "text"
+	ClickTextAnswer = "text_answer"
 )
+
+// maxTextAnswer bounds a free-text answer (the modal's input says so too).
+const maxTextAnswer = 2000
 
 // ClickEventType is the event type of a click on a conversation's button.
 const ClickEventType = "block_actions.conversation"
@@ -69,6 +80,8 @@ func parseClick(actionID, value string) *Click {
 		return &Click{Action: ClickReject, Prompt: clean(value, 64)}
 	case actionID == "run_stop":
 		return &Click{Action: ClickStop, Run: clean(value, 64)}
+	case actionID == "prompt_text":
+		return &Click{Action: ClickText, Prompt: clean(value, 64)}
 	}
 	return nil
 }
@@ -113,7 +126,14 @@ type slackInteraction struct {
 		ActionTS string `json:"action_ts"`
 	} `json:"actions"`
 	View struct {
-		CallbackID string `json:"callback_id"`
+		ID              string `json:"id"`
+		CallbackID      string `json:"callback_id"`
+		PrivateMetadata string `json:"private_metadata"`
+		State           struct {
+			Values map[string]map[string]struct {
+				Value string `json:"value"`
+			} `json:"values"`
+		} `json:"state"`
 	} `json:"view"`
 }
 
@@ -156,11 +176,31 @@ func ParseSlackInteraction(body []byte) (Event, error) {
 	if ch != "" {
 		ev.Identifiers["slack_channel_id"] = clean(ch, 128)
 	}
+	if in.Type == "view_submission" {
+		// Slack reads the answer's body as a response_action: only an
+		// empty 200 closes the modal.
+		ev.AckEmpty = true
+		if in.View.CallbackID == "prompt_text" {
+			var meta struct {
+				Prompt  string `json:"prompt"`
+				Channel string `json:"channel"`
+			}
+			if json.Unmarshal([]byte(in.View.PrivateMetadata), &meta) == nil && meta.Prompt != "" && meta.Channel != "" {
+				ch = clean(meta.Channel, 128)
+				ev.Identifiers["slack_channel_id"] = ch
+				text := clean(strings.TrimSpace(in.View.State.Values["answer"]["text"].Value), maxTextAnswer)
+				ev.Click = &Click{Action: ClickTextAnswer, Prompt: clean(meta.Prompt, 64), Text: text, Channel: ch,
+					User: clean(in.User.ID, 64), UserName: clean(or(in.User.Username, in.User.Name), 128)}
+				ev.EventType = ClickEventType
+			}
+		}
+	}
 	if in.Type == "block_actions" {
 		for _, a := range in.Actions {
 			if c := parseClick(a.ActionID, a.Value); c != nil {
 				c.User, c.UserName, c.Channel = clean(in.User.ID, 64), clean(or(in.User.Username, in.User.Name), 128), clean(ch, 128)
 				c.MessageTS, c.ThreadTS = clean(or(in.Container.MessageTS, in.Message.TS), 64), clean(or(in.Container.ThreadTS, in.Message.ThreadTS), 64)
+				c.TriggerID = clean(in.TriggerID, 255)
 				ev.Click = c
 				ev.EventType = ClickEventType
 				break

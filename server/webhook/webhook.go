@@ -78,6 +78,10 @@ type Event struct {
 	// channel has a team, the router carries it out for a run of that team
 	// only; it is never sent to the agent as an event.
 	Click *Click
+	// AckEmpty: the door acknowledges with an empty 200 (Slack's
+	// view_submission, whose answer body would be read as a
+	// response_action).
+	AckEmpty bool
 }
 
 // Verifier checks one source's webhooks.

@@ -154,7 +154,7 @@ func DevScript(pace time.Duration) Script {
 		return append(steps,
 			Step{Type: "thought", Data: map[string]any{"text": "Two pods of checkout restart; it runs in two clusters"}},
 			Step{Type: "question", Data: map[string]any{"questions": []any{map[string]any{"question": DevQuestion,
-				"header": "Cluster", "options": []any{"prod-eu", "prod-us"}}}}},
+				"header": "Cluster", "options": []any{"prod-eu", "prod-us"}, "allow_free_text": true}}}},
 			Step{Await: afterAnswer, Timeout: DevQuestionWait})
 	}
 }

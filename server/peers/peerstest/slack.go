@@ -58,6 +58,10 @@ type Slack struct {
 	// interactionsURL and signingSecret: where a person's click goes, and
 	// what signs it (SetInteractions).
 	interactionsURL, signingSecret string
+	// triggers are the trigger ids issued (by clicks): user, "" once used;
+	// views the modals opened.
+	triggers map[string]string
+	views    []*SlackView
 }
 
 // SlackEphemeral is a message shown to one user only (chat.postEphemeral).
@@ -124,6 +128,8 @@ func NewSlack() *Slack {
 	s.mux.HandleFunc("GET /archives/{channel}/{ts}", s.show)
 	s.mux.HandleFunc("GET /archives/{channel}", s.showChannel)
 	s.mux.HandleFunc(RouteSlackClick, s.wrap(RouteSlackClick, s.click))
+	s.mux.HandleFunc(RouteSlackViewsOpen, s.wrap(RouteSlackViewsOpen, s.method(s.viewsOpen)))
+	s.mux.HandleFunc("POST /views/{id}/submit", s.submit)
 	return s
 }
 
