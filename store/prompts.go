@@ -254,3 +254,23 @@ func (db *DB) PurgePrompts(ctx context.Context, cutoff time.Time, limit int) (in
 		SELECT id FROM orchestrator_run_prompts WHERE created_at < ? LIMIT ?)`, ms(cutoff), limit)
 	return affectedRows(res, err)
 }
+
+// ClaimClick takes a click event (on a conversation's button) for the one
+// router that carries it out: routers on several replicas read the same
+// unrouted events, and a click has effects (a decision, a call to the
+// agent, a message to the clicker) that must happen on one of them. The
+// event stays queued, unrouted, with one attempt and its next attempt at
+// until: the other routers pass it by, and should this process die before
+// it records the outcome, a router takes it again then (the decision, if
+// written, stays final). ok is false when another router has it.
+func (db *DB) ClaimClick(ctx context.Context, id string, now, until time.Time) (bool, error) {
+	cond, arg, ok := eventRef(id)
+	if !ok {
+		return false, nil
+	}
+	res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET attempts = attempts + 1, next_attempt_at = ?
+		WHERE `+cond+` AND status = ? AND org_id IS NULL AND team_node_id IS NULL AND (attempts = 0 OR next_attempt_at <= ?)`,
+		ms(until), arg, EventQueued, ms(now))
+	n, err := affectedRows(res, err)
+	return n == 1, err
+}

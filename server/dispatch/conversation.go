@@ -41,6 +41,9 @@ const (
 	defaultApprovalExpiry = 15 * time.Minute
 	maxApprovalExpiry     = 24 * time.Hour
 	expiryBatch           = 100
+	// clickClaim is how long a router holds a click it carries out
+	// before another may take it (the holder died).
+	clickClaim = time.Minute
 )
 
 // stream is one streamed run's side of the conversation.

@@ -162,7 +162,15 @@ func (d *Dispatcher) routeRound() (int, error) {
 		}
 		if e.Source == webhook.Slack && e.EventType == webhook.ClickEventType && o.Status == store.EventQueued && o.OrgID != "" {
 			// A click on a conversation's button, its team found: carried
-			// out here, never sent to the agent.
+			// out here, never sent to the agent — by one replica's router
+			// (the claim), never two.
+			ok, err := d.o.Store.ClaimClick(d.work, e.ID, d.now(), d.now().Add(clickClaim))
+			if err != nil || !ok {
+				if err != nil {
+					d.log.Warn("conversation: the click is not claimed", "event_id", e.ID, "error", err)
+				}
+				continue
+			}
 			outs = append(outs, store.Routed{Outcome: d.recordClick(e, o)})
 			continue
 		}
