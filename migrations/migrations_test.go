@@ -169,6 +169,13 @@ func checkValues(t *testing.T, db *sql.DB, d dialect) {
 		(id, trigger_source, webhook_event_id, org_id, team_node_id, agent_name, status, duration_ms, started_at)
 		VALUES (?, 'slack', ?, 'acme', 'sre', 'planner', 'succeeded', ?, ?)`, 4),
 		"7b8a4f0e-5d0c-4b8e-9a51-3c1d2e3f4a5b", "5b8a4f0e-5d0c-4b8e-9a51-3c1d2e3f4a5b", int64(1234), ts)
+	// A streamed run's summary (migration 21): text, read back whole.
+	summary := "Tools: kubectl_logs ×2 · 1 approval: approved by U0ANA · 42 s"
+	mustExec(t, db, q(`UPDATE orchestrator_agent_runs SET summary = ? WHERE id = ?`, 2), summary, "7b8a4f0e-5d0c-4b8e-9a51-3c1d2e3f4a5b")
+	var gotSummary string
+	if err := db.QueryRow(q(`SELECT summary FROM orchestrator_agent_runs WHERE id = ?`, 1), "7b8a4f0e-5d0c-4b8e-9a51-3c1d2e3f4a5b").Scan(&gotSummary); err != nil || gotSummary != summary {
+		t.Fatalf("summary round trip = %q %v", gotSummary, err)
+	}
 	if _, err := db.Exec(q(`INSERT INTO orchestrator_agent_runs
 		(id, trigger_source, webhook_event_id, org_id, team_node_id, agent_name, status, started_at)
 		VALUES (?, 'slack', ?, 'acme', 'sre', 'planner', 'succeeded', ?)`, 3),

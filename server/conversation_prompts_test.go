@@ -327,7 +327,8 @@ func TestConversation_TheRunPageListsItsQuestionsAndApprovals(t *testing.T) {
 	c := login(t, base, orgToken)
 	code, page := getPage(t, c, base+"/ui/agent-runs/"+runID)
 	for _, want := range []string{`id="agentrun-prompts"`, "rollout restart deploy/checkout (ap-7)", `<span class="status delivered">approved</span>`,
-		"u0ana (U0ANA)", "Which cluster?", `<span class="status dead">expired</span>`, "no one"} {
+		"u0ana (U0ANA)", "Which cluster?", `<span class="status dead">expired</span>`, "no one",
+		`<td id="agentrun-summary">Tools: none · Question: expired · Approval: approved by U0ANA (ap-7) · Took `} {
 		if code != 200 || !strings.Contains(page, want) {
 			t.Fatalf("the run page lacks %s: %d %s", want, code, page)
 		}

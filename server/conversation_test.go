@@ -52,13 +52,14 @@ func TestConversation_AStreamedInvestigationIsAnsweredInTheThread(t *testing.T) 
 	if len(msgs) != 1 || msgs[0].ThreadTS != ts {
 		t.Fatalf("messages %+v", msgs)
 	}
-	for _, want := range []string{"Investigated: " + body.Prompt, `"action_id":"feedback_positive"`, "/ui/agent-runs/" + runID} {
+	for _, want := range []string{"Investigated: " + body.Prompt, `"action_id":"feedback_positive"`, "/ui/agent-runs/" + runID,
+		`"block_id":"orchestrator_summary"`, `"text":"Tools: kubectl_get_pods · Took `} {
 		if !strings.Contains(string(msgs[0].Blocks), want) {
 			t.Errorf("the answer lacks %q: %s", want, msgs[0].Blocks)
 		}
 	}
 	run, err := e.db.GetAgentRun(context.Background(), runID)
-	if err != nil || run.Run.Status != "succeeded" {
+	if err != nil || run.Run.Status != "succeeded" || !strings.HasPrefix(run.Run.Summary, "Tools: kubectl_get_pods · Took ") {
 		t.Fatalf("run %+v %v", run.Run, err)
 	}
 }

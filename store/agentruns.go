@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -35,7 +36,14 @@ type AgentRun struct {
 	// Answer is the agent's answer text, written with the run (cut to
 	// MaxAnswerBytes); read back by GetAgentRun and AgentRunAnswers only.
 	Answer string
+	// Summary is a streamed run's summary (tools, questions, approvals,
+	// duration; at most MaxSummaryBytes), "" for a run call; read back by
+	// GetAgentRun and AgentRunAnswers only (migration 21).
+	Summary string
 }
+
+// MaxSummaryBytes bounds a run's summary.
+const MaxSummaryBytes = 2000
 
 // NewFeedbackRef makes an agent run's feedback reference: 130 random bits
 // (crypto/rand's Text, 26 base32 characters), so that a button's value
@@ -57,25 +65,32 @@ func insertAgentRun(ctx context.Context, x interface {
 	args := []any{r.ID, r.TriggerSource, nullIfEmpty(r.WebhookEventID), nullIfEmpty(r.Actor), r.OrgID, r.TeamNodeID, r.AgentName,
 		r.Status, nullInt(r.UpstreamStatus), nullIfEmpty(r.Error), nullIfEmpty(r.CorrelationID), r.Duration.Milliseconds(),
 		formatTime(r.StartedAt), formatTime(r.StartedAt.Add(r.Duration)), max(1, r.EventCount), nullIfEmpty(r.FeedbackRef)}
-	q := insertAgentRunSQL
+	cols := insertAgentRunColumns
 	if r.Answer != "" {
 		// Only a run with an answer names the column (migration 14's), so
 		// a run without one is written the same on every schema.
-		q, args = insertAgentRunAnswerSQL, append(args, clipAnswer(r.Answer))
+		cols, args = cols+", answer", append(args, clipAnswer(r.Answer))
 	}
-	_, err := x.ExecContext(ctx, q, args...)
+	if r.Summary != "" {
+		// Likewise the summary (migration 21's): only a streamed run's.
+		cols, args = cols+", summary", append(args, clipSummary(r.Summary))
+	}
+	_, err := x.ExecContext(ctx, `INSERT INTO orchestrator_agent_runs (`+cols+`) VALUES (`+
+		strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")+`)`, args...)
 	return err
 }
 
-const insertAgentRunSQL = `INSERT INTO orchestrator_agent_runs
-		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
-		 correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// clipSummary cuts a summary to MaxSummaryBytes on a character boundary.
+func clipSummary(s string) string {
+	if len(s) <= MaxSummaryBytes {
+		return s
+	}
+	return strings.ToValidUTF8(s[:MaxSummaryBytes], "")
+}
 
-const insertAgentRunAnswerSQL = `INSERT INTO orchestrator_agent_runs
-		(id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status, upstream_status, error,
-		 correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref, answer)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// insertAgentRunColumns are the columns every run is written with.
+const insertAgentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
+	upstream_status, error, correlation_id, duration_ms, started_at, finished_at, event_count, feedback_ref`
 
 const agentRunColumns = `id, trigger_source, webhook_event_id, actor, org_id, team_node_id, agent_name, status,
 	upstream_status, error, correlation_id, duration_ms, started_at, event_count, feedback_ref`

@@ -294,13 +294,14 @@ func (db *DB) agentRunAnswer(ctx context.Context, id string) (RunAnswer, error) 
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
 		return RunAnswer{}, fmt.Errorf("%w: agent run %s", ErrNotFound, id)
 	}
-	var text sql.NullString
+	var text, summary sql.NullString
 	var purged sql.NullInt64
-	run, err := scanAgentRunWith(db.read.QueryRowContext(ctx, `SELECT `+agentRunColumns+`, answer, answer_purged_at
-		FROM orchestrator_agent_runs WHERE id = ?`, id), &text, &purged)
+	run, err := scanAgentRunWith(db.read.QueryRowContext(ctx, `SELECT `+agentRunColumns+`, answer, answer_purged_at, summary
+		FROM orchestrator_agent_runs WHERE id = ?`, id), &text, &purged, &summary)
 	if errors.Is(err, sql.ErrNoRows) {
 		return RunAnswer{}, fmt.Errorf("%w: agent run %s", ErrNotFound, id)
 	}
+	run.Summary = summary.String
 	return RunAnswer{Run: run, Answer: text.String, Purged: purged.Valid}, err
 }
 

@@ -248,3 +248,27 @@ func TestConformance_LongAnswersAreCut(t *testing.T) {
 		}
 	})
 }
+
+// A streamed run's summary is written with it (with or without an
+// answer), read back by GetAgentRun and AgentRunAnswers, and cut on a
+// character boundary; a run without one reads "".
+func TestConformance_RunSummaryKept(t *testing.T) {
+	conform(t, func(t *testing.T, db *DB, _ string) {
+		with := AgentRun{ID: uuid.NewString(), TriggerSource: "slack", OrgID: "acme", TeamNodeID: "sre", AgentName: "planner",
+			Status: "failed", StartedAt: t0, Duration: 42 * time.Second, Summary: "Tools: kubectl_logs ×2 · 42 s"}
+		long := with
+		long.ID, long.Answer, long.Summary = uuid.NewString(), "done", strings.Repeat("é", MaxSummaryBytes)
+		plain := answerRun(t, db, t0, "no summary")
+		if err := db.RecordOutcomes(context.Background(), nil, []AgentRun{with, long}, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.AgentRunAnswers(context.Background(), []string{with.ID, long.ID, plain.ID})
+		if err != nil || got[with.ID].Run.Summary != with.Summary || got[plain.ID].Run.Summary != "" || got[long.ID].Answer != "done" ||
+			len(got[long.ID].Run.Summary) != MaxSummaryBytes || strings.ContainsRune(got[long.ID].Run.Summary, '\uFFFD') {
+			t.Fatalf("summaries %q %q %d bytes, %v", got[with.ID].Run.Summary, got[plain.ID].Run.Summary, len(got[long.ID].Run.Summary), err)
+		}
+		if a, err := db.GetAgentRun(context.Background(), with.ID); err != nil || a.Run.Summary != with.Summary {
+			t.Fatalf("GetAgentRun %q %v", a.Run.Summary, err)
+		}
+	})
+}

@@ -132,7 +132,9 @@ func TestDevMode_TheWholeConversationOnTheFakeSlack(t *testing.T) {
 		page = channelPage(t, slackURL, peerstest.DevApprover)
 		return strings.Contains(page, "deployment/checkout was restarted (approved by "+peerstest.DevApprover+")")
 	})
-	for _, want := range []string{"Approved by <@" + peerstest.DevApprover + ">.", "pods of checkout in prod-us", "Helpful"} {
+	for _, want := range []string{"Approved by <@" + peerstest.DevApprover + ">.", "pods of checkout in prod-us", "Helpful",
+		"Tools: kubectl_get_pods, kubectl_logs, kubectl_rollout_restart · Question: answered by " + peerstest.DevApprover +
+			" · Approval: approved by " + peerstest.DevApprover + " (restart-"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the channel page lacks %q:\n%s", want, page)
 		}

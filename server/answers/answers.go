@@ -73,6 +73,9 @@ type Answer struct {
 	// FeedbackRef is the unguessable reference of the run that the Slack
 	// feedback buttons carry.
 	FeedbackRef string
+	// Summary is a streamed run's summary (tools, questions, approvals,
+	// duration), shown under a Slack answer ("" = none).
+	Summary string
 }
 
 // Posted says where a post landed.

@@ -222,12 +222,15 @@ func slackFailure(method string, err error) error {
 // SlackBlocks lays an answer out as Block Kit: the text in sections of at
 // most 3,000 characters (Slack's bound), the feedback buttons when it is
 // an answer (their value the run's reference, which the interactions door
-// records feedback on), and a link to the run when the admin page has a
+// records feedback on) after a streamed run's summary, and a link to the run when the admin page has a
 // public address — at most 50 blocks in all; an answer longer than that
 // holds ends with a note that the rest is on the admin page.
 func SlackBlocks(a Answer) []slack.Block {
 	reserved := 0
 	if a.Success {
+		reserved++
+	}
+	if a.Summary != "" {
 		reserved++
 	}
 	if a.RunURL != "" {
@@ -243,6 +246,10 @@ func SlackBlocks(a Answer) []slack.Block {
 	blocks := make([]slack.Block, 0, len(parts)+reserved)
 	for _, p := range parts {
 		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, p, false, false), nil, nil))
+	}
+	if a.Summary != "" {
+		blocks = append(blocks, slack.NewContextBlock("orchestrator_summary",
+			slack.NewTextBlockObject(slack.MarkdownType, splitEscaped(a.Summary, 2900)[0], false, false)))
 	}
 	if a.Success {
 		yes := slack.NewButtonBlockElement("feedback_positive", a.FeedbackRef, slack.NewTextBlockObject(slack.PlainTextType, "Helpful", false, false))

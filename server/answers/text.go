@@ -50,7 +50,8 @@ func Text(raw []byte) string {
 // dispatcher wrote for it, if any, else its HTTP status.
 func FromRun(run store.AgentRun, text, publicURL string) Answer {
 	a := Answer{RunID: run.ID, EventID: run.WebhookEventID, OrgID: run.OrgID, TeamNodeID: run.TeamNodeID,
-		Text: text, Success: run.Status == "succeeded", RunURL: RunURL(publicURL, run.ID), FeedbackRef: run.FeedbackRef}
+		Text: text, Success: run.Status == "succeeded", RunURL: RunURL(publicURL, run.ID), FeedbackRef: run.FeedbackRef,
+		Summary: run.Summary}
 	if a.FeedbackRef == "" {
 		// A run recorded before feedback references (migration 12) is
 		// named by its id, which the feedback lookup still accepts.

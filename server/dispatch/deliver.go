@@ -243,10 +243,12 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, an
 	req.Timeout, req.MaxTurns = int(limits.Timeout/time.Second), limits.MaxTurns
 	start := d.now()
 	var raw json.RawMessage
+	streamed := d.protocol(tc.cfg, c.team) == ProtocolInvestigate
+	tools := &toolTally{}
 	err = d.step(ctx, "agent call", func(ctx context.Context) error {
 		var err error
-		if d.protocol(tc.cfg, c.team) == ProtocolInvestigate {
-			raw, err = d.investigate(ctx, agentURL, tc.imp.Token, correlation, runID, c.team, req, limits.Timeout+10*time.Second, &plan)
+		if streamed {
+			raw, err = d.investigate(ctx, agentURL, tc.imp.Token, correlation, runID, c.team, req, limits.Timeout+10*time.Second, &plan, tools)
 		} else {
 			raw, err = d.o.Agent.Run(ctx, agentURL, agentName, tc.imp.Token, correlation, req, limits.Timeout+10*time.Second)
 		}
@@ -258,6 +260,9 @@ func (d *Dispatcher) callAgent(ctx context.Context, c call) (*store.AgentRun, an
 		Answer: answers.Text(raw)}
 	if len(c.events) == 1 {
 		run.WebhookEventID = c.events[0].ID
+	}
+	if streamed {
+		run.Summary = d.summarize(context.WithoutCancel(ctx), runID, tools, run.Duration)
 	}
 	if err != nil {
 		run.Status, run.Error, run.UpstreamStatus, run.Answer = "failed", errorText(err), 0, ""

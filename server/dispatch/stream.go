@@ -48,7 +48,7 @@ func (d *Dispatcher) protocol(cfg map[string]any, t store.TeamKey) string {
 // A Slack thread the appliance posts the answer to gets a progress
 // message, which the answer replaces (plan's delivery names it).
 func (d *Dispatcher) investigate(ctx context.Context, baseURL, token, correlation, runID string, t store.TeamKey,
-	req peers.AgentRequest, timeout time.Duration, plan *answers.Plan) (json.RawMessage, error) {
+	req peers.AgentRequest, timeout time.Duration, plan *answers.Plan, tools *toolTally) (json.RawMessage, error) {
 	in := peers.InvestigateRequest{Prompt: req.Message, ThreadID: runID, TenantID: t.OrgID, TeamID: t.TeamNodeID,
 		Context: req.Context, OutputDestinations: req.OutputDestinations}
 	var progress *answers.Progress
@@ -76,6 +76,7 @@ func (d *Dispatcher) investigate(ctx context.Context, baseURL, token, correlatio
 	h := peers.StreamHandler{
 		Event: func(ev peers.StreamEvent) {
 			progress.Event(ev)
+			tools.event(ev)
 			conv.event(ctx, ev)
 		},
 		Skipped: func(reason string) {
