@@ -42,7 +42,7 @@ test: lint kube-assets helm alertmanager jaeger fuzz bundle
 	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 ORCHESTRATOR_TEST_REQUIRE_KUBE=1 ORCHESTRATOR_TEST_REQUIRE_HELM=1 \
 	ORCHESTRATOR_TEST_REQUIRE_BROWSER=1 ORCHESTRATOR_TEST_REQUIRE_ALERTMANAGER=1 ORCHESTRATOR_TEST_REQUIRE_PYTHON=1 \
 	ORCHESTRATOR_TEST_REQUIRE_JAEGER=1 \
-		$(GO) test -race -count=1 -timeout 20m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
+		$(GO) test -race -count=1 -timeout 30m -json $(PKGS) 2>&1 | $(GO) run ./internal/testsum
 
 ## helm: build helm v3.22.0 once into the cache (the chart tests use it)
 helm: $(HELM)
@@ -135,6 +135,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkGroupCommit' -benchtime 1x ./store/ | grep -E '^group commit'
 	$(GO) test -run '^$$' -bench 'BenchmarkInhibitor' -benchtime 20000x ./server/noise/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkFiringAlerts' -benchtime 5x ./store/ | grep -E '^Benchmark'
+	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkReleaseHold' -benchtime 1x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkOutbox' -benchtime 1x ./server/answers/ | grep -E '^outbox'
 	$(GO) test -run '^$$' -bench 'BenchmarkIngestTracing' -benchtime 1x ./server/ | grep -E '^ingest tracing'
 	$(GO) test -run '^$$' -bench 'BenchmarkStorm|BenchmarkStormWithNoise|BenchmarkStormTraced|BenchmarkStormWithHalfInhibited|BenchmarkStormAlertmanager|BenchmarkReplicas|BenchmarkSnapshot|BenchmarkProcess' -benchtime 1x -timeout 60m ./cmd/orchestrator/ | grep -vE '^(goos|goarch|pkg|cpu|PASS|ok)'

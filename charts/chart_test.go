@@ -571,17 +571,18 @@ func TestChart_SourcesRenderAFileTheBinaryReads(t *testing.T) {
 	if !mounted || dep.Spec.Template.Annotations["checksum/sources"] == "" {
 		t.Fatalf("sources not mounted read-only or not rolled on change")
 	}
-	// Routes and inhibit rules ride in the same file, read by the binary's own policy parser;
+	// Routes, time intervals and inhibit rules ride in the same file, read by the binary's own policy parser;
 	// changing them does not roll the pods (they are reloaded).
 	withRoutes := render(t, "sre", append(slices.Clone(allOn), "--set-json",
 		`routes=[{"name":"k8s-namespace","match":["label.namespace=\"payments\""],"route_to":{"org_id":"acme","team_node_id":"payments"}},{"name":"fallback","route_to":{"org_id":"acme","team_node_id":"sre"}}]`,
-		"--set-json", `inhibitRules=[{"source_matchers":["alertname=\"NodeDown\""],"target_matchers":["alertname=~\"Pod.*\""],"equal":["node"]}]`)...)
+		"--set-json", `inhibitRules=[{"source_matchers":["alertname=\"NodeDown\""],"target_matchers":["alertname=~\"Pod.*\""],"equal":["node"]}]`,
+		"--set-json", `timeIntervals=[{"name":"business-hours","time_intervals":[{"times":[{"start_time":"09:00","end_time":"17:00"}],"weekdays":["monday:friday"],"location":"Europe/Berlin"}]}]`)...)
 	for _, o := range withRoutes {
 		switch {
 		case o.GetKind() == "ConfigMap" && strings.HasSuffix(o.GetName(), "-sources"):
 			text, _ := o.Object["data"].(map[string]any)["sources.yaml"].(string)
 			p, err := policy.Parse([]byte(text), func(k string) string { return env[k] })
-			if err != nil || p.Routes.Len() != 2 || !p.Routes.Has("k8s-namespace") || p.Inhibits.Len() != 1 {
+			if err != nil || p.Routes.Len() != 2 || !p.Routes.Has("k8s-namespace") || p.Inhibits.Len() != 1 || p.Intervals.Get("business-hours") == nil {
 				t.Fatalf("the binary does not read the rendered routes and inhibit rules: %v\n%s", err, text)
 			}
 		case o.GetKind() == "Deployment":

@@ -35,7 +35,7 @@ var wantIndexes = []string{
 	"ix_feedback_created",
 	"ix_provisioning_runs_created", "ix_provisioning_runs_status", "ix_provisioning_runs_team", "ix_run_prompts_created", "ix_run_prompts_open", "ix_run_prompts_run", "ix_silences_ends",
 	"ix_ui_sessions_seen",
-	"ix_webhook_events_alert", "ix_webhook_events_labeled", "ix_webhook_events_matched_by", "ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received", "ix_webhook_events_status_received",
+	"ix_webhook_events_alert", "ix_webhook_events_held", "ix_webhook_events_labeled", "ix_webhook_events_matched_by", "ix_webhook_events_queue", "ix_webhook_events_received", "ix_webhook_events_source_received", "ix_webhook_events_status_received",
 	"ix_webhook_events_suppressed", "ix_webhook_events_team", "ix_webhook_events_team_queue",
 	"ux_agent_runs_feedback_ref", "ux_answer_deliveries_run", "ux_feedback_run_user",
 	"ux_pipeline_schedules_cronjob", "ux_pipeline_schedules_team_type",

@@ -58,8 +58,10 @@ type eventView struct {
 	// noise control); a suppressed_reason it still carries is why it had
 	// been kept back before.
 	Redriven bool `json:"redriven,omitempty"`
-	// ReleasedBy: the event was inhibited, and queued again when the
-	// alert holding it (SuppressedBy) resolved — this resolving event.
+	// ReleasedBy: what ended the hold on the event (SuppressedBy held
+	// it; SPEC §21) — the inhibitor's resolve, or store.Released*. On an
+	// event still suppressed: the hold ended, but a newer event of its
+	// alert (or its resolve) carried on, so it was not queued again.
 	ReleasedBy string `json:"released_by,omitempty"`
 	// Detail only.
 	Headers      map[string]string `json:"headers,omitempty"`

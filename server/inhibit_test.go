@@ -149,7 +149,7 @@ func TestInhibit_ANodeDownHoldsItsPodsInItsOrgAndReleasesThemWhenItResolves(t *t
 	if strings.Contains(msgs, "pod-b") || strings.Count(msgs, "PodCrashLooping") < 3 {
 		t.Fatalf("agent heard %q", msgs)
 	}
-	if p := page(podA); !strings.Contains(p, `then released when that alert resolved (<a href="/ui/events/`+resolve+`" id="event-released">`) {
+	if p := page(podA); !strings.Contains(p, `then released <a href="/ui/events/`+resolve+`" id="event-released">when that alert resolved (event `+resolve+`)</a>`) {
 		t.Fatalf("the event page does not say it was released:\n%s", p)
 	}
 	if !e.metric(`orchestrator_released_total{reason="inhibited"} 1`) {

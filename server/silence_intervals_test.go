@@ -101,6 +101,15 @@ func TestSilences_RecurringMutesOnlyInsideItsTimeInterval(t *testing.T) {
 	// 04:00 the window closes: the next alert goes through again.
 	e.clock.Add(sunday.Add(2 * time.Hour).Sub(e.clock.Now()))
 	e.waitStatus(e.sendPD(t, "rec-3", "INC-R3", "incident.triggered"), store.EventDelivered)
+	// And the alert it muted, still firing, is delivered once: released
+	// when the window closed.
+	e.disp.ReleaseHolds()
+	if rel := e.waitStatus(ev.ID, store.EventDelivered); rel.ReleasedBy != store.ReleasedWindowClosed {
+		t.Fatalf("muted in the window, then released by %q", rel.ReleasedBy)
+	}
+	if n := e.disp.ReleaseHolds(); n != 0 {
+		t.Fatalf("released %d more", n)
+	}
 
 	// The interval gone from the file: the silence mutes nothing, and says
 	// so, rather than muting for a year.

@@ -344,6 +344,8 @@ func writeOutcomes(ctx context.Context, t tx, outcomes []Outcome) ([]bool, error
 	applied := make([]bool, len(outcomes))
 	// A redriven event keeps why it had been suppressed when it is
 	// delivered (or fails): only a new suppression replaces the reason.
+	// A released event that is kept back again (by another holder) is no
+	// longer released: that holder's end releases it again.
 	// One statement per way an event is named (eventRef): by key, or, for
 	// an event stored before migration 7, by its UUID; each prepared when
 	// first needed.
@@ -356,7 +358,7 @@ func writeOutcomes(ctx context.Context, t tx, outcomes []Outcome) ([]bool, error
 		last_error = ?, org_id = COALESCE(?, org_id), team_node_id = COALESCE(?, team_node_id), matched_by = COALESCE(?, matched_by),
 		updated_at = ?, finished_at = ?, digest_run_id = COALESCE(?, digest_run_id), digest_size = COALESCE(?, digest_size),
 		suppressed_reason = COALESCE(?, suppressed_reason), suppressed_by = COALESCE(?, suppressed_by),
-		decision = COALESCE(?, decision)
+		decision = COALESCE(?, decision), released_by = CASE WHEN ? = 'suppressed' THEN NULL ELSE released_by END
 		WHERE `+cond+` AND status = ?`)
 		stmts[cond] = st
 		return st, err
@@ -401,7 +403,7 @@ func writeOutcomes(ctx context.Context, t tx, outcomes []Outcome) ([]bool, error
 		}
 		res, err := stmt.ExecContext(ctx, o.Status, o.Attempts, next, nullIfEmpty(o.LastError),
 			nullIfEmpty(o.OrgID), nullIfEmpty(o.TeamNodeID), nullIfEmpty(o.MatchedBy), ms(o.At), finished,
-			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), nullIfEmpty(string(o.Decision)), key, from)
+			nullIfEmpty(o.DigestRunID), size, nullIfEmpty(o.SuppressedReason), nullIfEmpty(o.SuppressedBy), nullIfEmpty(string(o.Decision)), o.Status, key, from)
 		if err != nil {
 			return nil, fmt.Errorf("store: outcome of event %s: %w", o.ID, err)
 		}

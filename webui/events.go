@@ -182,6 +182,7 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		}
 	}
 	cause, causeLink := suppressionCause(e)
+	released, releasedLink := releaseCause(e)
 	traceID := tracing.TraceID(e.Trace)
 	var recorded []store.Feedback
 	if e.Status == store.EventIgnored {
@@ -208,13 +209,16 @@ func (u *UI) uiEvent(w http.ResponseWriter, r *http.Request, se *uiSession) {
 		Cause         string
 		CauseLink     string
 		SilenceLink   string
-		Recorded      []store.Feedback
+		// Released says what ended the hold on a released event, and
+		// links it ("" for none).
+		Released, ReleasedLink string
+		Recorded               []store.Feedback
 		// Decision is where the event went and why (SPEC §20).
 		Decision routing.Decision
 		// TraceID is the event's trace (SPEC §22), TraceLink where the
 		// operator's trace viewer shows it ("" = no link).
 		TraceID, TraceLink string
-	}{e, runs, feedback, u.deliveryRows(r.Context(), a, ids), redrivable, message, body, cause, causeLink, silence, recorded, routing.DecodeDecision(e.Decision),
+	}{e, runs, feedback, u.deliveryRows(r.Context(), a, ids), redrivable, message, body, cause, causeLink, silence, released, releasedLink, recorded, routing.DecodeDecision(e.Decision),
 		traceID, u.traceLink(traceID)}})
 }
 
@@ -250,7 +254,7 @@ func (u *UI) traceLink(traceID string) string {
 
 // suppressionCause says what kept a suppressed event from the agent, and
 // links it: the resolving event (or the firing a resolve closed), the
-// earlier delivery, the silence, the inhibiting event.
+// earlier delivery, the silence, the inhibiting event, the time intervals.
 func suppressionCause(e store.Event) (string, string) {
 	switch e.SuppressedReason {
 	case store.SuppressedResolved:
@@ -269,10 +273,34 @@ func suppressionCause(e store.Event) (string, string) {
 		return "silenced by silence " + e.SuppressedBy, "/ui/silences#silence-" + e.SuppressedBy
 	case store.SuppressedInhibited:
 		return "inhibited by firing event " + e.SuppressedBy + " (an inhibit rule's source, in the same org)", "/ui/events/" + e.SuppressedBy
+	case store.SuppressedHeld:
+		return "held outside its route's or team's active_time_intervals (" + strings.ReplaceAll(e.SuppressedBy, ",", ", ") + "): delivered when one opens, if still firing", ""
 	case store.SuppressedBudget:
 		return "the team's daily budget of alert-triggered agent calls was spent on " + e.SuppressedBy + " (UTC)", ""
 	}
 	return "", ""
+}
+
+// releaseCause says what ended the hold on an event released at the end of
+// it (SPEC §21), and links it: the resolve of its inhibitor, its silence,
+// the route's interval.
+func releaseCause(e store.Event) (string, string) {
+	by := e.ReleasedBy
+	switch {
+	case by == "":
+		return "", ""
+	case by == store.ReleasedSilenceEnded:
+		return "when silence " + e.SuppressedBy + " ended", "/ui/silences#silence-" + e.SuppressedBy
+	case by == store.ReleasedSilenceExpired:
+		return "when silence " + e.SuppressedBy + " was expired early", "/ui/silences#silence-" + e.SuppressedBy
+	case by == store.ReleasedWindowClosed:
+		return "when the time interval of recurring silence " + e.SuppressedBy + " closed", "/ui/silences#silence-" + e.SuppressedBy
+	case by == store.ReleasedIntervalsGone:
+		return "when the time intervals (" + e.SuppressedBy + ") were removed from the sources file", ""
+	case strings.HasPrefix(by, store.ReleasedIntervalOpened+":"):
+		return "when the time interval " + strings.TrimPrefix(by, store.ReleasedIntervalOpened+":") + " opened", ""
+	}
+	return "when that alert resolved (event " + by + ")", "/ui/events/" + by
 }
 
 // isPeople reports whether a source's events are a person's (never silenced).

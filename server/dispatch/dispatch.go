@@ -248,7 +248,7 @@ func New(o Options) (*Dispatcher, error) {
 		}, []string{"source"}),
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_suppressed_total",
-			Help: "Events kept from the agent by noise control, by source and reason (resolved, repeat, silence, inhibited, budget).",
+			Help: "Events kept from the agent by noise control, by source and reason (resolved, repeat, silence, inhibited, held, budget).",
 		}, []string{"source", "reason"}),
 		budget: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orchestrator_team_budget_exhausted_total",
@@ -256,7 +256,7 @@ func New(o Options) (*Dispatcher, error) {
 		}),
 		released: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_released_total",
-			Help: "Events kept back that were queued again when what held them ended, by reason (inhibited).",
+			Help: "Events kept back that were queued again when what held them ended, by reason (inhibited, silence, held).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orchestrator_dispatch_latency_seconds",
@@ -278,7 +278,9 @@ func New(o Options) (*Dispatcher, error) {
 			d.metrics.suppressed.WithLabelValues(src, r)
 		}
 	}
-	d.metrics.released.WithLabelValues(store.SuppressedInhibited)
+	for _, r := range []string{store.SuppressedInhibited, store.SuppressedSilence, store.SuppressedHeld} {
+		d.metrics.released.WithLabelValues(r)
+	}
 	if o.Registry != nil {
 		for _, c := range []prometheus.Collector{d.metrics.total, d.metrics.coalesced, d.metrics.suppressed, d.metrics.budget, d.metrics.released,
 			d.metrics.latency, d.metrics.depth} {

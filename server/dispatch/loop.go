@@ -58,9 +58,9 @@ func (d *Dispatcher) loop() {
 			lastLease = now
 			d.requeueExpired()
 		}
-		if now := time.Now(); d.o.Inhibits != nil && now.Sub(lastRelease) >= releaseEvery {
+		if now := time.Now(); now.Sub(lastRelease) >= releaseEvery {
 			lastRelease = now
-			d.ReleaseInhibited()
+			d.Release()
 		}
 		if d.stale {
 			wait = min(wait, max(time.Millisecond, rescanEvery-time.Since(d.dueAt)))

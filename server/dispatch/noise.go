@@ -81,6 +81,103 @@ func (d *Dispatcher) muting(s store.Silence, now time.Time) (string, noise.Windo
 	return "", noise.Window{}, false
 }
 
+// held says whether a firing alert event is outside all the
+// active_time_intervals (SPEC §21) of the route that took it, or else of
+// its team (team config active_time_intervals): the names (comma-separated,
+// what the release pass reads back) and why. A name the file no longer
+// defines never holds (an interval removed is no reason to keep alerts
+// back), nor does a rule no longer in the file.
+func (d *Dispatcher) held(t store.TeamKey, e store.Event, now time.Time) (string, string, bool) {
+	if d.o.Intervals == nil || e.AlertState != store.AlertStateFiring || e.AlertKey == "" {
+		return "", "", false
+	}
+	is := d.o.Intervals()
+	if len(is.List()) == 0 {
+		return "", "", false
+	}
+	var names []string
+	whose := ""
+	if name, ok := strings.CutPrefix(e.MatchedBy, "rule:"); ok && d.o.Rules != nil {
+		if r := d.o.Rules().Rule(name); r != nil && len(r.ActiveTimeIntervals) > 0 {
+			names, whose = r.ActiveTimeIntervals, "route "+r.Name
+		}
+	}
+	if len(names) == 0 {
+		names, whose = d.teamIntervals(t), "team "+t.TeamNodeID
+	}
+	if len(names) == 0 {
+		return "", "", false
+	}
+	var next noise.Window
+	known := false
+	for _, n := range names {
+		iv := is.Get(n)
+		if iv == nil {
+			continue
+		}
+		known = true
+		if _, open := iv.Open(now); open {
+			return "", "", false
+		}
+		if w, ok := iv.Next(now); ok && (next.Start.IsZero() || w.Start.Before(next.Start)) {
+			next = w
+		}
+	}
+	if !known {
+		return "", "", false
+	}
+	why := "held: outside the active_time_intervals of " + whose + " (" + strings.Join(names, ", ") + ")"
+	if !next.Start.IsZero() {
+		why += "; delivered when one opens, at " + next.Start.UTC().Format(time.RFC3339) + ", if still firing"
+	}
+	return strings.Join(names, ","), why, true
+}
+
+// teamIntervals reads team config active_time_intervals (names of the
+// sources file's time intervals), from the team's cached config (read from
+// the Config Service when not cached, as the call would). A config that
+// cannot be read holds nothing: the call that follows reports it.
+func (d *Dispatcher) teamIntervals(t store.TeamKey) []string {
+	tc, err := d.context(d.work, t.OrgID, t.TeamNodeID)
+	if err != nil {
+		return nil
+	}
+	list, _ := tc.cfg["active_time_intervals"].([]any)
+	var names []string
+	for _, v := range list {
+		if s, ok := v.(string); ok && s != "" && !strings.Contains(s, ",") && !slices.Contains(names, s) && len(names) < routing.MaxActiveIntervals {
+			names = append(names, s)
+		}
+	}
+	return names
+}
+
+// stillHeld says whether the hold a held event's suppressed_by names
+// (comma-separated interval names) still holds at now: none of the names it
+// knows is open. When it no longer holds, what released it: the interval
+// that opened, or that its intervals are gone from the file.
+func (d *Dispatcher) stillHeld(by string, now time.Time) (bool, string) {
+	if d.o.Intervals == nil {
+		return false, store.ReleasedIntervalsGone
+	}
+	is := d.o.Intervals()
+	known := false
+	for _, n := range strings.Split(by, ",") {
+		iv := is.Get(n)
+		if iv == nil {
+			continue
+		}
+		known = true
+		if _, open := iv.Open(now); open {
+			return false, store.ReleasedIntervalOpened + ":" + n
+		}
+	}
+	if !known {
+		return false, store.ReleasedIntervalsGone
+	}
+	return true, ""
+}
+
 // Matches reports whether the silence covers the team's event.
 func Matches(s store.Silence, t store.TeamKey, e store.Event) bool {
 	if s.OrgID != t.OrgID || s.TeamNodeID != "" && s.TeamNodeID != t.TeamNodeID {
@@ -144,6 +241,11 @@ func (d *Dispatcher) screen(t store.TeamKey, events []store.Event, now time.Time
 				reason, by = store.SuppressedSilence, s.ID
 				why = "silenced by " + s.ID + " (" + oneLine(s.Comment) + ") during time interval " + name + " until " + w.End.UTC().Format(time.RFC3339)
 				break
+			}
+		}
+		if reason == "" {
+			if names, text, ok := d.held(t, e, now); ok {
+				reason, by, why = store.SuppressedHeld, names, text
 			}
 		}
 		if reason == "" {

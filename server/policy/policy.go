@@ -71,6 +71,11 @@ func Parse(data []byte, getenv func(string) string, identifiers ...string) (*Pol
 	if p.Intervals, err = noise.ParseIntervals(sections["time_intervals"]); err != nil {
 		return nil, err
 	}
+	for _, r := range p.Routes.List() {
+		if err := p.Intervals.Check(fmt.Sprintf("routes: rule %q: active_time_intervals", r.Name), r.ActiveTimeIntervals); err != nil {
+			return nil, err
+		}
+	}
 	if p.Inhibits, err = noise.ParseInhibitRules(sections["inhibit_rules"]); err != nil {
 		return nil, err
 	}

@@ -193,6 +193,8 @@ func TestHolder_ABrokenTimeIntervalKeepsThePreviousFile(t *testing.T) {
 		{"weekdays: [funday]", `time_intervals: "weekend": time_intervals[0].weekdays: funday is not a valid weekday`},
 		{"location: Europe/Atlantis", `time_intervals: "weekend": time_intervals[0].location: unknown time zone Europe/Atlantis`},
 		{`times: [{start_time: "09:00", end_time: "25:00"}]`, `time_intervals: "weekend": time_intervals[0].times[0].end_time: "25:00" is not a time of day`},
+		{"weekdays: [saturday]\nroutes:\n  - name: pages\n    match: ['source=\"pagerduty\"']\n    route_to: {org_id: acme, team_node_id: sre}\n    active_time_intervals: [weekend, business-hours]",
+			`routes: rule "pages": active_time_intervals: "business-hours" is not a time interval (defined: weekend)`},
 	} {
 		write(t, path, "time_intervals:\n  - name: weekend\n    time_intervals:\n      - "+c.entry+"\n")
 		err := h.Reload()

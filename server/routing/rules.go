@@ -60,7 +60,15 @@ type Rule struct {
 	// Fallback: the last rule, without match: it takes every event no
 	// earlier rule took.
 	Fallback bool
+	// ActiveTimeIntervals (SPEC §21): the alert events this rule routes
+	// are delivered only while one of these time intervals of the file is
+	// open; outside them they are held and delivered when one opens, if
+	// still firing. Empty: always active.
+	ActiveTimeIntervals []string
 }
+
+// MaxActiveIntervals bounds the time intervals one rule names.
+const MaxActiveIntervals = 20
 
 // Rules are the routes: of one reading of the sources file, in order.
 type Rules struct {
@@ -69,6 +77,16 @@ type Rules struct {
 	always, unrouted []*Rule
 	// body: some rule reads labels or fields (the event's body is needed).
 	body bool
+	// named: each rule by its name.
+	named map[string]*Rule
+}
+
+// Rule returns the rule of that name, nil if none.
+func (rs *Rules) Rule(name string) *Rule {
+	if rs == nil {
+		return nil
+	}
+	return rs.named[name]
 }
 
 // Len is how many rules there are.
@@ -88,14 +106,7 @@ func (rs *Rules) List() []*Rule {
 }
 
 // Has reports whether a rule of that name exists.
-func (rs *Rules) Has(name string) bool {
-	for _, r := range rs.List() {
-		if r.Name == name {
-			return true
-		}
-	}
-	return false
-}
+func (rs *Rules) Has(name string) bool { return rs.Rule(name) != nil }
 
 // ValidRuleName reports whether name can be a rule's name.
 func ValidRuleName(name string) bool { return ruleName.MatchString(name) }
@@ -109,6 +120,9 @@ type spec struct {
 	Identifiers map[string]string `json:"identifiers"`
 	Ignore      bool              `json:"ignore"`
 	Continue    bool              `json:"continue"`
+	// ActiveTimeIntervals names time intervals of the file's
+	// time_intervals: (policy checks that each exists).
+	ActiveTimeIntervals []string `json:"active_time_intervals"`
 }
 
 var (
@@ -155,6 +169,10 @@ func Parse(raw json.RawMessage, known []string) (*Rules, error) {
 			return nil, fmt.Errorf("%s: name: listed twice", ruleRef(s.Name, i))
 		}
 		names[r.Name] = true
+		if rs.named == nil {
+			rs.named = map[string]*Rule{}
+		}
+		rs.named[r.Name] = r
 		if len(s.Match) == 0 {
 			if i != len(items)-1 {
 				return nil, fmt.Errorf("%s: match: missing; only the last rule may go without (the fallback), or it would take every event before the rules after it", ruleRef(s.Name, i))
@@ -191,7 +209,7 @@ func ruleRef(name string, i int) string {
 func jsonError(err error) string {
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return strings.Trim(f, `"`) + ": unknown field (a rule has name, match, when, route_to, identifiers, ignore, continue)"
+		return strings.Trim(f, `"`) + ": unknown field (a rule has name, match, when, route_to, identifiers, ignore, continue, active_time_intervals)"
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
@@ -270,6 +288,19 @@ func compile(s spec, known []string) (*Rule, error) {
 	}
 	if actions != 1 {
 		return nil, fmt.Errorf("a rule takes exactly one action: route_to, identifiers or ignore: true (it has %d)", actions)
+	}
+	if len(s.ActiveTimeIntervals) > 0 {
+		if r.Action != ActionRouteTo {
+			return nil, fmt.Errorf("active_time_intervals: only a rule that routes (route_to) holds the events it routes outside its time intervals")
+		}
+		if len(s.ActiveTimeIntervals) > MaxActiveIntervals {
+			return nil, fmt.Errorf("active_time_intervals: %d names, at most %d", len(s.ActiveTimeIntervals), MaxActiveIntervals)
+		}
+		for _, n := range s.ActiveTimeIntervals {
+			if !slices.Contains(r.ActiveTimeIntervals, n) {
+				r.ActiveTimeIntervals = append(r.ActiveTimeIntervals, n)
+			}
+		}
 	}
 	return r, nil
 }
