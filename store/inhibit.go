@@ -168,8 +168,8 @@ func (db *DB) ReleaseInhibited(ctx context.Context, now time.Time) ([]Release, e
 		by := strconv.FormatInt(resolve.Int64, 10)
 		res, err := db.write.ExecContext(ctx, `UPDATE orchestrator_webhook_events SET status = ?, released_by = ?, attempts = 0,
 			next_attempt_at = ?, updated_at = ?, finished_at = NULL, digest_run_id = NULL, digest_size = NULL
-			WHERE id = ? AND status = ? AND suppressed_reason = ? AND released_by IS NULL`,
-			EventQueued, by, at, at, c.key, EventSuppressed, SuppressedInhibited)
+			WHERE id = ? AND status = ? AND suppressed_reason = ? AND suppressed_by = ? AND released_by IS NULL`,
+			EventQueued, by, at, at, c.key, EventSuppressed, SuppressedInhibited, c.rel.HeldBy)
 		if err != nil {
 			return out, err
 		}

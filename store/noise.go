@@ -111,6 +111,15 @@ func (a alertStatements) queryRow(ctx context.Context, st func(*eventStmts) *sql
 func settle(ctx context.Context, a alertStatements, key int64, ref AlertRef, at time.Time) (settled int, suppressed bool, err error) {
 	when := ms(at)
 	args := append([]any{EventSuppressed, SuppressedResolved, strconv.FormatInt(key, 10), when, when}, ref.args()...)
+	// Kept-back events first: on PostgreSQL a release (the event queued
+	// again) that commits between the two statements is then either seen
+	// by the firings' statement (queued) or blocked by this one's row lock
+	// and refused by its own guard (the reason is no longer the hold's).
+	if _, err := a.exec(ctx, func(s *eventStmts) *sql.Stmt { return s.settleKept }, settleKeptSQL,
+		append(append([]any{SuppressedResolved, strconv.FormatInt(key, 10), when, strconv.FormatInt(key, 10)}, ref.args()...),
+			key, EventSuppressed, SuppressedSilence, SuppressedInhibited, SuppressedHeld, AlertStateFiring)...); err != nil {
+		return 0, false, fmt.Errorf("store: settle alert %q's kept-back events: %w", ref.Key, err)
+	}
 	res, err := a.exec(ctx, func(s *eventStmts) *sql.Stmt { return s.settleFirings }, settleFiringsSQL,
 		append(args, key, EventQueued, AlertStateFiring, false)...)
 	if err != nil {
@@ -119,11 +128,6 @@ func settle(ctx context.Context, a alertStatements, key int64, ref AlertRef, at 
 	n, err := affectedRows(res, nil)
 	if err != nil {
 		return 0, false, err
-	}
-	if _, err := a.exec(ctx, func(s *eventStmts) *sql.Stmt { return s.settleKept }, settleKeptSQL,
-		append(append([]any{SuppressedResolved, strconv.FormatInt(key, 10), when, strconv.FormatInt(key, 10)}, ref.args()...),
-			key, EventSuppressed, SuppressedSilence, SuppressedInhibited, SuppressedHeld, AlertStateFiring)...); err != nil {
-		return n, false, fmt.Errorf("store: settle alert %q's kept-back events: %w", ref.Key, err)
 	}
 	var handed, latest sql.NullInt64
 	if err := a.queryRow(ctx, func(s *eventStmts) *sql.Stmt { return s.alertHanded }, alertHandedSQL,

@@ -24,7 +24,8 @@ const (
 	ReleasedSilenceEnded   = "silence-ended"
 	ReleasedSilenceExpired = "silence-expired"
 	ReleasedWindowClosed   = "window-closed"
-	// ReleasedIntervalOpened is followed by ":" and the interval's name.
+	// ReleasedIntervalOpened is followed by ":" and the interval's name
+	// (alone when the two would not fit in released_by).
 	ReleasedIntervalOpened = "interval-opened"
 	ReleasedIntervalsGone  = "intervals-removed"
 )

@@ -297,6 +297,8 @@ func releaseCause(e store.Event) (string, string) {
 		return "when the time interval of recurring silence " + e.SuppressedBy + " closed", "/ui/silences#silence-" + e.SuppressedBy
 	case by == store.ReleasedIntervalsGone:
 		return "when the time intervals (" + e.SuppressedBy + ") were removed from the sources file", ""
+	case by == store.ReleasedIntervalOpened:
+		return "when one of its time intervals opened", ""
 	case strings.HasPrefix(by, store.ReleasedIntervalOpened+":"):
 		return "when the time interval " + strings.TrimPrefix(by, store.ReleasedIntervalOpened+":") + " opened", ""
 	}

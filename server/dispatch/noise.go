@@ -92,7 +92,7 @@ func (d *Dispatcher) held(t store.TeamKey, e store.Event, now time.Time) (string
 		return "", "", false
 	}
 	is := d.o.Intervals()
-	if len(is.List()) == 0 {
+	if is.Len() == 0 {
 		return "", "", false
 	}
 	var names []string
@@ -108,29 +108,34 @@ func (d *Dispatcher) held(t store.TeamKey, e store.Event, now time.Time) (string
 	if len(names) == 0 {
 		return "", "", false
 	}
+	// Only the names the file defines hold, as many as suppressed_by keeps
+	// (64 characters, comma-separated; a route's are checked to fit when
+	// the file is read, a team's are cut).
+	var kept []string
 	var next noise.Window
-	known := false
 	for _, n := range names {
 		iv := is.Get(n)
 		if iv == nil {
 			continue
 		}
-		known = true
 		if _, open := iv.Open(now); open {
 			return "", "", false
 		}
+		if len(strings.Join(append(kept, n), ",")) > routing.MaxActiveIntervalsText {
+			continue
+		}
+		kept = append(kept, n)
 		if w, ok := iv.Next(now); ok && (next.Start.IsZero() || w.Start.Before(next.Start)) {
 			next = w
 		}
 	}
-	if !known {
+	// None defined, or none that will open again: nothing to wait for.
+	if len(kept) == 0 || next.Start.IsZero() {
 		return "", "", false
 	}
-	why := "held: outside the active_time_intervals of " + whose + " (" + strings.Join(names, ", ") + ")"
-	if !next.Start.IsZero() {
-		why += "; delivered when one opens, at " + next.Start.UTC().Format(time.RFC3339) + ", if still firing"
-	}
-	return strings.Join(names, ","), why, true
+	why := "held: outside the active_time_intervals of " + whose + " (" + strings.Join(kept, ", ") + "); delivered when one opens, at " +
+		next.Start.UTC().Format(time.RFC3339) + ", if still firing"
+	return strings.Join(kept, ","), why, true
 }
 
 // teamIntervals reads team config active_time_intervals (names of the
@@ -169,7 +174,11 @@ func (d *Dispatcher) stillHeld(by string, now time.Time) (bool, string) {
 		}
 		known = true
 		if _, open := iv.Open(now); open {
-			return false, store.ReleasedIntervalOpened + ":" + n
+			by := store.ReleasedIntervalOpened + ":" + n
+			if len(by) > store.MaxReleasedBy {
+				by = store.ReleasedIntervalOpened
+			}
+			return false, by
 		}
 	}
 	if !known {

@@ -62,6 +62,14 @@ func (is *Intervals) Get(name string) *Interval {
 	return is.byName[name]
 }
 
+// Len is how many intervals there are.
+func (is *Intervals) Len() int {
+	if is == nil {
+		return 0
+	}
+	return len(is.list)
+}
+
 // List returns the intervals in file order.
 func (is *Intervals) List() []*Interval {
 	if is == nil {

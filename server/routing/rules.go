@@ -70,6 +70,10 @@ type Rule struct {
 // MaxActiveIntervals bounds the time intervals one rule names.
 const MaxActiveIntervals = 20
 
+// MaxActiveIntervalsText bounds a rule's active_time_intervals joined with
+// commas: a held event keeps them in suppressed_by (64 characters).
+const MaxActiveIntervalsText = 64
+
 // Rules are the routes: of one reading of the sources file, in order.
 type Rules struct {
 	list []*Rule
@@ -300,6 +304,9 @@ func compile(s spec, known []string) (*Rule, error) {
 			if !slices.Contains(r.ActiveTimeIntervals, n) {
 				r.ActiveTimeIntervals = append(r.ActiveTimeIntervals, n)
 			}
+		}
+		if joined := strings.Join(r.ActiveTimeIntervals, ","); len(joined) > MaxActiveIntervalsText {
+			return nil, fmt.Errorf("active_time_intervals: the names are %d characters together (with commas), at most %d: each held event keeps them", len(joined), MaxActiveIntervalsText)
 		}
 	}
 	return r, nil
