@@ -150,12 +150,7 @@ const releaseEvery = 10 * time.Second
 // it; the store's guarded update releases each event once.
 func (d *Dispatcher) ReleaseInhibited() int {
 	released, err := d.o.Store.ReleaseInhibited(d.work, d.now())
-	for _, r := range released {
-		d.metrics.released.WithLabelValues(store.SuppressedInhibited).Inc()
-		d.log.Info("dispatch", "event_id", r.ID, "outcome", "released", "reason", store.SuppressedInhibited, "held_by", r.HeldBy,
-			"resolved_by", r.ResolvedBy, "org_id", r.OrgID, "team_node_id", r.TeamNodeID)
-		d.Notify(r.OrgID, r.TeamNodeID)
-	}
+	d.released(store.SuppressedInhibited, released)
 	if err != nil {
 		d.log.Error("releasing inhibited events failed", "error", err)
 	}

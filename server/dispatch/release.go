@@ -40,18 +40,24 @@ func (d *Dispatcher) ReleaseHolds() int {
 			continue
 		}
 		released, err := d.o.Store.ReleaseHold(d.work, h, by, now)
-		for _, r := range released {
-			d.metrics.released.WithLabelValues(h.Reason).Inc()
-			d.log.Info("dispatch", "event_id", r.ID, "outcome", "released", "reason", h.Reason, "held_by", h.By,
-				"released_by", by, "org_id", r.OrgID, "team_node_id", r.TeamNodeID)
-			d.Notify(r.OrgID, r.TeamNodeID)
-		}
+		d.released(h.Reason, released)
 		n += len(released)
 		if err != nil {
 			d.log.Error("releasing held events failed", "reason", h.Reason, "held_by", h.By, "error", err)
 		}
 	}
 	return n
+}
+
+// released counts and logs events queued again for reason, and wakes
+// their teams.
+func (d *Dispatcher) released(reason string, released []store.Release) {
+	for _, r := range released {
+		d.metrics.released.WithLabelValues(reason).Inc()
+		d.log.Info("dispatch", "event_id", r.ID, "outcome", "released", "reason", reason, "held_by", r.HeldBy,
+			"released_by", r.ResolvedBy, "org_id", r.OrgID, "team_node_id", r.TeamNodeID)
+		d.Notify(r.OrgID, r.TeamNodeID)
+	}
 }
 
 // holds says whether h still keeps its events back at now, and when not,
