@@ -130,7 +130,7 @@ fuzz:
 ## answers posted per second through the outbox to the GitHub stand-in
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./server/ | grep -E '^(ingest|pages|storage|purge|copy|Benchmark)'
-	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7|BenchmarkMigration13|BenchmarkMigration17|BenchmarkMigrations18To20' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
+	ORCHESTRATOR_TEST_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench 'BenchmarkMigration7|BenchmarkMigration13|BenchmarkMigration17|BenchmarkMigrations18To20|BenchmarkMigrations21To23' -benchtime 1x -timeout 60m ./store/ | grep -E '^(migration|Benchmark)'
 	$(GO) test -run '^$$' -bench 'Payload' -benchtime 20000x ./store/ | grep -E '^Benchmark'
 	$(GO) test -run '^$$' -bench 'BenchmarkGroupCommit' -benchtime 1x ./store/ | grep -E '^group commit'
 	$(GO) test -run '^$$' -bench 'BenchmarkInhibitor' -benchtime 20000x ./server/noise/ | grep -E '^Benchmark'

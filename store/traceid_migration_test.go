@@ -30,6 +30,10 @@ func BenchmarkMigration17(b *testing.B) { benchMigrations(b, traceIDVersion) }
 // silences).
 func BenchmarkMigrations18To20(b *testing.B) { benchMigrations(b, 18, 19, 20) }
 
+// BenchmarkMigrations21To23 applies the run summary (21) and the held-events
+// index (23) to a million events (there is no 22).
+func BenchmarkMigrations21To23(b *testing.B) { benchMigrations(b, 21, 23) }
+
 // benchMigrations fills BENCH_MIGRATE_EVENTS events (default 1,000,000, 30
 // days) at the schema before versions[0], then applies each version in
 // turn, printing its time and the events' bytes per event before and
